@@ -1,0 +1,16 @@
+"""umps-agent: the on-board agent of a police emergency patrol unit (UMPS).
+
+The package is laid out so the architecture shows in the tree:
+
+- ``agent.core``: pure logic. Events in, commands out. No threads, sockets,
+  clocks or hardware; it imports nothing else from ``agent``.
+- ``agent.adapters``: one module per outside thing (serial GNSS, GPIO, MQTT,
+  the durable outbox, the touchscreen web UI, the rider panel display,
+  systemd notification). Each turns library callbacks into core events.
+- ``agent.config``: the TOML configuration, validated once into frozen models.
+- ``agent.runtime``: the shell that wires adapters to the core: one bounded
+  inbox, one core thread, supervision and shutdown.
+- ``agent.cli``: the composition root and the ``umps-agent`` command.
+"""
+
+__version__ = "0.1.0"
