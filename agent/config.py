@@ -124,6 +124,8 @@ class MqttConfig(Section):
 
 class StorageConfig(Section):
     state_dir: Path = Path("/var/lib/umps-agent")
+    # Live state for `umps-agent status` (a tmpfs: nothing here wears the SD card).
+    runtime_dir: Path = Path("/run/umps-agent")
     # 48 h of 1 Hz reports; when full the oldest backlog telemetry goes first.
     max_backlog_reports: Annotated[int, Field(ge=100, le=10_000_000)] = 172_800
     # Telemetry is committed in batches (SD card wear); status and alarms at once.

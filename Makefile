@@ -1,0 +1,49 @@
+# umps-agent: every target sets up what it needs (a .venv, and Debian packages when missing).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# The venv is rebuilt when pyproject.toml changes.
+STAMP  := $(VENV)/.stamp-$(shell cksum pyproject.toml | cut -d' ' -f1)
+export PATH := $(CURDIR)/$(BIN):$(PATH):/usr/sbin:/sbin
+
+.PHONY: help setup os-deps test test-all bench demo install uninstall clean
+
+help:
+	@echo "make demo       run the agent against the emulated vehicle (rig)"
+	@echo "make test       set up and run the whole test suite"
+	@echo "make test-all   the same with the slow soak/load runs"
+	@echo "make bench      measure speed and memory, write docs/performance.md"
+	@echo "make install    install on a unit (DESTDIR=/dir to stage instead)"
+	@echo "make uninstall  remove it again"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev,hil]'
+	@rm -f $(VENV)/.stamp-* && touch $@
+
+setup: os-deps $(STAMP)
+
+os-deps:
+	@scripts/os-deps.sh
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-all: setup
+	$(BIN)/python -m pytest -q --run-slow
+
+bench: setup
+	$(BIN)/python -m bench
+
+demo: setup
+	$(BIN)/umps-hil demo
+
+install:
+	scripts/install.sh
+
+uninstall:
+	scripts/uninstall.sh
+
+clean:
+	rm -rf $(VENV) test-artifacts hil-results .pytest_cache

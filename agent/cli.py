@@ -1,0 +1,228 @@
+"""The ``umps-agent`` command: the composition root.
+
+Subcommands:
+
+``run``                 run the agent (what systemd starts)
+``status``              link state, backlog, counters of the running agent
+``config check PATH``   validate a config file; every problem with its key path
+``config show``         the effective config (file + remote changes), secrets hidden
+``gnss decode PATH|-``  decode an NMEA capture offline, one JSON line per epoch
+``gnss watch``          live fixes and counters from the receiver, for installers
+``admin keygen|sign``   fleet admin tools for signed config pushes
+
+Exit codes: 0 success, 1 runtime failure, 2 bad usage or invalid config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from agent import __version__
+from agent.config import DEFAULT_PATH, AgentConfig, ConfigError, load_config
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="umps-agent", description="On-board agent of a UMPS patrol unit.")
+    parser.add_argument("--version", action="version", version=f"umps-agent {__version__}")
+    config_opt = argparse.ArgumentParser(add_help=False)
+    config_opt.add_argument("--config", type=Path, default=DEFAULT_PATH, help=f"config file (default {DEFAULT_PATH})")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("run", parents=[config_opt], help="run the agent")
+    status = sub.add_parser("status", parents=[config_opt], help="show the running agent's state")
+    status.add_argument("--json", action="store_true", help="print the raw JSON")
+
+    config = sub.add_parser("config", help="check or show configuration")
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    check = config_sub.add_parser("check", help="validate a config file")
+    check.add_argument("path", type=Path)
+    config_sub.add_parser("show", parents=[config_opt], help="print the effective config, secrets hidden")
+
+    gnss = sub.add_parser("gnss", help="GNSS receiver tools")
+    gnss_sub = gnss.add_subparsers(dest="gnss_command", required=True, metavar="ACTION")
+    decode = gnss_sub.add_parser("decode", help="decode an NMEA capture (PATH or - for stdin)")
+    decode.add_argument("path")
+    watch = gnss_sub.add_parser("watch", parents=[config_opt], help="show live fixes and counters")
+    watch.add_argument("--port", help="device path or pyserial URL (default: [gnss] port)")
+    watch.add_argument("--baudrate", type=int, help="default: [gnss] baudrate, else 9600")
+
+    admin = sub.add_parser("admin", help="fleet admin tools (signing)")
+    admin_sub = admin.add_subparsers(dest="admin_command", required=True, metavar="ACTION")
+    keygen = admin_sub.add_parser("keygen", help="make an Ed25519 key pair for signing config pushes")
+    keygen.add_argument("--out", type=Path, required=True, help="private key file to write (PEM, mode 0600)")
+    sign = admin_sub.add_parser("sign", help="sign a config/set or cmd request for one unit")
+    sign.add_argument("--key", type=Path, required=True, help="private key (PEM)")
+    sign.add_argument("--unit", required=True, help="unit id the request is for")
+    sign.add_argument("request", help="request JSON file, or - for stdin")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {
+        "run": cmd_run,
+        "status": cmd_status,
+        "config": cmd_config,
+        "gnss": cmd_gnss,
+        "admin": cmd_admin,
+    }[args.command]
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except BrokenPipeError:
+        # `umps-agent gnss decode x | head`: the reader left; not an error.
+        sys.stderr.close()
+        return EXIT_OK
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _load(path: Path) -> AgentConfig | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        _print_problems(exc)
+        return None
+
+
+def _print_problems(exc: ConfigError) -> None:
+    print(f"{exc.source}: invalid configuration", file=sys.stderr)
+    for loc, msg in exc.problems:
+        print(f"  {loc or '(file)'}: {msg}", file=sys.stderr)
+
+
+# ----------------------------------------------------------------- commands
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from agent import logsetup
+    from agent.runtime import run_agent
+
+    config = _load(args.config)
+    if config is None:
+        return EXIT_USAGE
+    logsetup.configure(config.logging.level)
+    return run_agent(config, args.config)
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    if args.config_command == "check":
+        try:
+            config = load_config(args.path)
+        except ConfigError as exc:
+            _print_problems(exc)
+            return EXIT_USAGE
+        print(f"{args.path}: OK (unit {config.unit.id}, {config.unit.kind}, hash {config.digest()})")
+        return EXIT_OK
+    from agent.adapters.config_store import ConfigStore
+
+    base = _load(args.config)
+    if base is None:
+        return EXIT_USAGE
+    effective, version = ConfigStore(base.storage.state_dir).load_effective(args.config)
+    print(json.dumps({"version": version, "hash": effective.digest(), "config": effective.redacted()}, indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
+def cmd_gnss(args: argparse.Namespace) -> int:
+    from agent import gnss_tools
+
+    if args.gnss_command == "decode":
+        if args.path == "-":
+            counters = gnss_tools.decode(sys.stdin.buffer, sys.stdout)
+        else:
+            try:
+                src = open(args.path, "rb")
+            except OSError as exc:
+                print(f"umps-agent gnss decode: {args.path}: {exc.strerror}", file=sys.stderr)
+                return EXIT_USAGE
+            with src:
+                counters = gnss_tools.decode(src, sys.stdout)
+        print(f"# {counters}", file=sys.stderr)
+        return EXIT_OK
+    port, baudrate = args.port, args.baudrate
+    if port is None or baudrate is None:
+        if args.config.exists():
+            config = _load(args.config)
+            if config is None:
+                return EXIT_USAGE
+            port = port or config.gnss.port
+            baudrate = baudrate or config.gnss.baudrate
+        elif port is None:
+            print(f"umps-agent gnss watch: no --port and no config at {args.config}", file=sys.stderr)
+            return EXIT_USAGE
+    return gnss_tools.watch(port, baudrate or 9600, sys.stdout)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from agent.runtime import STATUS_FILE, runtime_dir
+
+    config = _load(args.config)
+    if config is None:
+        return EXIT_USAGE
+    path = runtime_dir(config) / STATUS_FILE
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        print(f"the agent is not running (no {path})", file=sys.stderr)
+        return EXIT_FAILURE
+    except (OSError, ValueError) as exc:
+        print(f"cannot read {path}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    if args.json:
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    age = time.time() - data.get("written", 0)
+    print(format_status(data, age))
+    return EXIT_OK if age < 10 else EXIT_FAILURE
+
+
+def format_status(data: dict, age: float) -> str:
+    link = data.get("link", {})
+    gnss = data.get("gnss", {})
+    outbox = data.get("outbox", {})
+    lines = [
+        f"unit        {data.get('unit')}  (agent {data.get('version')}, pid {data.get('pid')}, "
+        f"up {data.get('uptime_s', 0):.0f} s)" + ("" if age < 10 else f"  STALE: last update {age:.0f} s ago"),
+        f"link        {'online to ' + str(link.get('broker')) if link.get('online') else 'OFFLINE'}"
+        f"  (connects {link.get('connects', 0)}, drops {link.get('drops', 0)})",
+        f"outbox      live {outbox.get('live', 0)}  backlog {outbox.get('backlog', 0)}  "
+        f"status {outbox.get('status', 0)}  emergency {outbox.get('emergency', 0)}  dropped {outbox.get('dropped', 0)}",
+        f"gnss        {gnss.get('state')}  mode {gnss.get('mode')}  age {gnss.get('age')}  "
+        f"ok {gnss.get('sentences_ok', 0)}  bad checksum {gnss.get('bad_checksum', 0)}  unparsable {gnss.get('unparsable', 0)}",
+        f"unit state  status {data.get('status')}  siren {'on' if data.get('siren') else 'off'}  "
+        f"emergency {data.get('emergency')}  call {data.get('call') or '-'}",
+        f"telemetry   seq {data.get('seq')}  config version {data.get('config_version')}",
+    ]
+    return "\n".join(lines)
+
+
+def cmd_admin(args: argparse.Namespace) -> int:
+    from agent import admin_tools
+
+    if args.admin_command == "keygen":
+        public = admin_tools.keygen(args.out)
+        print(f"private key written to {args.out} (keep it off the units)")
+        print(f"public key for [security] admin_keys: {public}")
+        return EXIT_OK
+    raw = sys.stdin.read() if args.request == "-" else Path(args.request).read_text()
+    try:
+        signed = admin_tools.sign(args.key, args.unit, json.loads(raw))
+    except (ValueError, OSError) as exc:
+        print(f"umps-agent admin sign: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(json.dumps(signed, ensure_ascii=False))
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

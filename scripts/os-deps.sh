@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Install the Debian packages the tests and the demo need, when missing.
+# As root (or with passwordless sudo) it runs apt-get; otherwise it says what to install.
+set -euo pipefail
+
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+# mosquitto lives in /usr/sbin, which is not on every user's PATH.
+have mosquitto || [[ -x /usr/sbin/mosquitto ]] || need+=(mosquitto)
+have mosquitto_passwd || need+=(mosquitto-clients)
+have chromium || need+=(chromium)
+[[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]] || need+=(fonts-dejavu-core)
+have espeak-ng || need+=(espeak-ng)
+have systemd-analyze || need+=(systemd)
+have udevadm || need+=(udev)
+have chronyd || need+=(chrony)
+
+((${#need[@]})) || exit 0
+
+if [[ $(id -u) -eq 0 ]]; then
+  sudo=()
+elif have sudo && sudo -n true 2>/dev/null; then
+  sudo=(sudo -n)
+else
+  echo "Missing Debian packages: ${need[*]}" >&2
+  echo "Install them with: sudo apt-get install -y ${need[*]}" >&2
+  exit 1
+fi
+echo "Installing Debian packages: ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq || echo "apt-get update failed; trying the install anyway" >&2
+# systemd is not started by the install in a container; the tests only need its tools.
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# The package starts a system-wide broker where it can; the tests never use it.
+"${sudo[@]}" systemctl disable --now mosquitto >/dev/null 2>&1 || true

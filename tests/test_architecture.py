@@ -1,0 +1,47 @@
+"""The architecture holds: the core is pure, imports run one way."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_core_imports_no_io_library():
+    code = (
+        "import sys, pkgutil, importlib, agent.core\n"
+        "for m in pkgutil.iter_modules(agent.core.__path__): importlib.import_module('agent.core.' + m.name)\n"
+        "bad = sorted(n for n in sys.modules if n.split('.')[0] in ('serial', 'gpiozero', 'paho', 'sqlite3', 'starlette', 'uvicorn', 'luma', 'socket', 'threading'))\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout.strip()
+    # threading/socket may be pulled in by the standard library itself (e.g. by logging); I/O libraries never.
+    offenders = [name for name in out.split(",") if name and name.split(".")[0] not in ("threading", "socket")]
+    assert offenders == []
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                names.add("agent.core." + (node.module or "") if path.parent.name == "core" else "." + (node.module or ""))
+            elif node.module:
+                names.add(node.module)
+    return names
+
+
+def test_core_imports_nothing_else_of_agent():
+    for path in (ROOT / "agent" / "core").glob("*.py"):
+        for name in _imports(path):
+            if name.startswith("agent"):
+                assert name.startswith("agent.core"), f"{path.name} imports {name}"
+
+
+def test_agent_never_imports_hil():
+    for path in (ROOT / "agent").rglob("*.py"):
+        assert not any(n == "hil" or n.startswith("hil.") for n in _imports(path)), path

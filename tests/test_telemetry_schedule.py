@@ -1,0 +1,69 @@
+"""Report cadence on the monotonic clock (agent.core.telemetry.ReportSchedule)."""
+
+import datetime as dt
+
+from agent.core.events import Fix
+from agent.core.telemetry import ReportSchedule, TimeBase, fix_json
+
+
+def run(schedule: ReportSchedule, until: float, fixes: list[float], step: float = 0.01):
+    """Drive the schedule like the runtime does; return (time, by_fix) for each report."""
+    reports, t, pending = [], 0.0, sorted(fixes)
+    while t < until:
+        while pending and pending[0] <= t:
+            f = pending.pop(0)
+            if schedule.on_fix(f):
+                reports.append((f, True))
+        if schedule.on_time(t):
+            reports.append((t, False))
+        t = round(t + step, 6)
+    return reports
+
+
+def test_timer_only_has_no_drift():
+    reports = run(ReportSchedule.start(1.0, 0.0), 120.0, [])
+    assert len(reports) == 119  # one per slot: slots at 1..119 s (+grace)
+    intervals = [b[0] - a[0] for a, b in zip(reports, reports[1:])]
+    assert max(abs(i - 1.0) for i in intervals) < 0.02
+
+
+def test_reports_ride_on_fixes_at_any_phase():
+    for phase in (0.05, 0.3, 0.55, 0.8, 0.97):
+        fixes = [k + phase for k in range(130)]
+        reports = run(ReportSchedule.start(1.0, 0.0), 120.0, fixes)
+        late = reports[10:]
+        assert all(by_fix for _, by_fix in late), f"phase {phase}: timer still serving"
+        assert 118 <= len(reports) <= 121, f"phase {phase}: {len(reports)} reports in 120 s"
+
+
+def test_ten_hz_receiver_one_hz_reports():
+    fixes = [k / 10 + 0.03 for k in range(1300)]
+    reports = run(ReportSchedule.start(1.0, 0.0), 120.0, fixes)
+    assert 119 <= len(reports) <= 120
+    assert sum(by_fix for _, by_fix in reports) >= len(reports) - 2
+
+
+def test_stall_skips_missed_slots_instead_of_bursting():
+    s = ReportSchedule.start(1.0, 0.0)
+    assert s.on_time(1.3)
+    assert s.on_time(50.0)  # the process was frozen for ~49 s
+    assert not s.on_time(50.1)
+    assert s.deadline() > 50.0
+
+
+def test_timebase_prefers_synced_system_then_gnss():
+    tb = TimeBase()
+    system = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    assert tb.now(10.0, system, False) == (system, "system_unsynced")
+    fix = Fix(mode=3, time=dt.time(12, 0, 0), date=dt.date(2026, 11, 25), lat=34.0, lon=-6.5)
+    tb.on_fix(fix, 100.0)
+    stamp, source = tb.now(101.5, system, False)
+    assert source == "gnss" and stamp == dt.datetime(2026, 11, 25, 12, 0, 1, 500000, tzinfo=dt.timezone.utc)
+    assert tb.now(101.5, system, True) == (system, "system")
+
+
+def test_fix_json_gives_last_position_with_age_when_no_fix():
+    fix = Fix(mode=3, time=dt.time(12, 0, 0), lat=34.0, lon=-6.5, sats=9)
+    data = fix_json(fix, 10.0, current_mode=1, now_mono=14.25)
+    assert data["mode"] == 1 and data["lat"] == 34.0 and data["age"] == 4.25
+    assert fix_json(None, None, current_mode=3, now_mono=1.0)["mode"] == 1
