@@ -1,0 +1,412 @@
+"""The unit: every rule of the agent in one pure state machine.
+
+:class:`Unit` takes one event at a time (a fix, a button, a message from the
+broker, the passing of time) with the current time, updates its state and
+returns what the shell must do: :class:`~agent.core.publish.Publish` records
+and a few other effects. It opens nothing and starts nothing, so every rule
+below is tested by feeding events and reading effects.
+
+How the parts fit:
+
+* status (:mod:`.status`): a status button, a touch or a call response asks
+  for a status; a change is published on ``status`` (retained) at once and
+  carried in every telemetry report.
+* emergency (:mod:`.emergency`): holding ``emergency`` raises the alarm,
+  published on ``alarm`` (retained, emergency lane) and flagged in status and
+  telemetry; ``ack`` cancels it inside the cancel window; dispatch
+  acknowledges and clears it on ``alarm/ack`` and ``alarm/clear``.
+* calls (:mod:`.dispatch`): a call on ``call`` is validated, shown, and
+  answered ``received`` at once; the crew's answers (``ack`` = accepted,
+  ``decline``, status buttons, ``cleared``) go out on ``call/response`` and
+  move the status where they should.
+* telemetry (:mod:`.telemetry`): one report per slot at ``rate_hz``, built
+  when a GNSS epoch completes if one does, with a contiguous ``seq``.
+* remote config and commands (:mod:`.remote_config`): validated here, applied
+  by the shell.
+
+All "inputs" take the same path whatever their source (panel, touch,
+remote): the panel is one input among several.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.config import STATUS_CODES, AgentConfig
+
+from .dispatch import Alert, CallBook, Cancelled, Ignored, Rejected, Response, ResponseRefused, Updated, iso
+from .effects import Feedback, FlushBacklog, Speak
+from .emergency import (
+    AlarmAcknowledged, AlarmActivated, AlarmCancelled, AlarmCleared, AlarmRaised, AlarmRestored, CancelRefused,
+    Emergency, EmergencyEvent, EmergencyState,
+)
+from .events import (
+    ButtonPressed, ButtonReleased, Fix, FixReceived, GnssLost, GnssRestored, LinkDown, LinkUp, MessageReceived,
+    SirenChanged, Tick,
+)
+from .publish import Lane, Publish
+from .status import StatusMachine
+from .telemetry import FIX_STALE_S, ReportSchedule, TimeBase, fix_json
+
+# Inbound topics (relative to <prefix>/<unit>/) the unit subscribes to.
+SUBSCRIPTIONS = ("call", "alarm/ack", "alarm/clear", "config/set", "cmd")
+
+CALL_INPUTS = ("ack", "decline", "cleared")
+
+
+@dataclass(frozen=True, slots=True)
+class Now:
+    """The time of an event: monotonic seconds, and the system's UTC clock."""
+
+    mono: float
+    wall: dt.datetime
+    wall_synced: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A short message for the crew's screen (a refused press, a cancelled call)."""
+
+    kind: str
+    detail: str
+    mono: float
+
+
+@dataclass
+class Counters:
+    reports: int = 0
+    calls: int = 0
+    calls_rejected: int = 0
+    presses_refused: int = 0
+    messages_ignored: int = 0
+
+
+@dataclass
+class Unit:
+    config: AgentConfig
+    next_seq: int
+    now: Now
+    config_version: int = 0
+    status: StatusMachine = field(init=False)
+    emergency: Emergency = field(init=False)
+    calls: CallBook = field(default_factory=CallBook)
+    schedule: ReportSchedule = field(init=False)
+    timebase: TimeBase = field(default_factory=TimeBase)
+    siren: bool = False
+    link_up: bool = False
+    gnss_lost: bool = False
+    last_epoch: Fix | None = None
+    last_epoch_mono: float | None = None
+    last_valid: Fix | None = None
+    last_valid_mono: float | None = None
+    notice: Notice | None = None
+    counters: Counters = field(default_factory=Counters)
+    revision: int = 0  # bumped on every change a screen or LED shows
+
+    def __post_init__(self) -> None:
+        panel = self.config.panel
+        self.status = StatusMachine(panel.default_status, self.config.status_buttons)
+        self.emergency = Emergency(panel.emergency_hold_s, panel.emergency_cancel_s)
+        self.schedule = ReportSchedule.start(self.config.telemetry.rate_hz, self.now.mono)
+
+    # ------------------------------------------------------------ restart
+
+    def restore(self, state: dict[str, Any], now: Now) -> list[Any]:
+        """Put back what a previous run stored; returns what must be re-published."""
+        out: list[Any] = []
+        if state.get("status") in STATUS_CODES:
+            self.status.restore(state["status"])
+        if "emergency" in state:
+            self._emergency_events(self.emergency.restore(state["emergency"], now.mono), now, out)
+        if "calls" in state:
+            self.calls = CallBook.restore(state["calls"], now.mono)
+            # A call stored before its receipt went out gets its receipt now.
+            for call in list(self.calls.calls.values()):
+                if call.state == "new":
+                    self._respond("received", now, out, call.id)
+        self.revision += 1
+        return out
+
+    def persistent_state(self) -> dict[str, Any]:
+        """What must survive a restart or a power cut (stored on every change)."""
+        return {
+            "status": self.status.state,
+            "emergency": self.emergency.snapshot(),
+            "calls": self.calls.snapshot(),
+        }
+
+    # ------------------------------------------------------------- events
+
+    def handle(self, event: Any, now: Now) -> list[Any]:
+        self.now = now
+        out: list[Any] = []
+        # Deadlines first, so an event is always judged against up-to-date state.
+        self._emergency_events(self.emergency.tick(now.mono), now, out)
+        match event:
+            case FixReceived(fix=fix, mono=mono):
+                self._on_fix(fix, mono, now, out)
+            case GnssLost():
+                self.gnss_lost = True
+                self.revision += 1
+            case GnssRestored():
+                self.gnss_lost = False
+                self.revision += 1
+            case ButtonPressed(name=name, source=source):
+                self._on_press(name, source, now, out)
+            case ButtonReleased(name="emergency"):
+                self._emergency_events(self.emergency.release(now.mono), now, out)
+            case SirenChanged(on=on) if on != self.siren:
+                self.siren = on
+                out.append(self._status_message(now))
+            case LinkUp():
+                self.link_up = True
+                self.revision += 1
+                out.append(self._status_message(now))
+                if self.emergency.alarm_out:
+                    out.append(self._alarm_message(self.emergency.state.value, now))
+            case LinkDown():
+                self.link_up = False
+                self.revision += 1
+            case MessageReceived(topic=topic, payload=payload):
+                self._on_message(topic, payload, now, out)
+            case Tick():
+                pass
+        if self.schedule.on_time(now.mono):
+            out.append(self.report(now))
+        return out
+
+    def next_deadline(self) -> float:
+        deadlines = [self.schedule.deadline()]
+        if (alarm := self.emergency.next_deadline()) is not None:
+            deadlines.append(alarm)
+        return min(deadlines)
+
+    # --------------------------------------------------------------- GNSS
+
+    def _on_fix(self, fix: Fix, mono: float, now: Now, out: list[Any]) -> None:
+        was_fix = self.has_fix(mono)
+        self.last_epoch, self.last_epoch_mono = fix, mono
+        self.gnss_lost = False
+        if fix.valid:
+            self.last_valid, self.last_valid_mono = fix, mono
+            self.timebase.on_fix(fix, mono)
+        if was_fix != self.has_fix(mono) or fix.valid:
+            self.revision += 1  # the screens show position and distance
+        if self.schedule.on_fix(mono):
+            out.append(self.report(now))
+
+    def current_mode(self, mono: float) -> int:
+        if self.gnss_lost or self.last_epoch is None or self.last_epoch_mono is None:
+            return 1
+        if mono - self.last_epoch_mono > FIX_STALE_S:
+            return 1
+        return max(1, self.last_epoch.mode) if self.last_epoch.valid else 1
+
+    def has_fix(self, mono: float) -> bool:
+        return self.current_mode(mono) >= 2
+
+    # ------------------------------------------------------------- inputs
+
+    def _on_press(self, name: str, source: str, now: Now, out: list[Any]) -> None:
+        if name == "emergency":
+            self._emergency_events(self.emergency.press(now.mono), now, out)
+        elif name == "ack":
+            if self.emergency.cancellable:
+                self._emergency_events(self.emergency.cancel(now.mono), now, out)
+            elif not self._respond("accepted", now, out):
+                self._refuse("no_call", now, out)
+        elif name == "decline":
+            if not self._respond("declined", now, out):
+                self._refuse("no_call", now, out)
+        elif name == "cleared":
+            if not self._respond("cleared", now, out):
+                self._refuse("no_call", now, out)
+        elif name in STATUS_CODES:
+            self._set_status(name, now, out, from_crew=True)
+        else:
+            self._refuse("unknown_input", now, out)
+
+    def _set_status(self, target: str, now: Now, out: list[Any], *, from_crew: bool) -> bool:
+        result = self.status.request(target)
+        if not result.accepted:
+            if from_crew:
+                self._refuse(result.reason or "not_allowed", now, out)
+            return False
+        out.append(self._status_message(now))
+        if from_crew:
+            out.append(Feedback("accepted"))
+            # The crew's status also answers the call they are working.
+            call = self.calls.shown()
+            if call is not None and call.acknowledged:
+                response = {"en_route": "en_route", "on_scene": "on_scene", "available": "cleared"}.get(target)
+                if response:
+                    self._respond(response, now, out, call.id, set_status=False)
+        return True
+
+    def _refuse(self, reason: str, now: Now, out: list[Any]) -> None:
+        self.counters.presses_refused += 1
+        self.notice = Notice("refused", reason, now.mono)
+        self.revision += 1
+        out.append(Feedback("refused"))
+
+    # -------------------------------------------------------------- calls
+
+    def _respond(self, response: str, now: Now, out: list[Any], call_id: str | None = None, *, set_status: bool = True) -> bool:
+        result = self.calls.respond(response, call_id)
+        if isinstance(result, ResponseRefused):
+            return False
+        assert isinstance(result, Response)
+        out.append(self._message("call/response", {
+            "id": result.call.id, "response": response, "ts": self._ts(now), "fix": self._fix(now),
+        }, Lane.STATUS))
+        if response != "received":
+            out.append(Feedback("accepted"))
+        if set_status and result.status is not None:
+            self._set_status(result.status, now, out, from_crew=False)
+        self.revision += 1
+        return True
+
+    def _on_call(self, payload: bytes, now: Now, out: list[Any]) -> None:
+        outcome = self.calls.receive(payload, now.wall, now.mono)
+        match outcome:
+            case Rejected(id=call_id, error=error):
+                self.counters.calls_rejected += 1
+                out.append(self._message("call/rejected", {"id": call_id, "error": error, "ts": self._ts(now)}, Lane.STATUS))
+            case Alert(call=call):
+                self.counters.calls += 1
+                self._respond("received", now, out, call.id)
+                if self.config.display.speech:
+                    out.append(Speak(f"P{call.priority}. {call.nature}. {call.address}", self.config.panel.language))
+            case Updated():
+                self.revision += 1
+            case Cancelled(call=call, reason=reason):
+                self.notice = Notice("cancelled", reason or (call.id if call else ""), now.mono)
+                self.revision += 1
+            case Ignored():
+                self.counters.messages_ignored += 1
+
+    # ----------------------------------------------------------- messages
+
+    def _on_message(self, topic: str, payload: bytes, now: Now, out: list[Any]) -> None:
+        if topic == "call":
+            self._on_call(payload, now, out)
+        elif topic in ("alarm/ack", "alarm/clear"):
+            try:
+                alarm_id = _alarm_id(payload)
+            except ValueError:
+                self.counters.messages_ignored += 1  # a garbled clear must never clear anything
+                return
+            method = self.emergency.dispatch_ack if topic == "alarm/ack" else self.emergency.dispatch_clear
+            self._emergency_events(method(now.mono, alarm_id), now, out)
+        else:
+            self.counters.messages_ignored += 1
+
+    # ---------------------------------------------------------- emergency
+
+    def _emergency_events(self, events: list[EmergencyEvent], now: Now, out: list[Any]) -> None:
+        for ev in events:
+            self.revision += 1
+            match ev:
+                case AlarmRaised() | AlarmActivated() | AlarmAcknowledged() | AlarmRestored():
+                    out.append(self._alarm_message(ev.state.value, now))
+                    if isinstance(ev, (AlarmRaised, AlarmRestored)):
+                        out.append(self._status_message(now))
+                case AlarmCancelled() | AlarmCleared():
+                    how = "cancelled" if isinstance(ev, AlarmCancelled) else "cleared"
+                    out.append(self._alarm_message(how, now, alarm_id=ev.alarm_id))
+                    out.append(self._status_message(now))
+                case CancelRefused():
+                    self._refuse("alarm_not_cancellable", now, out)
+
+    def _alarm_message(self, state: str, now: Now, alarm_id: int | None = None) -> Publish:
+        active = state in ("pending", "active", "acknowledged")
+        body: dict[str, Any] = {
+            "unit": self.config.unit.id,
+            "active": active,
+            "state": state,
+            "id": alarm_id if alarm_id is not None else self.emergency.alarm_id,
+            "ts": self._ts(now),
+            "fix": self._fix(now),
+            "status": self.status.state,
+        }
+        if state == "pending" and (deadline := self.emergency.next_deadline()) is not None:
+            body["cancel_until"] = self._ts_at(deadline, now)
+        return self._message("alarm", body, Lane.EMERGENCY, retain=True)
+
+    # ----------------------------------------------------------- outbound
+
+    def report(self, now: Now) -> Publish:
+        """A telemetry report, taking the next ``seq``."""
+        seq = self.next_seq
+        self.next_seq += 1
+        self.counters.reports += 1
+        ts, source = self.timebase.now(now.mono, now.wall, now.wall_synced)
+        body = {
+            "unit": self.config.unit.id,
+            "seq": seq,
+            "ts": iso(ts),
+            "time_source": source,
+            "fix": self._fix(now),
+            "status": self.status.state,
+            "siren": self.siren,
+            "emergency": self.emergency.alarm_out,
+            "call": self._call_ref(),
+        }
+        return Publish("telemetry", _json(body), Lane.LIVE, qos=1, retain=False, seq=seq)
+
+    def _status_message(self, now: Now) -> Publish:
+        self.revision += 1
+        body = {
+            "status": self.status.state,
+            "siren": self.siren,
+            "call": self._call_ref(),
+            "emergency": self.emergency.alarm_out,
+            "ts": self._ts(now),
+        }
+        return self._message("status", body, Lane.STATUS, retain=True)
+
+    def _call_ref(self) -> dict[str, str] | None:
+        call = self.calls.shown()
+        return {"id": call.id, "state": call.state} if call else None
+
+    def _message(self, topic: str, body: dict[str, Any], lane: Lane, *, retain: bool = False) -> Publish:
+        return Publish(topic, _json(body), lane, qos=1, retain=retain)
+
+    def _fix(self, now: Now) -> dict[str, Any]:
+        return fix_json(self.last_valid, self.last_valid_mono, self.current_mode(now.mono), now.mono)
+
+    def _ts(self, now: Now) -> str:
+        return iso(self.timebase.now(now.mono, now.wall, now.wall_synced)[0])
+
+    def _ts_at(self, mono: float, now: Now) -> str:
+        stamp = self.timebase.now(now.mono, now.wall, now.wall_synced)[0]
+        return iso(stamp + dt.timedelta(seconds=mono - now.mono))
+
+    # --------------------------------------------------------------- views
+
+    @property
+    def emergency_state(self) -> EmergencyState:
+        return self.emergency.state
+
+
+def _json(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _alarm_id(payload: bytes) -> int | None:
+    """``alarm/ack`` and ``alarm/clear`` may name the alarm: ``{"id": 3}``; empty means the current one.
+
+    Raises ValueError for anything else.
+    """
+    if not payload.strip():
+        return None
+    data = json.loads(payload)  # ValueError (JSONDecodeError, UnicodeDecodeError) on garbage
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    value = data.get("id")
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise ValueError("id must be an integer")
