@@ -11,17 +11,21 @@ the reference decoder on Linux, restated for one fix per epoch:
 
 Epoch boundaries
   * GGA, GLL, GNS and GBS with a readable time, and RMC that is valid (status
-    A/D) with both time and date, *register* their timestamp. RMC with status
-    V does not (some chipsets send bogus times while invalid), nor does ZDA
+    A/D) with a readable time, *register* their timestamp. RMC with status V
+    does not (some chipsets send bogus times while invalid), nor does ZDA
     (some receivers send it only with a fix).
-  * A registered timestamp that differs from the previous one by more than
-    10 ms starts a new epoch; the pending one is emitted first.
-  * The sentence type that registered a timestamp just before the time
-    changed is learned as a *cycle ender*. When an ender arrives, the epoch
-    is emitted at once instead of waiting for the next second: that is when
-    gpsd reports, and it saves a full cycle of latency. Sentences after the
-    ender in the same second still update the receiver state (satellites
-    used, last mode) but not the emitted fix.
+  * A registered timestamp 10 ms or more away from the previous one starts a
+    new epoch; the pending one is emitted first. Closer ones belong to the
+    same epoch, whose time is the latest of them.
+  * The sentence type that carried the last timestamp of an epoch *closes*
+    the epochs after it: when it arrives, the epoch is emitted at once
+    instead of waiting for the next second. This is gpsd's "cycle ender"
+    (the type seen just before the time changed), learned afresh from each
+    epoch, so a receiver whose cycle grows (RMC turning valid after GGA and
+    GNS) is followed, and split cycles (RMC+GGA one second, GLL the next)
+    emit at the time change. Sentences after the ender in the same second
+    still update the receiver state (satellites used, last mode) but not the
+    emitted fix, exactly as gpsd has already reported by then.
   * A receiver without time sends GGA with quality 0 or RMC with status V and
     empty time fields: such a sentence starts a new epoch without a time, as
     does a repeat of one of them within a time-less epoch. The date learned
@@ -49,8 +53,10 @@ Mode (1 no fix, 2 2D, 3 3D)
 Values: time of day in UTC from the registering sentences; the date from RMC
 or ZDA (rolled over at midnight); altitude above mean sea level from GGA/GNS;
 speed (knots to m/s) and track from RMC and VTG; HDOP from GGA/GNS/GSA;
-satellites used from GGA/GNS, else the count of PRNs in this epoch's GSAs.
-The last sentence of the epoch that carries a value wins.
+satellites used from GGA/GNS, else the PRNs counted in the latest GSAs.
+The last sentence of the epoch that carries a value wins. Nothing is derived:
+where the receiver sends no speed, there is none (gpsd computes one from
+successive positions).
 
 Everything here is pure: bytes and sentences in, :class:`Fix` out, no I/O,
 no clocks, no threads.
@@ -157,6 +163,7 @@ class EpochAssembler:
         # GSA bookkeeping: satellites used accumulate over consecutive GSAs.
         self._gsa_talker: str | None = None  # set while GSAs follow each other
         self._sats_used = 0
+        self._gsa_seen = False
         self._seen_non_gps_gsa = False
         # GGA repeating its previous timestamp: the receiver is stuck.
         self._gga_talker: str | None = None
@@ -313,6 +320,7 @@ class EpochAssembler:
         if self._gga_latch:
             return d  # the last GGA repeated its timestamp: don't trust this
         system = s.talker[1]
+        self._gsa_seen = True
         previous = self._gsa_talker
         if previous is None or (previous == system and system != "N"):
             self._sats_used = 0
@@ -394,6 +402,8 @@ class EpochAssembler:
         if cur.emitted or not cur.kinds:
             return
         cur.emitted = True
+        if cur.sats is None and cur.gsa_sats is None and self._gsa_seen:
+            cur.gsa_sats = self._sats_used  # GSA came in another part of the cycle
         fix = _to_fix(cur)
         self.counters.epochs += 1
         if fix.valid:
@@ -454,7 +464,13 @@ class GnssDecoder:
 
     def __init__(self, *, comments: bool = False) -> None:
         self.counters = GnssCounters()
+        self._comments = comments
         self._framer = NmeaFramer(self.counters, comments=comments)
+        self._assembler = EpochAssembler(self.counters)
+
+    def reset(self) -> None:
+        """Forget partial input and epoch state (the port was reopened); keep counters."""
+        self._framer = NmeaFramer(self.counters, comments=self._comments)
         self._assembler = EpochAssembler(self.counters)
 
     def feed(self, data: bytes) -> list[Fix]:
