@@ -231,3 +231,12 @@ def test_fix_to_json_has_exactly_the_documented_keys() -> None:
     assert record["time"] == "2011-05-28T09:27:50.500Z" and record["mode"] == 3
     (nofix,) = feed(rmc("092750.000", status="V"))
     assert json.loads(json.dumps(fix_to_json(nofix)))["lat"] is None
+
+
+def test_the_decoder_core_pulls_in_no_io_library() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, agent.core.gnss, agent.core.nmea; print(sorted({'serial', 'tenacity', 'paho', 'gpiozero'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).parent.parent)
+    assert out.stdout.strip() == "[]"

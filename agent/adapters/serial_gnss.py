@@ -46,6 +46,7 @@ class ReaderCounters(GnssCounters):
     """Decoder counters plus the port's life: opens, losses, callback errors."""
 
     opens: int = 0
+    open_failures: int = 0
     losses: int = 0
     callback_errors: int = 0
 
@@ -83,6 +84,7 @@ class SerialGnssReader:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._opens = 0
+        self._open_failures = 0
         self._losses = 0
         self._callback_errors = 0
         self._lost = False  # an outage has been reported and not yet ended
@@ -99,6 +101,7 @@ class SerialGnssReader:
         return ReaderCounters(
             **asdict(self._decoder.counters),
             opens=self._opens,
+            open_failures=self._open_failures,
             losses=self._losses,
             callback_errors=self._callback_errors,
         )
@@ -137,10 +140,10 @@ class SerialGnssReader:
                         port.close()
                     except Exception:  # closing a vanished device may fail too
                         log.debug("closing %s failed", self.port, exc_info=True)
-                self._deliver(self._decoder.flush())
-                self._decoder.reset()
                 if reason is None:
-                    return
+                    return  # stopped: nobody is waiting for a last partial epoch
+                self._deliver(self._decoder.flush())  # what the receiver said before it went
+                self._decoder.reset()
                 self._report_lost(reason)
         except Exception:  # never die silently; the watchdog sees last_data_mono age
             log.exception("GNSS reader on %s crashed", self.port)
@@ -155,18 +158,22 @@ class SerialGnssReader:
             return serial.serial_for_url(self.port, baudrate=self.baudrate, timeout=self._read_timeout)
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
+            self._open_failures += 1
             exc = state.outcome.exception() if state.outcome else None
             if state.attempt_number == 1:
                 self._report_lost(f"cannot open {self.port}: {exc}")
             log.debug("opening %s failed (%s), retry %d", self.port, exc, state.attempt_number)
 
+        cap = self._reopen_max_wait
+        backoff = tenacity.wait_exponential(multiplier=min(0.2, cap), max=cap)
+        jitter = tenacity.wait_random(0, min(0.5, cap / 4))
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            return min(cap, backoff(state) + jitter(state))
+
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type((serial.SerialException, OSError, ValueError)),
-            wait=tenacity.wait_exponential_jitter(
-                initial=min(0.2, self._reopen_max_wait),
-                max=self._reopen_max_wait,
-                jitter=min(0.5, self._reopen_max_wait / 4),
-            ),
+            wait=wait,
             stop=tenacity.stop_when_event_set(self._stop),
             sleep=self._stop.wait,
             before_sleep=before_sleep,

@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import reduce
+from operator import xor
 
 __all__ = [
     "GnssCounters",
@@ -194,10 +196,7 @@ class NmeaFramer:
                 c.bad_checksum += 1
                 return
             body = raw[1:star]
-            x = 0
-            for b in body:
-                x ^= b
-            if x != int(cs, 16):
+            if reduce(xor, body, 0) != int(cs, 16):
                 c.bad_checksum += 1
                 return
         out.append(body.decode("ascii"))
@@ -302,16 +301,16 @@ _ADDRESS = re.compile(r"[A-Z][A-Z0-9]{1,9}\Z")
 
 def _time_us(s: str) -> int | None:
     """``hhmmss[.sss]`` to microseconds since midnight, None if malformed."""
-    if len(s) < 6 or not s[:6].isdigit():
+    if len(s) < 6 or not s[:6].isdecimal():
         return None
     hh, mm, ss = int(s[0:2]), int(s[2:4]), int(s[4:6])
     if hh > 23 or mm > 59 or ss > 60:
         return None
     us = 0
-    if len(s) > 7 and s[6] == "." and s[7].isdigit():
+    if len(s) > 7 and s[6] == "." and s[7].isdecimal():
         frac = s[7:]
         i = 0
-        while i < len(frac) and frac[i].isdigit():
+        while i < len(frac) and frac[i].isdecimal():
             i += 1
         digits = (frac[:i] + "000000")[:6]
         us = int(digits)
@@ -345,8 +344,10 @@ def _int(s: str) -> int | None:
 
 def _atoi(s: str) -> int:
     """C ``atoi``: leading digits, 0 when none (how receivers' counts are read)."""
+    if s.isdecimal():
+        return int(s)
     i = 0
-    while i < len(s) and s[i].isdigit():
+    while i < len(s) and s[i].isdecimal():
         i += 1
     return int(s[:i]) if i else 0
 
@@ -369,7 +370,7 @@ def _coord(value: str, hemi: str, limit: float) -> float | None:
 
 
 def _ddmmyy(s: str) -> tuple[int, int, int] | None:
-    if len(s) != 6 or not s.isdigit():
+    if len(s) != 6 or not s.isdecimal():
         return None
     dd, mm, yy = int(s[0:2]), int(s[2:4]), int(s[4:6])
     if not (1 <= mm <= 12 and 1 <= dd <= 31):
