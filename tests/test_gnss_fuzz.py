@@ -129,3 +129,21 @@ def test_parse_reads_or_refuses_any_text(text: str) -> None:
         parse(text)
     except Unparsable:
         pass
+
+
+@SETTINGS
+@given(
+    noise_parts=st.lists(noise, min_size=1, max_size=6),
+    cuts=st.lists(st.integers(min_value=0), max_size=40),
+    comments=st.booleans(),
+)
+def test_chunking_never_changes_the_output(noise_parts, cuts, comments) -> None:
+    capture = (CORPUS / "gp-320fw-2019-04-07-coldboot.log").read_bytes()[:3000]
+    step = len(capture) // len(noise_parts)
+    data = b"".join(capture[i * step : (i + 1) * step] + g for i, g in enumerate(noise_parts))
+    whole = NmeaFramer(comments=comments)
+    expected = whole.feed(data)
+    pieces = NmeaFramer(comments=comments)
+    got = [s for chunk in split(data, cuts) for s in pieces.feed(chunk)]
+    assert got == expected
+    assert pieces.counters == whole.counters

@@ -218,3 +218,10 @@ def test_types_not_used_are_ignored() -> None:
 def test_malformed_sentences_are_unparsable(body: str) -> None:
     with pytest.raises(Unparsable):
         parse(body)
+
+
+def test_hash_in_the_middle_of_a_line_is_not_a_comment_even_at_a_chunk_edge() -> None:
+    out, c = frame(b"noise", b"#" + nmea(GGA), comments=True)
+    assert out == [GGA] and c.comments == 0
+    out, c = frame(b"noise\n", b"#" + nmea(GGA), comments=True)
+    assert out == [] and c.comments == 1

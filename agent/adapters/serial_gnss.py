@@ -145,9 +145,10 @@ class SerialGnssReader:
                 self._deliver(self._decoder.flush())  # what the receiver said before it went
                 self._decoder.reset()
                 self._report_lost(reason)
-        except Exception:  # never die silently; the watchdog sees last_data_mono age
+        except Exception as exc:  # never die silently: say so, and the watchdog sees the age
             log.exception("GNSS reader on %s crashed", self.port)
             self.connected = False
+            self._report_lost(f"reader failed: {exc!r}")
 
     def _open(self) -> serial.SerialBase | None:
         """Open the port, retrying with back-off until it opens or stop()."""

@@ -128,18 +128,20 @@ class NmeaFramer:
             pos = self._continue(buf, 0, out)
         elif self._in_comment:
             pos = self._skip_comment(buf, 0)
+        pattern = _START_OR_COMMENT if self._comments else _START
         while pos < n:
-            if self._comments and pos == 0 and self._at_line_start and buf[0:1] == b"#":
-                m_start, is_comment = 0, True
-            else:
-                pattern = _START_OR_COMMENT if self._comments else _START
-                m = pattern.search(buf, pos)
-                if m is None:
-                    c.skipped_bytes += _count_noise(buf[pos:])
-                    pos = n
-                    break
-                m_start, is_comment = m.start(), buf[m.start()] == 0x23
+            m = pattern.search(buf, pos)
+            if m is None:
+                c.skipped_bytes += _count_noise(buf[pos:])
+                break
+            m_start = m.start()
             c.skipped_bytes += _count_noise(buf[pos:m_start])
+            is_comment = buf[m_start] == 0x23
+            if is_comment and m_start == 0 and not self._at_line_start:
+                # '^' matched the start of a chunk that continues a line.
+                c.skipped_bytes += 1
+                pos = 1
+                continue
             if is_comment:
                 c.comments += 1
                 self._in_comment = True
