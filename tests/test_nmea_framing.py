@@ -225,3 +225,14 @@ def test_hash_in_the_middle_of_a_line_is_not_a_comment_even_at_a_chunk_edge() ->
     assert out == [GGA] and c.comments == 0
     out, c = frame(b"noise\n", b"#" + nmea(GGA), comments=True)
     assert out == [] and c.comments == 1
+
+
+def test_a_sentence_without_checksum_needs_one_field_more() -> None:
+    # The last line of ublox-8.log, cut short: "$GNRMC,001053.00,A,4404.14083,N,12118.85886,W,0."
+    cut = "GNRMC,001053.00,A,4404.14083,N,12118.85886,W,0."
+    assert isinstance(parse(cut), Rmc)  # complete as far as field counts go...
+    with pytest.raises(Unparsable):
+        parse(cut, checked=False)  # ...but without a checksum nothing says it is
+    assert isinstance(parse(cut + ",", checked=False), Rmc)
+    framer = NmeaFramer()
+    assert framer.feed_frames(nmea(GGA) + f"${GGA}\r\n".encode()) == [(GGA, True), (GGA, False)]

@@ -475,15 +475,15 @@ class GnssDecoder:
 
     def feed(self, data: bytes) -> list[Fix]:
         out: list[Fix] = []
-        for body in self._framer.feed(data):
-            out.extend(self.feed_sentence(body))
+        for body, checked in self._framer.feed_frames(data):
+            out.extend(self.feed_sentence(body, checked))
         return out
 
-    def feed_sentence(self, body: str) -> list[Fix]:
-        """Feed one framed, checksum-verified sentence (no ``$``, no ``*hh``)."""
+    def feed_sentence(self, body: str, checked: bool = True) -> list[Fix]:
+        """Feed one framed sentence (no ``$``, no ``*hh``); ``checked``: it had a checksum."""
         c = self.counters
         try:
-            s = parse(body)
+            s = parse(body, checked)
         except Unparsable:
             c.unparsable += 1
             return []

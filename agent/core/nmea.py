@@ -19,7 +19,9 @@ works like gpsd's packet lexer rather than like ``readline()``:
   which already admits lines longer than NMEA's nominal 82 characters).
 * ``*hh`` at the end is the checksum: XOR of everything between ``$`` and
   ``*``. A wrong one drops the sentence (counted); a sentence without any
-  checksum is accepted, as gpsd does for old receivers that send none.
+  checksum is accepted, as gpsd does for old receivers that send none, but
+  must then carry one field more than its type's minimum (a line cut short
+  has no checksum either).
 * With ``comments=True`` (offline captures) a line that starts with ``#`` is a
   comment and skipped whole, even if it contains a ``$``.
 
@@ -119,7 +121,11 @@ class NmeaFramer:
         self._at_line_start = True
 
     def feed(self, data: bytes) -> list[str]:
-        out: list[str] = []
+        return [body for body, _ in self.feed_frames(data)]
+
+    def feed_frames(self, data: bytes) -> list[tuple[str, bool]]:
+        """Like :meth:`feed`, each body paired with whether it carried a checksum."""
+        out: list[tuple[str, bool]] = []
         c = self.counters
         buf = bytes(data)
         n = len(buf)
@@ -159,7 +165,7 @@ class NmeaFramer:
         self._in_comment = False
         return end + 1
 
-    def _continue(self, buf: bytes, pos: int, out: list[str], start: bool = False) -> int:
+    def _continue(self, buf: bytes, pos: int, out: list[tuple[str, bool]], start: bool = False) -> int:
         """Extend the sentence in progress from ``buf[pos:]``; return the next position."""
         search_from = pos + 1 if start else pos
         m = _SENTENCE_STOP.search(buf, search_from)
@@ -183,7 +189,7 @@ class NmeaFramer:
         self.counters.skipped_bytes += len(sentence)
         return end if stop == 0x24 else end + 1
 
-    def _finish(self, raw: bytes, out: list[str]) -> None:
+    def _finish(self, raw: bytes, out: list[tuple[str, bool]]) -> None:
         c = self.counters
         if len(raw) > MAX_SENTENCE:
             c.overlong += 1
@@ -201,7 +207,7 @@ class NmeaFramer:
             if reduce(xor, body, 0) != int(cs, 16):
                 c.bad_checksum += 1
                 return
-        out.append(body.decode("ascii"))
+        out.append((body.decode("ascii"), star >= 0))
 
 
 # ------------------------------------------------------------------ parsing
@@ -485,11 +491,15 @@ class Unparsable(ValueError):
     """A sentence that passed the checksum but cannot be read."""
 
 
-def parse(body: str) -> Sentence | None:
+def parse(body: str, checked: bool = True) -> Sentence | None:
     """Parse one framed sentence (no ``$``, no checksum).
 
     Returns a record, or ``None`` for a well-formed sentence of a type the
     decoder does not use; raises :class:`Unparsable` for a malformed one.
+    ``checked=False`` says the sentence came without a checksum: it must then
+    carry one field more than the minimum, so that a line cut short (the last
+    one of a capture, a glitch) is not taken for a complete one (gpsd counts
+    the checksum separator as a field, to the same effect).
     """
     f = body.split(",")
     address = f[0]
@@ -501,6 +511,8 @@ def parse(body: str) -> Sentence | None:
     if entry is None:
         return None
     minimum, parser = entry
+    if not checked:
+        minimum += 1
     if len(f) - 1 < minimum:
         raise Unparsable(f"{address}: {len(f) - 1} fields, needs {minimum}")
     return parser(address[:2], f)
