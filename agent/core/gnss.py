@@ -389,10 +389,8 @@ class EpochAssembler:
     def _new_epoch(self, out: list[Fix], time_us: int | None) -> _Epoch:
         """The current epoch is over: learn its shape, emit it, start anew."""
         timed = self._cur.timed_kinds
-        for i, kind in enumerate(timed):
+        for i, kind in enumerate(timed):  # a repeated kind keeps its last verdict
             self._closes[kind] = i == len(timed) - 1
-        if timed:
-            self._closes[timed[-1]] = True
         self._close(out)
         self._cur = _Epoch(time_us=time_us, date=self._date)
         return self._cur
