@@ -1,0 +1,1 @@
+"""Adapters: one module per outside thing, each turning its callbacks into core events."""

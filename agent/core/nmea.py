@@ -1,0 +1,518 @@
+"""NMEA 0183 framing and sentence parsing: bytes in, typed sentences out.
+
+Theory of operation
+-------------------
+A GNSS receiver's serial stream is not clean text. Real captures hold binary
+protocol frames (u-blox UBX, SiRF) between sentences, bursts of NULs after a
+power cycle, lines cut short by a buffer overflow with the next sentence glued
+on, CR, LF, CRLF or CRCRLF endings, and boot banners. The framer therefore
+works like gpsd's packet lexer rather than like ``readline()``:
+
+* Outside a sentence every byte is skipped (and counted) until a ``$`` or
+  ``!`` starts one.
+* Inside a sentence only printable ASCII is allowed. A CR or LF ends it; any
+  other control or 8-bit byte (a binary frame barging in) abandons it, and a
+  new ``$`` restarts it, because a receiver that dropped bytes glues the next
+  sentence onto the remains of the last.
+* A finished sentence longer than :data:`MAX_SENTENCE` is dropped: two
+  sentences merged by a lossy link can carry a valid checksum (gpsd's limit,
+  which already admits lines longer than NMEA's nominal 82 characters).
+* ``*hh`` at the end is the checksum: XOR of everything between ``$`` and
+  ``*``. A wrong one drops the sentence (counted); a sentence without any
+  checksum is accepted, as gpsd does for old receivers that send none, but
+  must then carry one field more than its type's minimum (a line cut short
+  has no checksum either).
+* With ``comments=True`` (offline captures) a line that starts with ``#`` is a
+  comment and skipped whole, even if it contains a ``$``.
+
+:func:`parse` turns one framed sentence into a small frozen record for the
+sentence types the epoch assembler uses (RMC, GGA, GLL, GNS, VTG, GSA, ZDA,
+GBS), for any talker (GP, GN, GL, GA, GB, BD, GQ, IN, ...). Fields keep the
+receiver's meaning; deciding what is a fix is the job of ``agent.core.gnss``.
+Empty or malformed numeric fields become ``None``. Sentences with fewer
+fields than their type needs are unparsable (gpsd's minimum field counts).
+
+Everything here is pure: no I/O, no clocks.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import reduce
+from operator import xor
+
+__all__ = [
+    "GnssCounters",
+    "NmeaFramer",
+    "parse",
+    "Gbs",
+    "Gga",
+    "Gll",
+    "Gns",
+    "Gsa",
+    "Rmc",
+    "Vtg",
+    "Zda",
+    "KNOTS_TO_MPS",
+    "MAX_SENTENCE",
+]
+
+#: Longest accepted sentence, ``$`` to the end of the checksum, in bytes.
+#: gpsd 3.22 rejects packets over 102 bytes including CR LF.
+MAX_SENTENCE = 100
+
+KNOTS_TO_MPS = 1852.0 / 3600.0
+
+
+@dataclass
+class GnssCounters:
+    """What the decoder saw, for installers and the health check.
+
+    ``sentences_ok`` counts every framed sentence whose checksum was right or
+    absent and whose address was well formed (``ignored`` is the part of
+    those whose type the decoder does not use, GSV, TXT, PUBX...).
+    ``unparsable`` counts sentences that passed the checksum but could not be
+    read (bad address, too few fields). ``skipped_bytes`` counts bytes that
+    belonged to no sentence (binary frames, noise, abandoned fragments), line
+    endings excluded.
+    """
+
+    sentences_ok: int = 0
+    bad_checksum: int = 0
+    unparsable: int = 0
+    no_checksum: int = 0
+    skipped_bytes: int = 0
+    overlong: int = 0
+    comments: int = 0
+    ignored: int = 0
+    epochs: int = 0
+    fixes: int = 0
+
+
+# ------------------------------------------------------------------ framing
+
+_HEX = frozenset(b"0123456789ABCDEFabcdef")
+_WS = frozenset(b"\r\n")
+# Inside a sentence: anything that is not printable ASCII, or a '$'.
+_SENTENCE_STOP = re.compile(rb"[^\x20-\x23\x25-\x7e]")
+_START = re.compile(rb"[$!]")
+_START_OR_COMMENT = re.compile(rb"[$!]|^#", re.M)
+
+
+def _count_noise(chunk: bytes) -> int:
+    """Bytes of ``chunk`` that are neither CR nor LF."""
+    return len(chunk) - chunk.count(b"\r") - chunk.count(b"\n")
+
+
+class NmeaFramer:
+    """Incremental NMEA framer; feed it any chunking of the byte stream.
+
+    ``feed()`` returns the sentences completed by this chunk as ``str``
+    without the ``$`` and without the ``*hh`` checksum (checksum already
+    verified). Partial sentences are kept for the next call.
+    """
+
+    def __init__(self, counters: GnssCounters | None = None, *, comments: bool = False) -> None:
+        self.counters = counters if counters is not None else GnssCounters()
+        self._comments = comments
+        self._partial = bytearray()  # a sentence in progress, starting at '$'
+        self._in_comment = False
+        self._at_line_start = True
+
+    def feed(self, data: bytes) -> list[str]:
+        return [body for body, _ in self.feed_frames(data)]
+
+    def feed_frames(self, data: bytes) -> list[tuple[str, bool]]:
+        """Like :meth:`feed`, each body paired with whether it carried a checksum."""
+        out: list[tuple[str, bool]] = []
+        c = self.counters
+        buf = bytes(data)
+        n = len(buf)
+        pos = 0
+        if self._partial:
+            pos = self._continue(buf, 0, out)
+        elif self._in_comment:
+            pos = self._skip_comment(buf, 0)
+        pattern = _START_OR_COMMENT if self._comments else _START
+        while pos < n:
+            m = pattern.search(buf, pos)
+            if m is None:
+                c.skipped_bytes += _count_noise(buf[pos:])
+                break
+            m_start = m.start()
+            c.skipped_bytes += _count_noise(buf[pos:m_start])
+            is_comment = buf[m_start] == 0x23
+            if is_comment and m_start == 0 and not self._at_line_start:
+                # '^' matched the start of a chunk that continues a line.
+                c.skipped_bytes += 1
+                pos = 1
+                continue
+            if is_comment:
+                c.comments += 1
+                self._in_comment = True
+                pos = self._skip_comment(buf, m_start)
+                continue
+            pos = self._continue(buf, m_start, out, start=True)
+        if n:
+            self._at_line_start = buf[-1] in (0x0A, 0x0D) and not self._partial
+        return out
+
+    def _skip_comment(self, buf: bytes, pos: int) -> int:
+        end = buf.find(b"\n", pos)
+        if end < 0:
+            return len(buf)
+        self._in_comment = False
+        return end + 1
+
+    def _continue(self, buf: bytes, pos: int, out: list[tuple[str, bool]], start: bool = False) -> int:
+        """Extend the sentence in progress from ``buf[pos:]``; return the next position."""
+        search_from = pos + 1 if start else pos
+        m = _SENTENCE_STOP.search(buf, search_from)
+        if m is None:
+            self._partial += buf[pos:]
+            if len(self._partial) > 4 * MAX_SENTENCE:
+                # Printable junk with no line ending: give up on it.
+                self.counters.overlong += 1
+                self.counters.skipped_bytes += len(self._partial)
+                self._partial.clear()
+            return len(buf)
+        end = m.start()
+        self._partial += buf[pos:end]
+        stop = buf[end]
+        sentence = bytes(self._partial)
+        self._partial.clear()
+        if stop in _WS:
+            self._finish(sentence, out)
+            return end + 1
+        # A control/binary byte or a new '$' cut the sentence short.
+        self.counters.skipped_bytes += len(sentence)
+        return end if stop == 0x24 else end + 1
+
+    def _finish(self, raw: bytes, out: list[tuple[str, bool]]) -> None:
+        c = self.counters
+        if len(raw) > MAX_SENTENCE:
+            c.overlong += 1
+            return
+        star = raw.rfind(b"*")
+        if star < 0:
+            body = raw[1:]
+            c.no_checksum += 1
+        else:
+            cs = raw[star + 1 :]
+            if len(cs) != 2 or cs[0] not in _HEX or cs[1] not in _HEX:
+                c.bad_checksum += 1
+                return
+            body = raw[1:star]
+            if reduce(xor, body, 0) != int(cs, 16):
+                c.bad_checksum += 1
+                return
+        out.append((body.decode("ascii"), star >= 0))
+
+
+# ------------------------------------------------------------------ parsing
+
+
+@dataclass(frozen=True, slots=True)
+class Rmc:
+    talker: str
+    time_us: int | None  # UTC time of day in microseconds
+    time_field: bool  # the time field was non-empty
+    status: str  # 'A', 'D' valid; 'V' or '' invalid
+    lat: float | None
+    lon: float | None
+    speed_kn: float | None
+    track: float | None
+    date: tuple[int, int, int] | None  # (day, month, two-digit year)
+    date_field: bool
+    faa: str  # mode indicator, '' when absent
+
+
+@dataclass(frozen=True, slots=True)
+class Gga:
+    talker: str
+    time_us: int | None
+    time_raw: str  # the field as sent; repeated timestamps are a receiver fault
+    lat: float | None
+    lon: float | None
+    quality: int | None
+    sats: int  # satellites used, 0 when empty (as gpsd's atoi)
+    sats_field: bool
+    hdop: float | None
+    alt: float | None  # metres above mean sea level
+
+
+@dataclass(frozen=True, slots=True)
+class Gll:
+    talker: str
+    time_us: int | None
+    time_field: bool
+    status: str
+    lat: float | None
+    lon: float | None
+    faa: str
+
+
+@dataclass(frozen=True, slots=True)
+class Gns:
+    talker: str
+    time_us: int | None
+    time_field: bool
+    lat: float | None
+    lon: float | None
+    modes: str  # one mode indicator per constellation
+    sats: int
+    sats_field: bool
+    hdop: float | None
+    alt: float | None
+    nav_status: str
+
+
+@dataclass(frozen=True, slots=True)
+class Vtg:
+    talker: str
+    track: float | None
+    speed_kn: float | None
+    faa: str
+
+
+@dataclass(frozen=True, slots=True)
+class Gsa:
+    talker: str
+    mode: int  # 1 no fix, 2 2D, 3 3D; 0 when unreadable
+    mode_field: str
+    prns: tuple[int, ...]
+    hdop: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Zda:
+    talker: str
+    time_us: int | None
+    date: tuple[int, int, int] | None  # (year, month, day)
+
+
+@dataclass(frozen=True, slots=True)
+class Gbs:
+    """Error estimates; only its timestamp matters here (epoch detection)."""
+
+    talker: str
+    time_us: int | None
+
+
+Sentence = Rmc | Gga | Gll | Gns | Vtg | Gsa | Zda | Gbs
+
+# Talker + type (GPGGA, BDGSA, GQRMC...) or a proprietary address (PUBX,
+# PSRFEPE, PMTK001...). Quectel's PQGSA is a GSA from the "PQ" talker.
+_ADDRESS = re.compile(r"[A-Z][A-Z0-9]{1,9}\Z")
+
+
+def _time_us(s: str) -> int | None:
+    """``hhmmss[.sss]`` to microseconds since midnight, None if malformed."""
+    if len(s) < 6 or not s[:6].isdecimal():
+        return None
+    hh, mm, ss = int(s[0:2]), int(s[2:4]), int(s[4:6])
+    if hh > 23 or mm > 59 or ss > 60:
+        return None
+    us = 0
+    if len(s) > 7 and s[6] == "." and s[7].isdecimal():
+        frac = s[7:]
+        i = 0
+        while i < len(frac) and frac[i].isdecimal():
+            i += 1
+        digits = (frac[:i] + "000000")[:6]
+        us = int(digits)
+    elif len(s) > 6 and s[6] != ".":
+        return None
+    if ss == 60:  # a leap second cannot be represented; hold the last instant
+        ss, us = 59, 999_999
+    return ((hh * 60 + mm) * 60 + ss) * 1_000_000 + us
+
+
+def _float(s: str) -> float | None:
+    if not s:
+        return None
+    try:
+        v = float(s)
+    except ValueError:
+        return None
+    if v != v or v in (float("inf"), float("-inf")):
+        return None
+    return v
+
+
+def _int(s: str) -> int | None:
+    if not s:
+        return None
+    try:
+        return int(s)
+    except ValueError:
+        return None
+
+
+def _atoi(s: str) -> int:
+    """C ``atoi``: leading digits, 0 when none (how receivers' counts are read)."""
+    if s.isdecimal():
+        return int(s)
+    i = 0
+    while i < len(s) and s[i].isdecimal():
+        i += 1
+    return int(s[:i]) if i else 0
+
+
+def _coord(value: str, hemi: str, limit: float) -> float | None:
+    """``DDDMM.mmmm`` + hemisphere to signed degrees."""
+    if not value or not hemi:
+        return None
+    v = _float(value)
+    if v is None or v < 0:
+        return None
+    deg = int(v // 100)
+    minutes = v - deg * 100
+    if minutes >= 60.0:
+        return None
+    d = deg + minutes / 60.0
+    if d > limit:
+        return None
+    return -d if hemi[0] in "SW" else d
+
+
+def _ddmmyy(s: str) -> tuple[int, int, int] | None:
+    if len(s) != 6 or not s.isdecimal():
+        return None
+    dd, mm, yy = int(s[0:2]), int(s[2:4]), int(s[4:6])
+    if not (1 <= mm <= 12 and 1 <= dd <= 31):
+        return None
+    return (dd, mm, yy)
+
+
+def _field(f: list[str], i: int) -> str:
+    return f[i] if i < len(f) else ""
+
+
+def _rmc(t: str, f: list[str]) -> Rmc:
+    return Rmc(
+        talker=t,
+        time_us=_time_us(f[1]),
+        time_field=bool(f[1]),
+        status=f[2][:1],
+        lat=_coord(f[3], f[4], 90.0),
+        lon=_coord(f[5], f[6], 180.0),
+        speed_kn=_float(f[7]),
+        track=_float(_field(f, 8)),
+        date=_ddmmyy(_field(f, 9)),
+        date_field=bool(_field(f, 9)),
+        faa=_field(f, 12)[:1],
+    )
+
+
+def _gga(t: str, f: list[str]) -> Gga:
+    return Gga(
+        talker=t,
+        time_us=_time_us(f[1]),
+        time_raw=f[1],
+        lat=_coord(f[2], f[3], 90.0),
+        lon=_coord(f[4], f[5], 180.0),
+        quality=_int(f[6]),
+        sats=_atoi(f[7]),
+        sats_field=bool(f[7]),
+        hdop=_float(f[8]),
+        alt=_float(f[9]),
+    )
+
+
+def _gll(t: str, f: list[str]) -> Gll:
+    return Gll(
+        talker=t,
+        time_us=_time_us(f[5]),
+        time_field=bool(f[5]),
+        status=f[6][:1],
+        lat=_coord(f[1], f[2], 90.0),
+        lon=_coord(f[3], f[4], 180.0),
+        faa=_field(f, 7)[:1],
+    )
+
+
+def _gns(t: str, f: list[str]) -> Gns:
+    return Gns(
+        talker=t,
+        time_us=_time_us(f[1]),
+        time_field=bool(f[1]),
+        lat=_coord(f[2], f[3], 90.0),
+        lon=_coord(f[4], f[5], 180.0),
+        modes=f[6],
+        sats=_atoi(f[7]),
+        sats_field=bool(f[7]),
+        hdop=_float(f[8]),
+        alt=_float(f[9]),
+        nav_status=_field(f, 13)[:1],
+    )
+
+
+def _vtg(t: str, f: list[str]) -> Vtg:
+    return Vtg(talker=t, track=_float(f[1]), speed_kn=_float(_field(f, 5)), faa=_field(f, 9)[:1])
+
+
+def _gsa(t: str, f: list[str]) -> Gsa:
+    # PRN slots are fields 3..14 then PDOP, HDOP, VDOP; NMEA 4.10 appends a
+    # system id, and some receivers (Navior CH-4701) send 24 PRN slots.
+    dops = 15 if len(f) == 19 else len(f) - 3
+    prns = tuple(p for p in (_atoi(x) for x in f[3:dops]) if p > 0)
+    return Gsa(talker=t, mode=_atoi(f[2]), mode_field=f[2], prns=prns, hdop=_float(f[dops + 1]))
+
+
+def _zda(t: str, f: list[str]) -> Zda:
+    date = None
+    if f[2] and f[3] and f[4]:
+        y, m, d = _int(f[4]), _int(f[3]), _int(f[2])
+        if y is not None and m is not None and d is not None and 1900 <= y <= 2200 and 1 <= m <= 12 and 1 <= d <= 31:
+            date = (y, m, d)
+    return Zda(talker=t, time_us=_time_us(f[1]), date=date)
+
+
+def _gbs(t: str, f: list[str]) -> Gbs:
+    return Gbs(talker=t, time_us=_time_us(f[1]))
+
+
+# type -> (minimum fields after the address, parser). Minimums follow gpsd.
+_PARSERS = {
+    "RMC": (7, _rmc),
+    "GGA": (12, _gga),
+    "GLL": (6, _gll),
+    "GNS": (12, _gns),
+    "VTG": (4, _vtg),
+    "GSA": (17, _gsa),
+    "ZDA": (4, _zda),
+    "GBS": (6, _gbs),
+}
+
+
+class Unparsable(ValueError):
+    """A sentence that passed the checksum but cannot be read."""
+
+
+def parse(body: str, checked: bool = True) -> Sentence | None:
+    """Parse one framed sentence (no ``$``, no checksum).
+
+    Returns a record, or ``None`` for a well-formed sentence of a type the
+    decoder does not use; raises :class:`Unparsable` for a malformed one.
+    ``checked=False`` says the sentence came without a checksum: it must then
+    carry one field more than the minimum, so that a line cut short (the last
+    one of a capture, a glitch) is not taken for a complete one (gpsd counts
+    the checksum separator as a field, to the same effect).
+    """
+    f = body.split(",")
+    address = f[0]
+    if not _ADDRESS.match(address):
+        raise Unparsable(f"bad address {address[:12]!r}")
+    if len(address) != 5:
+        return None
+    entry = _PARSERS.get(address[2:])
+    if entry is None:
+        return None
+    minimum, parser = entry
+    if not checked:
+        minimum += 1
+    if len(f) - 1 < minimum:
+        raise Unparsable(f"{address}: {len(f) - 1} fields, needs {minimum}")
+    return parser(address[:2], f)
