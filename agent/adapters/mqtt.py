@@ -54,7 +54,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from tenacity import RetryError, Retrying, retry_if_exception_type, wait_exponential_jitter
+from tenacity import RetryError, Retrying, retry_if_exception_type, wait_exponential, wait_random
 
 log = logging.getLogger(__name__)
 
@@ -306,11 +306,11 @@ class MqttLink:
             while not self._stop.is_set():
                 retrying = Retrying(
                     stop=lambda _state: self._stop.is_set(),
-                    wait=wait_exponential_jitter(
-                        initial=self.settings.reconnect_min,
-                        max=self.settings.reconnect_max,
-                        jitter=self.settings.reconnect_min,
-                    ),
+                    # Exponential from reconnect_min, capped at reconnect_max, plus
+                    # up to reconnect_min of jitter so a fleet does not reconnect
+                    # in lockstep after a broker restart.
+                    wait=wait_exponential(multiplier=self.settings.reconnect_min, max=self.settings.reconnect_max)
+                    + wait_random(0, self.settings.reconnect_min),
                     sleep=self._stop.wait,
                     retry=retry_if_exception_type(_ConnectFailed),
                     before_sleep=lambda state: log.warning(
