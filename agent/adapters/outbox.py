@@ -168,6 +168,7 @@ class Outbox:
         self._uncommitted_deletes: dict[int, bool] = {}  # id -> is telemetry
         self._pending_inserts: list[Record] = []
         self._txn_telemetry_deletes = 0
+        self._unflushed = 0  # telemetry records in memory only (not yet committed)
         self._in_txn = False
         self._last_commit = clock()
         self._dropped = 0
@@ -261,6 +262,7 @@ class Outbox:
                 self._live[rec.id] = rec
             else:
                 self._mem_backlog[rec.id] = rec
+            self._unflushed += 1
             self._enforce_bounds()
             return rec
 
@@ -288,6 +290,8 @@ class Outbox:
                 return
             rec.in_flight = False
             self._forget(rec)
+            if rec.telemetry and not rec.on_disk:
+                self._unflushed -= 1
             if rec.on_disk:
                 self._run(self._delete, [(rec.id, rec.telemetry)])
 
@@ -324,7 +328,8 @@ class Outbox:
         """Write unacknowledged records and pending deletes now. False if the disk refused."""
         with self._lock:
             self._last_commit = self._clock()
-            self._enforce_bounds()
+            # The memory bound waits: this commit may move everything to disk.
+            self._enforce_bounds(flush_first=False, memory=False)
             unflushed = [r for r in self._memory_records() if not r.on_disk]
             if self._reserved - self._last_seq < self._seq_block // 2:
                 self._reserved = self._last_seq + 1 + self._seq_block
@@ -334,14 +339,14 @@ class Outbox:
             ok = self._run(self._flush, unflushed, commit=True)
             if ok:
                 self._evict_flushed_backlog()
+            else:
+                self._enforce_bounds(flush_first=False)
             return ok
 
     def pending(self) -> dict[Lane, int]:
         """Records waiting per lane (in flight included)."""
         with self._lock:
-            mem_unflushed = sum(1 for r in self._mem_backlog.values() if not r.on_disk)
-            mem_unflushed += sum(1 for r in self._live.values() if not r.on_disk)
-            telemetry = self._disk_telemetry_now + mem_unflushed
+            telemetry = self._disk_telemetry_now + self._unflushed
             return {
                 Lane.EMERGENCY: len(self._urgent[Lane.EMERGENCY]),
                 Lane.STATUS: len(self._urgent[Lane.STATUS]),
@@ -481,19 +486,30 @@ class Outbox:
         if evicted:
             self._cursor = min(self._cursor, evicted[0] - 1)
 
-    def _enforce_bounds(self) -> None:
-        unflushed = [r for r in self._mem_backlog.values() if not r.on_disk and not r.in_flight]
-        total = self._disk_telemetry_now + len(unflushed) + sum(1 for r in self._live.values() if not r.on_disk)
-        excess = total - self._max_backlog
+    def _enforce_bounds(self, *, flush_first: bool = True, memory: bool = True) -> None:
+        """Keep within max_backlog_reports (disk + memory) and max_memory_reports (memory)."""
+        dropped = 0
+        excess = self._disk_telemetry_now + self._unflushed - self._max_backlog
         if excess > 0 and self._disk_telemetry_now and self._db is not None:
-            excess -= self._drop_disk_backlog(excess)
-        mem_unflushed = len(unflushed) + sum(1 for r in self._live.values() if not r.on_disk)
-        excess = max(excess, mem_unflushed - self._max_memory)
+            done = self._drop_disk_backlog(excess)
+            dropped += done
+            excess -= done
+        if flush_first and self._unflushed > self._max_memory and self._disk_ok and self._db is not None:
+            # Memory is not the store: flush before dropping anything.
+            self.commit()
+        if memory:
+            excess = max(excess, self._unflushed - self._max_memory)
         if excess > 0:
-            for rec in unflushed[:excess]:
+            victims = [r for r in self._mem_backlog.values() if not r.on_disk and not r.in_flight][:excess]
+            for rec in victims:
                 del self._mem_backlog[rec.id]
-                self._dropped += 1
-            log.warning("outbox full: dropped %d oldest backlog reports", min(excess, len(unflushed)))
+                self._unflushed -= 1
+            dropped += len(victims)
+        if dropped:
+            self._dropped += dropped
+            # Once full, every report drops one: log the first and then every 1000th.
+            if self._dropped == dropped or self._dropped // 1000 != (self._dropped - dropped) // 1000:
+                log.warning("outbox full: %d oldest backlog reports dropped so far", self._dropped)
 
     def _drop_disk_backlog(self, count: int) -> int:
         assert self._db is not None
@@ -507,8 +523,6 @@ class Outbox:
             return 0
         victims = [rid for (rid,) in rows if not self._held(rid)][:count]
         if victims and self._run(self._delete, [(rid, True) for rid in victims]):
-            self._dropped += len(victims)
-            log.warning("outbox full: dropped %d oldest backlog reports from disk", len(victims))
             return len(victims)
         return 0
 
@@ -560,6 +574,7 @@ class Outbox:
             self._bytes_written += len(rec.topic) + len(rec.payload)
             if rec.telemetry:
                 self._disk_telemetry += 1
+                self._unflushed -= 1
         self._pending_inserts = []
 
     def _insert(self, recs: list[Record]) -> None:

@@ -243,6 +243,7 @@ class Recorder:
     password: str | None = None
     tls: TlsFiles | None = None
     client_cert: tuple[Path, Path] | None = None
+    persistent: bool = False  # a broker session that survives the recorder's (or broker's) restart
     messages: list[Received] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -252,7 +253,10 @@ class Recorder:
             CallbackAPIVersion.VERSION2,
             client_id=self.client_id or f"recorder-{os.getpid()}-{id(self)}",
             protocol=MQTTProtocolVersion.MQTTv311,
+            clean_session=not self.persistent,
         )
+        # paho's loop reconnects by itself after a broker restart; keep it quick.
+        self._client.reconnect_delay_set(0.1, 0.5)
         if self.username is not None:
             self._client.username_pw_set(self.username, self.password)
         if self.tls is not None:
@@ -261,6 +265,7 @@ class Recorder:
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
         self._client.on_subscribe = lambda *a: self._subscribed.set()
+        self._client.on_disconnect = lambda *a: self._subscribed.clear()
 
     def start(self, timeout: float = 10.0) -> Recorder:
         self._client.connect(self.broker.host, self.broker.port, keepalive=30)
@@ -268,6 +273,11 @@ class Recorder:
         if not self._subscribed.wait(timeout):
             raise TimeoutError(f"recorder did not subscribe:\n{self.broker.log_text()}")
         return self
+
+    def wait_subscribed(self, timeout: float = 10.0) -> None:
+        """After a broker restart: wait until paho has reconnected and subscribed again."""
+        if not self._subscribed.wait(timeout):
+            raise TimeoutError(f"recorder did not resubscribe:\n{self.broker.log_text()}")
 
     def stop(self) -> None:
         self._client.disconnect()
