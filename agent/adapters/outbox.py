@@ -428,7 +428,7 @@ class Outbox:
     def _take_backlog(self, limit: int) -> list[Record]:
         mem = [r for r in self._mem_backlog.values() if not r.in_flight and not r.on_disk]
         disk: list[Record] = []
-        if self._db is not None and self._disk_ok_for_reads():
+        if self._db is not None and self._disk_telemetry_now > 0:
             disk = self._scan_disk(limit)
         merged = sorted(disk + mem[:limit], key=lambda r: r.id)[:limit]
         taken_disk = [r.id for r in merged if r.on_disk]
@@ -439,9 +439,6 @@ class Outbox:
             self._cursor = min(self._cursor, disk[0].id - 1)
         return merged
 
-    def _disk_ok_for_reads(self) -> bool:
-        return self._disk_telemetry_now > 0
-
     def _scan_disk(self, limit: int) -> list[Record]:
         assert self._db is not None
         found: list[Record] = []
@@ -451,7 +448,8 @@ class Outbox:
                 rows = self._db.execute(
                     "SELECT id, lane, topic, payload, qos, retain, seq FROM records"
                     " WHERE id > ? AND lane >= ? ORDER BY id LIMIT ?",
-                    (cursor, int(Lane.LIVE), max(limit, SCAN_BATCH)),
+                    # Enough to get past the rows held in memory in one go, usually.
+                    (cursor, int(Lane.LIVE), min(SCAN_BATCH, limit + len(self._in_flight) + len(self._mem_backlog))),
                 ).fetchall()
                 if not rows:
                     break

@@ -122,6 +122,7 @@ class Uplink:
         self._tokens = 0.0
         self._tokens_at = clock()
         self._counts = collections.Counter[str]()
+        self._counts_lock = threading.Lock()  # submit, link_down and the sender all count
 
     # ------------------------------------------------------------ public
 
@@ -158,7 +159,7 @@ class Uplink:
         """
         if publish.lane is Lane.LIVE and not self._link.connected:
             publish = dataclasses.replace(publish, lane=Lane.BACKLOG)
-            self._counts["demoted"] += 1
+            self._count("demoted")
         rec = self._outbox.put(publish)
         self._wake()
         return rec.id
@@ -174,28 +175,34 @@ class Uplink:
 
     def link_down(self, reason: str = "") -> None:
         """Wire to ``MqttLink(on_down=...)``: unsent live reports become backlog."""
-        self._counts["demoted"] += self._outbox.demote_live()
+        self._count("demoted", self._outbox.demote_live())
         self._wake()
 
     def stats(self) -> UplinkStats:
         out = self._outbox.stats()
+        with self._counts_lock:
+            counts = collections.Counter(self._counts)
         return UplinkStats(
             link_up=self._link.connected,
             pending=out.pending,
             in_flight=self._in_flight,
             backlog_in_flight=self._backlog_in_flight,
-            sent_urgent=self._counts["sent_urgent"],
-            sent_live=self._counts["sent_live"],
-            sent_backlog=self._counts["sent_backlog"],
-            acked=self._counts["acked"],
-            refused=self._counts["refused"],
-            lost=self._counts["lost"],
-            demoted=self._counts["demoted"],
-            loop_errors=self._counts["loop_errors"],
+            sent_urgent=counts["sent_urgent"],
+            sent_live=counts["sent_live"],
+            sent_backlog=counts["sent_backlog"],
+            acked=counts["acked"],
+            refused=counts["refused"],
+            lost=counts["lost"],
+            demoted=counts["demoted"],
+            loop_errors=counts["loop_errors"],
             outbox=out,
         )
 
     # -------------------------------------------------------- the thread
+
+    def _count(self, key: str, n: int = 1) -> None:
+        with self._counts_lock:
+            self._counts[key] += n
 
     def _wake(self) -> None:
         with self._cond:
@@ -207,7 +214,7 @@ class Uplink:
             try:
                 wait = self._step()
             except Exception:  # the sender must outlive any one bad record
-                self._counts["loop_errors"] += 1
+                self._count("loop_errors")
                 log.exception("uplink: sender loop failed; going on")
                 wait = 1.0
             with self._cond:
@@ -268,7 +275,7 @@ class Uplink:
                     self._outbox.nack(rest.id)
                 return False
             key = "sent_backlog" if backlog else ("sent_live" if rec.lane is Lane.LIVE else "sent_urgent")
-            self._counts[key] += 1
+            self._count(key)
         return True
 
     def _ack_callback(self, record_id: int, backlog: bool) -> Callable[[AckResult], None]:
@@ -284,8 +291,8 @@ class Uplink:
             self._in_flight -= 1
             self._backlog_in_flight -= backlog
             if result is AckResult.LOST:
-                self._counts["lost"] += 1
+                self._count("lost")
                 self._outbox.nack(record_id)
             else:
-                self._counts["acked" if result is AckResult.ACKED else "refused"] += 1
+                self._count("acked" if result is AckResult.ACKED else "refused")
                 self._outbox.ack(record_id)
