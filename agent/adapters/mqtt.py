@@ -20,7 +20,7 @@ A supervisor thread (``mqtt-link``) owns the connection's life:
    3.1.1. Failures back off with capped, jittered exponential delays
    (tenacity, this is the only retry loop: paho's own reconnect is off).
 4. Once up: subscribe to ``subscriptions`` (relative topics, renewed at each
-   connect), publish the birth message (``online``, retained, payload from
+   connect) and wait for the SUBACK, publish the birth message (``online``, retained, payload from
    the ``birth`` callable), call ``on_up(broker)``.
 5. Watch the link: if the oldest unacknowledged PUBLISH is older than
    ``ack_timeout`` the link is black-holed (a cellular link that stalls
@@ -150,6 +150,7 @@ class _Session:
     broker: str
     protocol: str
     connack: threading.Event = field(default_factory=threading.Event)
+    subscribed: threading.Event = field(default_factory=threading.Event)
     down: threading.Event = field(default_factory=threading.Event)
     connack_code: int | None = None
     connack_reason: str = ""
@@ -397,6 +398,7 @@ class MqttLink:
         client.on_disconnect = self._cb_disconnect
         client.on_publish = self._cb_publish
         client.on_message = self._cb_message
+        client.on_subscribe = self._cb_subscribe
         return client
 
     def _serve(self, session: _Session) -> float:
@@ -410,6 +412,9 @@ class MqttLink:
         log.info("mqtt: connected to %s (MQTT %s)", session.broker, session.protocol)
         if self._subscriptions:
             client.subscribe([(self._base + t, 1) for t in self._subscriptions])
+            # "Up" means inbound works too: wait for the SUBACK (bounded).
+            if not session.subscribed.wait(self.settings.connect_timeout):
+                log.warning("mqtt: no SUBACK from %s within %s s", session.broker, self.settings.connect_timeout)
         birth = self._call_guarded("birth", self._birth)
         if isinstance(birth, bytes):
             client.publish(self._base + "online", birth, qos=1, retain=True)
@@ -532,6 +537,16 @@ class MqttLink:
             self._deliver_ack(entry[1], result)
         except Exception:  # noqa: BLE001
             self._callback_failed("on_publish")
+
+    def _cb_subscribe(self, client: paho.Client, session: _Session, mid: int, reasons: Any, props: Any) -> None:
+        try:
+            refused = [str(r) for r in reasons if getattr(r, "is_failure", False)]
+            if refused:
+                log.error("mqtt: broker refused subscriptions %s: %s", self._subscriptions, refused)
+        except Exception:  # noqa: BLE001
+            self._callback_failed("on_subscribe")
+        finally:
+            session.subscribed.set()
 
     def _cb_message(self, client: paho.Client, session: _Session, msg: paho.MQTTMessage) -> None:
         try:
