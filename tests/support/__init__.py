@@ -1,0 +1,1 @@
+"""Test support: a real Mosquitto per test, a black-holing TCP proxy, test certificates."""

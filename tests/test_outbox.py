@@ -1,0 +1,275 @@
+"""The durable outbox on its own: lanes, batching, seq persistence, bounds, disk full."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.adapters.outbox import DB_NAME, Outbox, OutboxError
+from agent.core.publish import Lane, Publish
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def report(seq: int, lane: Lane = Lane.LIVE) -> Publish:
+    return Publish("telemetry", json.dumps({"seq": seq}).encode(), lane, seq=seq)
+
+
+def status(name: str) -> Publish:
+    return Publish("status", json.dumps({"status": name}).encode(), Lane.STATUS, retain=True)
+
+
+def rows_on_disk(state_dir: Path) -> list[tuple[int, int, str, int | None]]:
+    """Read the database from another connection: what a restart would see."""
+    db = sqlite3.connect(state_dir / DB_NAME)
+    try:
+        return db.execute("SELECT id, lane, topic, seq FROM records ORDER BY id").fetchall()
+    finally:
+        db.close()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def test_status_is_on_disk_when_put_returns(tmp_path: Path, clock: FakeClock) -> None:
+    box = Outbox(tmp_path, clock=clock)
+    box.put(status("en_route"))
+    assert [(lane, topic) for _, lane, topic, _ in rows_on_disk(tmp_path)] == [(Lane.STATUS, "status")]
+    box.close()
+
+
+def test_live_report_acked_before_the_batch_never_touches_disk(tmp_path: Path, clock: FakeClock) -> None:
+    box = Outbox(tmp_path, commit_interval_s=10, clock=clock)
+    for seq in range(box.next_seq(), box.next_seq() + 100):
+        box.put(report(seq))
+        (rec,) = box.take(Lane.LIVE, 10)
+        box.ack(rec.id)
+        clock.now += 1.0
+        box.maybe_commit()
+    stats = box.stats()
+    assert stats.records_written == 0
+    assert rows_on_disk(tmp_path) == []
+    assert stats.pending == {"emergency": 0, "status": 0, "live": 0, "backlog": 0}
+    box.close()
+
+
+def test_unacked_telemetry_is_committed_in_batches_not_per_report(tmp_path: Path, clock: FakeClock) -> None:
+    box = Outbox(tmp_path, commit_interval_s=10, clock=clock)
+    commits_before = box.stats().commits
+    first = box.next_seq()
+    for seq in range(first, first + 25):
+        box.put(report(seq))
+        clock.now += 1.0
+        box.maybe_commit()
+    on_disk = [seq for _, _, _, seq in rows_on_disk(tmp_path)]
+    # Two batches (at 10 s and 20 s); the last 5 reports are still in memory.
+    assert box.stats().commits - commits_before == 2
+    assert on_disk == list(range(first, first + 20))
+    box.close()
+    assert [seq for _, _, _, seq in rows_on_disk(tmp_path)] == list(range(first, first + 25))
+
+
+def test_lanes_are_taken_in_order_and_a_newer_live_report_demotes_the_older(tmp_path: Path) -> None:
+    box = Outbox(tmp_path)
+    box.put(report(1))
+    box.put(report(2))  # supersedes 1 before it could be sent
+    box.put(status("busy"))
+    box.put(Publish("alarm", b'{"active": true}', Lane.EMERGENCY, retain=True))
+    assert box.pending() == {Lane.EMERGENCY: 1, Lane.STATUS: 1, Lane.LIVE: 1, Lane.BACKLOG: 1}
+    assert [r.topic for r in box.take(Lane.EMERGENCY, 10)] == ["alarm"]
+    assert [r.seq for r in box.take(Lane.LIVE, 10)] == [2]
+    assert [r.seq for r in box.take(Lane.BACKLOG, 10)] == [1]
+    box.close()
+
+
+def test_backlog_drains_oldest_first_across_disk_memory_and_resends(tmp_path: Path, clock: FakeClock) -> None:
+    box = Outbox(tmp_path, commit_interval_s=10, clock=clock)
+    for seq in range(1, 31):
+        box.put(report(seq, Lane.BACKLOG))
+        if seq == 20:
+            box.commit()  # 1..20 on disk, 21..30 in memory
+    first = box.take(Lane.BACKLOG, 8)
+    assert [r.seq for r in first] == list(range(1, 9))
+    for rec in first[:4]:
+        box.ack(rec.id)
+    for rec in first[4:]:
+        box.nack(rec.id)  # link lost: they go back, in order
+    rest = box.take(Lane.BACKLOG, 100)
+    assert [r.seq for r in rest] == list(range(5, 31))
+    for rec in rest:
+        box.ack(rec.id)
+    box.commit()
+    assert box.pending()[Lane.BACKLOG] == 0
+    assert rows_on_disk(tmp_path) == []
+    box.close()
+
+
+def test_a_lost_live_report_is_resent_as_backlog(tmp_path: Path) -> None:
+    box = Outbox(tmp_path)
+    box.put(report(7))
+    (rec,) = box.take(Lane.LIVE, 1)
+    box.nack(rec.id)
+    assert box.take(Lane.LIVE, 1) == []
+    assert [(r.seq, r.lane) for r in box.take(Lane.BACKLOG, 5)] == [(7, Lane.BACKLOG)]
+    box.close()
+
+
+def test_seq_continues_exactly_after_a_clean_close(tmp_path: Path) -> None:
+    box = Outbox(tmp_path)
+    assert box.next_seq() == 1
+    for seq in range(1, 6):
+        box.put(report(seq))
+    box.close()
+    box = Outbox(tmp_path)
+    assert box.next_seq() == 6
+    box.close()
+
+
+def _crash_after(state_dir: Path, seqs: range, seq_block: int) -> None:
+    """Put reports in a child process that then dies by SIGKILL (no close)."""
+    code = textwrap.dedent(
+        f"""
+        import os, signal, json
+        from agent.adapters.outbox import Outbox
+        from agent.core.publish import Lane, Publish
+        box = Outbox({str(state_dir)!r}, seq_block={seq_block}, commit_interval_s=3600)
+        for seq in range({seqs.start}, {seqs.stop}):
+            box.put(Publish("telemetry", json.dumps({{"seq": seq}}).encode(), Lane.LIVE, seq=seq))
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1], timeout=30)
+    assert proc.returncode == -9
+
+
+def test_seq_is_never_reused_after_a_crash(tmp_path: Path) -> None:
+    box = Outbox(tmp_path, seq_block=4)
+    start = box.next_seq()
+    box.close()
+    # 10 reports cross the 4-report reservation twice: each crossing is forced to disk.
+    _crash_after(tmp_path, range(start, start + 10), seq_block=4)
+    box = Outbox(tmp_path, seq_block=4)
+    assert box.next_seq() > start + 9
+    resumed = box.next_seq()
+    box.close()
+    _crash_after(tmp_path, range(resumed, resumed + 1), seq_block=4)
+    box = Outbox(tmp_path, seq_block=4)
+    assert box.next_seq() > resumed
+    box.close()
+
+
+def test_committed_records_survive_a_kill_and_drain_in_order(tmp_path: Path) -> None:
+    code = textwrap.dedent(
+        f"""
+        import os, signal, json
+        from agent.adapters.outbox import Outbox
+        from agent.core.publish import Lane, Publish
+        box = Outbox({str(tmp_path)!r}, commit_interval_s=3600)
+        for seq in range(1, 21):
+            box.put(Publish("telemetry", json.dumps({{"seq": seq}}).encode(), Lane.BACKLOG, seq=seq))
+        box.put(Publish("status", b'{{"status": "busy"}}', Lane.STATUS, retain=True))
+        box.commit()
+        for seq in range(21, 24):  # never committed: lost, by design
+            box.put(Publish("telemetry", b"{{}}", Lane.BACKLOG, seq=seq))
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1], timeout=30)
+    assert proc.returncode == -9
+    box = Outbox(tmp_path)
+    assert box.pending()[Lane.STATUS] == 1
+    assert [r.seq for r in box.take(Lane.BACKLOG, 100)] == list(range(1, 21))
+    assert box.next_seq() >= 24
+    box.close()
+
+
+def test_full_outbox_drops_oldest_backlog_never_status(tmp_path: Path, clock: FakeClock) -> None:
+    box = Outbox(tmp_path, max_backlog_reports=50, commit_interval_s=10, clock=clock)
+    for i in range(5):
+        box.put(status(f"s{i}"))
+    for seq in range(1, 121):
+        box.put(report(seq, Lane.BACKLOG))
+        clock.now += 1.0
+        box.maybe_commit()
+    box.commit()
+    stats = box.stats()
+    assert stats.dropped == 70
+    assert stats.pending["status"] == 5
+    assert [r.seq for r in box.take(Lane.BACKLOG, 1000)] == list(range(71, 121))
+    box.close()
+
+
+def test_an_unusable_database_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / DB_NAME).write_bytes(b"this is not a database" * 100)
+    with pytest.raises(OutboxError, match="unusable"):
+        Outbox(tmp_path)
+
+
+# --------------------------------------------------------------- disk full
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 512 KiB tmpfs (needs root); the test fills it to make the disk full."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mnt)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def fill(directory: Path) -> Path:
+    filler = directory / "filler"
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+    return filler
+
+
+def test_disk_full_keeps_records_in_memory_and_recovers(tiny_tmpfs: Path, clock: FakeClock) -> None:
+    box = Outbox(tiny_tmpfs, commit_interval_s=10, clock=clock)
+    filler = fill(tiny_tmpfs)
+    big = b"x" * 4000  # a few of these cannot fit in what is left
+    for i in range(30):
+        box.put(Publish("status", big, Lane.STATUS, retain=True))  # must not raise
+    for seq in range(1, 41):
+        box.put(Publish("telemetry", big, Lane.LIVE, seq=seq))
+        clock.now += 1.0
+        box.maybe_commit()
+    stats = box.stats()
+    assert stats.disk_errors > 0 and not stats.disk_ok
+    assert len(box.take(Lane.STATUS, 100)) == 30
+    assert [r.seq for r in box.take(Lane.LIVE, 10)] == [40]
+    assert len(box.take(Lane.BACKLOG, 100)) == 39
+    filler.unlink()
+    box.close()  # room again: everything unacknowledged reaches the disk
+    assert box.stats().disk_ok
+    box = Outbox(tiny_tmpfs)
+    assert box.pending()[Lane.STATUS] == 30 and box.pending()[Lane.BACKLOG] == 40
+    box.close()
