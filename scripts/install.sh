@@ -187,7 +187,7 @@ build_venv() {
         # Byte code records its source path (tracebacks show it): compile
         # again as if from /opt, because the sandboxed agent cannot write
         # there to fix it at run time.
-        "$PYTHON" -m compileall -q -f -s "$ROOT" -p / "$target/lib" >/dev/null
+        "$PYTHON" -m compileall -q -f -j 0 -s "$ROOT" -p / "$target/lib" >/dev/null
     fi
     printf 'D %s\n' "$VENV" >>"$MANIFEST_TMP"
 }
