@@ -94,6 +94,9 @@ def test_staging_install_puts_every_file_in_place_with_its_mode(stage, example_c
     assert (stage / "etc/umps-agent/agent.toml").read_bytes() == example_config.read_bytes()
     assert mode(stage / "var/lib/umps-agent") == 0o750
     assert (stage / "opt/umps-agent/share/firmware-config/README.md").is_file()
+    unit_text = (stage / "etc/systemd/system/umps-agent.service").read_text()
+    doc = unit_text.split("Documentation=file://", 1)[1].split()[0]
+    assert (stage / doc.lstrip("/")).is_file(), doc  # the unit's Documentation= resolves
     # Cars only, on request:
     assert not (stage / "etc/systemd/system/umps-kiosk.service").exists()
     assert not (stage / "etc/pam.d").exists()
