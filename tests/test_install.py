@@ -311,6 +311,11 @@ def test_live_install_in_a_private_mount_namespace(tmp_path, example_config, too
     )
     if probe.returncode != 0:
         pytest.skip(f"no private mount namespace with overlayfs here: {probe.stderr.strip()}")
+    def host_state():
+        user = subprocess.run(["getent", "passwd", "umps-agent"], capture_output=True, text=True).stdout
+        return user, Path("/etc/sysusers.d/umps-agent.conf").exists(), Path("/etc/umps-agent").exists()
+
+    before = host_state()
     environ = {k: v for k, v in os.environ.items() if not k.startswith("UMPS_") and k != "DESTDIR"}
     environ.update(OV=str(tmp_path / "ov"), REPO=str(REPO), UMPS_INSTALL_SKIP_VENV="1",
                    UMPS_EXAMPLE_CONFIG=str(example_config), HIDE_SYSUSERS=str(int(tool == "useradd")))
@@ -330,5 +335,4 @@ def test_live_install_in_a_private_mount_namespace(tmp_path, example_config, too
     assert out["CONFIG"] == "gone"
     assert "systemd: daemon-reload/enable skipped (systemd is not PID 1)" in result.stdout
     # The machine itself was not changed.
-    assert subprocess.run(["getent", "passwd", "umps-agent"], capture_output=True).returncode != 0
-    assert not Path("/etc/sysusers.d/umps-agent.conf").exists()
+    assert host_state() == before
