@@ -46,7 +46,10 @@ fi
 say() { printf 'uninstall: %s\n' "$*"; }
 
 if [ "$SYSTEMD_RUNNING" = 1 ]; then
-    systemctl disable --now umps-kiosk.service umps-agent.service 2>/dev/null || true
+    # One at a time: an unknown unit (no kiosk on a motorcycle) fails the call.
+    for unit in umps-kiosk.service umps-agent.service; do
+        systemctl disable --now "$unit" 2>/dev/null || true
+    done
 fi
 
 # Boot files: undo --boot-config where it is still exactly what it wrote.
