@@ -107,6 +107,7 @@ class GnssEmulator:
         self._clock = clock
         self._rng = random.Random(seed)
         self._lock = threading.RLock()
+        self._polled = threading.Condition(self._lock)  # notified after every poll
         self._ports: list[PtyPort | TcpPort] = []
         self._windows: list[_Window] = []
         self._truth: deque[TruthPoint] = deque(maxlen=TRUTH_MAX)
@@ -228,7 +229,16 @@ class GnssEmulator:
             self._apply_transitions(now)
             for p in self._ports:
                 p.service()
+            self._polled.notify_all()
             return out
+
+    def wait_for(self, predicate: Callable[["GnssEmulator"], bool], timeout: float) -> bool:
+        """Block until ``predicate(self)`` holds after a poll; False on timeout.
+
+        For example ``emu.wait_for(lambda e: b"$PUBX" in e.received(), 2)``.
+        """
+        with self._polled:
+            return self._polled.wait_for(lambda: predicate(self), timeout)
 
     def _emit(self, t: float) -> Emission:
         active = [w.fault for w in self._windows if w.active(t)]

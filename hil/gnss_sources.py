@@ -127,7 +127,8 @@ class RouteStream:
         self._index = 0
         self._err_n = 0.0
         self._err_e = 0.0
-        self._blocked_until: float | None = None  # emulated time the sky came back
+        self._blocked = False
+        self._sky_back_at: float | None = None  # when the sky last came back
 
     def next_due(self) -> float | None:
         return self._index / self.rate_hz
@@ -140,8 +141,10 @@ class RouteStream:
         mask = 14.0 + 4.0 * math.sin(2 * math.pi * state.distance / 350.0)
         view = self.sky.view(utc, mask, blocked=blocked)
         if blocked:
-            self._blocked_until = t
-        reacquiring = self._blocked_until is not None and t - self._blocked_until < src.reacquire_s
+            self._blocked = True
+        elif self._blocked:
+            self._blocked, self._sky_back_at = False, t
+        reacquiring = self._sky_back_at is not None and t - self._sky_back_at < src.reacquire_s
         fix = view.can_fix and not blocked and not reacquiring
 
         dt_s = 1.0 / self.rate_hz
