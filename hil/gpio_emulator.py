@@ -416,7 +416,7 @@ class PigpioEmulator:
             return self._changed.wait_for(lambda: self._gpio[pin].level() == level, timeout)
 
     def wait_for(self, predicate: Callable[["PigpioEmulator"], bool], timeout: float) -> bool:
-        """Block until ``predicate(self)`` holds after some pin change."""
+        """Block until ``predicate(self)`` holds (checked on pin and client changes)."""
         with self._changed:
             return self._changed.wait_for(lambda: predicate(self), timeout)
 
@@ -549,6 +549,7 @@ class PigpioEmulator:
                 conn = _Conn(sock, peer)
                 conn.thread = threading.Thread(target=self._serve, args=(conn,), name=f"pigpio-emu-{peer[1]}", daemon=True)
                 self._conns.append(conn)
+                self._changed.notify_all()
             conn.thread.start()
 
     def _serve(self, conn: _Conn) -> None:
@@ -569,6 +570,7 @@ class PigpioEmulator:
                     del self._notify[handle]
                 if conn in self._conns:
                     self._conns.remove(conn)
+                self._changed.notify_all()  # someone may wait for clients == 0
             conn.close()
 
     def _recv_exact(self, conn: _Conn, size: int) -> bytes | None:
