@@ -66,13 +66,18 @@ JOIN_TIMEOUT_S = 3.0
 
 @dataclass(frozen=True, slots=True)
 class Emission:
-    """One epoch as it left the receiver (``data`` empty when nobody heard)."""
+    """One epoch of the receiver.
+
+    ``data`` is what went out on the ports (empty while unplugged or silent);
+    ``lines`` the sentences as the receiver formed them, damage included;
+    ``faults`` the fault kinds active at ``t``.
+    """
 
     t: float
     data: bytes
     lines: tuple[bytes, ...]
     faults: tuple[str, ...]
-    plugged: bool
+    heard: bool
     truth: TruthPoint | None
 
 

@@ -268,6 +268,17 @@ def test_replay_faster_and_with_the_fix_blanked() -> None:
         emu.inject("time_jump")
 
 
+def test_a_looping_replay_starts_over() -> None:
+    clock = FakeClock()
+    source = CaptureSource(CAPTURE, speed=10.0, loop=True)
+    emu = GnssEmulator(source, clock=clock)
+    emu.start(run_thread=False)
+    out = _run(emu, clock, 2 * len(source.epochs) / 10 + 0.5, step=0.01)
+    assert len(out) >= 2 * len(source.epochs)
+    assert out[len(source.epochs)].lines == tuple(source.epochs[0][1])
+    assert all(b.t > a.t for a, b in zip(out, out[1:]))
+
+
 def test_capture_epochs_split_on_time_and_skip_comments() -> None:
     data = (
         b"# header\r\n$GPGGA,120000.00,,,,,0,00,,,M,,M,,*69\r\n$GPGSA,A,1,,,,,,,,,,,,,,,*1E\r\n"
@@ -329,7 +340,7 @@ def test_pty_serves_nmea_to_pyserial_through_the_symlink(live_pty) -> None:
     assert os.path.islink(link) and os.readlink(link).startswith("/dev/pts/")
     assert emu.addresses == [link]
     with serial.serial_for_url(link, baudrate=9600, timeout=2) as port:
-        lines = _read_sentences(port, 12)[1:]  # the first may be a tail
+        lines = _read_sentences(port, 30)[1:]  # the first may be a tail; 30 spans two epochs
         assert all(verify(line) for line in lines)
         assert any(line[3:6] == b"RMC" for line in lines)
         port.write(b"$PUBX,40,GSV,0,0,0,0*59\r\n")  # the agent configuring its receiver
