@@ -1,0 +1,568 @@
+"""The rider panel display: a small monochrome OLED (128×64 SSD1306/SH1106 on I2C).
+
+What a rider in a helmet can take in at a glance, and nothing more:
+
+- idle: the unit status in big letters, link and GNSS indicators, the clock;
+- a call: the priority in a big box ("P1" inverted), the nature (one or two
+  lines, ellipsis when too long), a short address, and on the bottom row an
+  arrow to the incident relative to the motorcycle's heading with the distance;
+- an emergency: "ALARME" and whether dispatch has acknowledged it.
+
+How it draws. ``render(view)`` is pure drawing: a ``PanelView`` in, a Pillow
+image of the device's size and mode out, through ``luma.core``'s canvas rules
+(the same image goes to a real OLED or to ``luma.core.device.dummy`` in tests).
+``show(view)`` sends it to the device, skipping an unchanged view, and never
+raises: a loose I2C connector is logged and counted, not a crash.
+
+Text. Pillow's built-in font has no Arabic glyphs (it draws empty boxes), so
+everything is drawn with DejaVu Sans (Debian ``fonts-dejavu-core``), which
+covers Latin with French accents and Arabic presentation forms. Pillow is told
+to use its BASIC layout engine so the result does not depend on whether the
+unit's Pillow was built with libraqm: Arabic is shaped into presentation forms
+by ``arabic_reshaper`` and put in display order by ``python-bidi``'s
+``get_display`` here, once, for every string. Each string gets its paragraph
+direction from its first strong letter (an Arabic nature reads right to left,
+a Latin street name in an Arabic UI left to right, digits stay in order), and
+the screen layout is mirrored for an Arabic UI (priority box on the right,
+text aligned right). Arrows are never mirrored: they point at a real place.
+Text too long for its box is cut in logical order (so an Arabic word loses
+its end, which is on the left) and gets an ellipsis.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import arabic_reshaper
+from bidi import get_display
+from PIL import Image, ImageDraw, ImageFont
+
+from agent.core import geo
+from agent.core.i18n import Catalog
+from agent.core.panel_view import CallSummary, PanelView
+
+log = logging.getLogger(__name__)
+
+# Where Debian (fonts-dejavu-core) and a few other systems put DejaVu.
+FONT_DIRS = (
+    Path("/usr/share/fonts/truetype/dejavu"),
+    Path("/usr/share/fonts/dejavu"),
+    Path("/usr/share/fonts/TTF"),
+    Path("/usr/local/share/fonts"),
+)
+REGULAR_FONT = "DejaVuSans.ttf"
+BOLD_FONT = "DejaVuSans-Bold.ttf"
+
+ELLIPSIS = "…"
+MIN_SIZE = (128, 64)
+WHITE, BLACK = "white", "black"
+
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1 with x1/y1 exclusive
+Align = Literal["start", "end", "center"]
+
+
+class DisplayError(RuntimeError):
+    """The display cannot be used (no font, no I2C device, unknown kind)."""
+
+
+# -------------------------------------------------------------------- fonts
+
+
+def find_font(name: str, dirs: Sequence[Path] = FONT_DIRS) -> Path:
+    """The path of a TrueType font by file name, looked up in ``dirs``."""
+    for directory in dirs:
+        path = directory / name
+        if path.is_file():
+            return path
+    searched = ", ".join(str(d) for d in dirs)
+    raise DisplayError(
+        f"font {name} not found (searched {searched}); install the Debian package fonts-dejavu-core"
+    )
+
+
+@dataclass(frozen=True)
+class FontSet:
+    """The regular and bold TrueType faces the panel draws with."""
+
+    regular: Path
+    bold: Path
+
+    @classmethod
+    def default(cls, dirs: Sequence[Path] = FONT_DIRS) -> FontSet:
+        return cls(find_font(REGULAR_FONT, dirs), find_font(BOLD_FONT, dirs))
+
+    def get(self, size: int, bold: bool = False) -> ImageFont.FreeTypeFont:
+        return _load_font(str(self.bold if bold else self.regular), size)
+
+
+@lru_cache(maxsize=64)
+def _load_font(path: str, size: int) -> ImageFont.FreeTypeFont:
+    # BASIC layout: shaping and ordering are done by arabic_reshaper/python-bidi,
+    # whether or not this Pillow has libraqm (it would shape a second time).
+    return ImageFont.truetype(path, size, layout_engine=ImageFont.Layout.BASIC)
+
+
+def missing_glyphs(font: ImageFont.ImageFont | ImageFont.FreeTypeFont, text: str) -> set[str]:
+    """The characters of ``text`` that ``font`` draws as its "missing glyph" box (tofu).
+
+    Each visible character is drawn alone and compared with what the font draws
+    for a code point no font has (U+E0FFF, unassigned); the same bitmap means
+    the font fell back to its .notdef glyph.
+    """
+
+    def bitmap(ch: str) -> bytes:
+        image = Image.new("1", (48, 48))
+        ImageDraw.Draw(image).text((8, 8), ch, font=font, fill=1)
+        return image.tobytes()
+
+    notdef = bitmap("\U000e0fff")
+    return {
+        ch for ch in set(text)
+        if unicodedata.category(ch)[0] not in ("Z", "C") and bitmap(ch) == notdef
+    }
+
+
+# --------------------------------------------------------------------- text
+
+# Lam-alef ligatures are mandatory in Arabic writing; the decorative word
+# ligatures are left out (DejaVu lacks most, and they hurt legibility at 12 px).
+_RESHAPER = arabic_reshaper.ArabicReshaper(
+    configuration={"delete_harakat": True, "support_ligatures": True, "ARABIC LIGATURE ALLAH": False}
+)
+
+
+def paragraph_direction(text: str) -> Literal["L", "R"]:
+    """The direction of the first strong character (rules P2/P3 of the bidi algorithm); L if none."""
+    for ch in text:
+        kind = unicodedata.bidirectional(ch)
+        if kind == "L":
+            return "L"
+        if kind in ("R", "AL"):
+            return "R"
+    return "L"
+
+
+def has_rtl(text: str) -> bool:
+    return any(unicodedata.bidirectional(ch) in ("R", "AL", "AN") for ch in text)
+
+
+def visual(text: str, base: Literal["L", "R"] | None = None) -> str:
+    """``text`` in display order with Arabic letters in their joined forms.
+
+    Text without right-to-left characters is returned unchanged. ``base``
+    forces the paragraph direction (used for the lines of one wrapped
+    paragraph); by default it is taken from the text itself.
+    """
+    if not has_rtl(text):
+        return text
+    return get_display(_RESHAPER.reshape(text), base_dir=base or paragraph_direction(text))
+
+
+def _cut_points(text: str) -> list[int]:
+    """Positions where ``text`` may be cut without separating a letter from its marks."""
+    return [i for i in range(1, len(text)) if not unicodedata.combining(text[i])]
+
+
+Measure = Callable[[str], float]
+
+
+def fit_line(text: str, measure: Measure, width: float, base: Literal["L", "R"] | None = None) -> tuple[str, bool]:
+    """(visual text, truncated?) of the longest logical prefix whose width fits, with "…" if cut.
+
+    ``measure`` gives the drawn width of a visual string (see ``ink_width``).
+    """
+    base = base or paragraph_direction(text)
+    full = visual(text, base)
+    if measure(full) <= width:
+        return full, False
+    points = _cut_points(text)
+    best = visual(ELLIPSIS, base) if measure(ELLIPSIS) <= width else ""
+    lo, hi = 0, len(points) - 1
+    while lo <= hi:  # widths grow with the prefix length: binary search
+        mid = (lo + hi) // 2
+        candidate = visual(text[: points[mid]].rstrip() + ELLIPSIS, base)
+        if measure(candidate) <= width:
+            best, lo = candidate, mid + 1
+        else:
+            hi = mid - 1
+    return best, True
+
+
+def wrap_lines(text: str, measure: Measure, width: float, max_lines: int) -> list[str]:
+    """Break ``text`` at spaces into at most ``max_lines`` visual lines; the last one may be cut."""
+    base = paragraph_direction(text)
+    words = text.split()
+    lines: list[str] = []
+    current = ""
+    while words:
+        trial = f"{current} {words[0]}".strip()
+        if measure(visual(trial, base)) <= width or not current:
+            current = trial
+            words.pop(0)
+        else:
+            lines.append(current)
+            current = ""
+            if len(lines) == max_lines - 1:
+                current = " ".join(words)  # the last line takes the rest and is cut below
+                words = []
+    if current:
+        lines.append(current)
+    return [fit_line(line, measure, width, base)[0] for line in lines[:max_lines]]
+
+
+def ink_width(draw: ImageDraw.ImageDraw, font: ImageFont.FreeTypeFont) -> Measure:
+    """The width of the ink a string leaves when drawn by ``draw`` (its colour mode's hinting included).
+
+    Measured on the drawing itself rather than with ``font.getlength``: on a
+    1-bit image FreeType hints for monochrome and glyphs come out wider.
+    """
+
+    def measure(line: str) -> float:
+        if not line:
+            return 0.0
+        left, _, right, _ = draw.textbbox((0, 0), line, font=font, anchor="ls")
+        return right - left
+
+    return measure
+
+
+# ------------------------------------------------------------------- layout
+
+
+@dataclass(frozen=True)
+class Placed:
+    """One thing drawn: its role, its text in display order ("" for shapes), its box and ink bbox."""
+
+    role: str
+    text: str
+    box: Box
+    ink: Box | None
+
+
+class _Painter:
+    """Draws into one image, mirroring boxes for a right-to-left UI, and records what it drew."""
+
+    def __init__(self, image: Image.Image, fonts: FontSet, rtl: bool) -> None:
+        self.image = image
+        self.draw = ImageDraw.Draw(image)
+        self.fonts = fonts
+        self.rtl = rtl
+        self.width, self.height = image.size
+        self.placed: list[Placed] = []
+
+    def box(self, x0: int, y0: int, x1: int, y1: int) -> Box:
+        """A box given in left-to-right terms, mirrored for an Arabic UI."""
+        if self.rtl:
+            return (self.width - x1, y0, self.width - x0, y1)
+        return (x0, y0, x1, y1)
+
+    def text(self, role: str, box: Box, text: str, sizes: Sequence[int], *, bold: bool | Sequence[bool] = False,
+             align: Align = "start", fill: str = WHITE) -> Placed | None:
+        """Draw ``text`` at the largest of ``sizes`` that fits ``box``, else cut at the smallest.
+
+        ``bold`` may list one weight per size, so a long label can step down
+        from bold to regular before it is cut.
+        """
+        if not text:
+            return None
+        weights = [bold] * len(sizes) if isinstance(bold, bool) else list(bold)
+        for size, weight in zip(sizes, weights):
+            font = self.fonts.get(size, weight)
+            line, cut = fit_line(text, ink_width(self.draw, font), box[2] - box[0])
+            if not cut and self._fits_height(line, font, box):
+                break
+        return self._line(role, box, line, font, align, fill)
+
+    def paragraph(self, role: str, box: Box, text: str, sizes: Sequence[int], wrap_size: int, lines: int, *,
+                  bold: bool = False, align: Align = "start", fill: str = WHITE) -> list[Placed]:
+        """One line at the largest size that fits, else ``lines`` wrapped lines at ``wrap_size``."""
+        width = box[2] - box[0]
+        for size in sizes:
+            font = self.fonts.get(size, bold)
+            line, cut = fit_line(text, ink_width(self.draw, font), width)
+            if not cut and self._fits_height(line, font, box):
+                return [p for p in [self._line(role, box, line, font, align, fill)] if p]
+        font = self.fonts.get(wrap_size, bold)
+        wrapped = wrap_lines(text, ink_width(self.draw, font), width, lines)
+        step = (box[3] - box[1]) / len(wrapped)
+        out = []
+        for i, line in enumerate(wrapped):
+            row = (box[0], round(box[1] + i * step), box[2], round(box[1] + (i + 1) * step))
+            placed = self._line(role, row, line, font, align, fill, clamp=box)
+            if placed:
+                out.append(placed)
+        return out
+
+    def _fits_height(self, line: str, font: ImageFont.FreeTypeFont, box: Box) -> bool:
+        _, top, _, bottom = self.draw.textbbox((0, 0), line, font=font, anchor="lm")
+        return bottom - top <= box[3] - box[1]
+
+    def _line(self, role: str, box: Box, line: str, font: ImageFont.FreeTypeFont, align: Align, fill: str,
+              clamp: Box | None = None) -> Placed | None:
+        """Draw one visual line in ``box``: aligned, centred on the font's middle, ink kept inside ``clamp``."""
+        if not line:
+            return None
+        # "start" follows the UI: left in French, right in Arabic.
+        side = align if align == "center" else ("right" if (align == "end") != self.rtl else "left")
+        anchor = {"left": "lm", "right": "rm", "center": "mm"}[side]
+        x = {"left": box[0], "right": box[2], "center": (box[0] + box[2]) / 2}[side]
+        y = (box[1] + box[3]) / 2
+        # Centring on the font's middle keeps baselines steady between strings;
+        # then nudge so accents and Arabic descenders stay within the area.
+        limit = clamp or box
+        left, top, right, bottom = self.draw.textbbox((x, y), line, font=font, anchor=anchor)
+        if bottom > limit[3]:
+            y -= bottom - limit[3]
+        elif top < limit[1]:
+            y += min(limit[1] - top, limit[3] - bottom)
+        # Glyph side bearings can put ink a pixel outside the pen position.
+        if right > limit[2]:
+            x -= right - limit[2]
+        elif left < limit[0]:
+            x += min(limit[0] - left, limit[2] - right)
+        self.draw.text((x, y), line, font=font, fill=fill, anchor=anchor)
+        l, t, r, b = self.draw.textbbox((x, y), line, font=font, anchor=anchor)
+        placed = Placed(role, line, box, (math.floor(l), math.floor(t), math.ceil(r), math.ceil(b)))
+        self.placed.append(placed)
+        return placed
+
+    def shape(self, role: str, box: Box) -> None:
+        self.placed.append(Placed(role, "", box, box))
+
+
+def arrow_polygon(cx: float, cy: float, radius: float, angle_deg: float) -> list[tuple[float, float]]:
+    """A navigation arrow centred on (cx, cy) pointing ``angle_deg`` clockwise from screen-up."""
+    # Tip, right wing, notch, left wing; y grows downwards on screen.
+    shape = [(0.0, -1.0), (0.72, 0.85), (0.0, 0.42), (-0.72, 0.85)]
+    a = math.radians(angle_deg)
+    cos_a, sin_a = math.cos(a), math.sin(a)
+    return [(cx + radius * (x * cos_a - y * sin_a), cy + radius * (x * sin_a + y * cos_a)) for x, y in shape]
+
+
+class PanelDisplay:
+    """Draws ``PanelView``s for one luma device (real OLED or ``dummy``)."""
+
+    def __init__(self, device, *, labels: Mapping[str, Mapping[str, str]] | None = None,
+                 fonts: FontSet | None = None) -> None:
+        width, height = device.size
+        if width < MIN_SIZE[0] or height < MIN_SIZE[1] or width < height:
+            # The screens are laid out for the 128×64 panels; a portrait or
+            # 128×32 panel would get cut-off text rather than a usable display.
+            raise DisplayError(
+                f"the panel layout needs a landscape display of at least {MIN_SIZE[0]}×{MIN_SIZE[1]} "
+                f"(after rotation); this one is {width}×{height}"
+            )
+        self.device = device
+        self.fonts = fonts or FontSet.default()
+        # Overrides are keyed by full catalog key ({"fr": {"status.busy": "..."}}).
+        self._catalogs = {lang: Catalog(lang, (labels or {}).get(lang)) for lang in ("fr", "ar")}
+        self._last_view: PanelView | None = None
+        self.errors = 0
+        self.frames = 0
+        self.last_layout: list[Placed] = []
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return tuple(self.device.size)
+
+    # ------------------------------------------------------------ public
+
+    def render(self, view: PanelView) -> Image.Image:
+        """The picture of ``view`` at the device's size and colour mode (pure drawing)."""
+        image, self.last_layout = self.render_layout(view)
+        return image
+
+    def render_layout(self, view: PanelView) -> tuple[Image.Image, list[Placed]]:
+        """The picture and the list of what was placed where (for tests and diagnostics)."""
+        catalog = self._catalogs[view.lang]
+        image = Image.new(self.device.mode, self.device.size, BLACK)
+        painter = _Painter(image, self.fonts, catalog.direction == "rtl")
+        if view.emergency != "none":
+            self._emergency(painter, view, catalog)
+        elif view.call is not None:
+            self._call(painter, view.call, catalog)
+        else:
+            self._idle(painter, view, catalog)
+        return image, painter.placed
+
+    def show(self, view: PanelView, force: bool = False) -> bool:
+        """Put ``view`` on the device unless it is already there; False if the device failed."""
+        if view == self._last_view and not force:
+            return True
+        try:
+            self.device.display(self.render(view))
+        except (OSError, RuntimeError, ValueError) as exc:
+            self.errors += 1
+            if self.errors == 1 or self.errors % 100 == 0:
+                log.warning("panel display write failed (%d so far): %s", self.errors, exc)
+            self._last_view = None  # redraw everything once the bus is back
+            return False
+        self._last_view = view
+        self.frames += 1
+        return True
+
+    def clear(self) -> None:
+        try:
+            self.device.clear()
+        except (OSError, RuntimeError) as exc:
+            log.warning("panel display clear failed: %s", exc)
+        self._last_view = None
+
+    # ----------------------------------------------------------- screens
+
+    def _idle(self, p: _Painter, view: PanelView, c: Catalog) -> None:
+        w, h = p.width, p.height
+        bar = max(12, h // 5)
+        self._link_icon(p, p.box(0, 0, bar + 1, bar), view.link_up)
+        gps = p.text("gnss", p.box(bar + 4, 0, bar + 40, bar), c("gnss.label"), [bar - 2, 10], bold=True)
+        if gps and not view.has_fix:  # crossed out: no position
+            l, t, r, b = gps.ink
+            p.draw.line((l - 1, b + 1, r + 1, t - 1), fill=WHITE, width=2)
+        if view.clock:
+            p.text("clock", p.box(w - 44, 0, w, bar), view.clock, [bar, bar - 1, 11], bold=True, align="end")
+        p.draw.line((0, bar + 1, w - 1, bar + 1), fill=WHITE)
+        footer = h - bar
+        p.text("status", (0, bar + 3, w, footer - 1), c.status(view.status), [26, 24, 22, 20, 18, 16, 14],
+               bold=True, align="center")
+        problems = [c("link.offline")] if not view.link_up else []
+        if not view.has_fix:
+            problems.append(c("gnss.no_fix"))
+        if problems:
+            p.text("problems", (0, footer, w, h), " · ".join(problems), [bar - 1, 11, 10], align="center")
+
+    def _call(self, p: _Painter, call: CallSummary, c: Catalog) -> None:
+        w, h = p.width, p.height
+        top = round(h * 0.42)  # priority box and nature
+        mid = round(h * 0.66)  # address
+        pbox = p.box(0, 0, 34, top - 1)
+        if call.priority == 3:  # the least urgent is only outlined
+            p.draw.rectangle((pbox[0], pbox[1], pbox[2] - 1, pbox[3] - 1), outline=WHITE, width=2)
+            ink = WHITE
+        else:
+            p.draw.rectangle((pbox[0], pbox[1], pbox[2] - 1, pbox[3] - 1), fill=WHITE)
+            ink = BLACK
+        inner = (pbox[0] + 2, pbox[1], pbox[2] - 2, pbox[3])
+        p.text("priority", inner, c.priority_short(call.priority), [22, 20, 18, 16], bold=True, align="center", fill=ink)
+        p.paragraph("nature", p.box(38, 0, w, top), call.nature or "—", [16, 15, 14], 13, 2, bold=True)
+        if call.address:
+            # Arabic strokes are thin at this size in one bit per pixel: draw it bold.
+            p.text("address", (0, top + 1, w, mid), call.address, [13, 12, 11], bold=has_rtl(call.address))
+        self._guidance(p, call, c, (0, mid + 1, w, h))
+
+    def _guidance(self, p: _Painter, call: CallSummary, c: Catalog, row: Box) -> None:
+        """The bottom row: arrow (or target, or question mark) and distance."""
+        w = p.width
+        size = row[3] - row[1]
+        icon = p.box(0, row[1], size, row[3])
+        text_box = p.box(size + 4, row[1], w, row[3])
+        cx, cy = (icon[0] + icon[2] - 1) / 2, (icon[1] + icon[3] - 1) / 2
+        radius = size / 2 - 1
+        if call.distance_m is None:
+            p.draw.ellipse((icon[0] + 1, icon[1] + 1, icon[2] - 2, icon[3] - 2), outline=WHITE, width=2)
+            p.text("icon", icon, "?", [size - 6], bold=True, align="center")
+            key = "gnss.no_fix" if call.has_location else "call.no_location"
+            p.text("distance", text_box, c(key), [16, 14, 12], bold=True)
+            return
+        if call.near:  # a target: the unit is there
+            p.draw.ellipse((icon[0] + 1, icon[1] + 1, icon[2] - 2, icon[3] - 2), outline=WHITE, width=2)
+            p.draw.ellipse((cx - 3, cy - 3, cx + 3, cy + 3), fill=WHITE)
+            p.shape("target", icon)
+            p.text("distance", text_box, c("call.near"), [18, 16, 14], bold=True)
+            return
+        distance = geo.format_distance(call.distance_m, c.lang)
+        if call.relative_bearing_deg is not None:
+            p.draw.polygon(arrow_polygon(cx, cy, radius, call.relative_bearing_deg), fill=WHITE)
+            p.shape("arrow", icon)
+        else:  # heading unknown: no arrow (it would lie); say the compass direction instead
+            p.draw.ellipse((icon[0] + 1, icon[1] + 1, icon[2] - 2, icon[3] - 2), outline=WHITE, width=1)
+            p.draw.ellipse((cx - 2, cy - 2, cx + 2, cy + 2), fill=WHITE)
+            p.shape("no-heading", icon)
+            if call.compass:
+                distance = f"{distance} {c.compass(call.compass)}"
+        p.text("distance", text_box, distance, [20, 18, 16, 14], bold=True)
+
+    def _emergency(self, p: _Painter, view: PanelView, c: Catalog) -> None:
+        w, h = p.width, p.height
+        state = view.emergency
+        if state == "pending":  # still cancellable: a frame, not yet the full white screen
+            ink = WHITE
+            p.draw.rectangle((0, 0, w - 1, h - 1), outline=WHITE, width=3)
+        else:
+            ink = BLACK
+            p.draw.rectangle((0, 0, w - 1, h - 1), fill=WHITE)
+        split = round(h * 0.58)
+        p.text("emergency-title", (5, 3, w - 5, split), c("emergency.title"), [28, 26, 24, 22, 20], bold=True,
+               align="center", fill=ink)
+        message = {"pending": "emergency.pending", "active": "emergency.active",
+                   "acknowledged": "emergency.acknowledged"}[state]
+        sizes, weights = [15, 14, 13, 12, 12, 11], [True, True, True, True, False, False]
+        if state == "acknowledged":  # help knows: a black band with a check mark
+            p.draw.rectangle((0, split, w - 1, h - 1), fill=BLACK)
+            mark = p.box(4, split + 2, 22, h - 2)
+            mx, my = mark[0], (mark[1] + mark[3]) / 2
+            p.draw.line((mx + 1, my, mx + 6, my + 6, mx + 16, my - 6), fill=WHITE, width=3)
+            p.shape("check", mark)
+            p.text("emergency-state", p.box(24, split + 1, w - 2, h - 1), c(message), sizes, bold=weights, fill=WHITE)
+        else:
+            p.text("emergency-state", (5, split, w - 5, h - 4), c(message), sizes, bold=weights,
+                   align="center", fill=ink)
+
+    def _link_icon(self, p: _Painter, box: Box, up: bool) -> None:
+        """Three rising bars: filled when the link is up, hollow and crossed out when down."""
+        x0, y0, x1, y1 = box
+        bw = max(2, (x1 - x0 - 2) // 3)
+        for i in range(3):
+            bx = x0 + i * (bw + 1)
+            top = y1 - 1 - round((y1 - y0 - 1) * (i + 1) / 3)
+            rect = (bx, top, bx + bw - 1, y1 - 1)
+            if up:
+                p.draw.rectangle(rect, fill=WHITE)
+            else:
+                p.draw.rectangle(rect, outline=WHITE)
+        if not up:
+            p.draw.line((x0, y0, x1 - 1, y1 - 1), fill=WHITE, width=2)
+        p.shape("link", box)
+
+
+# ------------------------------------------------------------------ factory
+
+
+def open_display(kind: str, i2c_port: int = 1, i2c_address: int = 0x3C, width: int = 128, height: int = 64,
+                 rotate: int = 0, *, labels: Mapping[str, Mapping[str, str]] | None = None,
+                 fonts: FontSet | None = None) -> PanelDisplay | None:
+    """Build the panel display the config asks for; None for ``kind="none"``.
+
+    Raises ``DisplayError`` with the reason when the device or the font is not
+    there (the caller decides whether the unit runs on without a display).
+    """
+    if kind == "none":
+        return None
+    fonts = fonts or FontSet.default()
+    if kind == "dummy":
+        from luma.core.device import dummy
+
+        # Mode "1" like the real OLEDs, so tests see what the rider sees.
+        return PanelDisplay(dummy(width=width, height=height, rotate=rotate, mode="1"), labels=labels, fonts=fonts)
+    if kind in ("ssd1306", "sh1106"):
+        from luma.core.error import Error as LumaError
+        from luma.core.interface.serial import i2c
+        from luma.oled.device import sh1106, ssd1306
+
+        driver = ssd1306 if kind == "ssd1306" else sh1106
+        try:
+            serial = i2c(port=i2c_port, address=i2c_address)
+            device = driver(serial, width=width, height=height, rotate=rotate)
+        except (LumaError, OSError) as exc:
+            raise DisplayError(
+                f"{kind} display at I2C port {i2c_port} address 0x{i2c_address:02X} cannot be opened: {exc}"
+            ) from exc
+        device.persist = False  # blank the panel when the agent stops, rather than freeze a stale call
+        return PanelDisplay(device, labels=labels, fonts=fonts)
+    raise DisplayError(f"unknown display kind {kind!r}; expected ssd1306, sh1106, dummy or none")
