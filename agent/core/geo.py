@@ -32,6 +32,7 @@ as CLDR's fr locale does). Arabic: "850 م", "2,4 كلم", with Western digits
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 from agent.core.i18n import translate
 
@@ -134,8 +135,8 @@ def format_number(value: float, decimals: int, lang: str) -> str:
     return text.replace(",", "\0").replace(".", symbols["decimal"]).replace("\0", symbols["group"])
 
 
-def format_distance(metres: float, lang: str = "fr") -> str:
-    """A distance as a crew reads it: "850 m", "2,4 km", "37 km"; "850 م", "2,4 كلم".
+def round_distance(metres: float) -> tuple[float, Literal["m", "km"], int]:
+    """(value, unit, decimals) of a distance rounded the way a crew reads it.
 
     Below 1 km: whole metres rounded to 10 m (to 1 m under 10 m), because GNSS
     is not better than that. From 1 km: one decimal up to 10 km, then whole
@@ -146,8 +147,14 @@ def format_distance(metres: float, lang: str = "fr") -> str:
         raise ValueError(f"distance must be a finite, non-negative number of metres, got {metres!r}")
     rounded_m = round(metres) if metres < 10 else round(metres / 10) * 10
     if rounded_m < 1000:
-        return translate(lang, "unit.m", value=format_number(rounded_m, 0, lang))
+        return float(rounded_m), "m", 0
     km = metres / 1000
     if round(km, 1) < 10:
-        return translate(lang, "unit.km", value=format_number(round(km, 1), 1, lang))
-    return translate(lang, "unit.km", value=format_number(round(km), 0, lang))
+        return round(km, 1), "km", 1
+    return float(round(km)), "km", 0
+
+
+def format_distance(metres: float, lang: str = "fr") -> str:
+    """A distance as a crew reads it: "850 m", "2,4 km", "37 km"; "850 م", "2,4 كلم"."""
+    value, unit, decimals = round_distance(metres)
+    return translate(lang, f"unit.{unit}", value=format_number(value, decimals, lang))

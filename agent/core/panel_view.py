@@ -170,9 +170,10 @@ def spoken_call(call: CallSummary, catalog: Catalog) -> str:
     parts = [catalog("speech.new_call", priority=call.priority)]
     parts += [f"{text.rstrip('.')}." for text in (call.nature, call.address) if text]
     if call.distance_m is not None and call.bearing_deg is not None:
-        km = call.distance_m >= 1000
-        value = (f"{call.distance_m / 1000:.1f}" if km else f"{round(call.distance_m, -1):.0f}").replace(".", ",")
-        distance = catalog("unit.km_spoken" if km else "unit.m_spoken", value=value)
-        direction = catalog.compass(geo.compass_point(call.bearing_deg, 8))
+        value, unit, decimals = geo.round_distance(call.distance_m)
+        # No thousands separator: a synthesizer may read it as a pause.
+        number = f"{value:.{decimals}f}".replace(".", ",")
+        distance = catalog(f"unit.{unit}_spoken", value=number)
+        direction = catalog(f"direction.{geo.compass_point(call.bearing_deg, 8)}")
         parts.append(catalog("speech.distance", distance=distance, direction=direction))
     return " ".join(parts)
