@@ -421,7 +421,7 @@ class PanelDisplay:
         w, h = p.width, p.height
         bar = max(12, h // 5)
         self._link_icon(p, p.box(0, 0, bar + 1, bar), view.link_up)
-        gps = p.text("gnss", p.box(bar + 4, 0, bar + 40, bar), c("gnss.label"), [bar - 2, 10], bold=True)
+        gps = p.text("gnss", p.box(bar + 6, 0, bar + 42, bar), c("gnss.label"), [bar - 2, 10], bold=True)
         if gps and not view.has_fix:  # crossed out: no position
             l, t, r, b = gps.ink
             p.draw.line((l - 1, b + 1, r + 1, t - 1), fill=WHITE, width=2)
@@ -442,6 +442,7 @@ class PanelDisplay:
         top = round(h * 0.42)  # priority box and nature
         mid = round(h * 0.66)  # address
         pbox = p.box(0, 0, 34, top - 1)
+        p.shape("priority-box", pbox)
         if call.priority == 3:  # the least urgent is only outlined
             p.draw.rectangle((pbox[0], pbox[1], pbox[2] - 1, pbox[3] - 1), outline=WHITE, width=2)
             ink = WHITE
@@ -478,15 +479,32 @@ class PanelDisplay:
             return
         distance = geo.format_distance(call.distance_m, c.lang)
         if call.relative_bearing_deg is not None:
-            p.draw.polygon(arrow_polygon(cx, cy, radius, call.relative_bearing_deg), fill=WHITE)
-            p.shape("arrow", icon)
-        else:  # heading unknown: no arrow (it would lie); say the compass direction instead
-            p.draw.ellipse((icon[0] + 1, icon[1] + 1, icon[2] - 2, icon[3] - 2), outline=WHITE, width=1)
-            p.draw.ellipse((cx - 2, cy - 2, cx + 2, cy + 2), fill=WHITE)
-            p.shape("no-heading", icon)
-            if call.compass:
-                distance = f"{distance} {c.compass(call.compass)}"
-        p.text("distance", text_box, distance, [20, 18, 16, 14], bold=True)
+            self._arrow(p, icon, call.relative_bearing_deg)
+            p.text("distance", text_box, distance, [20, 18, 16, 14], bold=True)
+            return
+        # Heading unknown (stopped): an arrow would lie. Write the compass
+        # direction instead, on the whole row: Arabic names are long ("شمال غرب").
+        if call.compass:
+            distance = f"{distance} {c.compass(call.compass)}"
+        p.text("distance", (row[0], row[1], w, row[3]), distance, [20, 18, 16, 14, 13, 12, 12, 11],
+               bold=[True] * 6 + [False, False])
+
+    @staticmethod
+    def _arrow(p: _Painter, icon: Box, angle_deg: float) -> None:
+        """The arrow, drawn 4× larger and scaled down to one bit per pixel.
+
+        Pillow fills small polygons a little lopsided (one wing a pixel longer);
+        supersampling keeps the arrow symmetric at every angle, which matters
+        when the only thing it says is a direction.
+        """
+        scale = 4
+        w, h = icon[2] - icon[0], icon[3] - icon[1]
+        big = Image.new("L", (w * scale, h * scale), 0)
+        radius = (min(w, h) / 2 - 0.5) * scale
+        ImageDraw.Draw(big).polygon(arrow_polygon(w * scale / 2, h * scale / 2, radius, angle_deg), fill=255)
+        mask = big.resize((w, h), Image.Resampling.BOX).point(lambda v: 255 if v >= 128 else 0, mode="1")
+        p.image.paste(WHITE, (icon[0], icon[1]), mask)
+        p.shape("arrow", icon)
 
     def _emergency(self, p: _Painter, view: PanelView, c: Catalog) -> None:
         w, h = p.width, p.height
