@@ -38,7 +38,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import arabic_reshaper
 from bidi import get_display
@@ -47,6 +47,9 @@ from PIL import Image, ImageDraw, ImageFont
 from agent.core import geo
 from agent.core.i18n import Catalog
 from agent.core.panel_view import CallSummary, PanelView
+
+if TYPE_CHECKING:
+    from agent.adapters.char_lcd import CharLcdDisplay
 
 log = logging.getLogger(__name__)
 
@@ -554,8 +557,12 @@ class PanelDisplay:
 
 def open_display(kind: str, i2c_port: int = 1, i2c_address: int = 0x3C, width: int = 128, height: int = 64,
                  rotate: int = 0, *, labels: Mapping[str, Mapping[str, str]] | None = None,
-                 fonts: FontSet | None = None) -> PanelDisplay | None:
+                 fonts: FontSet | None = None) -> PanelDisplay | CharLcdDisplay | None:
     """Build the panel display the config asks for; None for ``kind="none"``.
+
+    ``hd44780`` is the 20×4 character LCD option (``agent.adapters.char_lcd``):
+    its PCF8574 backpack usually sits at I2C address 0x27, and ``width`` and
+    ``height`` count characters when they are not the OLED's 128×64.
 
     Raises ``DisplayError`` with the reason when the device or the font is not
     there (the caller decides whether the unit runs on without a display).
@@ -583,4 +590,11 @@ def open_display(kind: str, i2c_port: int = 1, i2c_address: int = 0x3C, width: i
             ) from exc
         device.persist = False  # blank the panel when the agent stops, rather than freeze a stale call
         return PanelDisplay(device, labels=labels, fonts=fonts)
-    raise DisplayError(f"unknown display kind {kind!r}; expected ssd1306, sh1106, dummy or none")
+    if kind == "hd44780":
+        from agent.adapters.char_lcd import open_char_lcd
+
+        # width/height are in characters here (20×4); French only, see char_lcd.
+        cols, rows = (20, 4) if (width, height) == (128, 64) else (width, height)
+        return open_char_lcd(i2c_port, i2c_address, cols=cols, rows=rows,
+                             labels=dict((labels or {}).get("fr", {})))
+    raise DisplayError(f"unknown display kind {kind!r}; expected ssd1306, sh1106, hd44780, dummy or none")
