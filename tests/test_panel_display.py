@@ -6,6 +6,7 @@ blank screen, empty boxes instead of Arabic letters, text cut by the screen
 edge, Arabic drawn left to right, an arrow that does not turn.
 """
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from luma.core.device import dummy
 from PIL import Image, ImageChops, ImageDraw, ImageFont
 
 from agent.adapters.panel_display import (
-    DisplayError, FontSet, PanelDisplay, _Painter, missing_glyphs, open_display, visual,
+    DisplayError, DisplayWorker, FontSet, PanelDisplay, _Painter, fit_line, missing_glyphs, open_display, visual, wrap_lines,
 )
 from agent.core.i18n import load_strings
 from agent.core.panel_view import CallSummary, PanelView
@@ -207,6 +208,18 @@ def test_mixed_scripts_keep_their_order():
 # -------------------------------------------------------------- fitting text
 
 
+def test_fit_and_wrap_in_logical_order():
+    # One "pixel" per character makes the arithmetic visible.
+    assert fit_line("Accident", len, 20) == ("Accident", False)
+    assert fit_line("Accident de la circulation", len, 12) == ("Accident de…", True)
+    assert wrap_lines("Accident de la circulation", len, 12, 2) == ["Accident de", "la circulat…"]
+    assert wrap_lines("Accident de la circulation", len, 12, 1) == ["Accident de…"]
+    assert wrap_lines("Vol", len, 12, 2) == ["Vol"]
+    # Arabic is cut at its logical end, which is drawn on the left: the ellipsis comes out leftmost.
+    cut, was_cut = fit_line("حادثة سير خطيرة", len, 10)
+    assert was_cut and cut.startswith("…") and cut == visual("حادثة سير…")
+
+
 @pytest.mark.parametrize("lang, nature, address", [
     ("fr", "Agression à l'arme blanche sur la voie publique avec plusieurs blessés",
      "Boulevard Mohammed Diouri, angle rue Abdelkrim El Khattabi, Kénitra"),
@@ -304,6 +317,38 @@ def test_a_failing_bus_is_counted_not_raised():
     assert panel.show(view) is False and panel.errors == 1
     device.broken = False
     assert panel.show(view) is True and device.image is not None  # the same view is retried once it works
+
+
+class SlowDevice(dummy):
+    """A dummy panel that blocks each frame until the test lets it through."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.gate = threading.Event()
+        self.frames = []
+
+    def display(self, image):
+        assert self.gate.wait(5), "the test never opened the gate"
+        super().display(image)
+        self.frames.append(image.copy())
+
+
+def test_worker_keeps_the_caller_free_and_draws_the_latest_view():
+    device = SlowDevice(width=W, height=H, mode="1")
+    worker = DisplayWorker(PanelDisplay(device))
+    try:
+        worker.post(PanelView(status="available"))  # the worker takes it and blocks in the device
+        for status in ("en_route", "on_scene", "busy"):
+            worker.post(PanelView(status=status))  # returns at once; only the last one stays
+        assert not worker.wait_drawn(0.05)  # still blocked in the device
+        device.gate.set()
+        assert worker.wait_drawn(5)
+        expected = PanelDisplay(dummy(width=W, height=H, mode="1")).render(PanelView(status="busy"))
+        assert len(device.frames) <= 2  # first frame, then straight to the latest
+        assert ImageChops.difference(device.frames[-1].convert("L"), expected.convert("L")).getbbox() is None
+    finally:
+        device.gate.set()
+        worker.close()
 
 
 def test_status_labels_from_config():

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -201,6 +202,8 @@ def fit_line(text: str, measure: Measure, width: float, base: Literal["L", "R"] 
 def wrap_lines(text: str, measure: Measure, width: float, max_lines: int) -> list[str]:
     """Break ``text`` at spaces into at most ``max_lines`` visual lines; the last one may be cut."""
     base = paragraph_direction(text)
+    if max_lines <= 1:
+        return [fit_line(" ".join(text.split()), measure, width, base)[0]]
     words = text.split()
     lines: list[str] = []
     current = ""
@@ -369,7 +372,6 @@ class PanelDisplay:
         self._last_view: PanelView | None = None
         self.errors = 0
         self.frames = 0
-        self.last_layout: list[Placed] = []
 
     @property
     def size(self) -> tuple[int, int]:
@@ -379,8 +381,7 @@ class PanelDisplay:
 
     def render(self, view: PanelView) -> Image.Image:
         """The picture of ``view`` at the device's size and colour mode (pure drawing)."""
-        image, self.last_layout = self.render_layout(view)
-        return image
+        return self.render_layout(view)[0]
 
     def render_layout(self, view: PanelView) -> tuple[Image.Image, list[Placed]]:
         """The picture and the list of what was placed where (for tests and diagnostics)."""
@@ -550,6 +551,63 @@ class PanelDisplay:
         if not up:
             p.draw.line((x0, y0, x1 - 1, y1 - 1), fill=WHITE, width=2)
         p.shape("link", box)
+
+
+# ------------------------------------------------------------------- worker
+
+
+class DisplayWorker:
+    """Draws on its own thread so a slow bus never holds up the caller.
+
+    A full 128×64 frame is about 1 KiB over I2C: 25 ms at 400 kHz, 100 ms at
+    the default 100 kHz. ``post(view)`` only leaves the view in a one-slot
+    mailbox and returns; the worker draws the latest view (intermediate ones
+    are skipped: only the newest matters on a display). Works for the OLED and
+    the character LCD alike (anything with ``show(view) -> bool``).
+    """
+
+    def __init__(self, display, name: str = "panel-display") -> None:
+        self.display = display
+        self._wake = threading.Condition()
+        self._pending: PanelView | None = None
+        self._busy = False
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def post(self, view: PanelView) -> None:
+        with self._wake:
+            self._pending = view
+            self._wake.notify_all()
+
+    def wait_drawn(self, timeout: float) -> bool:
+        """Wait until the last posted view has been handed to the display; False on timeout."""
+        with self._wake:
+            return self._wake.wait_for(lambda: self._pending is None and not self._busy, timeout)
+
+    def close(self, timeout: float = 5.0) -> None:
+        with self._wake:
+            self._stopping = True
+            self._wake.notify_all()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise RuntimeError("panel display worker did not stop")
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                self._wake.wait_for(lambda: self._pending is not None or self._stopping)
+                if self._stopping:
+                    return
+                view, self._pending, self._busy = self._pending, None, True
+            try:
+                self.display.show(view)
+            except Exception:  # show() is not supposed to raise; never let the worker die
+                log.exception("panel display worker: drawing failed")
+            finally:
+                with self._wake:
+                    self._busy = False
+                    self._wake.notify_all()
 
 
 # ------------------------------------------------------------------ factory
