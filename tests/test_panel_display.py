@@ -13,9 +13,8 @@ import pytest
 from luma.core.device import dummy
 from PIL import Image, ImageChops, ImageDraw, ImageFont
 
-from agent.adapters.panel_display import (
-    DisplayError, DisplayWorker, FontSet, PanelDisplay, _Painter, fit_line, missing_glyphs, open_display, visual, wrap_lines,
-)
+from agent.adapters.display_text import FontSet, fit_line, missing_glyphs, visual, wrap_lines
+from agent.adapters.panel_display import DisplayError, DisplayWorker, PanelDisplay, _Painter, open_display
 from agent.core.i18n import load_strings
 from agent.core.panel_view import CallSummary, PanelView
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import unicodedata
 
-from agent.adapters.panel_display import DisplayError
+from agent.adapters.display_text import DisplayError
 from agent.core import geo
 from agent.core.i18n import Catalog
 from agent.core.panel_view import CallSummary, PanelView
