@@ -230,7 +230,8 @@ def test_the_siren_already_on_at_start_is_reported(factory, inbox):
     # The opto-isolator's own pull-up (no internal pull): a mock pin keeps the level it is
     # driven to, where an internal pull-up would drive it high again.
     cfg = gpio_config()
-    cfg = GpioConfig(factory="mock", inputs={**cfg.inputs, "siren": InputPin(pin=SIREN, pull_up=None, active_high=False)})
+    siren = InputPin(pin=SIREN, pull_up=None, active_high=False)
+    cfg = GpioConfig(factory="mock", inputs={**cfg.inputs, "siren": siren})
     factory.pin(SIREN).drive_low()
     with make_panel(factory, inbox, cfg) as panel:
         assert inbox.get().on is True
@@ -327,8 +328,8 @@ def test_the_status_colour_on_the_rgb_led(factory, inbox, status, pins):
 
 
 def test_active_low_outputs_are_inverted(factory, inbox):
-    outputs = {"status_red": OutputPin(pin=RED, active_high=False), "status_green": OutputPin(pin=GREEN, active_high=False),
-               "status_blue": OutputPin(pin=BLUE, active_high=False), "link": OutputPin(pin=LINK, active_high=False)}
+    outputs = {name: OutputPin(pin=pin, active_high=False)
+               for name, pin in {"status_red": RED, "status_green": GREEN, "status_blue": BLUE, "link": LINK}.items()}
     with make_panel(factory, inbox, gpio_config(outputs=outputs)) as panel:
         panel.apply(indicator_plan(view(status="en_route")))
         assert rgb(factory) == (True, True, False)  # blue on: its pin low
