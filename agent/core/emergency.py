@@ -1,0 +1,319 @@
+"""Officer in danger: the emergency alarm raised from the panel, as a pure state machine.
+
+The rules
+=========
+
+States: NONE, HOLDING (the button is down, not yet long enough), PENDING (raised, the
+officer may still cancel), ACTIVE (only dispatch can clear it), ACKNOWLEDGED (dispatch
+has seen it: help knows).
+
+    state         input / deadline               next          event
+    NONE          press                          HOLDING       HoldStarted
+    HOLDING       release before hold_s          NONE          HoldAborted
+    HOLDING       held for hold_s (deadline)     PENDING       AlarmRaised
+    PENDING       cancel (the ``ack`` button)    NONE          AlarmCancelled
+    PENDING       cancel_s elapsed (deadline)    ACTIVE        AlarmActivated
+    PENDING       dispatch ack                   ACKNOWLEDGED  AlarmAcknowledged
+    ACTIVE        dispatch ack                   ACKNOWLEDGED  AlarmAcknowledged
+    PENDING, ACTIVE, ACKNOWLEDGED
+                  dispatch clear                 NONE          AlarmCleared
+    ACTIVE, ACKNOWLEDGED
+                  cancel                         (unchanged)   CancelRefused
+    anything else                                (unchanged)   none
+
+Why these choices
+-----------------
+
+The hold is the guard against bumps: a knee, a glove or a dropped helmet does not keep
+the button down for ``hold_s`` (default 2 s), so releasing earlier does nothing at all
+(HoldAborted is for the log and the touchscreen's progress ring; nothing is published).
+
+The alarm is published at once when the hold completes (PENDING), not after the cancel
+window. An officer in danger needs help seconds earlier, and the window is exactly when
+the unit may be smashed, unplugged or out of coverage: an alarm that waited for the
+window to close could be lost. The alarm message says ``pending`` with the end of the
+window, so dispatch can start moving and knows a cancel may still follow. A cancel is
+then published too: dispatch sees "raised, then cancelled by the unit" rather than
+nothing, which matters when an officer is forced to cancel; they can call the unit back.
+So ``alarm_out`` (PENDING, ACTIVE, ACKNOWLEDGED) is what sets ``emergency: true`` in the
+status message and telemetry.
+
+Cancelling takes the ``ack`` button, not a second press of ``emergency``. An officer in
+trouble who is unsure the alarm went out presses the red button again, and again: that
+must never withdraw it, so presses of ``emergency`` while an alarm is out do nothing.
+``ack`` is the other big button a gloved hand finds without looking; the pending pattern
+(fast blink and beeps) tells the officer the window is open. While the window is open,
+an ``ack`` press cancels the alarm and does nothing else (the caller must not also treat
+it as accepting a call).
+
+Dispatch acknowledging during the window ends the window: once a dispatcher has acted
+on the alarm, only dispatch may clear it. Dispatch may clear at any point (including a
+pending alarm it has resolved by radio).
+
+Alarm ids: each raise takes the next ``alarm_id`` (kept in the snapshot, never reused).
+``dispatch_ack``/``dispatch_clear`` may name the alarm they mean; one naming another
+alarm is ignored, so a stale or replayed clear can never clear a new alarm.
+
+Time: every method takes ``now``, monotonic seconds. Deadlines are processed lazily
+and exactly: each call first applies every deadline that has passed by ``now``, stamping
+the event with the deadline's time, so a late ``tick`` neither lengthens the hold nor
+the window. The caller wakes up at ``next_deadline()`` and calls ``tick(now)``.
+
+Restarts and power loss: ``snapshot()`` is a small JSON-able dict the caller stores on
+every change; ``restore(data, now)`` puts it back. A live alarm survives. A PENDING alarm
+restored after a restart comes back ACTIVE: the power went during the window, maybe
+pulled by someone else, and the officer had the chance to cancel before. A hold in
+progress does not survive (the finger is not on the button after a reboot).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+SNAPSHOT_VERSION = 1
+
+
+class EmergencyState(StrEnum):
+    NONE = "none"
+    HOLDING = "holding"
+    PENDING = "pending"
+    ACTIVE = "active"
+    ACKNOWLEDGED = "acknowledged"
+
+
+# States in which the alarm has gone out (published, ``emergency: true``).
+ALARM_OUT = frozenset({EmergencyState.PENDING, EmergencyState.ACTIVE, EmergencyState.ACKNOWLEDGED})
+
+
+@dataclass(frozen=True, slots=True)
+class EmergencyEvent:
+    """Something that happened to the alarm. ``state`` is the state after it; ``at`` when
+    it happened (monotonic seconds; for a deadline, the deadline itself)."""
+
+    at: float
+    state: EmergencyState
+    alarm_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class HoldStarted(EmergencyEvent):
+    raise_at: float  # when the alarm goes out if the button stays down
+
+
+@dataclass(frozen=True, slots=True)
+class HoldAborted(EmergencyEvent):
+    held_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmRaised(EmergencyEvent):
+    cancel_until: float  # end of the cancel window (== at when there is none)
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmCancelled(EmergencyEvent):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmActivated(EmergencyEvent):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmAcknowledged(EmergencyEvent):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmCleared(EmergencyEvent):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmRestored(EmergencyEvent):
+    """A live alarm put back after a restart: publish it again."""
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRefused(EmergencyEvent):
+    """The officer tried to cancel after the window: play the refused pattern."""
+
+
+class Emergency:
+    """The alarm of one unit. See the module docstring for the rules."""
+
+    def __init__(self, hold_s: float = 2.0, cancel_s: float = 5.0):
+        if not hold_s > 0:
+            raise ValueError(f"hold_s must be > 0, not {hold_s!r}")
+        if not cancel_s >= 0:
+            raise ValueError(f"cancel_s must be >= 0, not {cancel_s!r}")
+        self.hold_s = float(hold_s)
+        self.cancel_s = float(cancel_s)
+        self._state = EmergencyState.NONE
+        self._pressed_at: float | None = None
+        self._deadline: float | None = None
+        self._alarm_id: int | None = None
+        self._last_id = 0
+
+    # ------------------------------------------------------------- reading
+
+    @property
+    def state(self) -> EmergencyState:
+        return self._state
+
+    @property
+    def alarm_id(self) -> int | None:
+        """The id of the alarm that is out, else None."""
+        return self._alarm_id
+
+    @property
+    def alarm_out(self) -> bool:
+        """The alarm has been published and not cleared or cancelled."""
+        return self._state in ALARM_OUT
+
+    @property
+    def cancellable(self) -> bool:
+        """An ``ack`` press now would cancel the alarm (the caller checks this first)."""
+        return self._state is EmergencyState.PENDING
+
+    def next_deadline(self) -> float | None:
+        """When ``tick`` next has something to do (monotonic seconds), or None."""
+        return self._deadline
+
+    # -------------------------------------------------------------- inputs
+
+    def press(self, now: float) -> list[EmergencyEvent]:
+        """The emergency button went down (panel or touch)."""
+        events = self._advance(now)
+        if self._state is EmergencyState.NONE:
+            self._state = EmergencyState.HOLDING
+            self._pressed_at = now
+            self._deadline = now + self.hold_s
+            events.append(HoldStarted(now, self._state, None, self._deadline))
+        # Any other state: an alarm is already out (or being held); another press must never
+        # change it, least of all withdraw it.
+        return events
+
+    def release(self, now: float) -> list[EmergencyEvent]:
+        """The emergency button came up."""
+        events = self._advance(now)
+        if self._state is EmergencyState.HOLDING:
+            held = now - (self._pressed_at if self._pressed_at is not None else now)
+            self._reset()
+            events.append(HoldAborted(now, self._state, None, held))
+        return events
+
+    def cancel(self, now: float) -> list[EmergencyEvent]:
+        """The officer's cancel (the ``ack`` button): only inside the window."""
+        events = self._advance(now)
+        if self._state is EmergencyState.PENDING:
+            alarm_id = self._alarm_id
+            self._reset()
+            events.append(AlarmCancelled(now, self._state, alarm_id))
+        elif self._state in (EmergencyState.ACTIVE, EmergencyState.ACKNOWLEDGED):
+            events.append(CancelRefused(now, self._state, self._alarm_id))
+        return events
+
+    def dispatch_ack(self, now: float, alarm_id: int | None = None) -> list[EmergencyEvent]:
+        """Dispatch has seen the alarm (``alarm/ack``)."""
+        events = self._advance(now)
+        if self._state in (EmergencyState.PENDING, EmergencyState.ACTIVE) and self._names_current(alarm_id):
+            self._state = EmergencyState.ACKNOWLEDGED
+            self._deadline = None  # the cancel window, if still open, is over
+            events.append(AlarmAcknowledged(now, self._state, self._alarm_id))
+        return events
+
+    def dispatch_clear(self, now: float, alarm_id: int | None = None) -> list[EmergencyEvent]:
+        """Dispatch ends the alarm (``alarm/clear``)."""
+        events = self._advance(now)
+        if self._state in ALARM_OUT and self._names_current(alarm_id):
+            cleared = self._alarm_id
+            self._reset()
+            events.append(AlarmCleared(now, self._state, cleared))
+        return events
+
+    def tick(self, now: float) -> list[EmergencyEvent]:
+        """Time passed: apply the deadlines due by ``now``."""
+        return self._advance(now)
+
+    # ---------------------------------------------------------- persistence
+
+    def snapshot(self) -> dict[str, Any]:
+        """What to store so the alarm survives a restart (JSON-able)."""
+        state = self._state if self._state in ALARM_OUT else EmergencyState.NONE
+        return {
+            "version": SNAPSHOT_VERSION,
+            "state": state.value,
+            "alarm_id": self._alarm_id if state in ALARM_OUT else None,
+            "last_id": self._last_id,
+        }
+
+    def restore(self, data: dict[str, Any], now: float) -> list[EmergencyEvent]:
+        """Put a snapshot back after a restart; raises ValueError on a malformed one.
+
+        Returns ``[AlarmRestored]`` when an alarm is live (republish it), else ``[]``.
+        """
+        state, alarm_id, last_id = _parse_snapshot(data)
+        self._reset()
+        self._last_id = last_id
+        if state is EmergencyState.NONE or state is EmergencyState.HOLDING:
+            return []
+        # A pending alarm interrupted by a restart comes back active (see module docstring).
+        self._state = EmergencyState.ACTIVE if state is EmergencyState.PENDING else state
+        self._alarm_id = alarm_id
+        return [AlarmRestored(now, self._state, alarm_id)]
+
+    # ------------------------------------------------------------ internals
+
+    def _advance(self, now: float) -> list[EmergencyEvent]:
+        events: list[EmergencyEvent] = []
+        while self._deadline is not None and now >= self._deadline:
+            due = self._deadline
+            if self._state is EmergencyState.HOLDING:
+                self._last_id += 1
+                self._alarm_id = self._last_id
+                self._state = EmergencyState.PENDING
+                self._pressed_at = None
+                self._deadline = due + self.cancel_s
+                events.append(AlarmRaised(due, self._state, self._alarm_id, self._deadline))
+            elif self._state is EmergencyState.PENDING:
+                self._state = EmergencyState.ACTIVE
+                self._deadline = None
+                events.append(AlarmActivated(due, self._state, self._alarm_id))
+            else:  # pragma: no cover - only HOLDING and PENDING set deadlines
+                self._deadline = None
+        return events
+
+    def _names_current(self, alarm_id: int | None) -> bool:
+        return alarm_id is None or alarm_id == self._alarm_id
+
+    def _reset(self) -> None:
+        self._state = EmergencyState.NONE
+        self._pressed_at = None
+        self._deadline = None
+        self._alarm_id = None
+
+
+def _parse_snapshot(data: Any) -> tuple[EmergencyState, int | None, int]:
+    if not isinstance(data, dict):
+        raise ValueError(f"emergency snapshot must be a dict, not {type(data).__name__}")
+    if data.get("version") != SNAPSHOT_VERSION:
+        raise ValueError(f"emergency snapshot version {data.get('version')!r} is not {SNAPSHOT_VERSION}")
+    try:
+        state = EmergencyState(data.get("state"))
+    except ValueError:
+        raise ValueError(f"emergency snapshot state {data.get('state')!r} is not one of "
+                         f"{[s.value for s in EmergencyState]}") from None
+    last_id = data.get("last_id")
+    if type(last_id) is not int or last_id < 0:
+        raise ValueError(f"emergency snapshot last_id {last_id!r} is not a non-negative integer")
+    alarm_id = data.get("alarm_id")
+    if state in ALARM_OUT:
+        if type(alarm_id) is not int or not 0 < alarm_id <= last_id:
+            raise ValueError(f"emergency snapshot alarm_id {alarm_id!r} is not an id up to last_id {last_id}")
+    elif alarm_id is not None:
+        raise ValueError(f"emergency snapshot has alarm_id {alarm_id!r} but no alarm")
+    return state, alarm_id, last_id
