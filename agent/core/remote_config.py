@@ -279,10 +279,10 @@ def merge_overlay(overlay: Mapping[str, Any], push: Mapping[str, Any]) -> dict[s
         elif isinstance(value, Mapping):
             below = result.get(key)
             merged = merge_overlay(below if isinstance(below, Mapping) else {}, value)
-            if merged or not isinstance(below, Mapping):
+            if merged:
                 result[key] = merged
             else:
-                result.pop(key, None)  # the table emptied by deletions
+                result.pop(key, None)  # nothing left in that table: no empty tables kept
         else:
             result[key] = copy.deepcopy(value)
     return result
