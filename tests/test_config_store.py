@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from agent.adapters import config_store
-from agent.adapters.config_store import ConfigStore, ConfigStoreError, load_effective
+from agent.adapters.config_store import ConfigStoreError, load_effective
 from agent.core.remote_config import ConfigState, RollbackGuard, handle_config_set, rolled_back_result
 
 UTC = dt.timezone.utc

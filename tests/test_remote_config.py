@@ -20,6 +20,7 @@ from agent.core.remote_config import (
     MAX_PAYLOAD_BYTES,
     ConfigOutcome,
     ConfigState,
+    current_message,
     RecentIds,
     RollbackGuard,
     handle_config_set,
@@ -470,3 +471,28 @@ def test_recent_ids_are_bounded_and_expire() -> None:
     recent.remember("short", NOW + dt.timedelta(seconds=10), NOW)
     recent.remember("next", None, NOW + dt.timedelta(seconds=11))
     assert "short" not in recent
+
+
+def test_config_current_is_redacted(state: ConfigState) -> None:
+    s1 = _accepted(push(state, {"mqtt": {"password": "pw-new"}, "telemetry": {"rate_hz": 2}}))
+    message = current_message(s1)
+    assert message["version"] == 1
+    assert message["config"]["mqtt"]["password"] == "***"
+    assert "pw-new" not in json.dumps(message)
+    assert message["config"]["telemetry"]["rate_hz"] == 2
+    assert message["hash"] == s1.config.digest() != current_message(state)["hash"]
+    assert current_message(state)["version"] == 0
+
+
+def test_the_core_needs_no_io_library() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys, agent.core.remote_config, agent.core.signing; "
+        "print([m for m in ('paho', 'serial', 'gpiozero', 'sqlite3') if m in sys.modules])"
+    )
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
+    assert out.stdout.strip() == "[]"

@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import shutil
 import stat
 import struct
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -369,3 +371,44 @@ def test_sign_refuses_bad_input_files(tmp_path: Path, capsys: pytest.CaptureFixt
         assert admin_tools.main(["sign", "--key", str(key_path), "--unit", UNIT, "--version", "1", str(path)]) == 2
         assert capsys.readouterr().err.startswith("error: ")
     assert admin_tools.main(["sign", "--key", str(tmp_path / "none.key"), "--unit", UNIT, "--version", "1", str(path)]) == 2
+
+
+# ----------------------------------------------------------- another language
+
+JS_VERIFIER = r"""
+// A JCS canonicalizer in a few lines of JavaScript, as an admin tool would write it.
+const crypto = require("crypto");
+function canon(v) {
+  if (v === null || typeof v !== "object") return JSON.stringify(v);
+  if (Array.isArray(v)) return "[" + v.map(canon).join(",") + "]";
+  return "{" + Object.keys(v).sort().map(k => JSON.stringify(k) + ":" + canon(v[k])).join(",") + "}";
+}
+const input = JSON.parse(require("fs").readFileSync(0, "utf8"));
+const { unit, purpose, publicKey, request } = input;
+const signed = Object.assign({}, request, { unit, purpose });
+delete signed.sig;
+const bytes = Buffer.from(canon(signed), "utf8");
+const spki = Buffer.concat([Buffer.from("302a300506032b6570032100", "hex"), Buffer.from(publicKey, "base64")]);
+const key = crypto.createPublicKey({ key: spki, format: "der", type: "spki" });
+const ok = crypto.verify(null, bytes, key, Buffer.from(request.sig, "base64"));
+process.stdout.write(JSON.stringify({ ok, canonical: bytes.toString("utf8") }));
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_a_javascript_jcs_reproduces_the_signed_bytes(tmp_path: Path) -> None:
+    config = {
+        "telemetry": {"rate_hz": 2.0, "backlog_max_rate": 1e21},
+        "panel": {"labels": {"ar": {"busy": "مشغول"}, "fr": {"busy": "Occupé \"A\"\n\t\u0001"}}},
+        "gnss": {"silence_timeout_s": 0.000001, "baudrate": 115200, "reopen_max_wait_s": 1e-7},
+        "mqtt": {"failover": [{"host": "b1", "port": 8883}], "client_id": None, "tls": {"insecure": False}},
+    }
+    body = signing.sign_request(ADMIN_KEY, UNIT, request(3, config))
+    script = tmp_path / "verify.js"
+    script.write_text(JS_VERIFIER)
+    stdin = json.dumps({"unit": UNIT, "purpose": "config/set",
+                        "publicKey": signing.public_key_text(ADMIN_KEY), "request": body})
+    out = subprocess.run(["node", str(script)], input=stdin.encode(), capture_output=True, timeout=30, check=True)
+    answer = json.loads(out.stdout)
+    assert answer["canonical"].encode("utf-8") == signing.signed_bytes(UNIT, "config/set", body)
+    assert answer["ok"] is True

@@ -244,6 +244,11 @@ class ConfigState:
         return replace(self, pending=False)
 
 
+def current_message(state: ConfigState) -> dict[str, Any]:
+    """The retained ``config/current`` payload: version, hash, redacted config."""
+    return {"version": state.version, "hash": state.config.digest(), "config": state.config.redacted()}
+
+
 def plain_data(config: AgentConfig) -> dict[str, Any]:
     """The config as JSON data, secrets in clear (never publish this)."""
     data = config.model_dump(mode="json")
