@@ -175,6 +175,7 @@ BIG_NAME = "x" * (MAX_PAYLOAD_BYTES)
         (b'{"id": "r1", "version": 1, "config": {"telemetry": {"rate_hz": NaN}}}', "", "not valid JSON"),
         (b'{"id": "r1", "version": 1, "version": 2, "config": {}}', "", "duplicate key 'version'"),
         (b"[1, 2]", "", "must be a JSON object, not an array"),
+        (b'{"id": "r1", "version": 1, "config": {"telemetry": {"rate_hz": -1e400}}}', "", "out of range"),
         (b'"config"', "", "must be a JSON object, not a string"),
         (encode({"id": "r1", "version": 1, "config": {"a": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}}), "", "nested deeper"),
         (b"[" * 60000, "", "nested deeper"),
@@ -197,6 +198,7 @@ BIG_NAME = "x" * (MAX_PAYLOAD_BYTES)
         (encode({"id": "r1", "version": 1, "config": {}, "expires": "2025-03-01T11:59:59Z"}), "expires", "expired at 2025-03-01T11:59:59Z"),
         (encode({"id": "r1", "version": 1, "config": {}, "expires": "2025-03-01T12:00:00Z"}), "expires", "expired"),
         (encode({"id": "r1", "version": 1, "config": {}, "expires": "2025-03-01T12:30:00+01:00"}), "expires", "expired"),
+        (encode({"id": "r1", "version": 1, "config": {}, "expires": "0001-01-01T00:00:00+01:00"}), "expires", "out of range"),
     ],
     ids=lambda v: v if isinstance(v, str) and len(v) < 40 else None,
 )
@@ -440,7 +442,8 @@ def test_commands_are_accepted(name: str) -> None:
         ({"id": "c1", "command": "reboot"}, "command", "unknown command"),
         ({"id": "c1", "command": "flush_backlog", "version": 1}, "version", "unknown key"),
         ({"id": "c1", "command": "flush_backlog", "expires": "2025-03-01T11:00:00Z"}, "expires", "expired"),
-        ({"id": "c1", "command": "flush_backlog", "expires": "2025-03-03T12:00:00Z"}, "expires", "at most"),
+        ({"id": "c1", "command": "flush_backlog", "expires": "2025-03-03T12:00:00Z"}, "expires", "at most 24 h"),
+        ({"id": "c1", "command": "flush_backlog", "expires": "9999-12-31T23:59:59-01:00"}, "expires", "out of range"),
         ({"id": "c1", "command": "flush_backlog", "expires": "soon"}, "expires", "ISO 8601"),
     ],
 )
@@ -496,3 +499,47 @@ def test_the_core_needs_no_io_library() -> None:
     root = Path(__file__).resolve().parent.parent
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert out.stdout.strip() == "[]"
+
+
+# ----------------------------------------------------------------- fuzzing
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=20,
+)
+config_keys = st.sampled_from(["unit", "mqtt", "telemetry", "gpio", "panel", "security", "storage", "ui", "x"])
+requests = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": st.one_of(st.text(max_size=8), json_values),
+        "version": st.one_of(st.integers(-2, 2**60), json_values),
+        "config": st.one_of(st.dictionaries(config_keys, json_values, max_size=3), json_values),
+        "command": st.one_of(st.sampled_from(COMMANDS), json_values),
+        "expires": st.one_of(
+            st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat()), st.text(max_size=30), json_values
+        ),
+        "sig": json_values,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=requests)
+def test_no_request_crashes_the_handlers(body: dict) -> None:
+    state = ConfigState.initial(base_config())
+    payload = encode(body)
+    outcome = handle_config_set(payload, state, NOW)
+    assert outcome.result.ok or outcome.state is None
+    parse_command(payload, state.config, NOW, RecentIds())
+
+
+@settings(max_examples=200, deadline=None)
+@given(payload=st.binary(max_size=200))
+def test_no_bytes_crash_the_handlers(payload: bytes) -> None:
+    state = ConfigState.initial(base_config())
+    assert not handle_config_set(payload, state, NOW).result.ok or payload.startswith(b"{")
+    parse_command(payload, state.config, NOW, RecentIds())

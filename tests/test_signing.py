@@ -412,3 +412,16 @@ def test_a_javascript_jcs_reproduces_the_signed_bytes(tmp_path: Path) -> None:
     answer = json.loads(out.stdout)
     assert answer["canonical"].encode("utf-8") == signing.signed_bytes(UNIT, "config/set", body)
     assert answer["ok"] is True
+
+
+@pytest.mark.parametrize(
+    "raw_config",
+    ['{"unit": {"name": "\\ud800"}}', '{"telemetry": {"rate_hz": 1e400}}', '{"storage": {"max_backlog_reports": 90071992547409930}}'],
+    ids=["lone-surrogate", "overflowing-float", "huge-int"],
+)
+def test_a_signed_state_refuses_values_without_a_canonical_form(signed_state: ConfigState, raw_config: str) -> None:
+    sig = base64.b64encode(b"\x00" * 64).decode()
+    payload = f'{{"id": "r1", "version": 1, "config": {raw_config}, "sig": "{sig}"}}'.encode()
+    outcome = handle_config_set(payload, signed_state, NOW)
+    assert outcome.state is None and not outcome.result.ok
+    assert outcome.result.errors[0].loc in ("sig", "")  # "" for 1e400: refused while parsing

@@ -51,6 +51,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+import math
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -314,17 +315,20 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _too_deep(data: Any) -> bool:
+def _shape_problem(data: Any) -> str | None:
+    """Too deep, or a number JSON can write but a double cannot hold (1e400)."""
     stack = [(data, 1)]
     while stack:
         value, depth = stack.pop()
         if depth > MAX_DEPTH:
-            return True
+            return f"nested deeper than {MAX_DEPTH} levels"
+        if isinstance(value, float) and not math.isfinite(value):
+            return "a number is out of range"
         if isinstance(value, dict):
             stack.extend((v, depth + 1) for v in value.values())
         elif isinstance(value, list):
             stack.extend((v, depth + 1) for v in value)
-    return False
+    return None
 
 
 def decode_payload(payload: bytes) -> tuple[dict[str, Any] | None, list[Problem]]:
@@ -347,8 +351,9 @@ def decode_payload(payload: bytes) -> tuple[dict[str, Any] | None, list[Problem]
         return None, [Problem("", f"nested deeper than {MAX_DEPTH} levels")]
     if not isinstance(data, dict):
         return None, [Problem("", f"must be a JSON object, not {_json_type(data)}")]
-    if _too_deep(data):
-        return None, [Problem("", f"nested deeper than {MAX_DEPTH} levels")]
+    shape = _shape_problem(data)
+    if shape is not None:
+        return None, [Problem("", shape)]
     return data, []
 
 
@@ -384,7 +389,7 @@ def _check_id(data: Mapping[str, Any], problems: list[Problem]) -> None:
 def _check_unknown(data: Mapping[str, Any], known: tuple[str, ...], problems: list[Problem]) -> None:
     for key in data:
         if key not in known:
-            problems.append(Problem(key, f"unknown key; known: {', '.join(known)}"))
+            problems.append(Problem(key[:64], f"unknown key; known: {', '.join(known)}"))
 
 
 def parse_expiry(value: Any) -> dt.datetime | str:
@@ -398,7 +403,10 @@ def parse_expiry(value: Any) -> dt.datetime | str:
         return hint
     if when.tzinfo is None:
         return "must give the time zone (for UTC, end with Z)"
-    return when
+    try:
+        return when.astimezone(dt.timezone.utc)
+    except OverflowError:
+        return "is out of range"
 
 
 def _check_expiry(expires: dt.datetime | None, now: dt.datetime, problems: list[Problem]) -> None:
@@ -763,7 +771,8 @@ def parse_command(
         return reject([Problem("id", "this command was already handled")], request_id, shown)
     _check_expiry(expires, now, problems)
     if expires is not None and expires - now > COMMAND_MAX_LIFETIME:
-        problems.append(Problem("expires", f"a command may be valid for at most {COMMAND_MAX_LIFETIME}"))
+        hours = COMMAND_MAX_LIFETIME.total_seconds() / 3600
+        problems.append(Problem("expires", f"a command may be valid for at most {hours:g} h"))
     if problems:
         return reject(problems, request_id, shown)
 
