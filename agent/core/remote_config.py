@@ -606,9 +606,12 @@ class RollbackGuard:
 
     ``arm()`` when a dangerous change is applied (and at start when the loaded
     config is still ``pending``); ``connected()`` when the link is up with the
-    new settings (the runtime should call it once the unit's own subscription
-    to ``config/set`` is granted, so an identity the broker's ACL refuses does
-    not count); ``tick()`` on every tick: it returns the armed change, once,
+    new settings *and the broker accepted a publish*: the first QoS 1 publish
+    after CONNACK (the ``config/current`` or ``online`` message) acknowledged
+    with a reason code below 0x80. A bare CONNACK is not enough: a wrong
+    prefix or identity connects fine and is then refused by the ACL, which
+    Mosquitto 2.0 reports only in the PUBACK (0x87, MQTT 5); it grants any
+    subscription. ``tick()`` on every tick: it returns the armed change, once,
     when the deadline passes unconfirmed. Times are monotonic seconds.
     """
 
