@@ -258,7 +258,7 @@
     setText($(".caption", card), t("current_status"));
     setText($(".label", card), statusLabel(snap.status));
     const unit = snap.unit || {};
-    setText($(".unit-name", card), unit.name || unit.id || "");
+    setText($(".unit-name bdi", card), unit.name || unit.id || "");
   }
 
   function buildDial(container) {
@@ -311,6 +311,7 @@
           const b = document.createElement("button");
           b.type = "button";
           b.dataset.input = name;
+          b.dataset.status = name; // en route / on scene wear their status colour
           b.textContent = t(name);
           return b;
         })
@@ -360,6 +361,7 @@
 
     const em = (snap.emergency && snap.emergency.state) || "none";
     setAttr(app, "data-emergency", em);
+    $("#actions").classList.toggle("em-big", em === "pending" || em === "active" || em === "acknowledged");
     renderNotice(snap.notice);
     tick();
   }
