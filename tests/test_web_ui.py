@@ -350,6 +350,23 @@ def test_stop_ends_open_streams_and_frees_the_port(recorder):
     again.stop()
 
 
+def test_restarted_server_serves_the_newest_snapshot(recorder):
+    server = WebUi("127.0.0.1", 0, post=recorder.post)
+    server.update(snapshot(status="busy"))  # before start: kept for the first page
+    server.start()
+    server.stop()
+    server.update(snapshot(status="on_scene"))  # while stopped
+    server.start()
+    try:
+        reader = SseReader(server)
+        assert reader.next_snapshot()["status"] == "on_scene"
+        server.update(snapshot(status="en_route"))
+        assert reader.next_snapshot()["status"] == "en_route"
+        reader.close()
+    finally:
+        server.stop()
+
+
 def test_busy_port_is_an_error_at_start(ui, recorder):
     other = WebUi("127.0.0.1", ui.port, post=recorder.post)
     with pytest.raises(OSError):

@@ -66,7 +66,10 @@ A JSON object; times are ISO 8601 UTC strings (``2024-03-01T10:20:30Z``)::
      "now": ISO,                          # the agent's time of the snapshot
      "status": code,                      # current unit status
      "status_since": ISO|null,            # optional: when it was set
-     "status_labels": {code: label},      # in "lang", for every status code
+     "status_labels": {code: label},      # in "lang", for every status code; or
+                                          # {"fr": {code: label}, "ar": {...}}, so a
+                                          # language chosen on the screen shows the
+                                          # configured labels too
      "status_buttons": [code, ...],       # the status buttons this vehicle has
      "inputs": [name, ...],               # every input the page may post now
      "siren": bool,
@@ -217,6 +220,8 @@ class WebUi:
             raise
         self.port = sock.getsockname()[1]
         self._closing = False
+        with self._lock:
+            self._wake_pending = False  # a wake-up lost with a previous loop
 
         config = uvicorn.Config(
             self._app(),

@@ -39,6 +39,7 @@
     reconnectTimer: null,
     holdStart: null, // performance.now() when this screen's emergency press began
     holdPointer: null,
+    ringFrame: null, // the pending animation frame of the hold ring
     notice: null, // {text, kind, until}
     lastNoticeKey: null,
     alert: { key: null, audio: null, plays: 0, blocked: false },
@@ -440,7 +441,12 @@
       setText($(".sos-hint", b), hint);
       setAttr($(".ring .fill", b), "stroke-dasharray", `${(progress * 100).toFixed(1)} 100`);
     }
-    if (shown === "holding") requestAnimationFrame(renderSos);
+    if (shown === "holding" && !state.ringFrame) {
+      state.ringFrame = requestAnimationFrame(() => {
+        state.ringFrame = null;
+        renderSos();
+      });
+    }
   }
 
   function renderNotice(notice) {
