@@ -13,12 +13,14 @@ anchored on it.
 
 Matching (``match`` tables): keys are dotted paths into the JSON payload
 (``fix.mode``, ``call.id``); a value matches by equality, or by one operator
-``{ gte = 2 }`` among ``eq ne gt gte lt lte in exists contains``. An empty
+``{ gte = 2 }`` among ``eq ne gt gte lt lte in exists contains null``
+(``{ null = true }`` matches a JSON ``null``, which TOML cannot write). An empty
 table matches any message on the topic, JSON or not.
 """
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import math
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ from hil.scenario import COLOURS, Expectation, Scenario
 
 TELEMETRY_TOPICS = ("telemetry", "telemetry/backlog")
 _MISSING = object()
+BLINK_WINDOW_S = 2.5  # "blinking": two changes within this (the slowest pattern is 1 s on, 1 s off)
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ def evaluate_one(exp: Expectation, log: RunLog) -> Outcome:
     if "after" in exp.args or "at" in exp.args:
         anchor = _anchor(exp, log)
         if isinstance(anchor, str):
-            return Outcome(exp.name, exp.kind, False, _expected(exp), anchor)
+            return Outcome(exp.name, exp.kind, False, describe_expected(exp), anchor)
         return handler(exp, log, anchor)
     return handler(exp, log, 0.0)
 
@@ -94,6 +97,8 @@ def value_matches(value: Any, want: Any) -> bool:
         ((op, arg),) = want.items()
         if op == "exists":
             return (value is not _MISSING) == bool(arg)
+        if op == "null":  # TOML has no null: { null = true } matches a JSON null
+            return value is not _MISSING and (value is None) == bool(arg)
         if value is _MISSING:
             return False
         try:
@@ -130,7 +135,7 @@ def _brief(msg: Msg, limit: int = 160) -> str:
     return f"{msg.t:.2f} s {msg.topic} {text[:limit]}{'…' if len(text) > limit else ''}"
 
 
-def _expected(exp: Expectation) -> str:
+def describe_expected(exp: Expectation) -> str:
     a = exp.args
     anchor = f"after {a['after']}" if a.get("after") else (f"from {a['at']:g} s" if a.get("at") is not None else "from 0 s")
     match = _match_text(a.get("match") or {})
@@ -177,12 +182,12 @@ def _message(exp: Expectation, log: RunLog, anchor: float) -> Outcome:
             latency = (m.t - anchor) * 1000.0
             ok = m.t <= deadline
             seen = f"at {m.t:.3f} s ({latency:.0f} ms): {_brief(m)}"
-            return Outcome(exp.name, exp.kind, ok, _expected(exp), seen, m.t, latency)
+            return Outcome(exp.name, exp.kind, ok, describe_expected(exp), seen, m.t, latency)
     if on_topic:
         seen = f"{len(on_topic)} message(s) on {a['topic']} after {anchor:.2f} s, none matching; last: {_brief(on_topic[-1])}"
     else:
         seen = f"nothing on {a['topic']} after {anchor:.2f} s (run ended at {log.end_t:.1f} s)"
-    return Outcome(exp.name, exp.kind, False, _expected(exp), seen)
+    return Outcome(exp.name, exp.kind, False, describe_expected(exp), seen)
 
 
 def _no_message(exp: Expectation, log: RunLog, anchor: float) -> Outcome:
@@ -190,8 +195,8 @@ def _no_message(exp: Expectation, log: RunLog, anchor: float) -> Outcome:
     until = anchor + a["for_s"] if a.get("for_s") else math.inf
     for m in log.messages:
         if m.topic == a["topic"] and anchor <= m.t <= until and message_matches(m, a["match"]):
-            return Outcome(exp.name, exp.kind, False, _expected(exp), f"got {_brief(m)}", m.t)
-    return Outcome(exp.name, exp.kind, True, _expected(exp), f"none until {min(until, log.end_t):.1f} s")
+            return Outcome(exp.name, exp.kind, False, describe_expected(exp), f"got {_brief(m)}", m.t)
+    return Outcome(exp.name, exp.kind, True, describe_expected(exp), f"none until {min(until, log.end_t):.1f} s")
 
 
 def _sequence(exp: Expectation, log: RunLog, anchor: float) -> Outcome:
@@ -204,12 +209,12 @@ def _sequence(exp: Expectation, log: RunLog, anchor: float) -> Outcome:
         hit = next((m for m in msgs if m.t >= t and message_matches(m, match)), None)
         if hit is None:
             seen = f"matched {len(found)} of {len(a['matches'])}; missing {_match_text(match)} after {t:.2f} s"
-            return Outcome(exp.name, exp.kind, False, _expected(exp), seen, data={"times": [m.t for m in found]})
+            return Outcome(exp.name, exp.kind, False, describe_expected(exp), seen, data={"times": [m.t for m in found]})
         found.append(hit)
         t = hit.t
     latency = (found[-1].t - anchor) * 1000.0
     seen = "; ".join(f"{m.t:.2f} s" for m in found)
-    return Outcome(exp.name, exp.kind, found[-1].t <= deadline, _expected(exp), seen, found[-1].t, latency,
+    return Outcome(exp.name, exp.kind, found[-1].t <= deadline, describe_expected(exp), seen, found[-1].t, latency,
                    {"times": [m.t for m in found]})
 
 
@@ -235,7 +240,7 @@ def _telemetry_complete(exp: Expectation, log: RunLog, _anchor: float) -> Outcom
     live_in = [d["seq"] for m, d in reports if m.topic == "telemetry" and start <= m.t <= end]
     after_start = [d["seq"] for m, d in reports if m.t >= start]
     if not live_in or not after_start:
-        return Outcome(exp.name, exp.kind, False, _expected(exp), f"no live telemetry between {start:g} and {end:.1f} s")
+        return Outcome(exp.name, exp.kind, False, describe_expected(exp), f"no live telemetry between {start:g} and {end:.1f} s")
     lo, hi = min(after_start), max(live_in)
     missing = sorted(set(range(lo, hi + 1)) - seen_seqs)
     backlog = sum(1 for m, _ in reports if m.topic == "telemetry/backlog")
@@ -251,7 +256,7 @@ def _telemetry_complete(exp: Expectation, log: RunLog, _anchor: float) -> Outcom
         seen += f"; missing {len(missing)}: {_ranges(missing)}"
     if n < expected_n:
         seen += f"; fewer than the {expected_n} reports 0.8 Hz would give"
-    return Outcome(exp.name, exp.kind, ok, _expected(exp), seen, data={
+    return Outcome(exp.name, exp.kind, ok, describe_expected(exp), seen, data={
         "lo": lo, "hi": hi, "missing": missing[:200], "backlog": backlog, "duplicates": dups})
 
 
@@ -273,7 +278,7 @@ def _cadence(exp: Expectation, log: RunLog, _anchor: float) -> Outcome:
     end = a["to_s"] if a.get("to_s") is not None else log.end_t
     times = [m.t for m, _ in _telemetry(log) if m.topic == "telemetry" and a["from_s"] <= m.t <= end]
     if len(times) < 3:
-        return Outcome(exp.name, exp.kind, False, _expected(exp), f"{len(times)} live report(s): too few to judge")
+        return Outcome(exp.name, exp.kind, False, describe_expected(exp), f"{len(times)} live report(s): too few to judge")
     period = 1.0 / a["rate_hz"]
     intervals = [b - t for t, b in zip(times, times[1:])]
     good = sum(1 for d in intervals if abs(d - period) <= a["tolerance"] * period)
@@ -283,7 +288,7 @@ def _cadence(exp: Expectation, log: RunLog, _anchor: float) -> Outcome:
     mean = sum(intervals) / len(intervals)
     seen = (f"{share * 100:.1f} % of {len(intervals)} intervals in tolerance; mean {mean:.3f} s, "
             f"p95 {p95:.3f} s, max {srt[-1]:.3f} s")
-    return Outcome(exp.name, exp.kind, share >= a["min_share"], _expected(exp), seen, data={
+    return Outcome(exp.name, exp.kind, share >= a["min_share"], describe_expected(exp), seen, data={
         "times": [round(t, 4) for t in times[1:]], "intervals": [round(d, 4) for d in intervals],
         "mean": mean, "p95": p95})
 
@@ -309,7 +314,8 @@ def _parse_utc(text: Any) -> dt.datetime | None:
 def _position(exp: Expectation, log: RunLog, _anchor: float) -> Outcome:
     a = exp.args
     end = a["to_s"] if a.get("to_s") is not None else log.end_t
-    truth = {p.utc.replace(microsecond=(p.utc.microsecond // 1000) * 1000): p for p in log.truth}
+    truth = sorted(log.truth, key=lambda p: p.utc)
+    stamps = [p.utc.timestamp() for p in truth]
     errors: list[tuple[float, float]] = []
     unmatched = 0
     for m, d in _telemetry(log):
@@ -319,19 +325,30 @@ def _position(exp: Expectation, log: RunLog, _anchor: float) -> Outcome:
         if not isinstance(fix, dict) or (fix.get("mode") or 0) < 2 or fix.get("lat") is None:
             continue
         when = _parse_utc(fix.get("time"))
-        point = truth.get(when) if when else None
+        point = _nearest(truth, stamps, when.timestamp()) if when else None
         if point is None:
             unmatched += 1
             continue
         errors.append((m.t, distance_m(point.lat, point.lon, fix["lat"], fix["lon"])))
     if len(errors) < a["min_points"]:
-        return Outcome(exp.name, exp.kind, False, _expected(exp),
+        return Outcome(exp.name, exp.kind, False, describe_expected(exp),
                        f"{len(errors)} position(s) matched to the route by fix time ({unmatched} unmatched)")
     srt = sorted(e for _, e in errors)
     p95 = srt[min(len(srt) - 1, int(0.95 * len(srt)))]
     seen = f"p95 {p95:.1f} m, max {srt[-1]:.1f} m over {len(errors)} fixes ({unmatched} unmatched)"
-    return Outcome(exp.name, exp.kind, p95 <= a["max_m"], _expected(exp), seen, data={
+    return Outcome(exp.name, exp.kind, p95 <= a["max_m"], describe_expected(exp), seen, data={
         "errors": [[round(t, 3), round(e, 2)] for t, e in errors], "p95": p95})
+
+
+def _nearest(points: list[Any], stamps: list[float], t: float, tolerance: float = 0.05) -> Any:
+    """The truth point whose UTC is within ``tolerance`` s of ``t`` (the epoch the fix came from)."""
+    i = bisect.bisect_left(stamps, t)
+    best = None
+    for j in (i - 1, i):
+        if 0 <= j < len(stamps) and abs(stamps[j] - t) <= tolerance:
+            if best is None or abs(stamps[j] - t) < abs(stamps[best] - t):
+                best = j
+    return points[best] if best is not None else None
 
 
 # --------------------------------------------------------------------- LEDs
@@ -382,31 +399,31 @@ def _led(exp: Expectation, log: RunLog, anchor: float) -> Outcome:
     candidates = [anchor] + [s.t for s in samples if anchor < s.t <= deadline]
     describe = _colour_name if a["led"] == "status" else str
     for t0 in candidates:
-        t1 = t0 + (max(hold, 1.5) if state == "blinking" else hold)
+        t1 = t0 + (max(hold, BLINK_WINDOW_S) if state == "blinking" else hold)
         if t1 > log.end_t:
             break
         changes = [s for s in samples if t0 < s.t <= t1]
         if state == "blinking":
-            ok = len(changes) >= 3
+            ok = len(changes) >= 2  # off-on-off (or on-off-on): it blinks
         else:
             want = _colour_code(state) if a["led"] == "status" else (1 if state == "on" else 0)
             ok = _level_at(samples, t0) == want and all(s.level == want for s in changes)
         if ok:
             latency = (t0 - anchor) * 1000.0
-            return Outcome(exp.name, exp.kind, True, _expected(exp), f"{state} from {t0:.3f} s ({latency:.0f} ms)", t0, latency)
+            return Outcome(exp.name, exp.kind, True, describe_expected(exp), f"{state} from {t0:.3f} s ({latency:.0f} ms)", t0, latency)
     window = [s for s in samples if anchor - 0.001 <= s.t <= deadline + hold]
     now = describe(_level_at(samples, anchor))
     seen = f"{a['led']} was {now} at {anchor:.2f} s; {len(window)} change(s) until {deadline + hold:.2f} s"
     if window:
         seen += ": " + ", ".join(f"{s.t:.2f}→{describe(s.level)}" for s in window[:12])
-    return Outcome(exp.name, exp.kind, False, _expected(exp), seen)
+    return Outcome(exp.name, exp.kind, False, describe_expected(exp), seen)
 
 
 def _agent_alive(exp: Expectation, log: RunLog, _anchor: float) -> Outcome:
     if log.agent_exit is None:
-        return Outcome(exp.name, exp.kind, True, _expected(exp), f"running at {log.end_t:.1f} s")
+        return Outcome(exp.name, exp.kind, True, describe_expected(exp), f"running at {log.end_t:.1f} s")
     tail = log.agent_output.strip().splitlines()[-3:]
-    return Outcome(exp.name, exp.kind, False, _expected(exp), f"exited with {log.agent_exit}: {' | '.join(tail)}")
+    return Outcome(exp.name, exp.kind, False, describe_expected(exp), f"exited with {log.agent_exit}: {' | '.join(tail)}")
 
 
 _HANDLERS = {

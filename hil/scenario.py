@@ -57,6 +57,7 @@ SCENARIO_DIR = Path(__file__).parent / "scenarios"
 
 # action -> (required fields, optional fields with defaults)
 ACTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
+    "tap": (("button",), {"ms": 200.0}),
     "press": (("button",), {}),
     "release": (("button",), {}),
     "hold": (("button", "seconds"), {}),
@@ -107,7 +108,7 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (1, 0, 0), "magenta": (1, 0, 1), "white": (1, 1, 1), "cyan": (0, 1, 1),
 }
 LED_NAMES = ("status", *(n for n in OUTPUT_NAMES if not n.startswith("status_")))
-MATCH_OPERATORS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "exists", "contains")
+MATCH_OPERATORS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "exists", "contains", "null")
 PROFILES = ("short", "long")
 
 
@@ -312,6 +313,8 @@ class _Parser:
     def _check_step(self, action: str, args: dict[str, Any], loc: str) -> None:
         if "button" in args and args["button"] not in INPUT_NAMES:
             self.fail(f"{loc}.button", f"unknown input {args['button']!r}; known: {', '.join(INPUT_NAMES)}")
+        if action == "tap" and not _is_number(args.get("ms"), positive=True):
+            self.fail(f"{loc}.ms", "must be a number of milliseconds > 0")
         if action == "hold" and not _is_number(args.get("seconds"), positive=True):
             self.fail(f"{loc}.seconds", "must be a number > 0")
         if action == "siren" and not isinstance(args.get("on"), bool):
