@@ -151,8 +151,9 @@ def describe_expected(exp: Expectation) -> str:
     if exp.kind == "telemetry_complete":
         return f"every telemetry seq made from {a['from_s']:g} s to {_end(a)} delivered (live or backlog)"
     if exp.kind == "cadence":
+        longest = a["max_interval_s"] or 2 / a["rate_hz"]
         return (f"live telemetry every {1 / a['rate_hz']:g} s ±{a['tolerance'] * 100:g} % "
-                f"for ≥{a['min_share'] * 100:g} % of intervals, {a['from_s']:g} s to {_end(a)}")
+                f"for ≥{a['min_share'] * 100:g} % of intervals, none over {longest:g} s, {a['from_s']:g} s to {_end(a)}")
     if exp.kind == "position":
         return f"published positions within {a['max_m']:g} m of the emulated route (p95), {a['from_s']:g} s to {_end(a)}"
     if exp.kind == "agent_alive":
@@ -288,7 +289,11 @@ def _cadence(exp: Expectation, log: RunLog, _anchor: float) -> Outcome:
     mean = sum(intervals) / len(intervals)
     seen = (f"{share * 100:.1f} % of {len(intervals)} intervals in tolerance; mean {mean:.3f} s, "
             f"p95 {p95:.3f} s, max {srt[-1]:.3f} s")
-    return Outcome(exp.name, exp.kind, share >= a["min_share"], describe_expected(exp), seen, data={
+    longest = a["max_interval_s"] or 2 * period
+    ok = share >= a["min_share"] and srt[-1] <= longest
+    if srt[-1] > longest:
+        seen += f"; a gap of {srt[-1]:.3f} s exceeds {longest:g} s"
+    return Outcome(exp.name, exp.kind, ok, describe_expected(exp), seen, data={
         "times": [round(t, 4) for t in times[1:]], "intervals": [round(d, 4) for d in intervals],
         "mean": mean, "p95": p95})
 

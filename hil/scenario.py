@@ -92,8 +92,10 @@ EXPECT_KINDS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     # Every telemetry seq from the first to the last made in [from_s, to_s] was
     # delivered (live or backlog), none missing.
     "telemetry_complete": ((), {"from_s": 0.0, "to_s": None, "settle_s": 15.0}),
-    # Live telemetry arrives every 1/rate_hz: the share of intervals within tolerance.
-    "cadence": ((), {"rate_hz": 1.0, "tolerance": 0.5, "min_share": 0.9, "from_s": 0.0, "to_s": None}),
+    # Live telemetry arrives every 1/rate_hz: the share of intervals within tolerance,
+    # and no interval longer than max_interval_s (default two periods).
+    "cadence": ((), {"rate_hz": 1.0, "tolerance": 0.5, "min_share": 0.9, "from_s": 0.0, "to_s": None,
+                     "max_interval_s": None}),
     # Published positions stay within max_m of where the emulated vehicle was (p95).
     "position": ((), {"max_m": 25.0, "from_s": 0.0, "to_s": None, "min_points": 5}),
     # An LED (or the status RGB colour, or the buzzer) shows `state` within `within_ms`.
@@ -313,9 +315,9 @@ class _Parser:
     def _check_step(self, action: str, args: dict[str, Any], loc: str) -> None:
         if "button" in args and args["button"] not in INPUT_NAMES:
             self.fail(f"{loc}.button", f"unknown input {args['button']!r}; known: {', '.join(INPUT_NAMES)}")
-        if action == "tap" and not _is_number(args.get("ms"), positive=True):
+        if action == "tap" and not _is_number(args["ms"], positive=True):
             self.fail(f"{loc}.ms", "must be a number of milliseconds > 0")
-        if action == "hold" and not _is_number(args.get("seconds"), positive=True):
+        if action == "hold" and "seconds" in args and not _is_number(args["seconds"], positive=True):
             self.fail(f"{loc}.seconds", "must be a number > 0")
         if action == "siren" and not isinstance(args.get("on"), bool):
             self.fail(f"{loc}.on", "must be true or false")
@@ -368,7 +370,7 @@ class _Parser:
                     self.fail(f"{loc}.after", f"no step with id {after!r}; steps: {', '.join(steps) or '(none)'}")
                 if at is not None and not _is_number(at):
                     self.fail(f"{loc}.at", "must be a number of seconds")
-            for key in ("within_ms", "hold_ms", "for_s", "max_m", "rate_hz", "settle_s"):
+            for key in ("within_ms", "hold_ms", "for_s", "max_m", "rate_hz", "settle_s", "max_interval_s"):
                 if key in args and args[key] is not None and not _is_number(args[key], positive=True):
                     self.fail(f"{loc}.{key}", "must be a number > 0")
             for key in ("from_s", "to_s"):
