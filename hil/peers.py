@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -63,6 +64,7 @@ class BrokerTap:
         )
         self._client.reconnect_delay_set(0.1, 0.5)
         self._client.on_connect = self._cb_connect
+        self._client.on_socket_open = _no_delay
         self._client.on_message = self._cb_message
         self._client.on_subscribe = lambda *a: self._subscribed.set()
         self._client.on_disconnect = lambda *a: self._subscribed.clear()
@@ -133,6 +135,14 @@ class BrokerTap:
         except RuntimeError:  # not connected: paho keeps it queued and sends it on reconnect
             return False
         return info.is_published()
+
+
+def _no_delay(client: paho.Client, userdata: Any, sock: Any) -> None:
+    """No Nagle on the rig's socket: a call must not wait for the ACK of our last PUBACK."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):
+        pass
 
 
 def utc_now() -> str:
