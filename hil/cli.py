@@ -255,7 +255,7 @@ The emulated car {rig.opt.unit_id} is on patrol in Kénitra.
   Agent log:     {workdir / 'agent.log'}
 
 Send a test call yourself, in one line:
-  mosquitto_pub -h {host} -p {port} -q 1 -t {base}/call -m '{{"id":"C-DEMO-9","action":"new","priority":1,"nature":"Vol à l\\'arraché","address":"Marché central, Kénitra","created":"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}"}}'
+  mosquitto_pub -h {host} -p {port} -q 1 -t {base}/call -m '{{"id":"C-DEMO-9","action":"new","priority":1,"nature":"Vol avec violence","address":"Marché central, Kénitra","created":"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}"}}'
 
 A P1 call arrives by itself in {args.call_at:g} s. Ctrl-C to stop.
 """ + DEMO_HELP, flush=True)
@@ -263,8 +263,7 @@ A P1 call arrives by itself in {args.call_at:g} s. Ctrl-C to stop.
     demo_call = threading.Timer(args.call_at, lambda: _demo_command(rig, "call 1", state, out))
     demo_call.daemon = True
     demo_call.start()
-    if sys.stdin.isatty():
-        threading.Thread(target=_demo_repl, args=(rig, state, out, stop), daemon=True).start()
+    threading.Thread(target=_demo_repl, args=(rig, state, out, stop), daemon=True).start()
     try:
         deadline = time.monotonic() + args.duration if args.duration else None
         while not stop.is_set():

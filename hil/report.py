@@ -214,7 +214,8 @@ def histogram_svg(latencies: Sequence[float], title: str = "latency") -> str:
         return _svg([f'<text x="{W / 2}" y="{H / 2}" text-anchor="middle" class="lbl">no latencies measured</text>'],
                     title, "hist")
     hi = max(latencies)
-    width = max(10.0, _ticks(0, hi, 12)[1] if len(_ticks(0, hi, 12)) > 1 else 10.0)
+    ticks = _ticks(0, hi, 12)
+    width = max(10.0, ticks[1] - ticks[0] if len(ticks) > 1 else 10.0)  # a "nice" bin width, 10 ms at least
     nbins = max(1, math.ceil((hi + 1e-9) / width))
     bins = [0] * nbins
     for v in latencies:

@@ -63,7 +63,7 @@ def test_full_call_scenario(tmp_path: Path):
     check(run_scenario(load_scenario("full-call"), workdir=tmp_path / "run"))
 
 
-def test_an_agent_that_cannot_start_fails_every_expectation_with_its_output(tmp_path: Path):
+def test_an_invalid_agent_config_fails_before_the_agent_starts(tmp_path: Path):
     scenario = parse_scenario("""
 [scenario]
 name = "bad-pin"
@@ -77,6 +77,16 @@ kind = "agent_alive"
     assert not result.passed
     assert result.error is not None and "pin 17 used by both" in result.error  # the agent's own validation
     assert "not run" in result.outcomes[0].seen
+    assert not (tmp_path / "run" / "agent.log").exists()
+
+
+def test_an_agent_that_exits_at_start_fails_every_expectation_with_its_output(tmp_path: Path):
+    scenario = parse_scenario('[scenario]\nname = "dies"\nduration_s = 5\n[[expect]]\nkind = "agent_alive"\n')
+    cmd = "{python} -c \"print('no GNSS port, giving up'); raise SystemExit(3)\""
+    result = run_scenario(scenario, workdir=tmp_path / "run", agent_cmd=cmd)
+    assert result.error is not None
+    assert "exited with 3 before coming online" in result.error and "giving up" in result.error
+    assert not result.outcomes[0].passed
 
 
 @pytest.mark.slow
