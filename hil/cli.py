@@ -62,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--speed", type=float, default=1.0,
                      help="compress each scenario's timeline by this factor (latency limits unchanged)")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
+    bench = run.add_argument_group("bench mode (a real unit; needs --broker)")
+    bench.add_argument("--unit-config", type=Path, help="the real unit's agent TOML (its pins, unit id, prefix); "
+                       "the rig then starts no agent")
+    bench.add_argument("--bench-gpio", type=_broker_arg, metavar="HOST:PORT",
+                       help="pigpiod of the rig's second Pi, wired pin to pin to the unit")
+    bench.add_argument("--gnss-serial", metavar="DEVICE", help="serial device carrying NMEA to the unit's UART")
+    bench.add_argument("--gnss-baudrate", type=int, default=9600)
 
     sub.add_parser("list", help="list the shipped scenarios")
 
@@ -157,6 +164,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.all and args.profile != "any" and s.profile != args.profile and name not in args.scenarios:
             continue
         scenarios.append(s.scaled(args.speed))
+    bench = {}
+    if args.unit_config is not None:
+        if args.broker is None:
+            print("umps-hil run: --unit-config (a real unit) needs --broker, the broker the unit uses", file=sys.stderr)
+            return EXIT_USAGE
+        bench = {"unit_config": args.unit_config, "bench_gpio": args.bench_gpio, "gnss_serial": args.gnss_serial,
+                 "gnss_baudrate": args.gnss_baudrate}
     progress = _printer(args.quiet)
     stop = _stop_on_signals()
     results = []
@@ -165,7 +179,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             break
         progress(f"\n=== {s.name}: {s.description} ({s.duration_s:g} s)")
         results.append(run_scenario(s, workdir=args.out / s.name, agent_cmd=args.agent_cmd, broker=args.broker,
-                                    progress=progress, stop=stop))
+                                    progress=progress, stop=stop, **bench))
     paths = write_all(results, args.out)
     print(text_table(results))
     print(f"\nresults: {paths['json']}\njunit:   {paths['junit']}\nreport:  {paths['html']}")
@@ -360,6 +374,8 @@ def cmd_emulate(args: argparse.Namespace) -> int:
         gpio.start()
         gnss.start()
         if args.serial:
+            from hil.bench import SerialForwarder
+
             forwarder = SerialForwarder(tcp, args.serial, args.baudrate).start()  # type: ignore[arg-type]
         print(f"GNSS:   NMEA at {args.rate} Hz on {pty}" + (f" and socket://127.0.0.1:{tcp}" if tcp else ""))
         if args.serial:
@@ -373,41 +389,6 @@ def cmd_emulate(args: argparse.Namespace) -> int:
         gnss.stop()
         gpio.stop()
     return EXIT_OK
-
-
-class SerialForwarder:
-    """Copy the emulator's NMEA (from its TCP port) to a serial device: a USB-serial adapter to a real unit."""
-
-    def __init__(self, tcp_port: int, device: str, baudrate: int):
-        import serial  # pyserial, a dependency of the agent
-
-        self._serial = serial.serial_for_url(device, baudrate=baudrate, timeout=1, write_timeout=1)
-        self._sock = socket.create_connection(("127.0.0.1", tcp_port), timeout=5)
-        self._sock.settimeout(1.0)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="nmea-to-serial", daemon=True)
-
-    def start(self) -> "SerialForwarder":
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self._sock.recv(4096)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            if not data:
-                return
-            self._serial.write(data)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(3.0)
-        self._sock.close()
-        self._serial.close()
 
 
 if __name__ == "__main__":  # pragma: no cover

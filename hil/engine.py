@@ -13,6 +13,12 @@ all up in that order and waits for the agent's ``online`` birth message;
 that moment is ``t = 0``. ``Rig.down()`` takes it down in reverse, each part
 stopped by what started it.
 
+Bench mode (``RigOptions.unit_config``): the agent is a real unit's, already
+running; the rig reads the unit's config for its pins and topics, starts no
+broker of its own (one is given) and no agent, drives the pins through the
+second Pi's pigpio daemon (``hil.bench.BenchPins``) and sends NMEA out of a
+serial adapter.
+
 ``run_scenario`` plays a :class:`~hil.scenario.Scenario` on a rig: each step
 at its time (waiting on an event with a deadline, so a stop request is
 honoured at once), recording when it ran and whether it could; then it waits
@@ -37,8 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.config import AgentConfig, ConfigError
+from agent.config import AgentConfig, ConfigError, load_config
 from hil import agent_proc
+from hil.bench import BenchPins, SerialForwarder
 from hil.broker import Broker, free_port
 from hil.expect import Outcome, describe_expected, evaluate
 from hil.gnss_emulator import GnssEmulator
@@ -74,6 +81,12 @@ class RigOptions:
     ui_port: int | None = None
     start_agent: bool = True
     online_timeout_s: float = ONLINE_TIMEOUT_S
+    # Bench mode: a real unit runs its own agent with this config (pins, unit id, prefix);
+    # the rig drives its pins through a pigpio daemon and sends NMEA out of a serial port.
+    unit_config: Path | None = None
+    bench_gpio: tuple[str, int] | None = None
+    gnss_serial: str | None = None
+    gnss_baudrate: int = 9600
 
 
 class RigError(RuntimeError):
@@ -90,7 +103,8 @@ class Rig:
         self.broker: Broker | None = None
         self.broker_addr: tuple[str, int] = options.broker or ("127.0.0.1", 0)
         self.gnss: GnssEmulator | None = None
-        self.gpio: PigpioEmulator | None = None
+        self.gpio: PigpioEmulator | BenchPins | None = None
+        self.forwarder: SerialForwarder | None = None
         self.tap: BrokerTap | None = None
         self.dispatcher: Dispatcher | None = None
         self.admin: Admin | None = None
@@ -123,6 +137,9 @@ class Rig:
         else:
             self.progress(f"broker    given: {self.broker_addr[0]}:{self.broker_addr[1]}")
         host, port = self.broker_addr
+        if self.opt.unit_config is not None:
+            self._up_bench()
+            return
         self.tap = BrokerTap(host, port, prefix=self.opt.prefix, unit_id=self.opt.unit_id, on_message=self._on_message).start()
         self.dispatcher, self.admin = Dispatcher(self.tap), Admin(self.tap)
 
@@ -147,6 +164,32 @@ class Rig:
         self.progress(f"agent     pid {self.agent.pid}: {' '.join(self.agent.argv)}")
         self._wait_online()
 
+    def _up_bench(self) -> None:
+        """A real unit: its config says which pins and topics; its agent is already running."""
+        assert self.opt.unit_config is not None
+        try:
+            self.config = load_config(self.opt.unit_config)
+        except ConfigError as exc:
+            raise RigError(str(exc)) from None
+        self.opt.unit_id, self.opt.prefix = self.config.unit.id, self.config.mqtt.prefix
+        if self.opt.agent_overrides:
+            self.progress("bench: the scenario's [agent] settings are not applied to a real unit")
+        host, port = self.broker_addr
+        self.tap = BrokerTap(host, port, prefix=self.opt.prefix, unit_id=self.opt.unit_id, on_message=self._on_message).start()
+        self.dispatcher, self.admin = Dispatcher(self.tap), Admin(self.tap)
+        if self.opt.bench_gpio is not None:
+            self.gpio = BenchPins(*self.opt.bench_gpio, read_pins=[o.pin for o in self.config.gpio.outputs.values()])
+            self.progress(f"gpio      the rig's pins through pigpiod at {self.opt.bench_gpio[0]}:{self.opt.bench_gpio[1]}")
+        self.gnss = GnssEmulator(RouteSource(offset_s=self.opt.route_offset_s), rate_hz=self.opt.gnss_rate_hz, talker="GN")
+        tcp = self.gnss.serve_tcp()
+        self.gnss_path = f"socket://127.0.0.1:{tcp}"
+        self.gnss.start()
+        if self.opt.gnss_serial:
+            self.forwarder = SerialForwarder(tcp, self.opt.gnss_serial, self.opt.gnss_baudrate).start()
+            self.progress(f"gnss      NMEA at {self.opt.gnss_rate_hz} Hz out of {self.opt.gnss_serial}")
+        self.progress(f"unit      {self.opt.unit_id} (its own agent); waiting for its online message")
+        self._wait_online()
+
     def _config_data(self, *, gnss_port: str, pigpio_port: int) -> dict[str, Any]:
         return agent_proc.rig_config(
             unit_id=self.opt.unit_id, unit_kind=self.opt.unit_kind, gnss_port=gnss_port, pigpio_port=pigpio_port,
@@ -155,7 +198,7 @@ class Rig:
         )
 
     def _wait_online(self) -> None:
-        assert self.tap is not None and self.agent is not None
+        assert self.tap is not None
         deadline = time.monotonic() + self.opt.online_timeout_s
         while time.monotonic() < deadline:
             birth = self.tap.wait_for(lambda msgs: next((m for m in msgs if _is_birth(m)), None), 0.25)
@@ -164,11 +207,11 @@ class Rig:
                 self.online_seen.set()
                 self.progress(f"[  0.00 s] agent online: {birth.payload.decode('utf-8', 'replace')}")
                 return
-            code = self.agent.exit_code()
-            if code is not None:
+            code = self.agent.exit_code() if self.agent is not None else None
+            if code is not None and self.agent is not None:
                 raise RigError(f"the agent exited with {code} before coming online:\n{self.agent.output_tail(3000)}")
-        raise RigError(f"the agent did not come online within {self.opt.online_timeout_s:g} s:\n"
-                       f"{self.agent.output_tail(3000)}")
+        tail = self.agent.output_tail(3000) if self.agent is not None else "(a real unit: see its journal)"
+        raise RigError(f"the agent did not come online within {self.opt.online_timeout_s:g} s:\n{tail}")
 
     # -------------------------------------------------------------- down
 
@@ -179,6 +222,8 @@ class Rig:
             code = self.agent.stop()
         if self.tap is not None:
             self.tap.stop()
+        if self.forwarder is not None:
+            self.forwarder.stop()
         if self.gnss is not None:
             self.gnss.stop()
         if self.gpio is not None:
@@ -225,7 +270,9 @@ class Rig:
         """Do one step; return a description. Raises RigError when it cannot be done."""
         a = step.args
         gpio, gnss, broker = self.gpio, self.gnss, self.broker
-        assert gpio is not None and gnss is not None and self.dispatcher is not None and self.admin is not None
+        assert gnss is not None and self.dispatcher is not None and self.admin is not None
+        if gpio is None and step.action in ("tap", "press", "release", "hold", "bounce", "siren"):
+            raise RigError("no GPIO on this bench (give --bench-gpio HOST:PORT)")
         match step.action:
             case "press":
                 gpio.press(self.pin(a["button"]), active_low=self.active_low(a["button"]))
@@ -343,7 +390,7 @@ class ScenarioResult:
 
 def run_scenario(scenario: Scenario, *, workdir: Path | None = None, agent_cmd: str = agent_proc.DEFAULT_AGENT_CMD,
                  broker: tuple[str, int] | None = None, progress: Progress = _quiet,
-                 stop: threading.Event | None = None, keep_workdir: bool = True) -> ScenarioResult:
+                 stop: threading.Event | None = None, keep_workdir: bool = True, **bench: Any) -> ScenarioResult:
     """Run one scenario end to end against a fresh agent; never raises for a failing agent."""
     started = time.monotonic()
     stop = stop or threading.Event()
@@ -353,7 +400,7 @@ def run_scenario(scenario: Scenario, *, workdir: Path | None = None, agent_cmd: 
         shutil.rmtree(workdir)  # a fresh unit each run: no outbox or pushed config left over
     options = RigOptions(workdir=workdir, unit_kind=scenario.unit_kind, gnss_rate_hz=scenario.gnss_rate_hz,
                          route_offset_s=scenario.route_offset_s, agent_overrides=scenario.agent,
-                         agent_cmd=agent_cmd, broker=broker)
+                         agent_cmd=agent_cmd, broker=broker, **bench)
     rig = Rig(options, progress)
     actions: list[ActionRecord] = []
     error: str | None = None
