@@ -323,5 +323,22 @@ def test_car_touchscreen_shows_the_call_and_a_touch_accepts_it(tmp_path, request
             page.locator("#statuses button", has_text="route").first.click()
             rig.wait("status", lambda b: b["status"] == "en_route")
             rig.wait("call/response", lambda b: b["id"] == "C-7" and b["response"] == "en_route")
+            # Dispatch updates the address: the card follows; a re-delivery changes nothing.
+            update = {"id": "C-7", "action": "update", "address": "Bd Hassan II, Kénitra"}
+            rig.recorder.publish(f"umps/{UNIT}/call", json.dumps(update).encode())
+            rig.recorder.publish(f"umps/{UNIT}/call", json.dumps(call, ensure_ascii=False).encode())
+            page.locator("#call .address, #call [class*=address]").filter(has_text="Hassan II").first.wait_for(
+                timeout=10_000)
+            # The call survives a restart of the agent; the page reconnects by itself.
+            assert rig.stop_agent() == 0
+            rig.start_agent()
+            rig.wait("online", lambda b: b.get("online") is True and b["ts"] > "")
+            page.locator("#app:not(.offline)").wait_for(timeout=15_000)
+            page.locator("#call").filter(has_text="Hassan II").wait_for(timeout=10_000)
+            # Dispatch cancels: the card goes.
+            rig.recorder.publish(f"umps/{UNIT}/call", json.dumps({"id": "C-7", "action": "cancel"}).encode())
+            page.locator("#call").wait_for(state="hidden", timeout=10_000)
+            responses = [b["response"] for b in rig.messages("call/response") if b["id"] == "C-7"]
+            assert responses.count("received") == 1, responses
         finally:
             browser.close()

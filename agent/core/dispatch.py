@@ -274,6 +274,10 @@ class CallBook:
             call = self._merge(None, msg, now_wall, now_mono)
             self.calls[msg.id] = call
             return Alert(call, first=True)
+        if msg.action == "new":
+            # A re-delivery (QoS 1, a reconnect): changes go by "update", so a late
+            # copy of the original never undoes an update that overtook it.
+            return Ignored(msg.id, "duplicate")
         merged = self._merge(current, msg, now_wall, now_mono)
         if _content(merged) == _content(current):
             return Ignored(msg.id, "duplicate")
