@@ -167,6 +167,7 @@ def test_ack_or_clear_without_an_alarm_does_nothing():
 
 @pytest.mark.parametrize("payload", [
     b"\xff\xfe", b"clear", b"[1]", b"null", b"7", b'{"id": "1"}', b'{"id": true}', b'{"id": 1.0}',
+    b"[" * 100_000, b'{"id":' * 50_000,  # nested past the JSON decoder's recursion limit
 ])
 def test_garbled_alarm_message_is_ignored_and_counted(payload):
     rig = raised(Rig())

@@ -403,7 +403,10 @@ def _alarm_id(payload: bytes) -> int | None:
     """
     if not payload.strip():
         return None
-    data = json.loads(payload)  # ValueError (JSONDecodeError, UnicodeDecodeError) on garbage
+    try:
+        data = json.loads(payload)  # ValueError (JSONDecodeError, UnicodeDecodeError) on garbage
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
     value = data.get("id")
