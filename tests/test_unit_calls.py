@@ -197,3 +197,23 @@ def test_a_call_stored_before_its_receipt_gets_the_receipt_after_restart():
     again = Rig(t0=T0 + 100)
     out = again.unit.restore(json.loads(json.dumps(state)), now(again.t))
     assert responses(out) == [("C-1001", "received")]
+
+
+
+def test_status_press_answers_the_call_being_worked_while_another_waits():
+    rig = accepted_call(Rig(), id="C-1", priority=2)
+    rig.press("en_route")
+    rig.after(10).message("call", call_payload(id="C-2", priority=1))  # new call, not yet accepted
+    assert rig.unit.calls.shown().id == "C-2"  # the waiting one takes the screen
+    out = rig.after(60).press("on_scene")
+    assert responses(out) == [("C-1", "on_scene")]
+    assert rig.unit.calls.calls["C-2"].state == "received"
+
+
+def test_cleared_clears_the_call_being_worked_not_the_one_waiting():
+    rig = accepted_call(Rig(), id="C-1", priority=2)
+    rig.message("call", call_payload(id="C-2", priority=1))
+    out = rig.press("cleared")
+    assert responses(out) == [("C-1", "cleared")]
+    assert list(rig.unit.calls.calls) == ["C-2"]
+    assert rig.unit.calls.calls["C-2"].state == "received"

@@ -222,7 +222,9 @@ class Unit:
             if not self._respond("declined", now, out):
                 self._refuse("no_call", now, out)
         elif name == "cleared":
-            if not self._respond("cleared", now, out):
+            # Clears the call being worked, not a new one waiting on the screen.
+            working = self.calls.working()
+            if not self._respond("cleared", now, out, working.id if working else None):
                 self._refuse("no_call", now, out)
         elif name in STATUS_CODES:
             self._set_status(name, now, out, from_crew=True)
@@ -238,9 +240,9 @@ class Unit:
         out.append(self._status_message(now))
         if from_crew:
             out.append(Feedback("accepted"))
-            # The crew's status also answers the call they are working.
-            call = self.calls.shown()
-            if call is not None and call.acknowledged:
+            # The crew's status also answers the call they are working (not one waiting to be accepted).
+            call = self.calls.working()
+            if call is not None:
                 response = {"en_route": "en_route", "on_scene": "on_scene", "available": "cleared"}.get(target)
                 if response:
                     self._respond(response, now, out, call.id, set_status=False)
