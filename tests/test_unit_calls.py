@@ -217,3 +217,18 @@ def test_cleared_clears_the_call_being_worked_not_the_one_waiting():
     assert responses(out) == [("C-1", "cleared")]
     assert list(rig.unit.calls.calls) == ["C-2"]
     assert rig.unit.calls.calls["C-2"].state == "received"
+
+
+
+def test_status_press_gives_one_feedback_even_when_it_answers_a_call():
+    rig = accepted_call(Rig())
+    out = rig.press("en_route")
+    assert [e for e in out if isinstance(e, Feedback)] == [Feedback("accepted")]
+
+
+def test_status_message_after_a_response_shows_the_call_as_it_now_is():
+    rig = accepted_call(Rig())
+    out = rig.press("en_route")
+    assert one(out, "status")["call"] == {"id": "C-1001", "state": "en_route"}
+    out = rig.press("available")  # clears the call
+    assert one(out, "status") == {**one(out, "status"), "status": "available", "call": None}

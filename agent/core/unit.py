@@ -216,16 +216,14 @@ class Unit:
         elif name == "ack":
             if self.emergency.cancellable:
                 self._emergency_events(self.emergency.cancel(now.mono), now, out)
-            elif not self._respond("accepted", now, out):
-                self._refuse("no_call", now, out)
+            else:
+                self._answer("accepted", now, out)
         elif name == "decline":
-            if not self._respond("declined", now, out):
-                self._refuse("no_call", now, out)
+            self._answer("declined", now, out)
         elif name == "cleared":
             # Clears the call being worked, not a new one waiting on the screen.
             working = self.calls.working()
-            if not self._respond("cleared", now, out, working.id if working else None):
-                self._refuse("no_call", now, out)
+            self._answer("cleared", now, out, working.id if working else None)
         elif name in STATUS_CODES:
             self._set_status(name, now, out, from_crew=True)
         else:
@@ -237,16 +235,25 @@ class Unit:
             if from_crew:
                 self._refuse(result.reason or "not_allowed", now, out)
             return False
-        out.append(self._status_message(now))
         if from_crew:
-            out.append(Feedback("accepted"))
             # The crew's status also answers the call they are working (not one waiting to be accepted).
+            # Answered first, so the status message shows the call as it now is.
             call = self.calls.working()
             if call is not None:
                 response = {"en_route": "en_route", "on_scene": "on_scene", "available": "cleared"}.get(target)
                 if response:
                     self._respond(response, now, out, call.id, set_status=False)
+        out.append(self._status_message(now))
+        if from_crew:
+            out.append(Feedback("accepted"))  # one answer to one press
         return True
+
+    def _answer(self, response: str, now: Now, out: list[Any], call_id: str | None = None) -> None:
+        """A press that answers a call (ack, decline, cleared): accepted, or refused when there is none."""
+        if self._respond(response, now, out, call_id):
+            out.append(Feedback("accepted"))
+        else:
+            self._refuse("no_call", now, out)
 
     def _refuse(self, reason: str, now: Now, out: list[Any]) -> None:
         self.counters.presses_refused += 1
@@ -264,8 +271,6 @@ class Unit:
         out.append(self._message("call/response", {
             "id": result.call.id, "response": response, "ts": self._ts(now), "fix": self._fix(now),
         }, Lane.STATUS))
-        if response != "received":
-            out.append(Feedback("accepted"))
         if set_status and result.status is not None:
             self._set_status(result.status, now, out, from_crew=False)
         self.revision += 1
