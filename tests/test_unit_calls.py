@@ -232,3 +232,17 @@ def test_status_message_after_a_response_shows_the_call_as_it_now_is():
     assert one(out, "status")["call"] == {"id": "C-1001", "state": "en_route"}
     out = rig.press("available")  # clears the call
     assert one(out, "status") == {**one(out, "status"), "status": "available", "call": None}
+
+
+
+def test_retained_status_follows_the_call():
+    """``status`` carries ``call`` and is published on every change, so the retained copy is never stale."""
+    rig = Rig()
+    out = rig.message("call", call_payload())
+    assert one(out, "status")["call"] == {"id": "C-1001", "state": "received"}
+    out = rig.press("ack")
+    assert one(out, "status")["call"] == {"id": "C-1001", "state": "accepted"}
+    out = rig.message("call", call_payload(action="cancel"))
+    assert one(out, "status")["call"] is None
+    out = rig.message("call", call_payload(action="update", address="ailleurs"))
+    assert pubs(out, "status") == []  # nothing that status carries changed

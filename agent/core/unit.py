@@ -105,12 +105,14 @@ class Unit:
     notice: Notice | None = None
     counters: Counters = field(default_factory=Counters)
     revision: int = 0  # bumped on every change a screen or LED shows
+    _status_sent: tuple[Any, ...] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         panel = self.config.panel
         self.status = StatusMachine(panel.default_status, self.config.status_buttons)
         self.emergency = Emergency(panel.emergency_hold_s, panel.emergency_cancel_s)
         self.schedule = ReportSchedule.start(self.config.telemetry.rate_hz, self.now.mono)
+        self._status_sent = self._status_key()
 
     # ------------------------------------------------------------ restart
 
@@ -127,6 +129,7 @@ class Unit:
             for call in list(self.calls.calls.values()):
                 if call.state == "new":
                     self._respond("received", now, out, call.id)
+        self._status_sent = self._status_key()  # the broker keeps the last one; LinkUp republishes it
         self.revision += 1
         return out
 
@@ -174,6 +177,10 @@ class Unit:
                 self._on_message(topic, payload, now, out)
             case Tick():
                 pass
+        if self._status_key() != self._status_sent:
+            # Something the status message carries changed without one (the call: new, accepted,
+            # cancelled...): the retained status must not go stale.
+            out.append(self._status_message(now))
         if self.schedule.on_time(now.mono):
             out.append(self.report(now))
         return out
@@ -364,8 +371,12 @@ class Unit:
         }
         return Publish("telemetry", _json(body), Lane.LIVE, qos=1, retain=False, seq=seq)
 
+    def _status_key(self) -> tuple[Any, ...]:
+        return (self.status.state, self.siren, self._call_ref(), self.emergency.alarm_out)
+
     def _status_message(self, now: Now) -> Publish:
         self.revision += 1
+        self._status_sent = self._status_key()
         body = {
             "status": self.status.state,
             "siren": self.siren,
