@@ -209,3 +209,24 @@ def test_hold_in_progress_does_not_survive_a_restart():
     again = Rig(t0=T0 + 600)
     assert again.unit.restore(rig.unit.persistent_state(), now(again.t)) == []
     assert pubs(again.run_until(T0 + 610), "alarm") == []
+
+
+def test_wake_up_after_both_deadlines_still_says_when_the_window_closed():
+    """A wake-up later than hold + window publishes pending then active; pending keeps its cancel_until."""
+    rig = Rig()
+    rig.at(T0 + 0.1).press("emergency")
+    out = rig.at(T0 + 10).tick()
+    alarms = [body(p) for p in pubs(out, "alarm")]
+    assert [a["state"] for a in alarms] == ["pending", "active"]
+    assert alarms[0]["cancel_until"] == iso(T0 + 0.1 + HOLD + WINDOW)
+    assert one(out, "status")["emergency"] is True
+
+
+def test_no_cancel_window_goes_straight_to_active():
+    from tests.support.unit_rig import config
+    rig = Rig(config(panel={"emergency_cancel_s": 0}))
+    rig.at(T0 + 0.1).press("emergency")
+    out = rig.run_until(T0 + 0.1 + HOLD)
+    assert [body(p)["state"] for p in pubs(out, "alarm")] == ["pending", "active"]
+    assert rig.unit.emergency.state == "active"
+    assert rig.press("ack") == [Feedback("refused")]

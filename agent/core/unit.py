@@ -325,7 +325,8 @@ class Unit:
             self.revision += 1
             match ev:
                 case AlarmRaised() | AlarmActivated() | AlarmAcknowledged() | AlarmRestored():
-                    out.append(self._alarm_message(ev.state.value, now))
+                    cancel_until = ev.cancel_until if isinstance(ev, AlarmRaised) else None
+                    out.append(self._alarm_message(ev.state.value, now, cancel_until=cancel_until))
                     if isinstance(ev, (AlarmRaised, AlarmRestored)):
                         out.append(self._status_message(now))
                 case AlarmCancelled() | AlarmCleared():
@@ -335,7 +336,8 @@ class Unit:
                 case CancelRefused():
                     self._refuse("alarm_not_cancellable", now, out)
 
-    def _alarm_message(self, state: str, now: Now, alarm_id: int | None = None) -> Publish:
+    def _alarm_message(self, state: str, now: Now, alarm_id: int | None = None,
+                       cancel_until: float | None = None) -> Publish:
         active = state in ("pending", "active", "acknowledged")
         body: dict[str, Any] = {
             "unit": self.config.unit.id,
@@ -346,8 +348,11 @@ class Unit:
             "fix": self._fix(now),
             "status": self.status.state,
         }
-        if state == "pending" and (deadline := self.emergency.next_deadline()) is not None:
-            body["cancel_until"] = self._ts_at(deadline, now)
+        if state == "pending":
+            # From the event when there is one: a late wake-up may already have closed the window.
+            deadline = cancel_until if cancel_until is not None else self.emergency.next_deadline()
+            if deadline is not None:
+                body["cancel_until"] = self._ts_at(deadline, now)
         return self._message("alarm", body, Lane.EMERGENCY, retain=True)
 
     # ----------------------------------------------------------- outbound
