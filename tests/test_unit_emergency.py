@@ -230,3 +230,16 @@ def test_no_cancel_window_goes_straight_to_active():
     assert [body(p)["state"] for p in pubs(out, "alarm")] == ["pending", "active"]
     assert rig.unit.emergency.state == "active"
     assert rig.press("ack") == [Feedback("refused")]
+
+
+def test_status_republished_after_restart_names_the_restored_call():
+    from tests.support.unit_rig import call_payload
+    rig = Rig()
+    rig.message("call", call_payload())
+    rig.press("ack")
+    raised(rig, at=rig.t + 1)
+    stored = json.loads(json.dumps(rig.unit.persistent_state()))
+    again = Rig(t0=T0 + 600)
+    out = again.unit.restore(stored, now(again.t))
+    assert one(out, "status")["call"] == {"id": "C-1001", "state": "accepted"}
+    assert one(out, "status")["emergency"] is True

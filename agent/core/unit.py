@@ -121,14 +121,15 @@ class Unit:
         out: list[Any] = []
         if state.get("status") in STATUS_CODES:
             self.status.restore(state["status"])
-        if "emergency" in state:
-            self._emergency_events(self.emergency.restore(state["emergency"], now.mono), now, out)
         if "calls" in state:
             self.calls = CallBook.restore(state["calls"], now.mono)
             # A call stored before its receipt went out gets its receipt now.
             for call in list(self.calls.calls.values()):
                 if call.state == "new":
                     self._respond("received", now, out, call.id)
+        # Last, so the status republished with a live alarm carries the restored status and call.
+        if "emergency" in state:
+            self._emergency_events(self.emergency.restore(state["emergency"], now.mono), now, out)
         self._status_sent = self._status_key()  # the broker keeps the last one; LinkUp republishes it
         self.revision += 1
         return out
