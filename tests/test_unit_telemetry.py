@@ -175,3 +175,18 @@ def test_next_deadline_is_the_next_slot_plus_grace():
     assert rig.unit.next_deadline() == pytest.approx(T0 + 1.2)
     rig.run_until(T0 + 1.3)
     assert rig.unit.next_deadline() == pytest.approx(T0 + 2.2)
+
+
+def test_fix_going_stale_bumps_the_revision_for_the_gnss_led():
+    """No event says the receiver fell silent before GnssLost; the LED must still go to 'no fix'."""
+    rig = Rig()
+    rig.at(T0 + 0.5).fix()
+    rig.run_until(T0 + 3.4)
+    assert rig.unit.has_fix(rig.t)
+    before = rig.unit.revision
+    rig.run_until(T0 + 4.5)  # ticks only: the last epoch is now older than FIX_STALE_S
+    assert not rig.unit.has_fix(rig.t)
+    assert rig.unit.revision > before
+    settled = rig.unit.revision
+    rig.run_until(T0 + 8.5)
+    assert rig.unit.revision == settled  # quiet ticks change nothing a screen shows

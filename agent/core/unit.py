@@ -106,6 +106,7 @@ class Unit:
     counters: Counters = field(default_factory=Counters)
     revision: int = 0  # bumped on every change a screen or LED shows
     _status_sent: tuple[Any, ...] | None = field(default=None, init=False, repr=False)
+    _fix_shown: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         panel = self.config.panel
@@ -178,6 +179,10 @@ class Unit:
                 self._on_message(topic, payload, now, out)
             case Tick():
                 pass
+        if self.has_fix(now.mono) != self._fix_shown:
+            # The fix went stale with no event to say so: the GNSS LED and the screens change.
+            self._fix_shown = not self._fix_shown
+            self.revision += 1
         if self._status_key() != self._status_sent:
             # Something the status message carries changed without one (the call: new, accepted,
             # cancelled...): the retained status must not go stale.
