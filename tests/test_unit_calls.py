@@ -171,6 +171,7 @@ def test_dispatch_cancel_removes_the_call_and_tells_the_crew():
 def test_cancel_before_new_suppresses_the_late_new():
     rig = Rig()
     rig.message("call", call_payload(action="cancel"))
+    assert rig.unit.notice is None  # nothing was shown, so nothing to tell the crew
     out = rig.message("call", call_payload())
     assert pubs(out, "call/response") == [] and rig.unit.calls.shown() is None
 

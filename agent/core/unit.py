@@ -302,9 +302,11 @@ class Unit:
                     out.append(Speak(f"P{call.priority}. {call.nature}. {call.address}", self.config.panel.language))
             case Updated():
                 self.revision += 1
-            case Cancelled(call=call, reason=reason):
-                self.notice = Notice("cancelled", reason or (call.id if call else ""), now.mono)
+            case Cancelled(call=call, reason=reason) if call is not None:
+                self.notice = Notice("cancelled", reason or call.id, now.mono)
                 self.revision += 1
+            case Cancelled():
+                pass  # cancelled before it arrived: the crew never saw it, nothing to tell them
             case Ignored():
                 self.counters.messages_ignored += 1
 
