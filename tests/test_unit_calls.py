@@ -247,3 +247,29 @@ def test_retained_status_follows_the_call():
     assert one(out, "status")["call"] is None
     out = rig.message("call", call_payload(action="update", address="ailleurs"))
     assert pubs(out, "status") == []  # nothing that status carries changed
+
+
+def test_ack_accepts_the_call_waiting_while_another_is_worked():
+    rig = accepted_call(Rig(), id="C-1", priority=2)
+    rig.press("en_route")
+    rig.message("call", call_payload(id="C-2", priority=3))
+    out = rig.press("ack")
+    assert responses(out) == [("C-2", "accepted")]
+    assert rig.unit.calls.calls["C-1"].state == "en_route"
+
+
+def test_too_many_open_calls_are_rejected_not_dropped_silently():
+    from agent.core.dispatch import MAX_OPEN_CALLS
+    rig = Rig()
+    for k in range(MAX_OPEN_CALLS):
+        rig.message("call", call_payload(id=f"C-{k}"))
+    out = rig.message("call", call_payload(id="C-X"))
+    rejected = one(out, "call/rejected")
+    assert rejected["id"] == "C-X" and str(MAX_OPEN_CALLS) in rejected["error"]
+    assert rig.unit.counters.calls == MAX_OPEN_CALLS and rig.unit.counters.calls_rejected == 1
+
+
+def test_telemetry_carries_the_call_and_its_state():
+    rig = accepted_call(Rig())
+    rig.press("en_route")
+    assert rig.reports(rig.run_until(T0 + 1.5))[-1]["call"] == {"id": "C-1001", "state": "en_route"}

@@ -190,3 +190,23 @@ def test_fix_going_stale_bumps_the_revision_for_the_gnss_led():
     settled = rig.unit.revision
     rig.run_until(T0 + 8.5)
     assert rig.unit.revision == settled  # quiet ticks change nothing a screen shows
+
+
+def test_ten_hz_receiver_still_gives_one_report_a_second_with_fresh_fixes():
+    rig = Rig(next_seq=1000)
+    fixes = [T0 + k / 10 + 0.03 for k in range(1, 400)]
+    reports = rig.reports(rig.run_until(T0 + 30.5, fixes=fixes))
+    assert 29 <= len(reports) <= 31
+    assert [r["seq"] for r in reports] == list(range(1000, 1000 + len(reports)))
+    assert all(r["fix"]["mode"] == 3 and r["fix"]["age"] < 0.1 for r in reports)
+
+
+def test_next_deadline_is_the_earliest_of_the_report_slot_and_the_alarm():
+    rig = Rig()
+    rig.at(T0 + 0.9).press("emergency")
+    assert rig.unit.next_deadline() == pytest.approx(T0 + 1.2)  # report slot
+    rig.at(T0 + 1.2).tick()
+    assert rig.unit.next_deadline() == pytest.approx(T0 + 2.2)
+    rig.at(T0 + 2.2).tick()
+    assert rig.unit.next_deadline() == pytest.approx(T0 + 2.9)  # end of the hold
+    assert pubs(rig.at(T0 + 2.9).tick(), "alarm")
