@@ -95,7 +95,18 @@ def test_ack_after_the_window_does_not_cancel():
     rig = raised(Rig())
     rig.run_until(rig.t + WINDOW)
     out = rig.press("ack")
-    assert pubs(out, "alarm") == [] and Feedback("refused") in out
+    assert pubs(out, "alarm") == [] and out == [Feedback("refused")]
+    assert rig.unit.emergency.state == "active"
+    # The crew is told why: only dispatch can clear it now (not "no call").
+    assert rig.unit.notice.detail == "alarm_not_cancellable"
+
+
+def test_ack_after_the_window_still_accepts_a_waiting_call():
+    rig = raised(Rig())
+    rig.run_until(rig.t + WINDOW)
+    rig.message("call", call_payload())
+    out = rig.press("ack")
+    assert [body(p)["response"] for p in pubs(out, "call/response")] == ["accepted"]
     assert rig.unit.emergency.state == "active"
 
 

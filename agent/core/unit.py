@@ -229,8 +229,13 @@ class Unit:
         elif name == "ack":
             if self.emergency.cancellable:
                 self._emergency_events(self.emergency.cancel(now.mono), now, out)
+            elif self._respond("accepted", now, out):
+                out.append(Feedback("accepted"))
+            elif self.emergency.alarm_out:
+                # Nothing to accept: the officer is trying to cancel after the window (refused, and why).
+                self._emergency_events(self.emergency.cancel(now.mono), now, out)
             else:
-                self._answer("accepted", now, out)
+                self._refuse("no_call", now, out)
         elif name == "decline":
             self._answer("declined", now, out)
         elif name == "cleared":
