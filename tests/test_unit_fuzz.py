@@ -2,8 +2,8 @@
 
 Checked after every event: every effect is a known kind; every payload is a UTF-8 JSON
 object; telemetry ``seq`` is contiguous from the first ``next_seq``, across restarts too;
-the last status message published says what the unit now is (the retained copy is never
-stale); ``emergency`` in status and telemetry matches the alarm; the stored state is JSON
+the last status and alarm messages published say what the unit now is (the retained copies
+are never stale); ``emergency`` in status and telemetry matches the alarm; the stored state is JSON
 and restores.
 """
 
@@ -77,7 +77,7 @@ def event_for(action: tuple, t: float):
     raise AssertionError(action)
 
 
-def check_effects(unit: Unit, effects: list, seqs: list[int], last_status: list) -> None:
+def check_effects(unit: Unit, effects: list, seqs: list[int], last_status: list, last_alarm: list) -> None:
     for effect in effects:
         assert isinstance(effect, (Publish, Feedback, Speak)), effect
         if not isinstance(effect, Publish):
@@ -94,6 +94,7 @@ def check_effects(unit: Unit, effects: list, seqs: list[int], last_status: list)
             last_status[:] = [body]
         if effect.topic == "alarm":
             assert effect.retain and effect.lane is Lane.EMERGENCY
+            last_alarm[:] = [body]
     if last_status:
         status = last_status[0]
         call = unit.calls.shown()
@@ -101,6 +102,11 @@ def check_effects(unit: Unit, effects: list, seqs: list[int], last_status: list)
             unit.status.state, unit.siren, unit.emergency.alarm_out,
             {"id": call.id, "state": call.state} if call else None,
         ), "the retained status is stale"
+    if last_alarm:
+        # The retained alarm is never stale either, restarts included.
+        assert last_alarm[0]["active"] == unit.emergency.alarm_out
+        if unit.emergency.alarm_out:
+            assert last_alarm[0]["id"] == unit.emergency.alarm_id
     reports = [json.loads(e.payload) for e in effects if isinstance(e, Publish) and e.topic == "telemetry"]
     if reports:
         assert reports[-1]["emergency"] == unit.emergency.alarm_out
@@ -115,6 +121,7 @@ def test_random_events_never_raise_and_keep_the_promises(script, first_seq, kind
     unit = Unit(cfg, first_seq, now(t))
     seqs: list[int] = []
     last_status: list = []
+    last_alarm: list = []
     for step, action in script:
         t += step
         if action == ("restart",):
@@ -128,7 +135,7 @@ def test_random_events_never_raise_and_keep_the_promises(script, first_seq, kind
             if action == ("deadline",):
                 t = max(t, unit.next_deadline())
             effects = unit.handle(event_for(action, t), now(t))
-        check_effects(unit, effects, seqs, last_status)
+        check_effects(unit, effects, seqs, last_status, last_alarm)
     assert seqs == list(range(first_seq, first_seq + len(seqs)))
     assert unit.next_seq == first_seq + len(seqs)
 
