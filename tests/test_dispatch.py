@@ -115,6 +115,7 @@ def test_most_urgent_unaccepted_call_is_shown():
     book.respond("received", "C-1")
     book.respond("accepted", "C-1")
     assert book.shown().id == "C-3"  # still waiting for an answer
+    assert book.working().id == "C-1"  # while the crew works the accepted one
 
 
 def test_snapshot_restore_keeps_calls_and_closed_ids():

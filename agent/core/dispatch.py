@@ -336,7 +336,11 @@ class CallBook:
         waiting = [c for c in self.calls.values() if not c.acknowledged]
         if waiting:
             return min(waiting, key=lambda c: (c.priority, c.received_mono))
-        working = list(self.calls.values())
+        return self.working()
+
+    def working(self) -> Call | None:
+        """The call the crew is working: the newest one they accepted (even while another waits)."""
+        working = [c for c in self.calls.values() if c.acknowledged]
         return working[-1] if working else None
 
     def _close(self, call_id: str, how: str) -> None:
