@@ -340,8 +340,11 @@ class Runtime:
         except (OSError, ValueError) as exc:
             log.error("stored unit state %s unreadable (%s); starting from the defaults", path, exc)
             return
-        effects = self.unit.restore(state, now)
-        self._pending_restore = effects
+        try:
+            self._pending_restore = self.unit.restore(state, now)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("stored unit state %s does not fit (%s); starting from the defaults", path, exc)
+            self.unit = Unit(self.config, self.unit.next_seq, now, config_version=self.cfg_state.version)
         self._last_state = self.unit.persistent_state()
 
     # ------------------------------------------------------ remote requests

@@ -154,3 +154,14 @@ def test_emergency_hold_cancel_window_clear_and_restart_while_active(panel):
     panel.rec.publish(f"umps/{UNIT}/alarm/clear", json.dumps({"id": second["id"]}).encode())
     panel.wait("alarm", lambda b: b["state"] == "cleared" and b["id"] == second["id"])
     panel.wait("status", lambda b: b["emergency"] is False)
+
+
+@pytest.mark.parametrize("stored", [b"\x00\x01garbage", b"[1, 2]", b'{"status": "en_route", "emergency": {"state": "bogus"}}'])
+def test_a_damaged_state_file_means_defaults_not_a_dead_unit(panel, stored, caplog):
+    state_dir = panel.tmp / "state"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / "unit-state.json").write_bytes(stored)
+    panel.start()
+    panel.wait("status", lambda b: b["status"] in ("available", "en_route") and b["emergency"] is False)
+    panel.wait("telemetry")
+    assert "stored unit state" in caplog.text

@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+from agent.core import views
+
 from agent.core.dispatch import MAX_CALL_BYTES
 from agent.core.effects import Feedback, Speak
 from agent.core.publish import Lane
@@ -64,7 +66,10 @@ def test_speech_reads_a_new_call_when_enabled():
     rig = Rig(config(display={"speech": True}, panel={"language": "ar"}))
     out = rig.message("call", call_payload(nature="حادثة سير", priority=2))
     [speak] = [e for e in out if isinstance(e, Speak)]
-    assert speak.lang == "ar" and "P2" in speak.text and "حادثة سير" in speak.text
+    assert speak.call_id == rig.unit.calls.shown().id
+    # The words themselves come from the views, in the rider's language.
+    text = views.spoken_text(rig.unit, speak.call_id, rig.now())
+    assert "حادثة سير" in text and text.startswith(views.catalogs(rig.unit)["ar"]("speech.new_call", priority=2))
     assert not any(isinstance(e, Speak) for e in Rig().message("call", call_payload()))
 
 
