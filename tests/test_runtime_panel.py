@@ -165,3 +165,63 @@ def test_a_damaged_state_file_means_defaults_not_a_dead_unit(panel, stored, capl
     panel.wait("status", lambda b: b["status"] in ("available", "en_route") and b["emergency"] is False)
     panel.wait("telemetry")
     assert "stored unit state" in caplog.text
+
+
+def test_systemd_sees_ready_status_and_watchdog_pings_that_stop_when_the_core_hangs(panel, monkeypatch):
+    import socket
+    import threading
+
+    import agent.runtime as runtime_mod
+    from agent.core.events import MessageReceived
+
+    sock_path = str(panel.tmp / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(sock_path)
+    sock.settimeout(0.2)
+    datagrams: list[tuple[float, str]] = []
+    done = threading.Event()
+
+    def listen():
+        while not done.is_set():
+            try:
+                datagrams.append((time.monotonic(), sock.recv(4096).decode()))
+            except socket.timeout:
+                pass
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    monkeypatch.setenv("NOTIFY_SOCKET", sock_path)
+    monkeypatch.setenv("WATCHDOG_USEC", "400000")  # a ping every 0.2 s
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    monkeypatch.setattr(runtime_mod, "HEARTBEAT_MAX_AGE_S", 1.5)
+    gate = threading.Event()
+    try:
+        panel.start()
+        handle = panel.rt._handle
+
+        def maybe_hang(event):
+            if isinstance(event, MessageReceived) and event.topic == "hang":
+                gate.wait(30)
+            return handle(event)
+
+        panel.rt._handle = maybe_hang
+
+        def seen(text: str, since: float = 0.0) -> bool:
+            return any(text in d for t, d in datagrams if t >= since)
+
+        wait_until(lambda: seen("READY=1") and seen("WATCHDOG=1"), 5, "ready and pings")
+        assert any(d.startswith("STATUS=") or "\nSTATUS=" in d for _, d in datagrams)
+        panel.rt.post(MessageReceived("hang", b"", time.monotonic()))
+        wait_until(lambda: seen("unhealthy"), 5, "unhealthy status line")
+        stopped_at = time.monotonic()
+        # An absence cannot be awaited: let three ping periods pass, none may have come.
+        wait_until(lambda: time.monotonic() - stopped_at > 0.6, 2, "three ping periods")
+        assert not seen("WATCHDOG=1", stopped_at)
+        gate.set()
+        resumed = time.monotonic()
+        wait_until(lambda: seen("WATCHDOG=1", resumed), 5, "pings resume")
+    finally:
+        gate.set()
+        done.set()
+        listener.join(2)
+        sock.close()
