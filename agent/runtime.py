@@ -412,7 +412,7 @@ class Runtime:
         if "gpio" in reinit:
             self._quietly("panel", self._stop_panel)
             self._start_panel()
-        if "display" in reinit:
+        if "display" in reinit or (self.display is not None and cfg.panel.labels != old.panel.labels):
             self._quietly("display", self._stop_display)
             self._start_display()
         if "mqtt" in reinit:
