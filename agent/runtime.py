@@ -72,7 +72,8 @@ MAX_IDLE_S = 1.0
 HEARTBEAT_MAX_AGE_S = 10.0
 PUBLISH_MAX_STALL_S = 60.0
 # Topics whose retained copy is stale by definition: an old ack or clear must never touch a new alarm.
-NEVER_RETAINED = ("alarm/ack", "alarm/clear")
+# (A retained command would run again at every connect.)
+NEVER_RETAINED = ("alarm/ack", "alarm/clear", "cmd")
 EXIT_OK, EXIT_FAILURE = 0, 1
 
 
@@ -190,6 +191,8 @@ class Runtime:
         self._quietly("uplink", lambda: self.uplink and self.uplink.stop())
         self._quietly("link", lambda: self.link and self.link.stop())
         self._quietly("outbox", lambda: self.outbox and self.outbox.close())
+        if self._factory is not None and self._injected_factory is None:
+            self._quietly("pin factory", self._factory.close)
         self._quietly("status file", lambda: (runtime_dir(self.config) / STATUS_FILE).unlink(missing_ok=True))
 
     @staticmethod
@@ -251,11 +254,11 @@ class Runtime:
         unit = self.unit
         assert unit is not None
         now = self.now()
-        if isinstance(event, MessageReceived) and event.topic in ("config/set", "cmd"):
-            self._remote(event, now)
+        if isinstance(event, MessageReceived) and event.retained and event.topic in NEVER_RETAINED:
+            log.warning("ignoring a retained %s (stale by definition; senders must not retain it)", event.topic)
             effects = unit.handle(Tick(now.mono), now)
-        elif isinstance(event, MessageReceived) and event.retained and event.topic in NEVER_RETAINED:
-            log.info("ignoring a retained %s (stale by definition)", event.topic)
+        elif isinstance(event, MessageReceived) and event.topic in ("config/set", "cmd"):
+            self._remote(event, now)
             effects = unit.handle(Tick(now.mono), now)
         else:
             effects = unit.handle(event, now)
@@ -337,8 +340,11 @@ class Runtime:
         except (OSError, ValueError) as exc:
             log.error("stored unit state %s unreadable (%s); starting from the defaults", path, exc)
             return
-        effects = self.unit.restore(state, now)
-        self._pending_restore = effects
+        try:
+            self._pending_restore = self.unit.restore(state, now)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("stored unit state %s does not fit (%s); starting from the defaults", path, exc)
+            self.unit = Unit(self.config, self.unit.next_seq, now, config_version=self.cfg_state.version)
         self._last_state = self.unit.persistent_state()
 
     # ------------------------------------------------------ remote requests
@@ -406,7 +412,7 @@ class Runtime:
         if "gpio" in reinit:
             self._quietly("panel", self._stop_panel)
             self._start_panel()
-        if "display" in reinit:
+        if "display" in reinit or (self.display is not None and cfg.panel.labels != old.panel.labels):
             self._quietly("display", self._stop_display)
             self._start_display()
         if "mqtt" in reinit:
