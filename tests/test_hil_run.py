@@ -28,9 +28,6 @@ KNOWN_AGENT_BUGS: dict[tuple[str, str], str] = {
     ("full-call", "call LED steady once accepted"):
         "agent/core/views.py panel_view: call_priority is None once the call is acknowledged, so "
         "indicator_plan turns the call LED off instead of steady on",
-    ("full-call", "status available, no call"):
-        "Unit._set_status publishes status before _respond('cleared') closes the call; the retained "
-        "status keeps call {id, state: on_scene} after the call is closed",
 }
 
 
