@@ -28,6 +28,7 @@ from typing import Any
 
 from hil.runlog import Msg, PinSample, RunLog
 from hil.scenario import COLOURS, Expectation, Scenario
+from hil.scenario import match_text as _match_text
 
 TELEMETRY_TOPICS = ("telemetry", "telemetry/backlog")
 _MISSING = object()
@@ -163,12 +164,6 @@ def describe_expected(exp: Expectation) -> str:
 
 def _end(args: dict[str, Any]) -> str:
     return f"{args['to_s']:g} s" if args.get("to_s") is not None else "the end"
-
-
-def _match_text(match: dict[str, Any]) -> str:
-    if not match:
-        return "(any)"
-    return "{" + ", ".join(f"{k}={v}" for k, v in match.items()) + "}"
 
 
 # -------------------------------------------------------------- message kinds

@@ -160,15 +160,17 @@ def _axes(x0: float, x1: float, y0: float, y1: float, xlabel: str, ylabel: str) 
 
 
 def _svg(parts: list[str], title: str, cls: str) -> str:
+    caption = f'<text x="{PAD}" y="{PAD - 12}" class="cap">{html.escape(title)}</text>'
     return (f'<svg class="plot {cls}" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" height="{H}" '
-            f'role="img" aria-label="{html.escape(title)}"><title>{html.escape(title)}</title>{"".join(parts)}</svg>')
+            f'role="img" aria-label="{html.escape(title)}"><title>{html.escape(title)}</title>{caption}'
+            f'{"".join(parts)}</svg>')
 
 
-def published_positions(log: RunLog) -> list[tuple[float, float, float]]:
-    """(t, lat, lon) of every live report with a fix."""
+def published_positions(log: RunLog, topic: str = "telemetry") -> list[tuple[float, float, float]]:
+    """(t, lat, lon) of every report with a fix on ``topic``."""
     out = []
     for m in log.messages:
-        if m.topic != "telemetry":
+        if m.topic != topic:
             continue
         data = m.json()
         fix = data.get("fix") if isinstance(data, dict) else None
@@ -181,7 +183,8 @@ def map_svg(log: RunLog) -> str:
     """The emulated route (truth) as a line, the published positions as dots, metres to scale."""
     truth = [(p.lat, p.lon) for p in log.truth if p.t >= -5]
     pubs = [(lat, lon) for _, lat, lon in published_positions(log)]
-    pts = truth + pubs
+    late = [(lat, lon) for _, lat, lon in published_positions(log, "telemetry/backlog")]
+    pts = truth + pubs + late
     if not pts:
         return _svg([f'<text x="{W / 2}" y="{H / 2}" text-anchor="middle" class="lbl">no positions</text>'], "map", "map")
     lat0 = sum(p[0] for p in pts) / len(pts)
@@ -202,10 +205,15 @@ def map_svg(log: RunLog) -> str:
     for lat, lon in pubs:
         x, y = proj(lat, lon).split(",")
         parts.append(f'<circle class="pub" cx="{x}" cy="{y}" r="2.6"/>')
+    for lat, lon in late:
+        x, y = proj(lat, lon).split(",")
+        parts.append(f'<circle class="late" cx="{x}" cy="{y}" r="3.2"/>')
     parts.append(f'<g class="legend"><line x1="{W - 200}" y1="{PAD + 14}" x2="{W - 180}" y2="{PAD + 14}" class="route"/>'
                  f'<text x="{W - 175}" y="{PAD + 18}" class="lbl">emulated route ({len(truth)} epochs)</text>'
                  f'<circle cx="{W - 190}" cy="{PAD + 32}" r="3" class="pub"/>'
-                 f'<text x="{W - 175}" y="{PAD + 36}" class="lbl">published ({len(pubs)})</text></g>')
+                 f'<text x="{W - 175}" y="{PAD + 36}" class="lbl">published live ({len(pubs)})</text>'
+                 f'<circle cx="{W - 190}" cy="{PAD + 50}" r="3.2" class="late"/>'
+                 f'<text x="{W - 175}" y="{PAD + 54}" class="lbl">published as backlog ({len(late)})</text></g>')
     return _svg(parts, "emulated route and published positions", "map")
 
 
@@ -260,6 +268,7 @@ td.seen{font-family:ui-monospace,monospace;font-size:12px;max-width:48em;word-br
 .plots{display:flex;flex-wrap:wrap;gap:1em}.plot{background:#fff;border:1px solid #ddd}
 .frame{fill:none;stroke:#999}.grid{stroke:#eee}.tick{stroke:#999}.lbl{font-size:11px;fill:#444}
 .route{fill:none;stroke:#2f6db5;stroke-width:2}.pub{fill:#e0702a;opacity:.8}
+.late{fill:none;stroke:#7a3fb0;stroke-width:1.2}.cap{font-size:13px;font-weight:600;fill:#1b1f24}
 .bar{fill:#4d8fd6}.cad{fill:none;stroke:#2f6db5;stroke-width:1.2}.cadpt{fill:#2f6db5}
 .step{stroke:#b3261e;stroke-dasharray:3 3}.backlog{stroke:#e0702a;stroke-width:1.5}
 pre{background:#f0f0f0;padding:.5em;overflow:auto;max-height:20em;font-size:12px}

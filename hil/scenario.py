@@ -45,6 +45,7 @@ theirs in :data:`EXPECT_KINDS`. Unknown keys are errors.
 
 from __future__ import annotations
 
+import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -457,11 +458,32 @@ def _is_number(value: Any, *, positive: bool = False) -> bool:
     return value > 0 if positive else True
 
 
+_OP_TEXT = {"eq": "=", "ne": "≠", "gt": ">", "gte": "≥", "lt": "<", "lte": "≤", "in": " in ", "contains": " contains "}
+
+
+def match_text(match: dict[str, Any]) -> str:
+    """A match table as people read it: ``{status="en_route", fix.mode≥2}``."""
+    if not match:
+        return "(any)"
+
+    def one(key: str, want: Any) -> str:
+        if isinstance(want, dict) and len(want) == 1:
+            ((op, arg),) = want.items()
+            if op == "exists":
+                return key if arg else f"no {key}"
+            if op == "null":
+                return f"{key}=null" if arg else f"{key}≠null"
+            if op in _OP_TEXT:
+                return f"{key}{_OP_TEXT[op]}{json.dumps(arg, ensure_ascii=False)}"
+        return f"{key}={json.dumps(want, ensure_ascii=False)}"
+
+    return "{" + ", ".join(one(k, v) for k, v in match.items()) + "}"
+
+
 def _default_name(kind: str, args: dict[str, Any]) -> str:
     anchor = f" after {args['after']}" if args.get("after") else (f" at {args['at']:g} s" if args.get("at") is not None else "")
     if kind in ("message", "no_message"):
-        match = ", ".join(f"{k}={v}" for k, v in (args.get("match") or {}).items())
-        what = f"{args['topic']}" + (f" {{{match}}}" if match else "")
+        what = f"{args['topic']}" + (f" {match_text(args['match'])}" if args.get("match") else "")
         return f"{'no ' if kind == 'no_message' else ''}{what}{anchor}"
     if kind == "led":
         return f"LED {args['led']} {args['state']}{anchor}"

@@ -70,7 +70,7 @@ def test_junit_xml_parses_and_names_the_failure():
     cases = {c.get("name"): c for c in suite.findall("testcase")}
     assert set(cases) == {"received fast", "accepted", "cadence"}
     failure = cases["accepted"].find("failure")
-    assert failure is not None and "response=accepted" in failure.get("message", "")
+    assert failure is not None and 'response="accepted"' in failure.get("message", "")
     assert "seen: " in (failure.text or "")
     assert cases["received fast"].find("failure") is None
     assert "agent log tail" in (suite.findtext("system-out") or "")
@@ -105,7 +105,7 @@ def test_json_and_text_table(tmp_path: Path):
     assert [e["passed"] for e in sc["expectations"]] == [True, False, True]
     assert abs(sc["expectations"][0]["latency_ms"] - 40.0) < 1e-6
     table = text_table([r])
-    assert "demo-call: FAIL" in table and "expected: call/response {response=accepted}" in table
+    assert "demo-call: FAIL" in table and 'expected: call/response {response="accepted"}' in table
     paths = write_all([r], tmp_path / "out")
     assert json.loads(paths["json"].read_text())["scenarios"][0]["name"] == "demo-call"
     ET.parse(paths["junit"])
