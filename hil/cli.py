@@ -368,7 +368,11 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     gnss = GnssEmulator(rate_hz=args.rate, talker="GN")
     pty = gnss.serve_pty(args.pty)
     tcp = gnss.serve_tcp("127.0.0.1", args.tcp or 0) if (args.tcp is not None or args.serial) else None
-    gpio = PigpioEmulator(port=args.pigpio_port, boot_pulls={p: "up" for p in (5, 6, 13, 16, 19, 20, 21, 26)})
+    from agent.config import GpioConfig
+
+    # The agent's default buttons are pulled up (config.txt does it on the unit); so here.
+    pulls = {spec.pin: "up" for spec in GpioConfig().inputs.values() if spec.pull_up}
+    gpio = PigpioEmulator(port=args.pigpio_port, boot_pulls=pulls)
     forwarder = None
     try:
         gpio.start()

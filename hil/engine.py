@@ -131,7 +131,10 @@ class Rig:
     def _up(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.opt.broker is None:
-            self.broker = Broker(self.workdir / "broker").start()
+            shutil.rmtree(self.workdir / "broker", ignore_errors=True)  # no sessions or retained from a past run
+            # Persistence, as on the fleet's broker: sessions and queued QoS 1 messages
+            # survive a broker_stop/broker_start (and a kill, up to the last 1 s autosave).
+            self.broker = Broker(self.workdir / "broker", persistence=True).start()
             self.broker_addr = self.broker.address
             self.progress(f"broker    mosquitto pid {self.broker.pid} on {self.broker_addr[0]}:{self.broker_addr[1]}")
         else:
@@ -201,7 +204,11 @@ class Rig:
         assert self.tap is not None
         deadline = time.monotonic() + self.opt.online_timeout_s
         while time.monotonic() < deadline:
-            birth = self.tap.wait_for(lambda msgs: next((m for m in msgs if _is_birth(m)), None), 0.25)
+            # The rig's own agent starts after the tap subscribed: its birth is live. A retained
+            # one is a previous run's (on a given broker); only a real unit's may be retained.
+            live_only = self.opt.unit_config is None
+            birth = self.tap.wait_for(
+                lambda msgs: next((m for m in msgs if _is_birth(m) and not (live_only and m.retain)), None), 0.25)
             if birth is not None:
                 self.t0 = birth.mono
                 self.online_seen.set()
@@ -396,8 +403,8 @@ def run_scenario(scenario: Scenario, *, workdir: Path | None = None, agent_cmd: 
     stop = stop or threading.Event()
     own_tmp = workdir is None
     workdir = Path(tempfile.mkdtemp(prefix=f"umps-hil-{scenario.name}-")) if workdir is None else workdir
-    if workdir.exists() and (workdir / "state").exists():
-        shutil.rmtree(workdir)  # a fresh unit each run: no outbox or pushed config left over
+    if workdir.exists():
+        shutil.rmtree(workdir)  # the scenario's own directory: a fresh unit and broker each run
     options = RigOptions(workdir=workdir, unit_kind=scenario.unit_kind, gnss_rate_hz=scenario.gnss_rate_hz,
                          route_offset_s=scenario.route_offset_s, agent_overrides=scenario.agent,
                          agent_cmd=agent_cmd, broker=broker, **bench)
@@ -445,7 +452,7 @@ def run_scenario(scenario: Scenario, *, workdir: Path | None = None, agent_cmd: 
 
 
 def _wait_until(rig: Rig, t: float, stop: threading.Event) -> bool:
-    """Wait until scenario time ``t``; True if a stop was asked (or the agent died, for the rest)."""
+    """Wait until scenario time ``t``; True if a stop was asked."""
     while True:
         left = t - rig.now()
         if left <= 0:

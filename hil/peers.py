@@ -1,8 +1,8 @@
 """The rig on the broker: a recorder of everything the unit's topics carry, and the
 two people the unit talks to, the dispatcher and the fleet admin.
 
-``BrokerTap`` is one paho client (MQTT 3.1.1, QoS 1) subscribed to
-``<prefix>/<unit>/#``. Every message is kept with its monotonic arrival time,
+``BrokerTap`` is one paho client (MQTT 3.1.1, QoS 1, a session the broker
+keeps) subscribed to ``<prefix>/<unit>/#``. Every message is kept with its monotonic arrival time,
 including what the rig itself publishes (the broker echoes it), so a run's
 log shows the conversation in order. Callbacks only append under a lock and
 notify; ``wait_for(predicate, timeout)`` blocks on that condition (nothing
@@ -60,7 +60,10 @@ class BrokerTap:
             CallbackAPIVersion.VERSION2,
             client_id=f"umps-hil-tap-{next(self._ids)}-{id(self):x}",
             protocol=MQTTProtocolVersion.MQTTv311,
-            clean_session=True,
+            # A session the broker keeps (it persists it across a restart), so after an
+            # outage the tap is subscribed the moment the broker is back, before the unit
+            # can publish its backlog, and QoS 1 messages wait for it.
+            clean_session=False,
         )
         self._client.reconnect_delay_set(0.1, 0.5)
         self._client.on_connect = self._cb_connect
@@ -92,7 +95,11 @@ class BrokerTap:
     # ---------------------------------------------------------- recording
 
     def _cb_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        client.subscribe(self.base + "#", qos=1)
+        if getattr(flags, "session_present", False):
+            # Subscribing again would make the broker resend retained messages as if new.
+            self._subscribed.set()
+        else:
+            client.subscribe(self.base + "#", qos=1)
 
     def _cb_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         topic = msg.topic[len(self.base):] if msg.topic.startswith(self.base) else "/" + msg.topic
