@@ -248,9 +248,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except OSError:
         print(f"umps-hil demo: port {args.ui_port} is taken; use --ui-port", file=sys.stderr)
         return EXIT_USAGE
-    rig = Rig(RigOptions(workdir=workdir, unit_kind="car", agent_cmd=args.agent_cmd, ui_port=args.ui_port,
-                         online_timeout_s=60.0), out)
     stop = _stop_on_signals()
+    rig = Rig(RigOptions(workdir=workdir, unit_kind="car", agent_cmd=args.agent_cmd, ui_port=args.ui_port,
+                         online_timeout_s=60.0), out, stop)
     try:
         rig.up()
     except (RigError, RuntimeError, OSError) as exc:

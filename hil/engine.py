@@ -96,8 +96,9 @@ class RigError(RuntimeError):
 class Rig:
     """Broker, emulators, recorder and peers, and the agent; up() and down()."""
 
-    def __init__(self, options: RigOptions, progress: Progress = _quiet):
+    def __init__(self, options: RigOptions, progress: Progress = _quiet, stop: threading.Event | None = None):
         self.opt = options
+        self.stop_requested = stop or threading.Event()
         self.progress = progress
         self.workdir = options.workdir
         self.broker: Broker | None = None
@@ -204,6 +205,8 @@ class Rig:
         assert self.tap is not None
         deadline = time.monotonic() + self.opt.online_timeout_s
         while time.monotonic() < deadline:
+            if self.stop_requested.is_set():
+                raise RigError("stopped while waiting for the agent to come online")
             # The rig's own agent starts after the tap subscribed: its birth is live. A retained
             # one is a previous run's (on a given broker); only a real unit's may be retained.
             live_only = self.opt.unit_config is None
@@ -408,7 +411,7 @@ def run_scenario(scenario: Scenario, *, workdir: Path | None = None, agent_cmd: 
     options = RigOptions(workdir=workdir, unit_kind=scenario.unit_kind, gnss_rate_hz=scenario.gnss_rate_hz,
                          route_offset_s=scenario.route_offset_s, agent_overrides=scenario.agent,
                          agent_cmd=agent_cmd, broker=broker, **bench)
-    rig = Rig(options, progress)
+    rig = Rig(options, progress, stop)
     actions: list[ActionRecord] = []
     error: str | None = None
     agent_exit: int | None = None

@@ -258,16 +258,17 @@ def run_fleet(host: str, port: int, *, units: int, duration_s: float, rate_hz: f
                     offset_s=(i * route.duration_s / max(units, 1)) % max(route.duration_s, 1.0))
             for i in range(units)]
     sel = selectors.DefaultSelector()
+    pump = _Pump(sel, sims)
     cpu0 = time.process_time()
     try:
         for i, u in enumerate(sims):
             u.connect()
             sel.register(u.client.socket(), selectors.EVENT_READ, u)
             if i % CONNECT_BATCH == CONNECT_BATCH - 1:
-                _pump(sel, sims, 0.0)
+                pump(0.0)
         deadline = time.monotonic() + 15.0
         while sum(u.connected for u in sims) < units and time.monotonic() < deadline and not stop.is_set():
-            _pump(sel, sims, 0.05)
+            pump(0.05)
         connected = sum(u.connected for u in sims)
         progress(f"fleet: {connected}/{units} units connected; reporting at {rate_hz:g} Hz for {duration_s:g} s")
         period = 1.0 / rate_hz
@@ -292,7 +293,7 @@ def run_fleet(host: str, port: int, *, units: int, duration_s: float, rate_hz: f
                     u.report(now - start, utc)
                 due[nxt] += period
                 nxt = (nxt + 1) % units
-            _pump(sel, sims, max(0.0, min(due[nxt] - time.monotonic(), 0.02)))
+            pump(max(0.0, min(due[nxt] - time.monotonic(), 0.02)))
             if now - last_progress >= 5.0:
                 last_progress = now
                 progress(f"fleet: {now - start:5.1f} s, {sub.stats.received} reports delivered")
@@ -300,7 +301,7 @@ def run_fleet(host: str, port: int, *, units: int, duration_s: float, rate_hz: f
         # Let the last reports and their acknowledgements land.
         settle = time.monotonic() + 2.0
         while time.monotonic() < settle:
-            _pump(sel, sims, 0.05)
+            pump(0.05)
         cpu = time.process_time() - cpu0
     finally:
         for u in sims:
@@ -321,17 +322,24 @@ def run_fleet(host: str, port: int, *, units: int, duration_s: float, rate_hz: f
     return _report(sims, sub.stats, units, rate_hz, measured_s, connected, cpu, (start + 1.0, start + measured_s))
 
 
-def _pump(sel: selectors.BaseSelector, sims: list[SimUnit], timeout: float) -> None:
-    for key, _ in sel.select(timeout):
-        key.data.client.loop_read(100)
-    for u in sims:
-        if u.client.want_write():
-            u.client.loop_write()
-    now = time.monotonic()
-    if now - getattr(_pump, "_misc", 0.0) >= 1.0:
-        _pump._misc = now  # type: ignore[attr-defined]
-        for u in sims:
-            u.client.loop_misc()
+class _Pump:
+    """One turn of the external loop: read what is ready, flush what waits, keepalives once a second."""
+
+    def __init__(self, sel: selectors.BaseSelector, sims: list[SimUnit]):
+        self.sel, self.sims = sel, sims
+        self.last_misc = 0.0
+
+    def __call__(self, timeout: float) -> None:
+        for key, _ in self.sel.select(timeout):
+            key.data.client.loop_read(100)
+        for u in self.sims:
+            if u.client.want_write():
+                u.client.loop_write()
+        now = time.monotonic()
+        if now - self.last_misc >= 1.0:
+            self.last_misc = now
+            for u in self.sims:
+                u.client.loop_misc()
 
 
 def _report(sims: list[SimUnit], stats: FleetStats, units: int, rate_hz: float, duration_s: float, connected: int,
