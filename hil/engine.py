@@ -8,9 +8,11 @@ the GNSS emulator on a pty driving the Kénitra route, the pigpio emulator on
 a loopback port (with the boot pulls the agent's buttons ask for, see
 ``hil.gpio_emulator``), a :class:`~hil.peers.BrokerTap` recording the unit's
 topics with the dispatcher and admin beside it, and the agent process started
-from a generated configuration (``hil.agent_proc``). ``Rig.up()`` brings it
-all up in that order and waits for the agent's ``online`` birth message;
-that moment is ``t = 0``. ``Rig.down()`` takes it down in reverse, each part
+from a generated configuration (``hil.agent_proc``). When a scenario cuts the
+unit's own link (``link_down``), the agent reaches the broker through a
+:class:`~hil.netproxy.NetProxy` that can stall or drop its connections while
+the broker and dispatch stay up. ``Rig.up()`` brings it all up in that order
+and waits for the agent's ``online`` birth message; that moment is ``t = 0``. ``Rig.down()`` takes it down in reverse, each part
 stopped by what started it.
 
 Bench mode (``RigOptions.unit_config``): the agent is a real unit's, already
@@ -52,6 +54,7 @@ from hil.gnss_emulator import GnssEmulator
 from hil.gnss_faults import Fault
 from hil.gnss_sources import RouteSource
 from hil.gpio_emulator import PigpioEmulator
+from hil.netproxy import NetProxy
 from hil.peers import Admin, BrokerTap, Dispatcher, Seen, publish_raw
 from hil.runlog import ActionRecord, Msg, PinSample, RunLog, TruthSample
 from hil.scenario import Scenario, Step
@@ -81,6 +84,8 @@ class RigOptions:
     ui_port: int | None = None
     start_agent: bool = True
     online_timeout_s: float = ONLINE_TIMEOUT_S
+    # Put a proxy between the agent and the broker, to cut the unit's own link.
+    link_proxy: bool = False
     # Bench mode: a real unit runs its own agent with this config (pins, unit id, prefix);
     # the rig drives its pins through a pigpio daemon and sends NMEA out of a serial port.
     unit_config: Path | None = None
@@ -106,6 +111,7 @@ class Rig:
         self.gnss: GnssEmulator | None = None
         self.gpio: PigpioEmulator | BenchPins | None = None
         self.forwarder: SerialForwarder | None = None
+        self.proxy: NetProxy | None = None
         self.tap: BrokerTap | None = None
         self.dispatcher: Dispatcher | None = None
         self.admin: Admin | None = None
@@ -147,6 +153,9 @@ class Rig:
         self.tap = BrokerTap(host, port, prefix=self.opt.prefix, unit_id=self.opt.unit_id, on_message=self._on_message).start()
         self.dispatcher, self.admin = Dispatcher(self.tap), Admin(self.tap)
 
+        if self.opt.link_proxy:
+            self.proxy = NetProxy(self.broker_addr).start()
+            self.progress(f"link      the agent reaches the broker through a proxy on port {self.proxy.port}")
         # The config first (without the emulator addresses) to learn the pins and pulls.
         data = self._config_data(gnss_port="/dev/null", pigpio_port=8888)
         config = agent_proc.validate(data, "<rig config>")
@@ -195,9 +204,10 @@ class Rig:
         self._wait_online()
 
     def _config_data(self, *, gnss_port: str, pigpio_port: int) -> dict[str, Any]:
+        mqtt_host, mqtt_port = self.proxy.address if self.proxy is not None else self.broker_addr
         return agent_proc.rig_config(
             unit_id=self.opt.unit_id, unit_kind=self.opt.unit_kind, gnss_port=gnss_port, pigpio_port=pigpio_port,
-            mqtt_host=self.broker_addr[0], mqtt_port=self.broker_addr[1], workdir=self.workdir,
+            mqtt_host=mqtt_host, mqtt_port=mqtt_port, workdir=self.workdir,
             ui_port=self.ui_port, prefix=self.opt.prefix, overrides=self.opt.agent_overrides,
         )
 
@@ -232,6 +242,8 @@ class Rig:
             code = self.agent.stop()
         if self.tap is not None:
             self.tap.stop()
+        if self.proxy is not None:
+            self.proxy.stop()
         if self.forwarder is not None:
             self.forwarder.stop()
         if self.gnss is not None:
@@ -316,6 +328,17 @@ class Rig:
             case "replug":
                 gnss.replug()
                 return "receiver plugged back"
+            case "link_down" | "link_up":
+                if self.proxy is None:
+                    raise RigError("no link proxy (bench mode has none)")
+                if step.action == "link_up":
+                    self.proxy.restore()
+                    return "the unit's link is back"
+                self.proxy.blackhole()
+                if a["mode"] == "drop":
+                    self.proxy.drop_all()
+                    return "the unit's link is cut (connections dropped, new ones stall)"
+                return "the unit's link stalls (a dead zone: nothing gets through, nothing closes)"
             case "broker_stop" | "broker_kill" | "broker_start":
                 if broker is None:
                     raise RigError("the rig does not own the broker (--broker was given)")
@@ -410,7 +433,7 @@ def run_scenario(scenario: Scenario, *, workdir: Path | None = None, agent_cmd: 
         shutil.rmtree(workdir)  # the scenario's own directory: a fresh unit and broker each run
     options = RigOptions(workdir=workdir, unit_kind=scenario.unit_kind, gnss_rate_hz=scenario.gnss_rate_hz,
                          route_offset_s=scenario.route_offset_s, agent_overrides=scenario.agent,
-                         agent_cmd=agent_cmd, broker=broker, **bench)
+                         agent_cmd=agent_cmd, broker=broker, link_proxy=scenario.needs_link_proxy, **bench)
     rig = Rig(options, progress, stop)
     actions: list[ActionRecord] = []
     error: str | None = None

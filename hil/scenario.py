@@ -68,6 +68,8 @@ ACTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "gnss_clear": ((), {"fault": None}),
     "unplug": ((), {"duration_s": None}),
     "replug": ((), {}),
+    "link_down": ((), {"mode": "blackhole"}),
+    "link_up": ((), {}),
     "broker_stop": ((), {}),
     "broker_kill": ((), {}),
     "broker_start": ((), {}),
@@ -160,6 +162,10 @@ class Scenario:
     expectations: tuple[Expectation, ...]
     source: str = ""
     step_by_id: dict[str, Step] = field(default_factory=dict, compare=False)
+
+    @property
+    def needs_link_proxy(self) -> bool:
+        return any(s.action in ("link_down", "link_up") for s in self.steps)
 
     def scaled(self, speed: float) -> "Scenario":
         """The same scenario with its timeline compressed by ``speed`` (latencies unchanged)."""
@@ -337,6 +343,8 @@ class _Parser:
                 self.fail(f"{loc}.version", "must be an integer")
             if args.get("config") is not None and not isinstance(args["config"], dict):
                 self.fail(f"{loc}.config", "must be a table (a partial agent configuration)")
+        if action == "link_down" and args.get("mode") not in ("blackhole", "drop"):
+            self.fail(f"{loc}.mode", "must be \"blackhole\" (the link stalls) or \"drop\" (connections cut)")
         if action == "cmd" and args.get("command") not in ("report_position", "flush_backlog"):
             self.fail(f"{loc}.command", "must be \"report_position\" or \"flush_backlog\"")
         if action == "publish":

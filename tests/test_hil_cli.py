@@ -16,7 +16,7 @@ def test_list_names_every_shipped_scenario(capsys: pytest.CaptureFixture[str]):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     for name in ("patrol", "full-call", "tunnel", "broker-outage", "emergency", "receiver-unplug", "config-push",
-                 "invalid-call"):
+                 "invalid-call", "long-shift"):
         assert name in out
 
 

@@ -20,15 +20,16 @@ def problems(text: str) -> list[tuple[str, str]]:
     return info.value.problems
 
 
-def test_every_shipped_scenario_loads_and_is_short_enough_for_ci():
+def test_every_shipped_scenario_loads_and_the_short_ones_fit_ci():
     paths = shipped_scenarios()
-    names = {load_scenario(p).name for p in paths}
-    assert names == {"patrol", "full-call", "tunnel", "broker-outage", "emergency", "receiver-unplug",
-                     "config-push", "invalid-call"}
-    for p in paths:
-        s = load_scenario(p)
-        assert s.expectations, p
-        assert s.profile == "short" and s.duration_s <= 40, p
+    scenarios = {load_scenario(p).name: load_scenario(p) for p in paths}
+    assert set(scenarios) == {"patrol", "full-call", "tunnel", "broker-outage", "emergency", "receiver-unplug",
+                              "config-push", "invalid-call", "long-shift"}
+    for s in scenarios.values():
+        assert s.expectations, s.name
+        assert s.profile == "long" or s.duration_s <= 40, s.name
+    assert scenarios["long-shift"].profile == "long" and scenarios["long-shift"].needs_link_proxy
+    assert not scenarios["patrol"].needs_link_proxy
 
 
 def test_a_bare_name_finds_the_shipped_file():
@@ -99,6 +100,13 @@ colour = "red"
     assert found["step[2].seconds"] == "required"
     assert "unknown fault 'solar_flare'" in found["step[3].fault"]
     assert found["step[3].colour"].startswith("unknown key; this one takes: fault")
+
+
+def test_link_down_modes():
+    found = dict(problems(MINIMAL + '[[step]]\nat = 1\naction = "link_down"\nmode = "unplugged"\n'))
+    assert "blackhole" in found["step[0].mode"]
+    ok = parse_scenario(MINIMAL + '[[step]]\nat = 1\naction = "link_down"\n[[step]]\nat = 2\naction = "link_up"\n')
+    assert ok.steps[0].args == {"mode": "blackhole"} and ok.needs_link_proxy
 
 
 def test_duplicate_step_ids_are_refused():
