@@ -231,6 +231,7 @@ Commands (type one and press Enter):
   tunnel [SECONDS]            fix lost (default 10 s)
   unplug [SECONDS]            receiver unplugged (default 5 s)
   outage [SECONDS]            broker stopped (default 15 s)
+  deadzone [SECONDS]          the car's own link stalls (default 20 s)
   help | quit
 """
 
@@ -250,7 +251,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     stop = _stop_on_signals()
     rig = Rig(RigOptions(workdir=workdir, unit_kind="car", agent_cmd=args.agent_cmd, ui_port=args.ui_port,
-                         online_timeout_s=60.0), out, stop)
+                         online_timeout_s=60.0, link_proxy=True), out, stop)
     try:
         rig.up()
     except (RigError, RuntimeError, OSError) as exc:
@@ -342,6 +343,10 @@ def _demo_command(rig, line: str, state: dict, out) -> None:
         seconds = num(15.0)
         steps.append(("broker_stop", {}))
         threading.Timer(seconds, lambda: _demo_step(rig, "broker_start", {}, out)).start()
+    elif cmd == "deadzone":
+        seconds = num(20.0)
+        steps.append(("link_down", {"mode": "blackhole"}))
+        threading.Timer(seconds, lambda: _demo_step(rig, "link_up", {}, out)).start()
     else:
         print(DEMO_HELP, flush=True)
         return
