@@ -24,11 +24,7 @@ from hil.scenario import load_scenario, parse_scenario, shipped_scenarios
 from tests.support.broker import mosquitto_path
 
 # (scenario, expectation name) -> why it fails today.
-KNOWN_AGENT_BUGS: dict[tuple[str, str], str] = {
-    ("full-call", "call LED steady once accepted"):
-        "agent/core/views.py panel_view: call_priority is None once the call is acknowledged, so "
-        "indicator_plan turns the call LED off instead of steady on",
-}
+KNOWN_AGENT_BUGS: dict[tuple[str, str], str] = {}
 
 
 def check(result: ScenarioResult) -> None:
