@@ -50,7 +50,7 @@ from agent.adapters.uplink import Uplink
 from agent.config import AgentConfig
 from agent.core import views
 from agent.core.dispatch import iso
-from agent.core.effects import Feedback, FlushBacklog, Speak
+from agent.core.effects import Feedback, Speak
 from agent.core.events import (
     ButtonPressed, FixReceived, GnssLost, GnssRestored, LinkDown, LinkUp, MessageReceived, Stop, Tick,
 )
@@ -205,13 +205,15 @@ class Runtime:
     # ---------------------------------------------------------------- inbox
 
     def _post(self, event: Any, force: bool = False) -> None:
-        """What every adapter calls: never blocks (a full inbox drops and counts)."""
+        """What every adapter calls. A full inbox drops and counts the event; ``force`` (state
+        changes: link, receiver, stop) waits up to a second first, never longer, so a stuck
+        core cannot freeze an adapter's thread (the watchdog deals with a stuck core)."""
         try:
-            self.inbox.put_nowait(event)
-        except queue.Full:
             if force:
-                self.inbox.put(event)
-                return
+                self.inbox.put(event, timeout=1.0)
+            else:
+                self.inbox.put_nowait(event)
+        except queue.Full:
             self.dropped_events += 1
             if self.dropped_events in (1, 10, 100) or self.dropped_events % 1000 == 0:
                 log.error("inbox full: %d events dropped so far (last %s)", self.dropped_events, type(event).__name__)
@@ -285,9 +287,6 @@ class Runtime:
                 text = views.spoken_text(self.unit, effect.call_id, now)
                 if text:
                     self.speaker.speak(text, self.config.panel.language)
-        elif isinstance(effect, FlushBacklog):
-            if self.uplink is not None:
-                self.uplink.flush_backlog()
         else:
             log.error("unknown effect %r", effect)
 

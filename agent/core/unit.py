@@ -21,8 +21,9 @@ How the parts fit:
   move the status where they should.
 * telemetry (:mod:`.telemetry`): one report per slot at ``rate_hz``, built
   when a GNSS epoch completes if one does, with a contiguous ``seq``.
-* remote config and commands (:mod:`.remote_config`): validated here, applied
-  by the shell.
+* remote config and commands (:mod:`.remote_config`) are judged by that
+  module and carried out by the runtime; the unit takes a hot config change
+  through :meth:`Unit.reconfigure`.
 
 All "inputs" take the same path whatever their source (panel, touch,
 remote): the panel is one input among several.
@@ -38,7 +39,7 @@ from typing import Any
 from agent.config import STATUS_CODES, AgentConfig
 
 from .dispatch import Alert, CallBook, Cancelled, Ignored, Rejected, Response, ResponseRefused, Updated, iso
-from .effects import Feedback, FlushBacklog, Speak
+from .effects import Feedback, Speak
 from .emergency import (
     AlarmAcknowledged, AlarmActivated, AlarmCancelled, AlarmCleared, AlarmRaised, AlarmRestored, CancelRefused,
     Emergency, EmergencyEvent, EmergencyState,
