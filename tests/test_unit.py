@@ -183,3 +183,26 @@ def test_unit_constructor_contract():
     assert unit.next_seq == 5 and unit.link_up is False and unit.siren is False
     assert unit.last_valid is None and unit.notice is None and unit.calls.shown() is None
     assert isinstance(unit.next_deadline(), float)
+
+
+def test_a_hot_config_change_keeps_status_alarm_and_calls():
+    rig = Rig(config("car"))
+    rig.press("busy")
+    rig.message("call", call_payload())
+    rig.run_until(T0 + 10)
+    # Now 2 Hz, motorcycle buttons (no "busy"), faster alarm hold.
+    new = config("car", telemetry={"rate_hz": 2.0}, panel={
+        "emergency_hold_s": 1.0,
+        "status_buttons": {"car": ["available", "en_route", "on_scene", "out_of_service"]},
+    })
+    rig.unit.reconfigure(new, rig.now())
+    assert rig.unit.status.state == "busy" and rig.unit.calls.shown() is not None
+    before = len(rig.reports())
+    rig.run_until(T0 + 20)
+    assert len(rig.reports()) - before == 20
+    seqs = [r["seq"] for r in rig.reports()]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    assert pubs(rig.press("busy"), "status") == []  # the button is gone now
+    rig.press("emergency")
+    rig.after(1.05).tick()
+    assert rig.unit.emergency.state.value == "pending"
