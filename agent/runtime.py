@@ -154,7 +154,7 @@ class Runtime:
         state_dir = Path(cfg.storage.state_dir)
         state_dir.mkdir(parents=True, exist_ok=True)
         self.outbox = Outbox(state_dir, max_backlog_reports=cfg.storage.max_backlog_reports,
-                             commit_interval_s=cfg.storage.commit_interval_s)
+                             commit_interval_s=cfg.storage.commit_interval_s, exclusive=True)
         now = self.now()
         self.unit = Unit(cfg, self.outbox.next_seq(), now, config_version=self.cfg_state.version)
         self._restore_state(now)

@@ -434,3 +434,17 @@ def test_offline_telemetry_is_committed_every_30_s_status_still_at_once(tmp_path
         second(acked=True)
     assert box.stats().commits - commits == 2
     box.close()
+
+
+def test_exclusive_store_keeps_the_wal_index_off_the_sd_card_and_still_reopens(tmp_path: Path, clock: FakeClock) -> None:
+    box = Outbox(tmp_path, exclusive=True, clock=clock)
+    box.put(Publish("status", b'{"status": "busy"}', Lane.STATUS))
+    for seq in range(1, 30):
+        box.put(Publish("telemetry", json.dumps({"seq": seq}).encode(), Lane.BACKLOG, seq=seq))
+    clock.now += 11
+    assert box.maybe_commit()
+    assert not (tmp_path / f"{DB_NAME}-shm").exists(), "the WAL index went to a file"
+    box.close()
+    again = Outbox(tmp_path, exclusive=True, clock=clock)
+    assert again.pending()[Lane.STATUS] == 1 and again.pending()[Lane.BACKLOG] == 29
+    again.close()
