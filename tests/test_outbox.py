@@ -448,3 +448,20 @@ def test_exclusive_store_keeps_the_wal_index_off_the_sd_card_and_still_reopens(t
     again = Outbox(tmp_path, exclusive=True, clock=clock)
     assert again.pending()[Lane.STATUS] == 1 and again.pending()[Lane.BACKLOG] == 29
     again.close()
+
+
+def test_a_live_report_just_sent_is_left_to_its_ack_not_written(tmp_path: Path, clock: FakeClock) -> None:
+    box = Outbox(tmp_path, clock=clock)
+    clock.now += 10.5  # the batch is due...
+    box.put(report(1))
+    [rec] = box.take(Lane.LIVE, 10)  # ...as a report goes out: it waits for its PUBACK, not for the disk
+    box.maybe_commit()
+    assert rows_on_disk(tmp_path) == []
+    box.ack(rec.id)
+    # One whose PUBACK never comes is written once it is no longer young.
+    box.put(report(2))
+    box.take(Lane.LIVE, 10)
+    clock.now += 10.5
+    box.maybe_commit()
+    assert [row[3] for row in rows_on_disk(tmp_path)] == [2]
+    box.close()

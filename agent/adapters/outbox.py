@@ -162,6 +162,9 @@ COMPRESS_TELEMETRY = True
 # shorter: see "SD card wear" in the module docstring.
 OFFLINE_COMMIT_INTERVAL_S = 30.0
 
+# A live report in flight this young is not written by a commit (see commit()).
+LIVE_ACK_GRACE_S = 2.0
+
 # The on-disk format, in ``PRAGMA user_version``. 0: the first format (no
 # ``enc`` column; migrated in place). 2: ``records.enc`` says how ``payload``
 # is stored (ENC_RAW or ENC_DEFLATE_V1).
@@ -215,6 +218,7 @@ class Record:
     seq: int | None
     on_disk: bool = False
     in_flight: bool = False
+    sent_at: float = 0.0  # when it was last taken for sending (monotonic)
 
     @property
     def telemetry(self) -> bool:
@@ -390,8 +394,10 @@ class Outbox:
                 recs = [r for r in self._live.values() if not r.in_flight][:limit]
             else:
                 recs = self._take_backlog(limit)
+            now = self._clock()
             for rec in recs:
                 rec.in_flight = True
+                rec.sent_at = now
                 self._in_flight[rec.id] = rec
             return recs
 
@@ -444,7 +450,12 @@ class Outbox:
             self._last_commit = self._clock()
             # The memory bound waits: this commit may move everything to disk.
             self._enforce_bounds(flush_first=False, memory=False)
-            unflushed = [r for r in self._memory_records() if not r.on_disk]
+            # A live report just sent is left to its PUBACK (milliseconds away): reports and
+            # commits tick on the same 1 s grid, so otherwise nearly every commit would write
+            # one and the next delete it, on a link that loses nothing.
+            now = self._clock()
+            unflushed = [r for r in self._memory_records() if not r.on_disk and not (
+                r.lane is Lane.LIVE and r.in_flight and now - r.sent_at < LIVE_ACK_GRACE_S)]
             if self._reserved - self._last_seq < self._seq_block // 2:
                 self._reserved = self._last_seq + 1 + self._seq_block
                 self._meta_dirty = True
