@@ -83,7 +83,9 @@ The crash window, honestly
   acknowledged is lost (at most ``commit_interval_s * rate`` reports). Its
   ``seq`` numbers are never reused, so the server sees a gap. Offline (no
   acknowledgement for 30 s) the window is ``OFFLINE_COMMIT_INTERVAL_S`` (30 s)
-  when ``commit_interval_s`` is shorter.
+  when ``commit_interval_s`` is shorter. A live report sent less than
+  ``LIVE_ACK_GRACE_S`` (2 s) before a commit is left to its PUBACK; if that
+  never comes it is written by the next commit.
 * A kill -9 or a power cut never loses or damages what was committed
   (SQLite WAL with ``synchronous=FULL``).
 * An acknowledged record whose delete was not yet committed is sent again
