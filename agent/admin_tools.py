@@ -31,13 +31,15 @@ import sys
 import tomllib
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-from agent.core import signing
 from agent.core.remote_config import COMMANDS
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+# The cryptography package (~7 MiB of RAM) is imported by the functions that sign:
+# `umps-agent run` builds this CLI too and must not carry it on a unit without signing.
 
 DEFAULT_CONFIG_LIFETIME_S = 7 * 24 * 3600  # a unit may be off for days; the version stops replays
 DEFAULT_COMMAND_LIFETIME_S = 600
@@ -52,6 +54,11 @@ class AdminToolError(Exception):
 
 def generate_key(private_path: str | Path) -> str:
     """Write a new private key to ``private_path``; return the public key text."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from agent.core import signing
+
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(
         serialization.Encoding.PEM,
@@ -68,6 +75,9 @@ def generate_key(private_path: str | Path) -> str:
 
 
 def load_private_key(path: str | Path) -> Ed25519PrivateKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
@@ -132,6 +142,8 @@ def config_request(
         request["expires"] = _expiry(now, lifetime_s)
     if private_key is None:
         return request
+    from agent.core import signing
+
     return signing.sign_request(private_key, unit_id, request, "config/set")
 
 
@@ -151,6 +163,8 @@ def command_request(
     request = {"id": request_id or f"cmd-{uuid.uuid4()}", "command": command, "expires": _expiry(now, lifetime_s)}
     if private_key is None:
         return request
+    from agent.core import signing
+
     return signing.sign_request(private_key, unit_id, request, "cmd")
 
 
@@ -193,6 +207,8 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def _cmd_pubkey(args: argparse.Namespace) -> int:
+    from agent.core import signing
+
     print(signing.public_key_text(load_private_key(args.keyfile)))
     return 0
 
@@ -221,6 +237,8 @@ def _cmd_sign_command(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run the parsed sub-command; user errors print one line and return 2."""
+    from agent.core import signing
+
     try:
         return int(args.func(args))
     except AdminToolError as exc:

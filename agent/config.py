@@ -308,9 +308,10 @@ class SecurityConfig(Section):
     @field_validator("admin_keys")
     @classmethod
     def _keys_parse(cls, value: list[str]) -> list[str]:
-        from agent.core.signing import parse_public_keys
+        if value:  # (the cryptography package is only loaded when signing is on)
+            from agent.core.signing import parse_public_keys
 
-        parse_public_keys(value)  # ValueError names the bad key by its index
+            parse_public_keys(value)  # ValueError names the bad key by its index
         return value
 
 

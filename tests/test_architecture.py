@@ -51,3 +51,16 @@ def test_adapters_never_import_the_composition_root():
 def test_agent_never_imports_hil():
     for path in (ROOT / "agent").rglob("*.py"):
         assert not any(n == "hil" or n.startswith("hil.") for n in _imports(path)), path
+
+
+def test_the_agent_loads_no_signing_library_unless_signing_is_on():
+    # cryptography costs ~7 MiB of RAM on the unit; only units with admin keys need it.
+    code = (
+        "import sys, agent.cli, agent.runtime\n"
+        "agent.cli.build_parser()\n"
+        "from agent.config import parse_config\n"
+        "parse_config({'unit': {'id': 'U1', 'kind': 'car'}}, 'test')\n"
+        "print('cryptography' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    assert out.strip() == "False"
