@@ -318,50 +318,97 @@ def bench_rss(broker: Mosquitto, workdir: Path, seconds: float) -> dict[str, dic
 # ------------------------------------------------------------------ main
 
 
+def measure(quick: bool) -> dict:
+    n = 10_000 if quick else 86_400
+    sim_seconds = 600 if quick else 3600
+    rss_seconds = 10.0 if quick else 60.0
+    workdir = Path(tempfile.mkdtemp(prefix="bench-link-"))
+    broker = Mosquitto(workdir)
+    try:
+        out: dict = {"n": n, "sim_seconds": sim_seconds, "rss_seconds": rss_seconds}
+        out["drain"] = bench_drain(broker, n, workdir)
+        out["raw"] = bench_raw_paho(broker, n, window=64)
+        out["writes"] = {case: bench_writes(case, sim_seconds, workdir, commit_interval=10.0)
+                         for case in ("up", "down", "drain")}
+        out["rss"] = bench_rss(broker, workdir, rss_seconds)
+        return out
+    finally:
+        broker.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def collect(quick: bool = False) -> dict:
+    """Figures for docs/performance.md (``python -m bench``)."""
+    from bench.common import Figure
+
+    m = measure(quick)
+    d, raw, w, rss = m["drain"], m["raw"], m["writes"], m["rss"]
+    day = 86400 / m["sim_seconds"]
+    figs = [
+        Figure("Link", f"backlog drain rate, {m['n']:,} queued reports, live at 1 Hz meanwhile", d["rate"], "msg/s",
+               target=5000, op=">=", source="#3", peer=raw["rate"], peer_label="raw paho, QoS 1, same window of 64",
+               digits=0),
+        Figure("Link", "live report latency to a subscriber during the drain, p50", d["live_latency_p50_ms"], "ms",
+               note=f"{d['live_received']}/{d['live_sent']} live reports received on telemetry"),
+        Figure("Link", "live report latency to a subscriber during the drain, max", d["live_latency_max_ms"], "ms"),
+        Figure("Link", "state dir writes, link up, 1 Hz (kernel write_bytes, per day)",
+               w["up"]["write_bytes"] * day / 1e6, "MB/day", target=50, source="#3",
+               note=f"wchar {w['up']['wchar'] * day / 1e6:.1f} MB/day; {w['up']['commits']} commits "
+                    f"in {m['sim_seconds']} s simulated"),
+        Figure("Link", "state dir writes, link down (all to backlog), 1 Hz (write_bytes, per day)",
+               w["down"]["write_bytes"] * day / 1e6, "MB/day", target=50, source="#3",
+               note=f"wchar {w['down']['wchar'] * day / 1e6:.1f} MB/day"),
+        Figure("Link", f"state dir writes to drain a backlog of {m['sim_seconds']} reports, once (write_bytes)",
+               w["drain"]["write_bytes"] / 1e6, "MB", digits=2),
+        Figure("Link", f"steady RSS, link + uplink + outbox only, after {m['rss_seconds']:.0f} s at 1 Hz",
+               rss["link"]["rss_kib"] / 1024, "MiB", peer=rss["raw_paho"]["rss_kib"] / 1024,
+               peer_label="raw paho client publishing the same reports",
+               note="component figure; the whole agent's RSS is in the end-to-end section"),
+    ]
+    notes = [
+        "Drain: the outbox (SQLite, WAL) holds the backlog; the real Uplink and MqttLink send it to a private "
+        "Mosquitto while a live report goes out every second; a subscriber on telemetry times the live reports.",
+        "Writes: simulated time (injected clock) with the real outbox code and SQLite; write_bytes is what the "
+        "kernel sent to the block device (from /proc/self/io), extrapolated to a day.",
+    ]
+    return {"title": "MQTT link and outbox (issue #3)", "figures": [f.as_dict() for f in figs], "notes": notes}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller runs (a minute in all)")
     args = ap.parse_args(argv)
-    n = 10_000 if args.quick else 86_400
-    sim_seconds = 600 if args.quick else 3600
-    rss_seconds = 10.0 if args.quick else 60.0
-    workdir = Path(tempfile.mkdtemp(prefix="bench-link-"))
-    broker = Mosquitto(workdir)
-    try:
-        print(f"# MQTT link and outbox benchmarks ({'quick' if args.quick else 'full'}), {os.cpu_count()} CPUs")
-        drain = bench_drain(broker, n, workdir)
-        raw = bench_raw_paho(broker, n, window=64)
+    print(f"# MQTT link and outbox benchmarks ({'quick' if args.quick else 'full'}), {os.cpu_count()} CPUs")
+    m = measure(args.quick)
+    drain, raw, rss = m["drain"], m["raw"], m["rss"]
+    sim_seconds = m["sim_seconds"]
+    print(
+        f"backlog drain: {drain['reports']} reports in {drain['seconds']:.1f} s = {drain['rate']:.0f} msg/s "
+        f"(goal >= 5000); raw paho, same window of 64: {raw['rate']:.0f} msg/s"
+    )
+    print(
+        f"live at 1 Hz during the drain: {drain['live_received']}/{drain['live_sent']} received on telemetry, "
+        f"latency p50 {drain['live_latency_p50_ms']:.1f} ms, max {drain['live_latency_max_ms']:.1f} ms"
+    )
+    for case, label in (("up", "link up"), ("down", "link down")):
+        w = m["writes"][case]
+        per_day = w["write_bytes"] * 86400 / sim_seconds / 1e6
+        wchar_day = w["wchar"] * 86400 / sim_seconds / 1e6
         print(
-            f"backlog drain: {drain['reports']} reports in {drain['seconds']:.1f} s = {drain['rate']:.0f} msg/s "
-            f"(goal >= 5000); raw paho, same window of 64: {raw['rate']:.0f} msg/s"
+            f"state dir writes, {label}, {sim_seconds} s simulated at 1 Hz, commit every 10 s: "
+            f"write_bytes {w['write_bytes'] / 1e3:.1f} kB (= {per_day:.1f} MB/day), "
+            f"wchar {w['wchar'] / 1e3:.1f} kB (= {wchar_day:.1f} MB/day), files grew {w['file_growth'] / 1e3:.1f} kB, "
+            f"{w['commits']} commits; budget 50 MB/day"
         )
-        print(
-            f"live at 1 Hz during the drain: {drain['live_received']}/{drain['live_sent']} received on telemetry, "
-            f"latency p50 {drain['live_latency_p50_ms']:.1f} ms, max {drain['live_latency_max_ms']:.1f} ms"
-        )
-        for case, label in (("up", "link up"), ("down", "link down")):
-            w = bench_writes(case, sim_seconds, workdir, commit_interval=10.0)
-            per_day = w["write_bytes"] * 86400 / sim_seconds / 1e6
-            wchar_day = w["wchar"] * 86400 / sim_seconds / 1e6
-            print(
-                f"state dir writes, {label}, {sim_seconds} s simulated at 1 Hz, commit every 10 s: "
-                f"write_bytes {w['write_bytes'] / 1e3:.1f} kB (= {per_day:.1f} MB/day), "
-                f"wchar {w['wchar'] / 1e3:.1f} kB (= {wchar_day:.1f} MB/day), files grew {w['file_growth'] / 1e3:.1f} kB, "
-                f"{w['commits']} commits; budget 50 MB/day"
-            )
-        w = bench_writes("drain", sim_seconds, workdir, commit_interval=10.0)
-        print(
-            f"state dir writes, once, to drain a backlog of {sim_seconds} reports (while live goes on at 1 Hz): "
-            f"write_bytes {w['write_bytes'] / 1e3:.1f} kB, wchar {w['wchar'] / 1e3:.1f} kB"
-        )
-        rss = bench_rss(broker, workdir, rss_seconds)
-        print(
-            f"steady RSS after {rss_seconds:.0f} s at 1 Hz: link+uplink+outbox {rss['link']['rss_kib'] / 1024:.1f} MiB "
-            f"(first sample {rss['link']['rss_first_kib'] / 1024:.1f}); raw paho client {rss['raw_paho']['rss_kib'] / 1024:.1f} MiB"
-        )
-    finally:
-        broker.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+    w = m["writes"]["drain"]
+    print(
+        f"state dir writes, once, to drain a backlog of {sim_seconds} reports (while live goes on at 1 Hz): "
+        f"write_bytes {w['write_bytes'] / 1e3:.1f} kB, wchar {w['wchar'] / 1e3:.1f} kB"
+    )
+    print(
+        f"steady RSS after {m['rss_seconds']:.0f} s at 1 Hz: link+uplink+outbox {rss['link']['rss_kib'] / 1024:.1f} MiB "
+        f"(first sample {rss['link']['rss_first_kib'] / 1024:.1f}); raw paho client {rss['raw_paho']['rss_kib'] / 1024:.1f} MiB"
+    )
     return 0
 
 
