@@ -51,7 +51,8 @@ class Figure:
             self.ok = False  # a target with no figure is not met
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """Plain JSON data (NaN, i.e. nothing measured, becomes null)."""
+        return {k: (None if isinstance(v, float) and _nan(v) else v) for k, v in asdict(self).items()}
 
 
 def _nan(x: float) -> bool:
