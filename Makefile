@@ -40,10 +40,10 @@ demo: setup
 	$(BIN)/umps-hil demo
 
 install:
-	scripts/install.sh
+	DESTDIR="$(DESTDIR)" bash scripts/install.sh $(INSTALL_FLAGS)
 
 uninstall:
-	scripts/uninstall.sh
+	DESTDIR="$(DESTDIR)" bash scripts/uninstall.sh $(INSTALL_FLAGS)
 
 clean:
 	rm -rf $(VENV) test-artifacts hil-results .pytest_cache

@@ -8,7 +8,7 @@ Subcommands:
 ``config show``         the effective config (file + remote changes), secrets hidden
 ``gnss decode PATH|-``  decode an NMEA capture offline, one JSON line per epoch
 ``gnss watch``          live fixes and counters from the receiver, for installers
-``admin keygen|sign``   fleet admin tools for signed config pushes
+``admin ...``           fleet admin tools: keygen, pubkey, sign, sign-cmd
 
 Exit codes: 0 success, 1 runtime failure, 2 bad usage or invalid config.
 """
@@ -53,14 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--port", help="device path or pyserial URL (default: [gnss] port)")
     watch.add_argument("--baudrate", type=int, help="default: [gnss] baudrate, else 9600")
 
-    admin = sub.add_parser("admin", help="fleet admin tools (signing)")
-    admin_sub = admin.add_subparsers(dest="admin_command", required=True, metavar="ACTION")
-    keygen = admin_sub.add_parser("keygen", help="make an Ed25519 key pair for signing config pushes")
-    keygen.add_argument("--out", type=Path, required=True, help="private key file to write (PEM, mode 0600)")
-    sign = admin_sub.add_parser("sign", help="sign a config/set or cmd request for one unit")
-    sign.add_argument("--key", type=Path, required=True, help="private key (PEM)")
-    sign.add_argument("--unit", required=True, help="unit id the request is for")
-    sign.add_argument("request", help="request JSON file, or - for stdin")
+    from agent import admin_tools
+
+    admin = sub.add_parser("admin", help="fleet admin tools: signing keys, signed config pushes and commands")
+    admin_tools.register(admin.add_subparsers(dest="admin_command", required=True, metavar="ACTION"))
     return parser
 
 
@@ -123,13 +119,18 @@ def cmd_config(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         print(f"{args.path}: OK (unit {config.unit.id}, {config.unit.kind}, hash {config.digest()})")
         return EXIT_OK
-    from agent.adapters.config_store import ConfigStore
+    from agent.adapters.config_store import load_effective
+    from agent.core.remote_config import current_message
 
-    base = _load(args.config)
-    if base is None:
+    try:
+        effective = load_effective(args.config)
+    except ConfigError as exc:
+        _print_problems(exc)
         return EXIT_USAGE
-    effective, version = ConfigStore(base.storage.state_dir).load_effective(args.config)
-    print(json.dumps({"version": version, "hash": effective.digest(), "config": effective.redacted()}, indent=2, ensure_ascii=False))
+    for problem in effective.problems:
+        print(f"note: {problem}", file=sys.stderr)
+    body = {"source": effective.source, **current_message(effective.state)}
+    print(json.dumps(body, indent=2, ensure_ascii=False))
     return EXIT_OK
 
 
@@ -147,7 +148,7 @@ def cmd_gnss(args: argparse.Namespace) -> int:
                 return EXIT_USAGE
             with src:
                 counters = gnss_tools.decode(src, sys.stdout)
-        print(f"# {counters}", file=sys.stderr)
+        print(f"# {gnss_tools.format_counters(counters)}", file=sys.stderr)
         return EXIT_OK
     port, baudrate = args.port, args.baudrate
     if port is None or baudrate is None:
@@ -209,19 +210,7 @@ def format_status(data: dict, age: float) -> str:
 def cmd_admin(args: argparse.Namespace) -> int:
     from agent import admin_tools
 
-    if args.admin_command == "keygen":
-        public = admin_tools.keygen(args.out)
-        print(f"private key written to {args.out} (keep it off the units)")
-        print(f"public key for [security] admin_keys: {public}")
-        return EXIT_OK
-    raw = sys.stdin.read() if args.request == "-" else Path(args.request).read_text()
-    try:
-        signed = admin_tools.sign(args.key, args.unit, json.loads(raw))
-    except (ValueError, OSError) as exc:
-        print(f"umps-agent admin sign: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    print(json.dumps(signed, ensure_ascii=False))
-    return EXIT_OK
+    return admin_tools.run(args)
 
 
 if __name__ == "__main__":  # pragma: no cover

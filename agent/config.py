@@ -228,17 +228,14 @@ class PatternConfig(Section):
     repeat: Annotated[int, Field(ge=0, le=1000)] = 1  # 0: until replaced
 
 
-def _default_patterns() -> dict[str, PatternConfig]:
-    return {
-        "call_p1": PatternConfig(steps=[0.15, 0.1, 0.15, 0.1, 0.15, 0.6], repeat=0),
-        "call_p2": PatternConfig(steps=[0.3, 0.2, 0.3, 1.2], repeat=0),
-        "call_p3": PatternConfig(steps=[0.5, 2.0], repeat=3),
-        "accepted": PatternConfig(steps=[0.08], repeat=1),
-        "refused": PatternConfig(steps=[0.6], repeat=1),
-        "emergency_pending": PatternConfig(steps=[0.1, 0.1], repeat=0),
-        "emergency_active": PatternConfig(steps=[0.5, 0.5], repeat=0),
-        "emergency_acknowledged": PatternConfig(steps=[0.05, 1.95], repeat=0),
-    }
+def _known_patterns(value: dict[str, PatternConfig]) -> dict[str, PatternConfig]:
+    # The pattern names and their defaults live with the indicator rules.
+    from agent.core.indicators import DEFAULT_PATTERNS
+
+    unknown = sorted(set(value) - set(DEFAULT_PATTERNS))
+    if unknown:
+        raise ValueError(f"unknown pattern(s) {unknown}; known: {sorted(DEFAULT_PATTERNS)}")
+    return value
 
 
 class PanelConfig(Section):
@@ -253,7 +250,23 @@ class PanelConfig(Section):
     language: Language = "fr"
     # Overrides of the status labels, per language: {"fr": {"busy": "Occupé"}}.
     labels: dict[Language, dict[StatusCode, Annotated[str, Field(min_length=1, max_length=40)]]] = {}
-    patterns: dict[str, PatternConfig] = Field(default_factory=_default_patterns)
+    # Overrides of the LED/buzzer patterns by name; the rest keep their defaults.
+    patterns: dict[str, PatternConfig] = {}
+
+    @field_validator("patterns")
+    @classmethod
+    def _patterns_known(cls, value: dict[str, PatternConfig]) -> dict[str, PatternConfig]:
+        return _known_patterns(value)
+
+    @field_validator("status_buttons")
+    @classmethod
+    def _available_everywhere(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for kind, codes in value.items():
+            if "available" not in codes:
+                raise ValueError(f"{kind}: the 'available' button is needed to end a call")
+            if len(set(codes)) != len(codes):
+                raise ValueError(f"{kind}: a status is listed twice")
+        return value
 
 
 # --------------------------------------------------------------- displays
@@ -273,7 +286,7 @@ class UiConfig(Section):
 class DisplayConfig(Section):
     """The rider's panel display (OLED over I2C)."""
 
-    kind: Literal["auto", "none", "ssd1306", "sh1106", "dummy"] = "auto"
+    kind: Literal["auto", "none", "ssd1306", "sh1106", "hd44780", "dummy"] = "auto"
     i2c_port: Annotated[int, Field(ge=0, le=10)] = 1
     i2c_address: Annotated[int, Field(ge=0x03, le=0x77)] = 0x3C
     width: Annotated[int, Field(ge=32, le=256)] = 128
@@ -291,6 +304,14 @@ class SecurityConfig(Section):
     admin_keys: list[str] = []
     # A broker or TLS change that cannot connect within this time is rolled back.
     rollback_timeout_s: Annotated[float, Field(ge=10, le=3600)] = 120.0
+
+    @field_validator("admin_keys")
+    @classmethod
+    def _keys_parse(cls, value: list[str]) -> list[str]:
+        from agent.core.signing import parse_public_keys
+
+        parse_public_keys(value)  # ValueError names the bad key by its index
+        return value
 
 
 class LoggingConfig(Section):

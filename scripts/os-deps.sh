@@ -14,6 +14,7 @@ have espeak-ng || need+=(espeak-ng)
 have systemd-analyze || need+=(systemd)
 have udevadm || need+=(udev)
 have chronyd || need+=(chrony)
+have unshare || need+=(util-linux)
 
 ((${#need[@]})) || exit 0
 

@@ -36,10 +36,16 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_core_imports_nothing_else_of_agent():
+    # The core reads the validated config models (pure data); nothing else from outside it.
     for path in (ROOT / "agent" / "core").glob("*.py"):
         for name in _imports(path):
             if name.startswith("agent"):
-                assert name.startswith("agent.core"), f"{path.name} imports {name}"
+                assert name.startswith("agent.core") or name == "agent.config", f"{path.name} imports {name}"
+
+
+def test_adapters_never_import_the_composition_root():
+    for path in (ROOT / "agent" / "adapters").rglob("*.py"):
+        assert not any(n in ("agent.runtime", "agent.cli") for n in _imports(path)), path
 
 
 def test_agent_never_imports_hil():

@@ -21,7 +21,7 @@ from agent.adapters.gpio import PanelIO, PinFactoryError, make_pin_factory, pane
 from agent.config import GpioConfig, InputPin, OutputPin
 from agent.core.emergency import AlarmRaised, Emergency, HoldAborted
 from agent.core.events import ButtonPressed, ButtonReleased, SirenChanged
-from agent.core.indicators import Flash, PanelView, Pattern, Steady, feedback, indicator_plan
+from agent.core.indicators import Flash, IndicatorView, Pattern, Steady, feedback, indicator_plan
 
 BUTTON_PINS = {"available": 5, "en_route": 6, "on_scene": 13, "busy": 19, "out_of_service": 26,
                "ack": 16, "emergency": 20}
@@ -308,8 +308,8 @@ def rgb(factory) -> tuple[bool, bool, bool]:
     return tuple(factory.pin(p).state for p in (RED, GREEN, BLUE))
 
 
-def view(**changes) -> PanelView:
-    return PanelView(**{"status": "available", "link_up": True, "gnss_fix": True, **changes})
+def view(**changes) -> IndicatorView:
+    return IndicatorView(**{"status": "available", "link_up": True, "gnss_fix": True, **changes})
 
 
 @pytest.mark.parametrize(("status", "pins"), [

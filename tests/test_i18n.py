@@ -128,7 +128,10 @@ def test_every_key_used_in_the_code_exists():
     pattern = re.compile(r"""["']((?:%s)\.[a-z0-9_]+)["']""" % "|".join(sorted(prefixes)))
     used = set()
     for path in (ROOT / "agent").rglob("*.py"):
-        used.update(pattern.findall(path.read_text(encoding="utf-8")))
+        text = path.read_text(encoding="utf-8")
+        # Only code that shows strings: config key paths ("ui.enabled") look alike.
+        if "Catalog" in text or "translate(" in text:
+            used.update(pattern.findall(text))
     assert used, "the scan found no keys at all"
     strings = load_strings("fr")
     missing = sorted(key for key in used if key not in strings)

@@ -16,7 +16,7 @@ from agent.core.indicators import (
     STATUS_COLOURS,
     WHITE,
     Flash,
-    PanelView,
+    IndicatorView,
     Pattern,
     Steady,
     feedback,
@@ -25,9 +25,9 @@ from agent.core.indicators import (
 from agent.core.status import STATUSES
 
 
-def view(**changes) -> PanelView:
+def view(**changes) -> IndicatorView:
     base = {"status": "available", "link_up": True, "gnss_fix": True}
-    return PanelView(**{**base, **changes})
+    return IndicatorView(**{**base, **changes})
 
 
 def test_every_output_gets_a_command():

@@ -238,6 +238,14 @@ class Outbox:
 
     # ----------------------------------------------------------- the API
 
+    def set_limits(self, *, max_backlog_reports: int, commit_interval_s: float) -> None:
+        """A remote config change of ``[storage]`` limits, taken at the next put or commit."""
+        if max_backlog_reports < 1 or commit_interval_s <= 0:
+            raise ValueError("outbox limits must be positive")
+        with self._lock:
+            self._max_backlog = max_backlog_reports
+            self._interval = commit_interval_s
+
     def next_seq(self) -> int:
         """The seq of the first telemetry report of this run."""
         return self._first_seq

@@ -106,6 +106,11 @@ class SerialGnssReader:
             callback_errors=self._callback_errors,
         )
 
+    @property
+    def alive(self) -> bool:
+        """The reader thread runs (for the watchdog's health check)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def start(self) -> None:
         if self._thread is not None:
             raise RuntimeError("reader already started")

@@ -1,6 +1,7 @@
-"""Pure core of the agent: events in, commands out.
+"""Pure core of the agent: events in, effects out.
 
 Nothing in this package opens a port, starts a thread, sleeps or reads a
-clock: the caller passes the time in. It imports nothing else from ``agent``
-(a test checks that importing it pulls in no serial, GPIO or MQTT library).
+clock: the caller passes the time in. From the rest of ``agent`` it imports
+only the validated config models (``agent.config``); a test checks that
+importing it pulls in no serial, GPIO or MQTT library.
 """

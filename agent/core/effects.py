@@ -23,8 +23,7 @@ class Feedback:
 class Speak:
     """Read a new call out on the helmet intercom (when speech is enabled)."""
 
-    text: str
-    lang: str
+    call_id: str
 
 
 @dataclass(frozen=True, slots=True)

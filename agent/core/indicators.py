@@ -1,6 +1,6 @@
 """What the panel's LEDs and buzzer show, derived from the unit's state (pure).
 
-``indicator_plan(view, patterns)`` turns a small :class:`PanelView` into one command per
+``indicator_plan(view, patterns)`` turns a small :class:`IndicatorView` into one command per
 logical output; ``feedback(kind, patterns)`` gives the one-shot overlay for a press
 (``accepted``, ``refused``). The GPIO adapter plays both; the same plan could drive a
 touchscreen mock-up or a test.
@@ -129,7 +129,7 @@ OutputCommand = Union[Steady, Pattern]
 
 
 @dataclass(frozen=True, slots=True)
-class PanelView:
+class IndicatorView:
     """The part of the unit's state the panel shows. Validated on construction."""
 
     status: str
@@ -158,7 +158,7 @@ def pattern(name: str, patterns: Mapping[str, PatternLike] | None = None, *,
     return Pattern(name, tuple(float(s) for s in spec.steps), int(spec.repeat), on, off, then)
 
 
-def indicator_plan(view: PanelView, patterns: Mapping[str, PatternLike] | None = None) -> dict[str, OutputCommand]:
+def indicator_plan(view: IndicatorView, patterns: Mapping[str, PatternLike] | None = None) -> dict[str, OutputCommand]:
     """One command per logical output (see the module docstring)."""
     plan: dict[str, OutputCommand] = {
         "status": Steady(STATUS_COLOURS[view.status]),

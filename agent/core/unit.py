@@ -138,6 +138,21 @@ class Unit:
             "calls": self.calls.snapshot(),
         }
 
+    def reconfigure(self, config: AgentConfig, now: Now) -> None:
+        """Take a hot config change: report rate, status buttons, timings, labels, language.
+
+        The status, an alarm in progress and the calls are kept; a status the
+        vehicle no longer has a button for stays until the crew changes it.
+        """
+        old, self.config = self.config, config
+        if config.telemetry.rate_hz != old.telemetry.rate_hz:
+            self.schedule.set_rate(config.telemetry.rate_hz, now.mono)
+        if config.status_buttons != old.status_buttons:
+            self.status = StatusMachine(self.status.state, config.status_buttons)
+        self.emergency.hold_s = config.panel.emergency_hold_s
+        self.emergency.cancel_s = config.panel.emergency_cancel_s
+        self.revision += 1
+
     # ------------------------------------------------------------- events
 
     def handle(self, event: Any, now: Now) -> list[Any]:
@@ -279,7 +294,7 @@ class Unit:
                 self.counters.calls += 1
                 self._respond("received", now, out, call.id)
                 if self.config.display.speech:
-                    out.append(Speak(f"P{call.priority}. {call.nature}. {call.address}", self.config.panel.language))
+                    out.append(Speak(call.id))
             case Updated():
                 self.revision += 1
             case Cancelled(call=call, reason=reason):

@@ -1,0 +1,174 @@
+"""What each output shows, derived from the unit's state (pure).
+
+The runtime calls these after every change of :attr:`Unit.revision` and hands
+the results to the adapters, which only draw or drive pins:
+
+* :func:`indicator_view` -> the panel LEDs and buzzer (:mod:`.indicators`);
+* :func:`rider_view` -> the motorcyclist's small display (:mod:`.panel_view`);
+* :func:`screen_snapshot` -> the car touchscreen (the snapshot contract in
+  :mod:`agent.adapters.web_ui`);
+* :func:`spoken_text` -> the helmet intercom read-out of a new call.
+
+The same state always gives the same views, so they are tested without any
+device.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from agent.core import geo
+from agent.core.dispatch import Call, iso
+from agent.core.emergency import EmergencyState
+from agent.core.i18n import LANGUAGES, Catalog, status_overrides
+from agent.core.indicators import IndicatorView
+from agent.core.panel_view import CallSummary, PanelView, spoken_call, summarize_call
+from agent.core.unit import Now, Unit
+
+# How long a notice (a refused press, a cancelled call) stays on the screens.
+NOTICE_S = 8.0
+# Every input a screen may post: the status buttons, the call answers, the alarm.
+CALL_INPUTS = ("ack", "decline", "cleared", "emergency")
+
+
+def catalogs(unit: Unit) -> dict[str, Catalog]:
+    """One catalog per crew language, with the fleet's status labels."""
+    labels = unit.config.panel.labels
+    return {lang: Catalog(lang, status_overrides(labels.get(lang, {}))) for lang in LANGUAGES}
+
+
+def display_labels(unit: Unit) -> dict[str, dict[str, str]]:
+    """The fleet's status labels as catalog overrides, per language (for the display adapters)."""
+    return {lang: status_overrides(unit.config.panel.labels.get(lang, {})) for lang in LANGUAGES}
+
+
+def indicator_view(unit: Unit, now: Now) -> IndicatorView:
+    call = unit.calls.shown()
+    return IndicatorView(
+        status=unit.status.state,
+        link_up=unit.link_up,
+        gnss_fix=unit.has_fix(now.mono),
+        call_priority=call.priority if call and not call.acknowledged else None,
+        call_acknowledged=bool(call and call.acknowledged),
+        emergency=unit.emergency.state,
+    )
+
+
+def _summary(unit: Unit, call: Call, now: Now) -> CallSummary:
+    return summarize_call(
+        call_id=call.id,
+        priority=call.priority,
+        nature=call.nature,
+        address=call.address,
+        location=call.location,
+        fix=_position(unit, now),
+        age_s=max(0.0, (now.wall - call.created).total_seconds()),
+    )
+
+
+def _position(unit: Unit, now: Now):
+    """The newest valid fix, when it is still the unit's position (not stale or lost)."""
+    return unit.last_valid if unit.has_fix(now.mono) else None
+
+
+def rider_view(unit: Unit, now: Now, clock: str | None = None) -> PanelView:
+    call = unit.calls.shown()
+    state = unit.emergency.state
+    return PanelView(
+        lang=unit.config.panel.language,
+        status=unit.status.state,
+        link_up=unit.link_up,
+        gnss_fix=unit.current_mode(now.mono) if unit.last_epoch is not None else 0,
+        # Holding is not yet an alarm: the display keeps showing the call meanwhile.
+        emergency="none" if state in (EmergencyState.NONE, EmergencyState.HOLDING) else state.value,
+        call=_summary(unit, call, now) if call else None,
+        clock=clock,
+    )
+
+
+def spoken_text(unit: Unit, call_id: str, now: Now) -> str | None:
+    call = unit.calls.calls.get(call_id)
+    if call is None:
+        return None
+    lang = unit.config.panel.language
+    return spoken_call(_summary(unit, call, now), catalogs(unit)[lang])
+
+
+def screen_snapshot(unit: Unit, now: Now, *, backlog: int = 0) -> dict[str, Any]:
+    """The touchscreen snapshot (contract: :mod:`agent.adapters.web_ui`)."""
+    cfg = unit.config
+    cats = catalogs(unit)
+    ui_lang = cfg.ui.language
+    codes = ("available", "en_route", "on_scene", "busy", "out_of_service")
+    fix = _position(unit, now)
+    return {
+        "unit": {"id": cfg.unit.id, "kind": cfg.unit.kind, "name": cfg.unit.name or cfg.unit.id},
+        "lang": ui_lang,
+        "theme": cfg.ui.theme,
+        "sound": cfg.ui.sound,
+        "now": iso(now.wall),
+        "status": unit.status.state,
+        "status_labels": {lang: {code: cat.status(code) for code in codes} for lang, cat in cats.items()},
+        "status_buttons": list(cfg.status_buttons),
+        "inputs": [*cfg.status_buttons, *CALL_INPUTS],
+        "siren": unit.siren,
+        "link": {"online": unit.link_up, "backlog": backlog},
+        "gnss": _gnss(unit, now),
+        "emergency": _emergency(unit, now),
+        "call": _call(unit.calls.shown(), fix),
+        "notice": _notice(unit, now, cats[ui_lang]),
+    }
+
+
+def _gnss(unit: Unit, now: Now) -> dict[str, Any]:
+    fix, at = unit.last_valid, unit.last_valid_mono
+    return {
+        "mode": unit.current_mode(now.mono) if unit.last_epoch is not None else 0,
+        "lat": fix.lat if fix else None,
+        "lon": fix.lon if fix else None,
+        "speed": fix.speed if fix else None,
+        "track": fix.track if fix else None,
+        "age": round(now.mono - at, 1) if at is not None else None,
+    }
+
+
+def _emergency(unit: Unit, now: Now) -> dict[str, Any]:
+    em = unit.emergency
+    deadline = em.next_deadline() if em.state is EmergencyState.PENDING else None
+    return {
+        "state": em.state.value,
+        "since": None,
+        "cancel_deadline_s": round(max(0.0, deadline - now.mono), 2) if deadline is not None else None,
+        "hold_s": em.hold_s,
+    }
+
+
+def _call(call: Call | None, fix) -> dict[str, Any] | None:
+    if call is None:
+        return None
+    body = call.to_json()
+    distance = bearing = None
+    if call.location is not None and fix is not None:
+        distance = geo.distance_m(fix.lat, fix.lon, *call.location)
+        bearing = geo.initial_bearing_deg(fix.lat, fix.lon, *call.location)
+    body.update(
+        acknowledged=call.acknowledged,
+        distance_m=round(distance, 1) if distance is not None else None,
+        bearing_deg=round(bearing, 1) if bearing is not None else None,
+        updated=body["updated"] or body["created"],
+    )
+    return body
+
+
+def _notice(unit: Unit, now: Now, catalog: Catalog) -> dict[str, Any] | None:
+    notice = unit.notice
+    if notice is None or now.mono - notice.mono > NOTICE_S:
+        return None
+    key = {"refused": "status.refused", "cancelled": "call.cancelled"}.get(notice.kind, "status.refused")
+    return {"kind": notice.kind, "text": catalog(key), "id": int(notice.mono * 1000)}
+
+
+def clock_text(wall: dt.datetime) -> str:
+    """The local time of day for the rider display ("HH:MM")."""
+    return wall.astimezone().strftime("%H:%M")

@@ -1,0 +1,688 @@
+"""The composition root: builds every adapter around the pure core and runs it.
+
+Threads and who owns what
+-------------------------
+* ``core``: the only thread that touches :class:`~agent.core.unit.Unit`. It
+  takes one event at a time from the bounded inbox (or wakes at the unit's
+  next deadline), passes it to the unit with the time, carries out the
+  effects, and after every visible change refreshes the outputs (LEDs and
+  buzzer, rider display, touchscreen) and stores the unit's state.
+* adapters' own threads (GNSS reader, MQTT link, uplink sender, panel I/O,
+  web UI, display worker, speech, watchdog) only ever *post* events to the
+  inbox; they never call into the unit.
+
+Remote configuration (``config/set``) and commands (``cmd``) are decided by
+the pure :mod:`agent.core.remote_config` on the core thread and carried out
+here: the new layer is stored by :mod:`agent.adapters.config_store`, the
+unit takes hot changes, and the adapter a change needs rebuilt is rebuilt
+in-process. A broker change arms a :class:`RollbackGuard`: when no broker has
+acknowledged a publish from the unit with the new settings in time, the
+previous config comes back and the admin is told once the unit is online.
+
+Nothing an adapter does can kill the core thread: an exception handling one
+event is logged and counted, and the next event is handled. If the thread
+died anyway, or the GNSS reader or uplink thread, or the publish path stalled,
+the systemd watchdog pings stop and systemd restarts the agent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from agent import __version__
+from agent.adapters import sdnotify, serial_urls
+from agent.adapters.clock import SystemClock
+from agent.adapters.config_store import ConfigStoreError, load_effective, write_atomic
+from agent.adapters.gpio import PanelIO, PinFactoryError, make_pin_factory, panel_buttons
+from agent.adapters.mqtt import MqttLink, MqttSettings, birth_payload
+from agent.adapters.outbox import Outbox
+from agent.adapters.serial_gnss import SerialGnssReader
+from agent.adapters.uplink import Uplink
+from agent.config import AgentConfig
+from agent.core import views
+from agent.core.dispatch import iso
+from agent.core.effects import Feedback, FlushBacklog, Speak
+from agent.core.events import (
+    ButtonPressed, FixReceived, GnssLost, GnssRestored, LinkDown, LinkUp, MessageReceived, Stop, Tick,
+)
+from agent.core.indicators import feedback, indicator_plan
+from agent.core.publish import Lane, Publish
+from agent.core.remote_config import (
+    ConfigState, RecentIds, RollbackGuard, current_message, handle_config_set, parse_command, rolled_back_result,
+)
+from agent.core.unit import SUBSCRIPTIONS, Now, Unit
+
+log = logging.getLogger("agent.runtime")
+
+STATUS_FILE = "status.json"
+STATE_FILE = "unit-state.json"
+INBOX_SIZE = 1024
+STATUS_EVERY_S = 2.0
+# The core loop wakes at least this often, so its heartbeat and the screens' clocks move.
+MAX_IDLE_S = 1.0
+HEARTBEAT_MAX_AGE_S = 10.0
+PUBLISH_MAX_STALL_S = 60.0
+# Topics whose retained copy is stale by definition: an old ack or clear must never touch a new alarm.
+NEVER_RETAINED = ("alarm/ack", "alarm/clear")
+EXIT_OK, EXIT_FAILURE = 0, 1
+
+
+def runtime_dir(config: AgentConfig) -> Path:
+    """Where the live status file goes: systemd's ``RuntimeDirectory`` when set."""
+    return Path(os.environ.get("RUNTIME_DIRECTORY") or config.storage.runtime_dir)
+
+
+def mqtt_settings(config: AgentConfig) -> MqttSettings:
+    m = config.mqtt
+    tls = m.tls
+    return MqttSettings(
+        brokers=tuple((b.host, b.port) for b in m.brokers),
+        prefix=m.prefix,
+        client_id=m.client_id,
+        username=m.username,
+        password=m.password.get_secret_value() if m.password is not None else None,
+        tls=tls.enabled,
+        tls_ca=str(tls.ca_file) if tls.enabled and tls.ca_file else None,
+        tls_cert=str(tls.cert_file) if tls.enabled and tls.cert_file else None,
+        tls_key=str(tls.key_file) if tls.enabled and tls.key_file else None,
+        keepalive=m.keepalive_s,
+        protocol=m.protocol,
+        reconnect_min=m.reconnect_min_s,
+        reconnect_max=m.reconnect_max_s,
+        ack_timeout=m.ack_timeout_s,
+        max_inflight=m.max_inflight,
+        max_queued=max(m.max_queued, m.max_inflight),
+    )
+
+
+class Runtime:
+    """One running agent. ``start()``, then ``stop()``; :func:`run_agent` does both."""
+
+    def __init__(self, config_path: str | Path, *, pin_factory: Any = None, clock: SystemClock | None = None,
+                 notifier: sdnotify.Notifier | None = None) -> None:
+        effective = load_effective(config_path)
+        for problem in effective.problems:
+            log.warning("remote config: %s", problem)
+        self.config_path = Path(config_path)
+        self.store = effective.store
+        self.cfg_state: ConfigState = effective.state
+        self.config: AgentConfig = effective.config
+        self.clock = clock or SystemClock()
+        self.notifier = notifier or sdnotify.Notifier()
+        self._injected_factory = pin_factory
+        self.inbox: queue.Queue[Any] = queue.Queue(maxsize=INBOX_SIZE)
+        self.dropped_events = 0
+        self.core_errors = 0
+        self.started_mono = time.monotonic()
+        self._stopping = threading.Event()
+        self._core_thread: threading.Thread | None = None
+        self._heartbeat = sdnotify.Heartbeat("core loop", HEARTBEAT_MAX_AGE_S)
+        self._guard = RollbackGuard(self.config.security.rollback_timeout_s)
+        self._recent_cmds = RecentIds()
+        self._last_state: dict[str, Any] | None = None
+        self._shown_revision = -1
+        self._next_status_write = 0.0
+        self._factory: Any = None
+        self.reader: SerialGnssReader | None = None
+        self.link: MqttLink | None = None
+        self.uplink: Uplink | None = None
+        self.panel: PanelIO | None = None
+        self.web = None
+        self.display = None
+        self.speaker = None
+        self.outbox: Outbox | None = None
+        self.unit: Unit | None = None
+        self.watchdog: sdnotify.Watchdog | None = None
+        self._pending_restore: list[Any] = []  # effects of the restored state, run once the uplink exists
+        self._pending_result: Any = None  # config/result of a broker change, sent once a broker accepts it
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        cfg = self.config
+        serial_urls.register()
+        state_dir = Path(cfg.storage.state_dir)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.outbox = Outbox(state_dir, max_backlog_reports=cfg.storage.max_backlog_reports,
+                             commit_interval_s=cfg.storage.commit_interval_s)
+        now = self.now()
+        self.unit = Unit(cfg, self.outbox.next_seq(), now, config_version=self.cfg_state.version)
+        self._restore_state(now)
+        self._start_link()
+        self._start_gnss()
+        self._start_panel()
+        self._start_screens()
+        if self.cfg_state.pending:
+            # A broker change was stored but never confirmed (the unit restarted meanwhile).
+            self._guard.arm(now.mono, self.cfg_state.version, self.cfg_state.request_id)
+        self._core_thread = threading.Thread(target=self._core_loop, name="core", daemon=True)
+        self._core_thread.start()
+        self._start_watchdog()
+        self.notifier.ready(self._status_line())
+        log.info("umps-agent %s running as unit %s (%s), config version %d",
+                 __version__, cfg.unit.id, cfg.unit.kind, self.cfg_state.version)
+
+    def stop(self, reason: str = "shutdown") -> None:
+        """Stop in order: inputs, the core, then the publish path (outbox committed), then the link."""
+        if self._stopping.is_set():
+            return
+        self.notifier.stopping(f"stopping: {reason}")
+        log.info("stopping: %s", reason)
+        for name, fn in (("watchdog", lambda: self.watchdog and self.watchdog.stop()), ("gnss", self._stop_gnss),
+                         ("panel", self._stop_panel)):
+            self._quietly(name, fn)
+        self._stopping.set()
+        self._post(Stop(reason, time.monotonic()), force=True)
+        if self._core_thread is not None:
+            self._core_thread.join(10.0)
+            if self._core_thread.is_alive():
+                log.error("core thread did not stop within 10 s")
+        self._quietly("screens", self._stop_screens)
+        self._quietly("uplink", lambda: self.uplink and self.uplink.stop())
+        self._quietly("link", lambda: self.link and self.link.stop())
+        self._quietly("outbox", lambda: self.outbox and self.outbox.close())
+        self._quietly("status file", lambda: (runtime_dir(self.config) / STATUS_FILE).unlink(missing_ok=True))
+
+    @staticmethod
+    def _quietly(name: str, fn) -> None:
+        try:
+            fn()
+        except Exception:  # noqa: BLE001 - shutting down: do the rest anyway
+            log.exception("stopping %s failed", name)
+
+    # ---------------------------------------------------------------- inbox
+
+    def _post(self, event: Any, force: bool = False) -> None:
+        """What every adapter calls: never blocks (a full inbox drops and counts)."""
+        try:
+            self.inbox.put_nowait(event)
+        except queue.Full:
+            if force:
+                self.inbox.put(event)
+                return
+            self.dropped_events += 1
+            if self.dropped_events in (1, 10, 100) or self.dropped_events % 1000 == 0:
+                log.error("inbox full: %d events dropped so far (last %s)", self.dropped_events, type(event).__name__)
+
+    def post(self, event: Any) -> None:
+        """Post an event from outside the adapters (touch, tests, the rig)."""
+        self._post(event)
+
+    def now(self) -> Now:
+        return Now(time.monotonic(), self.clock.utc(), self.clock.synced())
+
+    # ------------------------------------------------------------ core loop
+
+    def _core_loop(self) -> None:
+        assert self.unit is not None
+        while True:
+            self._heartbeat.beat()
+            timeout = max(0.0, min(self._next_deadline() - time.monotonic(), MAX_IDLE_S))
+            try:
+                event = self.inbox.get(timeout=timeout)
+            except queue.Empty:
+                event = Tick(time.monotonic())
+            if isinstance(event, Stop):
+                self._persist()
+                return
+            try:
+                self._handle(event)
+            except Exception:  # noqa: BLE001 - one bad event never stops the unit
+                self.core_errors += 1
+                log.exception("error handling %s; carrying on", type(event).__name__)
+
+    def _next_deadline(self) -> float:
+        assert self.unit is not None
+        deadline = min(self.unit.next_deadline(), self._next_status_write)
+        if self._guard.armed is not None:
+            deadline = min(deadline, self._guard.armed.deadline + 0.01)
+        return deadline
+
+    def _handle(self, event: Any) -> None:
+        unit = self.unit
+        assert unit is not None
+        now = self.now()
+        if isinstance(event, MessageReceived) and event.topic in ("config/set", "cmd"):
+            self._remote(event, now)
+            effects = unit.handle(Tick(now.mono), now)
+        elif isinstance(event, MessageReceived) and event.retained and event.topic in NEVER_RETAINED:
+            log.info("ignoring a retained %s (stale by definition)", event.topic)
+            effects = unit.handle(Tick(now.mono), now)
+        else:
+            effects = unit.handle(event, now)
+        if isinstance(event, LinkUp):
+            self._publish(self._config_current())
+        for effect in effects:
+            self._execute(effect, now)
+        self._check_guard(now)
+        if unit.revision != self._shown_revision or isinstance(event, Tick):
+            self._refresh_outputs(now)
+        self._persist()
+        if now.mono >= self._next_status_write:
+            self._next_status_write = now.mono + STATUS_EVERY_S
+            self._write_status(now)
+
+    def _execute(self, effect: Any, now: Now) -> None:
+        if isinstance(effect, Publish):
+            self._publish(effect)
+        elif isinstance(effect, Feedback):
+            if self.panel is not None:
+                self.panel.apply(feedback(effect.kind, self.config.panel.patterns))
+        elif isinstance(effect, Speak):
+            if self.speaker is not None:
+                text = views.spoken_text(self.unit, effect.call_id, now)
+                if text:
+                    self.speaker.speak(text, self.config.panel.language)
+        elif isinstance(effect, FlushBacklog):
+            if self.uplink is not None:
+                self.uplink.flush_backlog()
+        else:
+            log.error("unknown effect %r", effect)
+
+    def _publish(self, publish: Publish) -> None:
+        assert self.uplink is not None
+        self.uplink.submit(publish)
+
+    # -------------------------------------------------------------- outputs
+
+    def _refresh_outputs(self, now: Now) -> None:
+        unit = self.unit
+        assert unit is not None
+        self._shown_revision = unit.revision
+        if self.panel is not None:
+            self.panel.apply(indicator_plan(views.indicator_view(unit, now), self.config.panel.patterns))
+        if self.display is not None:
+            self.display.post(views.rider_view(unit, now, views.clock_text(now.wall)))
+        if self.web is not None:
+            self.web.update(views.screen_snapshot(unit, now, backlog=self._backlog()))
+
+    def _backlog(self) -> int:
+        if self.outbox is None:
+            return 0
+        # Reports waiting to be sent (a live one waiting while offline is backlog already).
+        pending = self.outbox.stats().pending
+        return int(pending.get("backlog", 0) + pending.get("live", 0))
+
+    def _persist(self) -> None:
+        """Store the unit's state when it changed (status, alarm, calls: they survive power loss)."""
+        assert self.unit is not None
+        state = self.unit.persistent_state()
+        if state == self._last_state:
+            return
+        try:
+            body = json.dumps(state, ensure_ascii=False, sort_keys=True).encode("utf-8")
+            write_atomic(Path(self.config.storage.state_dir) / STATE_FILE, body)
+            self._last_state = state
+        except OSError as exc:
+            log.error("cannot store the unit state: %s", exc)
+
+    def _restore_state(self, now: Now) -> None:
+        assert self.unit is not None
+        path = Path(self.config.storage.state_dir) / STATE_FILE
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(state, dict):
+                raise ValueError("not a JSON object")
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            log.error("stored unit state %s unreadable (%s); starting from the defaults", path, exc)
+            return
+        effects = self.unit.restore(state, now)
+        self._pending_restore = effects
+        self._last_state = self.unit.persistent_state()
+
+    # ------------------------------------------------------ remote requests
+
+    def _remote(self, event: MessageReceived, now: Now) -> None:
+        if event.topic == "cmd":
+            outcome = parse_command(event.payload, self.config, now.wall, self._recent_cmds)
+            if outcome.rejected is not None:
+                self._publish(Publish("cmd/result", outcome.rejected.to_json(), Lane.STATUS))
+                return
+            command = outcome.command
+            assert command is not None
+            if command.command == "flush_backlog" and self.uplink is not None:
+                self.uplink.flush_backlog()
+            elif command.command == "report_position":
+                self._publish(self.unit.report(now))
+            self._publish(Publish("cmd/result", command.done().to_json(), Lane.STATUS))
+            return
+        outcome = handle_config_set(event.payload, self.cfg_state, now.wall)
+        if not outcome.accepted:
+            self._publish(Publish("config/result", outcome.result.to_json(), Lane.STATUS))
+            return
+        new_state = outcome.state
+        assert new_state is not None
+        change = outcome.change
+        if change.dangerous:
+            new_state = dataclasses.replace(new_state, pending=True)
+        try:
+            self.store.save(new_state)
+        except ConfigStoreError as exc:
+            refused = dataclasses.replace(outcome.result, ok=False, version=self.cfg_state.version,
+                                          errors=(*outcome.result.errors,), restart_required=False)
+            body = refused.as_dict()
+            body["errors"] = [{"loc": "", "msg": str(exc)}]
+            self._publish(Publish("config/result", json.dumps(body).encode(), Lane.STATUS))
+            return
+        log.info("remote config version %d accepted (%s)", new_state.version, ", ".join(change.paths) or "no change")
+        self._apply(new_state, change.reinit, now)
+        if change.dangerous:
+            # The answer waits for the guard: ok once a broker accepts the unit with it.
+            self._guard.arm(now.mono, new_state.version, new_state.request_id)
+            self._pending_result = outcome.result
+        else:
+            self._publish(Publish("config/result", outcome.result.to_json(), Lane.STATUS))
+        self._publish(self._config_current())
+
+    def _apply(self, state: ConfigState, reinit: frozenset[str] | set[str], now: Now) -> None:
+        old = self.config
+        self.cfg_state, self.config = state, state.config
+        assert self.unit is not None
+        self.unit.config_version = state.version
+        self.unit.reconfigure(state.config, now)
+        cfg = state.config
+        if self.outbox is not None and cfg.storage != old.storage:
+            self.outbox.set_limits(max_backlog_reports=cfg.storage.max_backlog_reports,
+                                   commit_interval_s=cfg.storage.commit_interval_s)
+        if cfg.logging.level != old.logging.level:
+            logging.getLogger().setLevel(cfg.logging.level)
+        if cfg.display.speech != old.display.speech:
+            self._quietly("speech", self._stop_speech)
+            self._start_speech()
+        if "gnss" in reinit:
+            self._quietly("gnss", self._stop_gnss)
+            self._start_gnss()
+        if "gpio" in reinit:
+            self._quietly("panel", self._stop_panel)
+            self._start_panel()
+        if "display" in reinit:
+            self._quietly("display", self._stop_display)
+            self._start_display()
+        if "mqtt" in reinit:
+            self._restart_link()
+        self._shown_revision = -1
+
+    def _check_guard(self, now: Now) -> None:
+        armed = self._guard.armed
+        if armed is None:
+            return
+        link = self.link
+        if link is not None and link.connected and link.stats().acked > 0:
+            if self._guard.connected(now.mono, armed.version) is not None:
+                try:
+                    self.cfg_state = self.store.confirm(self.cfg_state)
+                except ConfigStoreError as exc:
+                    log.error("%s", exc)
+                log.info("remote config version %d confirmed by the broker", armed.version)
+                if self._pending_result is not None:
+                    self._publish(Publish("config/result", self._pending_result.to_json(), Lane.STATUS))
+                    self._pending_result = None
+                return
+        expired = self._guard.tick(now.mono)
+        if expired is None:
+            return
+        rolled = self.cfg_state.version
+        restored = self.store.rollback(self.cfg_state)
+        log.error("remote config version %d reached no broker within %g s: rolled back to version %d",
+                  rolled, self._guard.timeout_s, restored.version)
+        self._apply(restored, {"mqtt", "gnss", "gpio", "display"} & self._reinit_between(restored), now)
+        result = rolled_back_result(expired.request_id, rolled, restored, self._guard.timeout_s)
+        self._pending_result = None
+        # Through the outbox: the admin gets it as soon as the unit is back online.
+        self._publish(Publish("config/result", result.to_json(), Lane.STATUS))
+        self._publish(self._config_current())
+
+    def _reinit_between(self, restored: ConfigState) -> set[str]:
+        from agent.core.remote_config import ConfigChange
+
+        return set(ConfigChange.between(self.config, restored.config).reinit)
+
+    def _config_current(self) -> Publish:
+        body = json.dumps(current_message(self.cfg_state), ensure_ascii=False).encode("utf-8")
+        return Publish("config/current", body, Lane.STATUS, retain=True)
+
+    # ------------------------------------------------------------- adapters
+
+    def _start_link(self) -> None:
+        cfg = self.config
+        self.link = MqttLink(
+            mqtt_settings(cfg),
+            unit_id=cfg.unit.id,
+            on_up=lambda broker: self._post(LinkUp(broker, time.monotonic()), force=True),
+            on_down=self._on_link_down,
+            on_message=lambda topic, payload, retained: self._post(
+                MessageReceived(topic, payload, time.monotonic(), retained)),
+            birth=self._birth,
+            subscriptions=SUBSCRIPTIONS,
+        )
+        self.uplink = Uplink(self.outbox, self.link, backlog_rate_limit=cfg.telemetry.backlog_max_rate)
+        self.uplink.start()
+        for effect in self._pending_restore:
+            self._execute(effect, self.now())
+        self._pending_restore = []
+        self.link.start()
+
+    def _on_link_down(self, reason: str) -> None:
+        if self.uplink is not None:
+            self.uplink.link_down(reason)
+        self._post(LinkDown(reason, time.monotonic()), force=True)
+
+    def _restart_link(self) -> None:
+        log.warning("broker settings changed: reconnecting")
+        self._quietly("uplink", lambda: self.uplink and self.uplink.stop())
+        self._quietly("link", lambda: self.link and self.link.stop())
+        self._start_link()
+
+    def _birth(self) -> bytes:
+        return birth_payload(agent_version=__version__, config_version=self.cfg_state.version,
+                             config_hash=self.cfg_state.config.digest(), ts=iso(self.clock.utc()))
+
+    def _start_gnss(self) -> None:
+        g = self.config.gnss
+        self.reader = SerialGnssReader(
+            g.port, g.baudrate,
+            on_fix=lambda fix: self._post(FixReceived(fix, time.monotonic())),
+            on_lost=lambda reason: self._post(GnssLost(reason, time.monotonic()), force=True),
+            on_restored=lambda: self._post(GnssRestored(time.monotonic()), force=True),
+            silence_timeout=g.silence_timeout_s,
+            reopen_max_wait=g.reopen_max_wait_s,
+        )
+        self.reader.start()
+
+    def _stop_gnss(self) -> None:
+        if self.reader is not None:
+            self.reader.stop()
+
+    def _start_panel(self) -> None:
+        cfg = self.config
+        try:
+            if self._factory is None:
+                self._factory = self._injected_factory or make_pin_factory(cfg.gpio)
+            self.panel = PanelIO(cfg.gpio, self._factory, buttons=panel_buttons(cfg.gpio, cfg.status_buttons),
+                                 post=self._post)
+        except (PinFactoryError, ValueError, OSError, RuntimeError) as exc:
+            # The unit still reports its position and takes calls on the screens.
+            log.error("panel I/O unavailable: %s", exc)
+            self.panel = None
+
+    def _stop_panel(self) -> None:
+        if self.panel is not None:
+            self.panel.close()
+            self.panel = None
+
+    def _start_screens(self) -> None:
+        cfg = self.config
+        if cfg.ui_enabled:
+            from agent.adapters.web_ui import WebUi
+
+            web = WebUi(cfg.ui.host, cfg.ui.http_port, post=self._post)
+            try:
+                web.start()
+                self.web = web
+                log.info("touchscreen page at %s", web.url)
+            except OSError as exc:
+                log.error("touchscreen page cannot start on %s:%d: %s", cfg.ui.host, cfg.ui.http_port, exc)
+        self._start_display()
+        self._start_speech()
+
+    def _start_speech(self) -> None:
+        if self.config.display.speech:
+            from agent.adapters.speech import Speaker
+
+            self.speaker = Speaker(enabled=True)
+
+    def _stop_speech(self) -> None:
+        if self.speaker is not None:
+            self.speaker.close()
+            self.speaker = None
+
+    def _start_display(self) -> None:
+        cfg = self.config
+        kind = cfg.display_kind
+        if kind == "none":
+            return
+        from agent.adapters.panel_display import DisplayError, DisplayWorker, open_display
+
+        try:
+            device = open_display(kind, cfg.display.i2c_port, cfg.display.i2c_address, cfg.display.width,
+                                  cfg.display.height, cfg.display.rotate, labels=views.display_labels(self.unit))
+        except (DisplayError, OSError) as exc:
+            log.error("rider display unavailable: %s", exc)
+            return
+        if device is not None:
+            self.display = DisplayWorker(device)
+
+    def _stop_display(self) -> None:
+        if self.display is not None:
+            self.display.close()
+            self.display = None
+
+    def _stop_screens(self) -> None:
+        if self.web is not None:
+            self.web.stop()
+        self._stop_display()
+        self._stop_speech()
+
+    # ------------------------------------------------------ health, status
+
+    def _start_watchdog(self) -> None:
+        checks = [
+            self._heartbeat.check(),
+            sdnotify.HealthCheck("gnss reader", lambda: (bool(self.reader and self.reader.alive), "reader thread")),
+            sdnotify.HealthCheck("uplink", lambda: (bool(self.uplink and self.uplink.alive), "sender thread")),
+            sdnotify.Progress(
+                "publish path",
+                pending=lambda: (self.outbox.stats().in_flight if self.link and self.link.connected else 0),
+                done=lambda: self.link.stats().acked if self.link else 0,
+                max_stall=PUBLISH_MAX_STALL_S,
+            ).check(),
+        ]
+        self.watchdog = sdnotify.Watchdog(self.notifier, checks)
+        self.watchdog.start()
+
+    def _status_line(self) -> str:
+        unit = self.unit
+        assert unit is not None
+        mode = unit.current_mode(time.monotonic())
+        return sdnotify.status_line(
+            link="online" if unit.link_up else "offline",
+            fix={3: "3D", 2: "2D"}.get(mode, "none"),
+            backlog=self._backlog(),
+            unit_status=unit.status.state,
+            emergency=unit.emergency.state.value,
+        )
+
+    def status_report(self, now: Now) -> dict[str, Any]:
+        """What ``umps-agent status`` shows (written to the runtime directory)."""
+        unit = self.unit
+        assert unit is not None
+        link = self.link.stats() if self.link else None
+        out = self.outbox.stats() if self.outbox else None
+        gnss = self.reader.counters if self.reader else None
+        call = unit.calls.shown()
+        fix = unit._fix(now)
+        return {
+            "unit": self.config.unit.id,
+            "version": __version__,
+            "pid": os.getpid(),
+            "uptime_s": round(now.mono - self.started_mono, 1),
+            "written": time.time(),
+            "link": {
+                "online": unit.link_up,
+                "broker": link.broker if link else None,
+                "connects": link.connects if link else 0,
+                "drops": link.disconnects if link else 0,
+            },
+            "outbox": {
+                **(out.pending if out else {}),
+                "dropped": out.dropped if out else 0,
+                "disk_ok": out.disk_ok if out else False,
+            },
+            "gnss": {
+                "state": "lost" if unit.gnss_lost else ("fix" if unit.has_fix(now.mono) else "no fix"),
+                "mode": fix["mode"],
+                "age": fix.get("age"),
+                **(dataclasses.asdict(gnss) if gnss else {}),
+            },
+            "status": unit.status.state,
+            "siren": unit.siren,
+            "emergency": unit.emergency.state.value,
+            "call": f"{call.id} (P{call.priority}, {call.state})" if call else None,
+            "seq": unit.next_seq - 1,
+            "config_version": self.cfg_state.version,
+            "panel": self.panel is not None,
+            "inbox_dropped": self.dropped_events,
+            "core_errors": self.core_errors,
+            "counters": dataclasses.asdict(unit.counters),
+        }
+
+    def _write_status(self, now: Now) -> None:
+        directory = runtime_dir(self.config)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            tmp = directory / (STATUS_FILE + ".tmp")
+            tmp.write_text(json.dumps(self.status_report(now), ensure_ascii=False))
+            os.replace(tmp, directory / STATUS_FILE)  # a tmpfs: no fsync needed
+        except OSError as exc:
+            log.debug("status file not written: %s", exc)
+        self.notifier.status(self._status_line())
+
+
+def run_agent(config: AgentConfig, config_path: str | Path) -> int:
+    """Run until SIGTERM or SIGINT; what ``umps-agent run`` does."""
+    del config  # validated by the caller; the runtime loads it again with the remote layer
+    stop = threading.Event()
+    reason = {"why": "shutdown"}
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        reason["why"] = signal.Signals(signum).name
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    runtime = Runtime(config_path)
+    try:
+        runtime.start()
+    except Exception:
+        log.exception("the agent could not start")
+        runtime.stop("start failed")
+        return EXIT_FAILURE
+    while not stop.wait(1.0):
+        thread = runtime._core_thread
+        if thread is not None and not thread.is_alive():
+            log.critical("the core thread has died; exiting so systemd restarts the agent")
+            runtime.stop("core thread died")
+            return EXIT_FAILURE
+    runtime.stop(reason["why"])
+    return EXIT_OK

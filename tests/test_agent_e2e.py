@@ -1,0 +1,327 @@
+"""The whole agent as a separate process: real Mosquitto, NMEA on a pty, buttons on emulated pins.
+
+The agent runs unmodified (``python -m agent run --config FILE``); only its
+config points at the rig: the GNSS emulator's pty, the pigpio-protocol GPIO
+emulator, a private broker. Everything is observed from outside, as command
+and the crew would: MQTT messages, LED pins, the process's exit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hil.gnss_emulator import GnssEmulator
+from hil.gpio_emulator import PigpioEmulator
+from tests.support.broker import Broker, Recorder, free_port, wait_until
+
+ROOT = Path(__file__).resolve().parents[1]
+UNIT = "KEN-T-01"
+PINS = {"available": 5, "en_route": 6, "on_scene": 13, "busy": 19, "out_of_service": 26, "ack": 16,
+        "emergency": 20, "siren": 21}
+
+
+def agent_config(tmp: Path, broker: Broker, gnss_port: str, pigpio_port: int, *, kind: str = "car",
+                 ui_port: int | None = None, extra: str = "") -> Path:
+    inputs = "\n".join(f"inputs.{name} = {{ pin = {pin}, bounce_s = 0.01 }}" for name, pin in PINS.items())
+    text = f"""
+[unit]
+id = "{UNIT}"
+kind = "{kind}"
+[gnss]
+port = "{gnss_port}"
+silence_timeout_s = 2.0
+reopen_max_wait_s = 1.0
+[mqtt]
+host = "127.0.0.1"
+port = {broker.port}
+keepalive_s = 10
+reconnect_min_s = 0.2
+reconnect_max_s = 1.0
+[mqtt.tls]
+enabled = false
+[storage]
+state_dir = "{tmp / 'state'}"
+runtime_dir = "{tmp / 'run'}"
+commit_interval_s = 1.0
+[gpio]
+factory = "pigpio"
+pigpio_port = {pigpio_port}
+{inputs}
+[ui]
+enabled = {"true" if ui_port else "false"}
+http_port = {ui_port or 8080}
+[display]
+kind = "none"
+{extra}
+"""
+    path = tmp / "agent.toml"
+    path.write_text(text)
+    return path
+
+
+class Rig:
+    """Broker, emulators, a recorder, and the agent process."""
+
+    def __init__(self, tmp: Path, **config):
+        self.tmp = tmp
+        self.broker = Broker(tmp / "broker").start()
+        self.recorder = Recorder(self.broker, topics=(f"umps/{UNIT}/#",)).start()
+        self.gnss = GnssEmulator(rate_hz=1)
+        self.gnss_path = self.gnss.serve_pty(tmp / "gnss0")
+        self.gnss.start()
+        self.gpio = PigpioEmulator("127.0.0.1", 0)
+        self.gpio.start()
+        self.config = agent_config(tmp, self.broker, self.gnss_path, self.gpio.port, **config)
+        self.proc: subprocess.Popen | None = None
+
+    def start_agent(self) -> None:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env.pop("NOTIFY_SOCKET", None)
+        self.log = open(self.tmp / "agent.log", "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "agent", "run", "--config", str(self.config)],
+                                     cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def stop_agent(self, sig: int = signal.SIGTERM) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(15)
+        finally:
+            self.log.close()
+
+    def agent_log(self) -> str:
+        return (self.tmp / "agent.log").read_text(errors="replace")[-4000:]
+
+    def messages(self, topic: str) -> list[dict]:
+        return [json.loads(m.payload) for m in self.recorder.on(f"umps/{UNIT}/{topic}")]
+
+    def wait(self, topic: str, predicate=lambda body: True, timeout: float = 10.0) -> dict:
+        full = f"umps/{UNIT}/{topic}"
+
+        def found(msgs):
+            return any(m.topic == full and m.payload and predicate(json.loads(m.payload)) for m in msgs)
+
+        try:
+            self.recorder.wait_for(found, timeout, what=topic)
+        except AssertionError:
+            raise AssertionError(f"no matching {topic}; agent log:\n{self.agent_log()}") from None
+        return [b for b in self.messages(topic) if predicate(b)][-1]
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.recorder.stop()
+        self.gnss.stop()
+        self.gpio.stop()
+        self.broker.stop()
+
+
+@pytest.fixture
+def rig(tmp_path):
+    r = Rig(tmp_path)
+    yield r
+    r.close()
+
+
+def test_reports_position_and_status_and_answers_a_call(rig):
+    rig.start_agent()
+    online = rig.wait("online", lambda b: b.get("online") is True)
+    assert online["config_version"] == 0 and online["config_hash"]
+    rig.wait("config/current", lambda b: b["version"] == 0)
+    rig.wait("status", lambda b: b["status"] == "available")
+    # Telemetry with a position from the emulated receiver.
+    first = rig.wait("telemetry", lambda b: b["fix"]["mode"] >= 2, timeout=20)
+    assert abs(first["fix"]["lat"] - 34.26) < 0.2 and abs(first["fix"]["lon"] - (-6.58)) < 0.2
+    rig.wait("telemetry", lambda b: b["seq"] >= first["seq"] + 3, timeout=10)
+    seqs = [b["seq"] for b in rig.messages("telemetry")]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+
+    # A status button on the panel: published at once, and carried in telemetry.
+    rig.gpio.hold(PINS["en_route"], 0.1)
+    rig.wait("status", lambda b: b["status"] == "en_route")
+    rig.wait("telemetry", lambda b: b["status"] == "en_route")
+
+    # The siren input.
+    rig.gpio.set_input(PINS["siren"], 0)  # the opto-isolator pulls the line low
+    rig.wait("status", lambda b: b["siren"] is True)
+
+    # A call: the receipt comes by itself; "ack" on the panel accepts it.
+    call = {"id": "C-1", "action": "new", "priority": 1, "nature": "Accident", "address": "Av. Mohammed V",
+            "location": {"lat": 34.2610, "lon": -6.5802}, "created": "2026-11-25T10:00:00Z"}
+    rig.recorder.publish(f"umps/{UNIT}/call", json.dumps(call).encode())
+    rig.wait("call/response", lambda b: b["id"] == "C-1" and b["response"] == "received")
+    rig.gpio.hold(PINS["ack"], 0.1)
+    rig.wait("call/response", lambda b: b["response"] == "accepted")
+    # A broken call is answered, never shown, never fatal.
+    rig.recorder.publish(f"umps/{UNIT}/call", b"{not json")
+    assert "error" in rig.wait("call/rejected")
+
+    assert rig.stop_agent() == 0
+    offline = rig.wait("online", lambda b: b.get("online") is False)
+    assert offline == {"online": False} or offline["online"] is False
+
+
+def _rig(tmp_path, request, **config) -> Rig:
+    r = Rig(tmp_path, **config)
+    request.addfinalizer(r.close)
+    return r
+
+
+ALARM_LED = 12
+
+
+def test_emergency_is_held_then_cleared_by_dispatch_only(tmp_path, request):
+    rig = _rig(tmp_path, request, extra="[panel]\nemergency_hold_s = 1.0\nemergency_cancel_s = 1.0\n")
+    rig.start_agent()
+    rig.wait("status", lambda b: b["status"] == "available")
+    # A bump is not an alarm.
+    rig.gpio.hold(PINS["emergency"], 0.3)
+    # Held long enough: pending at once (the officer may still cancel), then active.
+    rig.gpio.hold(PINS["emergency"], 1.3)
+    pending = rig.wait("alarm", lambda b: b["state"] == "pending")
+    assert pending["active"] is True and pending["fix"]["mode"] in (1, 2, 3)
+    assert [b["state"] for b in rig.messages("alarm")][0] == "pending", "the bump raised an alarm"
+    rig.wait("alarm", lambda b: b["state"] == "active")
+    rig.wait("status", lambda b: b["emergency"] is True)
+    assert rig.gpio.wait_for_level(ALARM_LED, 1, 5.0)
+    # The crew cannot clear it; dispatch acknowledges, then clears.
+    rig.gpio.hold(PINS["ack"], 0.1)
+    rig.recorder.publish(f"umps/{UNIT}/alarm/ack", b"")
+    rig.wait("alarm", lambda b: b["state"] == "acknowledged")
+    rig.recorder.publish(f"umps/{UNIT}/alarm/clear", json.dumps({"id": pending["id"]}).encode())
+    cleared = rig.wait("alarm", lambda b: b["state"] == "cleared")
+    assert cleared["active"] is False
+    rig.wait("status", lambda b: b["emergency"] is False)
+    assert [b["state"] for b in rig.messages("alarm")] == ["pending", "active", "acknowledged", "cleared"]
+
+
+def test_status_and_seq_survive_a_restart_and_nothing_is_lost_in_a_broker_outage(tmp_path, request):
+    rig = _rig(tmp_path, request)
+    rig.broker.stop()
+    rig.broker = Broker(tmp_path / "broker", port=rig.broker.port, persistence=True).start()
+    rig.recorder.stop()
+    rig.recorder = Recorder(rig.broker, topics=(f"umps/{UNIT}/#",), client_id="track-history",
+                            persistent=True).start()
+    rig.start_agent()
+    rig.wait("telemetry", lambda b: b["seq"] >= 2)
+    rig.gpio.hold(PINS["en_route"], 0.1)
+    rig.wait("status", lambda b: b["status"] == "en_route")
+    # The broker goes away for a few seconds; reports go on being made.
+    rig.broker.stop()
+    time_down = time.monotonic()
+    wait_until(lambda: time.monotonic() - time_down > 4, 10, "outage")
+    rig.broker.start()
+    rig.wait("telemetry/backlog", timeout=20)
+    # A restart of the agent: status kept, seq never reused.
+    before = max(b["seq"] for b in rig.messages("telemetry") + rig.messages("telemetry/backlog"))
+    assert rig.stop_agent() == 0
+    rig.start_agent()
+    rig.wait("status", lambda b: b["status"] == "en_route" and b["ts"] > "")
+    rig.wait("telemetry", lambda b: b["seq"] > before + 2, timeout=20)
+    assert rig.stop_agent() == 0
+    seqs = sorted(b["seq"] for b in rig.messages("telemetry") + rig.messages("telemetry/backlog"))
+    first = seqs[0]
+    assert len(seqs) == len(set(seqs)), "a seq was used twice"
+    missing = sorted(set(range(first, seqs[-1] + 1)) - set(seqs))
+    assert missing == [], f"reports lost: {missing}"
+
+
+def _push(rig: Rig, request: dict) -> dict:
+    rig.recorder.publish(f"umps/{UNIT}/config/set", json.dumps(request).encode())
+    return rig.wait("config/result", lambda b: b["id"] == request["id"])
+
+
+def test_remote_config_push_is_validated_applied_and_rolled_back_when_the_broker_is_unreachable(tmp_path, request):
+    rig = _rig(tmp_path, request, extra="[security]\nrollback_timeout_s = 10\n")
+    rig.start_agent()
+    rig.wait("config/current", lambda b: b["version"] == 0)
+    # Invalid: field-level errors, nothing changes.
+    bad = _push(rig, {"id": "r1", "version": 1, "config": {"telemetry": {"rate_hz": "fast", "colour": 1}}})
+    assert bad["ok"] is False and {e["loc"] for e in bad["errors"]} >= {"config.telemetry.rate_hz"}
+    refused = _push(rig, {"id": "r2", "version": 1, "config": {"unit": {"id": "OTHER"}}})
+    assert refused["ok"] is False and refused["errors"][0]["loc"].startswith("config.unit.id")
+    # Valid and hot: 2 Hz reports without a restart.
+    ok = _push(rig, {"id": "r3", "version": 1, "config": {"telemetry": {"rate_hz": 2.0}}})
+    assert ok == {"id": "r3", "ok": True, "version": 1, "errors": [], "restart_required": False}
+    current = rig.wait("config/current", lambda b: b["version"] == 1)
+    assert current["config"]["telemetry"]["rate_hz"] == 2.0 and current["config"]["mqtt"]["password"] in (None, "***")
+    t0 = rig.wait("telemetry")["seq"]
+    start = time.monotonic()
+    rig.wait("telemetry", lambda b: b["seq"] >= t0 + 6)
+    assert time.monotonic() - start < 5.0, "reports did not speed up to 2 Hz"
+    # A broker the unit cannot reach: rolled back by itself, and the admin is told.
+    dead = {"id": "r4", "version": 2, "config": {"mqtt": {"port": free_port()}}}
+    rig.recorder.publish(f"umps/{UNIT}/config/set", json.dumps(dead).encode())
+    result = rig.wait("config/result", lambda b: b["id"] == "r4", timeout=40)
+    assert result["ok"] is False and "rolled back to version 1" in result["errors"][0]["msg"]
+    back = rig.wait("config/current", lambda b: b["version"] == 1 and b["config"]["mqtt"]["port"] == rig.broker.port)
+    assert back["hash"] == current["hash"]
+    # The rolled-back version cannot be replayed.
+    again = _push(rig, dict(dead, id="r5"))
+    assert again["ok"] is False
+
+
+def test_status_command_and_gnss_unplug(tmp_path, request):
+    rig = _rig(tmp_path, request)
+    rig.start_agent()
+    rig.wait("telemetry", lambda b: b["fix"]["mode"] >= 2, timeout=20)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("RUNTIME_DIRECTORY", None)
+
+    def status() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "agent", "status", "--json", "--config", str(rig.config)],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+
+    wait_until(lambda: status().returncode == 0, 10, "status file")
+    report = json.loads(status().stdout)
+    assert report["unit"] == UNIT and report["link"]["online"] is True and report["gnss"]["sentences_ok"] > 0
+    # The receiver's cable comes out: reports go on, saying there is no fix, then it comes back.
+    rig.gnss.unplug()
+    lost = rig.wait("telemetry", lambda b: b["fix"]["mode"] == 1, timeout=10)
+    assert lost["fix"]["age"] is None or lost["fix"]["age"] >= 0
+    rig.gnss.replug()
+    back = rig.wait("telemetry", lambda b: b["seq"] > lost["seq"] and b["fix"]["mode"] >= 2, timeout=20)
+    assert back["fix"]["age"] < 1.5
+    assert rig.stop_agent() == 0
+    assert status().returncode == 1  # stopped: no status file
+
+
+@pytest.mark.browser
+def test_car_touchscreen_shows_the_call_and_a_touch_accepts_it(tmp_path, request):
+    chromium = "/usr/bin/chromium"
+    if not os.path.exists(chromium):
+        pytest.skip(f"Debian chromium not installed at {chromium}")
+    from playwright.sync_api import sync_playwright
+
+    ui_port = free_port()
+    rig = _rig(tmp_path, request, ui_port=ui_port)
+    rig.start_agent()
+    rig.wait("status", lambda b: b["status"] == "available")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=["--headless", "--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 800, "height": 480})
+            page.goto(f"http://127.0.0.1:{ui_port}/")
+            call = {"id": "C-7", "action": "new", "priority": 2, "nature": "حادث سير", "address": "Rue 12, Kénitra",
+                    "location": {"lat": 34.255, "lon": -6.59}, "created": "2026-11-25T10:00:00Z"}
+            rig.recorder.publish(f"umps/{UNIT}/call", json.dumps(call, ensure_ascii=False).encode())
+            page.locator("#takeover .nature").filter(has_text="حادث سير").wait_for(timeout=10_000)
+            rig.wait("call/response", lambda b: b["id"] == "C-7" and b["response"] == "received")
+            page.locator("#btn-accept").click()
+            rig.wait("call/response", lambda b: b["id"] == "C-7" and b["response"] == "accepted")
+            page.locator("#takeover").wait_for(state="hidden", timeout=10_000)
+            # A status touch is the same event as the panel button.
+            page.locator("#statuses button", has_text="route").first.click()
+            rig.wait("status", lambda b: b["status"] == "en_route")
+            rig.wait("call/response", lambda b: b["id"] == "C-7" and b["response"] == "en_route")
+        finally:
+            browser.close()
