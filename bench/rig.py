@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -85,6 +86,14 @@ class TimedGnss(GnssEmulator):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.sent_at: dict[str, float] = {}  # epoch UTC "HH:MM:SS.ss" -> time.time() after the write
+        # The receiver's UTC minus the system clock (s), known once started: the
+        # agent takes its time from the GNSS, so its stamps are on this timeline.
+        self.utc_offset_s = 0.0
+
+    def start(self, *, run_thread: bool = True) -> None:
+        super().start(run_thread=run_thread)
+        wall_at_t0 = time.time() - (time.monotonic() - self._t0)
+        self.utc_offset_s = self._stream.start_utc.timestamp() - wall_at_t0
 
     def _emit(self, t: float):
         emission = super()._emit(t)
@@ -317,7 +326,13 @@ class Rig:
             self.gpio = TimedPigpio(boot_pulls=pulls).start()
             gnss_path = None
             if self.gnss_rate_hz:
-                self.gnss = TimedGnss(RouteSource(auto_tunnel=False), rate_hz=self.gnss_rate_hz, talker="GN")
+                # The receiver's UTC starts at the system clock's time, as a real one
+                # (with the machine's clock in sync) would; the offset left is measured.
+                # Whole centiseconds: NMEA times carry two decimals, so the epochs' UTC is exact.
+                now = dt.datetime.now(dt.timezone.utc)
+                source = RouteSource(auto_tunnel=False,
+                                     start_utc=now.replace(microsecond=now.microsecond // 10_000 * 10_000))
+                self.gnss = TimedGnss(source, rate_hz=self.gnss_rate_hz, talker="GN")
                 gnss_path = self.gnss.serve_pty(self.workdir / "gnss0")
                 for k in range(self.extra_ptys):
                     self.peer_ptys.append(self.gnss.serve_pty(self.workdir / f"gnss-peer{k}"))
@@ -371,4 +386,8 @@ class Rig:
             self.gpio.stop()
         if self.broker is not None:
             self.broker.stop()
+        if not os.environ.get("BENCH_KEEP"):
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        else:
+            info["workdir"] = str(self.workdir)
         return info
