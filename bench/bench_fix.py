@@ -107,13 +107,14 @@ def analyse(rig: Rig, topic_name: str, since_mono: float, rate_hz: float) -> dic
         fix_time = parse_time(fix.get("time"))
         sent = rig.gnss.emitted_wall(fix_time) if fix_time else None
         ts = parse_time(body.get("ts"))
+        # A ts from a GNSS-disciplined clock is on the receiver's timeline (UTC = system
+        # clock + offset); a ts from the system clock is not: bring both to the same one.
+        offset = rig.gnss.utc_offset_s if body.get("time_source") == "gnss" else 0.0
         if ts is not None and fix_time is not None:
-            age_stamp.append(1000 * (ts - fix_time).total_seconds())
+            age_stamp.append(1000 * ((ts - fix_time).total_seconds() - offset + rig.gnss.utc_offset_s))
         if sent is None or ts is None:
             unmatched += 1
             continue
-        # A ts from a GNSS-disciplined clock is on the receiver's timeline: take its offset off.
-        offset = rig.gnss.utc_offset_s if body.get("time_source") == "gnss" else 0.0
         age_pub.append(1000 * (ts.timestamp() - offset - sent))
         age_recv.append(1000 * (m.wall - sent))
     intervals = [b.mono - a.mono for a, b in zip(msgs, msgs[1:])]
