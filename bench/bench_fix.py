@@ -173,9 +173,12 @@ def run(seconds: float) -> dict:
         time.sleep(WARMUP_S)  # a timed run: the figures are taken over a fixed window
         t0 = time.monotonic()
         cpu0 = {"agent": rig.agent.cpu_seconds(), "peer": proc_cpu_seconds(peer.pid)}
+        io0 = rig.agent.write_bytes()
         time.sleep(seconds)
         wall = time.monotonic() - t0
         cpu1 = {"agent": rig.agent.cpu_seconds(), "peer": proc_cpu_seconds(peer.pid)}
+        io1 = rig.agent.write_bytes()
+        out["write_bytes_per_day"] = (io1 - io0) * 86400 / wall if io0 is not None and io1 is not None else None
         out["rss_kib"] = {"agent": rig.agent.rss_kib(), "peer": proc_rss_kib(peer.pid)}
         out["cpu_pct"] = {k: 100 * (cpu1[k] - cpu0[k]) / wall if cpu0[k] is not None and cpu1[k] is not None
                           else float("nan") for k in cpu0}
@@ -227,6 +230,10 @@ def collect(quick: bool = False) -> dict:
         Figure("Resources", "steady RSS of the whole agent, no touchscreen, 10 Hz receiver",
                (r["rss_kib"]["agent"] or float("nan")) / 1024, "MiB", target=40, source="#3",
                peer=(r["rss_kib"]["peer"] or float("nan")) / 1024, peer_label=peer_label),
+        Figure("Resources", "disk writes of the whole agent process, link up, 1 Hz reports (write_bytes, per day)",
+               r["write_bytes_per_day"] / 1e6 if r.get("write_bytes_per_day") is not None else None, "MB/day",
+               target=50, source="#3", digits=2,
+               note=f"{r['seconds']:.0f} s measured, extrapolated; runtime dir on tmpfs as on the unit"),
         Figure("Resources", "CPU of the whole agent with a 10 Hz receiver", r["cpu_pct"]["agent"], "% of a core",
                target=1.0, source="#3", peer=r["cpu_pct"]["peer"], peer_label=peer_label, digits=2),
     ]

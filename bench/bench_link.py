@@ -353,11 +353,13 @@ def collect(quick: bool = False) -> dict:
         Figure("Link", "live report latency to a subscriber during the drain, max", d["live_latency_max_ms"], "ms"),
         Figure("Link", "state dir writes, link up, 1 Hz (kernel write_bytes, per day)",
                w["up"]["write_bytes"] * day / 1e6, "MB/day", target=50, source="#3",
-               note=f"wchar {w['up']['wchar'] * day / 1e6:.1f} MB/day; {w['up']['commits']} commits "
+               note=f"{w['up']['write_bytes'] * day / 24 / 1e6:.2f} MB/hour; wchar "
+                    f"{w['up']['wchar'] * day / 1e6:.1f} MB/day; {w['up']['commits']} commits "
                     f"in {m['sim_seconds']} s simulated"),
         Figure("Link", "state dir writes, link down (all to backlog), 1 Hz (write_bytes, per day)",
                w["down"]["write_bytes"] * day / 1e6, "MB/day", target=50, source="#3",
-               note=f"wchar {w['down']['wchar'] * day / 1e6:.1f} MB/day"),
+               note=f"{w['down']['write_bytes'] * day / 24 / 1e6:.2f} MB/hour; wchar "
+                    f"{w['down']['wchar'] * day / 1e6:.1f} MB/day"),
         Figure("Link", f"state dir writes to drain a backlog of {m['sim_seconds']} reports, once (write_bytes)",
                w["drain"]["write_bytes"] / 1e6, "MB", digits=2),
         Figure("Link", f"steady RSS, link + uplink + outbox only, after {m['rss_seconds']:.0f} s at 1 Hz",

@@ -120,13 +120,14 @@ def collect(quick: bool = False) -> dict:
     dom, frame = r["dom_ms"], r["frame_ms"]
     figs = [
         Figure("Touchscreen", f"WebUi.update() -> call text in the DOM, p50 ({r['rounds']} rounds)", dom["p50"], "ms"),
-        Figure("Touchscreen", "WebUi.update() -> call text in the DOM, p99", dom["p99"], "ms", target=100,
-               source="#5 (whole path)", note=f"max {dom['max']:.1f} ms"),
-        Figure("Touchscreen", "WebUi.update() -> next animation frame, p99", frame["p99"], "ms", target=100,
-               source="#5 (whole path)", note=f"p50 {frame['p50']:.1f} ms, max {frame['max']:.1f} ms"),
+        Figure("Touchscreen", "WebUi.update() -> call text in the DOM, p99", dom["p99"], "ms",
+               note=f"max {dom['max']:.1f} ms"),
+        Figure("Touchscreen", "WebUi.update() -> next animation frame, p99", frame["p99"], "ms",
+               note=f"p50 {frame['p50']:.1f} ms, max {frame['max']:.1f} ms"),
     ]
     notes = ["Component figure: the web UI alone (no MQTT, no agent core), real page in headless Chromium at "
-             "800x480. The whole path from the call's PUBLISH is measured end to end below."]
+             "800x480: the page's share of the issue's 100 ms budget (p99), whose whole path, from the call's PUBLISH, "
+             "is measured end to end under Dispatch calls."]
     return {"title": "Touchscreen page alone (issue #5)", "figures": [f.as_dict() for f in figs], "notes": notes}
 
 

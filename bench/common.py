@@ -188,6 +188,9 @@ def proc_cpu_seconds(pid: int) -> float | None:
 def fmt(value: float | None, digits: int = 1) -> str:
     if value is None or _nan(value):
         return "—"
+    value = value + 0.0  # no "-0.0"
+    if round(value, digits) == 0:
+        value = 0.0
     if abs(value) >= 10_000:
         return f"{value:,.0f}"
     return f"{value:,.{digits}f}"

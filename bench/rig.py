@@ -231,8 +231,11 @@ def agent_config(
     rate_hz: float = 1.0,
 ) -> Path:
     """Write the agent's TOML for this run; returns its path."""
-    state, runtime = workdir / "state", workdir / "run"
+    state = workdir / "state"
     state.mkdir(exist_ok=True)
+    # As on the unit (/run/umps-agent), the runtime dir is a tmpfs where there is one.
+    shm = Path("/dev/shm")
+    runtime = Path(tempfile.mkdtemp(prefix="bench-run-", dir=shm)) if shm.is_dir() else workdir / "run"
     runtime.mkdir(exist_ok=True)
     lines = [
         "[unit]", f'id = "{UNIT}"', f'kind = "{kind}"', 'name = "Bench unit"', "",
@@ -262,11 +265,30 @@ class AgentProcess:
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
         env.pop("NOTIFY_SOCKET", None)
         env.pop("WATCHDOG_USEC", None)
+        # Its output goes through a pipe (to journald on the unit), copied to the log file by
+        # this process, so the agent's own disk writes are only what it writes itself.
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "agent", "run", "--config", str(config)],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+        self._copier = threading.Thread(target=self._copy_output, name="agent-log", daemon=True)
+        self._copier.start()
+
+    def _copy_output(self) -> None:
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "agent", "run", "--config", str(config)],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )
+            for line in self.proc.stdout:
+                log.write(line)
+                log.flush()
+
+    def write_bytes(self) -> int | None:
+        """Bytes the agent process has caused to be written to block devices so far."""
+        try:
+            for line in Path(f"/proc/{self.pid}/io").read_text().splitlines():
+                if line.startswith("write_bytes:"):
+                    return int(line.split()[1])
+        except OSError:
+            return None
+        return None
 
     @property
     def pid(self) -> int:
@@ -295,7 +317,9 @@ class AgentProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+                self._copier.join(5)
                 return None
+        self._copier.join(5)
         return self.proc.returncode
 
 
@@ -386,6 +410,9 @@ class Rig:
             self.gpio.stop()
         if self.broker is not None:
             self.broker.stop()
+        for runtime in Path("/dev/shm").glob(f"bench-run-*"):
+            if (self.workdir / "agent.toml").exists() and str(runtime) in (self.workdir / "agent.toml").read_text():
+                shutil.rmtree(runtime, ignore_errors=True)
         if not os.environ.get("BENCH_KEEP"):
             shutil.rmtree(self.workdir, ignore_errors=True)
         else:
