@@ -40,7 +40,7 @@ BENCHES: dict[str, tuple[str, int]] = {
     "ui": ("touchscreen page update -> DOM (component)", 300),
     "button": ("button edge -> status PUBLISH, real agent, against gpiozero + paho", 900),
     "call": ("call PUBLISH -> touchscreen DOM and -> `received`, real agent", 600),
-    "fix": ("fix age at publish, 1 Hz cadence, RSS and CPU, real agent, 10 Hz receiver", 600),
+    "fix": ("fix age at publish, 1 Hz cadence, unplug, RSS, CPU and disk writes, real agent, 10 Hz receiver", 900),
 }
 
 DOC = ROOT / "docs" / "performance.md"

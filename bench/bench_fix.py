@@ -156,7 +156,32 @@ def import_costs() -> dict[str, float]:
     return out
 
 
-def run(seconds: float) -> dict:
+def unplug_rounds(rig: Rig, rounds: int) -> tuple[list[float], list[float]]:
+    """Pull the receiver's cable (the pty goes away) and plug it back, ``rounds`` times.
+
+    Returns the seconds from unplug to the agent's "lost" log line, and from replug to
+    its "open" line (the reopen back-off is capped by ``[gnss] reopen_max_wait_s``).
+    """
+    lost, reopened = [], []
+    for _ in range(rounds):
+        t = time.monotonic()
+        rig.gnss.unplug()
+        seen = rig.agent.wait_line(" lost", t, 10.0)
+        if seen is not None:
+            lost.append(seen - t)
+        time.sleep(2.0)  # the cable stays out a moment (timing a physical action)
+        t = time.monotonic()
+        rig.gnss.replug()
+        seen = rig.agent.wait_line("open", t, 15.0)
+        if seen is not None:
+            reopened.append(seen - t)
+        mark = rig.watcher.mark()
+        rig.watcher.wait(lambda m: m.topic == topic("telemetry") and ((m.json() or {}).get("fix") or {}).get("mode", 0)
+                         >= 2, 10.0, mark)
+    return lost, reopened
+
+
+def run(seconds: float, unplugs: int = 5) -> dict:
     rig = Rig(kind="motorcycle", gnss_rate_hz=RATE_HZ, extra_ptys=1).start()
     out: dict = {"seconds": seconds}
     env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -186,11 +211,14 @@ def run(seconds: float) -> dict:
         out["peer"] = analyse(rig, peer_topic, t0, 1.0)
         out["agent_alive"] = rig.agent.alive()
         out["emulator"] = dict(rig.gnss.stats)
+        peer.terminate()  # it has no reopen logic: unplugging would only crash it
+        peer.wait(5)
+        out["lost"], out["reopened"] = unplug_rounds(rig, unplugs)
         out["utc_offset_ms"] = 1000 * rig.gnss.utc_offset_s
         last = rig.watcher.on(topic("telemetry"))
         out["sample"] = last[-1].payload.decode("utf-8", "replace") if last else None
     finally:
-        if peer is not None:
+        if peer is not None and peer.poll() is None:
             peer.terminate()
             try:
                 peer.wait(5)
@@ -203,7 +231,7 @@ def run(seconds: float) -> dict:
 
 
 def collect(quick: bool = False) -> dict:
-    r = run(30.0 if quick else 150.0)
+    r = run(30.0 if quick else 300.0, 3 if quick else 8)
     a, p = r["agent"], r["peer"]
     ar, pr = summary(a["age_recv"]), summary(p["age_recv"])
     asf = summary(a["age_self"])
@@ -227,6 +255,13 @@ def collect(quick: bool = False) -> dict:
         Figure("Telemetry", f"drift: reports received minus seconds elapsed over {a['span_s']:.0f} s",
                a["drift_reports"], "reports", digits=2, peer=p["drift_reports"], peer_label=peer_label,
                note=f"{a['reports']} reports, {a['seq_gaps']} seq gaps"),
+        Figure("GNSS", f"receiver unplugged (pty closed) -> agent logs \"GNSS lost\", worst of {len(r['lost'])}",
+               max(r["lost"]) if r["lost"] else None, "s", target=3, source="#2", digits=3,
+               note=f"median {summary(r['lost'])['p50']:.3f} s" if r["lost"] else "never seen"),
+        Figure("GNSS", f"receiver plugged back -> port open again, worst of {len(r['reopened'])}",
+               max(r["reopened"]) if r["reopened"] else None, "s", digits=2,
+               note="reopen back-off capped by [gnss] reopen_max_wait_s, default 5 s"
+                    + (f"; median {summary(r['reopened'])['p50']:.2f} s" if r["reopened"] else "")),
         Figure("Resources", "steady RSS of the whole agent, no touchscreen, 10 Hz receiver",
                (r["rss_kib"]["agent"] or float("nan")) / 1024, "MiB", target=40, source="#3",
                peer=(r["rss_kib"]["peer"] or float("nan")) / 1024, peer_label=peer_label),
@@ -242,6 +277,9 @@ def collect(quick: bool = False) -> dict:
         f"emulator, GNSS on the emulator's pty at {RATE_HZ} Hz, a private Mosquitto; {WARMUP_S:.0f} s warm-up, "
         f"then {r['seconds']:.0f} s measured.",
         "The peer reads a second pty carrying the same bytes and runs at the same time as the agent.",
+        "Unplug: after the steady window the emulator closes its pty (a USB receiver pulled out), keeps it out "
+        "for 2 s, then plugs it back at the same path; times are from the rig's action to the agent's log line "
+        "(read through a pipe, stamped on receipt).",
         "Fix age: the emulator stamps (system clock) when each epoch's bytes were written; the subscriber stamps "
         "(same clock) when the report carrying that epoch's fix arrives. That includes the broker hop, so it "
         "bounds the age at publish from above. The agent stamps `ts` from its GNSS-disciplined clock "

@@ -371,7 +371,9 @@ def collect(quick: bool = False) -> dict:
         "Drain: the outbox (SQLite, WAL) holds the backlog; the real Uplink and MqttLink send it to a private "
         "Mosquitto while a live report goes out every second; a subscriber on telemetry times the live reports.",
         "Writes: simulated time (injected clock) with the real outbox code and SQLite; write_bytes is what the "
-        "kernel sent to the block device (from /proc/self/io), extrapolated to a day.",
+        "kernel sent to the block device (from /proc/self/io), extrapolated to a day. In the link-up case each "
+        "report is put, sent and acknowledged within one commit interval, so it mostly never reaches the disk; "
+        "the whole agent process's own figure (Resources, below) is the one a unit's SD card sees.",
     ]
     return {"title": "MQTT link and outbox (issue #3)", "figures": [f.as_dict() for f in figs], "notes": notes}
 

@@ -271,14 +271,33 @@ class AgentProcess:
             [sys.executable, "-m", "agent", "run", "--config", str(config)],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
+        self.lines: list[tuple[float, str]] = []  # (monotonic on receipt, log line)
+        self._lines_cond = threading.Condition()
         self._copier = threading.Thread(target=self._copy_output, name="agent-log", daemon=True)
         self._copier.start()
 
     def _copy_output(self) -> None:
         with open(self.log_path, "ab") as log:
             for line in self.proc.stdout:
+                now = time.monotonic()
+                with self._lines_cond:
+                    self.lines.append((now, line.decode("utf-8", "replace")))
+                    self._lines_cond.notify_all()
                 log.write(line)
                 log.flush()
+
+    def wait_line(self, needle: str, since: float, timeout: float) -> float | None:
+        """Monotonic receipt time of the first log line after ``since`` containing ``needle``."""
+        deadline = time.monotonic() + timeout
+        with self._lines_cond:
+            while True:
+                for t, line in self.lines:
+                    if t >= since and needle in line:
+                        return t
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._lines_cond.wait(left)
 
     def write_bytes(self) -> int | None:
         """Bytes the agent process has caused to be written to block devices so far."""
