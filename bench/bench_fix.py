@@ -181,7 +181,7 @@ def unplug_rounds(rig: Rig, rounds: int) -> tuple[list[float], list[float]]:
     return lost, reopened
 
 
-def run(seconds: float, unplugs: int = 5) -> dict:
+def run(seconds: float, unplugs: int = 5, down_seconds: float = 30.0) -> dict:
     rig = Rig(kind="motorcycle", gnss_rate_hz=RATE_HZ, extra_ptys=1).start()
     out: dict = {"seconds": seconds}
     env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -214,6 +214,15 @@ def run(seconds: float, unplugs: int = 5) -> dict:
         peer.terminate()  # it has no reopen logic: unplugging would only crash it
         peer.wait(5)
         out["lost"], out["reopened"] = unplug_rounds(rig, unplugs)
+        # Link down: the broker goes away; every report now waits in the outbox's backlog.
+        rig.broker.stop()
+        time.sleep(5.0)  # let the link notice and the first backlog commit pass
+        io0, t1 = rig.agent.write_bytes(), time.monotonic()
+        time.sleep(down_seconds)
+        io1, wall = rig.agent.write_bytes(), time.monotonic() - t1
+        out["down_seconds"] = wall
+        out["down_write_bytes_per_day"] = ((io1 - io0) * 86400 / wall
+                                           if io0 is not None and io1 is not None else None)
         out["utc_offset_ms"] = 1000 * rig.gnss.utc_offset_s
         last = rig.watcher.on(topic("telemetry"))
         out["sample"] = last[-1].payload.decode("utf-8", "replace") if last else None
@@ -231,7 +240,7 @@ def run(seconds: float, unplugs: int = 5) -> dict:
 
 
 def collect(quick: bool = False) -> dict:
-    r = run(30.0 if quick else 300.0, 3 if quick else 8)
+    r = run(30.0 if quick else 300.0, 3 if quick else 8, 30.0 if quick else 180.0)
     a, p = r["agent"], r["peer"]
     ar, pr = summary(a["age_recv"]), summary(p["age_recv"])
     asf = summary(a["age_self"])
@@ -269,6 +278,11 @@ def collect(quick: bool = False) -> dict:
                r["write_bytes_per_day"] / 1e6 if r.get("write_bytes_per_day") is not None else None, "MB/day",
                target=50, source="#3", digits=2,
                note=f"{r['seconds']:.0f} s measured, extrapolated; runtime dir on tmpfs as on the unit"),
+        Figure("Resources", "disk writes of the whole agent process, broker gone (all to backlog), "
+               "1 Hz reports (write_bytes, per day)",
+               r["down_write_bytes_per_day"] / 1e6 if r.get("down_write_bytes_per_day") is not None else None,
+               "MB/day", target=50, source="#3", digits=2,
+               note=f"{r.get('down_seconds', 0):.0f} s measured after the broker was stopped, extrapolated"),
         Figure("Resources", "CPU of the whole agent with a 10 Hz receiver", r["cpu_pct"]["agent"], "% of a core",
                target=1.0, source="#3", peer=r["cpu_pct"]["peer"], peer_label=peer_label, digits=2),
     ]
