@@ -43,7 +43,7 @@ install:
 	DESTDIR="$(DESTDIR)" bash scripts/install.sh $(INSTALL_FLAGS)
 
 uninstall:
-	DESTDIR="$(DESTDIR)" bash scripts/uninstall.sh $(INSTALL_FLAGS)
+	DESTDIR="$(DESTDIR)" bash scripts/uninstall.sh $(UNINSTALL_FLAGS)
 
 clean:
 	rm -rf $(VENV) test-artifacts hil-results .pytest_cache

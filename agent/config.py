@@ -95,7 +95,7 @@ class MqttConfig(Section):
     # Further brokers tried in turn when the first cannot be reached.
     failover: list[BrokerAddress] = []
     prefix: Annotated[str, Field(pattern=TOPIC_LEVEL_PATTERN)] = "umps"
-    client_id: str | None = None  # default: the unit id
+    client_id: str | None = None  # default "umps-<unit id>" (keep it stable: the broker session is keyed on it)
     username: str | None = None
     password: SecretStr | None = None
     protocol: Literal["5", "3.1.1"] = "5"

@@ -50,7 +50,7 @@ from agent.adapters.uplink import Uplink
 from agent.config import AgentConfig
 from agent.core import views
 from agent.core.dispatch import iso
-from agent.core.effects import Feedback, FlushBacklog, Speak
+from agent.core.effects import Feedback, Speak
 from agent.core.events import (
     ButtonPressed, FixReceived, GnssLost, GnssRestored, LinkDown, LinkUp, MessageReceived, Stop, Tick,
 )
@@ -72,7 +72,8 @@ MAX_IDLE_S = 1.0
 HEARTBEAT_MAX_AGE_S = 10.0
 PUBLISH_MAX_STALL_S = 60.0
 # Topics whose retained copy is stale by definition: an old ack or clear must never touch a new alarm.
-NEVER_RETAINED = ("alarm/ack", "alarm/clear")
+# (A retained command would run again at every connect.)
+NEVER_RETAINED = ("alarm/ack", "alarm/clear", "cmd")
 EXIT_OK, EXIT_FAILURE = 0, 1
 
 
@@ -153,7 +154,7 @@ class Runtime:
         state_dir = Path(cfg.storage.state_dir)
         state_dir.mkdir(parents=True, exist_ok=True)
         self.outbox = Outbox(state_dir, max_backlog_reports=cfg.storage.max_backlog_reports,
-                             commit_interval_s=cfg.storage.commit_interval_s)
+                             commit_interval_s=cfg.storage.commit_interval_s, exclusive=True)
         now = self.now()
         self.unit = Unit(cfg, self.outbox.next_seq(), now, config_version=self.cfg_state.version)
         self._restore_state(now)
@@ -190,6 +191,8 @@ class Runtime:
         self._quietly("uplink", lambda: self.uplink and self.uplink.stop())
         self._quietly("link", lambda: self.link and self.link.stop())
         self._quietly("outbox", lambda: self.outbox and self.outbox.close())
+        if self._factory is not None and self._injected_factory is None:
+            self._quietly("pin factory", self._factory.close)
         self._quietly("status file", lambda: (runtime_dir(self.config) / STATUS_FILE).unlink(missing_ok=True))
 
     @staticmethod
@@ -202,13 +205,15 @@ class Runtime:
     # ---------------------------------------------------------------- inbox
 
     def _post(self, event: Any, force: bool = False) -> None:
-        """What every adapter calls: never blocks (a full inbox drops and counts)."""
+        """What every adapter calls. A full inbox drops and counts the event; ``force`` (state
+        changes: link, receiver, stop) waits up to a second first, never longer, so a stuck
+        core cannot freeze an adapter's thread (the watchdog deals with a stuck core)."""
         try:
-            self.inbox.put_nowait(event)
-        except queue.Full:
             if force:
-                self.inbox.put(event)
-                return
+                self.inbox.put(event, timeout=1.0)
+            else:
+                self.inbox.put_nowait(event)
+        except queue.Full:
             self.dropped_events += 1
             if self.dropped_events in (1, 10, 100) or self.dropped_events % 1000 == 0:
                 log.error("inbox full: %d events dropped so far (last %s)", self.dropped_events, type(event).__name__)
@@ -251,11 +256,11 @@ class Runtime:
         unit = self.unit
         assert unit is not None
         now = self.now()
-        if isinstance(event, MessageReceived) and event.topic in ("config/set", "cmd"):
-            self._remote(event, now)
+        if isinstance(event, MessageReceived) and event.retained and event.topic in NEVER_RETAINED:
+            log.warning("ignoring a retained %s (stale by definition; senders must not retain it)", event.topic)
             effects = unit.handle(Tick(now.mono), now)
-        elif isinstance(event, MessageReceived) and event.retained and event.topic in NEVER_RETAINED:
-            log.info("ignoring a retained %s (stale by definition)", event.topic)
+        elif isinstance(event, MessageReceived) and event.topic in ("config/set", "cmd"):
+            self._remote(event, now)
             effects = unit.handle(Tick(now.mono), now)
         else:
             effects = unit.handle(event, now)
@@ -282,9 +287,6 @@ class Runtime:
                 text = views.spoken_text(self.unit, effect.call_id, now)
                 if text:
                     self.speaker.speak(text, self.config.panel.language)
-        elif isinstance(effect, FlushBacklog):
-            if self.uplink is not None:
-                self.uplink.flush_backlog()
         else:
             log.error("unknown effect %r", effect)
 
@@ -337,8 +339,11 @@ class Runtime:
         except (OSError, ValueError) as exc:
             log.error("stored unit state %s unreadable (%s); starting from the defaults", path, exc)
             return
-        effects = self.unit.restore(state, now)
-        self._pending_restore = effects
+        try:
+            self._pending_restore = self.unit.restore(state, now)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("stored unit state %s does not fit (%s); starting from the defaults", path, exc)
+            self.unit = Unit(self.config, self.unit.next_seq, now, config_version=self.cfg_state.version)
         self._last_state = self.unit.persistent_state()
 
     # ------------------------------------------------------ remote requests
@@ -406,7 +411,7 @@ class Runtime:
         if "gpio" in reinit:
             self._quietly("panel", self._stop_panel)
             self._start_panel()
-        if "display" in reinit:
+        if "display" in reinit or (self.display is not None and cfg.panel.labels != old.panel.labels):
             self._quietly("display", self._stop_display)
             self._start_display()
         if "mqtt" in reinit:

@@ -20,7 +20,18 @@ agent runs as a separate, unmodified process with its normal configuration:
   switches the siren line, and reads its LEDs and buzzer with a timestamped
   history.
 
-Later parts (broker and peers, declarative scenarios, reports, bench and
-fleet modes, the ``umps-hil`` command) build on these. The rig imports the
-agent's package where it needs its contracts; the agent never imports the rig.
+- **Broker and peers** (``hil.broker``, ``hil.peers``): a Mosquitto of the
+  rig's own on a free port, a tap recording the unit's topics, and the
+  dispatcher and admin who talk to the unit.
+- **Scenarios** (``hil.scenario``, ``hil.engine``, ``hil.expect``,
+  ``hil.runlog``): TOML timelines of steps and expectations played against the
+  agent process started from a generated config (``hil.agent_proc``), judged
+  on the recorded log; ``hil.report`` writes the table, JSON, JUnit XML and an
+  HTML report with plots.
+- **Fleet mode** (``hil.fleet``): many simulated units on one broker.
+- **Bench mode** (``hil.bench``): the same scenarios against a real unit.
+- The ``umps-hil`` command (``hil.cli``); ``hil/README.md`` is the manual.
+
+The rig imports the agent's package where it needs its contracts; the agent
+never imports the rig.
 """

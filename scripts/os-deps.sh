@@ -5,6 +5,8 @@ set -euo pipefail
 
 need=()
 have() { command -v "$1" >/dev/null 2>&1; }
+# Debian splits venv (and its pip) out of python3.
+python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 # mosquitto lives in /usr/sbin, which is not on every user's PATH.
 have mosquitto || [[ -x /usr/sbin/mosquitto ]] || need+=(mosquitto)
 have mosquitto_passwd || need+=(mosquitto-clients)

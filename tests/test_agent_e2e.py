@@ -97,6 +97,15 @@ class Rig:
         finally:
             self.log.close()
 
+    def births(self) -> int:
+        return len([b for b in self.messages("online") if b.get("online")])
+
+    def start_and_wait_online(self) -> None:
+        """Start the agent and wait for *its* birth message (not a retained one from before)."""
+        before = self.births()
+        self.start_agent()
+        self.wait("online", lambda b: b.get("online") is True and self.births() > before)
+
     def agent_log(self) -> str:
         return (self.tmp / "agent.log").read_text(errors="replace")[-4000:]
 
@@ -222,16 +231,21 @@ def test_status_and_seq_survive_a_restart_and_nothing_is_lost_in_a_broker_outage
     rig.broker.start()
     rig.wait("telemetry/backlog", timeout=20)
     # A restart of the agent: status kept, seq never reused.
-    before = max(b["seq"] for b in rig.messages("telemetry") + rig.messages("telemetry/backlog"))
     assert rig.stop_agent() == 0
-    rig.start_agent()
-    rig.wait("status", lambda b: b["status"] == "en_route" and b["ts"] > "")
+    before = max(b["seq"] for b in rig.messages("telemetry") + rig.messages("telemetry/backlog"))
+    rig.start_and_wait_online()
+    assert rig.wait("status")["status"] == "en_route"
     rig.wait("telemetry", lambda b: b["seq"] > before + 2, timeout=20)
     assert rig.stop_agent() == 0
-    seqs = sorted(b["seq"] for b in rig.messages("telemetry") + rig.messages("telemetry/backlog"))
-    first = seqs[0]
-    assert len(seqs) == len(set(seqs)), "a seq was used twice"
-    missing = sorted(set(range(first, seqs[-1] + 1)) - set(seqs))
+    reports = rig.messages("telemetry") + rig.messages("telemetry/backlog")
+    # QoS 1 is at-least-once: a report may arrive twice (a PUBACK lost with the broker), but
+    # one seq is always one report, never reused for another.
+    by_seq: dict[int, set[str]] = {}
+    for b in reports:
+        by_seq.setdefault(b["seq"], set()).add(b["ts"])
+    assert all(len(stamps) == 1 for stamps in by_seq.values()), "a seq was used for two reports"
+    seqs = sorted(by_seq)
+    missing = sorted(set(range(seqs[0], seqs[-1] + 1)) - set(seqs))
     assert missing == [], f"reports lost: {missing}"
 
 
@@ -323,5 +337,22 @@ def test_car_touchscreen_shows_the_call_and_a_touch_accepts_it(tmp_path, request
             page.locator("#statuses button", has_text="route").first.click()
             rig.wait("status", lambda b: b["status"] == "en_route")
             rig.wait("call/response", lambda b: b["id"] == "C-7" and b["response"] == "en_route")
+            # Dispatch updates the address: the card follows; a re-delivery changes nothing.
+            update = {"id": "C-7", "action": "update", "address": "Bd Hassan II, Kénitra"}
+            rig.recorder.publish(f"umps/{UNIT}/call", json.dumps(update).encode())
+            rig.recorder.publish(f"umps/{UNIT}/call", json.dumps(call, ensure_ascii=False).encode())
+            page.locator("#call .address, #call [class*=address]").filter(has_text="Hassan II").first.wait_for(
+                timeout=10_000)
+            # The call survives a restart of the agent; the page reconnects by itself.
+            assert rig.stop_agent() == 0
+            page.locator("#app.offline").wait_for(timeout=15_000)
+            rig.start_and_wait_online()
+            page.locator("#app:not(.offline)").wait_for(timeout=15_000)
+            page.locator("#call").filter(has_text="Hassan II").wait_for(timeout=10_000)
+            # Dispatch cancels: the card goes.
+            rig.recorder.publish(f"umps/{UNIT}/call", json.dumps({"id": "C-7", "action": "cancel"}).encode())
+            page.locator("#call").wait_for(state="hidden", timeout=10_000)
+            responses = [b["response"] for b in rig.messages("call/response") if b["id"] == "C-7"]
+            assert responses.count("received") == 1, responses
         finally:
             browser.close()

@@ -115,6 +115,7 @@ def test_most_urgent_unaccepted_call_is_shown():
     book.respond("received", "C-1")
     book.respond("accepted", "C-1")
     assert book.shown().id == "C-3"  # still waiting for an answer
+    assert book.working().id == "C-1"  # while the crew works the accepted one
 
 
 def test_snapshot_restore_keeps_calls_and_closed_ids():
@@ -135,3 +136,18 @@ def test_snapshot_restore_keeps_calls_and_closed_ids():
 def test_any_payload_never_raises(payload):
     parse_call(payload)
     CallBook().receive(payload, NOW, 0.0)
+
+
+def test_a_late_copy_of_new_never_undoes_an_update():
+    import datetime as _dt
+    import json as _json
+
+    from agent.core.dispatch import CallBook, Ignored
+
+    book, now = CallBook(), _dt.datetime(2026, 11, 25, 10, 0, tzinfo=_dt.timezone.utc)
+    new = {"id": "C-9", "action": "new", "priority": 2, "nature": "Rixe", "address": "Rue 12",
+           "created": "2026-11-25T09:59:00Z"}
+    book.receive(_json.dumps(new).encode(), now, 1.0)
+    book.receive(_json.dumps({"id": "C-9", "action": "update", "address": "Bd Hassan II"}).encode(), now, 2.0)
+    assert isinstance(book.receive(_json.dumps(new).encode(), now, 3.0), Ignored)
+    assert book.calls["C-9"].address == "Bd Hassan II"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -102,6 +103,9 @@ def test_birth_ack_and_clean_offline(broker: Broker, recorder: Recorder, make_li
     link, ev = make_link([broker.address])
     ev.wait(lambda: ev.ups, what="link up")
     assert link.connected and link.stats().protocol == "5"
+    # Replies go out at once, not after the broker's delayed ACK.
+    sock = link._session.client.socket()
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
     recorder.wait_for(lambda ms: online(recorder), 5, "birth")
     assert online(recorder)[0] == {
         "online": True,

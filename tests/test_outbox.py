@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.adapters.outbox import DB_NAME, Outbox, OutboxError
+from agent.adapters.outbox import DB_NAME, FORMAT_VERSION, Outbox, OutboxError
 from agent.core.publish import Lane, Publish
 
 
@@ -273,3 +273,178 @@ def test_disk_full_keeps_records_in_memory_and_recovers(tiny_tmpfs: Path, clock:
     box = Outbox(tiny_tmpfs)
     assert box.pending()[Lane.STATUS] == 30 and box.pending()[Lane.BACKLOG] == 40
     box.close()
+
+
+# ------------------------------------------------ storage format and SD wear
+
+
+def realistic_report(seq: int, lane: Lane = Lane.BACKLOG, **extra: object) -> Publish:
+    """A report shaped as the unit builds it (compact JSON, ~350 bytes)."""
+    body = {
+        "unit": "rabat-017", "seq": seq, "ts": f"2026-11-26T01:{seq // 60 % 60:02d}:{seq % 60:02d}.512Z",
+        "time_source": "system",
+        "fix": {"mode": 3, "time": f"2026-11-26T01:{seq // 60 % 60:02d}:{seq % 60:02d}.000Z",
+                "lat": 34.26101333333333 + seq * 1e-5, "lon": -6.580213333333333 - seq * 1e-5, "alt": 12.5,
+                "speed": 13.2, "track": 271.3, "hdop": 0.9, "sats": 11, "age": 0.043},
+        "status": "en_route", "siren": True, "emergency": False, "call": {"id": "C-2026-0042", "state": "en_route"},
+        **extra,
+    }
+    return Publish("telemetry", json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(), lane, seq=seq)
+
+
+def stored(state_dir: Path) -> dict[int | None, tuple[int, int]]:
+    """seq (None for status) -> (enc, stored length), read by another connection."""
+    db = sqlite3.connect(state_dir / DB_NAME)
+    try:
+        return {seq: (enc, n) for seq, enc, n in db.execute("SELECT seq, enc, length(payload) FROM records")}
+    finally:
+        db.close()
+
+
+def test_telemetry_is_stored_compressed_and_reads_back_byte_identical_after_a_kill(tmp_path: Path) -> None:
+    payloads = {
+        1: realistic_report(1).payload,
+        2: realistic_report(2, note="Zone industrielle — accès nord, véhicule 2 ✓").payload,  # not ASCII
+        3: b'{"seq":3}',  # too small to gain: stored as it is
+        4: os.urandom(300),  # incompressible: stored as it is
+        5: realistic_report(5, blob="x" * 5000).payload,  # large
+    }
+    code = textwrap.dedent(
+        f"""
+        import os, signal
+        from agent.adapters.outbox import Outbox
+        from agent.core.publish import Lane, Publish
+        payloads = {payloads!r}
+        box = Outbox({str(tmp_path)!r}, commit_interval_s=3600)
+        for seq, payload in payloads.items():
+            box.put(Publish("telemetry", payload, Lane.BACKLOG, seq=seq))
+        box.put(Publish("status", b'{{"status":"busy"}}', Lane.STATUS, retain=True))
+        box.commit()
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1], timeout=30)
+    assert proc.returncode == -9
+    on_disk = stored(tmp_path)
+    assert on_disk[1][0] == 1 and on_disk[1][1] < len(payloads[1]) // 2  # ~350 bytes of JSON take ~100
+    assert on_disk[2][0] == 1 and on_disk[5][0] == 1
+    assert on_disk[4] == (0, 300)
+    assert on_disk[None] == (0, len(b'{"status":"busy"}'))  # status records are stored as they are
+    box = Outbox(tmp_path)
+    assert {r.seq: r.payload for r in box.take(Lane.BACKLOG, 100)} == payloads
+    (status_rec,) = box.take(Lane.STATUS, 10)
+    assert status_rec.payload == b'{"status":"busy"}'
+    box.close()
+
+
+OLD_SCHEMA = """
+CREATE TABLE records (id INTEGER PRIMARY KEY, lane INTEGER NOT NULL, topic TEXT NOT NULL, payload BLOB NOT NULL,
+                      qos INTEGER NOT NULL, retain INTEGER NOT NULL, seq INTEGER);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+"""
+
+
+def test_a_store_of_the_first_format_is_migrated_in_place(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / DB_NAME)
+    db.executescript(OLD_SCHEMA)
+    old = [realistic_report(seq).payload for seq in (40, 41)]
+    db.executemany("INSERT INTO records VALUES (?, ?, 'telemetry', ?, 1, 0, ?)",
+                   [(1, int(Lane.BACKLOG), old[0], 40), (2, int(Lane.BACKLOG), old[1], 41)])
+    db.execute("INSERT INTO records VALUES (3, ?, 'status', ?, 1, 1, NULL)", (int(Lane.STATUS), b'{"status":"busy"}'))
+    db.executemany("INSERT INTO meta VALUES (?, ?)", [("clean", 1), ("seq_next", 42), ("seq_reserved", 100)])
+    db.commit()
+    db.close()
+    box = Outbox(tmp_path)
+    assert box.next_seq() == 42
+    assert box.pending()[Lane.STATUS] == 1
+    box.put(realistic_report(42))
+    box.commit()
+    assert [r.payload for r in box.take(Lane.BACKLOG, 10)] == old + [realistic_report(42).payload]
+    box.close()
+    db = sqlite3.connect(tmp_path / DB_NAME)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == FORMAT_VERSION
+    assert db.execute("SELECT enc FROM records ORDER BY id").fetchall() == [(0,), (0,), (0,), (1,)]
+    db.close()
+
+
+def test_a_store_of_a_newer_format_is_a_clear_error(tmp_path: Path) -> None:
+    Outbox(tmp_path).close()
+    db = sqlite3.connect(tmp_path / DB_NAME)
+    db.execute(f"PRAGMA user_version={FORMAT_VERSION + 1}")
+    db.close()
+    with pytest.raises(OutboxError, match="newer agent"):
+        Outbox(tmp_path)
+
+
+def test_an_unreadable_stored_report_is_dropped_and_the_rest_drain_in_order(tmp_path: Path) -> None:
+    box = Outbox(tmp_path)
+    for seq in range(1, 6):
+        box.put(realistic_report(seq))
+    box.close()
+    db = sqlite3.connect(tmp_path / DB_NAME)
+    db.execute("UPDATE records SET payload = x'deadbeef' WHERE seq = 3")
+    db.commit()
+    db.close()
+    box = Outbox(tmp_path)
+    assert [r.seq for r in box.take(Lane.BACKLOG, 10)] == [1, 2, 4, 5]
+    assert box.stats().dropped == 1
+    box.close()
+    assert [seq for _, _, _, seq in rows_on_disk(tmp_path)] == [1, 2, 4, 5]
+
+
+def test_offline_telemetry_is_committed_every_30_s_status_still_at_once(tmp_path: Path, clock: FakeClock) -> None:
+    box = Outbox(tmp_path, commit_interval_s=10, clock=clock)
+    seq = box.next_seq()
+    acked_seqs: set[int] = set()
+
+    def second(*, acked: bool) -> None:
+        nonlocal seq
+        box.put(realistic_report(seq, Lane.LIVE))
+        seq += 1
+        if acked:  # every other report is acknowledged: some are left to commit
+            for rec in box.take(Lane.LIVE, 10):
+                if seq % 2:
+                    box.ack(rec.id)
+                    acked_seqs.add(rec.seq)
+                else:
+                    box.nack(rec.id)
+        clock.now += 1.0
+        box.maybe_commit()
+
+    commits = box.stats().commits
+    for _ in range(60):  # link up
+        second(acked=True)
+    assert box.stats().commits - commits == 6  # every 10 s
+    commits = box.stats().commits
+    for _ in range(30):  # link lost: every 10 s until nothing was acknowledged for 30 s
+        second(acked=False)
+    assert box.stats().commits - commits == 2  # 10 and 20 s after the last batch; then offline
+    commits = box.stats().commits
+    for i in range(120):  # offline: every 30 s
+        second(acked=False)
+        if i == 45:
+            box.put(status("busy"))
+            assert ("status", None) in [(topic, s) for _, _, topic, s in rows_on_disk(tmp_path)]
+    assert box.stats().commits - commits == 4 + 1  # + the status, at once
+    on_disk = {s for *_, s in rows_on_disk(tmp_path)}
+    at_risk = [s for s in range(box.next_seq(), seq) if s not in on_disk and s not in acked_seqs]
+    assert 0 < len(at_risk) <= 30  # what a power cut now would lose: at most 30 s of reports
+    commits = box.stats().commits
+    for _ in range(20):  # link back: every 10 s again
+        second(acked=True)
+    assert box.stats().commits - commits == 2
+    box.close()
+
+
+def test_exclusive_store_keeps_the_wal_index_off_the_sd_card_and_still_reopens(tmp_path: Path, clock: FakeClock) -> None:
+    box = Outbox(tmp_path, exclusive=True, clock=clock)
+    box.put(Publish("status", b'{"status": "busy"}', Lane.STATUS))
+    for seq in range(1, 30):
+        box.put(Publish("telemetry", json.dumps({"seq": seq}).encode(), Lane.BACKLOG, seq=seq))
+    clock.now += 11
+    assert box.maybe_commit()
+    assert not (tmp_path / f"{DB_NAME}-shm").exists(), "the WAL index went to a file"
+    box.close()
+    again = Outbox(tmp_path, exclusive=True, clock=clock)
+    assert again.pending()[Lane.STATUS] == 1 and again.pending()[Lane.BACKLOG] == 29
+    again.close()

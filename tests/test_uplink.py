@@ -154,16 +154,36 @@ def test_live_reports_never_wait_behind_the_backlog(tmp_path: Path, broker: Brok
     agent = agents([broker.address])
     first = agent.outbox.next_seq()
     wait_until(lambda: agent.link.connected, 5, "link up")
-    sent = send_reports(agent, first, 20, rate=20)
+    # What the sender hands to the link, in order, with a mark where each live report was submitted.
+    order: list[tuple[str, int]] = []
+    publish = agent.link.publish
+
+    def spy(topic, payload, *args, **kwargs):
+        order.append((topic, json.loads(payload)["seq"]))
+        return publish(topic, payload, *args, **kwargs)
+
+    agent.link.publish = spy
+    start = time.monotonic()
+    for i in range(20):
+        wait_until(lambda: time.monotonic() >= start + i / 20, 2, "pacing")
+        order.append(("submitted", first + i))
+        agent.uplink.submit(telemetry(UNIT, first + i))
     recorder.wait_for(lambda ms: len(seqs(ms, LIVE)) == 20, 20, "live reports")
     recorder.wait_for(lambda ms: len(seqs(ms, BACKLOG)) >= backlog_size, 60, "the whole backlog")
     msgs = recorder.messages
-    arrival = {json.loads(m.payload)["seq"]: m.at for m in msgs if m.topic == LIVE}
-    latencies = [arrival[first + i] - sent[i] for i in range(20)]
-    last_backlog = max(m.at for m in msgs if m.topic == BACKLOG)
     assert seqs(msgs, BACKLOG) == list(range(1, backlog_size + 1))
-    assert sum(1 for t in arrival.values() if t < last_backlog) >= 1, "live went out while the backlog drained"
-    assert max(latencies) < 1.0, f"live latency while draining: {max(latencies):.3f} s"
+    assert seqs(msgs, LIVE) == list(range(first, first + 20))
+    # Not a timing check (this machine is shared): how much backlog the sender let go between a
+    # live report's submission and its own publish. Waiting behind the backlog would be
+    # thousands; the design allows one backlog batch (the window, 64) already being sent.
+    snapshot = list(order)
+    ahead = []
+    for i in range(20):
+        at = snapshot.index(("submitted", first + i))
+        sent = snapshot.index(("telemetry", first + i), at)
+        ahead.append(sum(1 for topic, _ in snapshot[at:sent] if topic.endswith("backlog")))
+    assert any(ahead), "the backlog was not draining while live reports went out"
+    assert max(ahead) <= 64, f"backlog published ahead of a live report: {ahead}"
 
 
 def test_backlog_rate_limit_and_flush_now(tmp_path: Path, broker: Broker, recorder: Recorder, agents) -> None:

@@ -25,9 +25,55 @@ SD card wear decides the write policy. A 1 Hz report must not cost a commit:
   ``commit_interval_s`` (10 s by default), and only if it is still
   unacknowledged then. A live report acknowledged before that batch never
   touches the disk: with the link up the outbox writes almost nothing.
+* Offline, that is once the broker has acknowledged nothing for
+  ``OFFLINE_COMMIT_INTERVAL_S`` (30 s), telemetry batches are committed every
+  30 s instead (when ``commit_interval_s`` is shorter), until the next
+  acknowledgement. See "SD card wear" below for why.
 * Deletions of acknowledged rows ride on the next commit.
 * Backlog rows are not kept in memory: the sender reads them oldest-first
   from the database in small batches, so 48 h of reports cost disk, not RAM.
+* Telemetry payloads are stored deflated with a preset dictionary of a
+  report's keys and usual values (``records.enc`` = 1); a report of ~350
+  bytes of JSON takes ~95. Reading gives back the payload byte for byte. Other
+  records, and payloads that would not shrink, are stored as they are.
+
+SD card wear
+------------
+Budget: under 50 MB of writes a day to the state directory at 1 Hz, also with
+the link down all day (every report kept as backlog). What costs, measured
+with bench/bench_link.py (``write_bytes`` of /proc/self/io: every fsynced
+commit makes the card rewrite at least the 4 KiB page the previous commit
+ended in) for a day of 1 Hz reports with the link down:
+
+* The first format: 151 MB. Per 10 s commit of 10 reports (3.5 kB of JSON,
+  1 KiB pages) the WAL got ~7.6 frames of 1,048 bytes: ~5 table leaf pages,
+  ~1.6 interior pages of the rowid b-tree (no other index: ``id`` is the
+  rowid), page 1 (the database grows at every commit) and the rewrite of the
+  last, half-full leaf; ~3 OS pages fsynced. Every 1,000 frames the
+  checkpoint copied the pages into the database file a second time.
+* Compressed payloads: 86 MB. With 512-byte pages: 75 MB.
+* The floor at 10 s batches: 8,640 fsynced commits a day cost at least one
+  4 KiB page each, 35 MB before any data, and each commit rewrites page 1,
+  an interior page and the last leaf. So offline, when nothing can be sent
+  anyway, the outbox commits every 30 s: 42 MB a day (60 s would give 34).
+  The price: a power cut (or a kill -9) while offline loses up to 30 s of
+  reports instead of 10 s; status and emergency records are unaffected.
+* Not taken: a bigger ``wal_autocheckpoint`` (10,000 frames: 40 MB instead of
+  42, for a 5 MB WAL); committing every 10 s but fsyncing every 30 s
+  (``synchronous=NORMAL`` in between: 52 MB, the extra commits rewrite page 1
+  and the b-tree path each time).
+* Not counted by the simulated day above: the WAL index (``-shm``) is a
+  memory-mapped file in the state directory, and the kernel writes its dirty
+  pages back every ~30 s on its own. Measured on the real clock (15 min at
+  1 Hz, link down, ``bench_link --realtime-minutes 15``): first format 194 MB
+  a day instead of 151; now 72 to 91 MB a day instead of 42 (more when other
+  processes keep the kernel's flusher busy). So the budget holds by the
+  simulated measure alone. ``exclusive=True`` (``PRAGMA locking_mode=EXCLUSIVE``,
+  what the agent runs with) keeps the index in the process's memory and
+  removes that cost (measured over 10 min: 49 MB a day instead of 72). No
+  other process can then read the store while the agent runs; the agent is
+  its only user (``umps-agent status`` reads the runtime status file), and
+  tests that inspect the file from a second connection open it shared.
 
 The crash window, honestly
 --------------------------
@@ -35,7 +81,11 @@ The crash window, honestly
   ``put`` returns. A kill -9 or a power cut after that loses nothing.
 * Telemetry made less than ``commit_interval_s`` before a crash and not yet
   acknowledged is lost (at most ``commit_interval_s * rate`` reports). Its
-  ``seq`` numbers are never reused, so the server sees a gap.
+  ``seq`` numbers are never reused, so the server sees a gap. Offline (no
+  acknowledgement for 30 s) the window is ``OFFLINE_COMMIT_INTERVAL_S`` (30 s)
+  when ``commit_interval_s`` is shorter.
+* A kill -9 or a power cut never loses or damages what was committed
+  (SQLite WAL with ``synchronous=FULL``).
 * An acknowledged record whose delete was not yet committed is sent again
   after a restart (a duplicate, which QoS 1 allows anyway).
 
@@ -58,6 +108,15 @@ directory cannot be written at start-up the outbox runs from memory only; seq
 then continues from the last reservation that was persisted, so a second
 crash before the disk recovers could reuse seq numbers (logged as an error).
 
+Storage format
+--------------
+``PRAGMA user_version`` holds FORMAT_VERSION (2). A store of the first format
+(version 0, no ``enc`` column) is migrated in place at open: the column is
+added, its rows are read as stored. A store with a newer version is refused
+with an OutboxError that says so (a downgraded agent must not misread it).
+A stored report that cannot be decoded (a damaged card) is logged, counted in
+``dropped`` and deleted; the others drain in order.
+
 Bounds
 ------
 At most ``max_backlog_reports`` telemetry records (default 48 h at 1 Hz).
@@ -71,6 +130,7 @@ import logging
 import sqlite3
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable
 from typing import Any
 from dataclasses import dataclass
@@ -87,11 +147,29 @@ FIRST_SEQ = 1
 # while a long backlog drains.
 DELETE_COMMIT_THRESHOLD = 4096
 SCAN_BATCH = 512
-# Small pages: a 10 s batch of reports rewrites less of its last, half-full page
-# (measured by bench/bench_link.py: about half the bytes of 4 KiB pages).
-PAGE_SIZE = 1024
+# Small pages: a batch rewrites less of its last, half-full leaf page, and the
+# WAL frames of a commit (page size + 24 bytes each) span fewer 4 KiB pages of
+# the card. Measured (bench/bench_link.py, compressed reports, 10 s batches, a
+# day offline): 1024 B 86 MB, 512 B 75 MB; over an hour, 4096 B pages cost
+# 1.25 times 1024 B ones.
+PAGE_SIZE = 512
+# Frames the WAL may hold before SQLite copies them into the database file.
+WAL_AUTOCHECKPOINT = 1000
+# Store telemetry payloads deflated (see _encode); False only to measure without.
+COMPRESS_TELEMETRY = True
+# Offline (the broker has acknowledged nothing for this long), telemetry batches
+# are committed this often instead of every commit_interval_s, if that is
+# shorter: see "SD card wear" in the module docstring.
+OFFLINE_COMMIT_INTERVAL_S = 30.0
 
-_SCHEMA = """
+# The on-disk format, in ``PRAGMA user_version``. 0: the first format (no
+# ``enc`` column; migrated in place). 2: ``records.enc`` says how ``payload``
+# is stored (ENC_RAW or ENC_DEFLATE_V1).
+FORMAT_VERSION = 2
+ENC_RAW = 0
+ENC_DEFLATE_V1 = 1
+
+_SCHEMA_RECORDS = """
 CREATE TABLE IF NOT EXISTS records (
     id INTEGER PRIMARY KEY,
     lane INTEGER NOT NULL,
@@ -99,10 +177,25 @@ CREATE TABLE IF NOT EXISTS records (
     payload BLOB NOT NULL,
     qos INTEGER NOT NULL,
     retain INTEGER NOT NULL,
-    seq INTEGER
-);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
-"""
+    seq INTEGER,
+    enc INTEGER NOT NULL DEFAULT 0
+)"""
+_SCHEMA_META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID"
+_COLUMNS = "id, lane, topic, payload, qos, retain, seq, enc"
+
+# The preset dictionary of ENC_DEFLATE_V1: the keys and the usual values of a
+# telemetry report (agent/core/unit.py), commonest last. Part of the on-disk
+# format: never edit it; a better one gets a new ``enc`` code.
+_DICT_V1 = (
+    b'"call":null,"status":"available","status":"on_scene","status":"busy","status":"out_of_service",'
+    b'"time_source":"system_unsynced","time_source":"gnss","fix":{"mode":1,"time":null,"lat":null,"lon":null,'
+    b'"alt":null,"speed":null,"track":null,"hdop":null,"sats":null,"age":null},"state":"new","state":"received",'
+    b'"state":"accepted","state":"on_scene","siren":false,"emergency":true,'
+    b'{"unit":"","seq":1,"ts":"2026-01-01T00:00:00.000Z","time_source":"system","fix":{"mode":3,'
+    b'"time":"2026-01-01T00:00:00.000Z","lat":0.0,"lon":-0.0,"alt":1.0,"speed":0.0,"track":0.0,"hdop":0.9,'
+    b'"sats":1,"age":0.0},"status":"en_route","siren":true,"emergency":false,"call":{"id":"C-2026-0",'
+    b'"state":"en_route"}}'
+)
 
 
 class OutboxError(RuntimeError):
@@ -152,6 +245,7 @@ class Outbox:
         commit_interval_s: float = 10.0,
         seq_block: int = 3600,
         max_memory_reports: int = 3600,
+        exclusive: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_backlog_reports < 1 or max_memory_reports < 1 or seq_block < 2:
@@ -160,6 +254,7 @@ class Outbox:
         self._interval = commit_interval_s
         self._seq_block = seq_block
         self._max_memory = max_memory_reports
+        self._exclusive = exclusive
         self._clock = clock
         self._lock = threading.RLock()
         self._urgent: dict[Lane, dict[int, Record]] = {lane: {} for lane in URGENT_LANES}
@@ -174,6 +269,7 @@ class Outbox:
         self._unflushed = 0  # telemetry records in memory only (not yet committed)
         self._in_txn = False
         self._last_commit = clock()
+        self._last_ack = clock()
         self._dropped = 0
         self._commits = 0
         self._records_written = 0
@@ -206,16 +302,21 @@ class Outbox:
             return {}
         try:
             db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # only takes effect on a new file
+            if self._exclusive:
+                # Before the first WAL access: the WAL index then lives in this process's
+                # memory, not in a -shm file the kernel writes back every ~30 s.
+                db.execute("PRAGMA locking_mode=EXCLUSIVE")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
-            db.executescript(_SCHEMA)
+            db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
+            _check_format(db, self._path)
             meta = dict(db.execute("SELECT key, value FROM meta"))
             max_id = db.execute("SELECT COALESCE(MAX(id), 0) FROM records").fetchone()[0]
             self._disk_telemetry = db.execute(
                 "SELECT COUNT(*) FROM records WHERE lane >= ?", (int(Lane.LIVE),)
             ).fetchone()[0]
             for row in db.execute(
-                "SELECT id, lane, topic, payload, qos, retain, seq FROM records WHERE lane < ? ORDER BY id",
+                f"SELECT {_COLUMNS} FROM records WHERE lane < ? ORDER BY id",
                 (int(Lane.LIVE),),
             ):
                 rec = _row_record(row)
@@ -301,6 +402,7 @@ class Outbox:
             if rec is None:
                 return
             rec.in_flight = False
+            self._last_ack = self._clock()
             self._forget(rec)
             if rec.telemetry and not rec.on_disk:
                 self._unflushed -= 1
@@ -331,7 +433,7 @@ class Outbox:
     def maybe_commit(self) -> bool:
         """Commit if the batch interval has passed or many deletes wait. True if it committed."""
         with self._lock:
-            due = self._clock() - self._last_commit >= self._interval
+            due = self._clock() - self._last_commit >= self._batch_interval()
             if due or len(self._uncommitted_deletes) >= DELETE_COMMIT_THRESHOLD:
                 return self.commit()
             return False
@@ -407,6 +509,12 @@ class Outbox:
             if not self._run(self._write_meta, {}, commit=True):
                 log.error("outbox: seq reservation not persisted (disk); seq may repeat after a crash")
 
+    def _batch_interval(self) -> float:
+        """``commit_interval_s``; offline, OFFLINE_COMMIT_INTERVAL_S if that is longer."""
+        if self._clock() - self._last_ack < OFFLINE_COMMIT_INTERVAL_S:
+            return self._interval
+        return max(self._interval, OFFLINE_COMMIT_INTERVAL_S)
+
     def _memory_records(self) -> Iterable[Record]:
         for lane in URGENT_LANES:
             yield from self._urgent[lane].values()
@@ -454,8 +562,7 @@ class Outbox:
         try:
             while len(found) < limit:
                 rows = self._db.execute(
-                    "SELECT id, lane, topic, payload, qos, retain, seq FROM records"
-                    " WHERE id > ? AND lane >= ? ORDER BY id LIMIT ?",
+                    f"SELECT {_COLUMNS} FROM records WHERE id > ? AND lane >= ? ORDER BY id LIMIT ?",
                     # Enough to get past the rows held in memory in one go, usually.
                     (cursor, int(Lane.LIVE), min(SCAN_BATCH, limit + len(self._in_flight) + len(self._mem_backlog))),
                 ).fetchall()
@@ -466,7 +573,11 @@ class Outbox:
                     cursor = rid
                     if self._held(rid):
                         continue
-                    rec = _row_record(row)
+                    try:
+                        rec = _row_record(row)
+                    except (zlib.error, OutboxError) as exc:
+                        self._discard_unreadable(rid, exc)
+                        continue
                     rec.lane = Lane.BACKLOG
                     found.append(rec)
                     if len(found) >= limit:
@@ -477,6 +588,12 @@ class Outbox:
             # Everything scanned is in memory (or gone): do not scan it again.
             self._cursor = max(self._cursor, cursor)
         return found
+
+    def _discard_unreadable(self, rid: int, exc: BaseException) -> None:
+        """A stored report that cannot be decoded (a damaged card): log it, count it as dropped, delete it."""
+        log.error("outbox: record %d cannot be read back (%s); dropped", rid, exc)
+        self._dropped += 1
+        self._run(self._delete, [(rid, True)])
 
     def _held(self, rid: int) -> bool:
         """The row is in memory (or being deleted): a disk scan must not hand it out."""
@@ -590,10 +707,11 @@ class Outbox:
     def _insert(self, recs: list[Record]) -> None:
         assert self._db is not None
         self._pending_inserts.extend(recs)
-        self._db.executemany(
-            "INSERT INTO records (id, lane, topic, payload, qos, retain, seq) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(r.id, int(r.lane), r.topic, r.payload, r.qos, int(r.retain), r.seq) for r in recs],
-        )
+        rows = []
+        for r in recs:
+            enc, stored = _encode(r)
+            rows.append((r.id, int(r.lane), r.topic, stored, r.qos, int(r.retain), r.seq, enc))
+        self._db.executemany(f"INSERT INTO records ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     def _flush(self, recs: list[Record]) -> None:
         if recs:
@@ -636,18 +754,71 @@ class Outbox:
         self._disk_ok = False
 
 
+def _encode(rec: Record) -> tuple[int, bytes]:
+    """How a payload is stored: telemetry deflated with the preset dictionary (a
+    report of ~350 bytes of JSON takes ~100), everything else as it is."""
+    if not (COMPRESS_TELEMETRY and rec.telemetry):
+        return ENC_RAW, rec.payload
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _DICT_V1)
+    packed = packer.compress(rec.payload) + packer.flush()
+    if len(packed) >= len(rec.payload):
+        return ENC_RAW, rec.payload
+    return ENC_DEFLATE_V1, packed
+
+
+def _decode(enc: int, stored: bytes) -> bytes:
+    """The payload exactly as it was put (byte for byte)."""
+    if enc == ENC_RAW:
+        return bytes(stored)
+    if enc == ENC_DEFLATE_V1:
+        unpacker = zlib.decompressobj(-15, _DICT_V1)
+        payload = unpacker.decompress(stored) + unpacker.flush()
+        if not unpacker.eof or unpacker.unused_data:
+            raise zlib.error("truncated or padded record")
+        return payload
+    raise OutboxError(f"outbox record stored with unknown encoding {enc}")
+
+
 def _row_record(row: tuple) -> Record:
-    rid, lane, topic, payload, qos, retain, seq = row
+    rid, lane, topic, stored, qos, retain, seq, enc = row
     return Record(
         id=rid,
         lane=Lane(lane),
         topic=topic,
-        payload=bytes(payload),
+        payload=_decode(enc, stored),
         qos=qos,
         retain=bool(retain),
         seq=seq,
         on_disk=True,
     )
+
+
+def _check_format(db: sqlite3.Connection, path: Path) -> None:
+    """Create the schema, or migrate a store of the first format, or refuse a newer one."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > FORMAT_VERSION:
+        raise OutboxError(
+            f"outbox database {path} has format {version}, written by a newer agent; this agent reads formats"
+            f" up to {FORMAT_VERSION}: upgrade the agent, or move the file away (its records are then lost)"
+        )
+    if version == FORMAT_VERSION:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute(_SCHEMA_RECORDS)
+        db.execute(_SCHEMA_META)
+        columns = {name for _, name, *_ in db.execute("PRAGMA table_info(records)")}
+        if "enc" not in columns:
+            # The first format stored every payload as it is: ENC_RAW.
+            db.execute("ALTER TABLE records ADD COLUMN enc INTEGER NOT NULL DEFAULT 0")
+        db.execute(f"PRAGMA user_version={FORMAT_VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        try:
+            db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # already rolled back by SQLite (disk full): the first error is the one to see
+        raise
 
 
 def _is_disk_full(exc: BaseException) -> bool:

@@ -274,6 +274,10 @@ class CallBook:
             call = self._merge(None, msg, now_wall, now_mono)
             self.calls[msg.id] = call
             return Alert(call, first=True)
+        if msg.action == "new":
+            # A re-delivery (QoS 1, a reconnect): changes go by "update", so a late
+            # copy of the original never undoes an update that overtook it.
+            return Ignored(msg.id, "duplicate")
         merged = self._merge(current, msg, now_wall, now_mono)
         if _content(merged) == _content(current):
             return Ignored(msg.id, "duplicate")
@@ -332,7 +336,11 @@ class CallBook:
         waiting = [c for c in self.calls.values() if not c.acknowledged]
         if waiting:
             return min(waiting, key=lambda c: (c.priority, c.received_mono))
-        working = list(self.calls.values())
+        return self.working()
+
+    def working(self) -> Call | None:
+        """The call the crew is working: the newest one they accepted (even while another waits)."""
+        working = [c for c in self.calls.values() if c.acknowledged]
         return working[-1] if working else None
 
     def _close(self, call_id: str, how: str) -> None:

@@ -21,8 +21,9 @@ How the parts fit:
   move the status where they should.
 * telemetry (:mod:`.telemetry`): one report per slot at ``rate_hz``, built
   when a GNSS epoch completes if one does, with a contiguous ``seq``.
-* remote config and commands (:mod:`.remote_config`): validated here, applied
-  by the shell.
+* remote config and commands (:mod:`.remote_config`) are judged by that
+  module and carried out by the runtime; the unit takes a hot config change
+  through :meth:`Unit.reconfigure`.
 
 All "inputs" take the same path whatever their source (panel, touch,
 remote): the panel is one input among several.
@@ -38,7 +39,7 @@ from typing import Any
 from agent.config import STATUS_CODES, AgentConfig
 
 from .dispatch import Alert, CallBook, Cancelled, Ignored, Rejected, Response, ResponseRefused, Updated, iso
-from .effects import Feedback, FlushBacklog, Speak
+from .effects import Feedback, Speak
 from .emergency import (
     AlarmAcknowledged, AlarmActivated, AlarmCancelled, AlarmCleared, AlarmRaised, AlarmRestored, CancelRefused,
     Emergency, EmergencyEvent, EmergencyState,
@@ -105,12 +106,15 @@ class Unit:
     notice: Notice | None = None
     counters: Counters = field(default_factory=Counters)
     revision: int = 0  # bumped on every change a screen or LED shows
+    _status_sent: tuple[Any, ...] | None = field(default=None, init=False, repr=False)
+    _fix_shown: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         panel = self.config.panel
         self.status = StatusMachine(panel.default_status, self.config.status_buttons)
         self.emergency = Emergency(panel.emergency_hold_s, panel.emergency_cancel_s)
         self.schedule = ReportSchedule.start(self.config.telemetry.rate_hz, self.now.mono)
+        self._status_sent = self._status_key()
 
     # ------------------------------------------------------------ restart
 
@@ -119,14 +123,16 @@ class Unit:
         out: list[Any] = []
         if state.get("status") in STATUS_CODES:
             self.status.restore(state["status"])
-        if "emergency" in state:
-            self._emergency_events(self.emergency.restore(state["emergency"], now.mono), now, out)
         if "calls" in state:
             self.calls = CallBook.restore(state["calls"], now.mono)
             # A call stored before its receipt went out gets its receipt now.
             for call in list(self.calls.calls.values()):
                 if call.state == "new":
                     self._respond("received", now, out, call.id)
+        # Last, so the status republished with a live alarm carries the restored status and call.
+        if "emergency" in state:
+            self._emergency_events(self.emergency.restore(state["emergency"], now.mono), now, out)
+        self._status_sent = self._status_key()  # the broker keeps the last one; LinkUp republishes it
         self.revision += 1
         return out
 
@@ -189,6 +195,14 @@ class Unit:
                 self._on_message(topic, payload, now, out)
             case Tick():
                 pass
+        if self.has_fix(now.mono) != self._fix_shown:
+            # The fix went stale with no event to say so: the GNSS LED and the screens change.
+            self._fix_shown = not self._fix_shown
+            self.revision += 1
+        if self._status_key() != self._status_sent:
+            # Something the status message carries changed without one (the call: new, accepted,
+            # cancelled...): the retained status must not go stale.
+            out.append(self._status_message(now))
         if self.schedule.on_time(now.mono):
             out.append(self.report(now))
         return out
@@ -231,14 +245,19 @@ class Unit:
         elif name == "ack":
             if self.emergency.cancellable:
                 self._emergency_events(self.emergency.cancel(now.mono), now, out)
-            elif not self._respond("accepted", now, out):
+            elif self._respond("accepted", now, out):
+                out.append(Feedback("accepted"))
+            elif self.emergency.alarm_out:
+                # Nothing to accept: the officer is trying to cancel after the window (refused, and why).
+                self._emergency_events(self.emergency.cancel(now.mono), now, out)
+            else:
                 self._refuse("no_call", now, out)
         elif name == "decline":
-            if not self._respond("declined", now, out):
-                self._refuse("no_call", now, out)
+            self._answer("declined", now, out)
         elif name == "cleared":
-            if not self._respond("cleared", now, out):
-                self._refuse("no_call", now, out)
+            # Clears the call being worked, not a new one waiting on the screen.
+            working = self.calls.working()
+            self._answer("cleared", now, out, working.id if working else None)
         elif name in STATUS_CODES:
             self._set_status(name, now, out, from_crew=True)
         else:
@@ -250,16 +269,25 @@ class Unit:
             if from_crew:
                 self._refuse(result.reason or "not_allowed", now, out)
             return False
-        out.append(self._status_message(now))
         if from_crew:
-            out.append(Feedback("accepted"))
-            # The crew's status also answers the call they are working.
-            call = self.calls.shown()
-            if call is not None and call.acknowledged:
+            # The crew's status also answers the call they are working (not one waiting to be accepted).
+            # Answered first, so the status message shows the call as it now is.
+            call = self.calls.working()
+            if call is not None:
                 response = {"en_route": "en_route", "on_scene": "on_scene", "available": "cleared"}.get(target)
                 if response:
                     self._respond(response, now, out, call.id, set_status=False)
+        out.append(self._status_message(now))
+        if from_crew:
+            out.append(Feedback("accepted"))  # one answer to one press
         return True
+
+    def _answer(self, response: str, now: Now, out: list[Any], call_id: str | None = None) -> None:
+        """A press that answers a call (ack, decline, cleared): accepted, or refused when there is none."""
+        if self._respond(response, now, out, call_id):
+            out.append(Feedback("accepted"))
+        else:
+            self._refuse("no_call", now, out)
 
     def _refuse(self, reason: str, now: Now, out: list[Any]) -> None:
         self.counters.presses_refused += 1
@@ -277,8 +305,6 @@ class Unit:
         out.append(self._message("call/response", {
             "id": result.call.id, "response": response, "ts": self._ts(now), "fix": self._fix(now),
         }, Lane.STATUS))
-        if response != "received":
-            out.append(Feedback("accepted"))
         if set_status and result.status is not None:
             self._set_status(result.status, now, out, from_crew=False)
         self.revision += 1
@@ -297,9 +323,11 @@ class Unit:
                     out.append(Speak(call.id))
             case Updated():
                 self.revision += 1
-            case Cancelled(call=call, reason=reason):
-                self.notice = Notice("cancelled", reason or (call.id if call else ""), now.mono)
+            case Cancelled(call=call, reason=reason) if call is not None:
+                self.notice = Notice("cancelled", reason or call.id, now.mono)
                 self.revision += 1
+            case Cancelled():
+                pass  # cancelled before it arrived: the crew never saw it, nothing to tell them
             case Ignored():
                 self.counters.messages_ignored += 1
 
@@ -326,7 +354,8 @@ class Unit:
             self.revision += 1
             match ev:
                 case AlarmRaised() | AlarmActivated() | AlarmAcknowledged() | AlarmRestored():
-                    out.append(self._alarm_message(ev.state.value, now))
+                    cancel_until = ev.cancel_until if isinstance(ev, AlarmRaised) else None
+                    out.append(self._alarm_message(ev.state.value, now, cancel_until=cancel_until))
                     if isinstance(ev, (AlarmRaised, AlarmRestored)):
                         out.append(self._status_message(now))
                 case AlarmCancelled() | AlarmCleared():
@@ -336,7 +365,8 @@ class Unit:
                 case CancelRefused():
                     self._refuse("alarm_not_cancellable", now, out)
 
-    def _alarm_message(self, state: str, now: Now, alarm_id: int | None = None) -> Publish:
+    def _alarm_message(self, state: str, now: Now, alarm_id: int | None = None,
+                       cancel_until: float | None = None) -> Publish:
         active = state in ("pending", "active", "acknowledged")
         body: dict[str, Any] = {
             "unit": self.config.unit.id,
@@ -347,8 +377,11 @@ class Unit:
             "fix": self._fix(now),
             "status": self.status.state,
         }
-        if state == "pending" and (deadline := self.emergency.next_deadline()) is not None:
-            body["cancel_until"] = self._ts_at(deadline, now)
+        if state == "pending":
+            # From the event when there is one: a late wake-up may already have closed the window.
+            deadline = cancel_until if cancel_until is not None else self.emergency.next_deadline()
+            if deadline is not None:
+                body["cancel_until"] = self._ts_at(deadline, now)
         return self._message("alarm", body, Lane.EMERGENCY, retain=True)
 
     # ----------------------------------------------------------- outbound
@@ -372,8 +405,12 @@ class Unit:
         }
         return Publish("telemetry", _json(body), Lane.LIVE, qos=1, retain=False, seq=seq)
 
+    def _status_key(self) -> tuple[Any, ...]:
+        return (self.status.state, self.siren, self._call_ref(), self.emergency.alarm_out)
+
     def _status_message(self, now: Now) -> Publish:
         self.revision += 1
+        self._status_sent = self._status_key()
         body = {
             "status": self.status.state,
             "siren": self.siren,
@@ -418,7 +455,10 @@ def _alarm_id(payload: bytes) -> int | None:
     """
     if not payload.strip():
         return None
-    data = json.loads(payload)  # ValueError (JSONDecodeError, UnicodeDecodeError) on garbage
+    try:
+        data = json.loads(payload)  # ValueError (JSONDecodeError, UnicodeDecodeError) on garbage
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
     value = data.get("id")

@@ -49,7 +49,7 @@ def indicator_view(unit: Unit, now: Now) -> IndicatorView:
         status=unit.status.state,
         link_up=unit.link_up,
         gnss_fix=unit.has_fix(now.mono),
-        call_priority=call.priority if call and not call.acknowledged else None,
+        call_priority=call.priority if call else None,  # steady once accepted, blinking until then
         call_acknowledged=bool(call and call.acknowledged),
         emergency=unit.emergency.state,
     )

@@ -2,16 +2,10 @@
 
 Theory of operation
 -------------------
-``Broker`` starts ``mosquitto`` from PATH (the test is skipped with a clear
-message when it is absent) on a free loopback port, with a configuration file
-written for that test: one listener, anonymous access or a password file, an
-optional ACL file, optional TLS (server certificate, optional client
-certificates), optional persistence directory, and any extra lines. It waits
-until the port accepts connections (polling with a deadline), and is stopped
-by its pid: SIGTERM, then SIGKILL. ``kill9()`` simulates a crash;
-``restart()`` starts it again on the same port with the same configuration
-(and so the same persistence file). The broker's log is kept in its directory
-and ``log_text()`` returns it for a failing test's message.
+``Broker`` is the rig's launcher (``hil.broker``: ``mosquitto`` from PATH on
+a free loopback port with a configuration file written for that test, stopped
+by its pid, ``kill9()``/``restart()``, ``log_text()``); here a missing
+Mosquitto skips the test with a clear message instead of failing it.
 
 ``Recorder`` is a plain paho client that subscribes to topics and records
 every message; ``wait_for(predicate, timeout)`` blocks on a condition until
@@ -23,13 +17,7 @@ Tests never use a broker that was already running.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
-import shutil
-import signal
-import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -40,184 +28,30 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from hil.broker import Broker as _Broker
+from hil.broker import BrokerUnavailable, TlsListener, free_port, password_line, wait_port, write_password_file
+from hil.broker import mosquitto_path as _mosquitto_path
 from tests.support.certs import TlsFiles
+
+__all__ = [
+    "Broker", "Received", "Recorder", "TlsListener", "free_port", "mosquitto_path", "password_line",
+    "wait_port", "wait_until", "write_password_file",
+]
 
 
 def mosquitto_path() -> str:
-    path = shutil.which("mosquitto") or next(
-        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.access(p, os.X_OK)), None
-    )
-    if path is None:
-        pytest.skip("mosquitto is not installed (Debian package 'mosquitto'; `make test` installs it)")
-    return path
+    try:
+        return _mosquitto_path()
+    except BrokerUnavailable as exc:
+        pytest.skip(str(exc))
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class Broker(_Broker):
+    """The rig's broker launcher; a test without Mosquitto is skipped, not failed."""
 
-
-def wait_port(host: str, port: int, timeout: float) -> bool:
-    """Poll until something accepts TCP connections on ``host:port``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.02)
-    return False
-
-
-def password_line(username: str, password: str, *, iterations: int = 101) -> str:
-    """A Mosquitto 2 password file line (``$7$``: PBKDF2-SHA512), as ``mosquitto_passwd`` writes."""
-    salt = os.urandom(12)
-    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
-    return f"{username}:$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
-
-
-def write_password_file(path: Path, users: dict[str, str]) -> Path:
-    path.write_text("".join(password_line(u, p) + "\n" for u, p in users.items()))
-    path.chmod(0o600)
-    return path
-
-
-@dataclass
-class TlsListener:
-    """TLS for the broker's listener."""
-
-    files: TlsFiles
-    require_certificate: bool = False
-    use_identity_as_username: bool = False
-
-
-class Broker:
-    """One Mosquitto process owned by a test."""
-
-    host = "127.0.0.1"
-
-    def __init__(
-        self,
-        workdir: Path,
-        *,
-        port: int | None = None,
-        allow_anonymous: bool = True,
-        password_file: Path | None = None,
-        acl_file: Path | None = None,
-        tls: TlsListener | None = None,
-        persistence: bool = False,
-        extra_config: str = "",
-        start_timeout: float = 10.0,
-    ) -> None:
-        self.binary = mosquitto_path()
-        self.workdir = Path(workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = port or free_port()
-        self.allow_anonymous = allow_anonymous
-        self.password_file = password_file
-        self.acl_file = acl_file
-        self.tls = tls
-        self.persistence = persistence
-        self.extra_config = extra_config
-        self.start_timeout = start_timeout
-        self.config_path = self.workdir / "mosquitto.conf"
-        self.log_path = self.workdir / "mosquitto.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return (self.host, self.port)
-
-    def config_text(self) -> str:
-        lines = [f"listener {self.port} {self.host}", f"allow_anonymous {str(self.allow_anonymous).lower()}"]
-        if os.geteuid() == 0:
-            lines.append("user root")  # else it drops to 'mosquitto' and cannot read the test's files
-        if self.password_file:
-            lines.append(f"password_file {self.password_file}")
-        if self.acl_file:
-            lines.append(f"acl_file {self.acl_file}")
-        if self.tls:
-            lines += [
-                f"cafile {self.tls.files.ca_cert}",
-                f"certfile {self.tls.files.server_cert}",
-                f"keyfile {self.tls.files.server_key}",
-                f"require_certificate {str(self.tls.require_certificate).lower()}",
-            ]
-            if self.tls.use_identity_as_username:
-                lines.append("use_identity_as_username true")
-        if self.persistence:
-            lines += ["persistence true", f"persistence_location {self.workdir}/", "autosave_interval 1"]
-        lines += ["max_queued_messages 100000", "log_type all", "log_timestamp true"]
-        if self.extra_config:
-            lines.append(self.extra_config)
-        return "\n".join(lines) + "\n"
-
-    def start(self) -> Broker:
-        if self.proc is not None and self.proc.poll() is None:
-            raise RuntimeError("broker already running")
-        self.config_path.write_text(self.config_text())
-        log = open(self.log_path, "ab")  # noqa: SIM115 - kept open by the child
-        try:
-            self.proc = subprocess.Popen(
-                [self.binary, "-c", str(self.config_path)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        finally:
-            log.close()
-        if not wait_port(self.host, self.port, self.start_timeout):
-            self.stop()
-            raise RuntimeError(f"mosquitto did not accept connections on {self.port}:\n{self.log_text()}")
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """SIGTERM, then SIGKILL if it does not exit in time."""
-        proc = self.proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout)
-        self.proc = None
-
-    def kill9(self) -> None:
-        """A crash: SIGKILL, no goodbye, nothing saved since the last autosave."""
-        proc = self.proc
-        if proc is None:
-            return
-        proc.kill()
-        proc.wait(5.0)
-        self.proc = None
-
-    def restart(self) -> Broker:
-        self.stop()
-        # The kernel may keep the port a moment after the process is gone.
-        deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline:
-            try:
-                with socket.socket() as s:
-                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    s.bind((self.host, self.port))
-                break
-            except OSError:
-                time.sleep(0.05)
-        return self.start()
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def log_text(self, tail: int = 4000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-tail:]
-        except OSError:
-            return "(no broker log)"
+    def __init__(self, workdir: Path, **kwargs) -> None:
+        mosquitto_path()
+        super().__init__(workdir, **kwargs)
 
 
 # --------------------------------------------------------------- recorder

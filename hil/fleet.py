@@ -1,0 +1,370 @@
+"""Fleet mode: many simulated units on one broker, for dispatch-side load tests.
+
+What a unit is here
+-------------------
+Not N agent processes: one agent with its emulators takes about 60 MB and a
+few per cent of a core, so a thousand would not fit on the 2-core rig. A
+:class:`SimUnit` instead speaks the same MQTT contract as the agent
+(``docs/mqtt-api.md``) from a small state: it connects with the agent's
+client id (``umps-<unit>``) and last will (``online`` false, retained),
+publishes its ``online`` birth and retained ``status`` at connect, a telemetry
+report per ``1/rate`` seconds with a contiguous ``seq`` and a position moving
+along the Kénitra route (each unit starts at its own offset), and answers a
+``call`` with a ``call/response`` ``received``. QoS 1 throughout, like the
+agent.
+
+How it runs
+-----------
+All units live in one thread of one process: each is a paho client driven by
+an external loop (``loop_read``/``loop_write``/``loop_misc`` on a
+``selectors`` loop), so there is one thread for N sockets, and reports are
+due on a shared schedule spread evenly over the period (no thundering herd).
+
+What is measured
+----------------
+A separate subscriber (``umps/+/telemetry``, QoS 1) counts what the broker
+delivers: the sustained rate, per-unit intervals (mean, p95, max) and the
+reports missing by ``seq``. With the rig's own broker, Mosquitto's ``$SYS``
+counters (``sys_interval 1``) give its own received/sent rates. The result is
+a :class:`FleetReport`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import selectors
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from hil.route import Route, default_route
+
+CONNECT_BATCH = 50
+
+
+def _iso(now: dt.datetime) -> str:
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+def _json(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+class SimUnit:
+    """One simulated unit: a paho client on an external loop."""
+
+    def __init__(self, unit_id: str, host: str, port: int, *, prefix: str, route: Route, offset_s: float):
+        self.id = unit_id
+        self.base = f"{prefix}/{unit_id}/"
+        self.route = route
+        self.offset_s = offset_s
+        self.seq = 1
+        self.connected = False
+        self.published = 0
+        self.acked = 0
+        self.calls_answered = 0
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"umps-{unit_id}",
+                                  protocol=MQTTProtocolVersion.MQTTv311, clean_session=False)
+        self.client.max_inflight_messages_set(20)
+        self.client.will_set(self.base + "online", b'{"online":false}', qos=1, retain=True)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.on_publish = self._on_publish
+        self.client.on_disconnect = self._on_disconnect
+        self.host, self.port = host, port
+
+    def connect(self) -> None:
+        self.client.connect(self.host, self.port, keepalive=30)
+
+    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            return
+        self.connected = True
+        client.subscribe(self.base + "call", qos=1)
+        now = _iso(dt.datetime.now(dt.timezone.utc))
+        client.publish(self.base + "online", _json({"online": True, "agent_version": "fleet-sim", "config_version": 0,
+                                                     "config_hash": "", "ts": now}), qos=1, retain=True)
+        client.publish(self.base + "status", _json({"status": "available", "siren": False, "call": None,
+                                                     "emergency": False, "ts": now}), qos=1, retain=True)
+        self.published += 2
+
+    def _on_disconnect(self, *args: Any) -> None:
+        self.connected = False
+
+    def _on_publish(self, *args: Any) -> None:
+        self.acked += 1
+
+    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        try:
+            call = json.loads(msg.payload)
+            call_id = call["id"]
+        except (ValueError, KeyError, TypeError):
+            return
+        client.publish(self.base + "call/response", _json({"id": call_id, "response": "received",
+                                                            "ts": _iso(dt.datetime.now(dt.timezone.utc))}), qos=1)
+        self.calls_answered += 1
+        self.published += 1
+
+    def report(self, t: float, now: dt.datetime) -> None:
+        state = self.route.at(t + self.offset_s)
+        body = {
+            "unit": self.id, "seq": self.seq, "ts": _iso(now), "time_source": "gnss",
+            "fix": {"mode": 3, "time": _iso(now), "lat": round(state.lat, 6), "lon": round(state.lon, 6),
+                    "alt": round(state.alt, 1), "speed": round(state.speed, 2), "track": round(state.track, 1),
+                    "hdop": 0.9, "sats": 11, "age": 0.05},
+            "status": "available", "siren": False, "emergency": False, "call": None,
+        }
+        self.seq += 1
+        self.published += 1
+        self.client.publish(self.base + "telemetry", _json(body), qos=1)
+
+
+@dataclass
+class FleetStats:
+    """What the broker delivered to the measuring subscriber."""
+
+    received: int = 0
+    first: float | None = None
+    last: float | None = None
+    per_unit: dict[str, list[float]] = field(default_factory=dict)  # arrival times
+    seqs: dict[str, list[int]] = field(default_factory=dict)
+    sys: dict[str, str] = field(default_factory=dict)
+    counters: dict[str, list[tuple[float, int]]] = field(default_factory=dict)  # $SYS counter samples
+
+    def broker_rate(self, name: str, start: float, end: float) -> float | None:
+        """Messages per second from two samples of a broker counter inside [start, end]."""
+        samples = [(t, v) for t, v in self.counters.get(name, []) if start <= t <= end]
+        if len(samples) < 2 or samples[-1][0] <= samples[0][0]:
+            return None
+        return (samples[-1][1] - samples[0][1]) / (samples[-1][0] - samples[0][0])
+
+
+@dataclass(frozen=True)
+class FleetReport:
+    units: int
+    rate_hz: float
+    duration_s: float
+    connected: int
+    reports: int  # telemetry reports made
+    published: int  # every message the units sent (reports, births, status, call responses)
+    acked: int
+    delivered: int
+    sustained_rate: float  # reports/s delivered over the measuring window
+    interval_mean: float | None
+    interval_p95: float | None
+    interval_max: float | None
+    units_late: int  # units with any interval > 2 periods
+    missing: int  # reports missing by seq at the subscriber
+    broker_received_rate: float | None  # from Mosquitto's $SYS counters (own broker only)
+    broker_sent_rate: float | None
+    broker_clients: str | None
+    publisher_cpu_s: float
+
+    def text(self) -> str:
+        target = self.units * self.rate_hz
+        lines = [
+            f"fleet: {self.units} simulated units at {self.rate_hz:g} Hz for {self.duration_s:g} s "
+            f"({self.connected} connected)",
+            f"  reports made {self.reports}; messages published {self.published}, acknowledged by the broker "
+            f"{self.acked}; reports delivered to the subscriber {self.delivered}",
+            f"  sustained delivery {self.sustained_rate:.0f} reports/s (target {target:.0f}/s, "
+            f"{100 * self.sustained_rate / target if target else 0:.1f} %)",
+        ]
+        if self.interval_mean is not None:
+            lines.append(f"  per-unit interval: mean {self.interval_mean:.3f} s, p95 {self.interval_p95:.3f} s, "
+                         f"max {self.interval_max:.3f} s; {self.units_late} unit(s) had a gap over "
+                         f"{2 / self.rate_hz:g} s")
+        lines.append(f"  missing by seq at the subscriber: {self.missing}")
+        lines.append(f"  rig process CPU (units and subscriber): {self.publisher_cpu_s:.1f} s for "
+                     f"{self.duration_s:g} s ({100 * self.publisher_cpu_s / self.duration_s:.0f} % of one core)")
+        if self.broker_received_rate is not None:
+            lines.append(f"  broker ($SYS): PUBLISH received {self.broker_received_rate:.0f}/s, sent "
+                         f"{self.broker_sent_rate or 0:.0f} msg/s, {self.broker_clients} clients connected")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class FleetSubscriber:
+    """The dispatch side: everything the units report, timed."""
+
+    def __init__(self, host: str, port: int, prefix: str, *, sys_topics: bool):
+        self.stats = FleetStats()
+        self._lock = threading.Lock()
+        self._prefix = prefix
+        self.ready = threading.Event()
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"umps-hil-fleet-sub-{id(self):x}",
+                                  protocol=MQTTProtocolVersion.MQTTv311)
+        topics = [(f"{prefix}/+/telemetry", 1)]
+        if sys_topics:
+            topics += [("$SYS/broker/clients/connected", 0), ("$SYS/broker/publish/messages/received", 0),
+                       ("$SYS/broker/publish/messages/sent", 0)]
+        self.client.on_connect = lambda c, *a: c.subscribe(topics)
+        self.client.on_subscribe = lambda *a: self.ready.set()
+        self.client.on_message = self._on_message
+        self.client.connect(host, port, keepalive=30)
+
+    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        now = time.monotonic()
+        if msg.topic.startswith("$SYS/"):
+            name = msg.topic.removeprefix("$SYS/broker/")
+            text = msg.payload.decode(errors="replace")
+            with self._lock:
+                self.stats.sys[name] = text
+                if name.startswith("publish/messages/") and text.isdigit():
+                    self.stats.counters.setdefault(name, []).append((now, int(text)))
+            return
+        unit = msg.topic[len(self._prefix) + 1:].split("/", 1)[0]
+        try:
+            seq = json.loads(msg.payload)["seq"]
+        except (ValueError, KeyError, TypeError):
+            seq = None
+        with self._lock:
+            s = self.stats
+            s.received += 1
+            s.first = now if s.first is None else s.first
+            s.last = now
+            s.per_unit.setdefault(unit, []).append(now)
+            if isinstance(seq, int):
+                s.seqs.setdefault(unit, []).append(seq)
+
+    def start(self, timeout: float = 10.0) -> "FleetSubscriber":
+        self.client.loop_start()
+        if not self.ready.wait(timeout):
+            raise TimeoutError("the fleet subscriber could not subscribe")
+        return self
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def run_fleet(host: str, port: int, *, units: int, duration_s: float, rate_hz: float = 1.0, prefix: str = "umps",
+              sys_topics: bool = False, progress: Callable[[str], None] = lambda _l: None,
+              stop: threading.Event | None = None) -> FleetReport:
+    """Run ``units`` simulated units for ``duration_s`` and measure what the broker delivers."""
+    stop = stop or threading.Event()
+    route = default_route()
+    sub = FleetSubscriber(host, port, prefix, sys_topics=sys_topics).start()
+    sims = [SimUnit(f"FLEET-{i:04d}", host, port, prefix=prefix, route=route,
+                    offset_s=(i * route.duration_s / max(units, 1)) % max(route.duration_s, 1.0))
+            for i in range(units)]
+    sel = selectors.DefaultSelector()
+    pump = _Pump(sel, sims)
+    cpu0 = time.process_time()
+    try:
+        for i, u in enumerate(sims):
+            u.connect()
+            sel.register(u.client.socket(), selectors.EVENT_READ, u)
+            if i % CONNECT_BATCH == CONNECT_BATCH - 1:
+                pump(0.0)
+        deadline = time.monotonic() + 15.0
+        while sum(u.connected for u in sims) < units and time.monotonic() < deadline and not stop.is_set():
+            pump(0.05)
+        connected = sum(u.connected for u in sims)
+        progress(f"fleet: {connected}/{units} units connected; reporting at {rate_hz:g} Hz for {duration_s:g} s")
+        period = 1.0 / rate_hz
+        start = time.monotonic()
+        measured_s = 0.0
+        # Unit i reports at start + i*period/units + k*period: spread evenly.
+        due = [start + i * period / units for i in range(units)]
+        nxt = 0
+        last_progress = start
+        end = start + duration_s
+        while not stop.is_set():
+            now = time.monotonic()
+            if now >= end:
+                break
+            utc = dt.datetime.now(dt.timezone.utc)
+            # Units are due in round-robin order, so only the next ones need checking.
+            for _ in range(units):
+                if due[nxt] > now:
+                    break
+                u = sims[nxt]
+                if u.connected:
+                    u.report(now - start, utc)
+                due[nxt] += period
+                nxt = (nxt + 1) % units
+            pump(max(0.0, min(due[nxt] - time.monotonic(), 0.02)))
+            if now - last_progress >= 5.0:
+                last_progress = now
+                progress(f"fleet: {now - start:5.1f} s, {sub.stats.received} reports delivered")
+        measured_s = time.monotonic() - start
+        # Let the last reports and their acknowledgements land.
+        settle = time.monotonic() + 2.0
+        while time.monotonic() < settle:
+            pump(0.05)
+        cpu = time.process_time() - cpu0
+    finally:
+        for u in sims:
+            try:
+                u.client.disconnect()
+                u.client.loop_write()
+            except Exception:  # tearing down a few hundred sockets: keep going
+                pass
+            sock = u.client.socket()
+            if sock is not None:
+                try:
+                    sel.unregister(sock)
+                except (KeyError, ValueError):
+                    pass
+                sock.close()
+        sel.close()
+        sub.stop()
+    return _report(sims, sub.stats, units, rate_hz, measured_s, connected, cpu, (start + 1.0, start + measured_s))
+
+
+class _Pump:
+    """One turn of the external loop: read what is ready, flush what waits, keepalives once a second."""
+
+    def __init__(self, sel: selectors.BaseSelector, sims: list[SimUnit]):
+        self.sel, self.sims = sel, sims
+        self.last_misc = 0.0
+
+    def __call__(self, timeout: float) -> None:
+        for key, _ in self.sel.select(timeout):
+            key.data.client.loop_read(100)
+        for u in self.sims:
+            if u.client.want_write():
+                u.client.loop_write()
+        now = time.monotonic()
+        if now - self.last_misc >= 1.0:
+            self.last_misc = now
+            for u in self.sims:
+                u.client.loop_misc()
+
+
+def _report(sims: list[SimUnit], stats: FleetStats, units: int, rate_hz: float, duration_s: float, connected: int,
+            cpu: float, window: tuple[float, float]) -> FleetReport:
+    intervals: list[float] = []
+    late = 0
+    for times in stats.per_unit.values():
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        intervals += gaps
+        if any(g > 2.0 / rate_hz for g in gaps):
+            late += 1
+    missing = 0
+    for seqs in stats.seqs.values():
+        missing += (max(seqs) - min(seqs) + 1) - len(set(seqs))
+    span = (stats.last - stats.first) if stats.first is not None and stats.last is not None else 0.0
+    srt = sorted(intervals)
+    return FleetReport(
+        units=units, rate_hz=rate_hz, duration_s=round(duration_s, 3), connected=connected,
+        reports=sum(u.seq - 1 for u in sims), published=sum(u.published for u in sims), acked=sum(u.acked for u in sims), delivered=stats.received,
+        sustained_rate=(stats.received - 1) / span if span > 0 else 0.0,
+        interval_mean=statistics.fmean(srt) if srt else None,
+        interval_p95=srt[min(len(srt) - 1, int(0.95 * len(srt)))] if srt else None,
+        interval_max=srt[-1] if srt else None,
+        units_late=late, missing=missing,
+        broker_received_rate=stats.broker_rate("publish/messages/received", window[0], window[1]),
+        broker_sent_rate=stats.broker_rate("publish/messages/sent", window[0], window[1]),
+        broker_clients=stats.sys.get("clients/connected"), publisher_cpu_s=round(cpu, 2),
+    )

@@ -1,0 +1,88 @@
+"""End to end: shipped scenarios against the real agent process, on the rig's own broker.
+
+Each run starts Mosquitto on a free port, the GNSS and pigpio emulators, and
+``python -m agent run`` with a generated config; the scenario's expectations
+are the assertions. The short ones run by default (about 40 s together); every
+shipped scenario runs with ``--run-slow``.
+
+``KNOWN_AGENT_BUGS`` lists expectations the agent is known to fail today, with
+the reason; they are checked strictly the other way round (a listed one that
+passes fails the test, so the list is emptied when the agent is fixed).
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from hil.engine import ScenarioResult, run_scenario
+from hil.report import text_table, write_all
+from hil.scenario import load_scenario, parse_scenario, shipped_scenarios
+from tests.support.broker import mosquitto_path
+
+# (scenario, expectation name) -> why it fails today.
+KNOWN_AGENT_BUGS: dict[tuple[str, str], str] = {}
+
+
+def check(result: ScenarioResult) -> None:
+    assert result.error is None, result.error
+    unexpected = [o for o in result.outcomes if not o.passed and (result.scenario.name, o.name) not in KNOWN_AGENT_BUGS]
+    fixed = [o.name for o in result.outcomes if o.passed and (result.scenario.name, o.name) in KNOWN_AGENT_BUGS]
+    assert not unexpected, text_table([result])
+    assert not fixed, f"fixed in the agent, remove from KNOWN_AGENT_BUGS: {fixed}"
+
+
+@pytest.fixture(autouse=True)
+def _need_mosquitto() -> None:
+    mosquitto_path()
+
+
+def test_invalid_call_scenario_with_reports(tmp_path: Path):
+    result = run_scenario(load_scenario("invalid-call"), workdir=tmp_path / "run")
+    check(result)
+    # The run left its log, and the writers take a real run.
+    log = json.loads((tmp_path / "run" / "runlog.json").read_text())
+    assert any(m["topic"] == "call/rejected" for m in log["messages"])
+    paths = write_all([result], tmp_path / "out")
+    root = ET.parse(paths["junit"]).getroot()
+    assert root.get("tests") == str(len(result.outcomes)) and root.get("failures") == "0"
+    assert 'class="plot map"' in paths["html"].read_text()
+
+
+def test_full_call_scenario(tmp_path: Path):
+    check(run_scenario(load_scenario("full-call"), workdir=tmp_path / "run"))
+
+
+def test_an_invalid_agent_config_fails_before_the_agent_starts(tmp_path: Path):
+    scenario = parse_scenario("""
+[scenario]
+name = "bad-pin"
+duration_s = 5
+[agent]
+gpio = { inputs = { ack = { pin = 17 } } }
+[[expect]]
+kind = "agent_alive"
+""")
+    result = run_scenario(scenario, workdir=tmp_path / "run")
+    assert not result.passed
+    assert result.error is not None and "pin 17 used by both" in result.error  # the agent's own validation
+    assert "not run" in result.outcomes[0].seen
+    assert not (tmp_path / "run" / "agent.log").exists()
+
+
+def test_an_agent_that_exits_at_start_fails_every_expectation_with_its_output(tmp_path: Path):
+    scenario = parse_scenario('[scenario]\nname = "dies"\nduration_s = 5\n[[expect]]\nkind = "agent_alive"\n')
+    cmd = "{python} -c \"print('no GNSS port, giving up'); raise SystemExit(3)\""
+    result = run_scenario(scenario, workdir=tmp_path / "run", agent_cmd=cmd)
+    assert result.error is not None
+    assert "exited with 3 before coming online" in result.error and "giving up" in result.error
+    assert not result.outcomes[0].passed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", shipped_scenarios(), ids=lambda p: p.stem)
+def test_every_shipped_scenario(path: Path, tmp_path: Path):
+    check(run_scenario(load_scenario(path), workdir=tmp_path / "run"))

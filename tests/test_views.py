@@ -1,0 +1,81 @@
+"""What the LEDs, the rider display and the touchscreen show, from the unit's state (pure)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from agent.core import views
+from agent.core.emergency import EmergencyState
+from tests.support.unit_rig import Rig, call_payload, config
+
+
+def test_idle_unit_without_a_fix():
+    rig = Rig(config("car"))
+    led = views.indicator_view(rig.unit, rig.now())
+    assert (led.status, led.link_up, led.gnss_fix, led.call_priority) == ("available", False, False, None)
+    snap = views.screen_snapshot(rig.unit, rig.now(), backlog=7)
+    assert snap["gnss"] == {"mode": 0, "lat": None, "lon": None, "speed": None, "track": None, "age": None}
+    assert snap["link"] == {"online": False, "backlog": 7}
+    assert snap["call"] is None and snap["notice"] is None
+    assert snap["status_buttons"] == ["available", "en_route", "on_scene", "busy", "out_of_service"]
+    assert {"ack", "decline", "cleared", "emergency"} <= set(snap["inputs"])
+    json.dumps(snap, allow_nan=False)  # plain JSON: the web UI refuses anything else
+
+
+def test_a_new_call_seen_from_the_current_fix():
+    rig = Rig(config("motorcycle", panel={"language": "ar"}))
+    rig.link_up()
+    rig.fix(lat=34.2610, lon=-6.5802)
+    rig.message("call", call_payload(priority=1, location={"lat": 34.2700, "lon": -6.5802}))
+    led = views.indicator_view(rig.unit, rig.now())
+    assert led.call_priority == 1 and not led.call_acknowledged and led.gnss_fix
+    snap = views.screen_snapshot(rig.unit, rig.now())
+    # About 1 km due north.
+    assert snap["call"]["distance_m"] == pytest.approx(1000.8, abs=2)
+    assert snap["call"]["bearing_deg"] == pytest.approx(0.0, abs=0.5)
+    assert snap["call"]["acknowledged"] is False
+    rider = views.rider_view(rig.unit, rig.now(), "10:20")
+    assert rider.lang == "ar" and rider.call.priority == 1 and rider.call.distance_m == pytest.approx(1000.8, abs=2)
+    rig.press("ack")
+    assert views.indicator_view(rig.unit, rig.now()).call_acknowledged
+
+
+def test_a_stale_fix_gives_no_distance_and_the_gnss_led_goes_off():
+    rig = Rig(config("car"))
+    rig.fix()
+    rig.message("call", call_payload(location={"lat": 34.27, "lon": -6.58}))
+    rig.after(30).tick()
+    assert not views.indicator_view(rig.unit, rig.now()).gnss_fix
+    snap = views.screen_snapshot(rig.unit, rig.now())
+    assert snap["call"]["distance_m"] is None and snap["gnss"]["mode"] == 1 and snap["gnss"]["age"] >= 30
+
+
+def test_a_refused_press_shows_a_notice_for_a_while_in_the_screen_language():
+    rig = Rig(config("car", ui={"language": "ar"}))
+    rig.press("available")  # already available
+    notice = views.screen_snapshot(rig.unit, rig.now())["notice"]
+    assert notice["kind"] == "refused" and notice["text"] == views.catalogs(rig.unit)["ar"]("status.refused")
+    rig.after(views.NOTICE_S + 1).tick()
+    assert views.screen_snapshot(rig.unit, rig.now())["notice"] is None
+
+
+def test_emergency_countdown_and_holding_is_not_an_alarm_on_the_rider_display():
+    rig = Rig(config("motorcycle"))
+    rig.press("emergency")
+    assert views.rider_view(rig.unit, rig.now()).emergency == "none"
+    assert views.screen_snapshot(rig.unit, rig.now())["emergency"]["state"] == "holding"
+    rig.after(2.1).tick()
+    assert rig.unit.emergency.state is EmergencyState.PENDING
+    em = views.screen_snapshot(rig.unit, rig.now())["emergency"]
+    assert em["state"] == "pending" and 0 < em["cancel_deadline_s"] <= 5.0
+    assert views.rider_view(rig.unit, rig.now()).emergency == "pending"
+
+
+def test_fleet_labels_reach_every_screen():
+    rig = Rig(config("car", panel={"labels": {"fr": {"busy": "Indisponible"}}}))
+    snap = views.screen_snapshot(rig.unit, rig.now())
+    assert snap["status_labels"]["fr"]["busy"] == "Indisponible"
+    assert snap["status_labels"]["ar"]["busy"] != "Indisponible"
+    assert views.display_labels(rig.unit)["fr"] == {"status.busy": "Indisponible"}
