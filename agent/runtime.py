@@ -57,7 +57,7 @@ from agent.core.events import (
 from agent.core.indicators import feedback, indicator_plan
 from agent.core.publish import Lane, Publish
 from agent.core.remote_config import (
-    ConfigState, RecentIds, RollbackGuard, current_message, handle_config_set, parse_command, rolled_back_result,
+    ConfigChange, ConfigResult, ConfigState, Problem, RecentIds, RollbackGuard, current_message, handle_config_set, parse_command, rolled_back_result,
 )
 from agent.core.unit import SUBSCRIPTIONS, Now, Unit
 
@@ -374,11 +374,9 @@ class Runtime:
         try:
             self.store.save(new_state)
         except ConfigStoreError as exc:
-            refused = dataclasses.replace(outcome.result, ok=False, version=self.cfg_state.version,
-                                          errors=(*outcome.result.errors,), restart_required=False)
-            body = refused.as_dict()
-            body["errors"] = [{"loc": "", "msg": str(exc)}]
-            self._publish(Publish("config/result", json.dumps(body).encode(), Lane.STATUS))
+            # Not stored, so not applied: the running config is untouched.
+            refused = ConfigResult(outcome.result.id, False, self.cfg_state.version, (Problem("", str(exc)),))
+            self._publish(Publish("config/result", refused.to_json(), Lane.STATUS))
             return
         log.info("remote config version %d accepted (%s)", new_state.version, ", ".join(change.paths) or "no change")
         self._apply(new_state, change.reinit, now)
@@ -441,17 +439,12 @@ class Runtime:
         restored = self.store.rollback(self.cfg_state)
         log.error("remote config version %d reached no broker within %g s: rolled back to version %d",
                   rolled, self._guard.timeout_s, restored.version)
-        self._apply(restored, {"mqtt", "gnss", "gpio", "display"} & self._reinit_between(restored), now)
+        self._apply(restored, ConfigChange.between(self.config, restored.config).reinit, now)
         result = rolled_back_result(expired.request_id, rolled, restored, self._guard.timeout_s)
         self._pending_result = None
         # Through the outbox: the admin gets it as soon as the unit is back online.
         self._publish(Publish("config/result", result.to_json(), Lane.STATUS))
         self._publish(self._config_current())
-
-    def _reinit_between(self, restored: ConfigState) -> set[str]:
-        from agent.core.remote_config import ConfigChange
-
-        return set(ConfigChange.between(self.config, restored.config).reinit)
 
     def _config_current(self) -> Publish:
         body = json.dumps(current_message(self.cfg_state), ensure_ascii=False).encode("utf-8")
