@@ -45,13 +45,9 @@ def best_of(runs: int, fn) -> float:
     return best
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeat", type=int, default=10, help="copies of the corpus per run")
-    ap.add_argument("--runs", type=int, default=3, help="best of this many runs")
-    args = ap.parse_args()
-
-    data = corpus_bytes() * args.repeat
+def measure(repeat: int = 10, runs: int = 3) -> dict:
+    """The three throughputs, in sentences per second."""
+    data = corpus_bytes() * repeat
     chunks = [data[i : i + 4096] for i in range(0, len(data), 4096)]
     lines = [
         line.strip()
@@ -78,10 +74,11 @@ def main() -> int:
             except Unparsable:
                 pass
 
-    results = [
-        ("umps decode (frame+parse+epochs)", framed, best_of(args.runs, umps_decode)),
-        ("umps parse (lines)", len(bodies), best_of(args.runs, umps_parse)),
-    ]
+    results = {
+        "umps_decode": (framed, best_of(runs, umps_decode)),
+        "umps_parse": (len(bodies), best_of(runs, umps_parse)),
+    }
+    peer_version = None
     try:
         import pynmea2
     except ImportError:
@@ -95,13 +92,56 @@ def main() -> int:
                 except (pynmea2.ParseError, pynmea2.ChecksumError, pynmea2.SentenceTypeError, ValueError):
                     pass
 
-        results.append((f"pynmea2 {pynmea2.__version__} parse (lines)", len(lines), best_of(args.runs, peer_parse)))
+        peer_version = pynmea2.__version__
+        results["pynmea2_parse"] = (len(lines), best_of(runs, peer_parse))
+    return {
+        "bytes": len(data), "captures": len(list(CORPUS.glob("*.log"))), "repeat": repeat, "runs": runs,
+        "framed": framed, "epochs": fixes, "fixes": c.fixes, "pynmea2": peer_version,
+        "rates": {k: n / secs for k, (n, secs) in results.items()},
+        "counts": {k: [n, secs] for k, (n, secs) in results.items()},
+    }
 
-    print(f"GNSS decode benchmark: {len(data) / 1e6:.1f} MB, {len(list(CORPUS.glob('*.log')))} captures x {args.repeat}")
+
+def collect(quick: bool = False) -> dict:
+    """Figures for docs/performance.md (``python -m bench``)."""
+    from bench.common import Figure
+
+    m = measure(repeat=3 if quick else 10, runs=3)
+    rates = m["rates"]
+    peer = rates.get("pynmea2_parse")
+    peer_label = f"pynmea2 {m['pynmea2']} parse only" if peer else ""
+    figures = [
+        Figure("GNSS", "decode throughput: framing + checksum + parse + epochs, byte stream in 4 KiB reads",
+               rates["umps_decode"], "sentences/s", peer=peer, peer_label=peer_label, digits=0,
+               note="a 10 Hz receiver sends about 200 sentences/s"),
+        Figure("GNSS", "parse throughput: lines already split (like for like with the peer)",
+               rates["umps_parse"], "sentences/s", peer=peer, peer_label=peer_label, digits=0),
+        Figure("GNSS", "CPU share of one core to decode a 10 Hz receiver (200 sentences/s)",
+               100 * 200 / rates["umps_decode"], "% of a core", peer=100 * 200 / peer if peer else None,
+               peer_label=peer_label, digits=3),
+    ]
+    notes = [
+        f"Input: the {m['captures']} real captures of tests/data/gnss-corpus (binary frames, glued lines "
+        f"and all) x {m['repeat']} = {m['bytes'] / 1e6:.1f} MB; {m['framed']} sentences framed, "
+        f"{m['epochs']} epochs, {m['fixes']} fixes; best of {m['runs']} runs.",
+        "The peer parses lines only: it has no framing of a byte stream and no epoch assembly.",
+    ]
+    return {"title": "GNSS decoding (issue #2)", "figures": [f.as_dict() for f in figures], "notes": notes}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=10, help="copies of the corpus per run")
+    ap.add_argument("--runs", type=int, default=3, help="best of this many runs")
+    args = ap.parse_args()
+    m = measure(args.repeat, args.runs)
+    print(f"GNSS decode benchmark: {m['bytes'] / 1e6:.1f} MB, {m['captures']} captures x {args.repeat}")
     print(f"python {platform.python_version()} on {platform.machine()}, best of {args.runs}")
-    print(f"decoder: {framed} sentences framed, {fixes} epochs, {c.fixes} fixes")
-    for name, n, secs in results:
-        print(f"  {name:40s} {n / secs:12,.0f} sentences/s  ({n} in {secs:.3f} s)")
+    print(f"decoder: {m['framed']} sentences framed, {m['epochs']} epochs, {m['fixes']} fixes")
+    names = {"umps_decode": "umps decode (frame+parse+epochs)", "umps_parse": "umps parse (lines)",
+             "pynmea2_parse": f"pynmea2 {m['pynmea2']} parse (lines)"}
+    for key, (n, secs) in m["counts"].items():
+        print(f"  {names[key]:40s} {n / secs:12,.0f} sentences/s  ({n} in {secs:.3f} s)")
     return 0
 
 

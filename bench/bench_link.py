@@ -363,6 +363,80 @@ def bench_rss(broker: Mosquitto, workdir: Path, seconds: float) -> dict[str, dic
 # ------------------------------------------------------------------ main
 
 
+def measure(quick: bool, realtime_minutes: int = 0) -> dict:
+    n = 10_000 if quick else 86_400
+    sim_seconds = 600 if quick else 3600
+    offline_seconds = 3600 if quick else 86_400
+    rss_seconds = 10.0 if quick else 60.0
+    workdir = Path(tempfile.mkdtemp(prefix="bench-link-"))
+    broker = Mosquitto(workdir)
+    try:
+        out: dict = {"n": n, "sim_seconds": sim_seconds, "offline_seconds": offline_seconds,
+                     "rss_seconds": rss_seconds}
+        out["drain"] = bench_drain(broker, n, workdir)
+        out["raw"] = bench_raw_paho(broker, n, window=64)
+        out["writes"] = {
+            "up": bench_writes("up", sim_seconds, workdir, commit_interval=10.0),
+            "down": bench_writes("down", offline_seconds, workdir, commit_interval=10.0),
+            "drain": bench_writes("drain", sim_seconds, workdir, commit_interval=10.0),
+        }
+        if realtime_minutes:
+            out["realtime_seconds"] = 60 * realtime_minutes
+            out["writes"]["down_realtime"] = bench_writes("down", 60 * realtime_minutes, workdir,
+                                                          commit_interval=10.0, realtime=True)
+        out["rss"] = bench_rss(broker, workdir, rss_seconds)
+        return out
+    finally:
+        broker.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def collect(quick: bool = False) -> dict:
+    """Figures for docs/performance.md (``python -m bench``)."""
+    from bench.common import Figure
+
+    m = measure(quick)
+    d, raw, w, rss = m["drain"], m["raw"], m["writes"], m["rss"]
+    up_day = 86400 / m["sim_seconds"]
+    down_day = 86400 / m["offline_seconds"]
+    figs = [
+        Figure("Link", f"backlog drain rate, {m['n']:,} queued reports, live at 1 Hz meanwhile", d["rate"], "msg/s",
+               target=5000, op=">=", source="#3", peer=raw["rate"], peer_label="raw paho, QoS 1, same window of 64",
+               digits=0),
+        Figure("Link", "live report latency to a subscriber during the drain, p50", d["live_latency_p50_ms"], "ms",
+               note=f"{d['live_received']}/{d['live_sent']} live reports received on telemetry"),
+        Figure("Link", "live report latency to a subscriber during the drain, max", d["live_latency_max_ms"], "ms"),
+        Figure("Link", "state dir writes, link up, 1 Hz (kernel write_bytes, per day)",
+               w["up"]["write_bytes"] * up_day / 1e6, "MB/day", target=50, source="#3",
+               note=f"{w['up']['write_bytes'] * up_day / 24 / 1e6:.2f} MB/hour; wchar "
+                    f"{w['up']['wchar'] * up_day / 1e6:.1f} MB/day; {w['up']['commits']} commits "
+                    f"in {m['sim_seconds']} s simulated"),
+        Figure("Link", f"state dir writes, link down (all to backlog), 1 Hz, {m['offline_seconds']:,} s simulated "
+               "(write_bytes, per day)",
+               w["down"]["write_bytes"] * down_day / 1e6, "MB/day", target=50, source="#3",
+               note=f"{w['down']['write_bytes'] * down_day / 24 / 1e6:.2f} MB/hour; wchar "
+                    f"{w['down']['wchar'] * down_day / 1e6:.1f} MB/day; files grew "
+                    f"{w['down']['file_growth'] / 1e6:.1f} MB for {w['down']['pending']:,} reports kept"),
+        Figure("Link", f"state dir writes to drain a backlog of {m['sim_seconds']} reports, once (write_bytes)",
+               w["drain"]["write_bytes"] / 1e6, "MB", digits=2),
+        Figure("Link", f"steady RSS, link + uplink + outbox only, after {m['rss_seconds']:.0f} s at 1 Hz",
+               rss["link"]["rss_kib"] / 1024, "MiB", peer=rss["raw_paho"]["rss_kib"] / 1024,
+               peer_label="raw paho client publishing the same reports",
+               note="component figure; the whole agent's RSS is in the end-to-end section"),
+    ]
+    notes = [
+        "Drain: the outbox (SQLite, WAL) holds the backlog; the real Uplink and MqttLink send it to a private "
+        "Mosquitto while a live report goes out every second; a subscriber on telemetry times the live reports.",
+        "Writes: simulated time (injected clock) with the real outbox code, SQLite and its fsyncs; write_bytes is "
+        "what the process dirtied for the block device (from /proc/self/io), extrapolated to a day. Simulated "
+        "time misses what the kernel writes back on its own (the WAL index every ~30 s; "
+        "`python -m bench.bench_link --realtime-minutes N` counts it), and in the link-up case each report is "
+        "put, sent and acknowledged within one commit interval, so it mostly never reaches the disk: the whole "
+        "agent process's own figures (Resources, below) are the ones a unit's SD card sees.",
+    ]
+    return {"title": "MQTT link and outbox (issue #3)", "figures": [f.as_dict() for f in figs], "notes": notes}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller runs (a minute in all)")
@@ -371,55 +445,45 @@ def main(argv: list[str] | None = None) -> int:
         help="also run the link-down case for N minutes in real time (counts what the kernel writes back on its own)",
     )
     args = ap.parse_args(argv)
-    n = 10_000 if args.quick else 86_400
-    sim_seconds = 600 if args.quick else 3600
-    offline_seconds = 3600 if args.quick else 86_400
-    rss_seconds = 10.0 if args.quick else 60.0
-    workdir = Path(tempfile.mkdtemp(prefix="bench-link-"))
-    broker = Mosquitto(workdir)
-    try:
-        print(f"# MQTT link and outbox benchmarks ({'quick' if args.quick else 'full'}), {os.cpu_count()} CPUs")
-        drain = bench_drain(broker, n, workdir)
-        raw = bench_raw_paho(broker, n, window=64)
+    print(f"# MQTT link and outbox benchmarks ({'quick' if args.quick else 'full'}), {os.cpu_count()} CPUs")
+    m = measure(args.quick, args.realtime_minutes)
+    drain, raw, rss = m["drain"], m["raw"], m["rss"]
+    sim_seconds = m["sim_seconds"]
+    print(
+        f"backlog drain: {drain['reports']} reports in {drain['seconds']:.1f} s = {drain['rate']:.0f} msg/s "
+        f"(goal >= 5000); raw paho, same window of 64: {raw['rate']:.0f} msg/s"
+    )
+    print(
+        f"live at 1 Hz during the drain: {drain['live_received']}/{drain['live_sent']} received on telemetry, "
+        f"latency p50 {drain['live_latency_p50_ms']:.1f} ms, max {drain['live_latency_max_ms']:.1f} ms"
+    )
+    for case, label, seconds in (("up", "link up", sim_seconds), ("down", "link down", m["offline_seconds"])):
+        w = m["writes"][case]
+        per_day = w["write_bytes"] * 86400 / seconds / 1e6
+        wchar_day = w["wchar"] * 86400 / seconds / 1e6
         print(
-            f"backlog drain: {drain['reports']} reports in {drain['seconds']:.1f} s = {drain['rate']:.0f} msg/s "
-            f"(goal >= 5000); raw paho, same window of 64: {raw['rate']:.0f} msg/s"
+            f"state dir writes, {label}, {seconds} s simulated at 1 Hz, commit_interval_s 10: "
+            f"write_bytes {w['write_bytes'] / 1e3:.1f} kB (= {per_day:.1f} MB/day), "
+            f"wchar {w['wchar'] / 1e3:.1f} kB (= {wchar_day:.1f} MB/day), files grew {w['file_growth'] / 1e3:.1f} kB "
+            f"for {w['pending']} reports kept, {w['commits']} commits; budget 50 MB/day"
         )
+    if "down_realtime" in m["writes"]:
+        seconds = m["realtime_seconds"]
+        w = m["writes"]["down_realtime"]
         print(
-            f"live at 1 Hz during the drain: {drain['live_received']}/{drain['live_sent']} received on telemetry, "
-            f"latency p50 {drain['live_latency_p50_ms']:.1f} ms, max {drain['live_latency_max_ms']:.1f} ms"
+            f"state dir writes, link down, {seconds} s in real time at 1 Hz: "
+            f"write_bytes {w['write_bytes'] * 86400 / seconds / 1e6:.1f} MB/day, "
+            f"wchar {w['wchar'] * 86400 / seconds / 1e6:.1f} MB/day, {w['commits']} commits; budget 50 MB/day"
         )
-        for case, label, seconds in (("up", "link up", sim_seconds), ("down", "link down", offline_seconds)):
-            w = bench_writes(case, seconds, workdir, commit_interval=10.0)
-            per_day = w["write_bytes"] * 86400 / seconds / 1e6
-            wchar_day = w["wchar"] * 86400 / seconds / 1e6
-            print(
-                f"state dir writes, {label}, {seconds} s simulated at 1 Hz, commit_interval_s 10: "
-                f"write_bytes {w['write_bytes'] / 1e3:.1f} kB (= {per_day:.1f} MB/day), "
-                f"wchar {w['wchar'] / 1e3:.1f} kB (= {wchar_day:.1f} MB/day), files grew {w['file_growth'] / 1e3:.1f} kB "
-                f"for {w['pending']} reports kept, {w['commits']} commits; budget 50 MB/day"
-            )
-        if args.realtime_minutes:
-            seconds = 60 * args.realtime_minutes
-            w = bench_writes("down", seconds, workdir, commit_interval=10.0, realtime=True)
-            print(
-                f"state dir writes, link down, {seconds} s in real time at 1 Hz: "
-                f"write_bytes {w['write_bytes'] * 86400 / seconds / 1e6:.1f} MB/day, "
-                f"wchar {w['wchar'] * 86400 / seconds / 1e6:.1f} MB/day, {w['commits']} commits; budget 50 MB/day"
-            )
-        w = bench_writes("drain", sim_seconds, workdir, commit_interval=10.0)
-        print(
-            f"state dir writes, once, to drain a backlog of {sim_seconds} reports (while live goes on at 1 Hz): "
-            f"write_bytes {w['write_bytes'] / 1e3:.1f} kB, wchar {w['wchar'] / 1e3:.1f} kB"
-        )
-        rss = bench_rss(broker, workdir, rss_seconds)
-        print(
-            f"steady RSS after {rss_seconds:.0f} s at 1 Hz: link+uplink+outbox {rss['link']['rss_kib'] / 1024:.1f} MiB "
-            f"(first sample {rss['link']['rss_first_kib'] / 1024:.1f}); raw paho client {rss['raw_paho']['rss_kib'] / 1024:.1f} MiB"
-        )
-    finally:
-        broker.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+    w = m["writes"]["drain"]
+    print(
+        f"state dir writes, once, to drain a backlog of {sim_seconds} reports (while live goes on at 1 Hz): "
+        f"write_bytes {w['write_bytes'] / 1e3:.1f} kB, wchar {w['wchar'] / 1e3:.1f} kB"
+    )
+    print(
+        f"steady RSS after {m['rss_seconds']:.0f} s at 1 Hz: link+uplink+outbox {rss['link']['rss_kib'] / 1024:.1f} MiB "
+        f"(first sample {rss['link']['rss_first_kib'] / 1024:.1f}); raw paho client {rss['raw_paho']['rss_kib'] / 1024:.1f} MiB"
+    )
     return 0
 
 

@@ -1,0 +1,334 @@
+"""Fix age at publish, 1 Hz cadence, RSS and CPU of the real agent with a 10 Hz receiver.
+
+How it measures: the rig (``bench.rig``) runs the agent as a motorcycle (no
+touchscreen, display ``none``) with its GNSS port on the GNSS emulator's pty,
+the emulator driving the Kénitra route at 10 Hz (GN talker, RMC VTG GGA GSA
+every epoch, GSV and ZDA once a second). The emulator stamps the wall clock
+right after it wrote each epoch, keyed by the epoch's UTC time. A subscriber
+on ``umps/<unit>/telemetry`` stamps each report on receipt. For each report:
+
+* fix age at publish = report ``ts`` - the time its fix's epoch was written
+  (both from the same system clock; ``ts`` is the agent's own publish stamp);
+* fix age at receipt = subscriber receipt - the epoch's write time;
+* the ``fix.age`` the agent itself reports.
+
+Cadence: the intervals between consecutive reports on receipt, error against
+1 / rate_hz, and reports counted against elapsed seconds (drift). Memory and
+CPU: the agent process's VmRSS at the end and its utime+stime over the steady
+part of the run (after a warm-up), as a share of one core.
+
+Peer, same run, same emulator (a second pty carrying the same bytes): a
+minimal process reading the port with pyserial, parsing with pynmea2 and
+publishing the newest fix at 1 Hz with raw paho (QoS 1) as soon as an epoch's
+GGA completes; no outbox, no state. Its fix age, RSS and CPU are measured the
+same way.
+
+Run: ``python -m bench.bench_fix [--seconds N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+from bench.common import ROOT, Figure, log, proc_cpu_seconds, proc_rss_kib, summary  # noqa: E402
+from bench.rig import PREFIX, Rig, topic  # noqa: E402
+
+RATE_HZ = 10
+WARMUP_S = 10.0
+PEER_UNIT = "PEER-01"
+
+PEER = r'''
+import datetime as dt, json, sys, threading, time
+import paho.mqtt.client as paho, pynmea2, serial
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+port, broker, topic = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-peer-gnss", protocol=MQTTProtocolVersion.MQTTv5)
+up = threading.Event()
+client.on_connect = lambda *a: up.set()
+client.connect("127.0.0.1", broker)
+client.loop_start()
+up.wait(10)
+ser = serial.serial_for_url(port, baudrate=115200, timeout=1)
+date, last_pub, seq = None, 0.0, 0
+print("ready", flush=True)
+while True:
+    raw = ser.readline()
+    if not raw:
+        continue
+    try:
+        msg = pynmea2.parse(raw.decode("ascii", "replace").strip(), check=True)
+    except (pynmea2.ParseError, ValueError):
+        continue
+    if msg.sentence_type == "RMC" and msg.datestamp:
+        date = msg.datestamp
+    if msg.sentence_type != "GGA" or date is None or not msg.timestamp:
+        continue
+    now = time.monotonic()
+    if now - last_pub < 0.95:
+        continue
+    last_pub, seq = now, seq + 1
+    fix_time = dt.datetime.combine(date, msg.timestamp).replace(tzinfo=dt.timezone.utc)
+    body = {"seq": seq, "ts": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "fix": {"time": fix_time.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                    "lat": msg.latitude, "lon": msg.longitude, "sats": int(msg.num_sats or 0)}}
+    client.publish(topic, json.dumps(body).encode(), qos=1)
+'''
+
+
+def parse_time(text: str | None) -> dt.datetime | None:
+    if not text:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+def analyse(rig: Rig, topic_name: str, since_mono: float, rate_hz: float) -> dict:
+    msgs = [m for m in rig.watcher.on(topic_name) if m.mono >= since_mono]
+    age_pub, age_recv, age_self, age_stamp, unmatched, seqs = [], [], [], [], 0, []
+    for m in msgs:
+        body = m.json() or {}
+        fix = body.get("fix") or {}
+        if isinstance(body.get("seq"), int):
+            seqs.append(body["seq"])
+        if isinstance(fix.get("age"), (int, float)):
+            age_self.append(1000 * fix["age"])
+        fix_time = parse_time(fix.get("time"))
+        sent = rig.gnss.emitted_wall(fix_time) if fix_time else None
+        ts = parse_time(body.get("ts"))
+        # A ts from a GNSS-disciplined clock is on the receiver's timeline (UTC = system
+        # clock + offset); a ts from the system clock is not: bring both to the same one.
+        offset = rig.gnss.utc_offset_s if body.get("time_source") == "gnss" else 0.0
+        if ts is not None and fix_time is not None:
+            age_stamp.append(1000 * ((ts - fix_time).total_seconds() - offset + rig.gnss.utc_offset_s))
+        if sent is None or ts is None:
+            unmatched += 1
+            continue
+        age_pub.append(1000 * (ts.timestamp() - offset - sent))
+        age_recv.append(1000 * (m.wall - sent))
+    intervals = [b.mono - a.mono for a, b in zip(msgs, msgs[1:])]
+    errors = [1000 * abs(iv - 1 / rate_hz) for iv in intervals]
+    span = msgs[-1].mono - msgs[0].mono if len(msgs) > 1 else float("nan")
+    gaps = sum(1 for a, b in zip(seqs, seqs[1:]) if b != a + 1)
+    return {
+        "reports": len(msgs), "span_s": span, "unmatched": unmatched, "seq_gaps": gaps,
+        "age_pub": age_pub, "age_recv": age_recv, "age_self": age_self, "age_stamp": age_stamp, "interval_err": errors,
+        "drift_reports": (len(msgs) - 1) - span * rate_hz if len(msgs) > 1 else float("nan"),
+    }
+
+
+IMPORTS = ("paho.mqtt.client", "pydantic", "cryptography.hazmat.primitives.asymmetric.ed25519", "tenacity",
+           "sqlite3", "serial", "gpiozero", "pigpio", "agent.runtime")
+
+_IMPORT_RSS = """
+import sys
+def rss(): return int([l for l in open('/proc/self/status') if l.startswith('VmRSS')][0].split()[1])
+a = rss()
+__import__(sys.argv[1])
+print(rss() - a)
+"""
+
+
+def import_costs() -> dict[str, float]:
+    """RSS (MiB) each import adds to a fresh interpreter, alone: where the agent's memory goes."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = {}
+    for name in IMPORTS:
+        proc = subprocess.run([sys.executable, "-c", _IMPORT_RSS, name], capture_output=True, text=True, env=env,
+                              cwd=ROOT, timeout=60)
+        if proc.returncode == 0:
+            out[name] = int(proc.stdout.split()[-1]) / 1024
+    proc = subprocess.run([sys.executable, "-c", "print(int([l for l in open('/proc/self/status') "
+                           "if l.startswith('VmRSS')][0].split()[1]))"], capture_output=True, text=True, timeout=60)
+    if proc.returncode == 0:
+        out["(bare interpreter)"] = int(proc.stdout.split()[-1]) / 1024
+    return out
+
+
+def unplug_rounds(rig: Rig, rounds: int) -> tuple[list[float], list[float]]:
+    """Pull the receiver's cable (the pty goes away) and plug it back, ``rounds`` times.
+
+    Returns the seconds from unplug to the agent's "lost" log line, and from replug to
+    its "open" line (the reopen back-off is capped by ``[gnss] reopen_max_wait_s``).
+    """
+    lost, reopened = [], []
+    for _ in range(rounds):
+        t = time.monotonic()
+        rig.gnss.unplug()
+        seen = rig.agent.wait_line(" lost", t, 10.0)
+        if seen is not None:
+            lost.append(seen - t)
+        time.sleep(2.0)  # the cable stays out a moment (timing a physical action)
+        t = time.monotonic()
+        rig.gnss.replug()
+        seen = rig.agent.wait_line("open", t, 15.0)
+        if seen is not None:
+            reopened.append(seen - t)
+        mark = rig.watcher.mark()
+        rig.watcher.wait(lambda m: m.topic == topic("telemetry") and ((m.json() or {}).get("fix") or {}).get("mode", 0)
+                         >= 2, 10.0, mark)
+    return lost, reopened
+
+
+def run(seconds: float, unplugs: int = 5, down_seconds: float = 30.0) -> dict:
+    rig = Rig(kind="motorcycle", gnss_rate_hz=RATE_HZ, extra_ptys=1).start()
+    out: dict = {"seconds": seconds}
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    peer_topic = f"{PREFIX}/{PEER_UNIT}/telemetry"
+    peer = None
+    try:
+        rig.watcher.client.subscribe(peer_topic, 1)
+        peer = subprocess.Popen([sys.executable, "-c", PEER, rig.peer_ptys[0], str(rig.broker.port), peer_topic],
+                                stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+        if peer.stdout.readline().strip() != "ready":
+            raise RuntimeError("the GNSS peer did not start")
+        log(f"bench_fix: agent up (pid {rig.agent.pid}), peer pid {peer.pid}; warm-up {WARMUP_S:.0f} s, "
+            f"then {seconds:.0f} s with a {RATE_HZ} Hz receiver")
+        time.sleep(WARMUP_S)  # a timed run: the figures are taken over a fixed window
+        t0 = time.monotonic()
+        cpu0 = {"agent": rig.agent.cpu_seconds(), "peer": proc_cpu_seconds(peer.pid)}
+        io0 = rig.agent.write_bytes()
+        time.sleep(seconds)
+        wall = time.monotonic() - t0
+        cpu1 = {"agent": rig.agent.cpu_seconds(), "peer": proc_cpu_seconds(peer.pid)}
+        io1 = rig.agent.write_bytes()
+        out["write_bytes_per_day"] = (io1 - io0) * 86400 / wall if io0 is not None and io1 is not None else None
+        out["rss_kib"] = {"agent": rig.agent.rss_kib(), "peer": proc_rss_kib(peer.pid)}
+        out["cpu_pct"] = {k: 100 * (cpu1[k] - cpu0[k]) / wall if cpu0[k] is not None and cpu1[k] is not None
+                          else float("nan") for k in cpu0}
+        out["agent"] = analyse(rig, topic("telemetry"), t0, 1.0)
+        out["peer"] = analyse(rig, peer_topic, t0, 1.0)
+        out["agent_alive"] = rig.agent.alive()
+        out["emulator"] = dict(rig.gnss.stats)
+        peer.terminate()  # it has no reopen logic: unplugging would only crash it
+        peer.wait(5)
+        out["lost"], out["reopened"] = unplug_rounds(rig, unplugs)
+        # Link down: the broker goes away; every report now waits in the outbox's backlog.
+        rig.broker.stop()
+        time.sleep(5.0)  # let the link notice and the first backlog commit pass
+        io0, t1 = rig.agent.write_bytes(), time.monotonic()
+        time.sleep(down_seconds)
+        io1, wall = rig.agent.write_bytes(), time.monotonic() - t1
+        out["down_seconds"] = wall
+        out["down_write_bytes_per_day"] = ((io1 - io0) * 86400 / wall
+                                           if io0 is not None and io1 is not None else None)
+        out["utc_offset_ms"] = 1000 * rig.gnss.utc_offset_s
+        last = rig.watcher.on(topic("telemetry"))
+        out["sample"] = last[-1].payload.decode("utf-8", "replace") if last else None
+    finally:
+        if peer is not None and peer.poll() is None:
+            peer.terminate()
+            try:
+                peer.wait(5)
+            except subprocess.TimeoutExpired:
+                peer.kill()
+                peer.wait()
+        info = rig.stop()
+        out["agent_log_tail"] = info.get("agent_log_tail", "")
+    return out
+
+
+def collect(quick: bool = False) -> dict:
+    r = run(30.0 if quick else 300.0, 3 if quick else 8, 30.0 if quick else 180.0)
+    a, p = r["agent"], r["peer"]
+    ar, pr = summary(a["age_recv"]), summary(p["age_recv"])
+    asf = summary(a["age_self"])
+    ae, pe = summary(a["interval_err"]), summary(p["interval_err"])
+    peer_label = "pyserial + pynmea2 + raw paho, same receiver"
+    ast, pst = summary(a["age_stamp"]), summary(p["age_stamp"])
+    figs = [
+        Figure("Telemetry", f"fix age at publish, upper bound: epoch written -> report received by a subscriber, "
+               f"p50 ({ar['n']} reports)", ar["p50"], "ms", target=100, source="#3 (well under 100 ms)",
+               peer=pr["p50"], peer_label=peer_label),
+        Figure("Telemetry", "fix age at publish, upper bound (as above), p99", ar["p99"], "ms", target=100,
+               source="#3", peer=pr["p99"], peer_label=peer_label, note=f"max {ar['max']:.1f} ms"),
+        Figure("Telemetry", "fix age by the report's own stamps (ts - fix.time), p99", ast["p99"], "ms",
+               peer=pst["p99"], peer_label=peer_label, note=f"p50 {ast['p50']:.1f} ms"),
+        Figure("Telemetry", "fix.age as the agent reports it, p99", asf["p99"], "ms",
+               note=f"p50 {asf['p50']:.1f} ms"),
+        Figure("Telemetry", f"1 Hz interval error on receipt, p50 ({ae['n']} intervals)", ae["p50"], "ms",
+               peer=pe["p50"], peer_label=peer_label),
+        Figure("Telemetry", "1 Hz interval error on receipt, p99", ae["p99"], "ms", peer=pe["p99"],
+               peer_label=peer_label, note=f"max {ae['max']:.1f} ms"),
+        Figure("Telemetry", f"drift: reports received minus seconds elapsed over {a['span_s']:.0f} s",
+               a["drift_reports"], "reports", digits=2, peer=p["drift_reports"], peer_label=peer_label,
+               note=f"{a['reports']} reports, {a['seq_gaps']} seq gaps"),
+        Figure("GNSS", f"receiver unplugged (pty closed) -> agent logs \"GNSS lost\", worst of {len(r['lost'])}",
+               max(r["lost"]) if r["lost"] else None, "s", target=3, source="#2", digits=3,
+               note=f"median {summary(r['lost'])['p50']:.3f} s" if r["lost"] else "never seen"),
+        Figure("GNSS", f"receiver plugged back -> port open again, worst of {len(r['reopened'])}",
+               max(r["reopened"]) if r["reopened"] else None, "s", digits=2,
+               note="reopen back-off capped by [gnss] reopen_max_wait_s, default 5 s"
+                    + (f"; median {summary(r['reopened'])['p50']:.2f} s" if r["reopened"] else "")),
+        Figure("Resources", "steady RSS of the whole agent, no touchscreen, 10 Hz receiver",
+               (r["rss_kib"]["agent"] or float("nan")) / 1024, "MiB", target=40, source="#3",
+               peer=(r["rss_kib"]["peer"] or float("nan")) / 1024, peer_label=peer_label),
+        Figure("Resources", "disk writes of the whole agent process, link up, 1 Hz reports (write_bytes, per day)",
+               r["write_bytes_per_day"] / 1e6 if r.get("write_bytes_per_day") is not None else None, "MB/day",
+               target=50, source="#3", digits=2,
+               note=f"{r['seconds']:.0f} s measured, extrapolated; runtime dir on tmpfs as on the unit"),
+        Figure("Resources", "disk writes of the whole agent process, broker gone (all to backlog), "
+               "1 Hz reports (write_bytes, per day)",
+               r["down_write_bytes_per_day"] / 1e6 if r.get("down_write_bytes_per_day") is not None else None,
+               "MB/day", target=50, source="#3", digits=2,
+               note=f"{r.get('down_seconds', 0):.0f} s measured after the broker was stopped, extrapolated"),
+        Figure("Resources", "CPU of the whole agent with a 10 Hz receiver", r["cpu_pct"]["agent"], "% of a core",
+               target=1.0, source="#3", peer=r["cpu_pct"]["peer"], peer_label=peer_label, digits=2),
+    ]
+    notes = [
+        f"The real agent process as a motorcycle (no touchscreen, display none), `[gpio]` on the rig's GPIO "
+        f"emulator, GNSS on the emulator's pty at {RATE_HZ} Hz, a private Mosquitto; {WARMUP_S:.0f} s warm-up, "
+        f"then {r['seconds']:.0f} s measured.",
+        "The peer reads a second pty carrying the same bytes and runs at the same time as the agent.",
+        "Unplug: after the steady window the emulator closes its pty (a USB receiver pulled out), keeps it out "
+        "for 2 s, then plugs it back at the same path; times are from the rig's action to the agent's log line "
+        "(read through a pipe, stamped on receipt).",
+        "Fix age: the emulator stamps (system clock) when each epoch's bytes were written; the subscriber stamps "
+        "(same clock) when the report carrying that epoch's fix arrives. That includes the broker hop, so it "
+        "bounds the age at publish from above. The agent stamps `ts` from its GNSS-disciplined clock "
+        f"(`time_source` gnss; the emulated receiver's UTC was {r['utc_offset_ms']:.2f} ms off the system clock), "
+        "so its own `ts - fix.time` cannot see the serial and decoding delay and reads about 0.",
+        f"Reports whose fix time matched no emitted epoch: agent {a['unmatched']}, peer {p['unmatched']}.",
+    ]
+    costs = import_costs()
+    if costs:
+        notes.append("Where the agent's RSS goes: what each import adds to a fresh interpreter, alone (they "
+                     "overlap, e.g. `agent.runtime` includes the others): "
+                     + ", ".join(f"`{k}` {v:.1f} MiB" for k, v in costs.items()) + ".")
+    if r.get("sample"):
+        notes.append(f"A telemetry report as published: `{r['sample'][:600]}`")
+    if a["unmatched"] or not a["reports"]:
+        notes.append("Agent log tail:\n\n```\n" + r["agent_log_tail"][-1200:] + "\n```")
+    return {"title": "Telemetry and resources end to end (issue #3)", "figures": [f.as_dict() for f in figs],
+            "notes": notes}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=150.0)
+    args = ap.parse_args(argv)
+    r = run(args.seconds)
+    for who in ("agent", "peer"):
+        x = r[who]
+        for key in ("age_pub", "age_recv", "age_stamp", "age_self", "interval_err"):
+            s = summary(x[key])
+            print(f"{who:5s} {key:12s} n={s['n']} p50 {s['p50']:.1f} p99 {s['p99']:.1f} max {s['max']:.1f} ms")
+        print(f"{who} reports {x['reports']} over {x['span_s']:.1f} s, seq gaps {x['seq_gaps']}, "
+              f"unmatched {x['unmatched']}; RSS {r['rss_kib'][who]} KiB, CPU {r['cpu_pct'][who]:.2f} %")
+    print(json.dumps(r.get("sample")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
