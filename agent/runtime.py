@@ -264,13 +264,15 @@ class Runtime:
             effects = unit.handle(Tick(now.mono), now)
         else:
             effects = unit.handle(event, now)
+        # The crew's screens first: a call is on the displays before its "received" receipt
+        # is stored (fsync) and sent, as the receipt says.
+        if unit.revision != self._shown_revision or isinstance(event, Tick):
+            self._refresh_outputs(now)
         if isinstance(event, LinkUp):
             self._publish(self._config_current())
         for effect in effects:
             self._execute(effect, now)
         self._check_guard(now)
-        if unit.revision != self._shown_revision or isinstance(event, Tick):
-            self._refresh_outputs(now)
         self._persist()
         if now.mono >= self._next_status_write:
             self._next_status_write = now.mono + STATUS_EVERY_S
