@@ -52,7 +52,7 @@ from agent.core import views
 from agent.core.dispatch import iso
 from agent.core.effects import Feedback, Speak
 from agent.core.events import (
-    ButtonPressed, FixReceived, GnssLost, GnssRestored, LinkDown, LinkUp, MessageReceived, Stop, Tick,
+    FixReceived, GnssLost, GnssRestored, LinkDown, LinkUp, MessageReceived, Stop, Tick,
 )
 from agent.core.indicators import feedback, indicator_plan
 from agent.core.publish import Lane, Publish

@@ -35,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from bench.common import ROOT, Figure, log, summary  # noqa: E402
-from bench.rig import INPUT_PINS, PREFIX, UNIT, Rig, topic  # noqa: E402
+from bench.rig import INPUT_PINS, PREFIX, Rig, topic  # noqa: E402
 
 STATUSES = ("en_route", "available")
 PEER_UNIT = "PEER-01"

@@ -51,7 +51,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -67,6 +66,7 @@ from agent.adapters.mqtt import MqttLink, MqttSettings
 from agent.adapters.outbox import Outbox
 from agent.adapters.uplink import Uplink
 from agent.core.publish import Lane, Publish
+from hil.broker import Broker
 
 UNIT = "bench-1"
 
@@ -103,40 +103,10 @@ def report(seq: int, lane: Lane = Lane.BACKLOG) -> Publish:
 # ------------------------------------------------------------- the broker
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Mosquitto:
-    def __init__(self, workdir: Path) -> None:
-        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self.port = free_port()
-        conf = workdir / "mosquitto.conf"
-        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true", "max_queued_messages 1000000"]
-        if os.geteuid() == 0:
-            lines.append("user root")
-        conf.write_text("\n".join(lines) + "\n")
-        self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.5).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("mosquitto did not start")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(5)
-
-
 # ----------------------------------------------------------- 1. the drain
 
 
-def bench_drain(broker: Mosquitto, n: int, workdir: Path) -> dict[str, float]:
+def bench_drain(broker: Broker, n: int, workdir: Path) -> dict[str, float]:
     state = workdir / "drain-state"
     box = Outbox(state)
     for seq in range(1, n + 1):
@@ -204,7 +174,7 @@ def bench_drain(broker: Mosquitto, n: int, workdir: Path) -> dict[str, float]:
     }
 
 
-def bench_raw_paho(broker: Mosquitto, n: int, window: int) -> dict[str, float]:
+def bench_raw_paho(broker: Broker, n: int, window: int) -> dict[str, float]:
     payload = report(1).payload
     done = threading.Event()
     acked = [0]
@@ -345,7 +315,7 @@ print(json.dumps({"rss_kib": samples[-1], "rss_first_kib": samples[0]}))
 """
 
 
-def bench_rss(broker: Mosquitto, workdir: Path, seconds: float) -> dict[str, dict[str, int]]:
+def bench_rss(broker: Broker, workdir: Path, seconds: float) -> dict[str, dict[str, int]]:
     root = Path(__file__).parents[1]
     link = subprocess.run(
         [sys.executable, "-c", _RSS_LINK, str(broker.port), str(workdir / "rss-state"), str(seconds)],
@@ -369,7 +339,7 @@ def measure(quick: bool, realtime_minutes: int = 0) -> dict:
     offline_seconds = 3600 if quick else 86_400
     rss_seconds = 10.0 if quick else 60.0
     workdir = Path(tempfile.mkdtemp(prefix="bench-link-"))
-    broker = Mosquitto(workdir)
+    broker = Broker(workdir / "broker", extra_config="max_queued_messages 1000000").start()
     try:
         out: dict = {"n": n, "sim_seconds": sim_seconds, "offline_seconds": offline_seconds,
                      "rss_seconds": rss_seconds}

@@ -16,13 +16,12 @@ import datetime as dt
 import math
 import os
 import platform
-import shutil
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from hil.broker import BrokerUnavailable, free_port, mosquitto_path, wait_port  # noqa: F401 (the benches import them from here)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -136,26 +135,11 @@ def _os_release() -> str:
 
 
 def mosquitto_binary() -> str | None:
-    return shutil.which("mosquitto") or next(
-        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.access(p, os.X_OK)), None
-    )
+    try:
+        return mosquitto_path()
+    except BrokerUnavailable:
+        return None
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(host: str, port: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.02)
-    return False
 
 
 class Skip(Exception):

@@ -2,7 +2,7 @@
 
 What it starts, all on loopback and owned by the benchmark:
 
-* a private Mosquitto on a free port (``tests.support.broker.Broker``; never a
+* a private Mosquitto on a free port (``hil.broker.Broker``; never a
   broker that was already running);
 * the GPIO emulator (``hil.gpio_emulator.PigpioEmulator``) serving the pigpio
   daemon protocol; the agent's ``[gpio] factory = "pigpio"`` points at it.
@@ -40,6 +40,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from bench.common import ROOT, Skip, free_port, mosquitto_binary, proc_cpu_seconds, proc_rss_kib, wait_port
+from hil.broker import Broker
 from hil.gnss_emulator import GnssEmulator
 from hil.gnss_sources import RouteSource
 from hil.gpio_emulator import PigpioEmulator
@@ -108,36 +109,11 @@ class TimedGnss(GnssEmulator):
 # ------------------------------------------------------------ the broker
 
 
-class Broker:
-    """A private Mosquitto on a free port, stopped by its pid."""
-
-    def __init__(self, workdir: Path) -> None:
-        binary = mosquitto_binary()
-        if binary is None:
-            raise Skip("mosquitto is not installed (Debian package mosquitto; `make test` installs it)")
-        self.port = free_port()
-        self.workdir = workdir
-        conf = workdir / "mosquitto.conf"
-        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true", "max_queued_messages 100000"]
-        if os.geteuid() == 0:
-            lines.append("user root")
-        conf.write_text("\n".join(lines) + "\n")
-        self.log_path = workdir / "mosquitto.log"
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
-        if not wait_port("127.0.0.1", self.port, 10):
-            self.stop()
-            raise RuntimeError(f"mosquitto did not start:\n{self.log_path.read_text(errors='replace')[-2000:]}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+def start_broker(workdir: Path) -> Broker:
+    """A private Mosquitto on a free port (the rig's own launcher), stopped by its pid."""
+    if mosquitto_binary() is None:
+        raise Skip("mosquitto is not installed (Debian package mosquitto; `make test` installs it)")
+    return Broker(workdir, extra_config="max_queued_messages 100000").start()
 
 
 # -------------------------------------------------------------- watcher
@@ -363,7 +339,7 @@ class Rig:
 
     def start(self, ready_timeout: float = 30.0) -> "Rig":
         try:
-            self.broker = Broker(self.workdir)
+            self.broker = start_broker(self.workdir)
             self.watcher = Watcher(self.broker.port, [f"{PREFIX}/{UNIT}/#"])
             pulls = {pin: "up" for pin in INPUT_PINS.values()}
             self.gpio = TimedPigpio(boot_pulls=pulls).start()
@@ -429,7 +405,7 @@ class Rig:
             self.gpio.stop()
         if self.broker is not None:
             self.broker.stop()
-        for runtime in Path("/dev/shm").glob(f"bench-run-*"):
+        for runtime in Path("/dev/shm").glob("bench-run-*"):
             if (self.workdir / "agent.toml").exists() and str(runtime) in (self.workdir / "agent.toml").read_text():
                 shutil.rmtree(runtime, ignore_errors=True)
         if not os.environ.get("BENCH_KEEP"):
