@@ -15,6 +15,7 @@ import pytest
 
 from agent.adapters.outbox import DB_NAME, FORMAT_VERSION, Outbox, OutboxError
 from agent.core.publish import Lane, Publish
+from tests.support.disk import small_tmpfs
 
 
 class FakeClock:
@@ -226,18 +227,9 @@ def test_an_unusable_database_is_a_clear_error(tmp_path: Path) -> None:
 
 @pytest.fixture
 def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A 512 KiB tmpfs (needs root); the test fills it to make the disk full."""
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mnt)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    """A 512 KiB tmpfs; the test fills it to make the disk full."""
+    with small_tmpfs(tmp_path / "tiny", "512k") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def fill(directory: Path) -> Path:

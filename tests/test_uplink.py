@@ -17,6 +17,7 @@ import pytest
 from agent.adapters.outbox import Outbox
 from agent.core.publish import Lane, Publish
 from tests.support.broker import Broker, Received, Recorder, free_port, wait_until
+from tests.support.disk import small_tmpfs
 from tests.support.fake_agent import FakeAgent, build_agent, status, telemetry
 
 UNIT = "moto-17"
@@ -285,17 +286,8 @@ def test_agent_killed_with_unacked_reports_sends_them_after_restart(tmp_path: Pa
 @pytest.fixture
 def full_disk(tmp_path: Path) -> Iterator[Path]:
     """A 256 KiB tmpfs as the state dir, filled up once the outbox is open."""
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with small_tmpfs(tmp_path / "tiny", "256k") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_disk_full_state_dir_keeps_live_reports_going(full_disk: Path, broker: Broker, recorder: Recorder) -> None:
