@@ -236,7 +236,8 @@ def bench_writes(
         for seq in range(1, seconds + 1):
             seed.put(report(seq))
         seed.close()
-    box = Outbox(state, clock=clock, commit_interval_s=commit_interval)
+    # As the agent opens it: exclusive, so the WAL index stays in memory.
+    box = Outbox(state, clock=clock, commit_interval_s=commit_interval, exclusive=True)
     os.sync()
     io0, size0 = proc_io(), dir_bytes(state)
     seq = box.next_seq()
