@@ -114,16 +114,10 @@ class Rig:
         return [json.loads(m.payload) for m in self.recorder.on(f"umps/{UNIT}/{topic}")]
 
     def wait(self, topic: str, predicate=lambda body: True, timeout: float = 10.0) -> dict:
-        full = f"umps/{UNIT}/{topic}"
-
-        def found(msgs):
-            return any(m.topic == full and m.payload and predicate(json.loads(m.payload)) for m in msgs)
-
         try:
-            self.recorder.wait_for(found, timeout, what=topic)
-        except AssertionError:
-            raise AssertionError(f"no matching {topic}; agent log:\n{self.agent_log()}") from None
-        return [b for b in self.messages(topic) if predicate(b)][-1]
+            return self.recorder.wait_json(f"umps/{UNIT}/{topic}", predicate, timeout)
+        except pytest.fail.Exception as exc:
+            raise AssertionError(f"{exc}\nagent log:\n{self.agent_log()}") from None
 
     def close(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

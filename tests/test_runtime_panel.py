@@ -83,10 +83,7 @@ class Panel:
         return [json.loads(m.payload) for m in self.rec.on(f"umps/{UNIT}/{topic}") if m.payload]
 
     def wait(self, topic: str, predicate=lambda b: True, timeout: float = 5.0) -> dict:
-        full = f"umps/{UNIT}/{topic}"
-        self.rec.wait_for(lambda ms: any(m.topic == full and m.payload and predicate(json.loads(m.payload))
-                                         for m in ms), timeout, topic)
-        return [b for b in self.bodies(topic) if predicate(b)][-1]
+        return self.rec.wait_json(f"umps/{UNIT}/{topic}", predicate, timeout)
 
     def pin_went(self, pin: int, level: bool, timeout: float = 3.0) -> bool:
         try:

@@ -17,6 +17,7 @@ Tests never use a broker that was already running.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -148,6 +149,16 @@ class Recorder:
                     )
                 self._cond.wait(left)
             return list(self.messages)
+
+    def wait_json(self, topic: str, predicate: Callable[[dict], bool] = lambda body: True,
+                  timeout: float = 10.0, what: str = "") -> dict:
+        """The newest JSON body on ``topic`` for which ``predicate`` holds, waiting for one."""
+
+        def matching(messages: list[Received]) -> list[dict]:
+            bodies = (json.loads(m.payload) for m in messages if m.topic == topic and m.payload)
+            return [body for body in bodies if predicate(body)]
+
+        return matching(self.wait_for(lambda ms: bool(matching(ms)), timeout, what or topic))[-1]
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str = "", interval: float = 0.02) -> None:
