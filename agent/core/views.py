@@ -18,18 +18,19 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from agent.config import STATUS_CODES
 from agent.core import geo
 from agent.core.dispatch import Call, iso
 from agent.core.emergency import EmergencyState
 from agent.core.i18n import LANGUAGES, Catalog, status_overrides
 from agent.core.indicators import IndicatorView
 from agent.core.panel_view import CallSummary, PanelView, spoken_call, summarize_call
-from agent.core.unit import Now, Unit
+from agent.core.unit import CALL_INPUTS, Now, Unit
 
 # How long a notice (a refused press, a cancelled call) stays on the screens.
 NOTICE_S = 8.0
-# Every input a screen may post: the status buttons, the call answers, the alarm.
-CALL_INPUTS = ("ack", "decline", "cleared", "emergency")
+# Besides its status buttons, a screen may post the call answers and the alarm.
+SCREEN_INPUTS = (*CALL_INPUTS, "emergency")
 
 
 def catalogs(unit: Unit) -> dict[str, Catalog]:
@@ -100,7 +101,6 @@ def screen_snapshot(unit: Unit, now: Now, *, backlog: int = 0) -> dict[str, Any]
     cfg = unit.config
     cats = catalogs(unit)
     ui_lang = cfg.ui.language
-    codes = ("available", "en_route", "on_scene", "busy", "out_of_service")
     fix = _position(unit, now)
     return {
         "unit": {"id": cfg.unit.id, "kind": cfg.unit.kind, "name": cfg.unit.name or cfg.unit.id},
@@ -109,9 +109,9 @@ def screen_snapshot(unit: Unit, now: Now, *, backlog: int = 0) -> dict[str, Any]
         "sound": cfg.ui.sound,
         "now": iso(now.wall),
         "status": unit.status.state,
-        "status_labels": {lang: {code: cat.status(code) for code in codes} for lang, cat in cats.items()},
+        "status_labels": {lang: {code: cat.status(code) for code in STATUS_CODES} for lang, cat in cats.items()},
         "status_buttons": list(cfg.status_buttons),
-        "inputs": [*cfg.status_buttons, *CALL_INPUTS],
+        "inputs": [*cfg.status_buttons, *SCREEN_INPUTS],
         "siren": unit.siren,
         "link": {"online": unit.link_up, "backlog": backlog},
         "gnss": _gnss(unit, now),
