@@ -240,7 +240,7 @@ def run(seconds: float, unplugs: int = 5, down_seconds: float = 30.0) -> dict:
 
 
 def collect(quick: bool = False) -> dict:
-    r = run(30.0 if quick else 300.0, 3 if quick else 8, 30.0 if quick else 180.0)
+    r = run(30.0 if quick else 300.0, 3 if quick else 8, 30.0 if quick else 600.0)
     a, p = r["agent"], r["peer"]
     ar, pr = summary(a["age_recv"]), summary(p["age_recv"])
     asf = summary(a["age_self"])

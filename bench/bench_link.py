@@ -20,25 +20,25 @@ Run: ``python -m bench.bench_link`` (full) or ``python -m bench.bench_link --qui
 
    Measured on the development machine (ext4, kernel 6.18, SQLite 3.40), a
    day offline: 151 MB (write_bytes; wchar 115 MB) with the first outbox
-   format; 42 MB now. Where it went, per 10 s commit of 10 reports (1 KiB
+   format; 24.7 MB now. Where it went, per 10 s commit of 10 reports (1 KiB
    pages, WAL frames of 1,048 bytes): ~5 table leaf frames for ~3.5 kB of
    JSON, ~1.6 interior (rowid b-tree) frames, page 1 (the database grows at
    every commit) and the rewritten half-full last leaf: ~8 kB of WAL, ~3 OS
    pages fsynced; then every 1,000 frames the checkpoint copies the pages into
-   the database again (~4 kB a commit). What changed (agent/adapters/outbox.py):
-   telemetry payloads are stored deflated with a preset dictionary of the
-   report's keys (~350 bytes of JSON take ~95; published byte for byte as put),
-   512-byte pages, and while nothing has been acknowledged for 30 s batches
-   are committed every 30 s instead of 10 s (the fsync of each commit costs at
-   least one 4 KiB page whatever it holds: 8,640 commits a day are 35 MB
-   before any data). One lever at a time, a day offline: compression alone
-   86 MB, + 512-byte pages 75 MB, + 30 s offline batches 42 MB (60 s: 34 MB).
+   the database again (~4 kB a commit). One lever at a time, a day offline
+   (agent/adapters/outbox.py): payloads deflated with a preset dictionary of
+   a report's keys 86 MB, + 512-byte pages 75 MB, + 30 s batches while
+   nothing has been acknowledged for 30 s (each fsynced commit costs at least
+   one 4 KiB page whatever it holds: 8,640 commits a day are 35 MB before any
+   data) 42 MB, + one row per commit, its reports deflated together (~30
+   bytes a report instead of ~135 bytes a row) 24.7 MB.
 
-   Simulated time misses one cost: the kernel writes back the dirty pages of
-   SQLite's memory-mapped WAL index (``outbox.sqlite3-shm``) every ~30 s on
-   its own. ``--realtime-minutes N`` runs the link-down case on the real
-   clock to count it (15 min measured here: 194 MB/day with the first format,
-   72 to 91 MB/day now; see the outbox module docstring for the lever left).
+   Simulated time misses two costs: the kernel writes back the dirty pages
+   of SQLite's memory-mapped WAL index every ~30 s on its own (the agent
+   opens the store exclusive, which keeps the index in memory), and the file
+   system journals its metadata at each commit. ``--realtime-minutes N`` runs
+   the link-down case on the real clock to count them (10 min measured here:
+   43 MB/day; 57 with a row per report).
 3. Steady RSS of a process running only the link (Outbox + Uplink + MqttLink
    at 1 Hz), next to a process running only a raw paho client.
 

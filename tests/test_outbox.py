@@ -13,7 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from agent.adapters.outbox import DB_NAME, FORMAT_VERSION, Outbox, OutboxError
+from agent.adapters.outbox import (
+    DB_NAME,
+    ENC_BATCH_V1,
+    ENC_RAW,
+    FORMAT_VERSION,
+    Outbox,
+    OutboxError,
+    stored_records,
+)
 from agent.core.publish import Lane, Publish
 from tests.support.disk import small_tmpfs
 
@@ -35,10 +43,14 @@ def status(name: str) -> Publish:
 
 
 def rows_on_disk(state_dir: Path) -> list[tuple[int, int, str, int | None]]:
-    """Read the database from another connection: what a restart would see."""
+    """The records in the database, read from another connection: what a restart would see."""
+    return [(r.id, r.lane, r.topic, r.seq) for r in stored_records(state_dir)]
+
+
+def row_count(state_dir: Path) -> int:
     db = sqlite3.connect(state_dir / DB_NAME)
     try:
-        return db.execute("SELECT id, lane, topic, seq FROM records ORDER BY id").fetchall()
+        return db.execute("SELECT COUNT(*) FROM records").fetchone()[0]
     finally:
         db.close()
 
@@ -210,9 +222,13 @@ def test_full_outbox_drops_oldest_backlog_never_status(tmp_path: Path, clock: Fa
         box.maybe_commit()
     box.commit()
     stats = box.stats()
-    assert stats.dropped == 70
+    kept = [r.seq for r in box.take(Lane.BACKLOG, 1000)]
+    # Stored batches are dropped whole, oldest first: what is kept is the newest,
+    # contiguous, within one batch (here 30 s offline) of the bound.
+    assert 50 - 30 < len(kept) <= 50
+    assert kept == list(range(121 - len(kept), 121))
+    assert stats.dropped == 120 - len(kept)
     assert stats.pending["status"] == 5
-    assert [r.seq for r in box.take(Lane.BACKLOG, 1000)] == list(range(71, 121))
     box.close()
 
 
@@ -284,11 +300,11 @@ def realistic_report(seq: int, lane: Lane = Lane.BACKLOG, **extra: object) -> Pu
     return Publish("telemetry", json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(), lane, seq=seq)
 
 
-def stored(state_dir: Path) -> dict[int | None, tuple[int, int]]:
-    """seq (None for status) -> (enc, stored length), read by another connection."""
+def stored_rows(state_dir: Path) -> list[tuple[int, str, int, int]]:
+    """(lane, topic, enc, count, stored length) of each row, read by another connection."""
     db = sqlite3.connect(state_dir / DB_NAME)
     try:
-        return {seq: (enc, n) for seq, enc, n in db.execute("SELECT seq, enc, length(payload) FROM records")}
+        return db.execute("SELECT lane, topic, enc, count, length(payload) FROM records ORDER BY id").fetchall()
     finally:
         db.close()
 
@@ -297,8 +313,8 @@ def test_telemetry_is_stored_compressed_and_reads_back_byte_identical_after_a_ki
     payloads = {
         1: realistic_report(1).payload,
         2: realistic_report(2, note="Zone industrielle — accès nord, véhicule 2 ✓").payload,  # not ASCII
-        3: b'{"seq":3}',  # too small to gain: stored as it is
-        4: os.urandom(300),  # incompressible: stored as it is
+        3: b'{"seq":3}',
+        4: os.urandom(300),  # incompressible
         5: realistic_report(5, blob="x" * 5000).payload,  # large
     }
     code = textwrap.dedent(
@@ -317,15 +333,29 @@ def test_telemetry_is_stored_compressed_and_reads_back_byte_identical_after_a_ki
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1], timeout=30)
     assert proc.returncode == -9
-    on_disk = stored(tmp_path)
-    assert on_disk[1][0] == 1 and on_disk[1][1] < len(payloads[1]) // 2  # ~350 bytes of JSON take ~100
-    assert on_disk[2][0] == 1 and on_disk[5][0] == 1
-    assert on_disk[4] == (0, 300)
-    assert on_disk[None] == (0, len(b'{"status":"busy"}'))  # status records are stored as they are
+    # The commit wrote the status as it is and the telemetry as one deflated batch.
+    (status_row, batch_row) = sorted(stored_rows(tmp_path))
+    assert status_row == (Lane.STATUS, "status", ENC_RAW, 1, len(b'{"status":"busy"}'))
+    assert batch_row[2:4] == (ENC_BATCH_V1, 5)
+    assert batch_row[4] < 300 + sum(len(p) for p in payloads.values()) // 4
     box = Outbox(tmp_path)
     assert {r.seq: r.payload for r in box.take(Lane.BACKLOG, 100)} == payloads
     (status_rec,) = box.take(Lane.STATUS, 10)
     assert status_rec.payload == b'{"status":"busy"}'
+    box.close()
+
+
+def test_a_batch_of_consecutive_reports_takes_a_fraction_of_their_json(tmp_path: Path, clock: FakeClock) -> None:
+    box = Outbox(tmp_path, commit_interval_s=30, clock=clock)
+    reports = [realistic_report(seq) for seq in range(1, 31)]
+    for rep in reports:
+        box.put(rep)
+        clock.now += 1.0
+        box.maybe_commit()
+    [(_, _, enc, count, length)] = stored_rows(tmp_path)
+    assert (enc, count) == (ENC_BATCH_V1, 30)
+    # ~350 bytes of JSON a report; ~95 deflated alone; together, under 45 each.
+    assert length < 45 * 30 < sum(len(r.payload) for r in reports) // 7
     box.close()
 
 
@@ -355,7 +385,8 @@ def test_a_store_of_the_first_format_is_migrated_in_place(tmp_path: Path) -> Non
     box.close()
     db = sqlite3.connect(tmp_path / DB_NAME)
     assert db.execute("PRAGMA user_version").fetchone()[0] == FORMAT_VERSION
-    assert db.execute("SELECT enc FROM records ORDER BY id").fetchall() == [(0,), (0,), (0,), (1,)]
+    assert db.execute("SELECT enc, count FROM records ORDER BY id").fetchall() == [
+        (ENC_RAW, 1), (ENC_RAW, 1), (ENC_RAW, 1), (ENC_BATCH_V1, 1)]
     db.close()
 
 
@@ -370,18 +401,20 @@ def test_a_store_of_a_newer_format_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_an_unreadable_stored_report_is_dropped_and_the_rest_drain_in_order(tmp_path: Path) -> None:
     box = Outbox(tmp_path)
-    for seq in range(1, 6):
+    for seq in range(1, 7):
         box.put(realistic_report(seq))
+        if seq % 2 == 0:
+            box.commit()  # rows of two reports: 1-2, 3-4, 5-6
     box.close()
     db = sqlite3.connect(tmp_path / DB_NAME)
     db.execute("UPDATE records SET payload = x'deadbeef' WHERE seq = 3")
     db.commit()
     db.close()
     box = Outbox(tmp_path)
-    assert [r.seq for r in box.take(Lane.BACKLOG, 10)] == [1, 2, 4, 5]
-    assert box.stats().dropped == 1
+    assert [r.seq for r in box.take(Lane.BACKLOG, 10)] == [1, 2, 5, 6]
+    assert box.stats().dropped == 2
     box.close()
-    assert [seq for _, _, _, seq in rows_on_disk(tmp_path)] == [1, 2, 4, 5]
+    assert [seq for _, _, _, seq in rows_on_disk(tmp_path)] == [1, 2, 5, 6]
 
 
 def test_offline_telemetry_is_committed_every_30_s_status_still_at_once(tmp_path: Path, clock: FakeClock) -> None:
@@ -456,4 +489,68 @@ def test_a_live_report_just_sent_is_left_to_its_ack_not_written(tmp_path: Path, 
     clock.now += 10.5
     box.maybe_commit()
     assert [row[3] for row in rows_on_disk(tmp_path)] == [2]
+    box.close()
+
+
+def test_a_batch_row_drains_in_small_takes_once_each_and_goes_when_all_is_acked(tmp_path: Path) -> None:
+    box = Outbox(tmp_path)
+    for seq in range(1, 26):
+        box.put(report(seq, Lane.BACKLOG))
+    box.commit()
+    assert row_count(tmp_path) == 1
+    seen = []
+    while batch := box.take(Lane.BACKLOG, 4):
+        seen += [r.seq for r in batch]
+        for rec in batch[:-1]:
+            box.ack(rec.id)
+        box.nack(batch[-1].id)  # the last of each take is lost once and comes back
+        seen.pop()
+        again = box.take(Lane.BACKLOG, 1)
+        assert [r.seq for r in again] == [batch[-1].seq]
+        seen.append(again[0].seq)
+        box.ack(again[0].id)
+        assert box.pending()[Lane.BACKLOG] == 25 - len(seen)
+    assert seen == list(range(1, 26))
+    box.commit()
+    assert row_count(tmp_path) == 0
+    box.close()
+
+
+def test_a_restart_in_the_middle_of_a_batch_resends_its_acked_reports_and_loses_none(tmp_path: Path) -> None:
+    box = Outbox(tmp_path)
+    for seq in range(1, 11):
+        box.put(report(seq, Lane.BACKLOG))
+    box.commit()
+    for rec in box.take(Lane.BACKLOG, 6):
+        box.ack(rec.id)
+    box.close()  # the row still holds 7..10: it stays, whole
+    box = Outbox(tmp_path)
+    # Acknowledged records of a row not yet deleted are sent again (a QoS 1 duplicate).
+    assert [r.seq for r in box.take(Lane.BACKLOG, 100)] == list(range(1, 11))
+    box.close()
+
+
+def test_a_store_of_format_2_is_migrated_and_its_deflated_reports_read(tmp_path: Path) -> None:
+    import zlib
+
+    from agent.adapters.outbox import _DICT_V1
+
+    v2 = OLD_SCHEMA.replace("seq INTEGER)", "seq INTEGER, enc INTEGER NOT NULL DEFAULT 0)")
+    db = sqlite3.connect(tmp_path / DB_NAME)
+    db.executescript(v2)
+    payload = realistic_report(7).payload
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _DICT_V1)
+    db.execute("INSERT INTO records VALUES (5, ?, 'telemetry', ?, 1, 0, 7, 1)",
+               (int(Lane.BACKLOG), packer.compress(payload) + packer.flush()))
+    db.executemany("INSERT INTO meta VALUES (?, ?)", [("clean", 1), ("seq_next", 8), ("seq_reserved", 100)])
+    db.execute("PRAGMA user_version=2")
+    db.commit()
+    db.close()
+    box = Outbox(tmp_path)
+    box.put(report(8, Lane.BACKLOG))
+    [old] = box.take(Lane.BACKLOG, 1)
+    assert (old.seq, old.payload) == (7, payload)
+    box.ack(old.id)
+    [new] = box.take(Lane.BACKLOG, 1)
+    assert new.seq == 8 and new.id > old.id
     box.close()

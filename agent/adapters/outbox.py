@@ -29,13 +29,17 @@ SD card wear decides the write policy. A 1 Hz report must not cost a commit:
   ``OFFLINE_COMMIT_INTERVAL_S`` (30 s), telemetry batches are committed every
   30 s instead (when ``commit_interval_s`` is shorter), until the next
   acknowledgement. See "SD card wear" below for why.
-* Deletions of acknowledged rows ride on the next commit.
+* The telemetry of one commit is one row: its reports framed one after the
+  other and deflated together, with a preset dictionary of a report's keys
+  and usual values (``records.enc`` = ENC_BATCH_V1). Consecutive reports
+  share most of their bytes: ~350 bytes of JSON take ~30 in a batch of 30
+  (~95 deflated alone). Reading gives back each payload byte for byte.
+  Emergency and status records are one row each, stored as they are.
+* A row is deleted once everything it holds is acknowledged; deletions ride
+  on the next commit.
 * Backlog rows are not kept in memory: the sender reads them oldest-first
-  from the database in small batches, so 48 h of reports cost disk, not RAM.
-* Telemetry payloads are stored deflated with a preset dictionary of a
-  report's keys and usual values (``records.enc`` = 1); a report of ~350
-  bytes of JSON takes ~95. Reading gives back the payload byte for byte. Other
-  records, and payloads that would not shrink, are stored as they are.
+  from the database a few rows at a time, so 48 h of reports cost disk, not
+  RAM.
 
 SD card wear
 ------------
@@ -55,26 +59,29 @@ ended in) for a day of 1 Hz reports with the link down:
 * The floor at 10 s batches: 8,640 fsynced commits a day cost at least one
   4 KiB page each, 35 MB before any data, and each commit rewrites page 1,
   an interior page and the last leaf. So offline, when nothing can be sent
-  anyway, the outbox commits every 30 s: 42 MB a day (60 s would give 34).
-  The price: a power cut (or a kill -9) while offline loses up to 30 s of
-  reports instead of 10 s; status and emergency records are unaffected.
+  anyway, the outbox commits every 30 s (``OFFLINE_COMMIT_INTERVAL_S``):
+  42 MB a day with a row per report. The price: a power cut (or a kill -9)
+  while offline loses up to 30 s of reports instead of 10 s; status and
+  emergency records are unaffected.
+* A row per commit (format 3): a 30 s batch is ~1 kB instead of 30 rows of
+  ~135 bytes (the payload, the topic, the row header): ~5 WAL frames instead
+  of ~11. 24.7 MB a day simulated (wchar 12.6 MB; the database grows 4.9 MB
+  for the day's 86,400 reports instead of 11.6).
 * Not taken: a bigger ``wal_autocheckpoint`` (10,000 frames: 40 MB instead of
-  42, for a 5 MB WAL); committing every 10 s but fsyncing every 30 s
-  (``synchronous=NORMAL`` in between: 52 MB, the extra commits rewrite page 1
-  and the b-tree path each time).
-* Not counted by the simulated day above: the WAL index (``-shm``) is a
+  42 with a row per report, for a 5 MB WAL); committing every 10 s but
+  fsyncing every 30 s (``synchronous=NORMAL`` in between: 52 MB, the extra
+  commits rewrite page 1 and the b-tree path each time); 60 s offline
+  batches (a longer crash window).
+* Not counted by the simulated day: the WAL index (``-shm``) is a
   memory-mapped file in the state directory, and the kernel writes its dirty
-  pages back every ~30 s on its own. Measured on the real clock (15 min at
-  1 Hz, link down, ``bench_link --realtime-minutes 15``): first format 194 MB
-  a day instead of 151; now 72 to 91 MB a day instead of 42 (more when other
-  processes keep the kernel's flusher busy). So the budget holds by the
-  simulated measure alone. ``exclusive=True`` (``PRAGMA locking_mode=EXCLUSIVE``,
-  what the agent runs with) keeps the index in the process's memory and
-  removes that cost (measured over 10 min: 49 to 57 MB a day instead of 72;
-  the rest is the file system's own journal and metadata writes per commit,
-  which no simulated clock sees). So on the real clock the offline figure is
-  still at or somewhat over the 50 MB budget; a longer offline batch (60 s:
-  34 MB simulated) would buy it back at the price of a longer crash window.
+  pages back every ~30 s on its own (measured on the real clock, with a row
+  per report: 72 to 91 MB a day instead of 42). ``exclusive=True`` (``PRAGMA
+  locking_mode=EXCLUSIVE``, what the agent runs with) keeps the index in the
+  process's memory and removes that cost. What remains on the real clock is
+  the file system's own journal and metadata writes per commit, which no
+  simulated clock sees: ``bench_link --realtime-minutes 10`` measured 43 MB
+  a day (57 with a row per report), and the whole agent with its broker
+  gone is measured by bench/bench_fix.py (docs/performance.md).
   No other process can read the store while the agent runs; the agent is
   its only user (``umps-agent status`` reads the runtime status file), and
   tests that inspect the file from a second connection open it shared.
@@ -93,7 +100,10 @@ The crash window, honestly
 * A kill -9 or a power cut never loses or damages what was committed
   (SQLite WAL with ``synchronous=FULL``).
 * An acknowledged record whose delete was not yet committed is sent again
-  after a restart (a duplicate, which QoS 1 allows anyway).
+  after a restart (a duplicate, which QoS 1 allows anyway). So is an
+  acknowledged report whose batch row still held unacknowledged ones (the
+  row is deleted whole): the duplicates are at most the rows being drained
+  when the agent stopped.
 
 Telemetry ``seq``
 -----------------
@@ -116,28 +126,35 @@ crash before the disk recovers could reuse seq numbers (logged as an error).
 
 Storage format
 --------------
-``PRAGMA user_version`` holds FORMAT_VERSION (2). A store of the first format
-(version 0, no ``enc`` column) is migrated in place at open: the column is
-added, its rows are read as stored. A store with a newer version is refused
-with an OutboxError that says so (a downgraded agent must not misread it).
-A stored report that cannot be decoded (a damaged card) is logged, counted in
-``dropped`` and deleted; the others drain in order.
+``PRAGMA user_version`` holds FORMAT_VERSION (3). Table ``records``: one row
+per emergency or status record (``enc`` ENC_RAW, ``count`` 1), one row per
+committed telemetry batch (``enc`` ENC_BATCH_V1, ``count`` reports, ``id`` the
+first record's id, ``last_id`` the last one's; each entry is ``_ENTRY``, the
+topic and the payload). Stores of older formats (0: no ``enc`` column; 2: a
+row per report, deflated alone, ``enc`` ENC_DEFLATE_V1) are migrated in place
+at open: the missing columns are added and their rows read as stored. A store
+with a newer version is refused with an OutboxError that says so (a
+downgraded agent must not misread it). A stored row that cannot be decoded (a
+damaged card) is logged, its reports counted in ``dropped``, and deleted; the
+others drain in order.
 
 Bounds
 ------
 At most ``max_backlog_reports`` telemetry records (default 48 h at 1 Hz).
-Beyond it the oldest backlog telemetry is dropped (counted in ``dropped``).
-Emergency and status records are never dropped.
+Beyond it the oldest backlog telemetry is dropped (counted in ``dropped``):
+stored batches go whole, so the backlog may fall up to a batch (30 s offline)
+below the bound. Emergency and status records are never dropped.
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
+import struct
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,7 +169,12 @@ FIRST_SEQ = 1
 # Commit early when this many deletes wait: keeps the open transaction small
 # while a long backlog drains.
 DELETE_COMMIT_THRESHOLD = 4096
-SCAN_BATCH = 512
+# Rows read per query while scanning the backlog (a row holds up to BATCH_MAX_REPORTS).
+SCAN_ROWS = 64
+# Telemetry written by one commit goes into one row (one deflate stream), up to
+# this many reports a row: a stored batch is dropped, and after a restart
+# resent, as a whole (see "Storage format").
+BATCH_MAX_REPORTS = 60
 # Small pages: a batch rewrites less of its last, half-full leaf page, and the
 # WAL frames of a commit (page size + 24 bytes each) span fewer 4 KiB pages of
 # the card. Measured (bench/bench_link.py, compressed reports, 10 s batches, a
@@ -161,8 +183,6 @@ SCAN_BATCH = 512
 PAGE_SIZE = 512
 # Frames the WAL may hold before SQLite copies them into the database file.
 WAL_AUTOCHECKPOINT = 1000
-# Store telemetry payloads deflated (see _encode); False only to measure without.
-COMPRESS_TELEMETRY = True
 # Offline (the broker has acknowledged nothing for this long), telemetry batches
 # are committed this often instead of every commit_interval_s, if that is
 # shorter: see "SD card wear" in the module docstring.
@@ -172,11 +192,15 @@ OFFLINE_COMMIT_INTERVAL_S = 30.0
 LIVE_ACK_GRACE_S = 2.0
 
 # The on-disk format, in ``PRAGMA user_version``. 0: the first format (no
-# ``enc`` column; migrated in place). 2: ``records.enc`` says how ``payload``
-# is stored (ENC_RAW or ENC_DEFLATE_V1).
-FORMAT_VERSION = 2
+# ``enc`` column). 2: ``records.enc`` says how ``payload`` is stored (ENC_RAW or
+# ENC_DEFLATE_V1). 3: ``count`` and ``last_id`` columns; telemetry is written
+# as batch rows (ENC_BATCH_V1). Older formats are migrated in place.
+FORMAT_VERSION = 3
 ENC_RAW = 0
-ENC_DEFLATE_V1 = 1
+ENC_DEFLATE_V1 = 1  # one report, deflated with _DICT_V1 (read only: format 2)
+ENC_BATCH_V1 = 2  # several records, each _ENTRY + topic + payload, one deflate stream with _DICT_V1
+# A batch entry's header: record id, seq (-1: none), qos, retain, topic and payload lengths.
+_ENTRY = struct.Struct("<QqBBHI")
 
 _SCHEMA_RECORDS = """
 CREATE TABLE IF NOT EXISTS records (
@@ -187,10 +211,12 @@ CREATE TABLE IF NOT EXISTS records (
     qos INTEGER NOT NULL,
     retain INTEGER NOT NULL,
     seq INTEGER,
-    enc INTEGER NOT NULL DEFAULT 0
+    enc INTEGER NOT NULL DEFAULT 0,
+    count INTEGER NOT NULL DEFAULT 1,
+    last_id INTEGER
 )"""
 _SCHEMA_META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID"
-_COLUMNS = "id, lane, topic, payload, qos, retain, seq, enc"
+_COLUMNS = "id, lane, topic, payload, qos, retain, seq, enc, count, last_id"
 
 # The preset dictionary of ENC_DEFLATE_V1: the keys and the usual values of a
 # telemetry report (agent/core/unit.py), commonest last. Part of the on-disk
@@ -222,13 +248,18 @@ class Record:
     qos: int
     retain: bool
     seq: int | None
-    on_disk: bool = False
+    row: int = 0  # the database row that holds it (0: in memory only)
+    row_size: int = 0  # how many records that row holds
     in_flight: bool = False
     sent_at: float = 0.0  # when it was last taken for sending (monotonic)
 
     @property
     def telemetry(self) -> bool:
         return self.lane >= Lane.LIVE
+
+    @property
+    def on_disk(self) -> bool:
+        return self.row != 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,10 +302,13 @@ class Outbox:
         self._live: dict[int, Record] = {}
         self._mem_backlog: dict[int, Record] = {}  # unflushed or in-flight backlog, id order
         self._in_flight: dict[int, Record] = {}
-        self._disk_telemetry = 0  # committed telemetry rows (see _disk_telemetry_now)
+        self._disk_telemetry = 0  # telemetry records in committed rows (see _disk_telemetry_now)
         self._cursor = 0  # backlog rows with id <= cursor were already scanned
-        self._uncommitted_deletes: dict[int, bool] = {}  # id -> is telemetry
-        self._pending_inserts: list[Record] = []
+        self._uncommitted_deletes: dict[int, int] = {}  # row id -> telemetry records in it
+        self._pending_inserts: list[tuple[Record, int, int]] = []  # (record, row id, row size)
+        # Acknowledged records of rows not yet fully acknowledged (a row is deleted whole).
+        self._row_acked: dict[int, set[int]] = {}
+        self._acked_ids: set[int] = set()
         self._txn_telemetry_deletes = 0
         self._unflushed = 0  # telemetry records in memory only (not yet committed)
         self._in_txn = False
@@ -321,16 +355,16 @@ class Outbox:
             db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
             _check_format(db, self._path)
             meta = dict(db.execute("SELECT key, value FROM meta"))
-            max_id = db.execute("SELECT COALESCE(MAX(id), 0) FROM records").fetchone()[0]
+            max_id = db.execute("SELECT COALESCE(MAX(COALESCE(last_id, id)), 0) FROM records").fetchone()[0]
             self._disk_telemetry = db.execute(
-                "SELECT COUNT(*) FROM records WHERE lane >= ?", (int(Lane.LIVE),)
+                "SELECT COALESCE(SUM(count), 0) FROM records WHERE lane >= ?", (int(Lane.LIVE),)
             ).fetchone()[0]
             for row in db.execute(
                 f"SELECT {_COLUMNS} FROM records WHERE lane < ? ORDER BY id",
                 (int(Lane.LIVE),),
             ):
-                rec = _row_record(row)
-                self._urgent[rec.lane][rec.id] = rec
+                for rec in _row_records(row):
+                    self._urgent[rec.lane][rec.id] = rec
         except sqlite3.DatabaseError as exc:
             db.close()
             if _is_disk_full(exc):
@@ -419,7 +453,7 @@ class Outbox:
             if rec.telemetry and not rec.on_disk:
                 self._unflushed -= 1
             if rec.on_disk:
-                self._run(self._delete, [(rec.id, rec.telemetry)])
+                self._acked_on_disk(rec)
 
     def nack(self, record_id: int) -> None:
         """The record was not acknowledged (link lost): send it again later.
@@ -435,7 +469,7 @@ class Outbox:
                 self._live.pop(rec.id, None)
                 self._to_backlog(rec)
             elif rec.lane is Lane.BACKLOG and rec.id not in self._mem_backlog:
-                self._cursor = min(self._cursor, rec.id - 1)
+                self._cursor = min(self._cursor, rec.row - 1)
 
     def demote_live(self) -> int:
         """Move pending (unsent) live reports to the backlog; returns how many."""
@@ -477,7 +511,7 @@ class Outbox:
     def pending(self) -> dict[Lane, int]:
         """Records waiting per lane (in flight included)."""
         with self._lock:
-            telemetry = self._disk_telemetry_now + self._unflushed
+            telemetry = self._disk_telemetry_now - len(self._acked_ids) + self._unflushed
             return {
                 Lane.EMERGENCY: len(self._urgent[Lane.EMERGENCY]),
                 Lane.STATUS: len(self._urgent[Lane.STATUS]),
@@ -561,74 +595,87 @@ class Outbox:
     def _take_backlog(self, limit: int) -> list[Record]:
         mem = [r for r in self._mem_backlog.values() if not r.in_flight and not r.on_disk]
         disk: list[Record] = []
+        scanned: list[tuple[int, list[int]]] = []
         if self._db is not None and self._disk_telemetry_now > 0:
-            disk = self._scan_disk(limit)
+            disk, scanned = self._scan_disk(limit)
         merged = sorted(disk + mem[:limit], key=lambda r: r.id)[:limit]
-        taken_disk = [r.id for r in merged if r.on_disk]
-        if disk and taken_disk:
-            # Rows scanned beyond the last one taken must be seen again.
-            self._cursor = max(taken_disk)
-        elif disk:
-            self._cursor = min(self._cursor, disk[0].id - 1)
+        # The cursor passes the rows scanned in full: all they hold is now taken or
+        # held elsewhere. A row cut short by the limit is read again next time.
+        taken = {r.id for r in merged}
+        for row_id, ids in scanned:
+            if not taken.issuperset(ids):
+                break
+            self._cursor = max(self._cursor, row_id)
         return merged
 
-    def _scan_disk(self, limit: int) -> list[Record]:
+    def _scan_disk(self, limit: int) -> tuple[list[Record], list[tuple[int, list[int]]]]:
+        """Backlog records of the rows after the cursor, not held elsewhere, about ``limit`` of them.
+
+        Also returns, per row read, the ids it offered (the caller moves the cursor).
+        """
         assert self._db is not None
         found: list[Record] = []
+        scanned: list[tuple[int, list[int]]] = []
         cursor = self._cursor
         try:
             while len(found) < limit:
                 rows = self._db.execute(
                     f"SELECT {_COLUMNS} FROM records WHERE id > ? AND lane >= ? ORDER BY id LIMIT ?",
-                    # Enough to get past the rows held in memory in one go, usually.
-                    (cursor, int(Lane.LIVE), min(SCAN_BATCH, limit + len(self._in_flight) + len(self._mem_backlog))),
+                    (cursor, int(Lane.LIVE), SCAN_ROWS),
                 ).fetchall()
                 if not rows:
                     break
                 for row in rows:
-                    rid = row[0]
-                    cursor = rid
-                    if self._held(rid):
+                    cursor = row[0]
+                    if cursor in self._uncommitted_deletes:
+                        scanned.append((cursor, []))
                         continue
                     try:
-                        rec = _row_record(row)
+                        recs = _row_records(row)
                     except (zlib.error, OutboxError) as exc:
-                        self._discard_unreadable(rid, exc)
+                        self._discard_unreadable(row, exc)
+                        scanned.append((cursor, []))
                         continue
-                    rec.lane = Lane.BACKLOG
-                    found.append(rec)
+                    offered = [r for r in recs if not self._held(r.id)]
+                    for rec in offered:
+                        rec.lane = Lane.BACKLOG
+                    found.extend(offered)
+                    scanned.append((cursor, [r.id for r in offered]))
                     if len(found) >= limit:
                         break
         except sqlite3.Error as exc:
             self._disk_failed("read", exc)
-        if not found:
-            # Everything scanned is in memory (or gone): do not scan it again.
-            self._cursor = max(self._cursor, cursor)
-        return found
+        return found, scanned
 
-    def _discard_unreadable(self, rid: int, exc: BaseException) -> None:
-        """A stored report that cannot be decoded (a damaged card): log it, count it as dropped, delete it."""
-        log.error("outbox: record %d cannot be read back (%s); dropped", rid, exc)
-        self._dropped += 1
-        self._run(self._delete, [(rid, True)])
+    def _discard_unreadable(self, row: tuple, exc: BaseException) -> None:
+        """A stored row that cannot be decoded (a damaged card): log it, count its reports as dropped, delete it."""
+        rid, count = row[0], row[8]
+        log.error("outbox: stored row %d (%d reports) cannot be read back (%s); dropped", rid, count, exc)
+        self._dropped += count
+        self._run(self._delete, [(rid, count)])
 
     def _held(self, rid: int) -> bool:
-        """The row is in memory (or being deleted): a disk scan must not hand it out."""
-        return (
-            rid in self._in_flight
-            or rid in self._live
-            or rid in self._mem_backlog
-            or rid in self._uncommitted_deletes
-        )
+        """The record is in memory (or already acknowledged): a disk scan must not hand it out."""
+        return rid in self._in_flight or rid in self._live or rid in self._mem_backlog or rid in self._acked_ids
+
+    def _acked_on_disk(self, rec: Record) -> None:
+        """A stored record is acknowledged: its row goes once all it holds is."""
+        acked = self._row_acked.setdefault(rec.row, set())
+        acked.add(rec.id)
+        self._acked_ids.add(rec.id)
+        if len(acked) >= rec.row_size:
+            del self._row_acked[rec.row]
+            self._acked_ids -= acked
+            self._run(self._delete, [(rec.row, rec.row_size if rec.telemetry else 0)])
 
     def _evict_flushed_backlog(self) -> None:
         # Flushed backlog that is not in flight is read back from disk later:
         # memory holds only what the disk does not.
-        evicted = [r.id for r in self._mem_backlog.values() if r.on_disk and not r.in_flight]
-        for rid in evicted:
-            del self._mem_backlog[rid]
+        evicted = [r for r in self._mem_backlog.values() if r.on_disk and not r.in_flight]
+        for rec in evicted:
+            del self._mem_backlog[rec.id]
         if evicted:
-            self._cursor = min(self._cursor, evicted[0] - 1)
+            self._cursor = min(self._cursor, min(r.row for r in evicted) - 1)
 
     def _enforce_bounds(self, *, flush_first: bool = True, memory: bool = True) -> None:
         """Keep within max_backlog_reports (disk + memory) and max_memory_reports (memory)."""
@@ -656,18 +703,29 @@ class Outbox:
                 log.warning("outbox full: %d oldest backlog reports dropped so far", self._dropped)
 
     def _drop_disk_backlog(self, count: int) -> int:
+        """Delete the oldest stored telemetry rows, whole, until ``count`` reports are gone (or more)."""
         assert self._db is not None
+        held = {r.row for r in self._in_flight.values()} | {r.row for r in self._mem_backlog.values()}
+        held |= self._row_acked.keys() | self._uncommitted_deletes.keys()
+        held.discard(0)
         try:
             rows = self._db.execute(
-                "SELECT id FROM records WHERE lane >= ? ORDER BY id LIMIT ?",
-                (int(Lane.LIVE), count + len(self._in_flight) + len(self._live) + len(self._mem_backlog)),
+                "SELECT id, count FROM records WHERE lane >= ? ORDER BY id LIMIT ?",
+                (int(Lane.LIVE), count + len(held)),
             ).fetchall()
         except sqlite3.Error as exc:
             self._disk_failed("read", exc)
             return 0
-        victims = [rid for (rid,) in rows if not self._held(rid)][:count]
-        if victims and self._run(self._delete, [(rid, True) for rid in victims]):
-            return len(victims)
+        victims: list[tuple[int, int]] = []
+        dropped = 0
+        for rid, n in rows:
+            if dropped >= count:
+                break
+            if rid not in held:
+                victims.append((rid, n))
+                dropped += n
+        if victims and self._run(self._delete, victims):
+            return dropped
         return 0
 
     # ---------------------------------------------------- database writes
@@ -712,8 +770,8 @@ class Outbox:
         self._txn_telemetry_deletes = 0
         self._uncommitted_deletes.clear()
         self._meta_dirty = False
-        for rec in self._pending_inserts:
-            rec.on_disk = True
+        for rec, row, size in self._pending_inserts:
+            rec.row, rec.row_size = row, size
             self._records_written += 1
             self._bytes_written += len(rec.topic) + len(rec.payload)
             if rec.telemetry:
@@ -722,29 +780,37 @@ class Outbox:
         self._pending_inserts = []
 
     def _insert(self, recs: list[Record]) -> None:
+        """Urgent records one row each, as they are; telemetry in batch rows (see "Storage format")."""
         assert self._db is not None
-        self._pending_inserts.extend(recs)
         rows = []
         for r in recs:
-            enc, stored = _encode(r)
-            rows.append((r.id, int(r.lane), r.topic, stored, r.qos, int(r.retain), r.seq, enc))
-        self._db.executemany(f"INSERT INTO records ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            if not r.telemetry:
+                rows.append((r.id, int(r.lane), r.topic, r.payload, r.qos, int(r.retain), r.seq, ENC_RAW, 1, r.id))
+                self._pending_inserts.append((r, r.id, 1))
+        telemetry = sorted((r for r in recs if r.telemetry), key=lambda r: r.id)
+        for i in range(0, len(telemetry), BATCH_MAX_REPORTS):
+            batch = telemetry[i : i + BATCH_MAX_REPORTS]
+            first = batch[0]
+            rows.append((first.id, int(Lane.BACKLOG), first.topic, _pack_batch(batch), first.qos, 0, first.seq,
+                         ENC_BATCH_V1, len(batch), batch[-1].id))
+            self._pending_inserts.extend((r, first.id, len(batch)) for r in batch)
+        self._db.executemany(f"INSERT INTO records ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     def _flush(self, recs: list[Record]) -> None:
         if recs:
             self._insert(recs)
 
-    def _delete(self, rows: list[tuple[int, bool]]) -> None:
-        """Delete ``(id, is_telemetry)`` rows in the open transaction.
+    def _delete(self, rows: list[tuple[int, int]]) -> None:
+        """Delete ``(row id, telemetry records in it)`` rows in the open transaction.
 
         Noted first, so that a failure still redoes them, and a scan never
         hands out a row whose delete is not committed yet.
         """
         assert self._db is not None
-        for rid, is_telemetry in rows:
+        for rid, telemetry in rows:
             if rid not in self._uncommitted_deletes:
-                self._uncommitted_deletes[rid] = is_telemetry
-                self._txn_telemetry_deletes += is_telemetry
+                self._uncommitted_deletes[rid] = telemetry
+                self._txn_telemetry_deletes += telemetry
         self._db.executemany("DELETE FROM records WHERE id = ?", [(rid,) for rid, _ in rows])
 
     def _write_meta(self, extra: dict[str, int]) -> None:
@@ -771,43 +837,79 @@ class Outbox:
         self._disk_ok = False
 
 
-def _encode(rec: Record) -> tuple[int, bytes]:
-    """How a payload is stored: telemetry deflated with the preset dictionary (a
-    report of ~350 bytes of JSON takes ~100), everything else as it is."""
-    if not (COMPRESS_TELEMETRY and rec.telemetry):
-        return ENC_RAW, rec.payload
-    packer = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _DICT_V1)
-    packed = packer.compress(rec.payload) + packer.flush()
-    if len(packed) >= len(rec.payload):
-        return ENC_RAW, rec.payload
-    return ENC_DEFLATE_V1, packed
+def _packer() -> Any:
+    return zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _DICT_V1)
+
+
+def _inflate(stored: bytes) -> bytes:
+    unpacker = zlib.decompressobj(-15, _DICT_V1)
+    data = unpacker.decompress(stored) + unpacker.flush()
+    if not unpacker.eof or unpacker.unused_data:
+        raise zlib.error("truncated or padded record")
+    return data
+
+
+def _pack_batch(recs: Sequence[Record]) -> bytes:
+    """Records as one ENC_BATCH_V1 payload: consecutive reports share most of
+    their bytes, so together they deflate to ~30 bytes a report against ~95
+    for one alone."""
+    packer = _packer()
+    out = []
+    for r in recs:
+        topic = r.topic.encode("utf-8")
+        head = _ENTRY.pack(r.id, -1 if r.seq is None else r.seq, r.qos, int(r.retain), len(topic), len(r.payload))
+        out.append(packer.compress(head + topic + r.payload))
+    out.append(packer.flush())
+    return b"".join(out)
+
+
+def _unpack_batch(stored: bytes, row: int, count: int, lane: Lane) -> list[Record]:
+    data = memoryview(_inflate(stored))
+    recs = []
+    pos = 0
+    while pos < len(data):
+        if pos + _ENTRY.size > len(data):
+            raise OutboxError(f"batch row {row}: truncated entry")
+        rid, seq, qos, retain, n_topic, n_payload = _ENTRY.unpack_from(data, pos)
+        pos += _ENTRY.size
+        end = pos + n_topic + n_payload
+        if end > len(data):
+            raise OutboxError(f"batch row {row}: truncated entry")
+        recs.append(Record(id=rid, lane=lane, topic=str(data[pos : pos + n_topic], "utf-8"),
+                           payload=bytes(data[pos + n_topic : end]), qos=qos, retain=bool(retain),
+                           seq=None if seq < 0 else seq, row=row, row_size=count))
+        pos = end
+    if len(recs) != count:
+        raise OutboxError(f"batch row {row}: {len(recs)} records, {count} expected")
+    return recs
 
 
 def _decode(enc: int, stored: bytes) -> bytes:
-    """The payload exactly as it was put (byte for byte)."""
+    """A single record's payload exactly as it was put (byte for byte)."""
     if enc == ENC_RAW:
         return bytes(stored)
     if enc == ENC_DEFLATE_V1:
-        unpacker = zlib.decompressobj(-15, _DICT_V1)
-        payload = unpacker.decompress(stored) + unpacker.flush()
-        if not unpacker.eof or unpacker.unused_data:
-            raise zlib.error("truncated or padded record")
-        return payload
+        return _inflate(stored)
     raise OutboxError(f"outbox record stored with unknown encoding {enc}")
 
 
-def _row_record(row: tuple) -> Record:
-    rid, lane, topic, stored, qos, retain, seq, enc = row
-    return Record(
-        id=rid,
-        lane=Lane(lane),
-        topic=topic,
-        payload=_decode(enc, stored),
-        qos=qos,
-        retain=bool(retain),
-        seq=seq,
-        on_disk=True,
-    )
+def _row_records(row: tuple) -> list[Record]:
+    """The records a database row holds: one, or a batch."""
+    rid, lane, topic, stored, qos, retain, seq, enc, count, _ = row
+    if enc == ENC_BATCH_V1:
+        return _unpack_batch(stored, rid, count, Lane(lane))
+    return [Record(id=rid, lane=Lane(lane), topic=topic, payload=_decode(enc, stored), qos=qos,
+                   retain=bool(retain), seq=seq, row=rid, row_size=1)]
+
+
+def stored_records(state_dir: str | Path) -> list[Record]:
+    """What a restart would find in ``state_dir``'s outbox, in row order, read by
+    a separate read-only connection (not while an exclusive store is open)."""
+    db = sqlite3.connect(f"{(Path(state_dir) / DB_NAME).resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return [rec for row in db.execute(f"SELECT {_COLUMNS} FROM records ORDER BY id") for rec in _row_records(row)]
+    finally:
+        db.close()
 
 
 def _check_format(db: sqlite3.Connection, path: Path) -> None:
@@ -825,9 +927,12 @@ def _check_format(db: sqlite3.Connection, path: Path) -> None:
         db.execute(_SCHEMA_RECORDS)
         db.execute(_SCHEMA_META)
         columns = {name for _, name, *_ in db.execute("PRAGMA table_info(records)")}
-        if "enc" not in columns:
-            # The first format stored every payload as it is: ENC_RAW.
-            db.execute("ALTER TABLE records ADD COLUMN enc INTEGER NOT NULL DEFAULT 0")
+        # Rows of older formats hold one record each; the first format stored
+        # every payload as it is (ENC_RAW).
+        for name, decl in (("enc", "INTEGER NOT NULL DEFAULT 0"), ("count", "INTEGER NOT NULL DEFAULT 1"),
+                           ("last_id", "INTEGER")):
+            if name not in columns:
+                db.execute(f"ALTER TABLE records ADD COLUMN {name} {decl}")
         db.execute(f"PRAGMA user_version={FORMAT_VERSION}")
         db.execute("COMMIT")
     except BaseException:
