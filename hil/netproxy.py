@@ -142,8 +142,11 @@ class NetProxy:
 
     def _pump(self, pair: _Pair) -> None:
         socks = [pair.client] + ([pair.upstream] if pair.upstream else [])
-        for s in socks:
-            s.setblocking(False)
+        try:
+            for s in socks:
+                s.setblocking(False)
+        except OSError:  # the pair was cut (stop, drop) before it got here
+            return
         while not self._stop.is_set() and not pair.closed.is_set():
             try:
                 readable, _, _ = select.select(socks, [], [], 0.2)
