@@ -289,7 +289,8 @@ def collect(quick: bool = False) -> dict:
     notes = [
         f"The real agent process as a motorcycle (no touchscreen, display none), `[gpio]` on the rig's GPIO "
         f"emulator, GNSS on the emulator's pty at {RATE_HZ} Hz, a private Mosquitto; {WARMUP_S:.0f} s warm-up, "
-        f"then {r['seconds']:.0f} s measured.",
+        f"then {r['seconds']:.0f} s measured. The agent runs from byte code, as installed on the unit "
+        "(scripts/install.sh compiles the venv).",
         "The peer reads a second pty carrying the same bytes and runs at the same time as the agent.",
         "Unplug: after the steady window the emulator closes its pty (a USB receiver pulled out), keeps it out "
         "for 2 s, then plugs it back at the same path; times are from the rig's action to the agent's log line "

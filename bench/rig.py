@@ -22,6 +22,7 @@ The agent runs unmodified; only its config differs from a vehicle's.
 
 from __future__ import annotations
 
+import compileall
 import datetime as dt
 import json
 import os
@@ -241,6 +242,10 @@ class AgentProcess:
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
         env.pop("NOTIFY_SOCKET", None)
         env.pop("WATCHDOG_USEC", None)
+        # The agent runs from byte code, as on the unit (scripts/install.sh compiles the
+        # venv); a machine that sets PYTHONDONTWRITEBYTECODE would otherwise have it
+        # compile its own sources at every start.
+        compileall.compile_dir(ROOT / "agent", quiet=1)
         # Its output goes through a pipe (to journald on the unit), copied to the log file by
         # this process, so the agent's own disk writes are only what it writes itself.
         self.proc = subprocess.Popen(
