@@ -492,12 +492,18 @@ def test_a_live_report_just_sent_is_left_to_its_ack_not_written(tmp_path: Path, 
     box.close()
 
 
-def test_a_batch_row_drains_in_small_takes_once_each_and_goes_when_all_is_acked(tmp_path: Path) -> None:
-    box = Outbox(tmp_path)
-    for seq in range(1, 26):
+def committed_backlog(state_dir: Path, seqs: range) -> Outbox:
+    """An outbox whose backlog ``seqs`` were committed together: one batch row."""
+    box = Outbox(state_dir)
+    for seq in seqs:
         box.put(report(seq, Lane.BACKLOG))
     box.commit()
-    assert row_count(tmp_path) == 1
+    assert row_count(state_dir) == 1
+    return box
+
+
+def test_a_batch_row_drains_in_small_takes_once_each_and_goes_when_all_is_acked(tmp_path: Path) -> None:
+    box = committed_backlog(tmp_path, range(1, 26))
     seen = []
     while batch := box.take(Lane.BACKLOG, 4):
         seen += [r.seq for r in batch]
@@ -517,10 +523,7 @@ def test_a_batch_row_drains_in_small_takes_once_each_and_goes_when_all_is_acked(
 
 
 def test_a_restart_in_the_middle_of_a_batch_resends_its_acked_reports_and_loses_none(tmp_path: Path) -> None:
-    box = Outbox(tmp_path)
-    for seq in range(1, 11):
-        box.put(report(seq, Lane.BACKLOG))
-    box.commit()
+    box = committed_backlog(tmp_path, range(1, 11))
     for rec in box.take(Lane.BACKLOG, 6):
         box.ack(rec.id)
     box.close()  # the row still holds 7..10: it stays, whole
