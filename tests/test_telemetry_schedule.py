@@ -3,7 +3,7 @@
 import datetime as dt
 
 from agent.core.events import Fix
-from agent.core.telemetry import ReportSchedule, TimeBase, fix_json
+from agent.core.telemetry import TIMEBASE_SAMPLES, ReportSchedule, TimeBase, fix_json
 
 
 def run(schedule: ReportSchedule, until: float, fixes: list[float], step: float = 0.01):
@@ -60,6 +60,32 @@ def test_timebase_prefers_synced_system_then_gnss():
     stamp, source = tb.now(101.5, system, False)
     assert source == "gnss" and stamp == dt.datetime(2026, 11, 25, 12, 0, 1, 500000, tzinfo=dt.timezone.utc)
     assert tb.now(101.5, system, True) == (system, "system")
+
+
+def test_a_fix_read_late_does_not_pull_gnss_time_back():
+    tb = TimeBase()
+    system = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+
+    def fix_at(second: int) -> Fix:
+        return Fix(mode=3, time=dt.time(12, 0, second), date=dt.date(2026, 11, 25), lat=34.0, lon=-6.5)
+
+    def ts(mono: float) -> dt.datetime:
+        return tb.now(mono, system, False)[0]
+
+    for k in range(5):  # read 20 ms after each epoch
+        tb.on_fix(fix_at(k), 100.02 + k)
+    before = ts(104.5)
+    tb.on_fix(fix_at(5), 106.2)  # the agent stalled: epoch 5 read 1.2 s late
+    assert ts(106.3) > before
+    assert ts(106.3) == dt.datetime(2026, 11, 25, 12, 0, 6, 280000, tzinfo=dt.timezone.utc)
+    # A real step back of the receiver's UTC (here 3 s: a receiver correcting its
+    # time after a cold start) takes over once the earlier samples have left.
+    tb.on_fix(fix_at(3), 106.02)
+    assert ts(106.5) == dt.datetime(2026, 11, 25, 12, 0, 6, 480000, tzinfo=dt.timezone.utc)  # not yet
+    for k in range(7, 6 + TIMEBASE_SAMPLES):
+        tb.on_fix(fix_at(k - 3), 100.02 + k)
+    assert ts(100.02 + 6 + TIMEBASE_SAMPLES) == dt.datetime(
+        2026, 11, 25, 12, 0, 3 + TIMEBASE_SAMPLES, tzinfo=dt.timezone.utc)
 
 
 def test_fix_json_gives_last_position_with_age_when_no_fix():

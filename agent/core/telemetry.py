@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 
 from .events import Fix
 
@@ -98,22 +99,41 @@ class ReportSchedule:
             self.next_due += missed * self.period
 
 
+# Fixes whose UTC-minus-monotonic samples TimeBase keeps (see there).
+TIMEBASE_SAMPLES = 16
+
+
 @dataclass
 class TimeBase:
-    """UTC for reports: system clock if synchronised, else GNSS carried forward."""
+    """UTC for reports: system clock if synchronised, else GNSS carried forward.
 
-    gnss_offset: float | None = None  # UTC epoch seconds minus monotonic seconds
+    Each valid fix gives a sample of UTC minus monotonic time, taken when the
+    fix is read: late by the serial and decoding delay, and by any stall of the
+    agent. A sample can be late, never early, so the offset is the largest of
+    the last TIMEBASE_SAMPLES: a fix read a second late does not pull ``ts``
+    back by a second, and the clocks drift apart by far less than a
+    millisecond over that many fixes. A real change of the receiver's UTC
+    (after a cold start) takes over once the older samples have left.
+    """
+
+    samples: deque[float] = field(default_factory=lambda: deque(maxlen=TIMEBASE_SAMPLES))
+
+    @property
+    def gnss_offset(self) -> float | None:
+        """UTC epoch seconds minus monotonic seconds, from the receiver; None before a fix."""
+        return max(self.samples) if self.samples else None
 
     def on_fix(self, fix: Fix, mono: float) -> None:
         stamp = fix.timestamp
         if stamp is not None and fix.valid:
-            self.gnss_offset = stamp.timestamp() - mono
+            self.samples.append(stamp.timestamp() - mono)
 
     def now(self, mono: float, system_utc: dt.datetime, system_synced: bool) -> tuple[dt.datetime, str]:
         if system_synced:
             return system_utc, "system"
-        if self.gnss_offset is not None:
-            return dt.datetime.fromtimestamp(mono + self.gnss_offset, UTC), "gnss"
+        offset = self.gnss_offset
+        if offset is not None:
+            return dt.datetime.fromtimestamp(mono + offset, UTC), "gnss"
         return system_utc, "system_unsynced"
 
 
