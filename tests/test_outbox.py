@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from agent.adapters.outbox import (
     ENC_BATCH_V1,
     ENC_RAW,
     FORMAT_VERSION,
+    _DICT_V1,
     Outbox,
     OutboxError,
     stored_records,
@@ -534,10 +536,6 @@ def test_a_restart_in_the_middle_of_a_batch_resends_its_acked_reports_and_loses_
 
 
 def test_a_store_of_format_2_is_migrated_and_its_deflated_reports_read(tmp_path: Path) -> None:
-    import zlib
-
-    from agent.adapters.outbox import _DICT_V1
-
     v2 = OLD_SCHEMA.replace("seq INTEGER)", "seq INTEGER, enc INTEGER NOT NULL DEFAULT 0)")
     db = sqlite3.connect(tmp_path / DB_NAME)
     db.executescript(v2)

@@ -837,10 +837,6 @@ class Outbox:
         self._disk_ok = False
 
 
-def _packer() -> Any:
-    return zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _DICT_V1)
-
-
 def _inflate(stored: bytes) -> bytes:
     unpacker = zlib.decompressobj(-15, _DICT_V1)
     data = unpacker.decompress(stored) + unpacker.flush()
@@ -853,7 +849,7 @@ def _pack_batch(recs: Sequence[Record]) -> bytes:
     """Records as one ENC_BATCH_V1 payload: consecutive reports share most of
     their bytes, so together they deflate to ~30 bytes a report against ~95
     for one alone."""
-    packer = _packer()
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _DICT_V1)
     out = []
     for r in recs:
         topic = r.topic.encode("utf-8")
