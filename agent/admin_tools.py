@@ -38,8 +38,9 @@ from agent.core.remote_config import COMMANDS
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-# The cryptography package (~7 MiB of RAM) is imported by the functions that sign:
-# `umps-agent run` builds this CLI too and must not carry it on a unit without signing.
+# The cryptography package (~7 MiB of RAM) is imported by the functions that handle
+# private keys, which only run on an admin's machine: `umps-agent run` builds this CLI
+# too, and the unit itself only verifies (agent.core.ed25519).
 
 DEFAULT_CONFIG_LIFETIME_S = 7 * 24 * 3600  # a unit may be off for days; the version stops replays
 DEFAULT_COMMAND_LIFETIME_S = 600
@@ -57,8 +58,6 @@ def generate_key(private_path: str | Path) -> str:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from agent.core import signing
-
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(
         serialization.Encoding.PEM,
@@ -71,7 +70,14 @@ def generate_key(private_path: str | Path) -> str:
         raise AdminToolError(f"{private_path} exists; refusing to overwrite a key") from None
     with os.fdopen(fd, "wb") as handle:
         handle.write(pem)
-    return signing.public_key_text(key)
+    return public_text(key)
+
+
+def public_text(private_key: Ed25519PrivateKey) -> str:
+    """The ``[security] admin_keys`` entry of the key pair ``private_key`` belongs to."""
+    from agent.core import signing
+
+    return signing.public_key_text(private_key.public_key().public_bytes_raw())
 
 
 def load_private_key(path: str | Path) -> Ed25519PrivateKey:
@@ -207,9 +213,7 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def _cmd_pubkey(args: argparse.Namespace) -> int:
-    from agent.core import signing
-
-    print(signing.public_key_text(load_private_key(args.keyfile)))
+    print(public_text(load_private_key(args.keyfile)))
     return 0
 
 

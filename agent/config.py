@@ -30,6 +30,8 @@ from pydantic import (
     model_validator,
 )
 
+from agent.core.signing import parse_public_keys
+
 DEFAULT_PATH = Path("/etc/umps-agent/agent.toml")
 
 STATUS_CODES = ("available", "en_route", "on_scene", "busy", "out_of_service")
@@ -308,9 +310,7 @@ class SecurityConfig(Section):
     @field_validator("admin_keys")
     @classmethod
     def _keys_parse(cls, value: list[str]) -> list[str]:
-        if value:  # (the cryptography package is only loaded when signing is on)
-            from agent.core.signing import parse_public_keys
-
+        if value:
             parse_public_keys(value)  # ValueError names the bad key by its index
         return value
 

@@ -18,7 +18,7 @@ each section saying when and how (full or quick) it was measured.
 
 The end-to-end benchmarks (button, call, fix) start the real agent process
 (``python -m agent run``) against the rig's emulators and a private Mosquitto
-on a free port; nothing here touches a broker that was already running.
+on a free port (mutual TLS, as on a vehicle); nothing here touches a broker that was already running.
 """
 
 from __future__ import annotations
@@ -125,7 +125,8 @@ def render(store: dict, mach: dict) -> str:
         "Measured by `make bench` (`python -m bench`), which runs every benchmark in `bench/`, each in its own "
         "process, and writes this file. The end-to-end figures come from the real agent process "
         "(`python -m agent run`) driven by the rig's GNSS and GPIO emulators, with a private Mosquitto on a free "
-        "loopback port. Each target is the one the issue names; a peer, where there is one, was measured in the "
+        "loopback port. As on a vehicle, the agent reaches it over TLS with a client certificate and holds an "
+        "admin key (remote requests must be signed); the peers use the same TLS. Each target is the one the issue names; a peer, where there is one, was measured in the "
         "same run on the same machine. A missed target is marked **miss** and left as measured.",
         "",
         "## Machine",

@@ -15,7 +15,7 @@ at once, bounces after it are absorbed), so the debounce adds no latency.
 
 Peer, same run, same emulator and broker: a minimal process with a gpiozero
 ``Button`` (same pin factory, no debounce at all) whose ``when_pressed``
-publishes the status with raw paho (QoS 1, retained). No outbox, no state
+publishes the status with raw paho (QoS 1, retained, the same mutual TLS). No outbox, no state
 machine, no debounce: the floor for this path in Python.
 
 Run: ``python -m bench.bench_button [--presses N]``.
@@ -47,7 +47,9 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from gpiozero import Button
 from gpiozero.pins.pigpio import PiGPIOFactory
 broker, pigpio_port, topic, pins = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
+ca, cert, key = sys.argv[5:8]
 client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-peer-button", protocol=MQTTProtocolVersion.MQTTv5)
+client.tls_set(ca_certs=ca, certfile=cert, keyfile=key)
 up = threading.Event()
 client.on_connect = lambda *a: up.set()
 client.connect("127.0.0.1", broker)
@@ -112,9 +114,10 @@ def run(presses: int) -> dict:
         peer_topic = f"{PREFIX}/{PEER_UNIT}/status"
         rig.watcher.client.subscribe(peer_topic, 1)
         env = dict(os.environ, PYTHONPATH=str(ROOT))
+        tls = rig.client_tls("bench-peer-button")
         peer = subprocess.Popen(
             [sys.executable, "-c", PEER, str(rig.broker.port), str(rig.gpio.port), peer_topic,
-             json.dumps({s: INPUT_PINS[s] for s in STATUSES})],
+             json.dumps({s: INPUT_PINS[s] for s in STATUSES}), str(tls.ca), str(tls.cert), str(tls.key)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT,
         )
         try:

@@ -1,7 +1,8 @@
 """Fix age at publish, 1 Hz cadence, RSS and CPU of the real agent with a 10 Hz receiver.
 
 How it measures: the rig (``bench.rig``) runs the agent as a motorcycle (no
-touchscreen, display ``none``) with its GNSS port on the GNSS emulator's pty,
+touchscreen, display ``none``; mutual TLS to the broker and an admin key, as
+on a vehicle) with its GNSS port on the GNSS emulator's pty,
 the emulator driving the Kénitra route at 10 Hz (GN talker, RMC VTG GGA GSA
 every epoch, GSV and ZDA once a second). The emulator stamps the wall clock
 right after it wrote each epoch, keyed by the epoch's UTC time. A subscriber
@@ -19,8 +20,8 @@ part of the run (after a warm-up), as a share of one core.
 
 Peer, same run, same emulator (a second pty carrying the same bytes): a
 minimal process reading the port with pyserial, parsing with pynmea2 and
-publishing the newest fix at 1 Hz with raw paho (QoS 1) as soon as an epoch's
-GGA completes; no outbox, no state. Its fix age, RSS and CPU are measured the
+publishing the newest fix at 1 Hz with raw paho (QoS 1, the same mutual TLS)
+as soon as an epoch's GGA completes; no outbox, no state. Its fix age, RSS and CPU are measured the
 same way.
 
 Run: ``python -m bench.bench_fix [--seconds N]``.
@@ -39,7 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from bench.common import ROOT, Figure, log, proc_cpu_seconds, proc_rss_kib, summary  # noqa: E402
+from bench.common import ROOT, Figure, log, proc_cpu_seconds, proc_memory_kib, proc_rss_kib, summary  # noqa: E402
 from bench.rig import PREFIX, Rig, topic  # noqa: E402
 
 RATE_HZ = 10
@@ -50,8 +51,9 @@ PEER = r'''
 import datetime as dt, json, sys, threading, time
 import paho.mqtt.client as paho, pynmea2, serial
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-port, broker, topic = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+port, broker, topic, ca, cert, key = sys.argv[1], int(sys.argv[2]), *sys.argv[3:7]
 client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-peer-gnss", protocol=MQTTProtocolVersion.MQTTv5)
+client.tls_set(ca_certs=ca, certfile=cert, keyfile=key)
 up = threading.Event()
 client.on_connect = lambda *a: up.set()
 client.connect("127.0.0.1", broker)
@@ -128,32 +130,39 @@ def analyse(rig: Rig, topic_name: str, since_mono: float, rate_hz: float) -> dic
     }
 
 
-IMPORTS = ("paho.mqtt.client", "pydantic", "cryptography.hazmat.primitives.asymmetric.ed25519", "tenacity",
-           "sqlite3", "serial", "gpiozero", "pigpio", "agent.runtime")
+# What the agent's memory is made of: imports added one after the other to a fresh
+# interpreter, the libraries first (the peer's, then the agent's others), its own code last.
+IMPORT_LADDER = (
+    ("pyserial + pynmea2 + paho (what the peer imports)", "import serial, pynmea2, paho.mqtt.client"),
+    ("sqlite3", "import sqlite3"),
+    ("tenacity", "import tenacity"),
+    ("gpiozero + its pigpio pin factory", "import gpiozero, gpiozero.pins.pigpio"),
+    ("pydantic (one model built)",
+     "from pydantic import BaseModel, Field, SecretStr\nclass _M(BaseModel):\n    a: int = Field(1, ge=0)\n_M()"),
+    ("the agent's own code (config models built)", "import agent.cli, agent.runtime, agent.adapters.gpio"),
+)
 
-_IMPORT_RSS = """
-import sys
+_IMPORT_LADDER = """
+import gc, json, sys
 def rss(): return int([l for l in open('/proc/self/status') if l.startswith('VmRSS')][0].split()[1])
-a = rss()
-__import__(sys.argv[1])
-print(rss() - a)
+out = [rss()]
+for code in json.loads(sys.argv[1]):
+    exec(code)
+    gc.collect()
+    out.append(rss())
+print(json.dumps(out))
 """
 
 
-def import_costs() -> dict[str, float]:
-    """RSS (MiB) each import adds to a fresh interpreter, alone: where the agent's memory goes."""
+def import_ladder() -> list[tuple[str, float]]:
+    """RSS (MiB) after each step of IMPORT_LADDER, from the bare interpreter on."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    out = {}
-    for name in IMPORTS:
-        proc = subprocess.run([sys.executable, "-c", _IMPORT_RSS, name], capture_output=True, text=True, env=env,
-                              cwd=ROOT, timeout=60)
-        if proc.returncode == 0:
-            out[name] = int(proc.stdout.split()[-1]) / 1024
-    proc = subprocess.run([sys.executable, "-c", "print(int([l for l in open('/proc/self/status') "
-                           "if l.startswith('VmRSS')][0].split()[1]))"], capture_output=True, text=True, timeout=60)
-    if proc.returncode == 0:
-        out["(bare interpreter)"] = int(proc.stdout.split()[-1]) / 1024
-    return out
+    proc = subprocess.run([sys.executable, "-c", _IMPORT_LADDER, json.dumps([c for _, c in IMPORT_LADDER])],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    if proc.returncode != 0:
+        return []
+    kib = json.loads(proc.stdout)
+    return [(label, k / 1024) for label, k in zip(["bare interpreter", *(n for n, _ in IMPORT_LADDER)], kib)]
 
 
 def unplug_rounds(rig: Rig, rounds: int) -> tuple[list[float], list[float]]:
@@ -189,7 +198,9 @@ def run(seconds: float, unplugs: int = 5, down_seconds: float = 30.0) -> dict:
     peer = None
     try:
         rig.watcher.client.subscribe(peer_topic, 1)
-        peer = subprocess.Popen([sys.executable, "-c", PEER, rig.peer_ptys[0], str(rig.broker.port), peer_topic],
+        tls = rig.client_tls("bench-peer-gnss")
+        peer = subprocess.Popen([sys.executable, "-c", PEER, rig.peer_ptys[0], str(rig.broker.port), peer_topic,
+                                 str(tls.ca), str(tls.cert), str(tls.key)],
                                 stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
         if peer.stdout.readline().strip() != "ready":
             raise RuntimeError("the GNSS peer did not start")
@@ -205,6 +216,9 @@ def run(seconds: float, unplugs: int = 5, down_seconds: float = 30.0) -> dict:
         io1 = rig.agent.write_bytes()
         out["write_bytes_per_day"] = (io1 - io0) * 86400 / wall if io0 is not None and io1 is not None else None
         out["rss_kib"] = {"agent": rig.agent.rss_kib(), "peer": proc_rss_kib(peer.pid)}
+        memory = proc_memory_kib(rig.agent.pid)
+        out["agent_rss_split_kib"] = {"anon": memory.get("RssAnon"), "file": memory.get("RssFile")}
+        out["import_ladder"] = import_ladder()
         out["cpu_pct"] = {k: 100 * (cpu1[k] - cpu0[k]) / wall if cpu0[k] is not None and cpu1[k] is not None
                           else float("nan") for k in cpu0}
         out["agent"] = analyse(rig, topic("telemetry"), t0, 1.0)
@@ -245,7 +259,7 @@ def collect(quick: bool = False) -> dict:
     ar, pr = summary(a["age_recv"]), summary(p["age_recv"])
     asf = summary(a["age_self"])
     ae, pe = summary(a["interval_err"]), summary(p["interval_err"])
-    peer_label = "pyserial + pynmea2 + raw paho, same receiver"
+    peer_label = "pyserial + pynmea2 + raw paho, same receiver, same TLS"
     ast, pst = summary(a["age_stamp"]), summary(p["age_stamp"])
     figs = [
         Figure("Telemetry", f"fix age at publish, upper bound: epoch written -> report received by a subscriber, "
@@ -273,7 +287,7 @@ def collect(quick: bool = False) -> dict:
                     + (f"; median {summary(r['reopened'])['p50']:.2f} s" if r["reopened"] else "")),
         Figure("Resources", "steady RSS of the whole agent, no touchscreen, 10 Hz receiver",
                (r["rss_kib"]["agent"] or float("nan")) / 1024, "MiB", target=40, source="#3",
-               peer=(r["rss_kib"]["peer"] or float("nan")) / 1024, peer_label=peer_label),
+               peer=(r["rss_kib"]["peer"] or float("nan")) / 1024, peer_label=peer_label, note=rss_note(r)),
         Figure("Resources", "disk writes of the whole agent process, link up, 1 Hz reports (write_bytes, per day)",
                r["write_bytes_per_day"] / 1e6 if r.get("write_bytes_per_day") is not None else None, "MB/day",
                target=50, source="#3", digits=2,
@@ -302,17 +316,29 @@ def collect(quick: bool = False) -> dict:
         "so its own `ts - fix.time` cannot see the serial and decoding delay and reads about 0.",
         f"Reports whose fix time matched no emitted epoch: agent {a['unmatched']}, peer {p['unmatched']}.",
     ]
-    costs = import_costs()
-    if costs:
-        notes.append("Where the agent's RSS goes: what each import adds to a fresh interpreter, alone (they "
-                     "overlap, e.g. `agent.runtime` includes the others): "
-                     + ", ".join(f"`{k}` {v:.1f} MiB" for k, v in costs.items()) + ".")
+    ladder = r.get("import_ladder") or []
+    if ladder:
+        steps = [f"{ladder[0][0]} {ladder[0][1]:.1f} MiB"]
+        steps += [f"+ {label} {mib - prev:+.1f} = {mib:.1f}" for (_, prev), (label, mib) in zip(ladder, ladder[1:])]
+        notes.append("Where the agent's RSS goes: imports added one after the other to a fresh interpreter, "
+                     "libraries first: " + "; ".join(steps) + f" MiB. The libraries alone come to "
+                     f"{ladder[-2][1]:.1f} MiB; what is left up to the figure is the agent running (threads and "
+                     "their stacks and malloc arenas, the TLS session, SQLite, buffers).")
     if r.get("sample"):
         notes.append(f"A telemetry report as published: `{r['sample'][:600]}`")
     if a["unmatched"] or not a["reports"]:
         notes.append("Agent log tail:\n\n```\n" + r["agent_log_tail"][-1200:] + "\n```")
     return {"title": "Telemetry and resources end to end (issue #3)", "figures": [f.as_dict() for f in figs],
             "notes": notes}
+
+
+def rss_note(r: dict) -> str:
+    split = r.get("agent_rss_split_kib") or {}
+    if split.get("anon") is None or split.get("file") is None:
+        return "with mutual TLS and an admin key, as on a vehicle"
+    return (f"with mutual TLS and an admin key, as on a vehicle; {split['anon'] / 1024:.1f} MiB anonymous "
+            f"(Python objects, heaps, stacks) + {split['file'] / 1024:.1f} MiB of mapped files "
+            "(libpython, pydantic_core, libcrypto, libsqlite... pages the kernel can drop and reread)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -149,14 +149,18 @@ class Skip(Exception):
 # ------------------------------------------------------------ processes
 
 
-def proc_rss_kib(pid: int) -> int | None:
+def proc_memory_kib(pid: int) -> dict[str, int]:
+    """The memory lines of /proc/PID/status in KiB: VmRSS, RssAnon, RssFile... ({} when gone)."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
     except OSError:
-        return None
-    return None
+        return {}
+    return {name: int(rest.split()[0]) for name, _, rest in (line.partition(":") for line in lines)
+            if rest.strip().endswith("kB")}
+
+
+def proc_rss_kib(pid: int) -> int | None:
+    return proc_memory_kib(pid).get("VmRSS")
 
 
 def proc_cpu_seconds(pid: int) -> float | None:

@@ -3,7 +3,9 @@
 What it starts, all on loopback and owned by the benchmark:
 
 * a private Mosquitto on a free port (``hil.broker.Broker``; never a
-  broker that was already running);
+  broker that was already running), with a TLS listener that requires a
+  client certificate, as a fleet's broker does (``hil.pki`` makes the CA,
+  the broker's certificate and one client certificate per client);
 * the GPIO emulator (``hil.gpio_emulator.PigpioEmulator``) serving the pigpio
   daemon protocol; the agent's ``[gpio] factory = "pigpio"`` points at it.
   :class:`TimedPigpio` also stamps when each level report leaves for the
@@ -12,12 +14,15 @@ What it starts, all on loopback and owned by the benchmark:
   :class:`TimedGnss` stamps the wall-clock time at which each epoch's bytes
   were written, keyed by the epoch's UTC time;
 * the agent itself: ``python -m agent run --config FILE`` with a config
-  written for the run (state and runtime dirs in a temp dir, TLS off, display
-  none, UI on a free port for cars);
+  written for the run (state and runtime dirs in a temp dir, mutual TLS, an
+  admin key so remote requests must be signed, display none, UI on a free
+  port for cars);
 * a subscriber (:class:`Watcher`) on ``<prefix>/<unit>/#`` that stamps every
   message on receipt (monotonic and wall clock).
 
-The agent runs unmodified; only its config differs from a vehicle's.
+The agent runs unmodified; only its config differs from a vehicle's. Its
+memory and CPU figures include what a vehicle's security costs (TLS, the
+signature checker).
 """
 
 from __future__ import annotations
@@ -38,13 +43,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as paho
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from agent.admin_tools import public_text
 from bench.common import ROOT, Skip, free_port, mosquitto_binary, proc_cpu_seconds, proc_rss_kib, wait_port
-from hil.broker import Broker
+from hil.broker import Broker, TlsListener
 from hil.gnss_emulator import GnssEmulator
 from hil.gnss_sources import RouteSource
 from hil.gpio_emulator import PigpioEmulator
+from hil.pki import TlsFiles, make_pki
 
 UNIT = "BENCH-01"
 PREFIX = "umps"
@@ -110,11 +118,30 @@ class TimedGnss(GnssEmulator):
 # ------------------------------------------------------------ the broker
 
 
-def start_broker(workdir: Path) -> Broker:
-    """A private Mosquitto on a free port (the rig's own launcher), stopped by its pid."""
+def start_broker(workdir: Path, pki: TlsFiles) -> Broker:
+    """A private Mosquitto on a free port (the rig's own launcher), stopped by its pid.
+
+    Its only listener is TLS with client certificates required."""
     if mosquitto_binary() is None:
         raise Skip("mosquitto is not installed (Debian package mosquitto; `make test` installs it)")
-    return Broker(workdir, extra_config="max_queued_messages 100000").start()
+    return Broker(workdir, tls=TlsListener(pki, require_certificate=True)).start()
+
+
+@dataclass(frozen=True)
+class ClientTls:
+    """A client's TLS files: the CA to trust, its certificate and key."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+    @classmethod
+    def issue(cls, pki: TlsFiles, name: str) -> "ClientTls":
+        cert, key = pki.client(name)
+        return cls(pki.ca_cert, cert, key)
+
+    def apply(self, client: paho.Client) -> None:
+        client.tls_set(ca_certs=str(self.ca), certfile=str(self.cert), keyfile=str(self.key))
 
 
 # -------------------------------------------------------------- watcher
@@ -139,12 +166,13 @@ class Seen:
 class Watcher:
     """A plain paho subscriber that stamps each message when it arrives."""
 
-    def __init__(self, port: int, topics: list[str], client_id: str = "bench-watcher") -> None:
+    def __init__(self, port: int, topics: list[str], tls: ClientTls, client_id: str = "bench-watcher") -> None:
         self.messages: list[Seen] = []
         self._cond = threading.Condition()
         self._subscribed = threading.Event()
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                                   protocol=MQTTProtocolVersion.MQTTv311)
+        tls.apply(self.client)
         self.client.on_connect = lambda c, *_: c.subscribe([(t, 1) for t in topics])
         self.client.on_subscribe = lambda *_: self._subscribed.set()
         self.client.on_message = self._on_message
@@ -202,6 +230,8 @@ def agent_config(
     *,
     broker_port: int,
     pigpio_port: int,
+    tls: ClientTls,
+    admin_key: str,
     kind: str = "motorcycle",
     gnss_port: str | None = None,
     ui_port: int | None = None,
@@ -219,7 +249,9 @@ def agent_config(
         "[gnss]", f'port = "{gnss_port or (workdir / "no-gnss")}"', "baudrate = 115200", "",
         "[mqtt]", 'host = "127.0.0.1"', f"port = {broker_port}", f'prefix = "{PREFIX}"', 'protocol = "5"',
         "reconnect_min_s = 0.2", "reconnect_max_s = 2.0", "",
-        "[mqtt.tls]", "enabled = false", "",
+        "[mqtt.tls]", "enabled = true", f'ca_file = "{tls.ca}"', f'cert_file = "{tls.cert}"',
+        f'key_file = "{tls.key}"', "",
+        "[security]", f'admin_keys = ["{admin_key}"]', "",
         "[storage]", f'state_dir = "{state}"', f'runtime_dir = "{runtime}"', "",
         "[telemetry]", f"rate_hz = {rate_hz}", "",
         "[gpio]", 'factory = "pigpio"', 'pigpio_host = "127.0.0.1"', f"pigpio_port = {pigpio_port}", "",
@@ -341,11 +373,20 @@ class Rig:
         self.agent: AgentProcess | None = None
         self.watcher: Watcher | None = None
         self.peer_ptys: list[str] = []
+        self.pki: TlsFiles | None = None
+        # The fleet admin's key: the agent trusts its public half, as a vehicle does.
+        self.admin_key = Ed25519PrivateKey.generate()
+
+    def client_tls(self, name: str) -> ClientTls:
+        """TLS files for one more client of the rig's broker (a peer, a tool)."""
+        assert self.pki is not None
+        return ClientTls.issue(self.pki, name)
 
     def start(self, ready_timeout: float = 30.0) -> "Rig":
         try:
-            self.broker = start_broker(self.workdir)
-            self.watcher = Watcher(self.broker.port, [f"{PREFIX}/{UNIT}/#"])
+            self.pki = make_pki(self.workdir / "pki")
+            self.broker = start_broker(self.workdir, self.pki)
+            self.watcher = Watcher(self.broker.port, [f"{PREFIX}/{UNIT}/#"], self.client_tls("bench-watcher"))
             pulls = {pin: "up" for pin in INPUT_PINS.values()}
             self.gpio = TimedPigpio(boot_pulls=pulls).start()
             gnss_path = None
@@ -362,6 +403,7 @@ class Rig:
                     self.peer_ptys.append(self.gnss.serve_pty(self.workdir / f"gnss-peer{k}"))
                 self.gnss.start()
             config = agent_config(self.workdir, broker_port=self.broker.port, pigpio_port=self.gpio.port,
+                                  tls=self.client_tls(UNIT), admin_key=public_text(self.admin_key),
                                   kind=self.kind, gnss_port=gnss_path, ui_port=self.ui_port)
             self.agent = AgentProcess(config, self.workdir)
             self.wait_ready(ready_timeout)

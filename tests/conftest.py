@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.broker import Broker, Recorder
-from tests.support.certs import TlsFiles, make_pki
+from hil.pki import TlsFiles, make_pki
 from tests.support.netproxy import NetProxy
 
 

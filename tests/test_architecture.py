@@ -53,13 +53,19 @@ def test_agent_never_imports_hil():
         assert not any(n == "hil" or n.startswith("hil.") for n in _imports(path)), path
 
 
-def test_the_agent_loads_no_signing_library_unless_signing_is_on():
-    # cryptography costs ~7 MiB of RAM on the unit; only units with admin keys need it.
+def test_the_agent_never_loads_the_cryptography_package_even_with_signing_on():
+    # cryptography costs ~7 MiB of RAM; the unit only verifies (agent.core.ed25519).
+    key = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="  # RFC 8032 TEST 1
+    signature = ("5VZDAMNgrHKQhuLMgG6CioSHfx645dl02HPgZSJJAVVfuIIVkKM7rMYeOXAc+bRr0lv18Flbv"
+                 "iRlUUFDjnoQCw==")
     code = (
-        "import sys, agent.cli, agent.runtime\n"
+        "import base64, sys, agent.cli, agent.runtime\n"
         "agent.cli.build_parser()\n"
         "from agent.config import parse_config\n"
-        "parse_config({'unit': {'id': 'U1', 'kind': 'car'}}, 'test')\n"
+        "from agent.core import ed25519, signing\n"
+        f"config = parse_config({{'unit': {{'id': 'U1', 'kind': 'car'}}, 'security': {{'admin_keys': ['{key}']}}}}, 'test')\n"
+        "keys = signing.parse_public_keys(config.security.admin_keys)\n"
+        f"assert ed25519.verify(keys[0], base64.b64decode('{signature}'), b'')\n"
         "print('cryptography' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout

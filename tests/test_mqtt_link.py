@@ -12,7 +12,7 @@ import pytest
 
 from agent.adapters.mqtt import AckResult, MqttLink, MqttSettings, birth_payload
 from tests.support.broker import Broker, Recorder, TlsListener, free_port, wait_until, write_password_file
-from tests.support.certs import TlsFiles
+from hil.pki import TlsFiles
 from tests.support.netproxy import NetProxy
 
 UNIT = "moto-17"

@@ -55,14 +55,12 @@ import math
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
 from agent.config import AgentConfig, ConfigError, validation_problems
-
-if TYPE_CHECKING:
-    from agent.core import signing
+from agent.core import signing
 
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_DEPTH = 32
@@ -429,9 +427,6 @@ def _check_signature(
     texts = config.security.admin_keys
     if not texts:
         return None
-    # Imported only when signing is on: the cryptography package weighs ~7 MiB of RAM.
-    from agent.core import signing
-
     keys = []
     for text in texts:
         try:
@@ -580,8 +575,6 @@ def _check_new_keys(old: AgentConfig, new: AgentConfig) -> list[Problem]:
     loc = "config.security.admin_keys"
     if not new.security.admin_keys:
         return [Problem(loc, "may not be emptied remotely: that would turn signing off")]
-    from agent.core import signing
-
     try:
         signing.parse_public_keys(new.security.admin_keys)
     except ValueError as exc:

@@ -38,6 +38,8 @@ same bytes. In short:
 The signature is Ed25519 over those bytes, carried as standard base64 (with
 padding) of the 64 signature bytes. Public keys in the config are standard
 base64 of the 32 raw key bytes (``umps-agent admin keygen`` prints one).
+The unit verifies with :mod:`agent.core.ed25519` (pure Python, no native
+library); signing needs a private key and happens on the admin's machine.
 
 The unit verifies the values it parsed, not the bytes it received: what it
 validates is exactly what was signed. Duplicate keys are refused earlier (see
@@ -51,14 +53,12 @@ import binascii
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-)
+from agent.core import ed25519
+
+if TYPE_CHECKING:  # signing happens on the admin's machine, with the cryptography package
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 Purpose = Literal["config/set", "cmd"]
 PURPOSES: tuple[str, ...] = ("config/set", "cmd")
@@ -180,18 +180,20 @@ def es_number(x: float) -> str:
 # --------------------------------------------------------------------- keys
 
 
-def parse_public_key(text: str) -> Ed25519PublicKey:
-    """A key from ``[security] admin_keys``: base64 of the 32 raw bytes."""
+def parse_public_key(text: str) -> bytes:
+    """A key from ``[security] admin_keys`` (base64 of the 32 raw bytes): the raw bytes."""
     try:
         raw = base64.b64decode(text.strip(), validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ValueError(f"not base64: {exc}") from None
     if len(raw) != 32:
         raise ValueError(f"an Ed25519 public key is 32 bytes, this one is {len(raw)}")
-    return Ed25519PublicKey.from_public_bytes(raw)
+    if not ed25519.is_public_key(raw):
+        raise ValueError("not an Ed25519 public key (not a point of the curve)")
+    return raw
 
 
-def parse_public_keys(texts: Iterable[str]) -> tuple[Ed25519PublicKey, ...]:
+def parse_public_keys(texts: Iterable[str]) -> tuple[bytes, ...]:
     """All keys; ``ValueError`` naming the first bad one by its index."""
     keys = []
     for index, text in enumerate(texts):
@@ -202,11 +204,10 @@ def parse_public_keys(texts: Iterable[str]) -> tuple[Ed25519PublicKey, ...]:
     return tuple(keys)
 
 
-def public_key_text(key: Ed25519PublicKey | Ed25519PrivateKey) -> str:
-    """The base64 text to list in ``[security] admin_keys``."""
-    if isinstance(key, Ed25519PrivateKey):
-        key = key.public_key()
-    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+def public_key_text(raw: bytes) -> str:
+    """The base64 text to list in ``[security] admin_keys`` for a raw public key."""
+    if len(raw) != 32:
+        raise ValueError(f"an Ed25519 public key is 32 bytes, this one is {len(raw)}")
     return base64.b64encode(raw).decode("ascii")
 
 
@@ -240,7 +241,7 @@ def sign_request(
 
 
 def verify_request(
-    keys: Sequence[Ed25519PublicKey],
+    keys: Sequence[bytes],
     unit_id: str,
     request: Mapping[str, Any],
     purpose: Purpose,
@@ -264,10 +265,6 @@ def verify_request(
         message = signed_bytes(unit_id, purpose, request)
     except CanonicalError as exc:
         raise SignatureError(f"request has no canonical form: {exc}") from None
-    for key in keys:
-        try:
-            key.verify(signature, message)
-            return
-        except InvalidSignature:
-            continue
+    if any(ed25519.verify(key, signature, message) for key in keys):
+        return
     raise SignatureError("not signed by any admin key this unit trusts (or signed for another unit)")

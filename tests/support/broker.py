@@ -32,7 +32,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from hil.broker import Broker as _Broker
 from hil.broker import BrokerUnavailable, TlsListener, free_port, password_line, wait_port, write_password_file
 from hil.broker import mosquitto_path as _mosquitto_path
-from tests.support.certs import TlsFiles
+from hil.pki import TlsFiles
 
 __all__ = [
     "Broker", "Received", "Recorder", "TlsListener", "free_port", "mosquitto_path", "password_line",

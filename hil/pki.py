@@ -1,4 +1,4 @@
-"""Test PKI: a CA, a server certificate and client certificates, made with ``cryptography``.
+"""A PKI for the rig and the tests: a CA, a server certificate and client certificates (``cryptography``).
 
 EC P-256 keys (fast to make). The server certificate names ``localhost`` and
 ``127.0.0.1``; a client certificate's CN is the name given (the unit id), so
