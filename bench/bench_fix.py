@@ -21,8 +21,8 @@ part of the run (after a warm-up), as a share of one core.
 Peer, same run, same emulator (a second pty carrying the same bytes): a
 minimal process reading the port with pyserial, parsing with pynmea2 and
 publishing the newest fix at 1 Hz with raw paho (QoS 1, the same mutual TLS)
-as soon as an epoch's GGA completes; no outbox, no state. Its fix age, RSS and CPU are measured the
-same way.
+as soon as an epoch's GGA completes; no outbox, no state. Its fix age, RSS
+and CPU are measured the same way.
 
 Run: ``python -m bench.bench_fix [--seconds N]``.
 """
