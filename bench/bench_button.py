@@ -35,26 +35,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from bench.common import ROOT, Figure, log, summary  # noqa: E402
-from bench.rig import INPUT_PINS, PREFIX, Rig, topic  # noqa: E402
+from bench.rig import INPUT_PINS, PEER_MQTT, PREFIX, Rig, topic  # noqa: E402
 
 STATUSES = ("en_route", "available")
 PEER_UNIT = "PEER-01"
 
-PEER = r'''
-import json, sys, threading, time
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+PEER = PEER_MQTT + r'''
+import json, sys
 from gpiozero import Button
 from gpiozero.pins.pigpio import PiGPIOFactory
 broker, pigpio_port, topic, pins = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
-ca, cert, key = sys.argv[5:8]
-client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-peer-button", protocol=MQTTProtocolVersion.MQTTv5)
-client.tls_set(ca_certs=ca, certfile=cert, keyfile=key)
-up = threading.Event()
-client.on_connect = lambda *a: up.set()
-client.connect("127.0.0.1", broker)
-client.loop_start()
-up.wait(10)
+client = peer_connect("bench-peer-button", broker, *sys.argv[5:8])
 factory = PiGPIOFactory(host="127.0.0.1", port=pigpio_port)
 buttons = []
 for status, pin in pins.items():
@@ -117,7 +108,7 @@ def run(presses: int) -> dict:
         tls = rig.client_tls("bench-peer-button")
         peer = subprocess.Popen(
             [sys.executable, "-c", PEER, str(rig.broker.port), str(rig.gpio.port), peer_topic,
-             json.dumps({s: INPUT_PINS[s] for s in STATUSES}), str(tls.ca), str(tls.cert), str(tls.key)],
+             json.dumps({s: INPUT_PINS[s] for s in STATUSES}), *tls.argv()],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT,
         )
         try:

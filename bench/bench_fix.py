@@ -41,24 +41,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from bench.common import ROOT, Figure, log, proc_cpu_seconds, proc_memory_kib, proc_rss_kib, summary  # noqa: E402
-from bench.rig import PREFIX, Rig, topic  # noqa: E402
+from bench.rig import PEER_MQTT, PREFIX, Rig, topic  # noqa: E402
 
 RATE_HZ = 10
 WARMUP_S = 10.0
 PEER_UNIT = "PEER-01"
 
-PEER = r'''
-import datetime as dt, json, sys, threading, time
-import paho.mqtt.client as paho, pynmea2, serial
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-port, broker, topic, ca, cert, key = sys.argv[1], int(sys.argv[2]), *sys.argv[3:7]
-client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-peer-gnss", protocol=MQTTProtocolVersion.MQTTv5)
-client.tls_set(ca_certs=ca, certfile=cert, keyfile=key)
-up = threading.Event()
-client.on_connect = lambda *a: up.set()
-client.connect("127.0.0.1", broker)
-client.loop_start()
-up.wait(10)
+PEER = PEER_MQTT + r'''
+import datetime as dt, json, sys, time
+import pynmea2, serial
+port, broker, topic = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+client = peer_connect("bench-peer-gnss", broker, *sys.argv[4:7])
 ser = serial.serial_for_url(port, baudrate=115200, timeout=1)
 date, last_pub, seq = None, 0.0, 0
 print("ready", flush=True)
@@ -200,7 +193,7 @@ def run(seconds: float, unplugs: int = 5, down_seconds: float = 30.0) -> dict:
         rig.watcher.client.subscribe(peer_topic, 1)
         tls = rig.client_tls("bench-peer-gnss")
         peer = subprocess.Popen([sys.executable, "-c", PEER, rig.peer_ptys[0], str(rig.broker.port), peer_topic,
-                                 str(tls.ca), str(tls.cert), str(tls.key)],
+                                 *tls.argv()],
                                 stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
         if peer.stdout.readline().strip() != "ready":
             raise RuntimeError("the GNSS peer did not start")

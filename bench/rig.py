@@ -143,6 +143,29 @@ class ClientTls:
     def apply(self, client: paho.Client) -> None:
         client.tls_set(ca_certs=str(self.ca), certfile=str(self.cert), keyfile=str(self.key))
 
+    def argv(self) -> list[str]:
+        """The files as ``peer_connect`` takes them on a peer's command line."""
+        return [str(self.ca), str(self.cert), str(self.key)]
+
+
+# The MQTT side of a bench peer (a minimal process run with ``python -c``, next to
+# the agent): raw paho, MQTT 5, the rig's mutual TLS. A peer's code starts with this.
+PEER_MQTT = r'''
+import threading
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+def peer_connect(client_id, port, ca, cert, key):
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5)
+    client.tls_set(ca_certs=ca, certfile=cert, keyfile=key)
+    up = threading.Event()
+    client.on_connect = lambda *a: up.set()
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    up.wait(10)
+    return client
+'''
+
 
 # -------------------------------------------------------------- watcher
 
