@@ -43,6 +43,29 @@ def test_ten_hz_receiver_one_hz_reports():
     assert sum(by_fix for _, by_fix in reports) >= len(reports) - 2
 
 
+def test_reports_faster_than_the_receiver_stay_evenly_spaced():
+    # 2 Hz reports from a 1 Hz receiver: every other slot has no fix coming, so it is served
+    # when due rather than after a grace spent waiting for one.
+    fixes = [k + 0.3 for k in range(130)]
+    reports = run(ReportSchedule.start(2.0, 0.0), 60.0, fixes)
+    settled = reports[10:]
+    intervals = [b[0] - a[0] for a, b in zip(settled, settled[1:])]
+    assert max(abs(i - 0.5) for i in intervals) < 0.03, sorted(intervals)[::20]
+    assert [by_fix for _, by_fix in settled[:6]] in ([True, False] * 3, [False, True] * 3)
+    assert 118 <= len(reports) <= 121
+
+
+def test_a_fix_due_within_the_grace_is_still_waited_for():
+    # A 1 Hz receiver whose fix comes just after the slot: the slot waits for it.
+    s = ReportSchedule.start(1.0, 0.0)
+    for k in range(5):
+        s.on_fix(k + 0.03)
+    s.next_due = 5.0  # the next fix is expected at 5.03
+    assert s.deadline() == 5.0 + s.grace
+    assert not s.on_time(5.01)
+    assert s.on_fix(5.03)
+
+
 def test_stall_skips_missed_slots_instead_of_bursting():
     s = ReportSchedule.start(1.0, 0.0)
     assert s.on_time(1.3)

@@ -11,7 +11,10 @@ own rhythm; a report built when an epoch completes is fresher than one built
 on a timer that ignores it. So a slot is served by the first fix that
 completes within ``tolerance`` before the slot is due (or after it, while the
 slot waits); if no fix arrives, the slot is served by the timer ``grace``
-after it is due, with the last known fix and its age. When fixes keep
+after it is due, with the last known fix and its age. A slot waits only when
+the receiver's own rhythm (the interval between its last two fixes) puts a
+fix within the grace: reports faster than the receiver (2 Hz from a 1 Hz
+receiver) have every other slot served when due, so they stay evenly spaced. When fixes keep
 arriving but keep missing the window (the receiver's phase drifted from the
 grid), the grid is moved once to sit just after the fix arrivals, so fix age
 at publish stays near zero.
@@ -46,6 +49,7 @@ class ReportSchedule:
     grace: float = 0.0
     _stale_in_a_row: int = 0
     _last_fix_at: float | None = None
+    _fix_interval: float | None = None  # between the last two fixes
 
     REPHASE_AFTER = 3  # timer-served slots in a row, with fixes flowing, before moving the grid
     REPHASE_LEAD = 0.02  # the grid sits this long after the fix arrivals
@@ -63,6 +67,8 @@ class ReportSchedule:
 
     def on_fix(self, now: float) -> bool:
         """A fix completed at ``now``; True when it should be reported now."""
+        if self._last_fix_at is not None:
+            self._fix_interval = now - self._last_fix_at
         self._last_fix_at = now
         if now >= self.next_due - self.tolerance:
             self._advance(now)
@@ -72,7 +78,7 @@ class ReportSchedule:
 
     def on_time(self, now: float) -> bool:
         """The timer: True when a slot passed without a fix and must be served now."""
-        if now < self.next_due + self.grace:
+        if now < self.deadline():
             return False
         fixes_flowing = self._last_fix_at is not None and now - self._last_fix_at < 2 * self.period
         self._stale_in_a_row = self._stale_in_a_row + 1 if fixes_flowing else 0
@@ -89,7 +95,14 @@ class ReportSchedule:
         return True
 
     def deadline(self) -> float:
-        return self.next_due + self.grace
+        return self.next_due + self._wait()
+
+    def _wait(self) -> float:
+        """How long the next slot waits for a fix: the grace, unless none is expected in it."""
+        if self._last_fix_at is None or self._fix_interval is None:
+            return self.grace
+        expected = self._last_fix_at + self._fix_interval
+        return 0.0 if expected > self.next_due + self.grace else self.grace
 
     def _advance(self, now: float) -> None:
         self.next_due += self.period
