@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from agent import __version__
-from agent.config import DEFAULT_PATH, AgentConfig, ConfigError, load_config
+from agent.config import DEFAULT_PATH, AgentConfig, ConfigError, Validate, load_config, parse_config
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -81,9 +81,9 @@ def main(argv: list[str] | None = None) -> int:
 # ------------------------------------------------------------------ helpers
 
 
-def _load(path: Path) -> AgentConfig | None:
+def _load(path: Path, validate: Validate = parse_config) -> AgentConfig | None:
     try:
-        return load_config(path)
+        return load_config(path, validate)
     except ConfigError as exc:
         _print_problems(exc)
         return None
@@ -100,9 +100,10 @@ def _print_problems(exc: ConfigError) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from agent import logsetup
+    from agent.adapters.config_child import validate_in_child
     from agent.runtime import run_agent
 
-    config = _load(args.config)
+    config = _load(args.config, validate_in_child)  # the agent never loads pydantic itself
     if config is None:
         return EXIT_USAGE
     logsetup.configure(config.logging.level)

@@ -1,10 +1,19 @@
-"""The agent's configuration: one TOML file, validated once into frozen models.
+"""The agent's configuration: one TOML file, validated once into frozen dataclasses.
 
 The file (default ``/etc/umps-agent/agent.toml``) has one table per part of
-the agent. Every model forbids unknown keys, so a typo is an error with its
+the agent. Every section forbids unknown keys, so a typo is an error with its
 key path rather than a setting silently ignored. Validation happens once, at
-start (and for each remote push, with the same models); after that the rest
+start (and for each remote push, with the same schema); after that the rest
 of the agent reads typed, frozen attributes, never raw dicts.
+
+The schema is plain frozen dataclasses with their rules in ``Annotated``
+metadata (``annotated_types`` bounds, and :class:`Pattern` and :class:`Check`
+below), so reading a config never loads pydantic. pydantic does the
+validating, in :mod:`agent.config_validate`: in this process for the CLI and
+the tools (:func:`parse_config`), and in a short-lived child process for the
+running agent (:mod:`agent.adapters.config_child`). pydantic and the models it
+builds take about 10 MiB that a unit would otherwise hold all day for a check
+made at start and at each remote push.
 
 ``load_config`` raises :class:`ConfigError`, which carries every problem
 found as ``(key path, message)`` pairs, so ``umps-agent config check`` can
@@ -13,22 +22,16 @@ print them all at once.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
 import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Callable, Literal, Protocol
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from annotated_types import Ge, Gt, Le, Lt, MaxLen, MinLen
 
 from agent.core.signing import parse_public_keys
 
@@ -43,15 +46,75 @@ UNIT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 TOPIC_LEVEL_PATTERN = r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$"
 
 
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+# ------------------------------------------------------- schema metadata
+# pydantic reads ``__get_pydantic_core_schema__`` on Annotated metadata and on
+# types; the import of pydantic_core inside runs only where validation runs.
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """Annotated metadata: the string must match ``regex``."""
+
+    regex: str
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
+        return {**handler(source), "pattern": self.regex}
+
+
+@dataclass(frozen=True)
+class Check:
+    """Annotated metadata: ``func(value)`` returns the value, or raises ValueError."""
+
+    func: Callable[[Any], Any]
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_after_validator_function(self.func, handler(source))
+
+
+class Secret:
+    """A password: its value only through :meth:`get_secret_value`, ``***`` in reprs and logs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_after_validator_function(cls, core_schema.str_schema())
+
+
+FORBID_EXTRA = {"extra": "forbid"}  # pydantic's config for a stdlib dataclass
+
+
+def section(cls: type) -> type:
+    """A config table: a frozen dataclass that refuses unknown keys."""
+    cls.__pydantic_config__ = FORBID_EXTRA  # type: ignore[attr-defined]
+    return dataclass(frozen=True)(cls)
 
 
 # ------------------------------------------------------------------- unit
 
 
-class UnitConfig(Section):
-    id: Annotated[str, Field(pattern=UNIT_ID_PATTERN)]
+@section
+class UnitConfig:
+    id: Annotated[str, Pattern(UNIT_ID_PATTERN)]
     kind: Literal["motorcycle", "car"]
     name: str = ""  # a label for people, e.g. "Moto 12 – Kénitra centre"
 
@@ -59,24 +122,27 @@ class UnitConfig(Section):
 # ------------------------------------------------------------------- gnss
 
 
-class GnssConfig(Section):
+@section
+class GnssConfig:
     port: str = "/dev/serial0"  # device path or pyserial URL (socket://, loop://)
-    baudrate: Annotated[int, Field(gt=0, le=4_000_000)] = 9600
+    baudrate: Annotated[int, Gt(0), Le(4_000_000)] = 9600
     # No bytes for this long: the receiver is reported lost.
-    silence_timeout_s: Annotated[float, Field(gt=0, le=60)] = 3.0
+    silence_timeout_s: Annotated[float, Gt(0), Le(60)] = 3.0
     # Cap of the back-off between attempts to reopen a vanished port.
-    reopen_max_wait_s: Annotated[float, Field(gt=0, le=300)] = 5.0
+    reopen_max_wait_s: Annotated[float, Gt(0), Le(300)] = 5.0
 
 
 # ------------------------------------------------------------------- mqtt
 
 
-class BrokerAddress(Section):
-    host: Annotated[str, Field(min_length=1)]
-    port: Annotated[int, Field(gt=0, lt=65536)] = 1883
+@section
+class BrokerAddress:
+    host: Annotated[str, MinLen(1)]
+    port: Annotated[int, Gt(0), Lt(65536)] = 1883
 
 
-class TlsConfig(Section):
+@section
+class TlsConfig:
     enabled: bool = False
     ca_file: Path | None = None
     cert_file: Path | None = None
@@ -84,37 +150,34 @@ class TlsConfig(Section):
     # Skip hostname verification (bench use only; never on a fleet).
     insecure: bool = False
 
-    @model_validator(mode="after")
-    def _pair(self) -> "TlsConfig":
+    def __post_init__(self) -> None:
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file go together")
-        return self
 
 
-class MqttConfig(Section):
-    host: Annotated[str, Field(min_length=1)] = "localhost"
-    port: Annotated[int, Field(gt=0, lt=65536)] = 1883
+@section
+class MqttConfig:
+    host: Annotated[str, MinLen(1)] = "localhost"
+    port: Annotated[int, Gt(0), Lt(65536)] = 1883
     # Further brokers tried in turn when the first cannot be reached.
-    failover: list[BrokerAddress] = []
-    prefix: Annotated[str, Field(pattern=TOPIC_LEVEL_PATTERN)] = "umps"
+    failover: list[BrokerAddress] = field(default_factory=list)
+    prefix: Annotated[str, Pattern(TOPIC_LEVEL_PATTERN)] = "umps"
     client_id: str | None = None  # default "umps-<unit id>" (keep it stable: the broker session is keyed on it)
     username: str | None = None
-    password: SecretStr | None = None
+    password: Secret | None = None
     protocol: Literal["5", "3.1.1"] = "5"
-    keepalive_s: Annotated[int, Field(ge=5, le=600)] = 30
-    tls: TlsConfig = TlsConfig()
-    reconnect_min_s: Annotated[float, Field(gt=0, le=60)] = 1.0
-    reconnect_max_s: Annotated[float, Field(gt=0, le=600)] = 60.0
+    keepalive_s: Annotated[int, Ge(5), Le(600)] = 30
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    reconnect_min_s: Annotated[float, Gt(0), Le(60)] = 1.0
+    reconnect_max_s: Annotated[float, Gt(0), Le(600)] = 60.0
     # No PUBACK / PINGRESP for this long: the link is black-holed, reconnect.
-    ack_timeout_s: Annotated[float, Field(gt=0, le=300)] = 15.0
-    max_inflight: Annotated[int, Field(ge=1, le=1000)] = 20
-    max_queued: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    ack_timeout_s: Annotated[float, Gt(0), Le(300)] = 15.0
+    max_inflight: Annotated[int, Ge(1), Le(1000)] = 20
+    max_queued: Annotated[int, Ge(1), Le(100_000)] = 1000
 
-    @model_validator(mode="after")
-    def _backoff(self) -> "MqttConfig":
+    def __post_init__(self) -> None:
         if self.reconnect_min_s > self.reconnect_max_s:
             raise ValueError("reconnect_min_s must not exceed reconnect_max_s")
-        return self
 
     @property
     def brokers(self) -> list[BrokerAddress]:
@@ -124,45 +187,47 @@ class MqttConfig(Section):
 # ---------------------------------------------------------------- storage
 
 
-class StorageConfig(Section):
+@section
+class StorageConfig:
     state_dir: Path = Path("/var/lib/umps-agent")
     # Live state for `umps-agent status` (a tmpfs: nothing here wears the SD card).
     runtime_dir: Path = Path("/run/umps-agent")
     # 48 h of 1 Hz reports; when full the oldest backlog telemetry goes first.
-    max_backlog_reports: Annotated[int, Field(ge=100, le=10_000_000)] = 172_800
+    max_backlog_reports: Annotated[int, Ge(100), Le(10_000_000)] = 172_800
     # Telemetry is committed in batches (SD card wear); status and alarms at once.
-    commit_interval_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+    commit_interval_s: Annotated[float, Gt(0), Le(300)] = 10.0
 
 
 # -------------------------------------------------------------- telemetry
 
 
-class TelemetryConfig(Section):
-    rate_hz: Annotated[float, Field(gt=0, le=10)] = 1.0
+@section
+class TelemetryConfig:
+    rate_hz: Annotated[float, Gt(0), Le(10)] = 1.0
     # Backlog drain ceiling, so old reports never starve live traffic.
-    backlog_max_rate: Annotated[float, Field(gt=0, le=100_000)] = 5000.0
+    backlog_max_rate: Annotated[float, Gt(0), Le(100_000)] = 5000.0
 
 
 # ------------------------------------------------------------------- gpio
 
 
-class InputPin(Section):
-    pin: Annotated[int, Field(ge=0, le=53)]  # BCM numbering
+@section
+class InputPin:
+    pin: Annotated[int, Ge(0), Le(53)]  # BCM numbering
     pull_up: bool | None = True  # None: floating, needs active_high
     active_high: bool | None = None  # only with pull_up = None
-    bounce_s: Annotated[float, Field(ge=0, le=1)] = 0.02
+    bounce_s: Annotated[float, Ge(0), Le(1)] = 0.02
 
-    @model_validator(mode="after")
-    def _levels(self) -> "InputPin":
+    def __post_init__(self) -> None:
         if self.pull_up is None and self.active_high is None:
             raise ValueError("a floating input (pull_up unset) needs active_high")
         if self.pull_up is not None and self.active_high is not None:
             raise ValueError("active_high only applies when pull_up is unset")
-        return self
 
 
-class OutputPin(Section):
-    pin: Annotated[int, Field(ge=0, le=53)]
+@section
+class OutputPin:
+    pin: Annotated[int, Ge(0), Le(53)]
     active_high: bool = True
 
 
@@ -186,48 +251,42 @@ INPUT_NAMES = (*STATUS_CODES, "ack", "decline", "cleared", "emergency", "siren")
 OUTPUT_NAMES = ("status_red", "status_green", "status_blue", "link", "gnss", "call", "alarm", "buzzer")
 
 
-class GpioConfig(Section):
+def _known(kind: str, names: tuple[str, ...]) -> Check:
+    def check(value: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(value) - set(names))
+        if unknown:
+            raise ValueError(f"unknown {kind}(s) {unknown}; known: {list(names)}")
+        return value
+
+    return Check(check)
+
+
+@section
+class GpioConfig:
     # lgpio on the vehicle; mock in unit tests; pigpio for the rig (remote pins).
     factory: Literal["lgpio", "rpigpio", "native", "pigpio", "mock"] = "lgpio"
     pigpio_host: str = "127.0.0.1"
-    pigpio_port: Annotated[int, Field(gt=0, lt=65536)] = 8888
-    inputs: dict[str, InputPin] = Field(default_factory=_default_inputs)
-    outputs: dict[str, OutputPin] = Field(default_factory=_default_outputs)
+    pigpio_port: Annotated[int, Gt(0), Lt(65536)] = 8888
+    inputs: Annotated[dict[str, InputPin], _known("input", INPUT_NAMES)] = field(default_factory=_default_inputs)
+    outputs: Annotated[dict[str, OutputPin], _known("output", OUTPUT_NAMES)] = field(default_factory=_default_outputs)
 
-    @field_validator("inputs")
-    @classmethod
-    def _known_inputs(cls, value: dict[str, InputPin]) -> dict[str, InputPin]:
-        unknown = sorted(set(value) - set(INPUT_NAMES))
-        if unknown:
-            raise ValueError(f"unknown input(s) {unknown}; known: {list(INPUT_NAMES)}")
-        return value
-
-    @field_validator("outputs")
-    @classmethod
-    def _known_outputs(cls, value: dict[str, OutputPin]) -> dict[str, OutputPin]:
-        unknown = sorted(set(value) - set(OUTPUT_NAMES))
-        if unknown:
-            raise ValueError(f"unknown output(s) {unknown}; known: {list(OUTPUT_NAMES)}")
-        return value
-
-    @model_validator(mode="after")
-    def _distinct_pins(self) -> "GpioConfig":
+    def __post_init__(self) -> None:
         seen: dict[int, str] = {}
         for name, spec in [*self.inputs.items(), *self.outputs.items()]:
             if spec.pin in seen:
                 raise ValueError(f"pin {spec.pin} used by both {seen[spec.pin]!r} and {name!r}")
             seen[spec.pin] = name
-        return self
 
 
 # ------------------------------------------------------------------ panel
 
 
-class PatternConfig(Section):
+@section
+class PatternConfig:
     """A blink/beep pattern: alternating on/off durations in seconds, from on."""
 
-    steps: Annotated[list[Annotated[float, Field(gt=0, le=10)]], Field(min_length=1, max_length=32)]
-    repeat: Annotated[int, Field(ge=0, le=1000)] = 1  # 0: until replaced
+    steps: Annotated[list[Annotated[float, Gt(0), Le(10)]], MinLen(1), MaxLen(32)]
+    repeat: Annotated[int, Ge(0), Le(1000)] = 1  # 0: until replaced
 
 
 def _known_patterns(value: dict[str, PatternConfig]) -> dict[str, PatternConfig]:
@@ -240,59 +299,58 @@ def _known_patterns(value: dict[str, PatternConfig]) -> dict[str, PatternConfig]
     return value
 
 
-class PanelConfig(Section):
+def _available_everywhere(value: dict[str, list[str]]) -> dict[str, list[str]]:
+    for kind, codes in value.items():
+        if "available" not in codes:
+            raise ValueError(f"{kind}: the 'available' button is needed to end a call")
+        if len(set(codes)) != len(codes):
+            raise ValueError(f"{kind}: a status is listed twice")
+    return value
+
+
+def _default_status_buttons() -> dict[str, list[str]]:
+    return {"motorcycle": ["available", "en_route", "on_scene", "out_of_service"], "car": list(STATUS_CODES)}
+
+
+@section
+class PanelConfig:
     # Which status buttons a vehicle of each kind carries.
-    status_buttons: dict[Literal["motorcycle", "car"], list[StatusCode]] = {
-        "motorcycle": ["available", "en_route", "on_scene", "out_of_service"],
-        "car": list(STATUS_CODES),
-    }
+    status_buttons: Annotated[dict[Literal["motorcycle", "car"], list[StatusCode]], Check(_available_everywhere)] = \
+        field(default_factory=_default_status_buttons)
     default_status: StatusCode = "available"
-    emergency_hold_s: Annotated[float, Field(ge=0.5, le=10)] = 2.0
-    emergency_cancel_s: Annotated[float, Field(ge=0, le=60)] = 5.0
+    emergency_hold_s: Annotated[float, Ge(0.5), Le(10)] = 2.0
+    emergency_cancel_s: Annotated[float, Ge(0), Le(60)] = 5.0
     language: Language = "fr"
     # Overrides of the status labels, per language: {"fr": {"busy": "Occupé"}}.
-    labels: dict[Language, dict[StatusCode, Annotated[str, Field(min_length=1, max_length=40)]]] = {}
+    labels: dict[Language, dict[StatusCode, Annotated[str, MinLen(1), MaxLen(40)]]] = field(default_factory=dict)
     # Overrides of the LED/buzzer patterns by name; the rest keep their defaults.
-    patterns: dict[str, PatternConfig] = {}
-
-    @field_validator("patterns")
-    @classmethod
-    def _patterns_known(cls, value: dict[str, PatternConfig]) -> dict[str, PatternConfig]:
-        return _known_patterns(value)
-
-    @field_validator("status_buttons")
-    @classmethod
-    def _available_everywhere(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
-        for kind, codes in value.items():
-            if "available" not in codes:
-                raise ValueError(f"{kind}: the 'available' button is needed to end a call")
-            if len(set(codes)) != len(codes):
-                raise ValueError(f"{kind}: a status is listed twice")
-        return value
+    patterns: Annotated[dict[str, PatternConfig], Check(_known_patterns)] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------- displays
 
 
-class UiConfig(Section):
+@section
+class UiConfig:
     """The car's touchscreen: a local web page shown by Chromium in kiosk mode."""
 
     enabled: bool | None = None  # None: on for cars, off for motorcycles
     host: str = "127.0.0.1"  # loopback unless deliberately opened
-    http_port: Annotated[int, Field(gt=0, lt=65536)] = 8080
+    http_port: Annotated[int, Gt(0), Lt(65536)] = 8080
     language: Language = "fr"
     theme: Literal["auto", "day", "night"] = "auto"
     sound: bool = True
 
 
-class DisplayConfig(Section):
+@section
+class DisplayConfig:
     """The rider's panel display (OLED over I2C)."""
 
     kind: Literal["auto", "none", "ssd1306", "sh1106", "hd44780", "dummy"] = "auto"
-    i2c_port: Annotated[int, Field(ge=0, le=10)] = 1
-    i2c_address: Annotated[int, Field(ge=0x03, le=0x77)] = 0x3C
-    width: Annotated[int, Field(ge=32, le=256)] = 128
-    height: Annotated[int, Field(ge=16, le=128)] = 64
+    i2c_port: Annotated[int, Ge(0), Le(10)] = 1
+    i2c_address: Annotated[int, Ge(0x03), Le(0x77)] = 0x3C
+    width: Annotated[int, Ge(32), Le(256)] = 128
+    height: Annotated[int, Ge(16), Le(128)] = 64
     rotate: Literal[0, 1, 2, 3] = 0
     speech: bool = False  # spoken read-out of new calls (espeak-ng)
 
@@ -300,40 +358,42 @@ class DisplayConfig(Section):
 # --------------------------------------------------------------- security
 
 
-class SecurityConfig(Section):
+def _keys_parse(value: list[str]) -> list[str]:
+    if value:
+        parse_public_keys(value)  # ValueError names the bad key by its index
+    return value
+
+
+@section
+class SecurityConfig:
     # Admin Ed25519 public keys (base64 of the 32 raw bytes). When any is
     # listed, every config push and remote command must be signed by one.
-    admin_keys: list[str] = []
+    admin_keys: Annotated[list[str], Check(_keys_parse)] = field(default_factory=list)
     # A broker or TLS change that cannot connect within this time is rolled back.
-    rollback_timeout_s: Annotated[float, Field(ge=10, le=3600)] = 120.0
-
-    @field_validator("admin_keys")
-    @classmethod
-    def _keys_parse(cls, value: list[str]) -> list[str]:
-        if value:
-            parse_public_keys(value)  # ValueError names the bad key by its index
-        return value
+    rollback_timeout_s: Annotated[float, Ge(10), Le(3600)] = 120.0
 
 
-class LoggingConfig(Section):
+@section
+class LoggingConfig:
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
 # ------------------------------------------------------------------- root
 
 
-class AgentConfig(Section):
+@section
+class AgentConfig:
     unit: UnitConfig
-    gnss: GnssConfig = GnssConfig()
-    mqtt: MqttConfig = MqttConfig()
-    storage: StorageConfig = StorageConfig()
-    telemetry: TelemetryConfig = TelemetryConfig()
-    gpio: GpioConfig = GpioConfig()
-    panel: PanelConfig = PanelConfig()
-    ui: UiConfig = UiConfig()
-    display: DisplayConfig = DisplayConfig()
-    security: SecurityConfig = SecurityConfig()
-    logging: LoggingConfig = LoggingConfig()
+    gnss: GnssConfig = field(default_factory=GnssConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+    gpio: GpioConfig = field(default_factory=GpioConfig)
+    panel: PanelConfig = field(default_factory=PanelConfig)
+    ui: UiConfig = field(default_factory=UiConfig)
+    display: DisplayConfig = field(default_factory=DisplayConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     @property
     def ui_enabled(self) -> bool:
@@ -349,20 +409,35 @@ class AgentConfig(Section):
     def status_buttons(self) -> list[str]:
         return list(self.panel.status_buttons.get(self.unit.kind, STATUS_CODES))
 
+    def plain(self) -> dict[str, Any]:
+        """The config as JSON data, secrets in clear (never publish this)."""
+        return _plain(self)
+
     def redacted(self) -> dict[str, Any]:
         """The effective config as plain JSON data, secrets replaced by ``"***"``."""
-        data = self.model_dump(mode="json")
+        data = self.plain()
         if self.mqtt.password is not None:
             data["mqtt"]["password"] = "***"
         return data
 
     def digest(self) -> str:
         """A short stable hash of the effective config (secrets included, not shown)."""
-        data = self.model_dump(mode="json")
-        if self.mqtt.password is not None:
-            data["mqtt"]["password"] = self.mqtt.password.get_secret_value()
-        blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+        blob = json.dumps(self.plain(), sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Secret):
+        return value.get_secret_value()
+    return value
 
 
 # ------------------------------------------------------------------ loading
@@ -388,26 +463,23 @@ def _is_pydantic_tag(part: Any) -> bool:
     return isinstance(part, str) and bool(re.match(r"^[a-z-]+\[.*\]$", part))
 
 
-def validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
-    problems = []
-    for err in exc.errors(include_url=False):
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif msg.startswith("Value error, "):
-            msg = msg.removeprefix("Value error, ")
-        problems.append((error_location(err["loc"]), msg))
-    return problems
+class Validate(Protocol):
+    """Validates config data into an :class:`AgentConfig`; raises :class:`ConfigError`.
+
+    ``strict``: JSON types only (remote pushes: ``"5"`` is not a port).
+    """
+
+    def __call__(self, data: dict[str, Any], source: str = ..., *, strict: bool = ...) -> AgentConfig: ...
 
 
-def parse_config(data: dict[str, Any], source: str = "<config>") -> AgentConfig:
-    try:
-        return AgentConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(source, validation_problems(exc)) from None
+def parse_config(data: dict[str, Any], source: str = "<config>", *, strict: bool = False) -> AgentConfig:
+    """Validate in this process (loads pydantic; the running agent uses a child process)."""
+    from agent.config_validate import validate
+
+    return validate(data, source, strict=strict)
 
 
-def load_config(path: str | Path) -> AgentConfig:
+def load_config(path: str | Path, validate: Validate = parse_config) -> AgentConfig:
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -419,4 +491,4 @@ def load_config(path: str | Path) -> AgentConfig:
         raise ConfigError(str(path), [("", f"not UTF-8: {exc}")]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), [("", f"TOML syntax: {exc}")]) from None
-    return parse_config(data, str(path))
+    return validate(data, str(path))

@@ -41,13 +41,14 @@ from typing import Any
 from agent import __version__
 from agent.adapters import sdnotify, serial_urls
 from agent.adapters.clock import SystemClock
+from agent.adapters.config_child import validate_in_child
 from agent.adapters.config_store import ConfigStoreError, load_effective, write_atomic
 from agent.adapters.gpio import PanelIO, PinFactoryError, make_pin_factory, panel_buttons
 from agent.adapters.mqtt import MqttLink, MqttSettings, birth_payload
 from agent.adapters.outbox import Outbox
 from agent.adapters.serial_gnss import SerialGnssReader
 from agent.adapters.uplink import Uplink
-from agent.config import AgentConfig
+from agent.config import AgentConfig, Validate
 from agent.core import views
 from agent.core.dispatch import iso
 from agent.core.effects import Feedback, Speak
@@ -108,9 +109,11 @@ def mqtt_settings(config: AgentConfig) -> MqttSettings:
 class Runtime:
     """One running agent. ``start()``, then ``stop()``; :func:`run_agent` does both."""
 
-    def __init__(self, config_path: str | Path, *, pin_factory: Any = None, clock: SystemClock | None = None,
-                 notifier: sdnotify.Notifier | None = None) -> None:
-        effective = load_effective(config_path)
+    def __init__(self, config_path: str | Path, *, base: AgentConfig | None = None, pin_factory: Any = None,
+                 clock: SystemClock | None = None, notifier: sdnotify.Notifier | None = None) -> None:
+        # Validation runs in a child process: this one never loads pydantic.
+        self.validate: Validate = validate_in_child
+        effective = load_effective(config_path, self.validate, base)
         for problem in effective.problems:
             log.warning("remote config: %s", problem)
         self.config_path = Path(config_path)
@@ -364,7 +367,7 @@ class Runtime:
                 self._publish(self.unit.report(now))
             self._publish(Publish("cmd/result", command.done().to_json(), Lane.STATUS))
             return
-        outcome = handle_config_set(event.payload, self.cfg_state, now.wall)
+        outcome = handle_config_set(event.payload, self.cfg_state, now.wall, self.validate)
         if not outcome.accepted:
             self._publish(Publish("config/result", outcome.result.to_json(), Lane.STATUS))
             return
@@ -660,8 +663,7 @@ class Runtime:
 
 
 def run_agent(config: AgentConfig, config_path: str | Path) -> int:
-    """Run until SIGTERM or SIGINT; what ``umps-agent run`` does."""
-    del config  # validated by the caller; the runtime loads it again with the remote layer
+    """Run until SIGTERM or SIGINT; what ``umps-agent run`` does (``config``: the file, validated)."""
     stop = threading.Event()
     reason = {"why": "shutdown"}
 
@@ -671,7 +673,7 @@ def run_agent(config: AgentConfig, config_path: str | Path) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    runtime = Runtime(config_path)
+    runtime = Runtime(config_path, base=config)
     try:
         runtime.start()
     except Exception:

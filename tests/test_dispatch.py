@@ -52,6 +52,15 @@ def test_arabic_text_round_trips():
         (call(created="2026-11-25T19:58:00"), "time zone"),
         (call(action="delete"), "action"),
         (call(id="a b/#"), "id"),
+        (call(id=None), "id: is required"),
+        (call(nature=42), "nature: must be a string, not a number"),
+        (call(nature="   "), "nature: must be 1 to 200 characters"),
+        (call(code="X" * 25), "code: must be at most 24 characters"),
+        (call(location=[34.2, -6.5]), "location: must be an object"),
+        (call(location={"lat": 34.2}), "location.lon: is required"),
+        (call(location={"lat": True, "lon": 0}), "location.lat: must be a number"),
+        (call(created="yesterday"), "created: must be an ISO 8601"),
+        (call(priority=True), "priority: must be 1, 2 or 3"),
     ],
 )
 def test_bad_payloads_are_rejected_with_a_reason(payload, needle):
@@ -151,3 +160,11 @@ def test_a_late_copy_of_new_never_undoes_an_update():
     book.receive(_json.dumps({"id": "C-9", "action": "update", "address": "Bd Hassan II"}).encode(), now, 2.0)
     assert isinstance(book.receive(_json.dumps(new).encode(), now, 3.0), Ignored)
     assert book.calls["C-9"].address == "Bd Hassan II"
+
+
+def test_strings_are_stripped_unknown_fields_ignored_and_times_made_utc():
+    out = CallBook().receive(call(id=" C-7 ", nature="  Vol  ", location={"lat": 34, "lon": -6, "alt": 12},
+                                  created="2026-11-25T20:58:00+01:00", radio="TG-4"), NOW, 1.0)
+    assert isinstance(out, Alert)
+    assert out.call.id == "C-7" and out.call.nature == "Vol" and out.call.location == (34.0, -6.0)
+    assert out.call.created == dt.datetime(2026, 11, 25, 19, 58, tzinfo=dt.timezone.utc)

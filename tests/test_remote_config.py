@@ -5,12 +5,13 @@ Pure: payload bytes and a fixed wall-clock time in, outcomes out.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
+import typing
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
 
 from agent.config import AgentConfig, parse_config
 from agent.core.remote_config import (
@@ -138,13 +139,13 @@ def test_pushing_the_current_values_changes_nothing(state: ConfigState) -> None:
     assert outcome.state is not None and outcome.state.version == 1
 
 
-def _leaf_fields(model: type[BaseModel], prefix: str = "") -> list[str]:
+def _leaf_fields(section: type, prefix: str = "") -> list[str]:
     paths = []
-    for name, info in model.model_fields.items():
-        path = f"{prefix}{name}"
-        annotation = info.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            paths.extend(_leaf_fields(annotation, path + "."))
+    hints = typing.get_type_hints(section)
+    for f in dataclasses.fields(section):
+        path = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(hints[f.name]):
+            paths.extend(_leaf_fields(hints[f.name], path + "."))
         else:
             paths.append(path)
     return paths

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.config import AgentConfig, ConfigError, load_config
+from agent.config import AgentConfig, ConfigError, Validate, load_config, parse_config
 from agent.core.remote_config import ConfigState
 
 log = logging.getLogger(__name__)
@@ -71,21 +71,25 @@ class Effective:
     problems: tuple[str, ...] = ()  # fallbacks taken, for the log and config/current
 
 
-def load_effective(base_toml_path: str | Path) -> Effective:
-    """The TOML file plus the stored remote layer, validated.
+def load_effective(
+    base_toml_path: str | Path, validate: Validate = parse_config, base: AgentConfig | None = None
+) -> Effective:
+    """The TOML file (or ``base``, already read from it) plus the stored remote layer, validated.
 
     Raises :class:`~agent.config.ConfigError` only when the TOML file itself
     is unusable; a bad stored layer is a logged fallback, never an error.
     """
-    base = load_config(base_toml_path)
-    store = ConfigStore(base.storage.state_dir)
+    if base is None:
+        base = load_config(base_toml_path, validate)
+    store = ConfigStore(base.storage.state_dir, validate)
     state, source, problems = store.load(base)
     return Effective(state.config, state.version, state, store, source, tuple(problems))
 
 
 class ConfigStore:
-    def __init__(self, state_dir: str | Path):
+    def __init__(self, state_dir: str | Path, validate: Validate = parse_config):
         self.dir = Path(state_dir)
+        self.validate = validate
         self.current = self.dir / CURRENT_NAME
         self.previous = self.dir / PREVIOUS_NAME
 
@@ -115,6 +119,7 @@ class ConfigStore:
                         layer["request_id"],
                         # The previous layer was confirmed by definition.
                         layer["pending"] if source == "current" else False,
+                        self.validate,
                     )
                 except ConfigError as exc:
                     shown = "; ".join(f"{loc or '<config>'}: {msg}" for loc, msg in exc.problems[:5])
@@ -211,6 +216,7 @@ class ConfigStore:
                 restored = ConfigState.build(
                     state.base, layer["overlay"], layer["version"],
                     max(state.highest_version, layer["highest_version"]), layer["request_id"], False,
+                    self.validate,
                 )
             except ConfigError as exc:
                 problem = f"does not validate: {exc.problems[:3]}"

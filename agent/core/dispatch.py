@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 MAX_CALL_BYTES = 16 * 1024
 MAX_OPEN_CALLS = 16
@@ -49,38 +49,122 @@ _ORDER = {"new": 0, "received": 1, "accepted": 2, "en_route": 3, "on_scene": 4, 
 STATUS_AFTER_RESPONSE = {"en_route": "en_route", "on_scene": "on_scene", "cleared": "available"}
 
 
-class CallLocation(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-    lat: Annotated[float, Field(ge=-90, le=90)]
-    lon: Annotated[float, Field(ge=-180, le=180)]
+@dataclass(frozen=True, slots=True)
+class CallLocation:
+    lat: float
+    lon: float
 
 
-class CallMessage(BaseModel):
-    """One message on the ``call`` topic, as validated from JSON."""
+@dataclass(frozen=True, slots=True)
+class CallMessage:
+    """One message on the ``call`` topic, as validated from JSON (:func:`validate_call`)."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=True)
-
-    id: Annotated[str, Field(pattern=CALL_ID_PATTERN)]
-    action: Literal["new", "update", "cancel"]
-    priority: Literal[1, 2, 3] | None = None
-    nature: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-    code: Annotated[str, Field(max_length=24)] | None = None
-    address: Annotated[str, Field(min_length=1, max_length=300)] | None = None
+    id: str
+    action: str  # new, update, cancel
+    priority: int | None = None
+    nature: str | None = None
+    code: str | None = None
+    address: str | None = None
     location: CallLocation | None = None
-    details: Annotated[str, Field(max_length=4000)] | None = None
-    caller: Annotated[str, Field(max_length=200)] | None = None
+    details: str | None = None
+    caller: str | None = None
     created: dt.datetime | None = None
-    reason: Annotated[str, Field(max_length=300)] | None = None  # for cancel
-
-    @field_validator("created")
-    @classmethod
-    def _aware(cls, value: dt.datetime | None) -> dt.datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("must carry a time zone (UTC, e.g. 2024-03-01T10:20:30Z)")
-        return value.astimezone(dt.timezone.utc) if value is not None else None
+    reason: str | None = None  # for cancel
 
     def missing_for_new(self) -> list[str]:
         return [name for name in ("priority", "nature", "address", "created") if getattr(self, name) is None]
+
+
+# Optional text fields: (fewest, most) characters, after stripping spaces.
+TEXT_FIELDS = {"nature": (1, 200), "code": (0, 24), "address": (1, 300), "details": (0, 4000),
+               "caller": (0, 200), "reason": (0, 300)}
+ACTIONS = ("new", "update", "cancel")
+_ID = re.compile(CALL_ID_PATTERN)
+
+
+def validate_call(data: dict[str, Any]) -> CallMessage | list[str]:
+    """The message, or every problem as ``"<field>: <what is wrong>"`` for a dispatcher.
+
+    Strings have leading and trailing spaces stripped; fields the contract does
+    not name are ignored; ``null`` is the same as absent.
+    """
+    errors: list[str] = []
+
+    def text(name: str, fewest: int, most: int) -> str | None:
+        value = data.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            errors.append(f"{name}: must be a string, not {_json_type(value)}")
+            return None
+        value = value.strip()
+        if not fewest <= len(value) <= most:
+            errors.append(f"{name}: must be {fewest} to {most} characters" if fewest else
+                          f"{name}: must be at most {most} characters")
+        return value
+
+    call_id = data.get("id")
+    if call_id is None:
+        errors.append("id: is required")
+    elif not isinstance(call_id, str) or not _ID.match(call_id := call_id.strip()):
+        errors.append("id: must be 1 to 64 characters: letters, digits, _ . : / -, starting with a letter or digit")
+    action = data.get("action")
+    if action is None:
+        errors.append("action: is required")
+    elif action not in ACTIONS:
+        errors.append('action: must be "new", "update" or "cancel"')
+    priority = data.get("priority")
+    if priority is not None:
+        if isinstance(priority, bool) or not isinstance(priority, (int, float)) or priority not in (1, 2, 3):
+            errors.append("priority: must be 1, 2 or 3 (1 = most urgent)")
+        else:
+            priority = int(priority)
+    texts = {name: text(name, *bounds) for name, bounds in TEXT_FIELDS.items()}
+    location = _location(data.get("location"), errors)
+    created = _created(data.get("created"), errors)
+    if errors:
+        return errors
+    return CallMessage(id=call_id, action=action, priority=priority, location=location, created=created, **texts)
+
+
+def _location(value: Any, errors: list[str]) -> CallLocation | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        errors.append(f'location: must be an object {{"lat", "lon"}}, not {_json_type(value)}')
+        return None
+    coords = []
+    for name, limit in (("lat", 90), ("lon", 180)):
+        number = value.get(name)
+        if number is None:
+            errors.append(f"location.{name}: is required")
+        elif isinstance(number, bool) or not isinstance(number, (int, float)) or not -limit <= number <= limit:
+            errors.append(f"location.{name}: must be a number from -{limit} to {limit}")
+        else:
+            coords.append(float(number))
+    return CallLocation(*coords) if len(coords) == 2 else None
+
+
+def _created(value: Any, errors: list[str]) -> dt.datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            when = dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            when = None
+        if when is not None and when.tzinfo is not None:
+            return when.astimezone(dt.timezone.utc)
+        if when is not None:
+            errors.append("created: must carry a time zone (UTC, e.g. 2024-03-01T10:20:30Z)")
+            return None
+    errors.append("created: must be an ISO 8601 date and time with a time zone (e.g. 2024-03-01T10:20:30Z)")
+    return None
+
+
+def _json_type(value: Any) -> str:
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array", dict: "an object"}
+    return names.get(type(value), type(value).__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,25 +299,14 @@ def parse_call(payload: bytes) -> CallMessage | Rejected:
     if not isinstance(data, dict):
         return Rejected(None, f"not a JSON object: got {type(data).__name__}")
     call_id = data.get("id") if isinstance(data.get("id"), str) and len(data["id"]) <= 64 else None
-    try:
-        message = CallMessage.model_validate(data)
-    except ValidationError as exc:
-        return Rejected(call_id, "; ".join(_describe(err) for err in exc.errors(include_url=False)))
+    message = validate_call(data)
+    if isinstance(message, list):
+        return Rejected(call_id, "; ".join(message))
     if message.action == "new":
         missing = message.missing_for_new()
         if missing:
             return Rejected(message.id, f"a new call needs: {', '.join(missing)}")
     return message
-
-
-def _describe(err: dict[str, Any]) -> str:
-    loc = ".".join(str(part) for part in err["loc"]) or "call"
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "literal_error" and loc == "priority":
-        msg = "must be 1, 2 or 3 (1 = most urgent)"
-    elif err["type"] == "missing":
-        msg = "is required"
-    return f"{loc}: {msg}"
 
 
 # ------------------------------------------------------------------ book

@@ -12,8 +12,10 @@ systemd) with the *overlay* on top: every remote push accepted so far,
 deep-merged into one partial config. Merging: tables merge key by key, lists
 and scalars replace, and ``null`` removes that key from the overlay so the
 value falls back to the TOML file's (or the default). The merged result is
-validated with the same :class:`~agent.config.AgentConfig` model as the file,
-in pydantic's strict mode (JSON has types; ``"5"`` is not a port).
+validated with the same :class:`~agent.config.AgentConfig` schema as the file,
+in strict mode (JSON has types; ``"5"`` is not a port), by the ``validate``
+function the caller gives (:data:`agent.config.Validate`): the running agent
+validates in a child process, so this module never loads pydantic.
 
 A request is checked in this order, and refused with every problem of the
 first failing stage (``loc`` is ``""`` for the whole payload, a request member
@@ -57,9 +59,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from pydantic import ValidationError
-
-from agent.config import AgentConfig, ConfigError, validation_problems
+from agent.config import AgentConfig, ConfigError, Validate, parse_config
 from agent.core import signing
 
 MAX_PAYLOAD_BYTES = 64 * 1024
@@ -181,7 +181,7 @@ class ConfigChange:
 
     @classmethod
     def between(cls, old: AgentConfig, new: AgentConfig) -> "ConfigChange":
-        paths = tuple(sorted(_diff(plain_data(old), plain_data(new), "")))
+        paths = tuple(sorted(_diff(old.plain(), new.plain(), "")))
         rules = [rule_for(path) for path in paths]
         return cls(
             paths=paths,
@@ -236,9 +236,10 @@ class ConfigState:
         highest_version: int = 0,
         request_id: str | None = None,
         pending: bool = False,
+        validate: Validate = parse_config,
     ) -> "ConfigState":
         """Validate ``base`` + ``overlay``; raises :class:`ConfigError`."""
-        config = effective_config(base, overlay)
+        config = effective_config(base, overlay, validate=validate)
         return cls(base, overlay, version, max(version, highest_version), request_id, pending, config)
 
     def confirmed(self) -> "ConfigState":
@@ -250,21 +251,11 @@ def current_message(state: ConfigState) -> dict[str, Any]:
     return {"version": state.version, "hash": state.config.digest(), "config": state.config.redacted()}
 
 
-def plain_data(config: AgentConfig) -> dict[str, Any]:
-    """The config as JSON data, secrets in clear (never publish this)."""
-    data = config.model_dump(mode="json")
-    if config.mqtt.password is not None:
-        data["mqtt"]["password"] = config.mqtt.password.get_secret_value()
-    return data
-
-
-def effective_config(base: AgentConfig, overlay: Mapping[str, Any], source: str = "remote") -> AgentConfig:
+def effective_config(
+    base: AgentConfig, overlay: Mapping[str, Any], source: str = "remote", validate: Validate = parse_config
+) -> AgentConfig:
     """``base`` with ``overlay`` deep-merged on top, validated (strict)."""
-    merged = _apply(plain_data(base), overlay)
-    try:
-        return AgentConfig.model_validate_json(json.dumps(merged, ensure_ascii=False), strict=True)
-    except ValidationError as exc:
-        raise ConfigError(source, validation_problems(exc)) from None
+    return validate(_apply(base.plain(), overlay), source, strict=True)
 
 
 def _apply(data: dict[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
@@ -464,7 +455,9 @@ class ConfigOutcome:
         return self.state is not None
 
 
-def handle_config_set(payload: bytes, state: ConfigState, now: dt.datetime) -> ConfigOutcome:
+def handle_config_set(
+    payload: bytes, state: ConfigState, now: dt.datetime, validate: Validate = parse_config
+) -> ConfigOutcome:
     """Validate a ``config/set`` payload against ``state`` at wall-clock ``now``."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
@@ -535,7 +528,7 @@ def handle_config_set(payload: bytes, state: ConfigState, now: dt.datetime) -> C
 
     overlay = merge_overlay(state.overlay, push)
     try:
-        config = effective_config(state.base, overlay)
+        config = effective_config(state.base, overlay, validate=validate)
     except ConfigError as exc:
         return reject([Problem(_config_loc(loc), msg) for loc, msg in exc.problems], request_id)
     problems.extend(_check_new_keys(state.config, config))

@@ -1,0 +1,64 @@
+"""Config validation with pydantic, over the schema in :mod:`agent.config`.
+
+Two ways in:
+
+- :func:`validate`, in this process: the CLI, the admin and rig tools, the
+  tests (through :func:`agent.config.parse_config`);
+- ``python -m agent.config_validate``, a child process for the running agent
+  (:mod:`agent.adapters.config_child`), which so never loads pydantic. The
+  request on stdin and the answer on stdout are pickles, between the agent
+  and its own child: ``(data, source, strict)`` in; ``("ok", AgentConfig)`` or
+  ``("invalid", problems)`` out.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import sys
+from functools import cache
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from agent.config import AgentConfig, ConfigError, error_location
+
+# pydantic's error types for a stdlib dataclass, in the words the file's users know.
+MESSAGES = {"unexpected_keyword_argument": "unknown key", "missing_argument": "Field required"}
+
+
+@cache
+def _adapter() -> TypeAdapter[AgentConfig]:
+    return TypeAdapter(AgentConfig)
+
+
+def validate(data: dict[str, Any], source: str = "<config>", *, strict: bool = False) -> AgentConfig:
+    """``data`` as an :class:`AgentConfig`; raises :class:`ConfigError` with every problem."""
+    try:
+        if strict:  # as JSON, whose types it checks: a path is a string, "5" is not a port
+            return _adapter().validate_json(json.dumps(data, ensure_ascii=False), strict=True)
+        return _adapter().validate_python(data)
+    except ValidationError as exc:
+        raise ConfigError(source, problems(exc)) from None
+
+
+def problems(exc: ValidationError) -> list[tuple[str, str]]:
+    out = []
+    for err in exc.errors(include_url=False):
+        msg = MESSAGES.get(err["type"], err["msg"]).removeprefix("Value error, ")
+        out.append((error_location(err["loc"]), msg))
+    return out
+
+
+def main() -> int:
+    data, source, strict = pickle.load(sys.stdin.buffer)
+    try:
+        answer: tuple[str, Any] = ("ok", validate(data, source, strict=strict))
+    except ConfigError as exc:
+        answer = ("invalid", exc.problems)
+    pickle.dump(answer, sys.stdout.buffer, protocol=pickle.HIGHEST_PROTOCOL)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
