@@ -130,10 +130,11 @@ IMPORT_LADDER = (
     ("sqlite3", "import sqlite3"),
     ("tenacity", "import tenacity"),
     ("gpiozero + its pigpio pin factory", "import gpiozero, gpiozero.pins.pigpio"),
-    ("pydantic (one model built)",
-     "from pydantic import BaseModel, Field, SecretStr\nclass _M(BaseModel):\n    a: int = Field(1, ge=0)\n_M()"),
-    ("the agent's own code (config models built)", "import agent.cli, agent.runtime, agent.adapters.gpio"),
+    ("the agent's own code", "import agent.cli, agent.runtime, agent.adapters.gpio"),
 )
+# Not in the agent: what its validation child holds (pydantic and the config schema built),
+# and so what in-process validation would add to the agent all day.
+VALIDATION_STEP = ("pydantic with the config schema built", "import agent.config_validate as v\nv._adapter()")
 
 _IMPORT_LADDER = """
 import gc, json, sys
@@ -150,12 +151,13 @@ print(json.dumps(out))
 def import_ladder() -> list[tuple[str, float]]:
     """RSS (MiB) after each step of IMPORT_LADDER, from the bare interpreter on."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-c", _IMPORT_LADDER, json.dumps([c for _, c in IMPORT_LADDER])],
+    steps = (*IMPORT_LADDER, VALIDATION_STEP)
+    proc = subprocess.run([sys.executable, "-c", _IMPORT_LADDER, json.dumps([c for _, c in steps])],
                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
     if proc.returncode != 0:
         return []
     kib = json.loads(proc.stdout)
-    return [(label, k / 1024) for label, k in zip(["bare interpreter", *(n for n, _ in IMPORT_LADDER)], kib)]
+    return [(label, k / 1024) for label, k in zip(["bare interpreter", *(n for n, _ in steps)], kib)]
 
 
 def unplug_rounds(rig: Rig, rounds: int) -> tuple[list[float], list[float]]:
@@ -310,13 +312,17 @@ def collect(quick: bool = False) -> dict:
         f"Reports whose fix time matched no emitted epoch: agent {a['unmatched']}, peer {p['unmatched']}.",
     ]
     ladder = r.get("import_ladder") or []
-    if ladder:
-        steps = [f"{ladder[0][0]} {ladder[0][1]:.1f} MiB"]
-        steps += [f"+ {label} {mib - prev:+.1f} = {mib:.1f}" for (_, prev), (label, mib) in zip(ladder, ladder[1:])]
+    if len(ladder) == len(IMPORT_LADDER) + 2:
+        agent, (validation, with_validation) = ladder[:-1], ladder[-1]
+        steps = [f"{agent[0][0]} {agent[0][1]:.1f} MiB"]
+        steps += [f"+ {label} {mib - prev:+.1f} = {mib:.1f}" for (_, prev), (label, mib) in zip(agent, agent[1:])]
         notes.append("Where the agent's RSS goes: imports added one after the other to a fresh interpreter, "
                      "libraries first: " + "; ".join(steps) + f" MiB. The libraries alone come to "
-                     f"{ladder[-2][1]:.1f} MiB; what is left up to the figure is the agent running (threads and "
-                     "their stacks and malloc arenas, the TLS session, SQLite, buffers).")
+                     f"{agent[-2][1]:.1f} MiB; what is left up to the figure is the agent running (threads and "
+                     "their stacks and malloc arenas, the TLS session, SQLite, buffers). The agent never loads "
+                     "pydantic: it validates its config in a short-lived child process, at start and for each "
+                     f"remote push (`agent.adapters.config_child`). Importing {validation} on top would add "
+                     f"{with_validation - agent[-1][1]:+.1f} MiB, held all day.")
     if r.get("sample"):
         notes.append(f"A telemetry report as published: `{r['sample'][:600]}`")
     if a["unmatched"] or not a["reports"]:
@@ -331,7 +337,7 @@ def rss_note(r: dict) -> str:
         return "with mutual TLS and an admin key, as on a vehicle"
     return (f"with mutual TLS and an admin key, as on a vehicle; {split['anon'] / 1024:.1f} MiB anonymous "
             f"(Python objects, heaps, stacks) + {split['file'] / 1024:.1f} MiB of mapped files "
-            "(libpython, pydantic_core, libcrypto, libsqlite... pages the kernel can drop and reread)")
+            "(libpython, libcrypto, libsqlite... pages the kernel can drop and reread)")
 
 
 def main(argv: list[str] | None = None) -> int:
