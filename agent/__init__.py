@@ -7,7 +7,8 @@ The package is laid out so the architecture shows in the tree:
 - ``agent.adapters``: one module per outside thing (serial GNSS, GPIO, MQTT,
   the durable outbox, the touchscreen web UI, the rider panel display,
   systemd notification). Each turns library callbacks into core events.
-- ``agent.config``: the TOML configuration, validated once into frozen models.
+- ``agent.config``: the TOML configuration schema, validated once into frozen dataclasses
+  (by ``agent.config_validate``, in a child process for the running agent).
 - ``agent.runtime``: the shell that wires adapters to the core: one bounded
   inbox, one core thread, supervision and shutdown.
 - ``agent.cli``: the composition root and the ``umps-agent`` command.

@@ -11,8 +11,8 @@ metadata (``annotated_types`` bounds, and :class:`Pattern` and :class:`Check`
 below), so reading a config never loads pydantic. pydantic does the
 validating, in :mod:`agent.config_validate`: in this process for the CLI and
 the tools (:func:`parse_config`), and in a short-lived child process for the
-running agent (:mod:`agent.adapters.config_child`). pydantic and the models it
-builds take about 10 MiB that a unit would otherwise hold all day for a check
+running agent (:mod:`agent.adapters.config_child`). pydantic and the schema it
+builds take about 9 MiB that a unit would otherwise hold all day for a check
 made at start and at each remote push.
 
 ``load_config`` raises :class:`ConfigError`, which carries every problem

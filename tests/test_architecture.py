@@ -36,7 +36,7 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_core_imports_nothing_else_of_agent():
-    # The core reads the validated config models (pure data); nothing else from outside it.
+    # The core reads the validated config dataclasses (pure data); nothing else from outside it.
     for path in (ROOT / "agent" / "core").glob("*.py"):
         for name in _imports(path):
             if name.startswith("agent"):
@@ -73,7 +73,7 @@ def test_the_agent_never_loads_the_cryptography_package_even_with_signing_on():
 
 
 def test_the_running_agent_never_loads_pydantic():
-    # pydantic and its schema cost ~10 MiB held all day; the agent validates in a child.
+    # pydantic and its schema cost ~9 MiB held all day; the agent validates in a child.
     code = (
         "import sys, agent.cli, agent.runtime\n"
         "agent.cli.build_parser()\n"

@@ -1,12 +1,13 @@
 """Config validation in a child process, so the running agent never loads pydantic.
 
 The agent validates its config at start and for each remote push; pydantic
-and the schema it builds would then stay in memory all day (about 10 MiB, a
-quarter of the agent). Instead, :func:`validate_in_child` runs
+and the schema it builds would then stay in memory all day (about 9 MiB: the
+agent measured 45 MiB with it, 36 without). Instead, :func:`validate_in_child` runs
 ``python -m agent.config_validate`` (the same validation as in process, see
 there), sends it the data, and gets back the :class:`~agent.config.AgentConfig`
-or the problems. A child costs a few hundred milliseconds of CPU (on a
-Raspberry Pi 4 about a second and a half): once at start, once per push.
+or the problems. A child takes about 0.12 s on the bench machine (a
+Raspberry Pi is several times slower; not measured here): once at start, once
+per push.
 
 A child that cannot run or answer is a :class:`~agent.config.ConfigError` at
 the key path ``""``: the push is refused with that reason, and a start fails

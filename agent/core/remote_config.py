@@ -32,7 +32,7 @@ such as ``version``, or ``config.<key path>``):
 5. ``version`` above every version ever accepted (a rolled-back version stays
    used), ``expires`` still in the future on the unit's clock;
 6. keys that may not be changed remotely (:data:`KEY_RULES`), then the merged
-   config against the model.
+   config against the schema.
 
 Remote changeability, and how a change takes effect, is one table,
 :data:`KEY_RULES`, looked up by the longest matching key-path prefix:
