@@ -35,6 +35,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .json_types import json_type
+
 
 MAX_CALL_BYTES = 16 * 1024
 MAX_OPEN_CALLS = 16
@@ -95,7 +97,7 @@ def validate_call(data: dict[str, Any]) -> CallMessage | list[str]:
         if value is None:
             return None
         if not isinstance(value, str):
-            errors.append(f"{name}: must be a string, not {_json_type(value)}")
+            errors.append(f"{name}: must be a string, not {json_type(value)}")
             return None
         value = value.strip()
         if not fewest <= len(value) <= most:
@@ -131,7 +133,7 @@ def _location(value: Any, errors: list[str]) -> CallLocation | None:
     if value is None:
         return None
     if not isinstance(value, dict):
-        errors.append(f'location: must be an object {{"lat", "lon"}}, not {_json_type(value)}')
+        errors.append(f'location: must be an object {{"lat", "lon"}}, not {json_type(value)}')
         return None
     coords = []
     for name, limit in (("lat", 90), ("lon", 180)):
@@ -160,11 +162,6 @@ def _created(value: Any, errors: list[str]) -> dt.datetime | None:
             return None
     errors.append("created: must be an ISO 8601 date and time with a time zone (e.g. 2024-03-01T10:20:30Z)")
     return None
-
-
-def _json_type(value: Any) -> str:
-    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array", dict: "an object"}
-    return names.get(type(value), type(value).__name__)
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,6 +61,7 @@ from typing import Any, Literal
 
 from agent.config import AgentConfig, ConfigError, Validate, parse_config
 from agent.core import signing
+from agent.core.json_types import json_type
 
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_DEPTH = 32
@@ -341,25 +342,11 @@ def decode_payload(payload: bytes) -> tuple[dict[str, Any] | None, list[Problem]
     except RecursionError:
         return None, [Problem("", f"nested deeper than {MAX_DEPTH} levels")]
     if not isinstance(data, dict):
-        return None, [Problem("", f"must be a JSON object, not {_json_type(data)}")]
+        return None, [Problem("", f"must be a JSON object, not {json_type(data)}")]
     shape = _shape_problem(data)
     if shape is not None:
         return None, [Problem("", shape)]
     return data, []
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
 
 
 def _request_id(data: Mapping[str, Any]) -> str | None:
@@ -372,7 +359,7 @@ def _check_id(data: Mapping[str, Any], problems: list[Problem]) -> None:
     if value is None:
         problems.append(Problem("id", "required"))
     elif not isinstance(value, str):
-        problems.append(Problem("id", f"must be a string, not {_json_type(value)}"))
+        problems.append(Problem("id", f"must be a string, not {json_type(value)}"))
     elif not 0 < len(value) <= MAX_ID_CHARS:
         problems.append(Problem("id", f"must be 1 to {MAX_ID_CHARS} characters"))
 
@@ -476,14 +463,14 @@ def handle_config_set(
     if version is None:
         problems.append(Problem("version", "required"))
     elif isinstance(version, bool) or not isinstance(version, int):
-        problems.append(Problem("version", f"must be an integer, not {_json_type(version)}"))
+        problems.append(Problem("version", f"must be an integer, not {json_type(version)}"))
     elif not 1 <= version <= MAX_VERSION:
         problems.append(Problem("version", f"must be between 1 and {MAX_VERSION}"))
     push = data.get("config")
     if push is None:
         problems.append(Problem("config", "required"))
     elif not isinstance(push, dict):
-        problems.append(Problem("config", f"must be an object, not {_json_type(push)}"))
+        problems.append(Problem("config", f"must be an object, not {json_type(push)}"))
     expires = None
     if "expires" in data:
         parsed = parse_expiry(data["expires"])
