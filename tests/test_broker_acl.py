@@ -20,9 +20,7 @@ fixture (``tests/support/broker.py``) lands.
 
 from __future__ import annotations
 
-import datetime as dt
 import getpass
-import ipaddress
 import queue
 import shutil
 import socket
@@ -35,12 +33,10 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
+
+from hil.pki import make_pki
 
 SHIPPED = Path(__file__).resolve().parent.parent / "firmware-config" / "mosquitto"
 ACL_FILE = SHIPPED / "acl"
@@ -408,40 +404,6 @@ def test_a_wildcard_username_cannot_widen_the_unit_patterns(clients) -> None:
 # --------------------------------------------------------------- TLS, shipped conf
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _cert(subject: str, key, issuer_key, issuer: str, *, ca: bool = False, server: bool = False) -> x509.Certificate:
-    now = dt.datetime.now(dt.timezone.utc)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(_name(issuer))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if server:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-def _write_pair(directory: Path, name: str, cert: x509.Certificate, key) -> tuple[Path, Path]:
-    cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    key_path.chmod(0o600)
-    return cert_path, key_path
-
-
 def render_fleet_conf(work: Path, files: dict[str, Path], ports: dict[int, int]) -> Path:
     """The shipped umps-fleet.conf with its paths and ports swapped for the test's."""
     lines = [f"user {getpass.getuser()}", f"persistence_location {work}/", "log_dest stderr"]
@@ -460,20 +422,11 @@ def render_fleet_conf(work: Path, files: dict[str, Path], ports: dict[int, int])
 
 
 def test_shipped_fleet_conf_with_unit_certificates(tmp_path: Path) -> None:
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = _cert("UMPS test fleet CA", ca_key, ca_key, "UMPS test fleet CA", ca=True)
-    ca_path, _ = _write_pair(tmp_path, "fleet-ca", ca, ca_key)
-    broker_key = ec.generate_private_key(ec.SECP256R1())
-    broker_crt, broker_key_path = _write_pair(
-        tmp_path, "broker", _cert("localhost", broker_key, ca_key, "UMPS test fleet CA", server=True), broker_key
-    )
-    units = {}
-    for unit in (UNIT_A, UNIT_B):
-        key = ec.generate_private_key(ec.SECP256R1())
-        units[unit] = _write_pair(tmp_path, unit, _cert(unit, key, ca_key, "UMPS test fleet CA"), key)
-    rogue_ca_key = ec.generate_private_key(ec.SECP256R1())
-    rogue_key = ec.generate_private_key(ec.SECP256R1())
-    rogue = _write_pair(tmp_path, "rogue", _cert(UNIT_B, rogue_key, rogue_ca_key, "Rogue CA"), rogue_key)
+    pki = make_pki(tmp_path / "fleet-pki")
+    ca_path, broker_crt, broker_key_path = pki.ca_cert, pki.server_cert, pki.server_key
+    units = {unit: pki.client(unit) for unit in (UNIT_A, UNIT_B)}
+    # A certificate naming unit B, from a CA the broker does not trust.
+    rogue = make_pki(tmp_path / "rogue-pki").client(UNIT_B)
     passwd = tmp_path / "passwd"
     make_password_file(passwd, [DISPATCH, ADMIN])
     cert_port, password_port = free_port(), free_port()

@@ -14,10 +14,10 @@ slot waits); if no fix arrives, the slot is served by the timer ``grace``
 after it is due, with the last known fix and its age. A slot waits only when
 the receiver's own rhythm (the interval between its last two fixes) puts a
 fix within the grace: reports faster than the receiver (2 Hz from a 1 Hz
-receiver) have every other slot served when due, so they stay evenly spaced. When fixes keep
-arriving but keep missing the window (the receiver's phase drifted from the
-grid), the grid is moved once to sit just after the fix arrivals, so fix age
-at publish stays near zero.
+receiver) have every other slot served when due, so they stay evenly
+spaced. When fixes keep arriving but keep missing the window (the receiver's
+phase drifted from the grid), the grid is moved once to sit just after the
+fix arrivals, so fix age at publish stays near zero.
 
 Time
 ----
