@@ -38,6 +38,7 @@ from typing import Any
 
 from agent.config import STATUS_CODES, AgentConfig
 
+from . import inbound_text
 from .dispatch import Alert, CallBook, Cancelled, Ignored, Rejected, Response, ResponseRefused, Updated, iso
 from .effects import Feedback, Speak
 from .emergency import (
@@ -456,7 +457,7 @@ def _alarm_id(payload: bytes) -> int | None:
     if not payload.strip():
         return None
     try:
-        data = json.loads(payload)  # ValueError (JSONDecodeError, UnicodeDecodeError) on garbage
+        data = inbound_text.loads(payload)  # ValueError (JSONDecodeError, UnicodeDecodeError, BadText)
     except RecursionError:
         raise ValueError("nested too deeply") from None
     if not isinstance(data, dict):
