@@ -46,7 +46,7 @@ def test_a_report_that_crosses_the_reservation_must_be_persisted_before_it_goes_
     assert not res.dirty
     assert res.note(5) is True  # 5 >= 1 + 4
     assert res.dirty and res.reserved == 9
-    assert res.meta_values() == {"seq_reserved": 9}
+    assert res.meta_values()["seq_reserved"] == 9
     assert res.clean_stop_values() == {"clean": 1, "seq_next": 6}
 
 
@@ -115,3 +115,104 @@ def test_seq_is_never_reused_after_a_crash(tmp_path: Path) -> None:
     box.close()
 
 
+
+
+# ------------------------------------------------------ the declared gap
+
+
+def test_a_crash_declares_the_range_from_the_last_durable_seq_to_the_new_start() -> None:
+    res = SeqReservation({"clean": 0, "seq_next": 1, "seq_reserved": 500, "seq_durable": 120}, block=100)
+    assert res.first == 500
+    assert res.gap_json() == {"from": 120, "to": 499}
+
+
+def test_a_clean_stop_declares_no_gap() -> None:
+    assert SeqReservation({"clean": 1, "seq_next": 42, "seq_reserved": 400, "seq_durable": 30}, block=100).gap is None
+    assert SeqReservation({}, block=100).gap is None
+
+
+def test_a_gap_never_declared_to_a_broker_is_carried_into_the_next_run_even_after_a_clean_stop() -> None:
+    res = SeqReservation({"clean": 0, "seq_next": 1, "seq_reserved": 500, "seq_durable": 120}, block=100)
+    assert res.meta_values()["gap_from"] == 120
+    # This run stops cleanly at 700, offline all along: its birth never reached a broker.
+    carried = SeqReservation({"clean": 1, "seq_next": 700, "seq_reserved": 800, "gap_from": 120}, block=100)
+    assert carried.gap == (120, 699)
+    carried.persisted()
+    carried.gap_declared()
+    assert carried.dirty and carried.meta_values()["gap_from"] == 0
+
+
+def test_the_durable_mark_rides_on_commits_that_write_and_never_forces_one() -> None:
+    res = SeqReservation({}, block=100)
+    res.persisted()
+    res.note_durable(10, writing=False)
+    assert not res.dirty and res.meta_values()["seq_durable"] == 10
+    res.note_durable(12, writing=True)
+    assert res.dirty
+    res.persisted()
+    res.note_durable(12, writing=True)
+    assert not res.dirty
+
+
+def _run_then_kill(code: str) -> list[str]:
+    """Run ``code`` in a child that then dies by SIGKILL; returns the lines it printed."""
+    body = textwrap.dedent(
+        """
+        import os, signal, json
+        from agent.adapters.outbox import Outbox
+        from agent.core.publish import Lane, Publish
+        def report(seq):
+            return Publish("telemetry", json.dumps({"seq": seq}).encode(), Lane.LIVE, seq=seq)
+        """
+    ) + textwrap.dedent(code) + "\nimport sys; sys.stdout.flush(); os.kill(os.getpid(), signal.SIGKILL)\n"
+    proc = subprocess.run([sys.executable, "-c", body], cwd=Path(__file__).parents[1], timeout=60,
+                          capture_output=True, text=True)
+    assert proc.returncode == -9, proc.stderr
+    return proc.stdout.split()
+
+
+def test_every_seq_a_crash_loses_is_inside_the_gap_the_next_run_declares(tmp_path: Path) -> None:
+    acked = _run_then_kill(
+        f"""
+        box = Outbox({str(tmp_path)!r}, seq_block=50, commit_interval_s=3600)
+        for seq in range(1, 41):
+            box.put(report(seq))
+            (rec,) = box.take(Lane.LIVE, 1)
+            if seq % 3:
+                box.ack(rec.id)  # reached the broker
+                print(seq)
+            else:
+                box.nack(rec.id)  # lost on the way: backlog
+            if seq == 20:
+                box.commit()
+        """
+    )
+    box = Outbox(tmp_path, seq_block=50)
+    stored = {r.seq for r in box.take(Lane.BACKLOG, 1000)}
+    gap = box.seq_gap()
+    assert gap is not None and gap["to"] == box.next_seq() - 1
+    declared = set(range(gap["from"], gap["to"] + 1))
+    received = {int(s) for s in acked} | stored
+    assert set(range(1, box.next_seq())) <= received | declared
+    # The commit at 20 made everything before it safe: the gap starts after it.
+    assert gap["from"] == 21
+    box.close()
+
+
+def test_after_the_power_fail_commit_a_kill_loses_nothing_and_declares_nothing(tmp_path: Path) -> None:
+    _run_then_kill(
+        f"""
+        box = Outbox({str(tmp_path)!r}, commit_interval_s=3600)
+        for seq in range(1, 31):
+            box.put(report(seq))
+            box.take(Lane.LIVE, 1)  # sent, never acknowledged: the link is down
+        box.seal()
+        for seq in range(31, 34):  # made after the warning, before the cut
+            box.put(report(seq))
+        """
+    )
+    box = Outbox(tmp_path)
+    assert sorted(r.seq for r in box.take(Lane.BACKLOG, 1000)) == list(range(1, 34))
+    assert box.next_seq() == 34
+    assert box.seq_gap() is None
+    box.close()

@@ -94,6 +94,12 @@ The crash window, honestly
   when ``commit_interval_s`` is shorter. A live report sent less than
   ``LIVE_ACK_GRACE_S`` (2 s) before a commit is left to its PUBACK; if that
   never comes it is written by the next commit.
+* The power-fail warning (``seal()``, called on the hold-up supply's warning
+  edge) commits every unacknowledged record, in flight or not, and the exact
+  next seq at once; every later ``put`` is committed as it comes. A power
+  cut after that loses nothing, and the next run declares no seq gap.
+* Whatever a crash can lose is declared: the next run's ``seq_gap()`` covers
+  it (agent/adapters/seq_reservation.py).
 * A kill -9 or a power cut never loses or damages what was committed
   (SQLite WAL with ``synchronous=FULL``).
 * An acknowledged record whose delete was not yet committed is sent again
@@ -295,6 +301,7 @@ class Outbox:
         self._bytes_written = 0
         self._disk_errors = 0
         self._disk_ok = True
+        self._sealed = False  # after seal(): every put is committed at once
         self._next_id = 1
         self._db: sqlite3.Connection | None = None
         self._path = Path(state_dir) / DB_NAME
@@ -362,6 +369,32 @@ class Outbox:
         """The seq of the first telemetry report of this run."""
         return self._seq.first
 
+    def seq_gap(self) -> dict[str, int] | None:
+        """The seq range this run declares never sent (``seq_gap`` of the birth), or None."""
+        return self._seq.gap_json()
+
+    def gap_declared(self) -> None:
+        """A broker has the birth that declares the gap (written with the next commit)."""
+        with self._lock:
+            self._seq.gap_declared()
+
+    def seal(self) -> bool:
+        """The power is failing: commit every unacknowledged record and the exact next seq now.
+
+        Records in flight are taken back (sent again after the restart if their
+        PUBACK was on its way: a QoS 1 duplicate). From now on every ``put`` is
+        committed at once with the next seq, so whatever the unit still makes
+        before the power goes is on disk too, and the next run declares no gap.
+        False if the disk refused (the records stay in memory).
+        """
+        with self._lock:
+            if self._db is None:
+                return False
+            self._sealed = True
+            for rec in list(self._in_flight.values()):
+                self.nack(rec.id)
+            return self._commit_sealed()
+
     def put(self, publish: Publish) -> Record:
         """Store a message before it is sent. Urgent lanes are on disk when this returns."""
         with self._lock:
@@ -387,6 +420,8 @@ class Outbox:
             else:
                 self._mem_backlog[rec.id] = rec
             self._unflushed += 1
+            if self._sealed:
+                self._commit_sealed()
             self._enforce_bounds()
             return rec
 
@@ -461,9 +496,15 @@ class Outbox:
             # commits tick on the same 1 s grid, so otherwise nearly every commit would write
             # one and the next delete it, on a link that loses nothing.
             now = self._clock()
-            unflushed = [r for r in self._memory_records() if not r.on_disk and not (
-                r.lane is Lane.LIVE and r.in_flight and now - r.sent_at < LIVE_ACK_GRACE_S)]
+            unflushed, waiting = [], []
+            for r in self._memory_records():
+                if not r.on_disk:
+                    grace = r.lane is Lane.LIVE and r.in_flight and now - r.sent_at < LIVE_ACK_GRACE_S
+                    (waiting if grace else unflushed).append(r)
             self._seq.top_up()
+            # Once this commits, every seq below the oldest report left to its PUBACK is safe.
+            self._seq.note_durable(min((r.seq for r in waiting if r.seq is not None), default=self._seq.next),
+                                   writing=bool(unflushed))
             if not unflushed and not self._in_txn and not self._seq.dirty:
                 return True
             ok = self._run(self._flush, unflushed, commit=True)
@@ -515,6 +556,19 @@ class Outbox:
             self._db = None
 
     # ----------------------------------------------------------- internals
+
+    def _commit_sealed(self) -> bool:
+        """Everything in memory and the exact next seq, in one fsynced commit (see seal())."""
+        self._last_commit = self._clock()
+        unflushed = [r for r in self._memory_records() if not r.on_disk]
+        self._seq.note_durable(self._seq.next, writing=True)
+        ok = self._run(self._flush, unflushed) and self._run(
+            self._write_meta, self._seq.clean_stop_values(), commit=True)
+        if ok:
+            self._evict_flushed_backlog()
+        else:
+            log.error("outbox: the power-fail commit failed; unacknowledged records are in memory only")
+        return ok
 
     def _note_seq(self, seq: int) -> None:
         if self._seq.note(seq):
