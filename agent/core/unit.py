@@ -50,6 +50,7 @@ from .events import (
 )
 from .publish import Lane, Publish
 from .status import StatusMachine
+from . import telemetry_cbor
 from .telemetry import FIX_STALE_S, ReportSchedule, TimeBase, fix_json
 
 # Inbound topics (relative to <prefix>/<unit>/) the unit subscribes to.
@@ -403,7 +404,9 @@ class Unit:
             "emergency": self.emergency.alarm_out,
             "call": self._call_ref(),
         }
-        return Publish("telemetry", _json(body), Lane.LIVE, qos=1, retain=False, seq=seq)
+        cbor = self.config.telemetry.encoding == "cbor"
+        payload = telemetry_cbor.encode_report(body) if cbor else _json(body)
+        return Publish("telemetry", payload, Lane.LIVE, qos=1, retain=False, seq=seq)
 
     def _status_key(self) -> tuple[Any, ...]:
         return (self.status.state, self.siren, self._call_ref(), self.emergency.alarm_out)
