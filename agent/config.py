@@ -206,6 +206,8 @@ class TelemetryConfig:
     rate_hz: Annotated[float, Gt(0), Le(10)] = 1.0
     # Backlog drain ceiling, so old reports never starve live traffic.
     backlog_max_rate: Annotated[float, Gt(0), Le(100_000)] = 5000.0
+    # "cbor": compact reports and batched backlog (docs/mqtt-api.md); "json" for integrations that read JSON.
+    encoding: Literal["json", "cbor"] = "json"
 
 
 # ------------------------------------------------------------------ power

@@ -52,6 +52,7 @@ from .events import (
 from .power import Parking
 from .publish import Lane, Publish
 from .status import StatusMachine
+from . import telemetry_cbor
 from .telemetry import FIX_STALE_S, ReportSchedule, TimeBase, fix_json
 
 # Inbound topics (relative to <prefix>/<unit>/) the unit subscribes to.
@@ -446,7 +447,9 @@ class Unit:
             "call": self._call_ref(),
             "ignition": self.parking.ignition_json,
         }
-        return Publish("telemetry", _json(body), Lane.LIVE, qos=1, retain=False, seq=seq)
+        cbor = self.config.telemetry.encoding == "cbor"
+        payload = telemetry_cbor.encode_report(body) if cbor else _json(body)
+        return Publish("telemetry", payload, Lane.LIVE, qos=1, retain=False, seq=seq)
 
     def _status_key(self) -> tuple[Any, ...]:
         return (self.status.state, self.siren, self._call_ref(), self.emergency.alarm_out,
