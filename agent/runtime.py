@@ -71,8 +71,15 @@ INBOX_SIZE = 1024
 STATUS_EVERY_S = 1.0  # `umps-agent status` tells the present within a second
 # The core loop wakes at least this often, so its heartbeat and the screens' clocks move.
 MAX_IDLE_S = 1.0
+ERROR_PAUSE_S = 0.2
 HEARTBEAT_MAX_AGE_S = 10.0
 PUBLISH_MAX_STALL_S = 60.0
+# Progress the watchdog asks for (else systemd restarts the agent at once, see sdnotify):
+# a telemetry report at least this often (or every 5 report periods, if longer) ...
+REPORT_MAX_GAP_S = 10.0
+# ... and, while events wait in the inbox, one handled at least this often.
+INBOX_MAX_STALL_S = 10.0
+WATCHDOG_CHECK_EVERY_S = 2.0  # checks (and pings) this often at most, so a stall is seen quickly
 # Topics whose retained copy is stale by definition: an old ack or clear must never touch a new alarm.
 # (A retained command would run again at every connect.)
 NEVER_RETAINED = ("alarm/ack", "alarm/clear", "cmd")
@@ -129,6 +136,9 @@ class Runtime:
         self.inbox: queue.Queue[Any] = queue.Queue(maxsize=INBOX_SIZE)
         self.dropped_events = 0
         self.core_errors = 0
+        self.events_handled = 0  # handled without an error: what the watchdog calls progress
+        self.reports_made = 0
+        self._last_report_mono = time.monotonic()
         self.started_mono = time.monotonic()
         self._stopping = threading.Event()
         self._core_thread: threading.Thread | None = None
@@ -236,9 +246,13 @@ class Runtime:
 
     def _core_loop(self) -> None:
         assert self.unit is not None
+        failed = False
         while True:
             self._heartbeat.beat()
             timeout = max(0.0, min(self._next_deadline() - time.monotonic(), MAX_IDLE_S))
+            if failed:
+                # A deadline that failed stays due: wake for it again later, not in a busy loop.
+                timeout = max(timeout, ERROR_PAUSE_S)
             try:
                 event = self.inbox.get(timeout=timeout)
             except queue.Empty:
@@ -248,9 +262,14 @@ class Runtime:
                 return
             try:
                 self._handle(event)
+                self.events_handled += 1
+                failed = False
             except Exception:  # noqa: BLE001 - one bad event never stops the unit
+                failed = True
                 self.core_errors += 1
-                log.exception("error handling %s; carrying on", type(event).__name__)
+                if self.core_errors in (1, 10, 100) or self.core_errors % 1000 == 0:
+                    log.exception("error handling %s (%d so far); carrying on", type(event).__name__,
+                                  self.core_errors)
 
     def _next_deadline(self) -> float:
         assert self.unit is not None
@@ -287,6 +306,9 @@ class Runtime:
 
     def _execute(self, effect: Any, now: Now) -> None:
         if isinstance(effect, Publish):
+            if effect.seq is not None:
+                self.reports_made += 1
+                self._last_report_mono = now.mono
             self._publish(effect)
         elif isinstance(effect, Feedback):
             if self.panel is not None:
@@ -605,9 +627,23 @@ class Runtime:
                 done=lambda: self.link.stats().acked if self.link else 0,
                 max_stall=PUBLISH_MAX_STALL_S,
             ).check(),
+            sdnotify.HealthCheck("telemetry", self._reports_on_schedule, restart_now=True),
+            sdnotify.Progress("inbox", pending=self.inbox.qsize, done=lambda: self.events_handled,
+                              max_stall=INBOX_MAX_STALL_S).check(restart_now=True),
         ]
-        self.watchdog = sdnotify.Watchdog(self.notifier, checks)
+        interval = sdnotify.watchdog_interval()
+        self.watchdog = sdnotify.Watchdog(self.notifier, checks,
+                                          interval and min(interval, WATCHDOG_CHECK_EVERY_S))
         self.watchdog.start()
+
+    def _reports_on_schedule(self) -> tuple[bool, str]:
+        """Telemetry is the unit's first duty: a core that stops producing it is stuck, even if it ticks."""
+        assert self.unit is not None
+        limit = max(REPORT_MAX_GAP_S, 5 * self.unit.schedule.period)
+        gap = time.monotonic() - self._last_report_mono
+        if gap <= limit:
+            return True, f"last report {gap:.1f} s ago ({self.reports_made} made)"
+        return False, f"no telemetry report for {gap:.1f} s (limit {limit:g} s)"
 
     def _status_line(self) -> str:
         unit = self.unit
