@@ -499,12 +499,13 @@ class Runtime:
         self.link = MqttLink(
             mqtt_settings(cfg),
             unit_id=cfg.unit.id,
-            on_up=lambda broker: self._post(LinkUp(broker, time.monotonic()), force=True),
+            on_up=self._on_link_up,
             on_down=self._on_link_down,
             on_message=lambda topic, payload, retained: self._post(
                 MessageReceived(topic, payload, time.monotonic(), retained)),
             birth=self._birth,
             subscriptions=SUBSCRIPTIONS,
+            waiting=lambda: self._backlog() > 0,  # reports waiting: come back quickly (see mqtt.py)
         )
         self.uplink = Uplink(self.outbox, self.link, backlog_rate_limit=cfg.telemetry.backlog_max_rate)
         self.uplink.start()
@@ -512,6 +513,11 @@ class Runtime:
             self._execute(effect, self.now())
         self._pending_restore = []
         self.link.start()
+
+    def _on_link_up(self, broker: str) -> None:
+        if self.uplink is not None:
+            self.uplink.link_up(broker)  # the waiting reports go now, not at the sender's next idle wake
+        self._post(LinkUp(broker, time.monotonic()), force=True)
 
     def _on_link_down(self, reason: str) -> None:
         if self.uplink is not None:
