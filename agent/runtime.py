@@ -28,6 +28,7 @@ the systemd watchdog pings stop and systemd restarts the agent.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import logging
 import os
@@ -58,8 +59,10 @@ from agent.core.events import (
 from agent.core.indicators import feedback, indicator_plan
 from agent.core.publish import Lane, Publish
 from agent.core.remote_config import (
-    ConfigChange, ConfigResult, ConfigState, Problem, RecentIds, RollbackGuard, current_message, handle_config_set, parse_command, rolled_back_result,
+    COMMANDS, CommandResult, ConfigChange, ConfigResult, ConfigState, Problem, RecentIds, RollbackGuard, current_message,
+    decode_payload, handle_config_set, parse_command, rolled_back_result,
 )
+from agent.core.telemetry import TRUSTED_TIME_SOURCES, best_time
 from agent.core.unit import SUBSCRIPTIONS, Now, Unit
 from agent.output_guard import OutputGuard
 
@@ -139,6 +142,7 @@ class Runtime:
         self.events_handled = 0  # handled without an error: what the watchdog calls progress
         self.reports_made = 0
         self._last_report_mono = time.monotonic()
+        self._gnss_offset: float | None = None  # the receiver's UTC - monotonic, set by the core thread
         self.started_mono = time.monotonic()
         self._stopping = threading.Event()
         self._core_thread: threading.Thread | None = None
@@ -263,6 +267,7 @@ class Runtime:
             try:
                 self._handle(event)
                 self.events_handled += 1
+                self._gnss_offset = self.unit.timebase.gnss_offset
                 failed = False
             except Exception:  # noqa: BLE001 - one bad event never stops the unit
                 failed = True
@@ -391,10 +396,25 @@ class Runtime:
     # ------------------------------------------------------ remote requests
 
     def _remote(self, event: MessageReceived, now: Now) -> None:
+        # Expiry and the replay window are judged on the unit's best clock, not the system's alone.
+        judged_at, source = self.best_time(now)
+        untrusted = self._expiry_unjudgeable(event.payload, source)
+        if untrusted is not None:
+            data, _ = decode_payload(event.payload)
+            request_id = data.get("id") if data and isinstance(data.get("id"), str) else None
+            problem = (Problem("expires", untrusted),)
+            if event.topic == "cmd":
+                name = data.get("command") if data and data.get("command") in COMMANDS else None
+                self._publish(self._answer("cmd/result", CommandResult(request_id, False, name, problem)))
+            else:
+                self._publish(self._answer("config/result",
+                                           ConfigResult(request_id, False, self.cfg_state.version, problem)))
+            log.warning("%s %s refused: its expiry %s", event.topic, request_id, untrusted)
+            return
         if event.topic == "cmd":
-            outcome = parse_command(event.payload, self.config, now.wall, self._recent_cmds)
+            outcome = parse_command(event.payload, self.config, judged_at, self._recent_cmds)
             if outcome.rejected is not None:
-                self._publish(Publish("cmd/result", outcome.rejected.to_json(), Lane.STATUS))
+                self._publish(self._answer("cmd/result", outcome.rejected))
                 return
             command = outcome.command
             assert command is not None
@@ -402,11 +422,11 @@ class Runtime:
                 self.uplink.flush_backlog()
             elif command.command == "report_position":
                 self._publish(self.unit.report(now))
-            self._publish(Publish("cmd/result", command.done().to_json(), Lane.STATUS))
+            self._publish(self._answer("cmd/result", command.done()))
             return
-        outcome = handle_config_set(event.payload, self.cfg_state, now.wall, self.validate)
+        outcome = handle_config_set(event.payload, self.cfg_state, judged_at, self.validate)
         if not outcome.accepted:
-            self._publish(Publish("config/result", outcome.result.to_json(), Lane.STATUS))
+            self._publish(self._answer("config/result", outcome.result))
             return
         new_state = outcome.state
         assert new_state is not None
@@ -418,7 +438,7 @@ class Runtime:
         except ConfigStoreError as exc:
             # Not stored, so not applied: the running config is untouched.
             refused = ConfigResult(outcome.result.id, False, self.cfg_state.version, (Problem("", str(exc)),))
-            self._publish(Publish("config/result", refused.to_json(), Lane.STATUS))
+            self._publish(self._answer("config/result", refused))
             return
         log.info("remote config version %d accepted (%s)", new_state.version, ", ".join(change.paths) or "no change")
         self._apply(new_state, change.reinit, now)
@@ -427,7 +447,7 @@ class Runtime:
             self._guard.arm(now.mono, new_state.version, new_state.request_id)
             self._pending_result = outcome.result
         else:
-            self._publish(Publish("config/result", outcome.result.to_json(), Lane.STATUS))
+            self._publish(self._answer("config/result", outcome.result))
         self._publish(self._config_current())
 
     def _apply(self, state: ConfigState, reinit: frozenset[str] | set[str], now: Now) -> None:
@@ -471,7 +491,7 @@ class Runtime:
                     log.error("%s", exc)
                 log.info("remote config version %d confirmed by the broker", armed.version)
                 if self._pending_result is not None:
-                    self._publish(Publish("config/result", self._pending_result.to_json(), Lane.STATUS))
+                    self._publish(self._answer("config/result", self._pending_result))
                     self._pending_result = None
                 return
         expired = self._guard.tick(now.mono)
@@ -485,12 +505,39 @@ class Runtime:
         result = rolled_back_result(expired.request_id, rolled, restored, self._guard.timeout_s)
         self._pending_result = None
         # Through the outbox: the admin gets it as soon as the unit is back online.
-        self._publish(Publish("config/result", result.to_json(), Lane.STATUS))
+        self._publish(self._answer("config/result", result))
         self._publish(self._config_current())
 
     def _config_current(self) -> Publish:
-        body = json.dumps(current_message(self.cfg_state), ensure_ascii=False).encode("utf-8")
+        body = json.dumps({**current_message(self.cfg_state), **self._stamp()}, ensure_ascii=False).encode("utf-8")
         return Publish("config/current", body, Lane.STATUS, retain=True)
+
+    def _answer(self, topic: str, result: ConfigResult | CommandResult) -> Publish:
+        """A ``config/result`` or ``cmd/result``, stamped like every message the unit sends."""
+        body = {**result.as_dict(), **self._stamp()}
+        return Publish(topic, json.dumps(body, ensure_ascii=False).encode("utf-8"), Lane.STATUS)
+
+    # ---------------------------------------------------------------- time
+
+    def best_time(self, now: Now | None = None) -> tuple[dt.datetime, str]:
+        """UTC from the unit's best clock and its ``time_source``; from any thread (the core
+        thread publishes the receiver's UTC offset as one float, :attr:`_gnss_offset`)."""
+        now = now or self.now()
+        return best_time(now.mono, now.wall, now.wall_synced, self._gnss_offset)
+
+    def _stamp(self) -> dict[str, str]:
+        ts, source = self.best_time()
+        return {"ts": iso(ts), "time_source": source}
+
+    def _expiry_unjudgeable(self, payload: bytes, source: str) -> str | None:
+        """Why a request's ``expires`` cannot be judged now (docs/remote-config.md), or None."""
+        if source in TRUSTED_TIME_SOURCES:
+            return None
+        data, _problems = decode_payload(payload)
+        if data is None or "expires" not in data:
+            return None
+        return ("cannot be judged yet: the unit has no trusted time (no GNSS fix and the system clock "
+                "not synchronised); send it again once the unit reports time_source gnss or system")
 
     # ------------------------------------------------------------- adapters
 
@@ -531,8 +578,10 @@ class Runtime:
         self._start_link()
 
     def _birth(self) -> bytes:
+        stamp = self._stamp()
         return birth_payload(agent_version=__version__, config_version=self.cfg_state.version,
-                             config_hash=self.cfg_state.config.digest(), ts=iso(self.clock.utc()))
+                             config_hash=self.cfg_state.config.digest(), ts=stamp["ts"],
+                             time_source=stamp["time_source"])
 
     def _start_gnss(self) -> None:
         g = self.config.gnss

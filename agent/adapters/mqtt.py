@@ -659,13 +659,16 @@ def _no_delay(client: paho.Client, userdata: Any, sock: Any) -> None:
         pass
 
 
-def birth_payload(*, agent_version: str, config_version: int, config_hash: str, ts: str) -> bytes:
+def birth_payload(*, agent_version: str, config_version: int, config_hash: str, ts: str,
+                  time_source: str | None = None) -> bytes:
     """The ``online`` birth message body (JSON, UTF-8)."""
-    body = {
+    body: dict[str, Any] = {
         "online": True,
         "agent_version": agent_version,
         "config_version": config_version,
         "config_hash": config_hash,
         "ts": ts,
     }
+    if time_source is not None:
+        body["time_source"] = time_source
     return json.dumps(body, separators=(",", ":")).encode()
