@@ -143,6 +143,7 @@ class Runtime:
         self.reports_made = 0
         self._last_report_mono = time.monotonic()
         self._gnss_offset: float | None = None  # the receiver's UTC - monotonic, set by the core thread
+        self._disk_probe: tuple[float, bool] | None = None  # (when, writable) while the outbox says not ok
         self.started_mono = time.monotonic()
         self._stopping = threading.Event()
         self._core_thread: threading.Thread | None = None
@@ -305,7 +306,8 @@ class Runtime:
             self._execute(effect, now)
         self._check_guard(now)
         self._persist()
-        if now.mono >= self._next_status_write:
+        # A change `umps-agent status` shows is written at once, not at the next round.
+        if now.mono >= self._next_status_write or isinstance(event, (LinkUp, LinkDown, GnssLost, GnssRestored)):
             self._next_status_write = now.mono + STATUS_EVERY_S
             self._write_status(now)
 
@@ -736,7 +738,7 @@ class Runtime:
             "outbox": {
                 **(out.pending if out else {}),
                 "dropped": out.dropped if out else 0,
-                "disk_ok": out.disk_ok if out else False,
+                "disk_ok": self._disk_ok(now.mono),
             },
             "gnss": {
                 "state": "lost" if unit.gnss_lost else ("fix" if unit.has_fix(now.mono) else "no fix"),
@@ -756,6 +758,36 @@ class Runtime:
             "outputs": {name: guard.snapshot() for name, guard in self.guards.items()},
             "counters": dataclasses.asdict(unit.counters),
         }
+
+    def _disk_ok(self, now_mono: float) -> bool:
+        """Whether the state directory takes writes now. The outbox only learns it at its next
+        commit, which may be far off (nothing left to write); while it says no, this probes with
+        a one-byte file once a second and, when that works, lets the outbox commit again."""
+        if self.outbox is None:
+            return False
+        if self.outbox.stats().disk_ok:
+            self._disk_probe = None
+            return True
+        if self._disk_probe is None or now_mono - self._disk_probe[0] >= 1.0:
+            self._disk_probe = (now_mono, self._probe_disk())
+            if self._disk_probe[1]:
+                self.guards["outbox"].run(self.outbox.commit)
+        return self._disk_probe[1]
+
+    def _probe_disk(self) -> bool:
+        probe = Path(self.config.storage.state_dir) / ".disk-probe"
+        try:
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, b"\n")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            probe.unlink()
+            return True
+        except OSError:
+            probe.unlink(missing_ok=True)
+            return False
 
     def _write_status(self, now: Now) -> None:
         self.guards["status_file"].run(self._store_status, now)
