@@ -56,6 +56,7 @@ class CallSummary:
     relative_bearing_deg: float | None = None
     age_s: float | None = None
     has_location: bool = True  # False: dispatch sent no coordinates for the call
+    code: str | None = None  # the dispatcher's short form of the nature, when the call has one
 
     def __post_init__(self) -> None:
         if self.priority not in (1, 2, 3):
@@ -119,6 +120,7 @@ def summarize_call(
     fix: Fix | None,
     age_s: float | None = None,
     min_speed_mps: float = MIN_SPEED_FOR_TRACK_MPS,
+    code: str | None = None,
 ) -> CallSummary:
     """The call as the panel shows it, seen from the vehicle's current fix.
 
@@ -146,6 +148,7 @@ def summarize_call(
         relative_bearing_deg=relative,
         age_s=age_s,
         has_location=location is not None,
+        code=code.strip() or None if code else None,
     )
 
 
