@@ -295,7 +295,9 @@ def test_near_and_unknown_positions(panel):
     no_fix = panel.render_layout(PanelView(lang="fr", call=CallSummary("C", 1, "Vol")))[1]
     assert next(p.text for p in no_fix if p.role == "distance") == "Pas de GPS"
     nowhere = panel.render_layout(PanelView(lang="ar", call=CallSummary("C", 1, "سرقة", has_location=False)))[1]
-    assert next(p.text for p in nowhere if p.role == "distance") == visual("الموقع غير محدد")
+    assert next(p.text for p in nowhere if p.role == "distance") == visual("موقع البلاغ مجهول")
+    lost = panel.render_layout(PanelView(lang="fr", gnss_lost=True, call=CallSummary("C", 1, "Vol")))[1]
+    assert next(p.text for p in lost if p.role == "distance") == "GPS débranché"
 
 
 # ------------------------------------------------------------ device, errors

@@ -65,6 +65,7 @@ def states(lang: str) -> dict[str, PanelView]:
         for fix in (3, 1):
             out[f"idle-{'online' if link else 'offline'}-fix{fix}"] = PanelView(
                 lang=lang, status="out_of_service", link_up=link, gnss_fix=fix, clock="23:59")
+    out["idle-offline-receiver-lost"] = PanelView(lang=lang, status="en_route", gnss_fix=1, gnss_lost=True, clock="23:59")
     for name, call in calls(lang).items():
         out[f"call-{name}"] = PanelView(lang=lang, status="en_route", link_up=True, gnss_fix=3, call=call, clock="23:59")
     for em in ("pending", "active", "acknowledged"):
@@ -140,6 +141,7 @@ def test_every_panel_state_reads_clean(panel, lang, name):
         save(f"{lang}-{name}" + (f"-p{page + 1}" if pages > 1 else ""), image)
         check_page(image, layout, framed=view.emergency != "none", filled={"none": False, "pending": False, "active": True}.get(view.emergency))
         assert any(p.role == "page-mark" for p in layout) == (pages > 1)
+        assert not any("…" in p.text for p in layout), f"text cut: {[p.text for p in layout]}"
     call = view.call
     if call is None:
         return

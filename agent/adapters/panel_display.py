@@ -305,7 +305,7 @@ class PanelDisplay:
         if view.emergency != "none":
             self._emergency(painter, view, catalog)
         elif view.call is not None:
-            pages = self._call(painter, view.call, catalog, page)
+            pages = self._call(painter, view.call, catalog, page, view.gnss_lost)
         else:
             self._idle(painter, view, catalog)
         return image, painter.placed, pages
@@ -359,16 +359,26 @@ class PanelDisplay:
         if view.clock:
             p.text("clock", p.box(w - 44, 0, w, bar), view.clock, [bar, bar - 1, 11], bold=True, align="end")
         p.draw.line((0, bar + 1, w - 1, bar + 1), fill=WHITE)
+        problems = [c("link.offline")] if not view.link_up else []
+        if view.gnss_lost:
+            problems.append(c("gnss.lost"))
+        elif not view.has_fix:
+            problems.append(c("gnss.no_fix"))
         footer = h - bar
+        if problems:
+            # Above the last pixel row: Arabic descenders must not touch the edge. Two problems
+            # that do not share a line get one each, and the status gives up the room.
+            box = (0, footer, w, h - 1)
+            flow = p.flow(" · ".join(problems), box, [bar - 1, 11, 10], max_lines=1)
+            if flow.pages > 1:
+                footer = h - 2 * bar
+                box = (0, footer, w, h - 1)
+                flow = p.flow(" · ".join(problems), box, [11, 10], max_lines=2)
+            p.draw_flow("problems", box, flow, 0, align="center")
         p.text("status", (0, bar + 3, w, footer - 1), c.status(view.status), [26, 24, 22, 20, 18, 16, 14],
                bold=True, align="center")
-        problems = [c("link.offline")] if not view.link_up else []
-        if not view.has_fix:
-            problems.append(c("gnss.no_fix"))
-        if problems:  # above the last pixel row: Arabic descenders must not touch the edge
-            p.text("problems", (0, footer, w, h - 1), " · ".join(problems), [bar - 1, 11, 10], align="center")
 
-    def _call(self, p: _Painter, call: CallSummary, c: Catalog, page: int = 0) -> int:
+    def _call(self, p: _Painter, call: CallSummary, c: Catalog, page: int = 0, gnss_lost: bool = False) -> int:
         """Draw page ``page`` of the call screen; returns how many pages it has."""
         w, h = p.width, p.height
         top = round(h * 0.42)  # priority box and nature
@@ -411,10 +421,10 @@ class PanelDisplay:
         if address is not None:
             p.draw_flow("address", p.box(0, top + 1, end, mid), address, page)
         # The last pixel row stays dark: nothing may touch the display's edge.
-        self._guidance(p, call, c, (0, mid + 1, w, h - 1))
+        self._guidance(p, call, c, (0, mid + 1, w, h - 1), gnss_lost)
         return pages
 
-    def _guidance(self, p: _Painter, call: CallSummary, c: Catalog, row: Box) -> None:
+    def _guidance(self, p: _Painter, call: CallSummary, c: Catalog, row: Box, gnss_lost: bool = False) -> None:
         """The bottom row: arrow (or target, or question mark) and distance."""
         w = p.width
         size = row[3] - row[1]
@@ -423,10 +433,11 @@ class PanelDisplay:
         cx, cy = (icon[0] + icon[2] - 1) / 2, (icon[1] + icon[3] - 1) / 2
         radius = size / 2 - 1
         if call.distance_m is None:
-            p.draw.ellipse((icon[0] + 1, icon[1] + 1, icon[2] - 2, icon[3] - 2), outline=WHITE, width=2)
-            p.text("icon", icon, "?", [size - 6], bold=True, align="center")
-            key = "gnss.no_fix" if call.has_location else "call.no_location"
-            p.text("distance", text_box, c(key), [16, 14, 12], bold=True)
+            # Whose position is missing, in words across the whole row: the call's place (dispatch
+            # sent none) or this unit's own (no fix, or the receiver unplugged).
+            key = "call.no_location" if not call.has_location else "gnss.lost" if gnss_lost else "gnss.no_fix"
+            p.text("distance", row, c(key), [16, 14, 13, 12, 12, 11], bold=[True] * 4 + [False, False],
+                   align="center")
             return
         if call.near:  # a target: the unit is there
             p.draw.ellipse((icon[0] + 1, icon[1] + 1, icon[2] - 2, icon[3] - 2), outline=WHITE, width=2)

@@ -94,6 +94,7 @@ class PanelView:
     emergency: EmergencyState = "none"
     call: CallSummary | None = None
     clock: str | None = None
+    gnss_lost: bool = False  # the receiver itself is silent or unplugged (not just no fix)
 
     def __post_init__(self) -> None:
         if self.lang not in LANGUAGES:
