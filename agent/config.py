@@ -386,6 +386,9 @@ class DisplayConfig:
     height: Annotated[int, Ge(16), Le(128)] = 64
     rotate: Literal[0, 1, 2, 3] = 0
     speech: bool = False  # spoken read-out of new calls (espeak-ng)
+    # Also write every frame to this PNG file (atomically): a live picture of what the rider
+    # sees, for the demo and the bench. Empty: no copy.
+    mirror_png: str = ""
 
 
 # --------------------------------------------------------------- security

@@ -574,7 +574,8 @@ class Runtime:
 
         try:
             device = open_display(kind, cfg.display.i2c_port, cfg.display.i2c_address, cfg.display.width,
-                                  cfg.display.height, cfg.display.rotate, labels=views.display_labels(self.unit))
+                                  cfg.display.height, cfg.display.rotate, labels=views.display_labels(self.unit),
+                                  mirror_png=cfg.display.mirror_png or None)
         except (DisplayError, OSError) as exc:
             log.error("rider display unavailable: %s", exc)
             return

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -585,9 +586,26 @@ class DisplayWorker:
 # ------------------------------------------------------------------ factory
 
 
+class _Mirrored:
+    """A luma device that also writes each frame to a PNG file, replaced atomically (demo, bench)."""
+
+    def __init__(self, device, path: str) -> None:
+        self._device = device
+        self._path = path
+
+    def __getattr__(self, name):
+        return getattr(self._device, name)
+
+    def display(self, image: Image.Image) -> None:
+        self._device.display(image)
+        tmp = f"{self._path}.tmp"
+        image.convert("1").save(tmp, format="PNG")
+        os.replace(tmp, self._path)
+
+
 def open_display(kind: str, i2c_port: int = 1, i2c_address: int = 0x3C, width: int = 128, height: int = 64,
                  rotate: int = 0, *, labels: Mapping[str, Mapping[str, str]] | None = None,
-                 fonts: FontSet | None = None) -> PanelDisplay | CharLcdDisplay | None:
+                 fonts: FontSet | None = None, mirror_png: str | None = None) -> PanelDisplay | CharLcdDisplay | None:
     """Build the panel display the config asks for; None for ``kind="none"``.
 
     ``hd44780`` is the 20×4 character LCD option (``agent.adapters.char_lcd``):
@@ -604,7 +622,8 @@ def open_display(kind: str, i2c_port: int = 1, i2c_address: int = 0x3C, width: i
         from luma.core.device import dummy
 
         # Mode "1" like the real OLEDs, so tests see what the rider sees.
-        return PanelDisplay(dummy(width=width, height=height, rotate=rotate, mode="1"), labels=labels, fonts=fonts)
+        device = dummy(width=width, height=height, rotate=rotate, mode="1")
+        return PanelDisplay(_Mirrored(device, mirror_png) if mirror_png else device, labels=labels, fonts=fonts)
     if kind in ("ssd1306", "sh1106"):
         from luma.core.error import Error as LumaError
         from luma.core.interface.serial import i2c
@@ -619,7 +638,7 @@ def open_display(kind: str, i2c_port: int = 1, i2c_address: int = 0x3C, width: i
                 f"{kind} display at I2C port {i2c_port} address 0x{i2c_address:02X} cannot be opened: {exc}"
             ) from exc
         device.persist = False  # blank the panel when the agent stops, rather than freeze a stale call
-        return PanelDisplay(device, labels=labels, fonts=fonts)
+        return PanelDisplay(_Mirrored(device, mirror_png) if mirror_png else device, labels=labels, fonts=fonts)
     if kind == "hd44780":
         from agent.adapters.char_lcd import open_char_lcd
 
