@@ -635,6 +635,7 @@ class Runtime:
             "unit": self.config.unit.id,
             "version": __version__,
             "pid": os.getpid(),
+            "config": str(self.config_path.resolve()),  # so `umps-agent status` / `config show` find it
             "uptime_s": round(now.mono - self.started_mono, 1),
             "written": time.time(),
             "link": {
