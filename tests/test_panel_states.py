@@ -51,7 +51,8 @@ def calls(lang: str) -> dict[str, CallSummary]:
         out[f"{size}-moving"] = CallSummary("C-1", 1, nature, address, 850.0, 40.0, 35.0, 60.0)
         out[f"{size}-stopped"] = CallSummary("C-2", 2, nature, address, 2_400.0, 225.0, None, 60.0)
     nature, address = TEXT[lang]["long"]
-    out["long-with-code"] = CallSummary("C-3", 1, nature, address, 850.0, 40.0, 35.0, 60.0, code="RIXE-AB")
+    out["long-with-code"] = CallSummary("C-3", 1, nature, address, 850.0, 40.0, 35.0, 60.0, code="RIXE-AB",
+                                        address_short="Marché central" if lang == "fr" else "السوق المركزي")
     out["no-location"] = CallSummary("C-4", 2, *TEXT[lang]["medium"], has_location=False)
     out["no-own-fix"] = CallSummary("C-5", 3, *TEXT[lang]["medium"])
     out["on-the-spot"] = CallSummary("C-6", 1, *TEXT[lang]["medium"], 12.0, None, None, 60.0)
@@ -145,7 +146,9 @@ def test_every_panel_state_reads_clean(panel, lang, name):
     call = view.call
     if call is None:
         return
-    for role, text in (("nature", call.code if call.code and pages > 1 else call.nature), ("address", call.address)):
+    shorts = call.code is not None
+    for role, text in (("nature", call.code if shorts else call.nature),
+                       ("address", call.address_short if shorts else call.address)):
         shown = words_shown(panel, view, role)
         assert not any("…" in line for line in shown), f"{role} cut: {shown}"
         base = "R" if lang == "ar" and role != "code" else "L"
@@ -163,10 +166,18 @@ def test_a_short_call_fits_one_page_and_a_long_one_pages(panel, lang):
     assert panel.page_count(medium) <= 2
 
 
-def test_the_short_form_stands_in_for_a_nature_that_would_need_pages(panel):
-    view = PanelView(lang="fr", gnss_fix=3, call=calls("fr")["long-with-code"])
-    shown = words_shown(panel, view, "nature")
-    assert set(shown) == {"RIXE-AB"}
+@pytest.mark.parametrize("lang", ["fr", "ar"])
+def test_the_short_forms_stand_in_for_text_that_would_need_pages(panel, lang):
+    view = PanelView(lang=lang, gnss_fix=3, call=calls(lang)["long-with-code"])
+    assert set(words_shown(panel, view, "nature")) == {"RIXE-AB"}
+    assert words_shown(panel, view, "address") == [visual(view.call.address_short)]
+    assert panel.page_count(view) == 1  # one glance
+    # A call that fits keeps its full text even when it carries short forms.
+    nature, address = TEXT[lang]["short"]
+    fits = PanelView(lang=lang, gnss_fix=3, call=CallSummary("C", 1, nature, address, 900.0, 10.0, 10.0,
+                                                             code="X-1", address_short="Y"))
+    assert words_shown(panel, fits, "nature") == [visual(nature)]
+    assert words_shown(panel, fits, "address") == [visual(address)]
 
 
 class _Device:

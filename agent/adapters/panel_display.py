@@ -10,7 +10,8 @@ What a rider in a helmet can take in at a glance, and nothing more:
   else its lines are shown a page at a time, the pages turning every
   ``PAGE_S`` seconds, with a page mark at the edge. The dispatcher's short
   nature (the call's ``code``) is shown instead of a nature that would need
-  pages. Lines keep a blank pixel row between them and the last row of the
+  pages, and its short address (``address_short``) for an address that would.
+  Lines keep a blank pixel row between them and the last row of the
   display stays dark (Arabic descenders included);
 - an emergency: "ALARME" and whether dispatch has acknowledged it.
 
@@ -408,6 +409,10 @@ class PanelDisplay:
             # Arabic strokes are thin at this size in one bit per pixel: draw it bold.
             address = p.flow(call.address, (0, top + 1, end, mid), ADDRESS_SIZES, bold=has_rtl(call.address),
                              max_lines=1) if call.address else None
+            if address is not None and address.pages > 1 and call.address_short:
+                # The dispatcher's short address, where the full one would need pages.
+                address = p.flow(call.address_short, (0, top + 1, end, mid), ADDRESS_SIZES,
+                                 bold=has_rtl(call.address_short), max_lines=1)
             return nature, address
 
         nature, address = layout(w)

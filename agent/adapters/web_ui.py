@@ -83,7 +83,8 @@ A JSON object; times are ISO 8601 UTC strings (``2024-03-01T10:20:30Z``)::
                    "cancel_deadline_s": float|null,   # seconds left to cancel, at "now"
                    "hold_s": float},                  # optional: hold time (default 2)
      "call": null | {"id": str, "priority": 1|2|3, "nature": str, "code": str|null,
-                     "address": str, "location": {"lat", "lon"}|null,
+                     "address": str, "address_short": str|null,
+                     "location": {"lat", "lon"}|null,
                      "details": str|null, "caller": str|null, "created": ISO,
                      "state": "new"|"accepted"|"declined"|"en_route"|"on_scene"
                               |"cleared"|"cancelled",

@@ -57,6 +57,7 @@ class CallSummary:
     age_s: float | None = None
     has_location: bool = True  # False: dispatch sent no coordinates for the call
     code: str | None = None  # the dispatcher's short form of the nature, when the call has one
+    address_short: str | None = None  # and of the address
 
     def __post_init__(self) -> None:
         if self.priority not in (1, 2, 3):
@@ -122,6 +123,7 @@ def summarize_call(
     age_s: float | None = None,
     min_speed_mps: float = MIN_SPEED_FOR_TRACK_MPS,
     code: str | None = None,
+    address_short: str | None = None,
 ) -> CallSummary:
     """The call as the panel shows it, seen from the vehicle's current fix.
 
@@ -150,6 +152,7 @@ def summarize_call(
         age_s=age_s,
         has_location=location is not None,
         code=code.strip() or None if code else None,
+        address_short=address_short.strip() or None if address_short else None,
     )
 
 

@@ -66,6 +66,7 @@ def _summary(unit: Unit, call: Call, now: Now) -> CallSummary:
         fix=_position(unit, now),
         age_s=max(0.0, (now.wall - call.created).total_seconds()),
         code=call.code,
+        address_short=call.address_short,
     )
 
 
