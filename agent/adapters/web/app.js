@@ -382,7 +382,7 @@
     dial.classList.toggle("unknown", !known);
     // Heading-up while moving (the arrow then says "turn this way"), north-up
     // when standing still, where the GNSS track is meaningless.
-    const moving = typeof g.speed === "number" && g.speed >= 3 && typeof g.track === "number";
+    const moving = g.mode >= 2 && g.receiver !== "lost" && typeof g.speed === "number" && g.speed >= 3 && typeof g.track === "number";
     const up = moving ? g.track : 0;
     setText($(".north", dial), t("north"));
     setAttr($(".north-g", dial), "transform", `rotate(${-up})`);
