@@ -289,3 +289,64 @@ def test_the_pairwise_cases_cover_every_pair():
               for a in va for b in vb}
     assert wanted <= pairs
     assert len(PAIRWISE) < 60 and len(ALL) == 3600
+
+
+@pytest.mark.browser
+@needs_chromium
+@pytest.mark.parametrize("lang", ["fr", "ar"])
+def test_a_false_alarm_is_cancelled_by_touch_through_the_core(browser, lang):  # noqa: F811
+    """Hold the alarm on the screen, let go, touch "cancel": the core withdraws the alarm it sent."""
+    import queue
+
+    from playwright.sync_api import expect
+
+    from agent.core.emergency import EmergencyState
+    from agent.core.events import ButtonPressed, ButtonReleased
+
+    events: queue.Queue = queue.Queue()
+    ui = WebUi("127.0.0.1", 0, post=events.put)
+    ui.start()
+    rig = Rig(config("car", ui={"language": lang, "theme": "night"}, panel={"emergency_cancel_s": 30.0}))
+    rig.link_up()
+    rig.fix()
+
+    def feed(kind, name):
+        """The page's next input, handed to the core as the runtime does; the screen gets its snapshot."""
+        event = events.get(timeout=TIMEOUT_S)
+        assert (type(event), event.name, event.source) == (kind, name, "touch")
+        rig.send(event)
+        ui.update(views.screen_snapshot(rig.unit, rig.now()))
+
+    context = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT}, has_touch=True)
+    page = context.new_page()
+    try:
+        ui.update(views.screen_snapshot(rig.unit, rig.now()))
+        page.goto(ui.url)
+        sos = page.locator("#actions .sos")
+        expect(sos).to_have_attribute("data-state", "none")
+        box = sos.bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.mouse.down()
+        feed(ButtonPressed, "emergency")
+        rig.run_until(rig.t + 2.0)  # held for the hold time: the alarm goes out, pending
+        ui.update(views.screen_snapshot(rig.unit, rig.now()))
+        assert rig.unit.emergency.state is EmergencyState.PENDING
+        page.mouse.up()  # lifting the finger that raised it cancels nothing
+        feed(ButtonReleased, "emergency")
+        assert rig.unit.emergency.state is EmergencyState.PENDING
+        expect(sos).to_have_attribute("data-state", "pending")
+        expect(page.locator("#band-alarm")).to_be_visible()
+
+        page.touchscreen.tap(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        feed(ButtonPressed, "emergency_cancel")
+        feed(ButtonReleased, "emergency_cancel")
+        assert rig.unit.emergency.state is EmergencyState.NONE
+        withdrawn = [json.loads(p.payload) for p in rig.log if getattr(p, "topic", None) == "alarm"]
+        assert [a["state"] for a in withdrawn] == ["pending", "cancelled"]
+        expect(sos).to_have_attribute("data-state", "none")
+        expect(page.locator("#band-alarm")).to_be_hidden()
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"touch-cancel-done-{lang}.png"), animations="disabled")
+    finally:
+        context.close()
+        ui.stop()
