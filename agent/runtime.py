@@ -653,7 +653,8 @@ class Runtime:
 
         try:
             device = open_display(kind, cfg.display.i2c_port, cfg.display.i2c_address, cfg.display.width,
-                                  cfg.display.height, cfg.display.rotate, labels=views.display_labels(self.unit))
+                                  cfg.display.height, cfg.display.rotate, labels=views.display_labels(self.unit),
+                                  mirror_png=cfg.display.mirror_png or None)
         except (DisplayError, OSError) as exc:
             log.error("rider display unavailable: %s", exc)
             return
@@ -727,6 +728,7 @@ class Runtime:
             "unit": self.config.unit.id,
             "version": __version__,
             "pid": os.getpid(),
+            "config": str(self.config_path.resolve()),  # so `umps-agent status` / `config show` find it
             "uptime_s": round(now.mono - self.started_mono, 1),
             "written": time.time(),
             "link": {
