@@ -206,6 +206,8 @@ class TelemetryConfig:
     rate_hz: Annotated[float, Gt(0), Le(10)] = 1.0
     # Backlog drain ceiling, so old reports never starve live traffic.
     backlog_max_rate: Annotated[float, Gt(0), Le(100_000)] = 5000.0
+    # "cbor": compact reports and batched backlog (docs/mqtt-api.md); "json" for integrations that read JSON.
+    encoding: Literal["json", "cbor"] = "json"
 
 
 # ------------------------------------------------------------------ power
@@ -450,32 +452,43 @@ class AgentConfig:
 
     def plain(self) -> dict[str, Any]:
         """The config as JSON data, secrets in clear (never publish this)."""
-        return _plain(self)
+        return _plain(self, "clear")
 
     def redacted(self) -> dict[str, Any]:
-        """The effective config as plain JSON data, secrets replaced by ``"***"``."""
-        data = self.plain()
-        if self.mqtt.password is not None:
-            data["mqtt"]["password"] = "***"
-        return data
+        """The effective config as plain JSON data, every :class:`Secret` replaced by ``"***"``."""
+        return _plain(self, "mask")
 
     def digest(self) -> str:
-        """A short stable hash of the effective config (secrets included, not shown)."""
-        blob = json.dumps(self.plain(), sort_keys=True, separators=(",", ":")).encode()
+        """A short stable hash of the effective config *without its secrets*.
+
+        Published as ``config_hash`` (``online``) and ``hash`` (``config/current``),
+        where dispatch and admin roles read it next to the redacted config: a hash
+        that covered the MQTT password would let them test password guesses
+        offline. Every :class:`Secret` is left out (not masked: its presence
+        would say nothing a reader cannot see in the redacted config anyway), so
+        changing only a secret leaves the hash as it was. Key files are named by
+        their path; their contents are never read into the config.
+        """
+        blob = json.dumps(_plain(self, "omit"), sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def _plain(value: Any) -> Any:
+_OMIT = object()
+
+
+def _plain(value: Any, secrets: Literal["clear", "mask", "omit"]) -> Any:
     if dataclasses.is_dataclass(value):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        items = ((f.name, _plain(getattr(value, f.name), secrets)) for f in dataclasses.fields(value))
+        return {name: item for name, item in items if item is not _OMIT}
     if isinstance(value, dict):
-        return {str(key): _plain(item) for key, item in value.items()}
+        items = ((str(key), _plain(item, secrets)) for key, item in value.items())
+        return {key: item for key, item in items if item is not _OMIT}
     if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
+        return [item for item in (_plain(v, secrets) for v in value) if item is not _OMIT]
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, Secret):
-        return value.get_secret_value()
+        return {"clear": value.get_secret_value(), "mask": "***", "omit": _OMIT}[secrets]
     return value
 
 

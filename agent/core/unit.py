@@ -38,6 +38,7 @@ from typing import Any
 
 from agent.config import STATUS_CODES, AgentConfig
 
+from . import inbound_text
 from .dispatch import Alert, CallBook, Cancelled, Ignored, Rejected, Response, ResponseRefused, Updated, iso
 from .effects import Feedback, Shutdown, Speak
 from .emergency import (
@@ -51,6 +52,7 @@ from .events import (
 from .power import Parking
 from .publish import Lane, Publish
 from .status import StatusMachine
+from . import telemetry_cbor
 from .telemetry import FIX_STALE_S, ReportSchedule, TimeBase, fix_json
 
 # Inbound topics (relative to <prefix>/<unit>/) the unit subscribes to.
@@ -75,6 +77,7 @@ class Notice:
     kind: str
     detail: str
     mono: float
+    subject: str = ""  # what it is about (the cancelled call's nature)
 
 
 @dataclass
@@ -106,6 +109,7 @@ class Unit:
     last_valid: Fix | None = None
     last_valid_mono: float | None = None
     notice: Notice | None = None
+    status_since: dt.datetime | None = None  # when the current status was set (None: before this run)
     counters: Counters = field(default_factory=Counters)
     revision: int = 0  # bumped on every change a screen or LED shows
     _status_sent: tuple[Any, ...] | None = field(default=None, init=False, repr=False)
@@ -125,6 +129,7 @@ class Unit:
         out: list[Any] = []
         if state.get("status") in STATUS_CODES:
             self.status.restore(state["status"])
+            self.status_since = _parse_iso(state.get("status_since"))
         if "calls" in state:
             self.calls = CallBook.restore(state["calls"], now.mono)
             # A call stored before its receipt went out gets its receipt now.
@@ -142,6 +147,7 @@ class Unit:
         """What must survive a restart or a power cut (stored on every change)."""
         return {
             "status": self.status.state,
+            "status_since": iso(self.status_since) if self.status_since else None,
             "emergency": self.emergency.snapshot(),
             "calls": self.calls.snapshot(),
         }
@@ -280,6 +286,14 @@ class Unit:
                 self._emergency_events(self.emergency.cancel(now.mono), now, out)
             else:
                 self._refuse("no_call", now, out)
+        elif name == "emergency_cancel":
+            # The touchscreen's alarm control during the cancel window ("touch to cancel"): the
+            # same rule as ``ack`` but never anything else, so a tap that lands after the window
+            # closed is refused and cannot accept a call instead.
+            if self.emergency.alarm_out:
+                self._emergency_events(self.emergency.cancel(now.mono), now, out)
+            else:
+                self._refuse("no_alarm", now, out)
         elif name == "decline":
             self._answer("declined", now, out)
         elif name == "cleared":
@@ -297,6 +311,7 @@ class Unit:
             if from_crew:
                 self._refuse(result.reason or "not_allowed", now, out)
             return False
+        self.status_since = now.wall
         if from_crew:
             # The crew's status also answers the call they are working (not one waiting to be accepted).
             # Answered first, so the status message shows the call as it now is.
@@ -352,7 +367,7 @@ class Unit:
             case Updated():
                 self.revision += 1
             case Cancelled(call=call, reason=reason) if call is not None:
-                self.notice = Notice("cancelled", reason or call.id, now.mono)
+                self.notice = Notice("cancelled", reason or "", now.mono, call.nature)
                 self.revision += 1
             case Cancelled():
                 pass  # cancelled before it arrived: the crew never saw it, nothing to tell them
@@ -432,7 +447,9 @@ class Unit:
             "call": self._call_ref(),
             "ignition": self.parking.ignition_json,
         }
-        return Publish("telemetry", _json(body), Lane.LIVE, qos=1, retain=False, seq=seq)
+        cbor = self.config.telemetry.encoding == "cbor"
+        payload = telemetry_cbor.encode_report(body) if cbor else _json(body)
+        return Publish("telemetry", payload, Lane.LIVE, qos=1, retain=False, seq=seq)
 
     def _status_key(self) -> tuple[Any, ...]:
         return (self.status.state, self.siren, self._call_ref(), self.emergency.alarm_out,
@@ -496,7 +513,7 @@ def _alarm_id(payload: bytes) -> int | None:
     if not payload.strip():
         return None
     try:
-        data = json.loads(payload)  # ValueError (JSONDecodeError, UnicodeDecodeError) on garbage
+        data = inbound_text.loads(payload)  # ValueError (JSONDecodeError, UnicodeDecodeError, BadText)
     except RecursionError:
         raise ValueError("nested too deeply") from None
     if not isinstance(data, dict):
@@ -505,3 +522,14 @@ def _alarm_id(payload: bytes) -> int | None:
     if value is None or (isinstance(value, int) and not isinstance(value, bool)):
         return value
     raise ValueError("id must be an integer")
+
+
+def _parse_iso(value: Any) -> dt.datetime | None:
+    """A stored ISO 8601 UTC time, or None when absent or unreadable (an older state file)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else None
