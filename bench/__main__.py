@@ -43,6 +43,7 @@ BENCHES: dict[str, tuple[str, int]] = {
     "call": ("call PUBLISH -> touchscreen DOM and -> `received`, real agent", 600),
     "fix": ("fix age at publish, 1 Hz cadence, unplug, RSS, CPU and disk writes, real agent, 10 Hz receiver", 900),
     "fleet": ("1,000 simulated units at 1 Hz against one broker (the rig's fleet mode)", 300),
+    "power": ("power-fail warning -> safe and stopped, 24 h backlog, link down, real agent", 600),
 }
 
 DOC = ROOT / "docs" / "performance.md"
