@@ -181,10 +181,11 @@ class Runtime:
         now = self.now()
         self.unit = Unit(cfg, self.outbox.next_seq(), now, config_version=self.cfg_state.version)
         self._restore_state(now)
+        # The ignition's level is on the inbox before the first LinkUp: the first status says it.
+        self._start_power()
         self._start_link()
         self._start_gnss()
         self._start_panel()
-        self._start_power()
         self._start_screens()
         if self.cfg_state.pending:
             # A broker change was stored but never confirmed (the unit restarted meanwhile).
