@@ -236,6 +236,10 @@ Commands (type one and press Enter):
   unplug [SECONDS]            receiver unplugged (default 5 s)
   outage [SECONDS]            broker stopped (default 15 s)
   deadzone [SECONDS]          the car's own link stalls (default 20 s)
+  ignition on|off             the vehicle's ignition (parked: fewer reports)
+  power_fail [HOLD_UP]        the hold-up supply warns, then gives out (default
+                              2 s); the power comes back 5 s later
+  power_cut [SECONDS]         power cut without warning, back after 5 s
   help | quit
 """
 
@@ -302,7 +306,7 @@ A P1 call arrives by itself in {args.call_at:g} s. Ctrl-C to stop.
     try:
         deadline = time.monotonic() + args.duration if args.duration else None
         while not stop.is_set():
-            if rig.agent and rig.agent.exit_code() is not None:
+            if rig.agent and rig.agent.exit_code() is not None and not rig.power_off:
                 print(f"the agent exited with {rig.agent.exit_code()}; see {workdir / 'agent.log'}", flush=True)
                 failed = True
                 return EXIT_FAILED
@@ -456,6 +460,12 @@ def _demo_command(rig, line: str, state: dict, out) -> None:
         seconds = num(20.0)
         steps.append(("link_down", {"mode": "blackhole"}))
         threading.Timer(seconds, lambda: _demo_step(rig, "link_up", {}, out)).start()
+    elif cmd == "ignition" and rest and rest[0] in ("on", "off"):
+        steps.append(("ignition", {"on": rest[0] == "on"}))
+    elif cmd == "power_fail":
+        steps.append(("power_fail", {"hold_up_s": num(2.0), "off_s": 5.0}))
+    elif cmd == "power_cut":
+        steps.append(("power_cut", {"off_s": num(5.0)}))
     elif cmd in ("press", "tap", "hold", "siren"):
         print(f"{cmd}: which one? type help for the list", flush=True)
         return

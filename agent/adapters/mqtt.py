@@ -243,6 +243,7 @@ class MqttLink:
         )
         self._last_down_reason: str | None = None
         self._state = "stopped"
+        self._goodbye = OFFLINE_PAYLOAD
 
     # ------------------------------------------------------------ public
 
@@ -265,11 +266,15 @@ class MqttLink:
         self._thread = threading.Thread(target=self._supervise, name="mqtt-link", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Say offline, disconnect and stop the link thread. Raises if it will not stop."""
+    def stop(self, timeout: float = 10.0, *, reason: str | None = None) -> None:
+        """Say offline, disconnect and stop the link thread. Raises if it will not stop.
+
+        ``reason`` goes into the retained goodbye (``{"online": false, "reason": "power"}``).
+        """
         thread = self._thread
         if thread is None:
             return
+        self._goodbye = offline_payload(reason)
         self._stop.set()
         thread.join(timeout)
         if thread.is_alive():
@@ -523,7 +528,7 @@ class MqttLink:
         """Clean shutdown: retained offline, then DISCONNECT (so the will is not needed)."""
         client = session.client
         try:
-            info = client.publish(self._base + "online", OFFLINE_PAYLOAD, qos=1, retain=True)
+            info = client.publish(self._base + "online", self._goodbye, qos=1, retain=True)
             if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
                 info.wait_for_publish(2.0)
             client.disconnect()
@@ -696,9 +701,21 @@ def publish_properties(session: _Session, full_topic: str, payload: bytes) -> tu
     return full_topic, props, alias
 
 
+def offline_payload(reason: str | None = None) -> bytes:
+    """The ``online`` goodbye of a clean stop; ``reason`` (``power``, ``ignition``) when it has one."""
+    if reason is None:
+        return OFFLINE_PAYLOAD
+    return json.dumps({"online": False, "reason": reason}, separators=(",", ":")).encode()
+
+
 def birth_payload(*, agent_version: str, config_version: int, config_hash: str, ts: str,
-                  time_source: str | None = None) -> bytes:
-    """The ``online`` birth message body (JSON, UTF-8)."""
+                  time_source: str | None = None, seq_start: int | None = None,
+                  seq_gap: dict[str, int] | None = None) -> bytes:
+    """The ``online`` birth message body (JSON, UTF-8).
+
+    ``seq_start``: the first telemetry seq of this run; ``seq_gap``: the seq range
+    this run declares never sent (``{"from": a, "to": b}``), or null (docs/mqtt-api.md).
+    """
     body: dict[str, Any] = {
         "online": True,
         "agent_version": agent_version,
@@ -708,4 +725,7 @@ def birth_payload(*, agent_version: str, config_version: int, config_hash: str, 
     }
     if time_source is not None:
         body["time_source"] = time_source
+    if seq_start is not None:
+        body["seq_start"] = seq_start
+        body["seq_gap"] = seq_gap
     return json.dumps(body, separators=(",", ":")).encode()
