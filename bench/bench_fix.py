@@ -40,7 +40,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from bench.common import ROOT, Figure, log, proc_cpu_seconds, proc_memory_kib, proc_rss_kib, summary  # noqa: E402
+from bench.common import (  # noqa: E402
+    ROOT, Figure, log, proc_cpu_seconds, proc_memory_kib, proc_rss_kib, proc_write_bytes, summary,
+)
 from bench.rig import PEER_MQTT, PREFIX, Rig, topic  # noqa: E402
 
 RATE_HZ = 10
@@ -180,7 +182,7 @@ def unplug_rounds(rig: Rig, rounds: int) -> tuple[list[float], list[float]]:
         if seen is not None:
             reopened.append(seen - t)
         mark = rig.watcher.mark()
-        rig.watcher.wait(lambda m: m.topic == topic("telemetry") and ((m.json() or {}).get("fix") or {}).get("mode", 0)
+        rig.watcher.wait_message(lambda m: m.topic == topic("telemetry") and ((m.json() or {}).get("fix") or {}).get("mode", 0)
                          >= 2, 10.0, mark)
     return lost, reopened
 
@@ -192,7 +194,7 @@ def run(seconds: float, unplugs: int = 5, down_seconds: float = 30.0) -> dict:
     peer_topic = f"{PREFIX}/{PEER_UNIT}/telemetry"
     peer = None
     try:
-        rig.watcher.client.subscribe(peer_topic, 1)
+        peer_seen_as = rig.watch(peer_topic)
         tls = rig.client_tls("bench-peer-gnss")
         peer = subprocess.Popen([sys.executable, "-c", PEER, rig.peer_ptys[0], str(rig.broker.port), peer_topic,
                                  *tls.argv()],
@@ -203,21 +205,21 @@ def run(seconds: float, unplugs: int = 5, down_seconds: float = 30.0) -> dict:
             f"then {seconds:.0f} s with a {RATE_HZ} Hz receiver")
         time.sleep(WARMUP_S)  # a timed run: the figures are taken over a fixed window
         t0 = time.monotonic()
-        cpu0 = {"agent": rig.agent.cpu_seconds(), "peer": proc_cpu_seconds(peer.pid)}
-        io0 = rig.agent.write_bytes()
+        cpu0 = {"agent": proc_cpu_seconds(rig.agent.pid), "peer": proc_cpu_seconds(peer.pid)}
+        io0 = proc_write_bytes(rig.agent.pid)
         time.sleep(seconds)
         wall = time.monotonic() - t0
-        cpu1 = {"agent": rig.agent.cpu_seconds(), "peer": proc_cpu_seconds(peer.pid)}
-        io1 = rig.agent.write_bytes()
+        cpu1 = {"agent": proc_cpu_seconds(rig.agent.pid), "peer": proc_cpu_seconds(peer.pid)}
+        io1 = proc_write_bytes(rig.agent.pid)
         out["write_bytes_per_day"] = (io1 - io0) * 86400 / wall if io0 is not None and io1 is not None else None
-        out["rss_kib"] = {"agent": rig.agent.rss_kib(), "peer": proc_rss_kib(peer.pid)}
+        out["rss_kib"] = {"agent": proc_rss_kib(rig.agent.pid), "peer": proc_rss_kib(peer.pid)}
         memory = proc_memory_kib(rig.agent.pid)
         out["agent_rss_split_kib"] = {"anon": memory.get("RssAnon"), "file": memory.get("RssFile")}
         out["import_ladder"] = import_ladder()
         out["cpu_pct"] = {k: 100 * (cpu1[k] - cpu0[k]) / wall if cpu0[k] is not None and cpu1[k] is not None
                           else float("nan") for k in cpu0}
         out["agent"] = analyse(rig, topic("telemetry"), t0, 1.0)
-        out["peer"] = analyse(rig, peer_topic, t0, 1.0)
+        out["peer"] = analyse(rig, peer_seen_as, t0, 1.0)
         out["agent_alive"] = rig.agent.alive()
         out["emulator"] = dict(rig.gnss.stats)
         peer.terminate()  # it has no reopen logic: unplugging would only crash it
@@ -226,9 +228,9 @@ def run(seconds: float, unplugs: int = 5, down_seconds: float = 30.0) -> dict:
         # Link down: the broker goes away; every report now waits in the outbox's backlog.
         rig.broker.stop()
         time.sleep(5.0)  # let the link notice and the first backlog commit pass
-        io0, t1 = rig.agent.write_bytes(), time.monotonic()
+        io0, t1 = proc_write_bytes(rig.agent.pid), time.monotonic()
         time.sleep(down_seconds)
-        io1, wall = rig.agent.write_bytes(), time.monotonic() - t1
+        io1, wall = proc_write_bytes(rig.agent.pid), time.monotonic() - t1
         out["down_seconds"] = wall
         out["down_write_bytes_per_day"] = ((io1 - io0) * 86400 / wall
                                            if io0 is not None and io1 is not None else None)

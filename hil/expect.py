@@ -29,6 +29,7 @@ from typing import Any
 from hil.runlog import Msg, PinSample, RunLog
 from hil.scenario import COLOURS, Expectation, Scenario
 from hil.scenario import match_text as _match_text
+from hil.stats import percentile
 
 TELEMETRY_TOPICS = ("telemetry", "telemetry/backlog")
 _MISSING = object()
@@ -280,7 +281,7 @@ def _cadence(exp: Expectation, log: RunLog, _anchor: float) -> Outcome:
     good = sum(1 for d in intervals if abs(d - period) <= a["tolerance"] * period)
     share = good / len(intervals)
     srt = sorted(intervals)
-    p95 = srt[min(len(srt) - 1, int(0.95 * len(srt)))]
+    p95 = percentile(srt, 95)
     mean = sum(intervals) / len(intervals)
     seen = (f"{share * 100:.1f} % of {len(intervals)} intervals in tolerance; mean {mean:.3f} s, "
             f"p95 {p95:.3f} s, max {srt[-1]:.3f} s")
@@ -334,7 +335,7 @@ def _position(exp: Expectation, log: RunLog, _anchor: float) -> Outcome:
         return Outcome(exp.name, exp.kind, False, describe_expected(exp),
                        f"{len(errors)} position(s) matched to the route by fix time ({unmatched} unmatched)")
     srt = sorted(e for _, e in errors)
-    p95 = srt[min(len(srt) - 1, int(0.95 * len(srt)))]
+    p95 = percentile(srt, 95)
     seen = f"p95 {p95:.1f} m, max {srt[-1]:.1f} m over {len(errors)} fixes ({unmatched} unmatched)"
     return Outcome(exp.name, exp.kind, p95 <= a["max_m"], describe_expected(exp), seen, data={
         "errors": [[round(t, 3), round(e, 2)] for t, e in errors], "p95": p95})

@@ -204,10 +204,15 @@ class NmeaFramer:
                 c.bad_checksum += 1
                 return
             body = raw[1:star]
-            if reduce(xor, body, 0) != int(cs, 16):
+            if checksum(body) != int(cs, 16):
                 c.bad_checksum += 1
                 return
         out.append((body.decode("ascii"), star >= 0))
+
+
+def checksum(body: bytes) -> int:
+    """The NMEA checksum of ``body`` (what lies between ``$`` and ``*``): the XOR of its bytes."""
+    return reduce(xor, body, 0)
 
 
 # ------------------------------------------------------------------ parsing
