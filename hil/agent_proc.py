@@ -34,7 +34,8 @@ from typing import Any
 
 import tomli_w
 
-from agent.config import AgentConfig, parse_config
+from agent.config import AgentConfig
+from agent.config_validate import parse_config
 from hil.recorder import ClientTls
 
 ROOT = Path(__file__).resolve().parents[1]

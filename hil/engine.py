@@ -54,6 +54,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.admin_tools import public_text
 from agent.config import AgentConfig, ConfigError, load_config
+from agent.config_validate import parse_config
 from hil import agent_proc
 from hil.bench import BenchPins, SerialForwarder
 from hil.broker import Broker, TlsListener, free_port
@@ -226,7 +227,7 @@ class Rig:
         """A real unit: its config says which pins and topics; its agent is already running."""
         assert self.opt.unit_config is not None
         try:
-            self.config = load_config(self.opt.unit_config)
+            self.config = load_config(self.opt.unit_config, parse_config)
         except ConfigError as exc:
             raise RigError(str(exc)) from None
         self.opt.unit_id, self.opt.prefix = self.config.unit.id, self.config.mqtt.prefix
