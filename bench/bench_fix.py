@@ -282,8 +282,9 @@ def collect(quick: bool = False) -> dict:
                max(r["reopened"]) if r["reopened"] else None, "s", digits=2,
                note="reopen back-off capped by [gnss] reopen_max_wait_s, default 5 s"
                     + (f"; median {summary(r['reopened'])['p50']:.2f} s" if r["reopened"] else "")),
-        Figure("Resources", "steady RSS of the whole agent, no touchscreen, 10 Hz receiver",
-               (r["rss_kib"]["agent"] or float("nan")) / 1024, "MiB", target=40, source="#3",
+        Figure("Resources", "steady RSS of the whole agent, no touchscreen, no display, 10 Hz receiver (the "
+               "real profiles' memory and its growth are in the memory section)",
+               (r["rss_kib"]["agent"] or float("nan")) / 1024, "MiB",
                peer=(r["rss_kib"]["peer"] or float("nan")) / 1024, peer_label=peer_label, note=rss_note(r)),
         Figure("Resources", "disk writes of the whole agent process, link up, 1 Hz reports (write_bytes, per day)",
                r["write_bytes_per_day"] / 1e6 if r.get("write_bytes_per_day") is not None else None, "MB/day",
