@@ -33,14 +33,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from bench.common import Figure, Skip, log, summary  # noqa: E402
+from bench.common import CHROMIUM, CHROMIUM_ARGS, Figure, Skip, log, summary  # noqa: E402
 from bench.rig import Rig, topic  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 
 OBSERVER = """() => {
   window.__seen = {};

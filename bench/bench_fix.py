@@ -30,7 +30,6 @@ Run: ``python -m bench.bench_fix [--seconds N]``.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import subprocess
@@ -44,6 +43,7 @@ from bench.common import (  # noqa: E402
     ROOT, Figure, log, proc_cpu_seconds, proc_memory_kib, proc_rss_kib, proc_write_bytes, summary,
 )
 from bench.rig import PEER_MQTT, PREFIX, Rig, topic  # noqa: E402
+from hil.expect import parse_utc  # noqa: E402
 
 RATE_HZ = 10
 WARMUP_S = 10.0
@@ -81,16 +81,6 @@ while True:
 '''
 
 
-def parse_time(text: str | None) -> dt.datetime | None:
-    if not text:
-        return None
-    try:
-        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
-
-
 def analyse(rig: Rig, topic_name: str, since_mono: float, rate_hz: float) -> dict:
     msgs = [m for m in rig.watcher.on(topic_name) if m.mono >= since_mono]
     age_pub, age_recv, age_self, age_stamp, unmatched, seqs = [], [], [], [], 0, []
@@ -101,9 +91,9 @@ def analyse(rig: Rig, topic_name: str, since_mono: float, rate_hz: float) -> dic
             seqs.append(body["seq"])
         if isinstance(fix.get("age"), (int, float)):
             age_self.append(1000 * fix["age"])
-        fix_time = parse_time(fix.get("time"))
+        fix_time = parse_utc(fix.get("time"))
         sent = rig.gnss.emitted_wall(fix_time) if fix_time else None
-        ts = parse_time(body.get("ts"))
+        ts = parse_utc(body.get("ts"))
         # A ts from a GNSS-disciplined clock is on the receiver's timeline (UTC = system
         # clock + offset); a ts from the system clock is not: bring both to the same one.
         offset = rig.gnss.utc_offset_s if body.get("time_source") == "gnss" else 0.0

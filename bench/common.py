@@ -26,6 +26,13 @@ from hil.stats import percentile
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Debian's Chromium, driven by Playwright through executable_path (never `playwright install`).
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
 
 @dataclass
 class Figure:

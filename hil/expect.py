@@ -302,7 +302,8 @@ def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * r * math.asin(min(1.0, math.sqrt(h)))
 
 
-def _parse_utc(text: Any) -> dt.datetime | None:
+def parse_utc(text: Any) -> dt.datetime | None:
+    """An ISO 8601 time from a payload (``Z`` or an offset; none means UTC), None if it is not one."""
     if not isinstance(text, str):
         return None
     try:
@@ -325,7 +326,7 @@ def _position(exp: Expectation, log: RunLog, _anchor: float) -> Outcome:
         fix = d.get("fix") or {}
         if not isinstance(fix, dict) or (fix.get("mode") or 0) < 2 or fix.get("lat") is None:
             continue
-        when = _parse_utc(fix.get("time"))
+        when = parse_utc(fix.get("time"))
         point = _nearest(truth, stamps, when.timestamp()) if when else None
         if point is None:
             unmatched += 1
