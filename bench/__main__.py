@@ -45,6 +45,8 @@ BENCHES: dict[str, tuple[str, int]] = {
     "fleet": ("1,000 simulated units at 1 Hz against one broker (the rig's fleet mode)", 300),
     "regions": ("5,000 units at 1 Hz on three regional brokers bridged to a central one, per level", 600),
     "bill": ("bytes per report on the wire and a month at 1 Hz, JSON and CBOR, with and without TLS", 300),
+    "recovery": ("link back -> first live report, closed and black-holed; black-hole detection, real agent", 900),
+    "power": ("power-fail warning -> safe and stopped, 24 h backlog, link down, real agent", 600),
 }
 
 DOC = ROOT / "docs" / "performance.md"

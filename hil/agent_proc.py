@@ -46,6 +46,11 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# The rig's power lines (agent [power]): free of the panel's default pins.
+IGNITION_PIN = 4
+POWER_FAIL_PIN = 7
+
+
 def rig_config(*, unit_id: str, unit_kind: str, gnss_port: str, pigpio_port: int, mqtt_host: str, mqtt_port: int,
                workdir: Path, ui_port: int, prefix: str = "umps", pigpio_host: str = "127.0.0.1",
                overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -60,6 +65,10 @@ def rig_config(*, unit_id: str, unit_kind: str, gnss_port: str, pigpio_port: int
         "storage": {"state_dir": str(workdir / "state"), "runtime_dir": str(workdir / "run"), "commit_interval_s": 2.0},
         "gpio": {"factory": "pigpio", "pigpio_host": pigpio_host, "pigpio_port": pigpio_port},
         "display": {"kind": "none"},
+        # The vehicle's power lines on the emulated board (active low, as wired on a unit); the
+        # rig never powers its host off.
+        "power": {"ignition_pin": IGNITION_PIN, "ignition_debounce_s": 0.1, "power_fail_pin": POWER_FAIL_PIN,
+                  "poweroff_command": ""},
         "ui": {"http_port": ui_port},
         "logging": {"level": "INFO"},
     }

@@ -4,10 +4,13 @@ Rules
 -----
 * A call arrives on ``<prefix>/<unit>/call`` as JSON ``{"id", "action":
   "new"|"update"|"cancel", "priority": 1|2|3, "nature", "code"?, "address",
-  "location"?: {"lat", "lon"}, "details"?, "caller"?, "created"}``.
-* Anything over 16 KiB, not UTF-8, not JSON, or failing validation is never
+  "address_short"?, "location"?: {"lat", "lon"}, "details"?, "caller"?, "created"}``.
+* Anything over 16 KiB, not UTF-8, not JSON, holding text that is not valid
+  Unicode (:mod:`.inbound_text`), or failing validation is never
   shown: :meth:`CallBook.receive` returns a :class:`Rejected` with a reason a
   dispatcher can act on (the shell publishes it on ``call/rejected``).
+* Text fields are cleaned for the screens by :func:`.inbound_text.display_text`
+  (control characters and bidi overrides go) before their lengths are checked.
 * Fields the contract does not name are ignored, so a dispatch centre can add
   fields without breaking units already in the field.
 * The same ``id`` twice is not a second alert: a repeated ``new`` (MQTT QoS 1
@@ -35,6 +38,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from . import inbound_text
 from .json_types import json_type
 
 
@@ -67,6 +71,7 @@ class CallMessage:
     nature: str | None = None
     code: str | None = None
     address: str | None = None
+    address_short: str | None = None
     location: CallLocation | None = None
     details: str | None = None
     caller: str | None = None
@@ -78,8 +83,8 @@ class CallMessage:
 
 
 # Optional text fields: (fewest, most) characters, after stripping spaces.
-TEXT_FIELDS = {"nature": (1, 200), "code": (0, 24), "address": (1, 300), "details": (0, 4000),
-               "caller": (0, 200), "reason": (0, 300)}
+TEXT_FIELDS = {"nature": (1, 200), "code": (0, 24), "address": (1, 300), "address_short": (0, 60),
+               "details": (0, 4000), "caller": (0, 200), "reason": (0, 300)}
 ACTIONS = ("new", "update", "cancel")
 _ID = re.compile(CALL_ID_PATTERN)
 
@@ -99,7 +104,7 @@ def validate_call(data: dict[str, Any]) -> CallMessage | list[str]:
         if not isinstance(value, str):
             errors.append(f"{name}: must be a string, not {json_type(value)}")
             return None
-        value = value.strip()
+        value = inbound_text.display_text(value, multiline=name == "details").strip()
         if not fewest <= len(value) <= most:
             errors.append(f"{name}: must be {fewest} to {most} characters" if fewest else
                           f"{name}: must be at most {most} characters")
@@ -174,6 +179,7 @@ class Call:
     address: str
     created: dt.datetime
     code: str | None = None
+    address_short: str | None = None  # the dispatcher's short form, for the small panel
     location: tuple[float, float] | None = None
     details: str | None = None
     caller: str | None = None
@@ -192,6 +198,7 @@ class Call:
             "nature": self.nature,
             "code": self.code,
             "address": self.address,
+            "address_short": self.address_short,
             "location": {"lat": self.location[0], "lon": self.location[1]} if self.location else None,
             "details": self.details,
             "caller": self.caller,
@@ -210,6 +217,7 @@ class Call:
             address=data["address"],
             created=dt.datetime.fromisoformat(data["created"].replace("Z", "+00:00")),
             code=data.get("code"),
+            address_short=data.get("address_short"),
             location=(loc["lat"], loc["lon"]) if loc else None,
             details=data.get("details"),
             caller=data.get("caller"),
@@ -289,7 +297,9 @@ def parse_call(payload: bytes) -> CallMessage | Rejected:
     except UnicodeDecodeError as exc:
         return Rejected(None, f"not UTF-8: invalid byte at offset {exc.start}")
     try:
-        data = json.loads(text)
+        data = inbound_text.loads(text)
+    except inbound_text.BadText as exc:
+        return Rejected(None, str(exc))
     except (json.JSONDecodeError, RecursionError) as exc:
         detail = f"{exc.msg} at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
         return Rejected(None, f"not JSON: {detail}")
@@ -368,6 +378,7 @@ class CallBook:
             address=pick("address"),
             created=pick("created"),
             code=pick("code"),
+            address_short=pick("address_short"),
             location=location,
             details=pick("details"),
             caller=pick("caller"),
@@ -440,4 +451,5 @@ class CallBook:
 
 
 def _content(call: Call) -> tuple:
-    return (call.priority, call.nature, call.address, call.created, call.code, call.location, call.details, call.caller)
+    return (call.priority, call.nature, call.address, call.created, call.code, call.location, call.details, call.caller,
+            call.address_short)

@@ -60,7 +60,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from agent.config import AgentConfig, ConfigError, Validate, parse_config
-from agent.core import signing
+from agent.core import inbound_text, signing
 from agent.core.json_types import json_type
 
 MAX_PAYLOAD_BYTES = 64 * 1024
@@ -104,6 +104,11 @@ KEY_RULES: dict[str, KeyRule] = {
     "gpio.pigpio_host": _RESTART,
     "gpio.pigpio_port": _RESTART,
     "gpio": KeyRule("reinit", "gpio"),
+    # A shell command: only the unit's own file may set it.
+    "power.poweroff_command": KeyRule("restart", remote="never"),
+    "power.shutdown_after_s": _HOT,
+    "power.parked_rate_hz": _HOT,
+    "power": _RESTART,  # pins and levels: the inputs are built at start
     "panel": _HOT,
     "ui.host": KeyRule("restart", remote="never"),
     "ui.enabled": _RESTART,
@@ -346,6 +351,10 @@ def decode_payload(payload: bytes) -> tuple[dict[str, Any] | None, list[Problem]
     shape = _shape_problem(data)
     if shape is not None:
         return None, [Problem("", shape)]
+    try:
+        inbound_text.check(data)
+    except inbound_text.BadText as exc:
+        return None, [Problem("", str(exc))]
     return data, []
 
 
