@@ -56,8 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--port", help="device path or pyserial URL (default: [gnss] port)")
     watch.add_argument("--baudrate", type=int, help="default: [gnss] baudrate, else 9600")
 
-    from agent import admin_tools
+    from agent import admin_tools, telemetry_tools
 
+    telemetry_tools.register(sub.add_parser("decode", help="telemetry payloads or captures (CBOR or JSON) as JSON reports"))
     admin = sub.add_parser("admin", help="fleet admin tools: signing keys, signed config pushes and commands")
     admin_tools.register(admin.add_subparsers(dest="admin_command", required=True, metavar="ACTION"))
     return parser
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": cmd_config,
         "gnss": cmd_gnss,
         "admin": cmd_admin,
+        "decode": cmd_decode,
     }[args.command]
     try:
         return handler(args)
@@ -273,6 +275,12 @@ def cmd_admin(args: argparse.Namespace) -> int:
     from agent import admin_tools
 
     return admin_tools.run(args)
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    from agent import telemetry_tools
+
+    return telemetry_tools.run(args)
 
 
 if __name__ == "__main__":  # pragma: no cover
