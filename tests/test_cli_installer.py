@@ -14,10 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import STANDARD_BAUD_RATES, ConfigError, ConfigFileError, load_config
+from agent.config import STANDARD_BAUD_RATES, ConfigError, ConfigFileError
+from agent.config import load_config as load_with
+from agent.config_validate import parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = '[unit]\nid = "KEN-C-01"\nkind = "car"\n'
+
+
+def load_config(path: Path):
+    return load_with(path, parse_config)
 
 
 def umps(*args: str, env: dict | None = None, stdin: bytes | None = None) -> subprocess.CompletedProcess:
