@@ -10,8 +10,10 @@ The schema is plain frozen dataclasses with their rules in ``Annotated``
 metadata (``annotated_types`` bounds, and :class:`Pattern` and :class:`Check`
 below), so reading a config never loads pydantic. pydantic does the
 validating, in :mod:`agent.config_validate`: in this process for the CLI and
-the tools (:func:`parse_config`), and in a short-lived child process for the
-running agent (:mod:`agent.adapters.config_child`). pydantic and the schema it
+the tools (``agent.config_validate.parse_config``), and in a short-lived child
+process for the running agent (:mod:`agent.adapters.config_child`). This module
+imports neither: the caller passes the validation to ``load_config``, so the
+layers run one way (config below config_validate, both below the core). pydantic and the schema it
 builds take about 9 MiB that a unit would otherwise hold all day for a check
 made at start and at each remote push.
 
@@ -22,6 +24,8 @@ print them all at once.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import hashlib
 import json
@@ -29,16 +33,17 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Callable, Literal, Protocol
+from typing import Annotated, Any, Callable, Literal, Protocol, get_args
 
 from annotated_types import Ge, Gt, Le, Lt, MaxLen, MinLen
 
-from agent.core.signing import parse_public_keys
 
 DEFAULT_PATH = Path("/etc/umps-agent/agent.toml")
 
-STATUS_CODES = ("available", "en_route", "on_scene", "busy", "out_of_service")
+# The unit status codes, defined here once: the config names them (buttons, default
+# status) and the core's status rules, the views and the GPIO adapter take them from here.
 StatusCode = Literal["available", "en_route", "on_scene", "busy", "out_of_service"]
+STATUS_CODES: tuple[str, ...] = get_args(StatusCode)
 Language = Literal["fr", "ar"]
 
 # Unit ids become MQTT topic levels and client ids: no wildcards, no slashes.
@@ -122,10 +127,21 @@ class UnitConfig:
 # ------------------------------------------------------------------- gnss
 
 
+# The rates a UART and every GNSS receiver's configuration tool offer; anything else is a typo.
+STANDARD_BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
+
+
+def _baudrate(value: int) -> int:
+    if value not in STANDARD_BAUD_RATES:
+        raise ValueError(f"{value} is not a standard baud rate; use one of "
+                         f"{', '.join(map(str, STANDARD_BAUD_RATES))} (receivers ship at 9600 or 38400)")
+    return value
+
+
 @section
 class GnssConfig:
     port: str = "/dev/serial0"  # device path or pyserial URL (socket://, loop://)
-    baudrate: Annotated[int, Gt(0), Le(4_000_000)] = 9600
+    baudrate: Annotated[int, Check(_baudrate)] = 9600
     # No bytes for this long: the receiver is reported lost.
     silence_timeout_s: Annotated[float, Gt(0), Le(60)] = 3.0
     # Cap of the back-off between attempts to reopen a vanished port.
@@ -206,6 +222,39 @@ class TelemetryConfig:
     rate_hz: Annotated[float, Gt(0), Le(10)] = 1.0
     # Backlog drain ceiling, so old reports never starve live traffic.
     backlog_max_rate: Annotated[float, Gt(0), Le(100_000)] = 5000.0
+    # "cbor": compact reports and batched backlog (docs/mqtt-api.md); "json" for integrations that read JSON.
+    encoding: Literal["json", "cbor"] = "json"
+
+
+# ------------------------------------------------------------------ power
+
+
+@section
+class PowerConfig:
+    """The vehicle's power: ignition sense and the hold-up supply's warning (firmware-config/power.md).
+
+    A pin left unset is not wired: without ``ignition_pin`` the unit counts as
+    driving (ignition on) all the time; without ``power_fail_pin`` a cut loses
+    up to a batch of reports (and the next run declares them in ``seq_gap``).
+    """
+
+    ignition_pin: Annotated[int, Ge(0), Le(53)] | None = None  # BCM numbering
+    # An opto-isolated ignition sense pulls the line low when the ignition is on.
+    ignition_active_high: bool = False
+    ignition_debounce_s: Annotated[float, Ge(0), Le(10)] = 0.5  # cranking dips the 12 V
+    power_fail_pin: Annotated[int, Ge(0), Le(53)] | None = None
+    power_fail_active_high: bool = False  # most hold-up boards pull the line low on a cut
+    power_fail_debounce_s: Annotated[float, Ge(0), Le(1)] = 0.01
+    # Ignition off this long: the agent stops cleanly and the unit powers off.
+    shutdown_after_s: Annotated[float, Ge(0), Le(86_400)] = 900.0
+    # Telemetry rate while parked (ignition off, status available or out_of_service).
+    parked_rate_hz: Annotated[float, Gt(0), Le(10)] = 1 / 60
+    # Run after a power-fail or ignition-off stop; empty: the agent just exits.
+    poweroff_command: str = "systemctl poweroff"
+
+    def __post_init__(self) -> None:
+        if self.ignition_pin is not None and self.ignition_pin == self.power_fail_pin:
+            raise ValueError(f"pin {self.ignition_pin} used by both ignition_pin and power_fail_pin")
 
 
 # ------------------------------------------------------------------- gpio
@@ -289,10 +338,29 @@ class PatternConfig:
     repeat: Annotated[int, Ge(0), Le(1000)] = 1  # 0: until replaced
 
 
-def _known_patterns(value: dict[str, PatternConfig]) -> dict[str, PatternConfig]:
-    # The pattern names and their defaults live with the indicator rules.
-    from agent.core.indicators import DEFAULT_PATTERNS
+@dataclass(frozen=True, slots=True)
+class PatternSpec:
+    steps: tuple[float, ...]
+    repeat: int = 1
 
+
+# The built-in patterns (the defaults of ``[panel] patterns``, which overrides them
+# by name); the indicator rules (agent.core.indicators) play them.
+DEFAULT_PATTERNS: dict[str, PatternSpec] = {
+    "call_p1": PatternSpec((0.15, 0.1, 0.15, 0.1, 0.15, 0.6), repeat=0),
+    "call_p2": PatternSpec((0.3, 0.2, 0.3, 1.2), repeat=0),
+    "call_p3": PatternSpec((0.5, 2.0), repeat=3),
+    "accepted": PatternSpec((0.08,), repeat=1),
+    "refused": PatternSpec((0.6,), repeat=1),
+    "emergency_pending": PatternSpec((0.1, 0.1), repeat=0),
+    "emergency_active": PatternSpec((0.5, 0.5), repeat=0),
+    "emergency_acknowledged": PatternSpec((0.05, 1.95), repeat=0),
+    "link_offline": PatternSpec((1.0, 1.0), repeat=0),
+    "gnss_no_fix": PatternSpec((0.2, 0.8), repeat=0),
+}
+
+
+def _known_patterns(value: dict[str, PatternConfig]) -> dict[str, PatternConfig]:
     unknown = sorted(set(value) - set(DEFAULT_PATTERNS))
     if unknown:
         raise ValueError(f"unknown pattern(s) {unknown}; known: {sorted(DEFAULT_PATTERNS)}")
@@ -353,15 +421,40 @@ class DisplayConfig:
     height: Annotated[int, Ge(16), Le(128)] = 64
     rotate: Literal[0, 1, 2, 3] = 0
     speech: bool = False  # spoken read-out of new calls (espeak-ng)
+    # Also write every frame to this PNG file (atomically): a live picture of what the rider
+    # sees, for the demo and the bench. Empty: no copy.
+    mirror_png: str = ""
 
 
 # --------------------------------------------------------------- security
 
 
+def public_key_bytes(text: str) -> bytes:
+    """The 32 raw bytes of an Ed25519 public key as the config lists it (standard base64).
+
+    The text form is the config's; :mod:`agent.core.signing` makes the key from these bytes.
+    """
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"not base64: {exc}") from None
+    if len(raw) != 32:
+        raise ValueError(f"an Ed25519 public key is 32 bytes, this one is {len(raw)}")
+    return raw
+
+
+def check_public_keys(texts: list[str], name: str = "admin_keys") -> list[str]:
+    """``texts`` when every one is a key; ``ValueError`` naming the first bad one by its index."""
+    for index, text in enumerate(texts):
+        try:
+            public_key_bytes(text)
+        except ValueError as exc:
+            raise ValueError(f"{name}[{index}]: {exc}") from None
+    return texts
+
+
 def _keys_parse(value: list[str]) -> list[str]:
-    if value:
-        parse_public_keys(value)  # ValueError names the bad key by its index
-    return value
+    return check_public_keys(value)
 
 
 @section
@@ -389,11 +482,19 @@ class AgentConfig:
     storage: StorageConfig = field(default_factory=StorageConfig)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     gpio: GpioConfig = field(default_factory=GpioConfig)
+    power: PowerConfig = field(default_factory=PowerConfig)
     panel: PanelConfig = field(default_factory=PanelConfig)
     ui: UiConfig = field(default_factory=UiConfig)
     display: DisplayConfig = field(default_factory=DisplayConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    def __post_init__(self) -> None:
+        panel_pins = {spec.pin: name for name, spec in [*self.gpio.inputs.items(), *self.gpio.outputs.items()]}
+        for key in ("ignition_pin", "power_fail_pin"):
+            pin = getattr(self.power, key)
+            if pin is not None and pin in panel_pins:
+                raise ValueError(f"power.{key} {pin} is also gpio {panel_pins[pin]!r}")
 
     @property
     def ui_enabled(self) -> bool:
@@ -411,32 +512,43 @@ class AgentConfig:
 
     def plain(self) -> dict[str, Any]:
         """The config as JSON data, secrets in clear (never publish this)."""
-        return _plain(self)
+        return _plain(self, "clear")
 
     def redacted(self) -> dict[str, Any]:
-        """The effective config as plain JSON data, secrets replaced by ``"***"``."""
-        data = self.plain()
-        if self.mqtt.password is not None:
-            data["mqtt"]["password"] = "***"
-        return data
+        """The effective config as plain JSON data, every :class:`Secret` replaced by ``"***"``."""
+        return _plain(self, "mask")
 
     def digest(self) -> str:
-        """A short stable hash of the effective config (secrets included, not shown)."""
-        blob = json.dumps(self.plain(), sort_keys=True, separators=(",", ":")).encode()
+        """A short stable hash of the effective config *without its secrets*.
+
+        Published as ``config_hash`` (``online``) and ``hash`` (``config/current``),
+        where dispatch and admin roles read it next to the redacted config: a hash
+        that covered the MQTT password would let them test password guesses
+        offline. Every :class:`Secret` is left out (not masked: its presence
+        would say nothing a reader cannot see in the redacted config anyway), so
+        changing only a secret leaves the hash as it was. Key files are named by
+        their path; their contents are never read into the config.
+        """
+        blob = json.dumps(_plain(self, "omit"), sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def _plain(value: Any) -> Any:
+_OMIT = object()
+
+
+def _plain(value: Any, secrets: Literal["clear", "mask", "omit"]) -> Any:
     if dataclasses.is_dataclass(value):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        items = ((f.name, _plain(getattr(value, f.name), secrets)) for f in dataclasses.fields(value))
+        return {name: item for name, item in items if item is not _OMIT}
     if isinstance(value, dict):
-        return {str(key): _plain(item) for key, item in value.items()}
+        items = ((str(key), _plain(item, secrets)) for key, item in value.items())
+        return {key: item for key, item in items if item is not _OMIT}
     if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
+        return [item for item in (_plain(v, secrets) for v in value) if item is not _OMIT]
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, Secret):
-        return value.get_secret_value()
+        return {"clear": value.get_secret_value(), "mask": "***", "omit": _OMIT}[secrets]
     return value
 
 
@@ -451,6 +563,14 @@ class ConfigError(Exception):
         self.problems = problems
         lines = "\n".join(f"  {loc or '<file>'}: {msg}" for loc, msg in problems)
         super().__init__(f"{source}: {len(problems)} problem(s)\n{lines}")
+
+
+class ConfigFileError(ConfigError):
+    """The file itself cannot be read (missing, unreadable): not a judgement on its content."""
+
+    def __init__(self, source: str, reason: str):
+        super().__init__(source, [("", reason)])
+        self.reason = reason
 
 
 def error_location(loc: tuple[Any, ...]) -> str:
@@ -472,23 +592,21 @@ class Validate(Protocol):
     def __call__(self, data: dict[str, Any], source: str = ..., *, strict: bool = ...) -> AgentConfig: ...
 
 
-def parse_config(data: dict[str, Any], source: str = "<config>", *, strict: bool = False) -> AgentConfig:
-    """Validate in this process (loads pydantic; the running agent uses a child process)."""
-    from agent.config_validate import validate
-
-    return validate(data, source, strict=strict)
-
-
-def load_config(path: str | Path, validate: Validate = parse_config) -> AgentConfig:
+def load_config(path: str | Path, validate: Validate) -> AgentConfig:
+    """The TOML file at ``path``, validated by ``validate``: ``agent.config_validate.parse_config`` in
+    this process, or ``agent.adapters.config_child.validate_in_child`` (the running agent)."""
     path = Path(path)
     try:
         raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigFileError(str(path), "no such file") from None
     except OSError as exc:
-        raise ConfigError(str(path), [("", f"cannot read: {exc.strerror or exc}")]) from None
+        raise ConfigFileError(str(path), f"cannot read: {exc.strerror or exc}") from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise ConfigError(str(path), [("", f"not UTF-8: {exc}")]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), [("", f"TOML syntax: {exc}")]) from None
-    return validate(data, str(path))
+    # TOML has types, as JSON has: "8883" in quotes is a string, not a port.
+    return validate(data, str(path), strict=True)

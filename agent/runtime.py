@@ -19,6 +19,14 @@ in-process. A broker change arms a :class:`RollbackGuard`: when no broker has
 acknowledged a publish from the unit with the new settings in time, the
 previous config comes back and the admin is told once the unit is online.
 
+The vehicle's power (:mod:`agent.adapters.power`): the ignition line becomes
+events for the core (parked mode, :mod:`agent.core.power`); the hold-up
+supply's warning commits the outbox at once, on its own thread
+(:meth:`Outbox.seal`: every unacknowledged record and the exact next seq,
+fsynced), then asks for a clean stop. The core's ``Shutdown`` effect (parked
+too long) asks the same. A stop asked this way says why in the ``online``
+goodbye and runs ``[power] poweroff_command`` once the agent has stopped.
+
 Nothing an adapter does can kill the core thread: an exception handling one
 event is logged and counted, and the next event is handled. If the thread
 died anyway, or the GNSS reader or uplink thread, or the publish path stalled,
@@ -33,7 +41,9 @@ import json
 import logging
 import os
 import queue
+import shlex
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -47,14 +57,15 @@ from agent.adapters.config_store import ConfigStoreError, load_effective, write_
 from agent.adapters.gpio import PanelIO, PinFactoryError, make_pin_factory, panel_buttons
 from agent.adapters.mqtt import MqttLink, MqttSettings, birth_payload
 from agent.adapters.outbox import Outbox
+from agent.adapters.power import PowerInputs
 from agent.adapters.serial_gnss import SerialGnssReader
 from agent.adapters.uplink import Uplink
 from agent.config import AgentConfig, Validate
 from agent.core import views
 from agent.core.dispatch import iso
-from agent.core.effects import Feedback, Speak
+from agent.core.effects import Feedback, Shutdown, Speak
 from agent.core.events import (
-    FixReceived, GnssLost, GnssRestored, LinkDown, LinkUp, MessageReceived, Stop, Tick,
+    FixReceived, GnssLost, GnssRestored, IgnitionChanged, LinkDown, LinkUp, MessageReceived, Stop, Tick,
 )
 from agent.core.indicators import feedback, indicator_plan
 from agent.core.publish import Lane, Publish
@@ -146,6 +157,11 @@ class Runtime:
         self._disk_probe: tuple[float, bool] | None = None  # (when, writable) while the outbox says not ok
         self.started_mono = time.monotonic()
         self._stopping = threading.Event()
+        # Set when the agent asks itself to stop (power fail, parked too long); run_agent waits on it.
+        self.exit_requested = threading.Event()
+        self.exit_reason: str | None = None
+        self.power: PowerInputs | None = None
+        self.power_fail_safe_s: float | None = None  # warning edge to everything on disk
         self._core_thread: threading.Thread | None = None
         self._heartbeat = sdnotify.Heartbeat("core loop", HEARTBEAT_MAX_AGE_S)
         self._guard = RollbackGuard(self.config.security.rollback_timeout_s)
@@ -180,6 +196,8 @@ class Runtime:
         now = self.now()
         self.unit = Unit(cfg, self.outbox.next_seq(), now, config_version=self.cfg_state.version)
         self._restore_state(now)
+        # The ignition's level is on the inbox before the first LinkUp: the first status says it.
+        self._start_power()
         self._start_link()
         self._start_gnss()
         self._start_panel()
@@ -201,7 +219,7 @@ class Runtime:
         self.notifier.stopping(f"stopping: {reason}")
         log.info("stopping: %s", reason)
         for name, fn in (("watchdog", lambda: self.watchdog and self.watchdog.stop()), ("gnss", self._stop_gnss),
-                         ("panel", self._stop_panel)):
+                         ("panel", self._stop_panel), ("power", self._stop_power)):
             self._quietly(name, fn)
         self._stopping.set()
         self._post(Stop(reason, time.monotonic()), force=True)
@@ -211,7 +229,7 @@ class Runtime:
                 log.error("core thread did not stop within 10 s")
         self._quietly("screens", self._stop_screens)
         self._quietly("uplink", lambda: self.uplink and self.uplink.stop())
-        self._quietly("link", lambda: self.link and self.link.stop())
+        self._quietly("link", lambda: self.link and self.link.stop(reason=self.exit_reason))
         self._quietly("outbox", lambda: self.outbox and self.outbox.close())
         if self._factory is not None and self._injected_factory is None:
             self._quietly("pin factory", self._factory.close)
@@ -320,6 +338,10 @@ class Runtime:
         elif isinstance(effect, Feedback):
             if self.panel is not None:
                 self.guards["leds"].run(lambda: self.panel.apply(feedback(effect.kind, self.config.panel.patterns)))
+        elif isinstance(effect, Shutdown):
+            log.warning("parked with the ignition off for %g s: stopping and powering off",
+                        self.config.power.shutdown_after_s)
+            self.request_exit(effect.reason)
         elif isinstance(effect, Speak):
             if self.speaker is not None:
                 self.guards["speech"].run(self._speak, effect.call_id, now)
@@ -564,6 +586,8 @@ class Runtime:
         self.link.start()
 
     def _on_link_up(self, broker: str) -> None:
+        if self.outbox is not None:
+            self.outbox.gap_declared()  # the birth just went out on this connection
         if self.uplink is not None:
             self.uplink.link_up(broker)  # the waiting reports go now, not at the sender's next idle wake
         self._post(LinkUp(broker, time.monotonic()), force=True)
@@ -580,10 +604,54 @@ class Runtime:
         self._start_link()
 
     def _birth(self) -> bytes:
+        assert self.outbox is not None
         stamp = self._stamp()
         return birth_payload(agent_version=__version__, config_version=self.cfg_state.version,
                              config_hash=self.cfg_state.config.digest(), ts=stamp["ts"],
-                             time_source=stamp["time_source"])
+                             time_source=stamp["time_source"],
+                             seq_start=self.outbox.next_seq(), seq_gap=self.outbox.seq_gap())
+
+    # ---------------------------------------------------------------- power
+
+    def request_exit(self, reason: str) -> None:
+        """Ask :func:`run_agent` to stop the agent and power the unit off (``power``, ``ignition``)."""
+        if self.exit_reason is None:
+            self.exit_reason = reason
+        self.exit_requested.set()
+
+    def _start_power(self) -> None:
+        cfg = self.config
+        if cfg.power.ignition_pin is None and cfg.power.power_fail_pin is None:
+            return
+        try:
+            if self._factory is None:
+                self._factory = self._injected_factory or make_pin_factory(cfg.gpio)
+            self.power = PowerInputs(
+                cfg.power, self._factory,
+                on_ignition=lambda on: self._post(IgnitionChanged(on, time.monotonic()), force=True),
+                on_power_fail=self._power_failing)
+            self.power.start()
+        except (PinFactoryError, ValueError, OSError, RuntimeError) as exc:
+            # Without the lines the unit still works: always "driving", and a cut may lose a batch.
+            log.error("power inputs unavailable: %s", exc)
+            self.power = None
+
+    def _stop_power(self) -> None:
+        if self.power is not None:
+            self.power.close()
+            self.power = None
+
+    def _power_failing(self) -> None:
+        """The hold-up supply's warning (its own thread): everything on disk first, then a clean stop."""
+        started = time.monotonic()
+        ok = self.outbox.seal() if self.outbox is not None else False
+        done = time.monotonic()
+        self.power_fail_safe_s = done - started
+        if ok:
+            # The monotonic time lets a bench on the same machine time edge to safe (bench/bench_power.py).
+            log.warning("power failing: every unacknowledged record and the next seq on disk in %.1f ms "
+                        "(monotonic %.6f)", self.power_fail_safe_s * 1000, done)
+        self.request_exit("power")
 
     def _start_gnss(self) -> None:
         g = self.config.gnss
@@ -653,7 +721,8 @@ class Runtime:
 
         try:
             device = open_display(kind, cfg.display.i2c_port, cfg.display.i2c_address, cfg.display.width,
-                                  cfg.display.height, cfg.display.rotate, labels=views.display_labels(self.unit))
+                                  cfg.display.height, cfg.display.rotate, labels=views.display_labels(self.unit),
+                                  mirror_png=cfg.display.mirror_png or None)
         except (DisplayError, OSError) as exc:
             log.error("rider display unavailable: %s", exc)
             return
@@ -727,6 +796,7 @@ class Runtime:
             "unit": self.config.unit.id,
             "version": __version__,
             "pid": os.getpid(),
+            "config": str(self.config_path.resolve()),  # so `umps-agent status` / `config show` find it
             "uptime_s": round(now.mono - self.started_mono, 1),
             "written": time.time(),
             "link": {
@@ -742,11 +812,14 @@ class Runtime:
             },
             "gnss": {
                 "state": "lost" if unit.gnss_lost else ("fix" if unit.has_fix(now.mono) else "no fix"),
+                "receiver": unit.receiver,
                 "mode": fix["mode"],
                 "age": fix.get("age"),
                 **(dataclasses.asdict(gnss) if gnss else {}),
             },
             "status": unit.status.state,
+            "ignition": unit.parking.ignition_json,
+            "parked": unit.parked,
             "siren": unit.siren,
             "emergency": unit.emergency.state.value,
             "call": f"{call.id} (P{call.priority}, {call.state})" if call else None,
@@ -802,9 +875,11 @@ class Runtime:
 
 
 def run_agent(config: AgentConfig, config_path: str | Path) -> int:
-    """Run until SIGTERM or SIGINT; what ``umps-agent run`` does (``config``: the file, validated)."""
-    stop = threading.Event()
+    """Run until SIGTERM or SIGINT, or until the agent asks to stop (power fail, parked too long: then
+    ``[power] poweroff_command`` runs); what ``umps-agent run`` does (``config``: the file, validated)."""
     reason = {"why": "shutdown"}
+    runtime = Runtime(config_path, base=config)
+    stop = runtime.exit_requested
 
     def on_signal(signum: int, _frame: Any) -> None:
         reason["why"] = signal.Signals(signum).name
@@ -812,7 +887,6 @@ def run_agent(config: AgentConfig, config_path: str | Path) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    runtime = Runtime(config_path, base=config)
     try:
         runtime.start()
     except Exception:
@@ -825,5 +899,23 @@ def run_agent(config: AgentConfig, config_path: str | Path) -> int:
             log.critical("the core thread has died; exiting so systemd restarts the agent")
             runtime.stop("core thread died")
             return EXIT_FAILURE
-    runtime.stop(reason["why"])
+    if runtime.exit_reason is None:
+        runtime.stop(reason["why"])
+        return EXIT_OK
+    runtime.stop(f"{runtime.exit_reason} (asked by the unit)")
+    power_off(runtime.config.power.poweroff_command)
     return EXIT_OK
+
+
+def power_off(command: str) -> None:
+    """Run ``[power] poweroff_command`` (empty: nothing). Bounded; a failure is logged."""
+    if not command.strip():
+        return
+    log.warning("powering off: %s", command)
+    try:
+        done = subprocess.run(shlex.split(command), timeout=30, capture_output=True, text=True, check=False)
+    except (OSError, subprocess.TimeoutExpired, ValueError) as exc:
+        log.error("poweroff command %r failed: %s", command, exc)
+        return
+    if done.returncode != 0:
+        log.error("poweroff command %r exited %d: %s", command, done.returncode, done.stderr.strip()[:200])

@@ -1,13 +1,16 @@
 """The TOML config: required keys, defaults, field-level errors, the CLI check."""
 
 import dataclasses
+import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from agent.config import AgentConfig, ConfigError, load_config, parse_config
+from agent.config import AgentConfig, ConfigError, load_config
+from agent.config_validate import parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "agent.example.toml"
@@ -20,7 +23,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_example_file_is_valid_and_complete():
-    config = load_config(EXAMPLE)
+    config = load_config(EXAMPLE, validate=parse_config)
     assert config.unit.id == "KEN-M-07"
     assert config.unit.kind == "motorcycle"
     assert config.gnss.port == "/dev/serial0" and config.gnss.baudrate == 9600
@@ -30,7 +33,7 @@ def test_example_file_is_valid_and_complete():
 
 
 def test_minimal_file_gets_defaults(tmp_path):
-    config = load_config(write(tmp_path, '[unit]\nid = "KEN-C-01"\nkind = "car"\n'))
+    config = load_config(write(tmp_path, '[unit]\nid = "KEN-C-01"\nkind = "car"\n'), validate=parse_config)
     assert config.telemetry.rate_hz == 1.0
     assert config.mqtt.port == 1883 and config.mqtt.prefix == "umps"
     assert config.ui_enabled and config.display_kind == "none"
@@ -52,7 +55,7 @@ def test_every_problem_reported_with_key_path(tmp_path):
         "[colour]\nx = 1\n",
     )
     with pytest.raises(ConfigError) as err:
-        load_config(path)
+        load_config(path, validate=parse_config)
     locs = {loc for loc, _ in err.value.problems}
     assert {"unit.id", "unit.kind", "gnss.baudrate", "gnss.speed", "telemetry.rate_hz", "colour"} <= locs
     assert dict(err.value.problems)["gnss.speed"] == "unknown key"
@@ -63,7 +66,7 @@ def test_missing_unit_section_and_toml_syntax(tmp_path):
         parse_config({})
     assert err.value.problems == [("unit", "Field required")]
     with pytest.raises(ConfigError) as err:
-        load_config(write(tmp_path, "[unit\nid = 1\n"))
+        load_config(write(tmp_path, "[unit\nid = 1\n"), validate=parse_config)
     assert "TOML syntax" in err.value.problems[0][1]
 
 
@@ -75,12 +78,20 @@ def test_gpio_pin_clash_and_unknown_input():
     assert "avalable" in text
 
 
-def test_redacted_hides_password_and_digest_changes():
+def test_redacted_hides_password_and_the_hash_leaves_secrets_out():
     a = parse_config({"unit": {"id": "U1", "kind": "car"}, "mqtt": {"password": "s3cret"}})
     b = parse_config({"unit": {"id": "U1", "kind": "car"}, "mqtt": {"password": "other"}})
+    c = parse_config({"unit": {"id": "U1", "kind": "car"}, "mqtt": {"password": "s3cret", "port": 1884}})
     assert a.redacted()["mqtt"]["password"] == "***"
     assert "s3cret" not in str(a.redacted())
-    assert a.digest() != b.digest()
+    # Changing only a secret leaves the published hash as it was: a reader of config/current
+    # cannot test password guesses against it offline.
+    assert a.digest() == b.digest()
+    assert c.digest() != a.digest()
+    guess = dict(a.redacted(), mqtt={**a.redacted()["mqtt"], "password": "s3cret"})
+    for candidate in (a.plain(), guess):
+        blob = json.dumps(candidate, sort_keys=True, separators=(",", ":")).encode()
+        assert hashlib.sha256(blob).hexdigest()[:16] != a.digest()
 
 
 def run_cli(*args, stdin=None):

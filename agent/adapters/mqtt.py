@@ -71,6 +71,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from tenacity import RetryError, Retrying, retry_if_exception_type, wait_exponential, wait_random
 
+from agent.core import telemetry_cbor
+
 log = logging.getLogger(__name__)
 
 # PUBACK reason codes (MQTT 5) that mean "try again later" rather than "never".
@@ -183,6 +185,8 @@ class _Session:
     inflight: dict[int, tuple[float, AckCallback | None]] = field(default_factory=dict)
     early_acks: dict[int, AckResult] = field(default_factory=dict)
     closed: bool = False
+    alias_max: int = 0  # the broker's Topic Alias Maximum (CONNACK); 0: none
+    aliases: dict[str, int] = field(default_factory=dict)  # full topic -> alias, this connection
 
 
 class MqttLink:
@@ -239,6 +243,7 @@ class MqttLink:
         )
         self._last_down_reason: str | None = None
         self._state = "stopped"
+        self._goodbye = OFFLINE_PAYLOAD
 
     # ------------------------------------------------------------ public
 
@@ -261,11 +266,15 @@ class MqttLink:
         self._thread = threading.Thread(target=self._supervise, name="mqtt-link", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Say offline, disconnect and stop the link thread. Raises if it will not stop."""
+    def stop(self, timeout: float = 10.0, *, reason: str | None = None) -> None:
+        """Say offline, disconnect and stop the link thread. Raises if it will not stop.
+
+        ``reason`` goes into the retained goodbye (``{"online": false, "reason": "power"}``).
+        """
         thread = self._thread
         if thread is None:
             return
+        self._goodbye = offline_payload(reason)
         self._stop.set()
         thread.join(timeout)
         if thread.is_alive():
@@ -291,8 +300,12 @@ class MqttLink:
         session = self._session
         if session is None or not self._up or session.closed:
             return False
+        full = self._base + topic
+        wire_topic, props, alias = full, None, None
+        if session.protocol == "5":
+            wire_topic, props, alias = publish_properties(session, full, payload)
         try:
-            info = session.client.publish(self._base + topic, payload, qos=qos, retain=retain)
+            info = session.client.publish(wire_topic, payload, qos=qos, retain=retain, properties=props)
         except (ValueError, TypeError) as exc:
             log.error("mqtt: cannot publish on %s: %s", topic, exc)
             return False
@@ -302,6 +315,8 @@ class MqttLink:
             info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and qos > 0
         ):
             return False
+        if alias is not None:
+            session.aliases.setdefault(full, alias)  # set: later publishes send the alias alone
         with session.lock:
             early = session.early_acks.pop(info.mid, None)
             if early is None and not session.closed:
@@ -513,7 +528,7 @@ class MqttLink:
         """Clean shutdown: retained offline, then DISCONNECT (so the will is not needed)."""
         client = session.client
         try:
-            info = client.publish(self._base + "online", OFFLINE_PAYLOAD, qos=1, retain=True)
+            info = client.publish(self._base + "online", self._goodbye, qos=1, retain=True)
             if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
                 info.wait_for_publish(2.0)
             client.disconnect()
@@ -567,6 +582,7 @@ class MqttLink:
         try:
             session.connack_code = int(reason.value) if hasattr(reason, "value") else int(reason)
             session.connack_reason = str(reason)
+            session.alias_max = int(getattr(props, "TopicAliasMaximum", 0) or 0)
         except Exception:  # noqa: BLE001 - never into paho's loop
             self._callback_failed("on_connect")
             session.connack_code = -1
@@ -659,9 +675,47 @@ def _no_delay(client: paho.Client, userdata: Any, sock: Any) -> None:
         pass
 
 
+def publish_properties(session: _Session, full_topic: str, payload: bytes) -> tuple[str, Properties, int | None]:
+    """MQTT 5 PUBLISH properties: topic alias, payload format and content type.
+
+    Returns the topic to send (empty once the alias is set on this
+    connection), the properties, and the alias to record once the publish is
+    queued. JSON payloads say "UTF-8" (payload format 1). CBOR is bytes (the
+    default, not sent); a batch (a CBOR array, on ``telemetry/backlog``) also
+    names its content type, ``application/cbor``, which costs 19 bytes: on a
+    ~50-byte live report that would be a third of the bill, so a live CBOR
+    report is told from JSON by its payload format alone (see docs/mqtt-api.md).
+    """
+    props = Properties(PacketTypes.PUBLISH)
+    if not telemetry_cbor.is_cbor(payload):
+        props.PayloadFormatIndicator = 1
+    elif telemetry_cbor.is_batch(payload):
+        props.ContentType = telemetry_cbor.CONTENT_TYPE
+    alias = session.aliases.get(full_topic)
+    if alias is not None:
+        props.TopicAlias = alias
+        return "", props, None
+    if len(session.aliases) < session.alias_max:
+        alias = len(session.aliases) + 1
+        props.TopicAlias = alias
+    return full_topic, props, alias
+
+
+def offline_payload(reason: str | None = None) -> bytes:
+    """The ``online`` goodbye of a clean stop; ``reason`` (``power``, ``ignition``) when it has one."""
+    if reason is None:
+        return OFFLINE_PAYLOAD
+    return json.dumps({"online": False, "reason": reason}, separators=(",", ":")).encode()
+
+
 def birth_payload(*, agent_version: str, config_version: int, config_hash: str, ts: str,
-                  time_source: str | None = None) -> bytes:
-    """The ``online`` birth message body (JSON, UTF-8)."""
+                  time_source: str | None = None, seq_start: int | None = None,
+                  seq_gap: dict[str, int] | None = None) -> bytes:
+    """The ``online`` birth message body (JSON, UTF-8).
+
+    ``seq_start``: the first telemetry seq of this run; ``seq_gap``: the seq range
+    this run declares never sent (``{"from": a, "to": b}``), or null (docs/mqtt-api.md).
+    """
     body: dict[str, Any] = {
         "online": True,
         "agent_version": agent_version,
@@ -671,4 +725,7 @@ def birth_payload(*, agent_version: str, config_version: int, config_hash: str, 
     }
     if time_source is not None:
         body["time_source"] = time_source
+    if seq_start is not None:
+        body["seq_start"] = seq_start
+        body["seq_gap"] = seq_gap
     return json.dumps(body, separators=(",", ":")).encode()
