@@ -834,18 +834,28 @@ class Runtime:
 
     def _disk_ok(self, now_mono: float) -> bool:
         """Whether the state directory takes writes now. The outbox only learns it at its next
-        commit, which may be far off (nothing left to write); while it says no, this probes with
-        a one-byte file once a second and, when that works, lets the outbox commit again."""
+        commit, which may be far off (a link that acknowledges at once leaves it nothing to
+        write), so the free space is read as well (statvfs: no write). While anything says no,
+        a one-byte file probes the directory once a second, and the outbox may commit again."""
         if self.outbox is None:
             return False
-        if self.outbox.stats().disk_ok:
+        outbox_ok = self.outbox.stats().disk_ok
+        full = self._disk_full()
+        if outbox_ok and not full and self.guards["state_file"].ok:
             self._disk_probe = None
             return True
         if self._disk_probe is None or now_mono - self._disk_probe[0] >= 1.0:
-            self._disk_probe = (now_mono, self._probe_disk())
-            if self._disk_probe[1]:
+            writable = not full and self._probe_disk()
+            self._disk_probe = (now_mono, writable)
+            if writable and not outbox_ok:
                 self.guards["outbox"].run(self.outbox.commit)
         return self._disk_probe[1]
+
+    def _disk_full(self) -> bool:
+        try:
+            return os.statvfs(self.config.storage.state_dir).f_bavail == 0
+        except OSError:
+            return True
 
     def _probe_disk(self) -> bool:
         probe = Path(self.config.storage.state_dir) / ".disk-probe"

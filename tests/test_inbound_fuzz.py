@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from agent.adapters.panel_display import open_display
 from agent.adapters.web_ui import WebUi
-from agent.config import parse_config
+from agent.config_validate import parse_config
 from agent.core import inbound_text, views
 from agent.core.events import FixReceived, MessageReceived, Tick
 from agent.core.gnss import GnssDecoder
