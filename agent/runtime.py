@@ -153,6 +153,7 @@ class Runtime:
         self.events_handled = 0  # handled without an error: what the watchdog calls progress
         self.reports_made = 0
         self._last_report_mono = time.monotonic()
+        self._last_report_period = 1.0  # the report period when the last report was made
         self._gnss_offset: float | None = None  # the receiver's UTC - monotonic, set by the core thread
         self._disk_probe: tuple[float, bool] | None = None  # (when, writable) while the outbox says not ok
         self.started_mono = time.monotonic()
@@ -334,6 +335,7 @@ class Runtime:
             if effect.seq is not None:
                 self.reports_made += 1
                 self._last_report_mono = now.mono
+                self._last_report_period = self.unit.schedule.period if self.unit else 1.0
             self._publish(effect)
         elif isinstance(effect, Feedback):
             if self.panel is not None:
@@ -765,7 +767,8 @@ class Runtime:
     def _reports_on_schedule(self) -> tuple[bool, str]:
         """Telemetry is the unit's first duty: a core that stops producing it is stuck, even if it ticks."""
         assert self.unit is not None
-        limit = max(REPORT_MAX_GAP_S, 5 * self.unit.schedule.period)
+        # The longer of the periods before and after a rate change (parked <-> driving).
+        limit = max(REPORT_MAX_GAP_S, 5 * max(self.unit.schedule.period, self._last_report_period))
         gap = time.monotonic() - self._last_report_mono
         if gap <= limit:
             return True, f"last report {gap:.1f} s ago ({self.reports_made} made)"
