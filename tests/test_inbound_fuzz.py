@@ -34,7 +34,7 @@ from agent.core.remote_config import ConfigState, RecentIds, handle_config_set, 
 from agent.core.unit import Unit
 from tests.support.unit_rig import T0, config, gnss_fix, now
 
-SETTINGS = settings(max_examples=120, deadline=None,
+SETTINGS = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 CORPUS = Path(__file__).parent / "data" / "gnss-corpus"
 UTC = dt.timezone.utc
@@ -233,7 +233,7 @@ input_bodies = st.one_of(
     payloads(json_values))
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(body=input_bodies, ctype=st.sampled_from(["application/json", "application/json; charset=utf-8", "text/plain"]))
 def test_any_touch_input_gets_a_json_answer_and_only_accepted_inputs_become_events(touchscreen, body, ctype):
     server, posted = touchscreen
