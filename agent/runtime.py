@@ -153,6 +153,7 @@ class Runtime:
         self.events_handled = 0  # handled without an error: what the watchdog calls progress
         self.reports_made = 0
         self._last_report_mono = time.monotonic()
+        self._last_report_period = 1.0  # the report period when the last report was made
         self._gnss_offset: float | None = None  # the receiver's UTC - monotonic, set by the core thread
         self._disk_probe: tuple[float, bool] | None = None  # (when, writable) while the outbox says not ok
         self.started_mono = time.monotonic()
@@ -334,6 +335,7 @@ class Runtime:
             if effect.seq is not None:
                 self.reports_made += 1
                 self._last_report_mono = now.mono
+                self._last_report_period = self.unit.schedule.period if self.unit else 1.0
             self._publish(effect)
         elif isinstance(effect, Feedback):
             if self.panel is not None:
@@ -765,7 +767,8 @@ class Runtime:
     def _reports_on_schedule(self) -> tuple[bool, str]:
         """Telemetry is the unit's first duty: a core that stops producing it is stuck, even if it ticks."""
         assert self.unit is not None
-        limit = max(REPORT_MAX_GAP_S, 5 * self.unit.schedule.period)
+        # The longer of the periods before and after a rate change (parked <-> driving).
+        limit = max(REPORT_MAX_GAP_S, 5 * max(self.unit.schedule.period, self._last_report_period))
         gap = time.monotonic() - self._last_report_mono
         if gap <= limit:
             return True, f"last report {gap:.1f} s ago ({self.reports_made} made)"
@@ -834,18 +837,28 @@ class Runtime:
 
     def _disk_ok(self, now_mono: float) -> bool:
         """Whether the state directory takes writes now. The outbox only learns it at its next
-        commit, which may be far off (nothing left to write); while it says no, this probes with
-        a one-byte file once a second and, when that works, lets the outbox commit again."""
+        commit, which may be far off (a link that acknowledges at once leaves it nothing to
+        write), so the free space is read as well (statvfs: no write). While anything says no,
+        a one-byte file probes the directory once a second, and the outbox may commit again."""
         if self.outbox is None:
             return False
-        if self.outbox.stats().disk_ok:
+        outbox_ok = self.outbox.stats().disk_ok
+        full = self._disk_full()
+        if outbox_ok and not full and self.guards["state_file"].ok:
             self._disk_probe = None
             return True
         if self._disk_probe is None or now_mono - self._disk_probe[0] >= 1.0:
-            self._disk_probe = (now_mono, self._probe_disk())
-            if self._disk_probe[1]:
+            writable = not full and self._probe_disk()
+            self._disk_probe = (now_mono, writable)
+            if writable and not outbox_ok:
                 self.guards["outbox"].run(self.outbox.commit)
         return self._disk_probe[1]
+
+    def _disk_full(self) -> bool:
+        try:
+            return os.statvfs(self.config.storage.state_dir).f_bavail == 0
+        except OSError:
+            return True
 
     def _probe_disk(self) -> bool:
         probe = Path(self.config.storage.state_dir) / ".disk-probe"
