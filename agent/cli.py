@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from agent import __version__
-from agent.config import DEFAULT_PATH, AgentConfig, ConfigError, ConfigFileError, Validate, load_config, parse_config
+from agent.config import DEFAULT_PATH, AgentConfig, ConfigError, ConfigFileError, Validate, load_config
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -56,8 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--port", help="device path or pyserial URL (default: [gnss] port)")
     watch.add_argument("--baudrate", type=int, help="default: [gnss] baudrate, else 9600")
 
-    from agent import admin_tools
+    from agent import admin_tools, telemetry_tools
 
+    telemetry_tools.register(sub.add_parser("decode", help="telemetry payloads or captures (CBOR or JSON) as JSON reports"))
     admin = sub.add_parser("admin", help="fleet admin tools: signing keys, signed config pushes and commands")
     admin_tools.register(admin.add_subparsers(dest="admin_command", required=True, metavar="ACTION"))
     return parser
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": cmd_config,
         "gnss": cmd_gnss,
         "admin": cmd_admin,
+        "decode": cmd_decode,
     }[args.command]
     try:
         return handler(args)
@@ -85,7 +87,15 @@ def main(argv: list[str] | None = None) -> int:
 # ------------------------------------------------------------------ helpers
 
 
-def _load(path: Path, validate: Validate = parse_config) -> AgentConfig | None:
+def _in_process() -> Validate:
+    """pydantic validation in this process: for the commands a person runs, never for ``run``."""
+    from agent.config_validate import parse_config
+
+    return parse_config
+
+
+def _load(path: Path, validate: Validate | None = None) -> AgentConfig | None:
+    validate = validate or _in_process()
     try:
         return load_config(path, validate)
     except ConfigError as exc:
@@ -120,7 +130,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_config(args: argparse.Namespace) -> int:
     if args.config_command == "check":
         try:
-            config = load_config(args.path)
+            config = load_config(args.path, _in_process())
         except ConfigError as exc:
             _print_problems(exc)
             return EXIT_USAGE
@@ -135,7 +145,7 @@ def cmd_config(args: argparse.Namespace) -> int:
               "give --config PATH", file=sys.stderr)
         return EXIT_USAGE
     try:
-        effective = load_effective(path)
+        effective = load_effective(path, _in_process())
     except ConfigError as exc:
         _print_problems(exc)
         return EXIT_USAGE
@@ -265,6 +275,12 @@ def cmd_admin(args: argparse.Namespace) -> int:
     from agent import admin_tools
 
     return admin_tools.run(args)
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    from agent import telemetry_tools
+
+    return telemetry_tools.run(args)
 
 
 if __name__ == "__main__":  # pragma: no cover
