@@ -277,11 +277,14 @@ class Unit:
         if name == "emergency":
             self._emergency_events(self.emergency.press(now.mono), now, out)
         elif name == "ack":
-            if self.emergency.cancellable:
+            # The panel's ``ack`` is also its alarm cancel. The touchscreen has a control of its
+            # own for that ("emergency_cancel"): there ``ack`` is the "accept" button and only accepts.
+            panel = source != "touch"
+            if panel and self.emergency.cancellable:
                 self._emergency_events(self.emergency.cancel(now.mono), now, out)
             elif self._respond("accepted", now, out):
                 out.append(Feedback("accepted"))
-            elif self.emergency.alarm_out:
+            elif panel and self.emergency.alarm_out:
                 # Nothing to accept: the officer is trying to cancel after the window (refused, and why).
                 self._emergency_events(self.emergency.cancel(now.mono), now, out)
             else:
