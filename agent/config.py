@@ -8,12 +8,9 @@ of the agent reads typed, frozen attributes, never raw dicts.
 
 The schema is plain frozen dataclasses with their rules in ``Annotated``
 metadata (``annotated_types`` bounds, and :class:`Pattern` and :class:`Check`
-below), so reading a config never loads pydantic. pydantic does the
-validating, in :mod:`agent.config_validate`: in this process for the CLI and
-the tools (:func:`parse_config`), and in a short-lived child process for the
-running agent (:mod:`agent.adapters.config_child`). pydantic and the schema it
-builds take about 9 MiB that a unit would otherwise hold all day for a check
-made at start and at each remote push.
+below); pydantic does the validating, in :mod:`agent.config_validate`
+(:func:`parse_config`): at start, for ``umps-agent config check``, and for each
+remote push on the agent's remote-request worker thread.
 
 ``load_config`` raises :class:`ConfigError`, which carries every problem
 found as ``(key path, message)`` pairs, so ``umps-agent config check`` can
@@ -196,6 +193,9 @@ class StorageConfig:
     max_backlog_reports: Annotated[int, Ge(100), Le(10_000_000)] = 172_800
     # Telemetry is committed in batches (SD card wear); status and alarms at once.
     commit_interval_s: Annotated[float, Gt(0), Le(300)] = 10.0
+    # Refuse to start unless state_dir sits on an encrypted file system (LUKS/dm-crypt or
+    # fscrypt; see firmware-config/storage/README.md). Only the local file may set it.
+    require_encrypted: bool = False
 
 
 # -------------------------------------------------------------- telemetry
@@ -360,7 +360,13 @@ class DisplayConfig:
 
 def _keys_parse(value: list[str]) -> list[str]:
     if value:
-        parse_public_keys(value)  # ValueError names the bad key by its index
+        parse_public_keys(value, "admin_keys")  # ValueError names the bad key by its index
+    return value
+
+
+def _dispatch_keys_parse(value: list[str]) -> list[str]:
+    if value:
+        parse_public_keys(value, "dispatch_keys")
     return value
 
 
@@ -369,6 +375,9 @@ class SecurityConfig:
     # Admin Ed25519 public keys (base64 of the 32 raw bytes). When any is
     # listed, every config push and remote command must be signed by one.
     admin_keys: Annotated[list[str], Check(_keys_parse)] = field(default_factory=list)
+    # Dispatch Ed25519 public keys. When any is listed, every call, alarm/ack and
+    # alarm/clear must be signed by one (see docs/mqtt-api.md, "Signed dispatch").
+    dispatch_keys: Annotated[list[str], Check(_dispatch_keys_parse)] = field(default_factory=list)
     # A broker or TLS change that cannot connect within this time is rolled back.
     rollback_timeout_s: Annotated[float, Ge(10), Le(3600)] = 120.0
 
@@ -484,7 +493,7 @@ class Validate(Protocol):
 
 
 def parse_config(data: dict[str, Any], source: str = "<config>", *, strict: bool = False) -> AgentConfig:
-    """Validate in this process (loads pydantic; the running agent uses a child process)."""
+    """Validate with pydantic (:mod:`agent.config_validate`)."""
     from agent.config_validate import validate
 
     return validate(data, source, strict=strict)

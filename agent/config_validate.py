@@ -1,21 +1,12 @@
 """Config validation with pydantic, over the schema in :mod:`agent.config`.
 
-Two ways in:
-
-- :func:`validate`, in this process: the CLI, the admin and rig tools, the
-  tests (through :func:`agent.config.parse_config`);
-- ``python -m agent.config_validate``, a child process for the running agent
-  (:mod:`agent.adapters.config_child`), which so never loads pydantic. The
-  request on stdin and the answer on stdout are pickles, between the agent
-  and its own child: ``(data, source, strict)`` in; ``("ok", AgentConfig)`` or
-  ``("invalid", problems)`` out.
+:func:`validate`, reached through :func:`agent.config.parse_config`: the agent
+at start and on its remote-request worker, the CLI, the admin and rig tools.
 """
 
 from __future__ import annotations
 
 import json
-import pickle
-import sys
 from functools import cache
 from typing import Any
 
@@ -48,17 +39,3 @@ def problems(exc: ValidationError) -> list[tuple[str, str]]:
         msg = MESSAGES.get(err["type"], err["msg"]).removeprefix("Value error, ")
         out.append((error_location(err["loc"]), msg))
     return out
-
-
-def main() -> int:
-    data, source, strict = pickle.load(sys.stdin.buffer)
-    try:
-        answer: tuple[str, Any] = ("ok", validate(data, source, strict=strict))
-    except ConfigError as exc:
-        answer = ("invalid", exc.problems)
-    pickle.dump(answer, sys.stdout.buffer, protocol=pickle.HIGHEST_PROTOCOL)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,11 +11,12 @@ Threads and who owns what
   web UI, display worker, speech, watchdog) only ever *post* events to the
   inbox; they never call into the unit.
 
-Remote configuration (``config/set``) and commands (``cmd``) are decided by
-the pure :mod:`agent.core.remote_config` on the core thread and carried out
-here: the new layer is stored by :mod:`agent.adapters.config_store`, the
-unit takes hot changes, and the adapter a change needs rebuilt is rebuilt
-in-process. A broker change arms a :class:`RollbackGuard`: when no broker has
+Remote configuration (``config/set``), commands (``cmd``) and, when dispatch
+is signed, ``call``, ``alarm/ack`` and ``alarm/clear`` go from the MQTT link
+to the remote-request worker (:mod:`agent.adapters.remote_worker`), which
+verifies, validates and stores them off the core thread and posts one result
+event back. The core thread carries the result out: the unit takes hot
+changes, and the adapter a change needs rebuilt is rebuilt in-process. A broker change arms a :class:`RollbackGuard`: when no broker has
 acknowledged a publish from the unit with the new settings in time, the
 previous config comes back and the admin is told once the unit is online.
 
@@ -41,14 +42,16 @@ from typing import Any
 from agent import __version__
 from agent.adapters import sdnotify, serial_urls
 from agent.adapters.clock import SystemClock
-from agent.adapters.config_child import validate_in_child
-from agent.adapters.config_store import ConfigStoreError, load_effective, write_atomic
+from agent.adapters.config_store import load_effective, write_atomic
+from agent.adapters.encryption import EncryptionError, check_encrypted
 from agent.adapters.gpio import PanelIO, PinFactoryError, make_pin_factory, panel_buttons
 from agent.adapters.mqtt import MqttLink, MqttSettings, birth_payload
 from agent.adapters.outbox import Outbox
+from agent.adapters.remote_worker import CommandDone, ConfigDone, ConfigStateChanged, RemoteWorker
+from agent.adapters.replay_store import ReplayStore
 from agent.adapters.serial_gnss import SerialGnssReader
 from agent.adapters.uplink import Uplink
-from agent.config import AgentConfig, Validate
+from agent.config import AgentConfig, Validate, parse_config
 from agent.core import views
 from agent.core.dispatch import iso
 from agent.core.effects import Feedback, Speak
@@ -57,9 +60,9 @@ from agent.core.events import (
 )
 from agent.core.indicators import feedback, indicator_plan
 from agent.core.publish import Lane, Publish
-from agent.core.remote_config import (
-    ConfigChange, ConfigResult, ConfigState, Problem, RecentIds, RollbackGuard, current_message, handle_config_set, parse_command, rolled_back_result,
-)
+from agent.core.key_rules import ConfigChange
+from agent.core.remote_config import ConfigState, current_message, rolled_back_result
+from agent.core.rollback_guard import RollbackGuard
 from agent.core.unit import SUBSCRIPTIONS, Now, Unit
 
 log = logging.getLogger("agent.runtime")
@@ -111,8 +114,8 @@ class Runtime:
 
     def __init__(self, config_path: str | Path, *, base: AgentConfig | None = None, pin_factory: Any = None,
                  clock: SystemClock | None = None, notifier: sdnotify.Notifier | None = None) -> None:
-        # Validation runs in a child process: this one never loads pydantic.
-        self.validate: Validate = validate_in_child
+        # Validated in process; remote pushes on the remote-request worker, off the core thread.
+        self.validate: Validate = parse_config
         effective = load_effective(config_path, self.validate, base)
         for problem in effective.problems:
             log.warning("remote config: %s", problem)
@@ -131,7 +134,8 @@ class Runtime:
         self._core_thread: threading.Thread | None = None
         self._heartbeat = sdnotify.Heartbeat("core loop", HEARTBEAT_MAX_AGE_S)
         self._guard = RollbackGuard(self.config.security.rollback_timeout_s)
-        self._recent_cmds = RecentIds()
+        self.worker: RemoteWorker | None = None
+        self.replay: ReplayStore | None = None
         self._last_state: dict[str, Any] | None = None
         self._shown_revision = -1
         self._next_status_write = 0.0
@@ -156,6 +160,13 @@ class Runtime:
         serial_urls.register()
         state_dir = Path(cfg.storage.state_dir)
         state_dir.mkdir(parents=True, exist_ok=True)
+        if cfg.storage.require_encrypted:
+            # Raises EncryptionError: the unit refuses to write positions to a plain SD card.
+            log.info("state directory %s: %s", state_dir, check_encrypted(state_dir))
+        self.replay = ReplayStore(state_dir)
+        self.worker = RemoteWorker(self.cfg_state, self.store, self.replay, post=lambda e: self._post(e, force=True),
+                                   clock=lambda: self.now().wall, validate=self.validate)
+        self.worker.start()
         self.outbox = Outbox(state_dir, max_backlog_reports=cfg.storage.max_backlog_reports,
                              commit_interval_s=cfg.storage.commit_interval_s, exclusive=True)
         now = self.now()
@@ -190,6 +201,8 @@ class Runtime:
             self._core_thread.join(10.0)
             if self._core_thread.is_alive():
                 log.error("core thread did not stop within 10 s")
+        self._quietly("remote worker", lambda: self.worker and self.worker.stop())
+        self._quietly("replay memory", lambda: self.replay and self.replay.close())
         self._quietly("screens", self._stop_screens)
         self._quietly("uplink", lambda: self.uplink and self.uplink.stop())
         self._quietly("link", lambda: self.link and self.link.stop())
@@ -242,6 +255,8 @@ class Runtime:
             if isinstance(event, Stop):
                 self._persist()
                 return
+            if self.worker is not None:
+                self.worker.overdue(time.monotonic())
             try:
                 self._handle(event)
             except Exception:  # noqa: BLE001 - one bad event never stops the unit
@@ -263,7 +278,10 @@ class Runtime:
             log.warning("ignoring a retained %s (stale by definition; senders must not retain it)", event.topic)
             effects = unit.handle(Tick(now.mono), now)
         elif isinstance(event, MessageReceived) and event.topic in ("config/set", "cmd"):
-            self._remote(event, now)
+            log.warning("ignoring a %s that did not come through the remote-request worker", event.topic)
+            effects = unit.handle(Tick(now.mono), now)
+        elif isinstance(event, (ConfigDone, CommandDone, ConfigStateChanged)):
+            self._remote_result(event, now)
             effects = unit.handle(Tick(now.mono), now)
         else:
             effects = unit.handle(event, now)
@@ -353,9 +371,18 @@ class Runtime:
 
     # ------------------------------------------------------ remote requests
 
-    def _remote(self, event: MessageReceived, now: Now) -> None:
-        if event.topic == "cmd":
-            outcome = parse_command(event.payload, self.config, now.wall, self._recent_cmds)
+    def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
+        """From the MQTT thread: remote requests to the worker, the rest to the core."""
+        worker = self.worker
+        if worker is not None and not (retained and topic in NEVER_RETAINED) and worker.wants(topic):
+            worker.submit(topic, payload)
+        else:
+            self._post(MessageReceived(topic, payload, time.monotonic(), retained))
+
+    def _remote_result(self, event: Any, now: Now) -> None:
+        """Carry out what the remote-request worker decided (and, for config, already stored)."""
+        if isinstance(event, CommandDone):
+            outcome = event.outcome
             if outcome.rejected is not None:
                 self._publish(Publish("cmd/result", outcome.rejected.to_json(), Lane.STATUS))
                 return
@@ -367,30 +394,34 @@ class Runtime:
                 self._publish(self.unit.report(now))
             self._publish(Publish("cmd/result", command.done().to_json(), Lane.STATUS))
             return
-        outcome = handle_config_set(event.payload, self.cfg_state, now.wall, self.validate)
-        if not outcome.accepted:
-            self._publish(Publish("config/result", outcome.result.to_json(), Lane.STATUS))
+        if isinstance(event, ConfigStateChanged):
+            if event.rolled_back is None:  # confirmed
+                self.cfg_state = event.state
+                return
+            restored = event.state
+            log.error("remote config version %d reached no broker within %g s: rolled back to version %d",
+                      event.rolled_version, self._guard.timeout_s, restored.version)
+            self._apply(restored, ConfigChange.between(self.config, restored.config).reinit, now)
+            result = rolled_back_result(event.rolled_back.request_id, event.rolled_version, restored,
+                                        self._guard.timeout_s)
+            self._pending_result = None
+            # Through the outbox: the admin gets it as soon as the unit is back online.
+            self._publish(Publish("config/result", result.to_json(), Lane.STATUS))
+            self._publish(self._config_current())
             return
-        new_state = outcome.state
-        assert new_state is not None
-        change = outcome.change
-        if change.dangerous:
-            new_state = dataclasses.replace(new_state, pending=True)
-        try:
-            self.store.save(new_state)
-        except ConfigStoreError as exc:
-            # Not stored, so not applied: the running config is untouched.
-            refused = ConfigResult(outcome.result.id, False, self.cfg_state.version, (Problem("", str(exc)),))
-            self._publish(Publish("config/result", refused.to_json(), Lane.STATUS))
+        assert isinstance(event, ConfigDone)
+        if event.state is None:
+            self._publish(Publish("config/result", event.result.to_json(), Lane.STATUS))
             return
+        new_state, change = event.state, event.change
         log.info("remote config version %d accepted (%s)", new_state.version, ", ".join(change.paths) or "no change")
         self._apply(new_state, change.reinit, now)
         if change.dangerous:
             # The answer waits for the guard: ok once a broker accepts the unit with it.
             self._guard.arm(now.mono, new_state.version, new_state.request_id)
-            self._pending_result = outcome.result
+            self._pending_result = event.result
         else:
-            self._publish(Publish("config/result", outcome.result.to_json(), Lane.STATUS))
+            self._publish(Publish("config/result", event.result.to_json(), Lane.STATUS))
         self._publish(self._config_current())
 
     def _apply(self, state: ConfigState, reinit: frozenset[str] | set[str], now: Now) -> None:
@@ -428,10 +459,8 @@ class Runtime:
         link = self.link
         if link is not None and link.connected and link.stats().acked > 0:
             if self._guard.connected(now.mono, armed.version) is not None:
-                try:
-                    self.cfg_state = self.store.confirm(self.cfg_state)
-                except ConfigStoreError as exc:
-                    log.error("%s", exc)
+                assert self.worker is not None
+                self.worker.confirm(armed.version)  # stored as confirmed by the worker (one writer)
                 log.info("remote config version %d confirmed by the broker", armed.version)
                 if self._pending_result is not None:
                     self._publish(Publish("config/result", self._pending_result.to_json(), Lane.STATUS))
@@ -440,16 +469,8 @@ class Runtime:
         expired = self._guard.tick(now.mono)
         if expired is None:
             return
-        rolled = self.cfg_state.version
-        restored = self.store.rollback(self.cfg_state)
-        log.error("remote config version %d reached no broker within %g s: rolled back to version %d",
-                  rolled, self._guard.timeout_s, restored.version)
-        self._apply(restored, ConfigChange.between(self.config, restored.config).reinit, now)
-        result = rolled_back_result(expired.request_id, rolled, restored, self._guard.timeout_s)
-        self._pending_result = None
-        # Through the outbox: the admin gets it as soon as the unit is back online.
-        self._publish(Publish("config/result", result.to_json(), Lane.STATUS))
-        self._publish(self._config_current())
+        assert self.worker is not None
+        self.worker.rollback(expired)  # the worker restores and stores; ConfigStateChanged comes back
 
     def _config_current(self) -> Publish:
         body = json.dumps(current_message(self.cfg_state), ensure_ascii=False).encode("utf-8")
@@ -464,8 +485,7 @@ class Runtime:
             unit_id=cfg.unit.id,
             on_up=lambda broker: self._post(LinkUp(broker, time.monotonic()), force=True),
             on_down=self._on_link_down,
-            on_message=lambda topic, payload, retained: self._post(
-                MessageReceived(topic, payload, time.monotonic(), retained)),
+            on_message=self._on_message,
             birth=self._birth,
             subscriptions=SUBSCRIPTIONS,
         )
@@ -584,6 +604,8 @@ class Runtime:
             self._heartbeat.check(),
             sdnotify.HealthCheck("gnss reader", lambda: (bool(self.reader and self.reader.alive), "reader thread")),
             sdnotify.HealthCheck("uplink", lambda: (bool(self.uplink and self.uplink.alive), "sender thread")),
+            sdnotify.HealthCheck("remote requests",
+                                 lambda: (bool(self.worker and self.worker.alive), "remote-request worker thread")),
             sdnotify.Progress(
                 "publish path",
                 pending=lambda: (self.outbox.stats().in_flight if self.link and self.link.connected else 0),
@@ -676,6 +698,10 @@ def run_agent(config: AgentConfig, config_path: str | Path) -> int:
     runtime = Runtime(config_path, base=config)
     try:
         runtime.start()
+    except EncryptionError as exc:
+        log.critical("%s", exc)
+        runtime.stop("state directory not encrypted")
+        return EXIT_FAILURE
     except Exception:
         log.exception("the agent could not start")
         runtime.stop("start failed")
