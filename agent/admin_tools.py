@@ -227,7 +227,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--unit", required=True)
     p.add_argument("--id", dest="request_id")
     p.add_argument("--expires-in", type=float, default=DEFAULT_COMMAND_LIFETIME_S, metavar="SECONDS")
-    p.add_argument("command", choices=COMMANDS)
+    # Not dest="command": `umps-agent` keeps its own sub-command there.
+    p.add_argument("unit_command", metavar="COMMAND", choices=COMMANDS, help=", ".join(COMMANDS))
     p.set_defaults(func=_cmd_sign_command)
 
     p = subparsers.add_parser("sign-dispatch", help="print a signed call, alarm/ack or alarm/clear")
@@ -268,7 +269,7 @@ def _cmd_sign(args: argparse.Namespace) -> int:
 
 def _cmd_sign_command(args: argparse.Namespace) -> int:
     request = command_request(
-        load_private_key(args.key), args.unit, args.command,
+        load_private_key(args.key), args.unit, args.unit_command,
         request_id=args.request_id, lifetime_s=args.expires_in,
     )
     print(json.dumps(request, ensure_ascii=False))

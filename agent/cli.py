@@ -204,6 +204,11 @@ def format_status(data: dict, age: float) -> str:
         f"emergency {data.get('emergency')}  call {data.get('call') or '-'}",
         f"telemetry   seq {data.get('seq')}  config version {data.get('config_version')}",
     ]
+    outputs = data.get("outputs") or {}
+    if outputs:
+        lines.append("outputs     " + "  ".join(
+            f"{name} {o.get('state')}" + (f" ({o.get('failures')} failed: {o.get('last_error')})" if o.get("failures") else "")
+            for name, o in outputs.items()))
     return "\n".join(lines)
 
 

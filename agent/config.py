@@ -206,6 +206,39 @@ class TelemetryConfig:
     rate_hz: Annotated[float, Gt(0), Le(10)] = 1.0
     # Backlog drain ceiling, so old reports never starve live traffic.
     backlog_max_rate: Annotated[float, Gt(0), Le(100_000)] = 5000.0
+    # "cbor": compact reports and batched backlog (docs/mqtt-api.md); "json" for integrations that read JSON.
+    encoding: Literal["json", "cbor"] = "json"
+
+
+# ------------------------------------------------------------------ power
+
+
+@section
+class PowerConfig:
+    """The vehicle's power: ignition sense and the hold-up supply's warning (firmware-config/power.md).
+
+    A pin left unset is not wired: without ``ignition_pin`` the unit counts as
+    driving (ignition on) all the time; without ``power_fail_pin`` a cut loses
+    up to a batch of reports (and the next run declares them in ``seq_gap``).
+    """
+
+    ignition_pin: Annotated[int, Ge(0), Le(53)] | None = None  # BCM numbering
+    # An opto-isolated ignition sense pulls the line low when the ignition is on.
+    ignition_active_high: bool = False
+    ignition_debounce_s: Annotated[float, Ge(0), Le(10)] = 0.5  # cranking dips the 12 V
+    power_fail_pin: Annotated[int, Ge(0), Le(53)] | None = None
+    power_fail_active_high: bool = False  # most hold-up boards pull the line low on a cut
+    power_fail_debounce_s: Annotated[float, Ge(0), Le(1)] = 0.01
+    # Ignition off this long: the agent stops cleanly and the unit powers off.
+    shutdown_after_s: Annotated[float, Ge(0), Le(86_400)] = 900.0
+    # Telemetry rate while parked (ignition off, status available or out_of_service).
+    parked_rate_hz: Annotated[float, Gt(0), Le(10)] = 1 / 60
+    # Run after a power-fail or ignition-off stop; empty: the agent just exits.
+    poweroff_command: str = "systemctl poweroff"
+
+    def __post_init__(self) -> None:
+        if self.ignition_pin is not None and self.ignition_pin == self.power_fail_pin:
+            raise ValueError(f"pin {self.ignition_pin} used by both ignition_pin and power_fail_pin")
 
 
 # ------------------------------------------------------------------- gpio
@@ -398,11 +431,19 @@ class AgentConfig:
     storage: StorageConfig = field(default_factory=StorageConfig)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     gpio: GpioConfig = field(default_factory=GpioConfig)
+    power: PowerConfig = field(default_factory=PowerConfig)
     panel: PanelConfig = field(default_factory=PanelConfig)
     ui: UiConfig = field(default_factory=UiConfig)
     display: DisplayConfig = field(default_factory=DisplayConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    def __post_init__(self) -> None:
+        panel_pins = {spec.pin: name for name, spec in [*self.gpio.inputs.items(), *self.gpio.outputs.items()]}
+        for key in ("ignition_pin", "power_fail_pin"):
+            pin = getattr(self.power, key)
+            if pin is not None and pin in panel_pins:
+                raise ValueError(f"power.{key} {pin} is also gpio {panel_pins[pin]!r}")
 
     @property
     def ui_enabled(self) -> bool:

@@ -64,13 +64,14 @@ from agent.core.key_rules import ConfigChange
 from agent.core.remote_config import ConfigState, current_message, rolled_back_result
 from agent.core.rollback_guard import RollbackGuard
 from agent.core.unit import SUBSCRIPTIONS, Now, Unit
+from agent.output_guard import OutputGuard
 
 log = logging.getLogger("agent.runtime")
 
 STATUS_FILE = "status.json"
 STATE_FILE = "unit-state.json"
 INBOX_SIZE = 1024
-STATUS_EVERY_S = 2.0
+STATUS_EVERY_S = 1.0  # `umps-agent status` tells the present within a second
 # The core loop wakes at least this often, so its heartbeat and the screens' clocks move.
 MAX_IDLE_S = 1.0
 HEARTBEAT_MAX_AGE_S = 10.0
@@ -79,6 +80,8 @@ PUBLISH_MAX_STALL_S = 60.0
 # (A retained command would run again at every connect.)
 NEVER_RETAINED = ("alarm/ack", "alarm/clear", "cmd")
 EXIT_OK, EXIT_FAILURE = 0, 1
+# Every output refreshed behind its own guard (agent.output_guard), by its name in `umps-agent status`.
+OUTPUTS = ("touchscreen", "display", "leds", "speech", "state_file", "status_file", "outbox")
 
 
 def runtime_dir(config: AgentConfig) -> Path:
@@ -152,6 +155,7 @@ class Runtime:
         self.watchdog: sdnotify.Watchdog | None = None
         self._pending_restore: list[Any] = []  # effects of the restored state, run once the uplink exists
         self._pending_result: Any = None  # config/result of a broker change, sent once a broker accepts it
+        self.guards = {name: OutputGuard(name.replace("_", " "), log) for name in OUTPUTS}
 
     # ------------------------------------------------------------ lifecycle
 
@@ -304,18 +308,21 @@ class Runtime:
             self._publish(effect)
         elif isinstance(effect, Feedback):
             if self.panel is not None:
-                self.panel.apply(feedback(effect.kind, self.config.panel.patterns))
+                self.guards["leds"].run(lambda: self.panel.apply(feedback(effect.kind, self.config.panel.patterns)))
         elif isinstance(effect, Speak):
             if self.speaker is not None:
-                text = views.spoken_text(self.unit, effect.call_id, now)
-                if text:
-                    self.speaker.speak(text, self.config.panel.language)
+                self.guards["speech"].run(self._speak, effect.call_id, now)
         else:
             log.error("unknown effect %r", effect)
 
+    def _speak(self, call_id: str, now: Now) -> None:
+        text = views.spoken_text(self.unit, call_id, now)
+        if text and self.speaker is not None:
+            self.speaker.speak(text, self.config.panel.language)
+
     def _publish(self, publish: Publish) -> None:
         assert self.uplink is not None
-        self.uplink.submit(publish)
+        self.guards["outbox"].run(self.uplink.submit, publish)
 
     # -------------------------------------------------------------- outputs
 
@@ -323,12 +330,19 @@ class Runtime:
         unit = self.unit
         assert unit is not None
         self._shown_revision = unit.revision
+        # Each behind its own guard: one that fails never keeps the others (or the event) from running.
         if self.panel is not None:
-            self.panel.apply(indicator_plan(views.indicator_view(unit, now), self.config.panel.patterns))
+            self.guards["leds"].run(lambda: self.panel.apply(
+                indicator_plan(views.indicator_view(unit, now), self.config.panel.patterns)))
         if self.display is not None:
-            self.display.post(views.rider_view(unit, now, views.clock_text(now.wall)))
+            self.guards["display"].run(lambda: self.display.post(views.rider_view(unit, now, views.clock_text(now.wall))))
         if self.web is not None:
-            self.web.update(views.screen_snapshot(unit, now, backlog=self._backlog()))
+            self.guards["touchscreen"].run(lambda: self._show_on_touchscreen(now))
+
+    def _show_on_touchscreen(self, now: Now) -> None:
+        assert self.unit is not None and self.web is not None
+        if self.web.update(views.screen_snapshot(self.unit, now, backlog=self._backlog())) is False:
+            raise ValueError("the touchscreen refused the snapshot")
 
     def _backlog(self) -> int:
         if self.outbox is None:
@@ -343,12 +357,13 @@ class Runtime:
         state = self.unit.persistent_state()
         if state == self._last_state:
             return
-        try:
-            body = json.dumps(state, ensure_ascii=False, sort_keys=True).encode("utf-8")
-            write_atomic(Path(self.config.storage.state_dir) / STATE_FILE, body)
-            self._last_state = state
-        except OSError as exc:
-            log.error("cannot store the unit state: %s", exc)
+        # Not stored (full disk...): _last_state stays, so the next event or tick tries again.
+        self.guards["state_file"].run(self._store_state, state)
+
+    def _store_state(self, state: dict[str, Any]) -> None:
+        body = json.dumps(state, ensure_ascii=False, sort_keys=True).encode("utf-8")
+        write_atomic(Path(self.config.storage.state_dir) / STATE_FILE, body)
+        self._last_state = state
 
     def _restore_state(self, now: Now) -> None:
         assert self.unit is not None
@@ -669,19 +684,20 @@ class Runtime:
             "panel": self.panel is not None,
             "inbox_dropped": self.dropped_events,
             "core_errors": self.core_errors,
+            "outputs": {name: guard.snapshot() for name, guard in self.guards.items()},
             "counters": dataclasses.asdict(unit.counters),
         }
 
     def _write_status(self, now: Now) -> None:
+        self.guards["status_file"].run(self._store_status, now)
+        self.notifier.status(self._status_line())  # never raises: a failed send is logged by the notifier
+
+    def _store_status(self, now: Now) -> None:
         directory = runtime_dir(self.config)
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            tmp = directory / (STATUS_FILE + ".tmp")
-            tmp.write_text(json.dumps(self.status_report(now), ensure_ascii=False))
-            os.replace(tmp, directory / STATUS_FILE)  # a tmpfs: no fsync needed
-        except OSError as exc:
-            log.debug("status file not written: %s", exc)
-        self.notifier.status(self._status_line())
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = directory / (STATUS_FILE + ".tmp")
+        tmp.write_text(json.dumps(self.status_report(now), ensure_ascii=False))
+        os.replace(tmp, directory / STATUS_FILE)  # a tmpfs: no fsync needed
 
 
 def run_agent(config: AgentConfig, config_path: str | Path) -> int:

@@ -1,4 +1,7 @@
-"""The durable outbox on its own: lanes, batching, seq persistence, bounds, disk full."""
+"""The outbox's store: lanes, batching, bounds, disk full, the crash window, formats and migration.
+
+The payload encodings are tested in test_outbox_codec.py, the seq reservation in
+test_seq_reservation.py."""
 
 from __future__ import annotations
 
@@ -14,18 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.adapters.outbox import (
-    DB_NAME,
-    ENC_BATCH_V1,
-    ENC_RAW,
-    FORMAT_VERSION,
-    _DICT_V1,
-    Outbox,
-    OutboxError,
-    stored_records,
-)
+from agent.adapters.outbox import DB_NAME, FORMAT_VERSION, Outbox, OutboxError, stored_records
+from agent.adapters.outbox_codec import DICT_V1, ENC_BATCH_V1, ENC_RAW
 from agent.core.publish import Lane, Publish
 from tests.support.disk import small_tmpfs
+from tests.support.reports import realistic_report
 
 
 class FakeClock:
@@ -145,50 +141,6 @@ def test_a_lost_live_report_is_resent_as_backlog(tmp_path: Path) -> None:
     box.close()
 
 
-def test_seq_continues_exactly_after_a_clean_close(tmp_path: Path) -> None:
-    box = Outbox(tmp_path)
-    assert box.next_seq() == 1
-    for seq in range(1, 6):
-        box.put(report(seq))
-    box.close()
-    box = Outbox(tmp_path)
-    assert box.next_seq() == 6
-    box.close()
-
-
-def _crash_after(state_dir: Path, seqs: range, seq_block: int) -> None:
-    """Put reports in a child process that then dies by SIGKILL (no close)."""
-    code = textwrap.dedent(
-        f"""
-        import os, signal, json
-        from agent.adapters.outbox import Outbox
-        from agent.core.publish import Lane, Publish
-        box = Outbox({str(state_dir)!r}, seq_block={seq_block}, commit_interval_s=3600)
-        for seq in range({seqs.start}, {seqs.stop}):
-            box.put(Publish("telemetry", json.dumps({{"seq": seq}}).encode(), Lane.LIVE, seq=seq))
-        os.kill(os.getpid(), signal.SIGKILL)
-        """
-    )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1], timeout=30)
-    assert proc.returncode == -9
-
-
-def test_seq_is_never_reused_after_a_crash(tmp_path: Path) -> None:
-    box = Outbox(tmp_path, seq_block=4)
-    start = box.next_seq()
-    box.close()
-    # 10 reports cross the 4-report reservation twice: each crossing is forced to disk.
-    _crash_after(tmp_path, range(start, start + 10), seq_block=4)
-    box = Outbox(tmp_path, seq_block=4)
-    assert box.next_seq() > start + 9
-    resumed = box.next_seq()
-    box.close()
-    _crash_after(tmp_path, range(resumed, resumed + 1), seq_block=4)
-    box = Outbox(tmp_path, seq_block=4)
-    assert box.next_seq() > resumed
-    box.close()
-
-
 def test_committed_records_survive_a_kill_and_drain_in_order(tmp_path: Path) -> None:
     code = textwrap.dedent(
         f"""
@@ -286,20 +238,6 @@ def test_disk_full_keeps_records_in_memory_and_recovers(tiny_tmpfs: Path, clock:
 
 
 # ------------------------------------------------ storage format and SD wear
-
-
-def realistic_report(seq: int, lane: Lane = Lane.BACKLOG, **extra: object) -> Publish:
-    """A report shaped as the unit builds it (compact JSON, ~350 bytes)."""
-    body = {
-        "unit": "rabat-017", "seq": seq, "ts": f"2026-11-26T01:{seq // 60 % 60:02d}:{seq % 60:02d}.512Z",
-        "time_source": "system",
-        "fix": {"mode": 3, "time": f"2026-11-26T01:{seq // 60 % 60:02d}:{seq % 60:02d}.000Z",
-                "lat": 34.26101333333333 + seq * 1e-5, "lon": -6.580213333333333 - seq * 1e-5, "alt": 12.5,
-                "speed": 13.2, "track": 271.3, "hdop": 0.9, "sats": 11, "age": 0.043},
-        "status": "en_route", "siren": True, "emergency": False, "call": {"id": "C-2026-0042", "state": "en_route"},
-        **extra,
-    }
-    return Publish("telemetry", json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(), lane, seq=seq)
 
 
 def stored_rows(state_dir: Path) -> list[tuple[int, str, int, int]]:
@@ -540,7 +478,7 @@ def test_a_store_of_format_2_is_migrated_and_its_deflated_reports_read(tmp_path:
     db = sqlite3.connect(tmp_path / DB_NAME)
     db.executescript(v2)
     payload = realistic_report(7).payload
-    packer = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _DICT_V1)
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, DICT_V1)
     db.execute("INSERT INTO records VALUES (5, ?, 'telemetry', ?, 1, 0, 7, 1)",
                (int(Lane.BACKLOG), packer.compress(payload) + packer.flush()))
     db.executemany("INSERT INTO meta VALUES (?, ?)", [("clean", 1), ("seq_next", 8), ("seq_reserved", 100)])

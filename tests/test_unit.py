@@ -32,7 +32,8 @@ def test_status_press_publishes_at_once_retained_on_the_status_lane():
     out = rig.at(T0 + 0.3).press("en_route")
     [p] = pubs(out, "status")
     assert p.lane is Lane.STATUS and p.retain and p.qos == 1 and p.seq is None
-    assert body(p) == {"status": "en_route", "siren": False, "call": None, "emergency": False, "ts": iso(T0 + 0.3)}
+    assert body(p) == {"status": "en_route", "siren": False, "call": None, "emergency": False, "ignition": None,
+                       "fix": {"receiver": "no_fix"}, "ts": iso(T0 + 0.3)}
     assert Feedback("accepted") in out
     assert pubs(out, "telemetry") == []  # not waiting for, nor forcing, a report
     assert rig.unit.status.state == "en_route"
@@ -104,7 +105,7 @@ def test_siren_change_publishes_status_once_per_change():
     rig = Rig()
     out = rig.at(T0 + 0.4).siren(True)
     assert status_of(out) == {"status": "available", "siren": True, "call": None, "emergency": False,
-                              "ts": iso(T0 + 0.4)}
+                              "ignition": None, "fix": {"receiver": "no_fix"}, "ts": iso(T0 + 0.4)}
     assert pubs(rig.after(0.1).siren(True)) == []  # same state again: no message
     assert status_of(rig.after(0.1).siren(False))["siren"] is False
     assert rig.reports(rig.run_until(T0 + 1.5))[-1]["siren"] is False
@@ -175,7 +176,7 @@ def test_persistent_state_is_json():
     rig.run_until(T0 + 3)
     state = rig.unit.persistent_state()
     assert json.loads(json.dumps(state)) == json.loads(json.dumps(state, sort_keys=True))
-    assert set(state) == {"status", "emergency", "calls"}
+    assert set(state) == {"status", "status_since", "emergency", "calls"}
 
 
 def test_unit_constructor_contract():

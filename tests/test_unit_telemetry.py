@@ -73,7 +73,7 @@ def test_no_fix_ever_is_mode_1_without_position():
     rig = Rig()
     report = rig.reports(rig.run_until(T0 + 1.5))[0]
     assert report["fix"] == {"mode": 1, "time": None, "lat": None, "lon": None, "alt": None, "speed": None,
-                             "track": None, "hdop": None, "sats": None, "age": None}
+                             "track": None, "hdop": None, "sats": None, "age": None, "receiver": "no_fix"}
 
 
 def test_stale_fix_is_mode_1_with_last_position_and_its_age():

@@ -16,7 +16,8 @@ def test_idle_unit_without_a_fix():
     led = views.indicator_view(rig.unit, rig.now())
     assert (led.status, led.link_up, led.gnss_fix, led.call_priority) == ("available", False, False, None)
     snap = views.screen_snapshot(rig.unit, rig.now(), backlog=7)
-    assert snap["gnss"] == {"mode": 0, "lat": None, "lon": None, "speed": None, "track": None, "age": None}
+    assert snap["gnss"] == {"mode": 0, "lat": None, "lon": None, "speed": None, "track": None, "age": None,
+                            "receiver": "no_fix"}
     assert snap["link"] == {"online": False, "backlog": 7}
     assert snap["call"] is None and snap["notice"] is None
     assert snap["status_buttons"] == ["available", "en_route", "on_scene", "busy", "out_of_service"]
@@ -79,3 +80,47 @@ def test_fleet_labels_reach_every_screen():
     assert snap["status_labels"]["fr"]["busy"] == "Indisponible"
     assert snap["status_labels"]["ar"]["busy"] != "Indisponible"
     assert views.display_labels(rig.unit)["fr"] == {"status.busy": "Indisponible"}
+
+
+def test_the_touch_cancel_is_offered_only_inside_the_window_and_cancels_there():
+    rig = Rig(config("car"))
+    assert "emergency_cancel" not in views.screen_snapshot(rig.unit, rig.now())["inputs"]
+    rig.press("emergency", source="touch")
+    rig.after(2.1).tick()
+    assert "emergency_cancel" in views.screen_snapshot(rig.unit, rig.now())["inputs"]
+    rig.press("emergency_cancel", source="touch")
+    assert rig.unit.emergency.state is EmergencyState.NONE
+    assert "emergency_cancel" not in views.screen_snapshot(rig.unit, rig.now())["inputs"]
+
+
+def test_status_since_the_crew_set_it_and_kept_over_a_restart():
+    rig = Rig(config("car"))
+    assert views.screen_snapshot(rig.unit, rig.now())["status_since"] is None
+    rig.press("busy")
+    set_at = views.screen_snapshot(rig.unit, rig.now())["status_since"]
+    assert set_at == views.screen_snapshot(rig.unit, rig.now())["now"]
+    rig.after(600).tick()
+    assert views.screen_snapshot(rig.unit, rig.now())["status_since"] == set_at
+    stored = json.loads(json.dumps(rig.unit.persistent_state()))
+    again = Rig(config("car"))
+    again.unit.restore(stored, again.now())
+    assert views.screen_snapshot(again.unit, again.now())["status_since"] == set_at
+
+
+def test_a_cancelled_call_notice_names_the_call_and_the_reason():
+    rig = Rig(config("car"))
+    rig.message("call", call_payload(id="C-9", nature="Rixe sur la voie publique"))
+    rig.message("call", json.dumps({"id": "C-9", "action": "cancel", "reason": "doublon"}).encode())
+    notice = views.screen_snapshot(rig.unit, rig.now())["notice"]
+    assert notice["kind"] == "cancelled"
+    assert notice["subject"] == "Rixe sur la voie publique" and notice["reason"] == "doublon"
+
+
+def test_a_silent_receiver_is_told_apart_from_no_fix():
+    from agent.core.events import GnssLost
+
+    rig = Rig(config("car"))
+    rig.fix()
+    assert views.screen_snapshot(rig.unit, rig.now())["gnss"]["receiver"] == "ok"
+    rig.send(GnssLost("silent", rig.t))
+    assert views.screen_snapshot(rig.unit, rig.now())["gnss"]["receiver"] == "lost"

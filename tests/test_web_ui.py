@@ -409,7 +409,7 @@ def open_page(page, ui: WebUi, snap: dict):
     ui.update(snap)
     page.goto(ui.url)
     expect(page.locator("#statuses button")).to_have_count(len(snap["status_buttons"]))
-    expect(page.locator("#banner")).to_be_hidden()
+    expect(page.locator("#band-link")).to_be_hidden()
     return expect
 
 
@@ -527,15 +527,47 @@ def test_emergency_hold_posts_press_then_release(page, ui, recorder):
     assert [type(e) for e in recorder.events] == [ButtonPressed, ButtonReleased]
     expect(sos).to_have_attribute("data-state", "none")
 
-    # The core raised it: the cancel window counts down on the button.
+    # The core raised it (the alarm is out): the control now reads "cancel", the band says sent.
     ui.update(snapshot(emergency={"state": "pending", "since": "2024-03-01T10:20:28Z",
-                                  "cancel_deadline_s": 4.2, "hold_s": 2.0}))
+                                  "cancel_deadline_s": 30.0, "hold_s": 2.0}, inputs=[*INPUTS, "emergency_cancel"]))
     expect(sos).to_have_attribute("data-state", "pending")
-    expect(sos.locator(".sos-label")).to_contain_text("Alerte dans")
+    expect(sos.locator(".sos-label")).to_have_text("ANNULER l'alerte")
+    expect(page.locator("#band-alarm")).to_contain_text("Alerte envoyée")
+    # After the alarm is active the control says so, and a touch posts nothing.
     ui.update(snapshot(emergency={"state": "active", "since": "2024-03-01T10:20:33Z",
                                   "cancel_deadline_s": None}))
-    expect(sos.locator(".sos-label")).to_have_text("URGENCE ACTIVE")
+    expect(sos.locator(".sos-label")).to_have_text("ALERTE ACTIVE")
+    expect(page.locator("#band-alarm")).to_contain_text("URGENCE ACTIVE")
     expect(page.locator("#app")).to_have_attribute("data-emergency", "active")
+    sos.click()
+    page.locator("#btn-lang").click()  # a later click: the page has handled the first
+    expect(page.locator("html")).to_have_attribute("dir", "rtl")
+    assert len(recorder.events) == 2
+
+
+@browser_test
+@needs_chromium
+@pytest.mark.parametrize("how", ["mouse", "touch"])
+def test_a_touch_on_the_alarm_control_in_the_cancel_window_cancels(browser, ui, recorder, how):
+    context = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT}, has_touch=how == "touch")
+    page = context.new_page()
+    try:
+        expect = open_page(page, ui, snapshot(
+            emergency={"state": "pending", "since": None, "cancel_deadline_s": 30.0, "hold_s": 2.0},
+            inputs=[*INPUTS, "emergency_cancel"]))
+        sos = page.locator("#actions .sos")
+        expect(sos.locator(".sos-label")).to_have_text("ANNULER l'alerte")
+        box = sos.bounding_box()
+        if how == "touch":
+            page.touchscreen.tap(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        else:
+            sos.click()
+        recorder.wait_for(is_event(ButtonReleased, "emergency_cancel"))
+        names = [(type(e).__name__, e.name) for e in recorder.events]
+        # A cancel, never a new press of the alarm.
+        assert names == [("ButtonPressed", "emergency_cancel"), ("ButtonReleased", "emergency_cancel")]
+    finally:
+        context.close()
 
 
 @browser_test
@@ -552,7 +584,7 @@ def test_sliding_off_the_emergency_button_releases_it(page, ui, recorder):
 
 
 def boxes(page) -> tuple[dict, dict]:
-    return page.locator("#statuses").bounding_box(), page.locator("#main").bounding_box()
+    return page.locator("#statuses").bounding_box(), page.locator("#body").bounding_box()
 
 
 @browser_test
@@ -567,7 +599,7 @@ def test_arabic_is_right_to_left_and_mirrored(page, ui):
     expect(html).to_have_attribute("lang", "ar")
     statuses, main = boxes(page)
     assert statuses["x"] + statuses["width"] <= main["x"]  # Arabic: on the left
-    expect(page.locator('#statuses [data-status="busy"]')).to_have_text("مشغول")
+    expect(page.locator('#statuses [data-status="busy"] .name')).to_have_text("مشغول")
     card = page.locator("#call")
     expect(card.locator(".address")).to_have_text(ARABIC_CALL["address"])
     # Free text takes its own direction whatever the UI language.
@@ -586,7 +618,7 @@ def test_language_toggle_is_a_local_preference(page, ui, recorder):
     page.locator("#btn-lang").click()
     expect(html).to_have_attribute("dir", "rtl")
     # French labels came in the snapshot: the page's own Arabic names stand in.
-    expect(page.locator('#statuses [data-status="available"]')).to_have_text("متاح")
+    expect(page.locator('#statuses [data-status="available"] .name')).to_have_text("متاح")
     page.reload()
     expect(html).to_have_attribute("dir", "rtl")  # kept by this screen
     assert recorder.events == []  # nothing posted for a preference
@@ -636,7 +668,7 @@ def test_page_reconnects_after_the_agent_restarts(page, ui, recorder):
     expect(page.locator("#idle .label")).to_have_text("Occupé")
     port = ui.port
     ui.stop()
-    banner = page.locator("#banner")
+    banner = page.locator("#band-link")
     expect(banner).to_be_visible()
     expect(banner).to_contain_text("Agent déconnecté")
     expect(page.locator("#idle .label")).to_have_text("Occupé")  # last state stays on screen
@@ -657,9 +689,19 @@ def test_page_reconnects_after_the_agent_restarts(page, ui, recorder):
 def test_notice_is_shown(page, ui):
     expect = open_page(page, ui, snapshot())
     ui.update(snapshot(notice={"kind": "refused", "text": "Transition refusée : Hors service → Sur place", "id": 1}))
-    notice = page.locator("#notice")
+    notice = page.locator("#band-notice")
     expect(notice).to_be_visible()
     expect(notice).to_contain_text("Transition refusée")
+    # A cancelled call: which one, and the dispatcher's reason, without covering any control.
+    ui.update(snapshot(status="busy", notice={"kind": "cancelled", "text": "Appel annulé", "id": 2,
+                                              "subject": "Rixe sur la voie publique", "reason": "doublon de KEN-41"}))
+    expect(notice).to_contain_text("Appel annulé par le central")
+    expect(notice).to_contain_text("Rixe sur la voie publique")
+    expect(notice).to_contain_text("motif : \u2068doublon de KEN-41\u2069")
+    busy = page.locator('#statuses [data-status="busy"]').bounding_box()
+    hit = page.evaluate("([x, y]) => document.elementFromPoint(x, y).closest('button')?.dataset.status",
+                        [busy["x"] + busy["width"] / 2, busy["y"] + busy["height"] / 2])
+    assert hit == "busy"
 
 
 SCREENS = {

@@ -56,6 +56,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from tenacity import RetryError, Retrying, retry_if_exception_type, wait_exponential, wait_random
 
+from agent.core import telemetry_cbor
+
 log = logging.getLogger(__name__)
 
 # PUBACK reason codes (MQTT 5) that mean "try again later" rather than "never".
@@ -159,6 +161,8 @@ class _Session:
     inflight: dict[int, tuple[float, AckCallback | None]] = field(default_factory=dict)
     early_acks: dict[int, AckResult] = field(default_factory=dict)
     closed: bool = False
+    alias_max: int = 0  # the broker's Topic Alias Maximum (CONNACK); 0: none
+    aliases: dict[str, int] = field(default_factory=dict)  # full topic -> alias, this connection
 
 
 class MqttLink:
@@ -264,8 +268,12 @@ class MqttLink:
         session = self._session
         if session is None or not self._up or session.closed:
             return False
+        full = self._base + topic
+        wire_topic, props, alias = full, None, None
+        if session.protocol == "5":
+            wire_topic, props, alias = publish_properties(session, full, payload)
         try:
-            info = session.client.publish(self._base + topic, payload, qos=qos, retain=retain)
+            info = session.client.publish(wire_topic, payload, qos=qos, retain=retain, properties=props)
         except (ValueError, TypeError) as exc:
             log.error("mqtt: cannot publish on %s: %s", topic, exc)
             return False
@@ -275,6 +283,8 @@ class MqttLink:
             info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and qos > 0
         ):
             return False
+        if alias is not None:
+            session.aliases.setdefault(full, alias)  # set: later publishes send the alias alone
         with session.lock:
             early = session.early_acks.pop(info.mid, None)
             if early is None and not session.closed:
@@ -503,6 +513,7 @@ class MqttLink:
         try:
             session.connack_code = int(reason.value) if hasattr(reason, "value") else int(reason)
             session.connack_reason = str(reason)
+            session.alias_max = int(getattr(props, "TopicAliasMaximum", 0) or 0)
         except Exception:  # noqa: BLE001 - never into paho's loop
             self._callback_failed("on_connect")
             session.connack_code = -1
@@ -593,6 +604,32 @@ def _no_delay(client: paho.Client, userdata: Any, sock: Any) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except (OSError, AttributeError):  # not a TCP socket (e.g. a test double)
         pass
+
+
+def publish_properties(session: _Session, full_topic: str, payload: bytes) -> tuple[str, Properties, int | None]:
+    """MQTT 5 PUBLISH properties: topic alias, payload format and content type.
+
+    Returns the topic to send (empty once the alias is set on this
+    connection), the properties, and the alias to record once the publish is
+    queued. JSON payloads say "UTF-8" (payload format 1). CBOR is bytes (the
+    default, not sent); a batch (a CBOR array, on ``telemetry/backlog``) also
+    names its content type, ``application/cbor``, which costs 19 bytes: on a
+    ~50-byte live report that would be a third of the bill, so a live CBOR
+    report is told from JSON by its payload format alone (see docs/mqtt-api.md).
+    """
+    props = Properties(PacketTypes.PUBLISH)
+    if not telemetry_cbor.is_cbor(payload):
+        props.PayloadFormatIndicator = 1
+    elif telemetry_cbor.is_batch(payload):
+        props.ContentType = telemetry_cbor.CONTENT_TYPE
+    alias = session.aliases.get(full_topic)
+    if alias is not None:
+        props.TopicAlias = alias
+        return "", props, None
+    if len(session.aliases) < session.alias_max:
+        alias = len(session.aliases) + 1
+        props.TopicAlias = alias
+    return full_topic, props, alias
 
 
 def birth_payload(*, agent_version: str, config_version: int, config_hash: str, ts: str) -> bytes:

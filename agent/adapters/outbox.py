@@ -29,12 +29,9 @@ SD card wear decides the write policy. A 1 Hz report must not cost a commit:
   ``OFFLINE_COMMIT_INTERVAL_S`` (30 s), telemetry batches are committed every
   30 s instead (when ``commit_interval_s`` is shorter), until the next
   acknowledgement. See "SD card wear" below for why.
-* The telemetry of one commit is one row: its reports framed one after the
-  other and deflated together, with a preset dictionary of a report's keys
-  and usual values (``records.enc`` = ENC_BATCH_V1). Consecutive reports
-  share most of their bytes: ~350 bytes of JSON take ~30 in a batch of 30
-  (~95 deflated alone). Reading gives back each payload byte for byte.
-  Emergency and status records are one row each, stored as they are.
+* The telemetry of one commit is one row, its reports deflated together
+  (agent/adapters/outbox_codec.py): ~350 bytes of JSON take ~30 in a batch
+  of 30. Reading gives back each payload byte for byte.
 * A row is deleted once everything it holds is acknowledged; deletions ride
   on the next commit.
 * Backlog rows are not kept in memory: the sender reads them oldest-first
@@ -97,6 +94,12 @@ The crash window, honestly
   when ``commit_interval_s`` is shorter. A live report sent less than
   ``LIVE_ACK_GRACE_S`` (2 s) before a commit is left to its PUBACK; if that
   never comes it is written by the next commit.
+* The power-fail warning (``seal()``, called on the hold-up supply's warning
+  edge) commits every unacknowledged record, in flight or not, and the exact
+  next seq at once; every later ``put`` is committed as it comes. A power
+  cut after that loses nothing, and the next run declares no seq gap.
+* Whatever a crash can lose is declared: the next run's ``seq_gap()`` covers
+  it (agent/adapters/seq_reservation.py).
 * A kill -9 or a power cut never loses or damages what was committed
   (SQLite WAL with ``synchronous=FULL``).
 * An acknowledged record whose delete was not yet committed is sent again
@@ -107,12 +110,12 @@ The crash window, honestly
 
 Telemetry ``seq``
 -----------------
-Contiguous and never reused, across restarts. The outbox persists a
-*reservation*: a high-water mark ``seq_block`` ahead of the last seq seen,
-committed with the batches and forced to disk before a report crosses it. A
-clean ``close()`` stores the exact next seq; after a crash the unit resumes at
-the reservation (a gap of at most ``seq_block``, never a reuse).
-``next_seq()`` tells the core where to start.
+Contiguous and never reused, across restarts: the reservation
+(agent/adapters/seq_reservation.py) is written in ``meta`` with the batches
+and forced to disk before a report crosses it. A clean ``close()`` stores the
+exact next seq; after a crash the unit resumes at the reservation (a gap of at
+most ``seq_block``, never a reuse). ``next_seq()`` tells the core where to
+start.
 
 Disk full
 ---------
@@ -129,8 +132,8 @@ Storage format
 ``PRAGMA user_version`` holds FORMAT_VERSION (3). Table ``records``: one row
 per emergency or status record (``enc`` ENC_RAW, ``count`` 1), one row per
 committed telemetry batch (``enc`` ENC_BATCH_V1, ``count`` reports, ``id`` the
-first record's id, ``last_id`` the last one's; each entry is ``_ENTRY``, the
-topic and the payload). Stores of older formats (0: no ``enc`` column; 2: a
+first record's id, ``last_id`` the last one's; the encodings are
+agent/adapters/outbox_codec.py's). Stores of older formats (0: no ``enc`` column; 2: a
 row per report, deflated alone, ``enc`` ENC_DEFLATE_V1) are migrated in place
 at open: the missing columns are added and their rows read as stored. A store
 with a newer version is refused with an OutboxError that says so (a
@@ -150,22 +153,21 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import struct
 import threading
 import time
-import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.adapters.outbox_codec import ENC_BATCH_V1, ENC_RAW, CodecError, decode, pack_batch, unpack_batch
+from agent.adapters.seq_reservation import SeqReservation
 from agent.core.publish import Lane, Publish
 
 log = logging.getLogger(__name__)
 
 URGENT_LANES = (Lane.EMERGENCY, Lane.STATUS)
 DB_NAME = "outbox.sqlite3"
-FIRST_SEQ = 1
 # Commit early when this many deletes wait: keeps the open transaction small
 # while a long backlog drains.
 DELETE_COMMIT_THRESHOLD = 4096
@@ -196,11 +198,6 @@ LIVE_ACK_GRACE_S = 2.0
 # ENC_DEFLATE_V1). 3: ``count`` and ``last_id`` columns; telemetry is written
 # as batch rows (ENC_BATCH_V1). Older formats are migrated in place.
 FORMAT_VERSION = 3
-ENC_RAW = 0
-ENC_DEFLATE_V1 = 1  # one report, deflated with _DICT_V1 (read only: format 2)
-ENC_BATCH_V1 = 2  # several records, each _ENTRY + topic + payload, one deflate stream with _DICT_V1
-# A batch entry's header: record id, seq (-1: none), qos, retain, topic and payload lengths.
-_ENTRY = struct.Struct("<QqBBHI")
 
 _SCHEMA_RECORDS = """
 CREATE TABLE IF NOT EXISTS records (
@@ -217,21 +214,6 @@ CREATE TABLE IF NOT EXISTS records (
 )"""
 _SCHEMA_META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID"
 _COLUMNS = "id, lane, topic, payload, qos, retain, seq, enc, count, last_id"
-
-# The preset dictionary of ENC_DEFLATE_V1: the keys and the usual values of a
-# telemetry report (agent/core/unit.py), commonest last. Part of the on-disk
-# format: never edit it; a better one gets a new ``enc`` code.
-_DICT_V1 = (
-    b'"call":null,"status":"available","status":"on_scene","status":"busy","status":"out_of_service",'
-    b'"time_source":"system_unsynced","time_source":"gnss","fix":{"mode":1,"time":null,"lat":null,"lon":null,'
-    b'"alt":null,"speed":null,"track":null,"hdop":null,"sats":null,"age":null},"state":"new","state":"received",'
-    b'"state":"accepted","state":"on_scene","siren":false,"emergency":true,'
-    b'{"unit":"","seq":1,"ts":"2026-01-01T00:00:00.000Z","time_source":"system","fix":{"mode":3,'
-    b'"time":"2026-01-01T00:00:00.000Z","lat":0.0,"lon":-0.0,"alt":1.0,"speed":0.0,"track":0.0,"hdop":0.9,'
-    b'"sats":1,"age":0.0},"status":"en_route","siren":true,"emergency":false,"call":{"id":"C-2026-0",'
-    b'"state":"en_route"}}'
-)
-
 
 class OutboxError(RuntimeError):
     """The outbox database exists but cannot be used (not a database, wrong schema)."""
@@ -289,11 +271,10 @@ class Outbox:
         exclusive: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if max_backlog_reports < 1 or max_memory_reports < 1 or seq_block < 2:
+        if max_backlog_reports < 1 or max_memory_reports < 1:
             raise ValueError("outbox limits must be positive")
         self._max_backlog = max_backlog_reports
         self._interval = commit_interval_s
-        self._seq_block = seq_block
         self._max_memory = max_memory_reports
         self._exclusive = exclusive
         self._clock = clock
@@ -320,18 +301,11 @@ class Outbox:
         self._bytes_written = 0
         self._disk_errors = 0
         self._disk_ok = True
+        self._sealed = False  # after seal(): every put is committed at once
         self._next_id = 1
         self._db: sqlite3.Connection | None = None
         self._path = Path(state_dir) / DB_NAME
-        meta = self._open()
-        clean = meta.get("clean", 1)
-        seq_next = meta.get("seq_next", FIRST_SEQ)
-        reserved = meta.get("seq_reserved", FIRST_SEQ)
-        # After a crash reports up to the reservation may have been sent: skip them.
-        self._first_seq = seq_next if clean else max(seq_next, reserved)
-        self._last_seq = self._first_seq - 1
-        self._reserved = self._first_seq + seq_block
-        self._meta_dirty = True
+        self._seq = SeqReservation(self._open(), seq_block)
         if not self._run(self._write_meta, {"clean": 0}, commit=True):
             log.error("outbox: seq reservation could not be persisted; seq may repeat after another crash")
 
@@ -393,7 +367,33 @@ class Outbox:
 
     def next_seq(self) -> int:
         """The seq of the first telemetry report of this run."""
-        return self._first_seq
+        return self._seq.first
+
+    def seq_gap(self) -> dict[str, int] | None:
+        """The seq range this run declares never sent (``seq_gap`` of the birth), or None."""
+        return self._seq.gap_json()
+
+    def gap_declared(self) -> None:
+        """A broker has the birth that declares the gap (written with the next commit)."""
+        with self._lock:
+            self._seq.gap_declared()
+
+    def seal(self) -> bool:
+        """The power is failing: commit every unacknowledged record and the exact next seq now.
+
+        Records in flight are taken back (sent again after the restart if their
+        PUBACK was on its way: a QoS 1 duplicate). From now on every ``put`` is
+        committed at once with the next seq, so whatever the unit still makes
+        before the power goes is on disk too, and the next run declares no gap.
+        False if the disk refused (the records stay in memory).
+        """
+        with self._lock:
+            if self._db is None:
+                return False
+            self._sealed = True
+            for rec in list(self._in_flight.values()):
+                self.nack(rec.id)
+            return self._commit_sealed()
 
     def put(self, publish: Publish) -> Record:
         """Store a message before it is sent. Urgent lanes are on disk when this returns."""
@@ -420,6 +420,8 @@ class Outbox:
             else:
                 self._mem_backlog[rec.id] = rec
             self._unflushed += 1
+            if self._sealed:
+                self._commit_sealed()
             self._enforce_bounds()
             return rec
 
@@ -494,12 +496,16 @@ class Outbox:
             # commits tick on the same 1 s grid, so otherwise nearly every commit would write
             # one and the next delete it, on a link that loses nothing.
             now = self._clock()
-            unflushed = [r for r in self._memory_records() if not r.on_disk and not (
-                r.lane is Lane.LIVE and r.in_flight and now - r.sent_at < LIVE_ACK_GRACE_S)]
-            if self._reserved - self._last_seq < self._seq_block // 2:
-                self._reserved = self._last_seq + 1 + self._seq_block
-                self._meta_dirty = True
-            if not unflushed and not self._in_txn and not self._meta_dirty:
+            unflushed, waiting = [], []
+            for r in self._memory_records():
+                if not r.on_disk:
+                    grace = r.lane is Lane.LIVE and r.in_flight and now - r.sent_at < LIVE_ACK_GRACE_S
+                    (waiting if grace else unflushed).append(r)
+            self._seq.top_up()
+            # Once this commits, every seq below the oldest report left to its PUBACK is safe.
+            self._seq.note_durable(min((r.seq for r in waiting if r.seq is not None), default=self._seq.next),
+                                   writing=bool(unflushed))
+            if not unflushed and not self._in_txn and not self._seq.dirty:
                 return True
             ok = self._run(self._flush, unflushed, commit=True)
             if ok:
@@ -530,7 +536,7 @@ class Outbox:
                 bytes_written=self._bytes_written,
                 disk_errors=self._disk_errors,
                 disk_ok=self._disk_ok,
-                next_seq=self._last_seq + 1,
+                next_seq=self._seq.next,
             )
 
     def close(self) -> None:
@@ -541,7 +547,7 @@ class Outbox:
             for rec in list(self._in_flight.values()):
                 self.nack(rec.id)
             self.commit()
-            if self._run(self._write_meta, {"clean": 1, "seq_next": self._last_seq + 1}, commit=True):
+            if self._run(self._write_meta, self._seq.clean_stop_values(), commit=True):
                 try:
                     self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 except sqlite3.Error as exc:
@@ -551,12 +557,22 @@ class Outbox:
 
     # ----------------------------------------------------------- internals
 
+    def _commit_sealed(self) -> bool:
+        """Everything in memory and the exact next seq, in one fsynced commit (see seal())."""
+        self._last_commit = self._clock()
+        unflushed = [r for r in self._memory_records() if not r.on_disk]
+        self._seq.note_durable(self._seq.next, writing=True)
+        ok = self._run(self._flush, unflushed) and self._run(
+            self._write_meta, self._seq.clean_stop_values(), commit=True)
+        if ok:
+            self._evict_flushed_backlog()
+        else:
+            log.error("outbox: the power-fail commit failed; unacknowledged records are in memory only")
+        return ok
+
     def _note_seq(self, seq: int) -> None:
-        self._last_seq = max(self._last_seq, seq)
-        if seq >= self._reserved:
+        if self._seq.note(seq):
             # Forced: a crash must never let this seq be handed out again.
-            self._reserved = seq + self._seq_block
-            self._meta_dirty = True
             if not self._run(self._write_meta, {}, commit=True):
                 log.error("outbox: seq reservation not persisted (disk); seq may repeat after a crash")
 
@@ -632,7 +648,7 @@ class Outbox:
                         continue
                     try:
                         recs = _row_records(row)
-                    except (zlib.error, OutboxError) as exc:
+                    except CodecError as exc:
                         self._discard_unreadable(row, exc)
                         scanned.append((cursor, []))
                         continue
@@ -750,7 +766,7 @@ class Outbox:
                     )
             op(arg)
             if commit:
-                if self._meta_dirty and op != self._write_meta:
+                if self._seq.dirty and op != self._write_meta:
                     self._write_meta({})
                 self._db.execute("COMMIT")
                 self._in_txn = False
@@ -769,7 +785,7 @@ class Outbox:
         self._disk_telemetry -= self._txn_telemetry_deletes
         self._txn_telemetry_deletes = 0
         self._uncommitted_deletes.clear()
-        self._meta_dirty = False
+        self._seq.persisted()
         for rec, row, size in self._pending_inserts:
             rec.row, rec.row_size = row, size
             self._records_written += 1
@@ -791,7 +807,7 @@ class Outbox:
         for i in range(0, len(telemetry), BATCH_MAX_REPORTS):
             batch = telemetry[i : i + BATCH_MAX_REPORTS]
             first = batch[0]
-            rows.append((first.id, int(Lane.BACKLOG), first.topic, _pack_batch(batch), first.qos, 0, first.seq,
+            rows.append((first.id, int(Lane.BACKLOG), first.topic, pack_batch(batch), first.qos, 0, first.seq,
                          ENC_BATCH_V1, len(batch), batch[-1].id))
             self._pending_inserts.extend((r, first.id, len(batch)) for r in batch)
         self._db.executemany(f"INSERT INTO records ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
@@ -815,7 +831,7 @@ class Outbox:
 
     def _write_meta(self, extra: dict[str, int]) -> None:
         assert self._db is not None
-        values = {"seq_reserved": self._reserved, **extra}
+        values = {**self._seq.meta_values(), **extra}
         self._db.executemany(
             "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             list(values.items()),
@@ -837,64 +853,17 @@ class Outbox:
         self._disk_ok = False
 
 
-def _inflate(stored: bytes) -> bytes:
-    unpacker = zlib.decompressobj(-15, _DICT_V1)
-    data = unpacker.decompress(stored) + unpacker.flush()
-    if not unpacker.eof or unpacker.unused_data:
-        raise zlib.error("truncated or padded record")
-    return data
-
-
-def _pack_batch(recs: Sequence[Record]) -> bytes:
-    """Records as one ENC_BATCH_V1 payload: consecutive reports share most of
-    their bytes, so together they deflate to ~30 bytes a report against ~95
-    for one alone."""
-    packer = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _DICT_V1)
-    out = []
-    for r in recs:
-        topic = r.topic.encode("utf-8")
-        head = _ENTRY.pack(r.id, -1 if r.seq is None else r.seq, r.qos, int(r.retain), len(topic), len(r.payload))
-        out.append(packer.compress(head + topic + r.payload))
-    out.append(packer.flush())
-    return b"".join(out)
-
-
-def _unpack_batch(stored: bytes, row: int, count: int, lane: Lane) -> list[Record]:
-    data = memoryview(_inflate(stored))
-    recs = []
-    pos = 0
-    while pos < len(data):
-        if pos + _ENTRY.size > len(data):
-            raise OutboxError(f"batch row {row}: truncated entry")
-        rid, seq, qos, retain, n_topic, n_payload = _ENTRY.unpack_from(data, pos)
-        pos += _ENTRY.size
-        end = pos + n_topic + n_payload
-        if end > len(data):
-            raise OutboxError(f"batch row {row}: truncated entry")
-        recs.append(Record(id=rid, lane=lane, topic=str(data[pos : pos + n_topic], "utf-8"),
-                           payload=bytes(data[pos + n_topic : end]), qos=qos, retain=bool(retain),
-                           seq=None if seq < 0 else seq, row=row, row_size=count))
-        pos = end
-    if len(recs) != count:
-        raise OutboxError(f"batch row {row}: {len(recs)} records, {count} expected")
-    return recs
-
-
-def _decode(enc: int, stored: bytes) -> bytes:
-    """A single record's payload exactly as it was put (byte for byte)."""
-    if enc == ENC_RAW:
-        return bytes(stored)
-    if enc == ENC_DEFLATE_V1:
-        return _inflate(stored)
-    raise OutboxError(f"outbox record stored with unknown encoding {enc}")
-
-
 def _row_records(row: tuple) -> list[Record]:
-    """The records a database row holds: one, or a batch."""
+    """The records a database row holds: one, or a batch (CodecError if it cannot be read)."""
     rid, lane, topic, stored, qos, retain, seq, enc, count, _ = row
     if enc == ENC_BATCH_V1:
-        return _unpack_batch(stored, rid, count, Lane(lane))
-    return [Record(id=rid, lane=Lane(lane), topic=topic, payload=_decode(enc, stored), qos=qos,
+        try:
+            entries = unpack_batch(stored, count)
+        except CodecError as exc:
+            raise CodecError(f"batch row {rid}: {exc}") from exc
+        return [Record(id=e.id, lane=Lane(lane), topic=e.topic, payload=e.payload, qos=e.qos, retain=e.retain,
+                       seq=e.seq, row=rid, row_size=count) for e in entries]
+    return [Record(id=rid, lane=Lane(lane), topic=topic, payload=decode(enc, stored), qos=qos,
                    retain=bool(retain), seq=seq, row=rid, row_size=1)]
 
 

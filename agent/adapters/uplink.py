@@ -44,12 +44,14 @@ from typing import Protocol
 
 from agent.adapters.mqtt import AckResult
 from agent.adapters.outbox import Outbox, OutboxStats, Record
+from agent.core import telemetry_cbor
 from agent.core.publish import Lane, Publish
 
 log = logging.getLogger(__name__)
 
 BACKLOG_SUFFIX = "/backlog"
 LIVE_RESERVE = 8  # in-flight slots backlog may never take
+BACKLOG_BATCH = 64  # CBOR reports per backlog PUBLISH (~1 KB); JSON reports are never batched
 
 
 class Link(Protocol):
@@ -119,6 +121,7 @@ class Uplink:
         self._in_flight = 0
         self._backlog_in_flight = 0
         self._burst = False
+        self._batching = True  # the backlog held CBOR reports last time (take a batch's worth)
         self._tokens = 0.0
         self._tokens_at = clock()
         self._counts = collections.Counter[str]()
@@ -251,48 +254,96 @@ class Uplink:
             if self._tokens < 1.0:
                 return (1.0 - self._tokens) / self._rate
             free = min(free, int(self._tokens))
-        recs = self._outbox.take(Lane.BACKLOG, free)
+        # Up to BACKLOG_BATCH CBOR reports share one PUBLISH; JSON reports go one by one.
+        limit = free * (BACKLOG_BATCH if self._batching else 1)
+        if self._rate is not None and not self._burst:
+            limit = min(limit, int(self._tokens))
+        recs = self._outbox.take(Lane.BACKLOG, limit)
         if not recs:
             self._burst = False
             return self._idle
+        self._batching = _batchable(recs[-1])
+        groups = backlog_batches(recs, BACKLOG_BATCH)
+        for rest, _payload in groups[free:]:  # more PUBLISHes than the window allows: later
+            for rec in rest:
+                self._outbox.nack(rec.id)
+        groups = groups[:free]
         if self._rate is not None and not self._burst:
-            self._tokens -= len(recs)
-        self._send(recs)
+            self._tokens -= sum(len(group) for group, _payload in groups)
+        self._send_groups(groups)
         return self._idle
 
     def _send(self, recs: list[Record]) -> bool:
-        """Publish records; False (and the rest put back) once the link refuses one."""
-        for i, rec in enumerate(recs):
+        """Publish records one per PUBLISH; False (and the rest put back) once the link refuses one."""
+        return self._send_groups([([rec], rec.payload) for rec in recs])
+
+    def _send_groups(self, groups: list[tuple[list[Record], bytes]]) -> bool:
+        """Publish each group as one PUBLISH; False (and the rest put back) once the link refuses one."""
+        for i, (group, payload) in enumerate(groups):
+            rec = group[0]
             backlog = rec.lane is Lane.BACKLOG
             topic = rec.topic + BACKLOG_SUFFIX if backlog else rec.topic
-            on_ack = self._ack_callback(rec.id, backlog)
+            on_ack = self._ack_callback(tuple(r.id for r in group), backlog)
             self._in_flight += 1
             self._backlog_in_flight += backlog
-            if not self._link.publish(topic, rec.payload, rec.qos, rec.retain, on_ack):
+            if not self._link.publish(topic, payload, rec.qos, rec.retain, on_ack):
                 self._in_flight -= 1
                 self._backlog_in_flight -= backlog
-                for rest in recs[i:]:
-                    self._outbox.nack(rest.id)
+                for rest, _payload in groups[i:]:
+                    for r in rest:
+                        self._outbox.nack(r.id)
                 return False
             key = "sent_backlog" if backlog else ("sent_live" if rec.lane is Lane.LIVE else "sent_urgent")
-            self._count(key)
+            self._count(key, len(group))
         return True
 
-    def _ack_callback(self, record_id: int, backlog: bool) -> Callable[[AckResult], None]:
+    def _ack_callback(self, record_ids: tuple[int, ...], backlog: bool) -> Callable[[AckResult], None]:
         def on_ack(result: AckResult) -> None:  # paho's thread: queue and return
-            self._acks.append((record_id, backlog, result))
+            self._acks.append((record_ids, backlog, result))
             self._wake()
 
         return on_ack
 
     def _apply_acks(self) -> None:
         while self._acks:
-            record_id, backlog, result = self._acks.popleft()
+            record_ids, backlog, result = self._acks.popleft()
             self._in_flight -= 1
             self._backlog_in_flight -= backlog
-            if result is AckResult.LOST:
-                self._count("lost")
-                self._outbox.nack(record_id)
-            else:
-                self._count("acked" if result is AckResult.ACKED else "refused")
-                self._outbox.ack(record_id)
+            for record_id in record_ids:
+                if result is AckResult.LOST:
+                    self._count("lost")
+                    self._outbox.nack(record_id)
+                else:
+                    self._count("acked" if result is AckResult.ACKED else "refused")
+                    self._outbox.ack(record_id)
+
+
+def backlog_batches(recs: list[Record], size: int) -> list[tuple[list[Record], bytes]]:
+    """Each PUBLISH of the backlog: its records and payload.
+
+    Consecutive CBOR reports on one topic share a batch of up to ``size``;
+    anything else (JSON, or a record the batch encoder cannot read) goes alone,
+    as stored.
+    """
+    groups: list[list[Record]] = []
+    for rec in recs:
+        last = groups[-1] if groups else None
+        if last and len(last) < size and last[0].topic == rec.topic and _batchable(last[0]) and _batchable(rec):
+            last.append(rec)
+        else:
+            groups.append([rec])
+    out: list[tuple[list[Record], bytes]] = []
+    for group in groups:
+        if len(group) == 1:
+            out.append((group, group[0].payload))
+            continue
+        try:
+            out.append((group, telemetry_cbor.encode_batch([r.payload for r in group])))
+        except (telemetry_cbor.TelemetryDecodeError, KeyError, TypeError, ValueError):
+            log.warning("uplink: %d backlog reports not batchable; sent one by one", len(group))
+            out.extend(([r], r.payload) for r in group)
+    return out
+
+
+def _batchable(rec: Record) -> bool:
+    return rec.seq is not None and telemetry_cbor.is_cbor(rec.payload) and not telemetry_cbor.is_batch(rec.payload)

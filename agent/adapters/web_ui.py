@@ -72,10 +72,12 @@ A JSON object; times are ISO 8601 UTC strings (``2024-03-01T10:20:30Z``)::
                                           # configured labels too
      "status_buttons": [code, ...],       # the status buttons this vehicle has
      "inputs": [name, ...],               # every input the page may post now
+                                          # ("emergency_cancel" only in the cancel window)
      "siren": bool,
      "link": {"online": bool, "backlog": int},
      "gnss": {"mode": 0-3, "lat": float|null, "lon": float|null,
-              "speed": m/s|null, "track": deg|null, "age": s|null},
+              "speed": m/s|null, "track": deg|null, "age": s|null,
+              "receiver": "ok"|"no_fix"|"lost"},  # optional; "lost": receiver silent/unplugged
      "emergency": {"state": "none"|"holding"|"pending"|"active"|"acknowledged",
                    "since": ISO|null,
                    "cancel_deadline_s": float|null,   # seconds left to cancel, at "now"
@@ -89,15 +91,21 @@ A JSON object; times are ISO 8601 UTC strings (``2024-03-01T10:20:30Z``)::
                      "distance_m": float|null, "bearing_deg": float|null,
                      "updated": ISO},
      "notice": null | {"kind": "refused"|"cancelled"|..., "text": str,
-                       "id": str|int}}        # optional id: same text twice shows twice
+                       "id": str|int,         # optional id: same text twice shows twice
+                       "subject": str|null,   # optional, "cancelled": the call's nature
+                       "reason": str|null}}   # optional, "cancelled": the dispatcher's reason
 
 The page shows a call fullscreen (with its alert sound) while ``call`` is
 present and ``acknowledged`` is false; ``bearing_deg`` is true bearing from
 the unit to the incident (the page turns it heading-up when ``gnss.speed`` says
 the unit is moving). A touch on the emergency button posts ``emergency``
 press on pointer down and release on pointer up / cancel / leave: the core
-times the hold; while ``pending`` a tap on it (press + release) is offered as
-"cancel".
+times the hold. While ``pending`` (the alarm is out, the cancel window open)
+the button reads "cancel the alert" and a new touch on it posts
+``emergency_cancel`` (press + release), which the core treats by the panel
+``ack`` rule but never as anything else: a tap arriving after the window is
+refused, it cannot accept a call. Once ``active`` the button says so and
+posts nothing (only dispatch ends an active alarm).
 
 Kiosk
 -----

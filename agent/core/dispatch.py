@@ -5,9 +5,12 @@ Rules
 * A call arrives on ``<prefix>/<unit>/call`` as JSON ``{"id", "action":
   "new"|"update"|"cancel", "priority": 1|2|3, "nature", "code"?, "address",
   "location"?: {"lat", "lon"}, "details"?, "caller"?, "created"}``.
-* Anything over 16 KiB, not UTF-8, not JSON, or failing validation is never
+* Anything over 16 KiB, not UTF-8, not JSON, holding text that is not valid
+  Unicode (:mod:`.inbound_text`), or failing validation is never
   shown: :meth:`CallBook.receive` returns a :class:`Rejected` with a reason a
   dispatcher can act on (the shell publishes it on ``call/rejected``).
+* Text fields are cleaned for the screens by :func:`.inbound_text.display_text`
+  (control characters and bidi overrides go) before their lengths are checked.
 * Fields the contract does not name are ignored, so a dispatch centre can add
   fields without breaking units already in the field.
 * The same ``id`` twice is not a second alert: a repeated ``new`` (MQTT QoS 1
@@ -35,6 +38,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from . import inbound_text
 from .json_types import json_type
 
 
@@ -99,7 +103,7 @@ def validate_call(data: dict[str, Any]) -> CallMessage | list[str]:
         if not isinstance(value, str):
             errors.append(f"{name}: must be a string, not {json_type(value)}")
             return None
-        value = value.strip()
+        value = inbound_text.display_text(value, multiline=name == "details").strip()
         if not fewest <= len(value) <= most:
             errors.append(f"{name}: must be {fewest} to {most} characters" if fewest else
                           f"{name}: must be at most {most} characters")
@@ -289,7 +293,9 @@ def parse_call(payload: bytes) -> CallMessage | Rejected:
     except UnicodeDecodeError as exc:
         return Rejected(None, f"not UTF-8: invalid byte at offset {exc.start}")
     try:
-        data = json.loads(text)
+        data = inbound_text.loads(text)
+    except inbound_text.BadText as exc:
+        return Rejected(None, str(exc))
     except (json.JSONDecodeError, RecursionError) as exc:
         detail = f"{exc.msg} at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
         return Rejected(None, f"not JSON: {detail}")

@@ -25,3 +25,14 @@ class Speak:
     """Read a new call out on the helmet intercom (when speech is enabled)."""
 
     call_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    """Stop the agent cleanly and power the unit off (``[power] poweroff_command``).
+
+    ``reason`` goes into the ``online`` goodbye: ``ignition`` (parked with the
+    ignition off for ``shutdown_after_s``).
+    """
+
+    reason: str

@@ -162,3 +162,11 @@ class Tick:
 class Stop:
     reason: str = "shutdown"
     mono: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class IgnitionChanged:
+    """The vehicle's ignition sense changed (debounced), or its level read at start."""
+
+    on: bool
+    mono: float

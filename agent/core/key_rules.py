@@ -51,6 +51,11 @@ KEY_RULES: dict[str, KeyRule] = {
     "gpio.pigpio_host": _RESTART,
     "gpio.pigpio_port": _RESTART,
     "gpio": KeyRule("reinit", "gpio"),
+    # A shell command: only the unit's own file may set it.
+    "power.poweroff_command": KeyRule("restart", remote="never"),
+    "power.shutdown_after_s": _HOT,
+    "power.parked_rate_hz": _HOT,
+    "power": _RESTART,  # pins and levels: the inputs are built at start
     "panel": _HOT,
     "ui.host": KeyRule("restart", remote="never"),
     "ui.enabled": _RESTART,

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agent.core import signing
+from agent.core import inbound_text, signing
 from agent.core.json_types import json_type
 
 MAX_PAYLOAD_BYTES = 64 * 1024
@@ -97,6 +97,10 @@ def decode_payload(payload: bytes) -> tuple[dict[str, Any] | None, list[Problem]
     shape = _shape_problem(data)
     if shape is not None:
         return None, [Problem("", shape)]
+    try:
+        inbound_text.check(data)
+    except inbound_text.BadText as exc:
+        return None, [Problem("", str(exc))]
     return data, []
 
 

@@ -38,18 +38,22 @@ from typing import Any
 
 from agent.config import STATUS_CODES, AgentConfig
 
+from . import inbound_text
 from .dispatch import Alert, CallBook, Cancelled, Ignored, Rejected, Response, ResponseRefused, Updated, iso
-from .effects import Feedback, Speak
+from .effects import Feedback, Shutdown, Speak
 from .emergency import (
     AlarmAcknowledged, AlarmActivated, AlarmCancelled, AlarmCleared, AlarmRaised, AlarmRestored, CancelRefused,
     Emergency, EmergencyEvent, EmergencyState,
 )
 from .events import (
-    ButtonPressed, ButtonReleased, DispatchRefused, Fix, FixReceived, GnssLost, GnssRestored, LinkDown, LinkUp,
+    ButtonPressed, ButtonReleased, DispatchRefused, Fix, FixReceived, GnssLost, GnssRestored, IgnitionChanged,
+    LinkDown, LinkUp,
     MessageReceived, SirenChanged, Tick,
 )
+from .power import Parking
 from .publish import Lane, Publish
 from .status import StatusMachine
+from . import telemetry_cbor
 from .telemetry import FIX_STALE_S, ReportSchedule, TimeBase, fix_json
 
 # Inbound topics (relative to <prefix>/<unit>/) the unit subscribes to.
@@ -75,6 +79,7 @@ class Notice:
     kind: str
     detail: str
     mono: float
+    subject: str = ""  # what it is about (the cancelled call's nature)
 
 
 @dataclass
@@ -99,6 +104,7 @@ class Unit:
     schedule: ReportSchedule = field(init=False)
     timebase: TimeBase = field(default_factory=TimeBase)
     siren: bool = False
+    parking: Parking = field(default_factory=Parking)
     link_up: bool = False
     gnss_lost: bool = False
     last_epoch: Fix | None = None
@@ -106,6 +112,7 @@ class Unit:
     last_valid: Fix | None = None
     last_valid_mono: float | None = None
     notice: Notice | None = None
+    status_since: dt.datetime | None = None  # when the current status was set (None: before this run)
     counters: Counters = field(default_factory=Counters)
     revision: int = 0  # bumped on every change a screen or LED shows
     _status_sent: tuple[Any, ...] | None = field(default=None, init=False, repr=False)
@@ -125,6 +132,7 @@ class Unit:
         out: list[Any] = []
         if state.get("status") in STATUS_CODES:
             self.status.restore(state["status"])
+            self.status_since = _parse_iso(state.get("status_since"))
         if "calls" in state:
             self.calls = CallBook.restore(state["calls"], now.mono)
             # A call stored before its receipt went out gets its receipt now.
@@ -142,6 +150,7 @@ class Unit:
         """What must survive a restart or a power cut (stored on every change)."""
         return {
             "status": self.status.state,
+            "status_since": iso(self.status_since) if self.status_since else None,
             "emergency": self.emergency.snapshot(),
             "calls": self.calls.snapshot(),
         }
@@ -153,8 +162,9 @@ class Unit:
         vehicle no longer has a button for stays until the crew changes it.
         """
         old, self.config = self.config, config
-        if config.telemetry.rate_hz != old.telemetry.rate_hz:
-            self.schedule.set_rate(config.telemetry.rate_hz, now.mono)
+        if (config.telemetry.rate_hz, config.power.parked_rate_hz) != (old.telemetry.rate_hz,
+                                                                      old.power.parked_rate_hz):
+            self.schedule.set_rate(self.report_rate_hz, now.mono)
         if config.status_buttons != old.status_buttons:
             self.status = StatusMachine(self.status.state, config.status_buttons)
         self.emergency.hold_s = config.panel.emergency_hold_s
@@ -184,6 +194,9 @@ class Unit:
             case SirenChanged(on=on) if on != self.siren:
                 self.siren = on
                 out.append(self._status_message(now))
+            case IgnitionChanged(on=on) if on != self.parking.ignition:
+                self.parking.ignition = on
+                self.revision += 1
             case LinkUp():
                 self.link_up = True
                 self.revision += 1
@@ -207,6 +220,7 @@ class Unit:
             # The fix went stale with no event to say so: the GNSS LED and the screens change.
             self._fix_shown = not self._fix_shown
             self.revision += 1
+        self._update_parking(now, out)
         if self._status_key() != self._status_sent:
             # Something the status message carries changed without one (the call: new, accepted,
             # cancelled...): the retained status must not go stale.
@@ -217,9 +231,30 @@ class Unit:
 
     def next_deadline(self) -> float:
         deadlines = [self.schedule.deadline()]
+        if (parked := self.parking.shutdown_deadline(self.config.power.shutdown_after_s)) is not None:
+            deadlines.append(parked)
         if (alarm := self.emergency.next_deadline()) is not None:
             deadlines.append(alarm)
         return min(deadlines)
+
+    # -------------------------------------------------------------- power
+
+    @property
+    def parked(self) -> bool:
+        """Ignition off and nothing to do: reports at the parked rate (agent/core/power.py)."""
+        return self.parking.parked_since is not None
+
+    @property
+    def report_rate_hz(self) -> float:
+        return self.config.power.parked_rate_hz if self.parked else self.config.telemetry.rate_hz
+
+    def _update_parking(self, now: Now, out: list[Any]) -> None:
+        busy = self.calls.shown() is not None or self.emergency.state.value != "none"
+        if self.parking.update(self.parking.is_parked(self.status.state, busy), now.mono):
+            self.schedule.set_rate(self.report_rate_hz, now.mono)
+            self.revision += 1
+        if self.parking.shutdown_due(self.config.power.shutdown_after_s, now.mono):
+            out.append(Shutdown("ignition"))
 
     # --------------------------------------------------------------- GNSS
 
@@ -260,6 +295,14 @@ class Unit:
                 self._emergency_events(self.emergency.cancel(now.mono), now, out)
             else:
                 self._refuse("no_call", now, out)
+        elif name == "emergency_cancel":
+            # The touchscreen's alarm control during the cancel window ("touch to cancel"): the
+            # same rule as ``ack`` but never anything else, so a tap that lands after the window
+            # closed is refused and cannot accept a call instead.
+            if self.emergency.alarm_out:
+                self._emergency_events(self.emergency.cancel(now.mono), now, out)
+            else:
+                self._refuse("no_alarm", now, out)
         elif name == "decline":
             self._answer("declined", now, out)
         elif name == "cleared":
@@ -277,6 +320,7 @@ class Unit:
             if from_crew:
                 self._refuse(result.reason or "not_allowed", now, out)
             return False
+        self.status_since = now.wall
         if from_crew:
             # The crew's status also answers the call they are working (not one waiting to be accepted).
             # Answered first, so the status message shows the call as it now is.
@@ -332,7 +376,7 @@ class Unit:
             case Updated():
                 self.revision += 1
             case Cancelled(call=call, reason=reason) if call is not None:
-                self.notice = Notice("cancelled", reason or call.id, now.mono)
+                self.notice = Notice("cancelled", reason or "", now.mono, call.nature)
                 self.revision += 1
             case Cancelled():
                 pass  # cancelled before it arrived: the crew never saw it, nothing to tell them
@@ -420,11 +464,15 @@ class Unit:
             "siren": self.siren,
             "emergency": self.emergency.alarm_out,
             "call": self._call_ref(),
+            "ignition": self.parking.ignition_json,
         }
-        return Publish("telemetry", _json(body), Lane.LIVE, qos=1, retain=False, seq=seq)
+        cbor = self.config.telemetry.encoding == "cbor"
+        payload = telemetry_cbor.encode_report(body) if cbor else _json(body)
+        return Publish("telemetry", payload, Lane.LIVE, qos=1, retain=False, seq=seq)
 
     def _status_key(self) -> tuple[Any, ...]:
-        return (self.status.state, self.siren, self._call_ref(), self.emergency.alarm_out)
+        return (self.status.state, self.siren, self._call_ref(), self.emergency.alarm_out,
+                self.parking.ignition_json, self.receiver)
 
     def _status_message(self, now: Now) -> Publish:
         self.revision += 1
@@ -434,6 +482,8 @@ class Unit:
             "siren": self.siren,
             "call": self._call_ref(),
             "emergency": self.emergency.alarm_out,
+            "ignition": self.parking.ignition_json,
+            "fix": {"receiver": self.receiver},
             "ts": self._ts(now),
         }
         return self._message("status", body, Lane.STATUS, retain=True)
@@ -446,7 +496,15 @@ class Unit:
         return Publish(topic, _json(body), lane, qos=1, retain=retain)
 
     def _fix(self, now: Now) -> dict[str, Any]:
-        return fix_json(self.last_valid, self.last_valid_mono, self.current_mode(now.mono), now.mono)
+        return {**fix_json(self.last_valid, self.last_valid_mono, self.current_mode(now.mono), now.mono),
+                "receiver": self.receiver}
+
+    @property
+    def receiver(self) -> str:
+        """``fix.receiver``: ``lost`` (silent, unplugged), ``no_fix`` (talking, no position) or ``ok``."""
+        if self.gnss_lost:
+            return "lost"
+        return "ok" if self.has_fix(self.now.mono) else "no_fix"
 
     def _ts(self, now: Now) -> str:
         return iso(self.timebase.now(now.mono, now.wall, now.wall_synced)[0])
@@ -474,7 +532,7 @@ def _alarm_id(payload: bytes) -> int | None:
     if not payload.strip():
         return None
     try:
-        data = json.loads(payload)  # ValueError (JSONDecodeError, UnicodeDecodeError) on garbage
+        data = inbound_text.loads(payload)  # ValueError (JSONDecodeError, UnicodeDecodeError, BadText)
     except RecursionError:
         raise ValueError("nested too deeply") from None
     if not isinstance(data, dict):
@@ -483,3 +541,14 @@ def _alarm_id(payload: bytes) -> int | None:
     if value is None or (isinstance(value, int) and not isinstance(value, bool)):
         return value
     raise ValueError("id must be an integer")
+
+
+def _parse_iso(value: Any) -> dt.datetime | None:
+    """A stored ISO 8601 UTC time, or None when absent or unreadable (an older state file)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else None

@@ -109,9 +109,11 @@ def screen_snapshot(unit: Unit, now: Now, *, backlog: int = 0) -> dict[str, Any]
         "sound": cfg.ui.sound,
         "now": iso(now.wall),
         "status": unit.status.state,
+        "status_since": iso(unit.status_since) if unit.status_since else None,
         "status_labels": {lang: {code: cat.status(code) for code in STATUS_CODES} for lang, cat in cats.items()},
         "status_buttons": list(cfg.status_buttons),
-        "inputs": [*cfg.status_buttons, *SCREEN_INPUTS],
+        # The alarm control cancels only inside the window, and says so only then.
+        "inputs": [*cfg.status_buttons, *SCREEN_INPUTS, *(["emergency_cancel"] if unit.emergency.cancellable else [])],
         "siren": unit.siren,
         "link": {"online": unit.link_up, "backlog": backlog},
         "gnss": _gnss(unit, now),
@@ -130,6 +132,8 @@ def _gnss(unit: Unit, now: Now) -> dict[str, Any]:
         "speed": fix.speed if fix else None,
         "track": fix.track if fix else None,
         "age": round(now.mono - at, 1) if at is not None else None,
+        # "lost": the receiver itself is silent or unplugged (not the sky hiding the satellites).
+        "receiver": "lost" if unit.gnss_lost else "ok" if unit.has_fix(now.mono) else "no_fix",
     }
 
 
@@ -166,7 +170,12 @@ def _notice(unit: Unit, now: Now, catalog: Catalog) -> dict[str, Any] | None:
     if notice is None or now.mono - notice.mono > NOTICE_S:
         return None
     key = {"refused": "status.refused", "cancelled": "call.cancelled"}.get(notice.kind, "status.refused")
-    return {"kind": notice.kind, "text": catalog(key), "id": int(notice.mono * 1000)}
+    body: dict[str, Any] = {"kind": notice.kind, "text": catalog(key), "id": int(notice.mono * 1000)}
+    if notice.kind == "cancelled":
+        # Which call, and the dispatcher's reason when they gave one (shown as they wrote it).
+        body["subject"] = notice.subject or None
+        body["reason"] = notice.detail or None
+    return body
 
 
 def clock_text(wall: dt.datetime) -> str:

@@ -14,8 +14,8 @@ from typing import Any
 
 from agent.config import AgentConfig, parse_config
 from agent.core.events import (
-    ButtonPressed, ButtonReleased, Fix, FixReceived, GnssLost, GnssRestored, LinkDown, LinkUp, MessageReceived,
-    SirenChanged, Tick,
+    ButtonPressed, ButtonReleased, Fix, FixReceived, GnssLost, GnssRestored, IgnitionChanged, LinkDown, LinkUp,
+    MessageReceived, SirenChanged, Tick,
 )
 from agent.core.publish import Publish
 from agent.core.unit import Now, Unit
@@ -126,6 +126,9 @@ class Rig:
 
     def siren(self, on: bool) -> list[Any]:
         return self.send(SirenChanged(on, self.t))
+
+    def ignition(self, on: bool) -> list[Any]:
+        return self.send(IgnitionChanged(on, self.t))
 
     def link_up(self) -> list[Any]:
         return self.send(LinkUp("broker-a:8883", self.t))

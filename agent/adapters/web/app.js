@@ -6,7 +6,12 @@
 // hold ring) between snapshots. Touches become POST /api/input
 // {name, action}: ordinary buttons post press then release on a tap; the
 // emergency button posts press on pointer down and release on up/cancel/leave,
-// because the agent times the hold.
+// because the agent times the hold; during the cancel window it reads "cancel"
+// and a touch on it posts "emergency_cancel" (the agent's cancel rule).
+//
+// Layout: a fixed grid (style.css). Texts that may be long are fitted after
+// each render (fitBox): they wrap, then shrink down to a minimum size; they
+// never run under a neighbour.
 //
 // If the stream drops the page keeps the last snapshot on screen, says "agent
 // disconnected" and reconnects (EventSource retries by itself; a refused or
@@ -20,7 +25,7 @@
   const STATUS_ORDER = ["available", "en_route", "on_scene", "busy", "out_of_service"];
   const CALL_CONTROLS = ["en_route", "on_scene", "cleared"];
   const ENDED_CALL = new Set(["declined", "cleared", "cancelled"]);
-  const NOTICE_MS = 6000;
+  const NOTICE_MS = 8000;
   const SVG = "http://www.w3.org/2000/svg";
 
   const $ = (sel, root = document) => root.querySelector(sel);
@@ -167,6 +172,56 @@
     }
   }
 
+  // ------------------------------------------------------------- fitting
+
+  function overflows(el) {
+    return el.scrollWidth > el.clientWidth + 1 || el.scrollHeight > el.clientHeight + 1;
+  }
+
+  // Shrink the texts of a box together (down to minScale of their own size,
+  // never below 12 px) until the box and each of them fit. Only if that is
+  // not enough may a word too long for its line break.
+  function fitBox(box, items, minScale = 0.6) {
+    if (!box || box.offsetParent === null) return;
+    items = items.filter((el) => el && el.textContent);
+    for (const el of items) {
+      el.style.fontSize = "";
+      el.classList.remove("breaking");
+    }
+    const base = items.map((el) => parseFloat(getComputedStyle(el).fontSize));
+    const over = () => overflows(box) || items.some(overflows);
+    for (let scale = 0.95; over() && scale > minScale - 0.001; scale -= 0.05) {
+      items.forEach((el, i) => {
+        el.style.fontSize = `${Math.max(12, base[i] * scale).toFixed(1)}px`;
+      });
+    }
+    if (over()) for (const el of items) el.classList.add("breaking");
+  }
+
+  function fitText(el, minScale = 0.6) {
+    fitBox(el, [el], minScale);
+  }
+
+  // A call card: priority, nature and address must show whole; details get
+  // the lines left over (clamped with an ellipsis), caller last.
+  function fitCall(root) {
+    if (root.offsetParent === null) return;
+    const details = $(".details", root);
+    details.style.webkitLineClamp = "";
+    details.hidden = !details.textContent;
+    const where = $(".where", root);
+    fitBox($(".call-head", root), [$(".nature", root), $(".prio", root)], 0.6);
+    fitBox(where, [$(".address", root), $(".caller", root)], 0.6);
+    if (!details.hidden) {
+      const lh = parseFloat(getComputedStyle(details).lineHeight) || 24;
+      const used = where.scrollHeight - details.offsetHeight;
+      const lines = Math.floor((where.clientHeight - used) / lh);
+      if (lines < 1) details.hidden = true;
+      else details.style.webkitLineClamp = String(Math.min(lines, 6));
+    }
+    fitBox($(".nav", root), [$(".dist", root), $(".frame", root)], 0.6);
+  }
+
   function applyLangTheme() {
     const snap = state.snap;
     const cfgLang = snap && (snap.lang === "ar" || snap.lang === "fr") ? snap.lang : "fr";
@@ -219,14 +274,17 @@
     const g = snap.gnss || {};
     const gnssEl = $("#ind-gnss");
     const stale = typeof g.age === "number" && g.age > 5;
-    gnssEl.className = `ind ${g.mode >= 3 && !stale ? "good" : g.mode >= 2 ? "warn" : "bad"}`;
-    let gnssText = g.mode >= 3 ? t("gnss_3d") : g.mode === 2 ? t("gnss_2d") : t("gnss_no_fix");
-    if (stale) gnssText += ` (${t("gnss_age", { s: formatDuration(g.age) })})`;
+    const lost = g.receiver === "lost";
+    gnssEl.className = `ind ${lost ? "bad" : g.mode >= 3 && !stale ? "good" : g.mode >= 2 ? "warn" : "bad"}`;
+    // An unplugged receiver is a fault to report; no fix under a bridge is not.
+    let gnssText = lost ? t("gnss_receiver_lost") : g.mode >= 3 ? t("gnss_3d") : g.mode === 2 ? t("gnss_2d") : t("gnss_no_fix");
+    if (stale) gnssText += ` · ${t("gnss_age", { s: formatDuration(g.age) })}`;
     setText($(".txt", gnssEl), gnssText);
 
     const sirenEl = $("#ind-siren");
     sirenEl.className = `ind ${snap.siren ? "alert" : ""}`;
     setText($(".txt", sirenEl), snap.siren ? t("siren_on") : t("siren_off"));
+    for (const el of $$("#indicators .txt.fit-w")) fitText(el, 0.7);
   }
 
   function renderStatuses(snap) {
@@ -241,7 +299,12 @@
           b.type = "button";
           b.dataset.input = code;
           b.dataset.status = code;
-          b.textContent = statusLabel(code);
+          const name = document.createElement("span");
+          name.className = "name";
+          name.textContent = statusLabel(code);
+          const since = document.createElement("span");
+          since.className = "since";
+          b.append(name, since);
           return b;
         })
       );
@@ -250,6 +313,25 @@
       b.classList.toggle("current", b.dataset.status === snap.status);
       b.classList.toggle("unavailable", !allowed(b.dataset.input));
       setAttr(b, "aria-pressed", b.dataset.status === snap.status ? "true" : "false");
+    }
+    renderSince();
+  }
+
+  // The time since the status was set, on the current status button and the status card.
+  function renderSince() {
+    const snap = state.snap;
+    if (!snap) return;
+    const since = snap.status_since ? secondsSince(snap.status_since) : null;
+    const text = since === null ? "" : t("since", { t: formatDuration(since) });
+    setText($("#idle .since"), text);
+    for (const b of $$("#statuses button")) {
+      const el = $(".since", b);
+      const shown = b.dataset.status === snap.status ? text : "";
+      if (el.textContent !== shown) {
+        setText(el, shown);
+        el.hidden = !shown;
+        fitBox(b, [$(".name", b), el]);
+      }
     }
   }
 
@@ -298,7 +380,10 @@
     setAttr($(".north-g", dial), "transform", `rotate(${-up})`);
     setAttr($(".arrow-g", dial), "transform", known ? `rotate(${call.bearing_deg - up})` : null);
     setText($(".dist", root), known ? formatDistance(call.distance_m) : "");
-    setText($(".frame", root), known ? t(moving ? "heading_up" : "north_up") : t("no_position"));
+    // No location in the call is the dispatcher's gap, not this unit's GNSS.
+    const frame = known ? t(moving ? "heading_up" : "north_up") : call.location ? t("no_own_position") : t("call_location_unknown");
+    setText($(".frame", root), frame);
+    $(".frame", root).classList.toggle("warn", !known);
   }
 
   function renderControls(snap, call) {
@@ -322,6 +407,8 @@
     box.hidden = names.length === 0;
     $("#footer-info").hidden = names.length !== 0;
     setText($("#footer-message"), call ? t(`call_state_${call.state}`) : t("no_call"));
+    for (const b of box.children) fitText(b);
+    fitText($("#footer-info"));
   }
 
   function takeoverCall(snap) {
@@ -334,8 +421,7 @@
     const snap = state.snap;
     const app = $("#app");
     if (!snap) {
-      $("#banner").hidden = false;
-      setText($("#banner"), state.connected ? t("waiting") : t("disconnected"));
+      renderBand();
       return;
     }
     renderIndicators(snap);
@@ -352,19 +438,58 @@
     const big = takeoverCall(snap);
     const over = $("#takeover");
     over.hidden = !big;
+    app.classList.toggle("taken", !!big);
     if (big) {
       renderCallInto(over, big, snap);
       setText($("#btn-decline"), t("decline"));
       setText($("#btn-accept"), t("accept"));
       $("#btn-decline").hidden = !allowed("decline");
+      $(".takeover-actions", over).classList.toggle("no-decline", !allowed("decline"));
     }
     updateAlert(big, snap);
 
     const em = (snap.emergency && snap.emergency.state) || "none";
     setAttr(app, "data-emergency", em);
-    $("#actions").classList.toggle("em-big", em === "pending" || em === "active" || em === "acknowledged");
     renderNotice(snap.notice);
     tick();
+    // Fitted last, once every region has its final size.
+    if (call && !big) fitCall(cardEl);
+    if (big) {
+      fitCall(over);
+      for (const b of $$(".takeover-actions .act")) fitText(b);
+    }
+    fitBox($("#idle"), [$("#idle .label"), $("#idle .since"), $("#idle .caption")], 0.5);
+    for (const b of $$("#statuses button")) fitBox(b, [$(".name", b), $(".since", b)]);
+  }
+
+  // The band under the top bar: agent lost, the alarm, the newest notice.
+  // It takes its room from the call card's region (the grid row grows), never
+  // lies over a control.
+  function renderBand() {
+    const snap = state.snap;
+    const linkEl = $("#band-link");
+    linkEl.hidden = state.connected && !!snap;
+    if (!linkEl.hidden) setText(linkEl, state.connected ? t("waiting") : t("disconnected"));
+
+    const alarmEl = $("#band-alarm");
+    const em = alarmState();
+    alarmEl.hidden = !["pending", "active", "acknowledged"].includes(em.shown);
+    alarmEl.classList.toggle("pending", em.shown === "pending");
+    if (em.shown === "pending") setText(alarmEl, t("band_pending", { s: em.left }));
+    else if (em.shown === "active") setText(alarmEl, t("band_active"));
+    else if (em.shown === "acknowledged") setText(alarmEl, t("band_acknowledged"));
+
+    const noticeEl = $("#band-notice");
+    noticeEl.hidden = !state.notice;
+    if (state.notice) {
+      noticeEl.className = `band-line ${state.notice.kind || ""}`;
+      setText(noticeEl, state.notice.text);
+    }
+    const band = $("#band");
+    const wasHidden = band.hidden;
+    band.hidden = linkEl.hidden && alarmEl.hidden && noticeEl.hidden;
+    for (const el of [linkEl, alarmEl, noticeEl]) if (!el.hidden) fitText(el, 0.7);
+    return wasHidden !== band.hidden;
   }
 
   // Everything that moves with time alone: clocks, ages, countdowns, the ring.
@@ -372,22 +497,21 @@
     const snap = state.snap;
     setText($("#ind-clock .txt"), new Intl.DateTimeFormat(locale(), { hour: "2-digit", minute: "2-digit", hour12: false }).format(new Date(agentNow())));
     $("#app").classList.toggle("offline", !state.connected);
-    const banner = $("#banner");
-    banner.hidden = state.connected && !!snap;
-    if (!banner.hidden) setText(banner, state.connected ? t("waiting") : t("disconnected"));
+    if (state.notice && performance.now() > state.notice.until) state.notice = null;
+    const bandChanged = renderBand();
     if (!snap) return;
 
-    const since = snap.status_since ? secondsSince(snap.status_since) : null;
-    setText($("#idle .since"), since === null ? "" : t("since", { t: formatDuration(since) }));
+    renderSince();
     const call = snap.call;
     if (call) {
       const age = secondsSince(call.created);
       for (const el of $$("#call .age, #takeover .age")) setText(el, age === null ? "" : formatDuration(age));
     }
     renderSos();
-    if (state.notice && performance.now() > state.notice.until) {
-      state.notice = null;
-      $("#notice").hidden = true;
+    // The band took or gave back room: the card's texts fit a new box.
+    if (bandChanged && call) {
+      if (!$("#call").hidden) fitCall($("#call"));
+      if (!$("#takeover").hidden) fitCall($("#takeover"));
     }
   }
 
@@ -402,10 +526,25 @@
     container.appendChild(svg);
   }
 
-  function renderSos() {
+  // What the alarm control shows now: the snapshot's state, this screen's own
+  // hold at once, and the cancel window counted down locally (at 0 the agent
+  // has sent the alarm active: say so without waiting for its snapshot).
+  function alarmState() {
     const em = (state.snap && state.snap.emergency) || { state: "none" };
-    const holdS = typeof em.hold_s === "number" && em.hold_s > 0 ? em.hold_s : 2;
     let shown = em.state || "none";
+    let left = 0;
+    if (shown === "pending") {
+      const secs = typeof em.cancel_deadline_s === "number" ? em.cancel_deadline_s - (performance.now() - state.recvAt) / 1000 : 0;
+      left = Math.max(0, Math.ceil(secs));
+      if (secs <= 0) shown = "active";
+    }
+    return { em, shown, left };
+  }
+
+  function renderSos() {
+    const { em, shown: alarmShown, left } = alarmState();
+    const holdS = typeof em.hold_s === "number" && em.hold_s > 0 ? em.hold_s : 2;
+    let shown = alarmShown;
     let progress = 0;
     let hint = t("sos_hint", { s: formatNumber(holdS, 0) });
     let label = t("sos");
@@ -421,10 +560,10 @@
       progress = holdStart === null ? 0 : Math.min(1, (now - holdStart) / 1000 / holdS);
       hint = t("sos_holding");
     } else if (shown === "pending") {
-      const left = typeof em.cancel_deadline_s === "number" ? em.cancel_deadline_s - (now - state.recvAt) / 1000 : 0;
-      label = t("sos_pending", { s: Math.max(0, Math.ceil(left)) });
-      hint = t("sos_cancel");
-      progress = 1;
+      // The alarm is out; this touch withdraws it (the agent's cancel rule).
+      label = t("sos_cancel");
+      hint = t("sos_cancel_hint", { s: left });
+      progress = left / Math.max(1, Math.ceil(em.cancel_deadline_s || 1));
     } else if (shown === "active") {
       label = t("sos_active");
       hint = t("sos_active_hint");
@@ -440,6 +579,11 @@
       setText($(".sos-label", b), label);
       setText($(".sos-hint", b), hint);
       setAttr($(".ring .fill", b), "stroke-dasharray", `${(progress * 100).toFixed(1)} 100`);
+      const key = `${label}|${hint}|${state.lang}`;
+      if (b.dataset.fitted !== key) {
+        b.dataset.fitted = key;
+        fitBox($(".sos-text", b), [$(".sos-label", b), $(".sos-hint", b)], 0.6);
+      }
     }
     if (shown === "holding" && !state.ringFrame) {
       state.ringFrame = requestAnimationFrame(() => {
@@ -457,15 +601,19 @@
     const key = JSON.stringify(notice);
     if (key === state.lastNoticeKey) return; // already shown for this one
     state.lastNoticeKey = key;
-    showNotice(notice.text, notice.kind);
+    let text = notice.text;
+    if (notice.kind === "cancelled") {
+      // Which call, and the dispatcher's reason as they wrote it.
+      text = t("notice_cancelled");
+      if (notice.subject) text += ` : ${"\u2068"}${notice.subject}${"\u2069"}`;
+      if (notice.reason) text += ` – ${t("notice_reason", { r: notice.reason })}`;
+    }
+    showNotice(text, notice.kind);
   }
 
   function showNotice(text, kind) {
-    const el = $("#notice");
-    el.className = kind || "";
-    setText(el, text);
-    el.hidden = false;
     state.notice = { text, kind, until: performance.now() + NOTICE_MS };
+    if (renderBand() && state.snap && state.snap.call) render();
   }
 
   // ----------------------------------------------------------------- sound
@@ -550,7 +698,10 @@
   }
 
   async function tap(el) {
-    const name = el.dataset.input;
+    return tapInput(el.dataset.input, el);
+  }
+
+  async function tapInput(name, el) {
     try {
       await postInput(name, "press");
       await postInput(name, "release");
@@ -596,6 +747,14 @@
     const el = ev.target.closest("[data-hold]");
     if (!el || ev.button > 0 || state.holdPointer !== null) return;
     ev.preventDefault();
+    const shown = alarmState().shown;
+    if (shown === "pending" && allowed("emergency_cancel")) {
+      // The control reads "cancel": a touch cancels (a finger still down from
+      // the hold is not a new touch, so it cannot cancel by lifting).
+      tapInput("emergency_cancel", el);
+      return;
+    }
+    if (shown === "active" || shown === "acknowledged") return; // only dispatch ends it now
     state.holdPointer = { id: ev.pointerId, el };
     state.holdStart = performance.now();
     renderSos();
