@@ -95,7 +95,8 @@ class RigOptions:
     gnss_baudrate: int = 9600
     # Signed dispatch: the rig makes a dispatch key, lists it in the unit's [security]
     # dispatch_keys and its dispatcher signs every call and alarm message. In bench mode,
-    # ``dispatch_key`` is the private key file whose public key the real unit lists.
+    # ``dispatch_key`` (``umps-hil run --dispatch-key``) is the private key file whose public
+    # key the real unit lists.
     signed_dispatch: bool = False
     dispatch_key: Path | None = None
 
