@@ -8,15 +8,17 @@ Threads and who owns what
   effects, and after every visible change refreshes the outputs (LEDs and
   buzzer, rider display, touchscreen) and stores the unit's state.
 * adapters' own threads (GNSS reader, MQTT link, uplink sender, panel I/O,
-  web UI, display worker, speech, watchdog) only ever *post* events to the
-  inbox; they never call into the unit.
+  web UI, display worker, speech, remote-request worker, watchdog) only ever
+  *post* events to the inbox; they never call into the unit. The
+  remote-request worker alone writes the config store and the replay memory.
 
 Remote configuration (``config/set``), commands (``cmd``) and, when dispatch
 is signed, ``call``, ``alarm/ack`` and ``alarm/clear`` go from the MQTT link
 to the remote-request worker (:mod:`agent.adapters.remote_worker`), which
 verifies, validates and stores them off the core thread and posts one result
 event back. The core thread carries the result out: the unit takes hot
-changes, and the adapter a change needs rebuilt is rebuilt in-process. A broker change arms a :class:`RollbackGuard`: when no broker has
+changes, and the adapter a change needs rebuilt is rebuilt in-process. A
+broker change arms a :class:`RollbackGuard`: when no broker has
 acknowledged a publish from the unit with the new settings in time, the
 previous config comes back and the admin is told once the unit is online.
 
