@@ -129,7 +129,9 @@ def cmd_config(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     for problem in effective.problems:
         print(f"note: {problem}", file=sys.stderr)
-    body = {"source": effective.source, **current_message(effective.state)}
+    from agent.adapters.secrets_version import peek
+
+    body = {"source": effective.source, **current_message(effective.state, peek(effective.config.storage.state_dir))}
     print(json.dumps(body, indent=2, ensure_ascii=False))
     return EXIT_OK
 

@@ -482,12 +482,39 @@ class AgentConfig:
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
+    def secrets(self) -> dict[str, str]:
+        """Every :class:`Secret` in force by key path (``{"mqtt.password": ...}``); never publish this."""
+        found: dict[str, str] = {}
+        _collect_secrets(self, "", found)
+        return found
+
+
+def _collect_secrets(value: Any, path: str, found: dict[str, str]) -> None:
+    if isinstance(value, Secret):
+        found[path] = value.get_secret_value()
+    elif dataclasses.is_dataclass(value):
+        for f in dataclasses.fields(value):
+            _collect_secrets(getattr(value, f.name), f"{path}.{f.name}" if path else f.name, found)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _collect_secrets(item, f"{path}.{key}" if path else str(key), found)
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _collect_secrets(item, f"{path}[{index}]", found)
+
+
 _OMIT = object()
+
+
+def _is_secret_field(f: dataclasses.Field) -> bool:
+    # "Secret | None": whether a password is set at all is left out of the hash too.
+    return f.type is Secret or bool(re.search(r"\bSecret\b", str(f.type)))
 
 
 def _plain(value: Any, secrets: Literal["clear", "mask", "omit"]) -> Any:
     if dataclasses.is_dataclass(value):
-        items = ((f.name, _plain(getattr(value, f.name), secrets)) for f in dataclasses.fields(value))
+        fields = [f for f in dataclasses.fields(value) if not (secrets == "omit" and _is_secret_field(f))]
+        items = ((f.name, _plain(getattr(value, f.name), secrets)) for f in fields)
         return {name: item for name, item in items if item is not _OMIT}
     if isinstance(value, dict):
         items = ((str(key), _plain(item, secrets)) for key, item in value.items())

@@ -51,6 +51,7 @@ from agent.adapters.mqtt import MqttLink, MqttSettings, birth_payload
 from agent.adapters.outbox import Outbox
 from agent.adapters.remote_worker import CommandDone, ConfigDone, ConfigStateChanged, RemoteWorker
 from agent.adapters.replay_store import ReplayStore
+from agent.adapters.secrets_version import SecretsVersion
 from agent.adapters.serial_gnss import SerialGnssReader
 from agent.adapters.uplink import Uplink
 from agent.config import AgentConfig, Validate, parse_config
@@ -140,6 +141,7 @@ class Runtime:
         self._heartbeat = sdnotify.Heartbeat("core loop", HEARTBEAT_MAX_AGE_S)
         self._guard = RollbackGuard(self.config.security.rollback_timeout_s)
         self.worker: RemoteWorker | None = None
+        self.secrets: SecretsVersion | None = None
         self.replay: ReplayStore | None = None
         self._last_state: dict[str, Any] | None = None
         self._shown_revision = -1
@@ -170,6 +172,8 @@ class Runtime:
             # Raises EncryptionError: the unit refuses to write positions to a plain SD card.
             log.info("state directory %s: %s", state_dir, check_encrypted(state_dir))
         self.replay = ReplayStore(state_dir)
+        self.secrets = SecretsVersion(state_dir)
+        self.secrets.update(cfg)
         self.worker = RemoteWorker(self.cfg_state, self.store, self.replay, post=lambda e: self._post(e, force=True),
                                    clock=lambda: self.now().wall, validate=self.validate)
         self.worker.start()
@@ -444,6 +448,8 @@ class Runtime:
     def _apply(self, state: ConfigState, reinit: frozenset[str] | set[str], now: Now) -> None:
         old = self.config
         self.cfg_state, self.config = state, state.config
+        if self.secrets is not None and state.config.secrets() != old.secrets():
+            self.secrets.update(state.config)
         assert self.unit is not None
         self.unit.config_version = state.version
         self.unit.reconfigure(state.config, now)
@@ -490,7 +496,8 @@ class Runtime:
         self.worker.rollback(expired)  # the worker restores and stores; ConfigStateChanged comes back
 
     def _config_current(self) -> Publish:
-        body = json.dumps(current_message(self.cfg_state), ensure_ascii=False).encode("utf-8")
+        secrets_version = self.secrets.version if self.secrets is not None else None
+        body = json.dumps(current_message(self.cfg_state, secrets_version), ensure_ascii=False).encode("utf-8")
         return Publish("config/current", body, Lane.STATUS, retain=True)
 
     # ------------------------------------------------------------- adapters

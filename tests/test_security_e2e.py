@@ -139,7 +139,7 @@ def test_dispatch_is_authenticated_and_replays_stay_refused_across_a_restart(tmp
     rig.wait("alarm", lambda b: b["state"] == "cleared" and b["id"] == second["id"])
     # The hash the admins and dispatch read never covers the MQTT password.
     current = rig.wait("config/current", lambda b: b["version"] == 2)
-    assert current["config"]["mqtt"]["password"] == "***"
+    assert current["config"]["mqtt"]["password"] == "***" and current["secrets_version"] == 0
     assert rig.stop_agent() == 0
 
 
@@ -160,3 +160,22 @@ def test_the_shipped_acl_lets_a_unit_answer_on_alarm_rejected_only_for_itself(tm
             client.stop()
     finally:
         broker.stop()
+
+
+def test_a_pushed_password_moves_secrets_version_not_the_hash(tmp_path, request):
+    # An anonymous broker takes any password, so the new one connects and is confirmed.
+    rig = Rig(tmp_path)
+    request.addfinalizer(rig.close)
+    rig.start_and_wait_online()
+    before = rig.wait("config/current", lambda b: b["version"] == 0)
+    assert before["secrets_version"] == 0
+    rig.recorder.publish(f"umps/{UNIT}/config/set",
+                         json.dumps({"id": "pw-1", "version": 1, "config": {"mqtt": {"password": "n3w-secret"}}}).encode())
+    assert rig.wait("config/result", lambda b: b["id"] == "pw-1", timeout=30)["ok"] is True
+    after = rig.wait("config/current", lambda b: b["version"] == 1)
+    assert after["secrets_version"] == 1 and after["hash"] == before["hash"]
+    assert "n3w-secret" not in json.dumps(after)
+    # Still 1 after a restart: the counter is kept, and nothing changed meanwhile.
+    assert rig.stop_agent() == 0
+    rig.start_and_wait_online()
+    assert rig.wait("config/current", lambda b: b["version"] == 1)["secrets_version"] == 1

@@ -125,9 +125,12 @@ class ConfigState:
         return replace(self, pending=False)
 
 
-def current_message(state: ConfigState) -> dict[str, Any]:
-    """The retained ``config/current`` payload: version, hash, redacted config."""
-    return {"version": state.version, "hash": state.config.digest(), "config": state.config.redacted()}
+def current_message(state: ConfigState, secrets_version: int | None = None) -> dict[str, Any]:
+    """The retained ``config/current`` payload: version, hash, redacted config (and ``secrets_version``)."""
+    body: dict[str, Any] = {"version": state.version, "hash": state.config.digest(), "config": state.config.redacted()}
+    if secrets_version is not None:
+        body["secrets_version"] = secrets_version
+    return body
 
 
 def effective_config(
