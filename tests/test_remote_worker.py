@@ -20,7 +20,7 @@ from agent import admin_tools
 from agent.adapters.config_store import CURRENT_NAME, ConfigStore
 from agent.adapters.remote_worker import CommandDone, ConfigDone, ConfigStateChanged, RemoteWorker
 from agent.adapters.replay_store import ReplayStore
-from agent.config import parse_config
+from agent.config_validate import parse_config
 from agent.core.events import DispatchRefused, MessageReceived
 from agent.core.remote_config import ConfigState
 from agent.core.rollback_guard import Armed

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from agent.adapters.secrets_version import FILE_NAME, SecretsVersion, peek
-from agent.config import parse_config
+from agent.config_validate import parse_config
 from agent.core.remote_config import ConfigState, current_message
 
 

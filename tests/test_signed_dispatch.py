@@ -116,7 +116,7 @@ def test_dispatch_keys_rotate_like_admin_keys() -> None:
         body = signing.sign_request(key, UNIT, {"id": f"r{version}", "version": version,
                                                 "config": {"security": {"dispatch_keys": keys}},
                                                 "expires": "2026-11-26T20:00:00Z"})
-        return handle_config_set(json.dumps(body).encode(), state, NOW)
+        return handle_config_set(json.dumps(body).encode(), state, NOW, parse_config)
 
     rotated = push(1, [admin_tools.public_text(new_key)])
     assert rotated.accepted, rotated.result

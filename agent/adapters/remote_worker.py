@@ -44,21 +44,26 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from agent.adapters.config_store import ConfigStore, ConfigStoreError
-from agent.config import Validate, parse_config
+from agent.config import Validate
+from agent.config_validate import parse_config
 from agent.core.events import DispatchRefused, MessageReceived
 from agent.core.key_rules import ConfigChange
 from agent.core.remote_command import CommandOutcome, CommandResult, parse_command
 from agent.core.remote_config import ConfigResult, ConfigState, handle_config_set
 from agent.core.replay import ReplayMemory
-from agent.core.requests import Problem
+from agent.core.remote_command import COMMANDS
+from agent.core.requests import Problem, decode_payload
 from agent.core.rollback_guard import Armed
 from agent.core.signed_dispatch import DISPATCH_TOPICS, check_dispatch
+from agent.core.telemetry import TRUSTED_TIME_SOURCES
 
 log = logging.getLogger(__name__)
 
 TIMEOUT_S = 10.0
 QUEUE_SIZE = 64
 REQUEST_TOPICS = ("config/set", "cmd")
+UNJUDGEABLE = ("cannot be judged yet: the unit has no trusted time (no GNSS fix and the system clock "
+               "not synchronised); send it again once the unit reports time_source gnss or system")
 
 
 @dataclass(frozen=True)
@@ -110,7 +115,7 @@ class RemoteWorker:
         store: ConfigStore,
         replay: ReplayMemory,
         post: Callable[[Any], None],
-        clock: Callable[[], dt.datetime],
+        clock: Callable[[], tuple[dt.datetime, str]],
         validate: Validate = parse_config,
         timeout_s: float = TIMEOUT_S,
     ) -> None:
@@ -220,14 +225,23 @@ class RemoteWorker:
             return True
 
     def _do(self, job: _Job) -> None:
+        if job.kind in REQUEST_TOPICS + DISPATCH_TOPICS:
+            # Expiry and the replay window are judged on the unit's best clock (``clock``: UTC and
+            # its time_source); an expiry it cannot trust yet is refused, never guessed.
+            now, source = self._clock()
+            if source not in TRUSTED_TIME_SOURCES and self._has_expiry(job):
+                if self._commit(job):
+                    log.warning("%s refused: its expiry %s", job.kind, UNJUDGEABLE)
+                    self._answer_failure(job, UNJUDGEABLE, loc="expires")
+                return
         if job.kind == "config/set":
-            self._config_set(job)
+            self._config_set(job, now)
         elif job.kind == "cmd":
-            outcome = parse_command(job.payload, self.state.config, self._clock(), self.replay)
+            outcome = parse_command(job.payload, self.state.config, now, self.replay)
             if self._commit(job):
                 self._post(CommandDone(outcome))
         elif job.kind in DISPATCH_TOPICS:
-            self._dispatch(job)
+            self._dispatch(job, now)
         elif job.kind == "confirm":
             if self.state.pending and self.state.version == job.arg:
                 try:
@@ -240,8 +254,14 @@ class RemoteWorker:
             self.state = self.store.rollback(self.state)
             self._post(ConfigStateChanged(self.state, job.arg, rolled))
 
-    def _config_set(self, job: _Job) -> None:
-        outcome = handle_config_set(job.payload, self.state, self._clock(), self.validate, self.replay)
+    def _has_expiry(self, job: _Job) -> bool:
+        if job.kind in DISPATCH_TOPICS and self.state.config.security.dispatch_keys:
+            return True  # required there
+        data, _ = decode_payload(job.payload)
+        return data is not None and "expires" in data
+
+    def _config_set(self, job: _Job, now: dt.datetime) -> None:
+        outcome = handle_config_set(job.payload, self.state, now, self.validate, self.replay)
         if not self._commit(job):
             return
         if not outcome.accepted:
@@ -261,8 +281,8 @@ class RemoteWorker:
         self.state = new_state
         self._post(ConfigDone(outcome.result, new_state, outcome.change))
 
-    def _dispatch(self, job: _Job) -> None:
-        verdict = check_dispatch(job.kind, job.payload, self.state.config, self._clock(), self.replay)
+    def _dispatch(self, job: _Job, now: dt.datetime) -> None:
+        verdict = check_dispatch(job.kind, job.payload, self.state.config, now, self.replay)
         if not self._commit(job):
             return
         now = time.monotonic()
@@ -275,23 +295,28 @@ class RemoteWorker:
             log.warning("refused a %s (id %r): %s", job.kind, verdict.id, verdict.error)
             self._post(DispatchRefused(job.kind, verdict.id, verdict.error or "refused", now))
 
-    def _answer_failure(self, job: _Job, message: str) -> None:
+    def _answer_failure(self, job: _Job, message: str, loc: str = "") -> None:
         ref = _peek_id(job.payload)
+        rid = ref if isinstance(ref, str) else None
         if job.kind == "config/set":
-            self._post(ConfigDone(ConfigResult(ref if isinstance(ref, str) else None, False, self.state.version,
-                                               (Problem("", message),))))
+            self._post(ConfigDone(ConfigResult(rid, False, self.state.version, (Problem(loc, message),))))
         elif job.kind == "cmd":
-            self._post(CommandDone(CommandOutcome(rejected=CommandResult(
-                ref if isinstance(ref, str) else None, False, None, (Problem("", message),)))))
+            name = _peek(job.payload, "command")
+            name = name if name in COMMANDS else None
+            self._post(CommandDone(CommandOutcome(rejected=CommandResult(rid, False, name, (Problem(loc, message),)))))
         elif job.kind in DISPATCH_TOPICS:
-            self._post(DispatchRefused(job.kind, ref, message, time.monotonic()))
+            self._post(DispatchRefused(job.kind, ref, f"{loc}: {message}" if loc else message, time.monotonic()))
+
+
+def _peek(payload: bytes, member: str) -> Any:
+    try:
+        return json.loads(payload).get(member)
+    except (ValueError, AttributeError, RecursionError):
+        return None
 
 
 def _peek_id(payload: bytes) -> str | int | None:
-    try:
-        value = json.loads(payload).get("id")
-    except (ValueError, AttributeError, RecursionError):
-        return None
+    value = _peek(payload, "id")
     if isinstance(value, str):
         return value[:128]
     return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -48,7 +48,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from agent.config import AgentConfig, ConfigError, Validate, parse_config
+from agent.config import AgentConfig, ConfigError, Validate
 from agent.core import signing
 from agent.core.key_rules import ConfigChange, restricted
 from agent.core.replay import ReplayMemory, request_key
@@ -115,7 +115,8 @@ class ConfigState:
         highest_version: int = 0,
         request_id: str | None = None,
         pending: bool = False,
-        validate: Validate = parse_config,
+        *,
+        validate: Validate,
     ) -> "ConfigState":
         """Validate ``base`` + ``overlay``; raises :class:`ConfigError`."""
         config = effective_config(base, overlay, validate=validate)
@@ -134,7 +135,7 @@ def current_message(state: ConfigState, secrets_version: int | None = None) -> d
 
 
 def effective_config(
-    base: AgentConfig, overlay: Mapping[str, Any], source: str = "remote", validate: Validate = parse_config
+    base: AgentConfig, overlay: Mapping[str, Any], source: str = "remote", *, validate: Validate
 ) -> AgentConfig:
     """``base`` with ``overlay`` deep-merged on top, validated (strict)."""
     return validate(_apply(base.plain(), overlay), source, strict=True)
@@ -187,7 +188,7 @@ class ConfigOutcome:
 
 
 def handle_config_set(
-    payload: bytes, state: ConfigState, now: dt.datetime, validate: Validate = parse_config,
+    payload: bytes, state: ConfigState, now: dt.datetime, validate: Validate,
     recent: ReplayMemory | None = None,
 ) -> ConfigOutcome:
     """Validate a ``config/set`` payload against ``state`` at wall-clock ``now``.

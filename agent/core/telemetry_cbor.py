@@ -33,8 +33,8 @@ key    field            CBOR value
 6      ``emergency``    true; absent means false
 7      ``call``         ``[id, state]``, state an index in
                         :data:`CALL_STATE_TABLE`; absent means null
-8      ``ignition``     boolean
-9      ``fix.receiver`` text (the receiver's make and model)
+8      ``ignition``     text ``on`` or ``off`` (null: no ignition line)
+9      ``fix.receiver`` text ``ok``, ``no_fix`` or ``lost`` (unplugged, silent)
 =====  ===============  =======================================================
 
 In ``fix``: ``time`` is an integer offset in milliseconds from ``ts`` (the
@@ -333,6 +333,11 @@ _DEFAULT_WIRE = {_SLOW_KEYS[name]: _slow_value(name, value) for name, value in _
 
 def _numeric(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def report_map(payload: bytes) -> dict[Any, Any]:
+    """The raw key map of one CBOR report (a server's fast path: ``m[K_SEQ]``, ``m[K_TS]``)."""
+    return _load_map(payload)
 
 
 def _load_map(payload: bytes) -> dict[Any, Any]:
