@@ -120,6 +120,9 @@ class RigOptions:
     # key the real unit lists.
     signed_dispatch: bool = False
     dispatch_key: Path | None = None
+    # A fleet broker with passwords and ACLs (``broker`` given): the rig's recorder and
+    # dispatcher log in with this (a dispatch role reads the fleet and sends calls).
+    tap_login: tuple[str, str] | None = None
 
 
 class RigError(RuntimeError):
@@ -186,7 +189,7 @@ class Rig:
             self._up_bench()
             return
         self.tap = BrokerTap(host, port, prefix=self.opt.prefix, unit_id=self.opt.unit_id, on_message=self._on_message,
-                             tls=self.client_tls("umps-hil-tap")).start()
+                             tls=self.client_tls("umps-hil-tap"), login=self.opt.tap_login).start()
         self.dispatcher, self.admin = Dispatcher(self.tap, self._dispatch_key()), Admin(self.tap)
 
         if self.opt.link_proxy:

@@ -29,11 +29,13 @@ class BrokerTap(Recorder):
     """The recorder on ``<prefix>/<unit>/#``, topics kept relative to the unit; publishes under it."""
 
     def __init__(self, host: str, port: int, *, prefix: str, unit_id: str,
-                 on_message: Callable[[Message], None] | None = None, tls: ClientTls | None = None):
+                 on_message: Callable[[Message], None] | None = None, tls: ClientTls | None = None,
+                 login: tuple[str, str] | None = None):
         base = f"{prefix}/{unit_id}/"
         self.unit_id = unit_id
+        username, password = login or (None, None)
         super().__init__(host, port, [base + "#"], base=base, client_id=f"umps-hil-tap-{unit_id}-{id(self):x}",
-                         tls=tls, persistent=True, on_message=on_message)
+                         tls=tls, username=username, password=password, persistent=True, on_message=on_message)
 
 
 def utc_now() -> str:

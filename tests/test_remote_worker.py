@@ -47,13 +47,14 @@ class Inbox:
 def make(tmp_path):
     made: list[RemoteWorker] = []
 
-    def build(validate=None, security: dict | None = None, store: ConfigStore | None = None) -> tuple[RemoteWorker, Inbox]:
+    def build(validate=None, security: dict | None = None, store: ConfigStore | None = None,
+              source: str = "gnss") -> tuple[RemoteWorker, Inbox]:
         base = parse_config({"unit": {"id": UNIT, "kind": "car"}, "storage": {"state_dir": str(tmp_path)},
                              **({"security": security} if security else {})})
         inbox = Inbox()
-        kwargs = {"validate": validate} if validate else {}
-        worker = RemoteWorker(ConfigState.initial(base), store or ConfigStore(tmp_path), ReplayStore(tmp_path),
-                              post=inbox.post, clock=lambda: NOW, **kwargs)
+        worker = RemoteWorker(ConfigState.initial(base), store or ConfigStore(tmp_path, parse_config),
+                              ReplayStore(tmp_path), post=inbox.post, clock=lambda: (NOW, source),
+                              validate=validate or parse_config)
         worker.start()
         made.append(worker)
         return worker, inbox
@@ -126,7 +127,7 @@ def test_a_stuck_job_is_abandoned_answered_and_never_applied(make, tmp_path) -> 
 def test_a_store_that_cannot_write_refuses_the_push(make, tmp_path) -> None:
     blocked = tmp_path / "not-a-dir"
     blocked.write_text("a file where the state directory should be")
-    worker, inbox = make(store=ConfigStore(blocked))
+    worker, inbox = make(store=ConfigStore(blocked, parse_config))
     worker.submit("config/set", push())
     done = inbox.next()
     assert isinstance(done, ConfigDone) and not done.result.ok and done.state is None
@@ -163,3 +164,17 @@ def test_confirm_and_rollback_are_stored_by_the_worker(make, tmp_path) -> None:
     rolled = inbox.next()
     assert isinstance(rolled, ConfigStateChanged) and rolled.rolled_back is armed and rolled.rolled_version == 2
     assert rolled.state.version == 1 and rolled.state.config.mqtt.host == "other-broker"
+
+
+def test_without_trusted_time_an_expiry_is_refused_not_guessed(make) -> None:
+    worker, inbox = make(security={"dispatch_keys": [admin_tools.public_text(DISPATCH_KEY)]}, source="system_unsynced")
+    worker.submit("cmd", json.dumps({"id": "c1", "command": "flush_backlog", "expires": "2026-11-25T20:05:00Z"}).encode())
+    refused = inbox.next().outcome.rejected
+    assert refused is not None and refused.command == "flush_backlog"
+    assert [(p.loc, "cannot be judged yet" in p.msg) for p in refused.errors] == [("expires", True)]
+    worker.submit("cmd", json.dumps({"id": "c2", "command": "flush_backlog"}).encode())  # no clock needed
+    assert inbox.next().outcome.command is not None
+    clear = json.dumps(admin_tools.dispatch_request(DISPATCH_KEY, UNIT, "alarm/clear", {}, now=NOW)).encode()
+    worker.submit("alarm/clear", clear)
+    dispatch = inbox.next()
+    assert isinstance(dispatch, DispatchRefused) and dispatch.error.startswith("expires: cannot be judged yet")

@@ -14,6 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent import admin_tools
+from agent.config_validate import parse_config
 from agent.core import signing
 from agent.core.events import DispatchRefused, MessageReceived
 from agent.core.replay import RecentIds

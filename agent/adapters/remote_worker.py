@@ -45,7 +45,6 @@ from typing import Any, Callable
 
 from agent.adapters.config_store import ConfigStore, ConfigStoreError
 from agent.config import Validate
-from agent.config_validate import parse_config
 from agent.core.events import DispatchRefused, MessageReceived
 from agent.core.key_rules import ConfigChange
 from agent.core.remote_command import CommandOutcome, CommandResult, parse_command
@@ -116,7 +115,7 @@ class RemoteWorker:
         replay: ReplayMemory,
         post: Callable[[Any], None],
         clock: Callable[[], tuple[dt.datetime, str]],
-        validate: Validate = parse_config,
+        validate: Validate,
         timeout_s: float = TIMEOUT_S,
     ) -> None:
         self.state = state  # written by the worker thread only; read (whole) by the others
@@ -255,8 +254,7 @@ class RemoteWorker:
             self._post(ConfigStateChanged(self.state, job.arg, rolled))
 
     def _has_expiry(self, job: _Job) -> bool:
-        if job.kind in DISPATCH_TOPICS and self.state.config.security.dispatch_keys:
-            return True  # required there
+        # A signed request without one is refused anyway, and that needs no clock.
         data, _ = decode_payload(job.payload)
         return data is not None and "expires" in data
 
