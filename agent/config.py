@@ -127,10 +127,21 @@ class UnitConfig:
 # ------------------------------------------------------------------- gnss
 
 
+# The rates a UART and every GNSS receiver's configuration tool offer; anything else is a typo.
+STANDARD_BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
+
+
+def _baudrate(value: int) -> int:
+    if value not in STANDARD_BAUD_RATES:
+        raise ValueError(f"{value} is not a standard baud rate; use one of "
+                         f"{', '.join(map(str, STANDARD_BAUD_RATES))} (receivers ship at 9600 or 38400)")
+    return value
+
+
 @section
 class GnssConfig:
     port: str = "/dev/serial0"  # device path or pyserial URL (socket://, loop://)
-    baudrate: Annotated[int, Gt(0), Le(4_000_000)] = 9600
+    baudrate: Annotated[int, Check(_baudrate)] = 9600
     # No bytes for this long: the receiver is reported lost.
     silence_timeout_s: Annotated[float, Gt(0), Le(60)] = 3.0
     # Cap of the back-off between attempts to reopen a vanished port.
@@ -410,6 +421,9 @@ class DisplayConfig:
     height: Annotated[int, Ge(16), Le(128)] = 64
     rotate: Literal[0, 1, 2, 3] = 0
     speech: bool = False  # spoken read-out of new calls (espeak-ng)
+    # Also write every frame to this PNG file (atomically): a live picture of what the rider
+    # sees, for the demo and the bench. Empty: no copy.
+    mirror_png: str = ""
 
 
 # --------------------------------------------------------------- security
@@ -551,6 +565,14 @@ class ConfigError(Exception):
         super().__init__(f"{source}: {len(problems)} problem(s)\n{lines}")
 
 
+class ConfigFileError(ConfigError):
+    """The file itself cannot be read (missing, unreadable): not a judgement on its content."""
+
+    def __init__(self, source: str, reason: str):
+        super().__init__(source, [("", reason)])
+        self.reason = reason
+
+
 def error_location(loc: tuple[Any, ...]) -> str:
     """``('gpio', 'inputs', 'ack', 'pin')`` -> ``gpio.inputs.ack.pin``."""
     return ".".join(str(part) for part in loc if not _is_pydantic_tag(part))
@@ -576,12 +598,15 @@ def load_config(path: str | Path, validate: Validate) -> AgentConfig:
     path = Path(path)
     try:
         raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigFileError(str(path), "no such file") from None
     except OSError as exc:
-        raise ConfigError(str(path), [("", f"cannot read: {exc.strerror or exc}")]) from None
+        raise ConfigFileError(str(path), f"cannot read: {exc.strerror or exc}") from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise ConfigError(str(path), [("", f"not UTF-8: {exc}")]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), [("", f"TOML syntax: {exc}")]) from None
-    return validate(data, str(path))
+    # TOML has types, as JSON has: "8883" in quotes is a string, not a port.
+    return validate(data, str(path), strict=True)

@@ -13,9 +13,12 @@ Two ways in:
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import json
 import pickle
 import sys
+import typing
 from functools import cache
 from typing import Any
 
@@ -46,8 +49,29 @@ def problems(exc: ValidationError) -> list[tuple[str, str]]:
     out = []
     for err in exc.errors(include_url=False):
         msg = MESSAGES.get(err["type"], err["msg"]).removeprefix("Value error, ")
+        if err["type"] in ("int_type", "float_type", "bool_type") and isinstance(err.get("input"), str):
+            msg += f' (got the string "{err["input"]}": write it without quotes)'
+        if err["type"] == "unexpected_keyword_argument":
+            near = difflib.get_close_matches(str(err["loc"][-1]), _known_keys(err["loc"][:-1]), n=1, cutoff=0.6)
+            if near:
+                msg += f" (did you mean `{near[0]}`?)"
         out.append((error_location(err["loc"]), msg))
     return out
+
+
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys of the config table at ``loc`` (``("gnss",)`` -> GnssConfig's fields); [] if not a table."""
+    cls: Any = AgentConfig
+    for part in loc:
+        if not isinstance(part, str) or not dataclasses.is_dataclass(cls):
+            return []
+        hints = typing.get_type_hints(cls, include_extras=True)
+        if part not in hints:
+            return []
+        cls = hints[part]
+        while typing.get_origin(cls) is typing.Annotated:
+            cls = typing.get_args(cls)[0]
+    return [f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else []
 
 
 def main() -> int:

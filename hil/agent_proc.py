@@ -64,6 +64,11 @@ QUICK_TIMINGS: dict[str, Any] = {
 }
 
 
+# The rig's power lines (agent [power]): free of the panel's default pins.
+IGNITION_PIN = 4
+POWER_FAIL_PIN = 7
+
+
 def rig_config(*, unit_id: str, unit_kind: str, gnss_port: str, pigpio_port: int, mqtt_host: str, mqtt_port: int,
                workdir: Path, ui_port: int, prefix: str = "umps", pigpio_host: str = "127.0.0.1",
                tls: ClientTls | None = None, admin_keys: tuple[str, ...] = (), runtime_dir: Path | None = None,
@@ -79,6 +84,10 @@ def rig_config(*, unit_id: str, unit_kind: str, gnss_port: str, pigpio_port: int
         "storage": {"state_dir": str(workdir / "state"), "runtime_dir": str(runtime_dir or workdir / "run")},
         "gpio": {"factory": "pigpio", "pigpio_host": pigpio_host, "pigpio_port": pigpio_port},
         "display": {"kind": "none"},
+        # The vehicle's power lines on the emulated board (active low, as wired on a unit); the
+        # rig never powers its host off.
+        "power": {"ignition_pin": IGNITION_PIN, "ignition_debounce_s": 0.1, "power_fail_pin": POWER_FAIL_PIN,
+                  "poweroff_command": ""},
         "ui": {"http_port": ui_port},
         "logging": {"level": "INFO"},
     }

@@ -145,6 +145,8 @@ class Rig:
         self.ui_port: int = options.ui_port or free_port()
         self.t0: float | None = None
         self.online_seen = threading.Event()
+        self.power_off = False  # the unit's power is cut (the agent killed on purpose, maybe to restart)
+        self._power_timers: list[threading.Timer] = []
         self._telemetry_count = 0
         self.messages_printed = True
 
@@ -188,7 +190,14 @@ class Rig:
         config = agent_proc.validate(data, "<rig config>")
         pulls = {spec.pin: "up" for spec in config.gpio.inputs.values() if spec.pull_up is True}
         pulls.update({spec.pin: "down" for spec in config.gpio.inputs.values() if spec.pull_up is False})
+        power = config.power
+        for pin, high in ((power.ignition_pin, power.ignition_active_high),
+                          (power.power_fail_pin, power.power_fail_active_high)):
+            if pin is not None:
+                pulls[pin] = "down" if high else "up"
         self.gpio = self.opt.gpio_emulator(boot_pulls=pulls).start()
+        if power.ignition_pin is not None:  # the vehicle is running when the unit starts
+            self.gpio.set_input(power.ignition_pin, int(power.ignition_active_high))
         if self.opt.gnss_rate_hz:
             source = self.opt.gnss_source or RouteSource(offset_s=self.opt.route_offset_s)
             self.gnss = self.opt.gnss_emulator(source, rate_hz=self.opt.gnss_rate_hz, talker="GN")
@@ -288,6 +297,8 @@ class Rig:
     def down(self) -> int | None:
         """Stop everything started; return the agent's exit code (None if never started)."""
         code = None
+        for timer in self._power_timers:
+            timer.cancel()
         if self.agent is not None:
             code = self.agent.stop()
         if self.tap is not None:
@@ -423,10 +434,75 @@ class Rig:
             case "cmd":
                 self.admin.command(a["command"], a["request_id"])
                 return f"admin command {a['command']}"
+            case "ignition":
+                self._drive_power("ignition", a["on"])
+                return f"ignition {'on' if a['on'] else 'off'}"
+            case "power_fail":
+                self.power_off = True  # the agent stops by itself now: that is no crash
+                self._drive_power("power_fail", True)
+                self._power_later(a["hold_up_s"], self._cut)
+                if a["off_s"] is not None:
+                    self._power_later(a["hold_up_s"] + a["off_s"], self._power_on)
+                back = f", power back {a['off_s']:g} s later" if a["off_s"] is not None else ""
+                return f"power-fail warning; the hold-up supply gives out in {a['hold_up_s']:g} s{back}"
+            case "power_cut":
+                self._cut()
+                if a["off_s"] is not None:
+                    self._power_later(a["off_s"], self._power_on)
+                return "power cut without warning (agent killed)" + (
+                    f"; power back in {a['off_s']:g} s" if a["off_s"] is not None else "")
+            case "power_on":
+                self._power_on()
+                return "power back: the agent starts again on the same state"
             case "publish":
                 data = publish_raw(self.tap, a["topic"], a["payload"], qos=a["qos"], retain=a["retain"])  # type: ignore[arg-type]
                 return f"publish {len(data)} bytes on {a['topic']}"
         raise RigError(f"unknown action {step.action!r}")
+
+    # ------------------------------------------------------------- power
+
+    def _drive_power(self, line: str, active: bool) -> None:
+        """Drive the ``[power]`` line ``ignition`` or ``power_fail`` to its active level or back."""
+        assert self.config is not None
+        power = self.config.power
+        pin, high = ((power.ignition_pin, power.ignition_active_high) if line == "ignition"
+                     else (power.power_fail_pin, power.power_fail_active_high))
+        if pin is None:
+            raise RigError(f"the agent's config wires no {line} line ([power] {line}_pin)")
+        if not isinstance(self.gpio, PigpioEmulator):
+            raise RigError("the power lines need the rig's emulated board")
+        self.gpio.set_input(pin, int(high) if active else int(not high))
+
+    def _power_later(self, delay: float, fn: Callable[[], None]) -> None:
+        timer = threading.Timer(delay, self._power_guarded, args=(fn,))
+        timer.daemon = True
+        self._power_timers.append(timer)
+        timer.start()
+
+    def _power_guarded(self, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001 - a timer thread: say it, never raise
+            self.progress(f"[{self.now():6.2f} s] power: FAILED: {exc}")
+
+    def _cut(self) -> None:
+        """The unit loses its power: the agent process dies at once (SIGKILL)."""
+        self.power_off = True
+        agent = self.agent
+        if agent is not None and agent.proc is not None and agent.proc.poll() is None:
+            agent.proc.kill()
+            agent.proc.wait(10)
+        self.progress(f"[{self.now():6.2f} s] power cut: agent killed")
+
+    def _power_on(self) -> None:
+        """Power back: the supply's line at rest and a new agent process on the same state dir."""
+        if self.agent is not None and self.agent.exit_code() is None:
+            raise RigError("the agent is still running (the power was never cut)")
+        self._drive_power("power_fail", False)
+        assert self.config_path is not None
+        self.agent = agent_proc.AgentProcess(self.config_path, self.workdir / "agent.log", self.opt.agent_cmd).start()
+        self.power_off = False
+        self.progress(f"[{self.now():6.2f} s] power back: agent pid {self.agent.pid}")
 
     # --------------------------------------------------------------- log
 

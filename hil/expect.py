@@ -29,6 +29,7 @@ from typing import Any
 from hil.runlog import Msg, PinSample, RunLog
 from hil.scenario import COLOURS, Expectation, Scenario
 from hil.scenario import match_text as _match_text
+from hil.seq_ledger import SeqLedger
 from hil.stats import percentile
 
 TELEMETRY_TOPICS = ("telemetry", "telemetry/backlog")
@@ -160,6 +161,11 @@ def describe_expected(exp: Expectation) -> str:
         return f"published positions within {a['max_m']:g} m of the emulated route (p95), {a['from_s']:g} s to {_end(a)}"
     if exp.kind == "agent_alive":
         return "the agent process still running at the end"
+    if exp.kind == "seq_accounted":
+        declared = f"declared lost ≥ {a['declared_lost_min']}"
+        if a["declared_lost_max"] is not None:
+            declared += f" and ≤ {a['declared_lost_max']}"
+        return f"every telemetry seq received or declared by a birth: lost in transit ≤ {a['lost_in_transit_max']}, {declared}"
     return exp.kind
 
 
@@ -428,6 +434,21 @@ def _agent_alive(exp: Expectation, log: RunLog, _anchor: float) -> Outcome:
     return Outcome(exp.name, exp.kind, False, describe_expected(exp), f"exited with {log.agent_exit}: {' | '.join(tail)}")
 
 
+def _seq_accounted(exp: Expectation, log: RunLog, _anchor: float) -> Outcome:
+    a = exp.args
+    ledger = SeqLedger()
+    for m in log.messages:
+        ledger.on_message(m.topic, m.payload)
+    summary = ledger.summary()
+    transit, declared = len(summary.lost_in_transit), len(summary.declared_lost)
+    ok = (summary.lo is not None and transit <= a["lost_in_transit_max"] and declared >= a["declared_lost_min"]
+          and (a["declared_lost_max"] is None or declared <= a["declared_lost_max"]))
+    seen = summary.text()
+    if summary.declared:
+        seen += "; declared " + ", ".join(f"{lo}-{hi}" for lo, hi in summary.declared)
+    return Outcome(exp.name, exp.kind, ok, describe_expected(exp), seen, data=summary.to_json())
+
+
 _HANDLERS = {
     "message": _message,
     "no_message": _no_message,
@@ -437,4 +458,5 @@ _HANDLERS = {
     "position": _position,
     "led": _led,
     "agent_alive": _agent_alive,
+    "seq_accounted": _seq_accounted,
 }

@@ -82,6 +82,13 @@ ACTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "config_push": (("request_id", "version"), {"config": None}),
     "cmd": (("command",), {"request_id": None}),
     "publish": (("topic", "payload"), {"qos": 1, "retain": False}),
+    # The vehicle's power: the ignition line; the hold-up supply's warning, then the cut after
+    # its hold-up time (and the power back after off_s, if given: the agent restarts on the same
+    # state); a cut without warning (kill -9), then the power back after off_s; the power back.
+    "ignition": (("on",), {}),
+    "power_fail": ((), {"hold_up_s": 2.0, "off_s": None}),
+    "power_cut": ((), {"off_s": 2.0}),
+    "power_on": ((), {}),
 }
 
 # kind -> (required fields, optional fields with defaults)
@@ -105,6 +112,9 @@ EXPECT_KINDS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "led": (("led", "state"), {"within_ms": 1000.0, "hold_ms": 400.0, "after": None, "at": None}),
     # The agent process is still running at the end (no crash).
     "agent_alive": ((), {}),
+    # The consumer's seq account (hil/seq_ledger.py, docs/mqtt-api.md "Counting lost reports"):
+    # every seq received or inside a gap a birth declared; bounds on each count.
+    "seq_accounted": ((), {"lost_in_transit_max": 0, "declared_lost_min": 0, "declared_lost_max": None}),
 }
 
 LED_STATES = ("on", "off", "blinking")
@@ -326,8 +336,12 @@ class _Parser:
             self.fail(f"{loc}.ms", "must be a number of milliseconds > 0")
         if action == "hold" and "seconds" in args and not _is_number(args["seconds"], positive=True):
             self.fail(f"{loc}.seconds", "must be a number > 0")
-        if action == "siren" and not isinstance(args.get("on"), bool):
+        if action in ("siren", "ignition") and not isinstance(args.get("on"), bool):
             self.fail(f"{loc}.on", "must be true or false")
+        for key in ("hold_up_s", "off_s"):
+            if action in ("power_fail", "power_cut") and args.get(key) is not None \
+                    and not _is_number(args[key], positive=True):
+                self.fail(f"{loc}.{key}", "must be a number of seconds > 0")
         if action in ("gnss_fault", "gnss_clear") and args.get("fault") is not None:
             if args["fault"] not in FAULT_KINDS and args["fault"] not in ALIASES:
                 self.fail(f"{loc}.fault", f"unknown fault {args['fault']!r}; known: {', '.join(FAULT_KINDS + tuple(ALIASES))}")

@@ -307,6 +307,7 @@ fi
 put "$SRC/firmware-config/udev/99-umps-gnss.rules" /etc/udev/rules.d/99-umps-gnss.rules 0644
 put "$SRC/firmware-config/journald/umps-agent.conf" /etc/systemd/journald.conf.d/umps-agent.conf 0644
 put "$SRC/firmware-config/modules-load/umps-agent.conf" /etc/modules-load.d/umps-agent.conf 0644
+put "$SRC/firmware-config/polkit/50-umps-agent-poweroff.rules" /etc/polkit-1/rules.d/50-umps-agent-poweroff.rules 0644
 if [ "$GPSD" = 1 ]; then
     put "$SRC/firmware-config/chrony/umps-gnss-gpsd.conf" /etc/chrony/conf.d/umps-gnss.conf 0644
     if [ -e "$ROOT/etc/default/gpsd" ]; then

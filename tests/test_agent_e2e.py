@@ -202,6 +202,7 @@ def test_remote_config_push_is_validated_applied_and_rolled_back_when_the_broker
     assert refused["ok"] is False and refused["errors"][0]["loc"].startswith("config.unit.id")
     # Valid and hot: 2 Hz reports without a restart.
     ok = _push(rig, {"id": "r3", "version": 1, "config": {"telemetry": {"rate_hz": 2.0}}})
+    assert ok["time_source"] in ("system", "gnss", "system_unsynced") and ok.pop("ts") and ok.pop("time_source")
     assert ok == {"id": "r3", "ok": True, "version": 1, "errors": [], "restart_required": False}
     # Validated in a child process: the agent itself never maps pydantic's library.
     maps = Path(f"/proc/{rig.agent.pid}/maps").read_text()

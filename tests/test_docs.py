@@ -32,9 +32,9 @@ from typing import Any
 
 import pytest
 
-from agent.config_validate import parse_config
-from agent.adapters.mqtt import OFFLINE_PAYLOAD, birth_payload
+from agent.adapters.mqtt import OFFLINE_PAYLOAD, birth_payload, offline_payload
 from agent.adapters.uplink import BACKLOG_SUFFIX
+from agent.config_validate import parse_config
 from agent.core import remote_config as rc
 from agent.core.events import ButtonPressed, Fix, FixReceived, LinkUp, MessageReceived, SirenChanged, Tick
 from agent.core.publish import TELEMETRY_LANES, Publish
@@ -418,9 +418,13 @@ def test_remote_config_and_link_payloads_match_the_schemas(doc):
         assert refused_cmd.rejected is not None
         assert_valid(doc, "cmd/result", refused_cmd.rejected.to_json())
 
-    birth = birth_payload(agent_version="0.1.0", config_version=0, config_hash=config.digest(), ts="2024-03-01T10:20:29.870Z")
-    assert_valid(doc, "online", birth)
+    for seq_gap in (None, {"from": 21, "to": 3609}):
+        birth = birth_payload(agent_version="0.1.0", config_version=0, config_hash=config.digest(),
+                              ts="2024-03-01T10:20:29.870Z", seq_start=3610, seq_gap=seq_gap)
+        assert_valid(doc, "online", birth)
     assert_valid(doc, "online", OFFLINE_PAYLOAD)
+    for reason in ("power", "ignition"):
+        assert_valid(doc, "online", offline_payload(reason))
 
 
 def test_document_examples_match_their_schemas(doc):

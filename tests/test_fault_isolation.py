@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import urllib.request
 
 from tests.support.broker import free_port, wait_until
@@ -102,3 +103,82 @@ def test_a_state_file_that_cannot_be_written_costs_only_the_state_file(tmp_path,
     wait_until(lambda: _status(rig)["outputs"]["state_file"]["state"] == "ok", 5, "state file ok in status")
     assert rig.stop_agent() == 0
     assert "state file works again" in rig.agent_log()
+
+
+def test_a_full_disk_is_told_by_status_and_its_end_within_a_second_or_two(tmp_path, request):
+    from tests.support.disk import small_tmpfs
+
+    with small_tmpfs(tmp_path / "state", "512k") as state:
+        rig = Rig(tmp_path)
+        request.addfinalizer(rig.close)
+        rig.start_agent()
+        rig.wait("telemetry", timeout=20)
+        wait_until(lambda: _status(rig)["outbox"]["disk_ok"] is True, 10, "status file")
+        filler = state / "filler"
+        with open(filler, "wb") as f:
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+        # State changes cannot be stored; the unit goes on reporting and answering.
+        rig.gpio.hold(PINS["en_route"], 0.1)
+        rig.wait("status", lambda b: b["status"] == "en_route")
+        rig.gpio.hold(PINS["on_scene"], 0.1)
+        rig.wait("status", lambda b: b["status"] == "on_scene")
+        wait_until(lambda: _status(rig)["outbox"]["disk_ok"] is False, 30, "disk_ok false")
+        assert _status(rig)["outputs"]["state_file"]["state"] == "failing"
+        seq = rig.wait("telemetry")["seq"]
+        _keeps_reporting(rig, seq)
+
+        filler.unlink()
+        freed = time.time()
+        status_file = tmp_path / "run" / "status.json"
+        wait_until(lambda: json.loads(status_file.read_text())["outbox"]["disk_ok"] is True, 10, "disk_ok true again")
+        took = json.loads(status_file.read_text())["written"] - freed  # by the agent's own account
+        wait_until(lambda: _status(rig)["outputs"]["state_file"]["state"] == "ok", 10, "state file ok")
+        assert '"on_scene"' in (state / "unit-state.json").read_text()
+        assert took < 2.0, took  # status is written every second; the disk is probed as it is written
+        assert rig.stop_agent() == 0
+        assert rig.agent_log().count("state file failed") == 1
+
+
+def test_status_tells_link_and_receiver_changes_within_a_second(tmp_path, request):
+    rig = Rig(tmp_path)
+    request.addfinalizer(rig.close)
+    rig.start_agent()
+    rig.wait("telemetry", lambda b: b["fix"]["mode"] >= 2, timeout=20)
+    status_file = tmp_path / "run" / "status.json"
+
+    def shown(predicate) -> dict:
+        holder: list[dict] = []
+
+        def check() -> bool:
+            try:
+                data = json.loads(status_file.read_text())
+            except (OSError, ValueError):
+                return False
+            holder[:] = [data]
+            return predicate(data)
+        wait_until(check, 15, "status file")
+        return holder[0]
+
+    shown(lambda d: d["link"]["online"] and d["gnss"]["state"] == "fix")
+    # The broker goes: the link drops at once, and status says so at once.
+    t0 = time.time()
+    rig.broker.kill9()
+    data = shown(lambda d: not d["link"]["online"])
+    assert data["written"] - t0 < 1.5, data["written"] - t0
+    rig.broker.restart()
+    t0 = time.time()
+    data = shown(lambda d: d["link"]["online"])
+    up_at = data["written"]
+    # The receiver goes quiet: lost after its silence timeout (2 s here), shown at once.
+    rig.gnss.unplug()
+    t0 = time.time()
+    data = shown(lambda d: d["gnss"]["state"] == "lost")
+    assert data["written"] - t0 < 2.0 + 1.5, data["written"] - t0
+    rig.gnss.replug()
+    shown(lambda d: d["gnss"]["state"] != "lost")
+    assert up_at and rig.stop_agent() == 0

@@ -228,3 +228,23 @@ def test_run_log_round_trips_through_json():
     back = RunLog.from_json(json.loads(json.dumps(log.to_json())))
     assert back.messages == log.messages and back.pins == log.pins and back.truth == log.truth
     assert back.actions == log.actions
+
+
+SEQ_ACCOUNTED = """
+[[expect]]
+kind = "seq_accounted"
+declared_lost_min = 1
+"""
+
+
+def test_seq_accounted_passes_when_every_missing_seq_was_declared_and_fails_on_an_undeclared_one():
+    first = [msg(0.0, "online", {"online": True, "seq_start": 1, "seq_gap": None})]
+    first += [msg(float(s), "telemetry", {"seq": s}) for s in range(1, 11)]
+    restart = [msg(20.0, "online", {"online": True, "seq_start": 100, "seq_gap": {"from": 9, "to": 99}})]
+    restart += [msg(20.0 + s, "telemetry", {"seq": s}) for s in range(100, 105)]
+    o = judge(SEQ_ACCOUNTED, log_with(*first, *restart))
+    assert o.passed, o.seen
+    assert "0 lost in transit" in o.seen and o.data["declared_lost"] == 89
+    without_seven = [m for m in first if json.loads(m.payload).get("seq") != 7]
+    o = judge(SEQ_ACCOUNTED, log_with(*without_seven, *restart))
+    assert not o.passed and "1 lost in transit (7)" in o.seen

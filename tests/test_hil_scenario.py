@@ -24,7 +24,7 @@ def test_every_shipped_scenario_loads_and_the_short_ones_fit_ci():
     paths = shipped_scenarios()
     scenarios = {load_scenario(p).name: load_scenario(p) for p in paths}
     assert set(scenarios) == {"patrol", "full-call", "tunnel", "broker-outage", "emergency", "receiver-unplug",
-                              "config-push", "invalid-call", "long-shift"}
+                              "config-push", "invalid-call", "long-shift", "garage", "crash", "night-shift"}
     for s in scenarios.values():
         assert s.expectations, s.name
         assert s.profile == "long" or s.duration_s <= 40, s.name
@@ -182,3 +182,25 @@ def test_speed_compresses_the_timeline_but_not_latencies():
     assert [st.at for st in s.steps] == [2.5, 10.0]
     online = next(e for e in s.expectations if e.name == "unit back online")
     assert online.args["within_ms"] == 6000
+
+
+def test_power_steps_are_checked():
+    text = MINIMAL + """
+[[step]]
+at = 1
+action = "ignition"
+on = "off"
+[[step]]
+at = 2
+action = "power_fail"
+hold_up_s = -1
+[[step]]
+at = 3
+action = "power_cut"
+off_s = 0
+"""
+    found = dict(problems(text))
+    assert set(found) == {"step[0].on", "step[1].hold_up_s", "step[2].off_s"}
+    ok = parse_scenario(MINIMAL + '[[step]]\nat = 2\naction = "power_fail"\n[[expect]]\nkind = "seq_accounted"\n', "p.toml")
+    assert ok.steps[0].args == {"hold_up_s": 2.0, "off_s": None}
+    assert ok.expectations[0].args == {"lost_in_transit_max": 0, "declared_lost_min": 0, "declared_lost_max": None}

@@ -78,6 +78,7 @@ SYSTEM_FILES = {
     "etc/systemd/system/chrony.service.d/umps-gnss.conf": REPO / "firmware-config/chrony/chrony.service.d/umps-gnss.conf",
     "etc/systemd/journald.conf.d/umps-agent.conf": REPO / "firmware-config/journald/umps-agent.conf",
     "etc/modules-load.d/umps-agent.conf": REPO / "firmware-config/modules-load/umps-agent.conf",
+    "etc/polkit-1/rules.d/50-umps-agent-poweroff.rules": REPO / "firmware-config/polkit/50-umps-agent-poweroff.rules",
 }
 
 

@@ -187,6 +187,18 @@ def test_touch_input_posts_button_events(ui, recorder):
                                ButtonReleased("ack", 1234.5, source="touch")]
 
 
+def test_the_release_of_a_press_that_changed_the_inputs_is_still_taken(ui, recorder):
+    # The cancel ends the window: the snapshot that answers the press no longer offers it.
+    ui.update(snapshot(inputs=[*INPUTS, "emergency_cancel"]))
+    assert post_input(ui, {"name": "emergency_cancel", "action": "press"})[0] == 200
+    ui.update(snapshot())
+    assert post_input(ui, {"name": "emergency_cancel", "action": "release"})[0] == 200
+    # Once released it is not offered: neither a press nor a second release is taken.
+    assert post_input(ui, {"name": "emergency_cancel", "action": "release"})[0] == 400
+    assert post_input(ui, {"name": "emergency_cancel", "action": "press"})[0] == 400
+    assert [type(e) for e in recorder.events] == [ButtonPressed, ButtonReleased]
+
+
 @pytest.mark.parametrize(
     "payload, status",
     [

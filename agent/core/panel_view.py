@@ -56,6 +56,8 @@ class CallSummary:
     relative_bearing_deg: float | None = None
     age_s: float | None = None
     has_location: bool = True  # False: dispatch sent no coordinates for the call
+    code: str | None = None  # the dispatcher's short form of the nature, when the call has one
+    address_short: str | None = None  # and of the address
 
     def __post_init__(self) -> None:
         if self.priority not in (1, 2, 3):
@@ -93,6 +95,7 @@ class PanelView:
     emergency: EmergencyState = "none"
     call: CallSummary | None = None
     clock: str | None = None
+    gnss_lost: bool = False  # the receiver itself is silent or unplugged (not just no fix)
 
     def __post_init__(self) -> None:
         if self.lang not in LANGUAGES:
@@ -119,6 +122,8 @@ def summarize_call(
     fix: Fix | None,
     age_s: float | None = None,
     min_speed_mps: float = MIN_SPEED_FOR_TRACK_MPS,
+    code: str | None = None,
+    address_short: str | None = None,
 ) -> CallSummary:
     """The call as the panel shows it, seen from the vehicle's current fix.
 
@@ -146,6 +151,8 @@ def summarize_call(
         relative_bearing_deg=relative,
         age_s=age_s,
         has_location=location is not None,
+        code=code.strip() or None if code else None,
+        address_short=address_short.strip() or None if address_short else None,
     )
 
 

@@ -33,8 +33,8 @@ key    field            CBOR value
 6      ``emergency``    true; absent means false
 7      ``call``         ``[id, state]``, state an index in
                         :data:`CALL_STATE_TABLE`; absent means null
-8      ``ignition``     boolean
-9      ``fix.receiver`` text (the receiver's make and model)
+8      ``ignition``     text ``on`` or ``off`` (null: no ignition line)
+9      ``fix.receiver`` text ``ok``, ``no_fix`` or ``lost`` (unplugged, silent)
 =====  ===============  =======================================================
 
 In ``fix``: ``time`` is an integer offset in milliseconds from ``ts`` (the
