@@ -33,8 +33,8 @@ from typing import Any
 import pytest
 
 from agent.adapters.mqtt import OFFLINE_PAYLOAD, birth_payload, offline_payload
-from agent.config_validate import parse_config
 from agent.adapters.uplink import BACKLOG_SUFFIX
+from agent.config_validate import parse_config
 from agent.core import remote_config as rc
 from agent.core.remote_command import parse_command
 from agent.core.replay import RecentIds
