@@ -141,6 +141,13 @@ def test_calls_cross_levels_a_unit_fails_over_and_a_bridge_cannot_push_config(to
         # The failed-over unit reports through R2's bridge like any other.
         moved.report(0.0, dt.datetime.now(dt.timezone.utc))
         assert command.wait_for("umps/R1-U0000/telemetry")
+        # Retained messages stay retained on the centre: a console that starts now gets the unit's status.
+        late = Console(topology.central.address, Topology.CENTRAL_DISPATCH, pw)
+        try:
+            late.subscribe("umps/R3-U0000/status")
+            assert b'"status"' in late.wait_for("umps/R3-U0000/status")
+        finally:
+            late.close()
         # A bridge's certificate may forward reports, never configuration.
         assert topology.pki is not None
         cert, key = topology.pki.client("bridge@region1")
