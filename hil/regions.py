@@ -67,7 +67,7 @@ def render(text: str, *, files: dict[str, Path | str], ports: dict[int, int], wo
 
 
 class Cable:
-    """A TCP forwarder from a regional broker to the centre that the rig can cut."""
+    """A TCP forwarder the rig can cut (a regional broker to the centre) and that counts bytes each way."""
 
     def __init__(self, target: tuple[str, int]):
         self.target = target
@@ -124,7 +124,7 @@ class Cable:
     def _pump(self, src: socket.socket, dst: socket.socket, way: str) -> None:
         try:
             while data := src.recv(65536):
-                with self._lock:
+                with self._lock:  # two pumps per connection, several connections
                     self.bytes[way] += len(data)
                 dst.sendall(data)
         except OSError:
