@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from agent import __version__
-from agent.config import DEFAULT_PATH, AgentConfig, ConfigError, ConfigFileError, Validate, load_config, parse_config
+from agent.config import DEFAULT_PATH, AgentConfig, ConfigError, ConfigFileError, Validate, load_config
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -87,7 +87,15 @@ def main(argv: list[str] | None = None) -> int:
 # ------------------------------------------------------------------ helpers
 
 
-def _load(path: Path, validate: Validate = parse_config) -> AgentConfig | None:
+def _in_process() -> Validate:
+    """pydantic validation in this process: for the commands a person runs, never for ``run``."""
+    from agent.config_validate import parse_config
+
+    return parse_config
+
+
+def _load(path: Path, validate: Validate | None = None) -> AgentConfig | None:
+    validate = validate or _in_process()
     try:
         return load_config(path, validate)
     except ConfigError as exc:
@@ -122,7 +130,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_config(args: argparse.Namespace) -> int:
     if args.config_command == "check":
         try:
-            config = load_config(args.path)
+            config = load_config(args.path, _in_process())
         except ConfigError as exc:
             _print_problems(exc)
             return EXIT_USAGE
@@ -137,7 +145,7 @@ def cmd_config(args: argparse.Namespace) -> int:
               "give --config PATH", file=sys.stderr)
         return EXIT_USAGE
     try:
-        effective = load_effective(path)
+        effective = load_effective(path, _in_process())
     except ConfigError as exc:
         _print_problems(exc)
         return EXIT_USAGE

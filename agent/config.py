@@ -10,8 +10,10 @@ The schema is plain frozen dataclasses with their rules in ``Annotated``
 metadata (``annotated_types`` bounds, and :class:`Pattern` and :class:`Check`
 below), so reading a config never loads pydantic. pydantic does the
 validating, in :mod:`agent.config_validate`: in this process for the CLI and
-the tools (:func:`parse_config`), and in a short-lived child process for the
-running agent (:mod:`agent.adapters.config_child`). pydantic and the schema it
+the tools (``agent.config_validate.parse_config``), and in a short-lived child
+process for the running agent (:mod:`agent.adapters.config_child`). This module
+imports neither: the caller passes the validation to ``load_config``, so the
+layers run one way (config below config_validate, both below the core). pydantic and the schema it
 builds take about 9 MiB that a unit would otherwise hold all day for a check
 made at start and at each remote push.
 
@@ -22,6 +24,8 @@ print them all at once.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import hashlib
 import json
@@ -29,16 +33,17 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Callable, Literal, Protocol
+from typing import Annotated, Any, Callable, Literal, Protocol, get_args
 
 from annotated_types import Ge, Gt, Le, Lt, MaxLen, MinLen
 
-from agent.core.signing import parse_public_keys
 
 DEFAULT_PATH = Path("/etc/umps-agent/agent.toml")
 
-STATUS_CODES = ("available", "en_route", "on_scene", "busy", "out_of_service")
+# The unit status codes, defined here once: the config names them (buttons, default
+# status) and the core's status rules, the views and the GPIO adapter take them from here.
 StatusCode = Literal["available", "en_route", "on_scene", "busy", "out_of_service"]
+STATUS_CODES: tuple[str, ...] = get_args(StatusCode)
 Language = Literal["fr", "ar"]
 
 # Unit ids become MQTT topic levels and client ids: no wildcards, no slashes.
@@ -333,10 +338,29 @@ class PatternConfig:
     repeat: Annotated[int, Ge(0), Le(1000)] = 1  # 0: until replaced
 
 
-def _known_patterns(value: dict[str, PatternConfig]) -> dict[str, PatternConfig]:
-    # The pattern names and their defaults live with the indicator rules.
-    from agent.core.indicators import DEFAULT_PATTERNS
+@dataclass(frozen=True, slots=True)
+class PatternSpec:
+    steps: tuple[float, ...]
+    repeat: int = 1
 
+
+# The built-in patterns (the defaults of ``[panel] patterns``, which overrides them
+# by name); the indicator rules (agent.core.indicators) play them.
+DEFAULT_PATTERNS: dict[str, PatternSpec] = {
+    "call_p1": PatternSpec((0.15, 0.1, 0.15, 0.1, 0.15, 0.6), repeat=0),
+    "call_p2": PatternSpec((0.3, 0.2, 0.3, 1.2), repeat=0),
+    "call_p3": PatternSpec((0.5, 2.0), repeat=3),
+    "accepted": PatternSpec((0.08,), repeat=1),
+    "refused": PatternSpec((0.6,), repeat=1),
+    "emergency_pending": PatternSpec((0.1, 0.1), repeat=0),
+    "emergency_active": PatternSpec((0.5, 0.5), repeat=0),
+    "emergency_acknowledged": PatternSpec((0.05, 1.95), repeat=0),
+    "link_offline": PatternSpec((1.0, 1.0), repeat=0),
+    "gnss_no_fix": PatternSpec((0.2, 0.8), repeat=0),
+}
+
+
+def _known_patterns(value: dict[str, PatternConfig]) -> dict[str, PatternConfig]:
     unknown = sorted(set(value) - set(DEFAULT_PATTERNS))
     if unknown:
         raise ValueError(f"unknown pattern(s) {unknown}; known: {sorted(DEFAULT_PATTERNS)}")
@@ -405,10 +429,32 @@ class DisplayConfig:
 # --------------------------------------------------------------- security
 
 
+def public_key_bytes(text: str) -> bytes:
+    """The 32 raw bytes of an Ed25519 public key as the config lists it (standard base64).
+
+    The text form is the config's; :mod:`agent.core.signing` makes the key from these bytes.
+    """
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"not base64: {exc}") from None
+    if len(raw) != 32:
+        raise ValueError(f"an Ed25519 public key is 32 bytes, this one is {len(raw)}")
+    return raw
+
+
+def check_public_keys(texts: list[str], name: str = "admin_keys") -> list[str]:
+    """``texts`` when every one is a key; ``ValueError`` naming the first bad one by its index."""
+    for index, text in enumerate(texts):
+        try:
+            public_key_bytes(text)
+        except ValueError as exc:
+            raise ValueError(f"{name}[{index}]: {exc}") from None
+    return texts
+
+
 def _keys_parse(value: list[str]) -> list[str]:
-    if value:
-        parse_public_keys(value)  # ValueError names the bad key by its index
-    return value
+    return check_public_keys(value)
 
 
 @section
@@ -546,14 +592,9 @@ class Validate(Protocol):
     def __call__(self, data: dict[str, Any], source: str = ..., *, strict: bool = ...) -> AgentConfig: ...
 
 
-def parse_config(data: dict[str, Any], source: str = "<config>", *, strict: bool = False) -> AgentConfig:
-    """Validate in this process (loads pydantic; the running agent uses a child process)."""
-    from agent.config_validate import validate
-
-    return validate(data, source, strict=strict)
-
-
-def load_config(path: str | Path, validate: Validate = parse_config) -> AgentConfig:
+def load_config(path: str | Path, validate: Validate) -> AgentConfig:
+    """The TOML file at ``path``, validated by ``validate``: ``agent.config_validate.parse_config`` in
+    this process, or ``agent.adapters.config_child.validate_in_child`` (the running agent)."""
     path = Path(path)
     try:
         raw = path.read_bytes()

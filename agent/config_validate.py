@@ -2,8 +2,8 @@
 
 Two ways in:
 
-- :func:`validate`, in this process: the CLI, the admin and rig tools, the
-  tests (through :func:`agent.config.parse_config`);
+- :func:`parse_config`, in this process: the CLI, the admin and rig tools,
+  the tests;
 - ``python -m agent.config_validate``, a child process for the running agent
   (:mod:`agent.adapters.config_child`), which so never loads pydantic. The
   request on stdin and the answer on stdout are pickles, between the agent
@@ -35,7 +35,7 @@ def _adapter() -> TypeAdapter[AgentConfig]:
     return TypeAdapter(AgentConfig)
 
 
-def validate(data: dict[str, Any], source: str = "<config>", *, strict: bool = False) -> AgentConfig:
+def parse_config(data: dict[str, Any], source: str = "<config>", *, strict: bool = False) -> AgentConfig:
     """``data`` as an :class:`AgentConfig`; raises :class:`ConfigError` with every problem."""
     try:
         if strict:  # as JSON, whose types it checks: a path is a string, "5" is not a port
@@ -77,7 +77,7 @@ def _known_keys(loc: tuple[Any, ...]) -> list[str]:
 def main() -> int:
     data, source, strict = pickle.load(sys.stdin.buffer)
     try:
-        answer: tuple[str, Any] = ("ok", validate(data, source, strict=strict))
+        answer: tuple[str, Any] = ("ok", parse_config(data, source, strict=strict))
     except ConfigError as exc:
         answer = ("invalid", exc.problems)
     pickle.dump(answer, sys.stdout.buffer, protocol=pickle.HIGHEST_PROTOCOL)

@@ -46,6 +46,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from agent.core import telemetry_cbor
 from hil.route import Route, default_route
+from hil.stats import percentile
 
 CONNECT_BATCH = 50
 
@@ -418,7 +419,7 @@ def _report(sims: list[SimUnit], stats: FleetStats, units: int, rate_hz: float, 
         reports=sum(u.seq - 1 for u in sims), published=sum(u.published for u in sims), acked=sum(u.acked for u in sims), delivered=stats.received,
         sustained_rate=(stats.received - 1) / span if span > 0 else 0.0,
         interval_mean=statistics.fmean(srt) if srt else None,
-        interval_p95=srt[min(len(srt) - 1, int(0.95 * len(srt)))] if srt else None,
+        interval_p95=percentile(srt, 95) if srt else None,
         interval_max=srt[-1] if srt else None,
         units_late=late, missing=missing,
         broker_received_rate=stats.broker_rate("publish/messages/received", window[0], window[1]),

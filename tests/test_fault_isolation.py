@@ -26,7 +26,7 @@ LONE_SURROGATE_CALL = (b'{"id": "C-9", "action": "new", "priority": 1, "nature":
 def _status(rig: Rig) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("RUNTIME_DIRECTORY", None)
-    done = subprocess.run([sys.executable, "-m", "agent", "status", "--json", "--config", str(rig.config)],
+    done = subprocess.run([sys.executable, "-m", "agent", "status", "--json", "--config", str(rig.config_path)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
@@ -40,12 +40,12 @@ def _keeps_reporting(rig: Rig, after_seq: int, reports: int = 3) -> None:
 def test_a_call_with_a_lone_surrogate_is_rejected_and_the_unit_keeps_reporting(tmp_path, request):
     ui_port = free_port()
     rig = Rig(tmp_path, ui_port=ui_port)
-    request.addfinalizer(rig.close)
+    request.addfinalizer(rig.down)
     rig.start_agent()
     rig.wait("status", lambda b: b["status"] == "available")
     seq = rig.wait("telemetry", timeout=20)["seq"]
 
-    rig.recorder.publish(f"umps/{UNIT}/call", LONE_SURROGATE_CALL)
+    rig.publish("call", LONE_SURROGATE_CALL)
     rejected = rig.wait("call/rejected")
     assert rejected["error"].startswith("nature: not valid Unicode"), rejected
     _keeps_reporting(rig, seq)
@@ -54,7 +54,7 @@ def test_a_call_with_a_lone_surrogate_is_rejected_and_the_unit_keeps_reporting(t
     # the bidi override and the control character are gone, the Arabic stays.
     call = {"id": "C-10", "action": "new", "priority": 2, "nature": "حادث\u202e سير\x07",
             "address": "Rue 12\r\nKénitra", "created": "2026-11-25T10:00:00Z"}
-    rig.recorder.publish(f"umps/{UNIT}/call", json.dumps(call).encode())
+    rig.publish("call", json.dumps(call).encode())
     rig.wait("call/response", lambda b: b["id"] == "C-10" and b["response"] == "received")
     with urllib.request.urlopen(f"http://127.0.0.1:{ui_port}/api/snapshot", timeout=10) as reply:
         snapshot = reply.read().decode("utf-8")
@@ -70,7 +70,7 @@ def test_a_call_with_a_lone_surrogate_is_rejected_and_the_unit_keeps_reporting(t
 
 def test_a_state_file_that_cannot_be_written_costs_only_the_state_file(tmp_path, request):
     rig = Rig(tmp_path)
-    request.addfinalizer(rig.close)
+    request.addfinalizer(rig.down)
     # The state file's place is taken by a directory: every write of the state fails.
     blocker = tmp_path / "state" / "unit-state.json"
     blocker.mkdir(parents=True)
@@ -83,7 +83,7 @@ def test_a_state_file_that_cannot_be_written_costs_only_the_state_file(tmp_path,
         rig.wait("status", lambda b, s=status: b["status"] == s)
     call = {"id": "C-11", "action": "new", "priority": 1, "nature": "Accident", "address": "Av. Mohammed V",
             "created": "2026-11-25T10:00:00Z"}
-    rig.recorder.publish(f"umps/{UNIT}/call", json.dumps(call).encode())
+    rig.publish("call", json.dumps(call).encode())
     rig.wait("call/response", lambda b: b["id"] == "C-11" and b["response"] == "received")
     _keeps_reporting(rig, seq)
 

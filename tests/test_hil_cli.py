@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import parse_config
+from agent.config_validate import parse_config
 from hil import agent_proc
 from hil.cli import main
 

@@ -22,6 +22,7 @@ import pytest
 
 from agent.adapters.web_ui import WebUi
 from agent.core.events import ButtonPressed, ButtonReleased
+from hil.wait import poll_until
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -295,15 +296,7 @@ class SseReader:
 
 
 def wait_until(predicate, timeout: float = TIMEOUT_S) -> None:
-    done = threading.Event()
-    deadline = threading.Timer(timeout, done.set)
-    deadline.start()
-    try:
-        while not predicate():
-            if done.wait(0.01):
-                raise AssertionError("condition not met in time")
-    finally:
-        deadline.cancel()
+    assert poll_until(predicate, timeout), "condition not met in time"
 
 
 def test_sse_sends_current_snapshot_then_only_the_newest(ui):
