@@ -115,11 +115,10 @@ class _Counter:
 
 
 def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.002)
+    from hil.wait import poll_until
+
+    if not poll_until(predicate, timeout, 0.002):
+        raise RuntimeError(f"timed out waiting for {what}")
 
 
 def measure(encoding: str, tls: bool, live_n: int, backlog_n: int, workdir: Path) -> dict:

@@ -13,6 +13,7 @@ from agent.adapters.mqtt import AckResult, MqttLink, MqttSettings, birth_payload
 from agent.core.telemetry_cbor import encode_batch, encode_report
 from hil.broker import Broker, BrokerUnavailable
 from hil.regions import Cable
+from hil.wait import poll_until
 
 UNIT = "KEN-M-07"
 REPORT = {"unit": UNIT, "seq": 1, "ts": "2026-12-03T10:00:00.000Z", "time_source": "system",
@@ -57,9 +58,7 @@ def _wire_bytes(tmp_path: Path, extra_config: str, payloads: list[bytes]) -> lis
             before = cable.bytes["up"]
             assert link.publish("telemetry", payload, 1, False, lambda r: acked.set() if r is AckResult.ACKED else None)
             assert acked.wait(10)
-            deadline = time.monotonic() + 5
-            while cable.bytes["up"] == before and time.monotonic() < deadline:
-                time.sleep(0.005)  # the cable's pump counts what it forwarded; poll with a deadline
+            poll_until(lambda: cable.bytes["up"] != before, 5, 0.005)  # the cable counts what it forwarded
             sizes.append(cable.bytes["up"] - before)
     finally:
         link.stop()
