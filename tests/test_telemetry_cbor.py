@@ -217,3 +217,40 @@ def test_asyncapi_describes_the_key_map_and_its_example_decodes_to_the_json_exam
     example = bytes.fromhex(messages["telemetryCbor"]["examples"][0]["payload"])
     (decoded,) = decode_telemetry(example, "umps/KEN-M-07/telemetry")
     assert_twin(decoded, messages["telemetry"]["examples"][0]["payload"])
+
+
+def test_a_remote_push_switches_the_encoding_at_the_next_report() -> None:
+    """``[telemetry]`` is applied live: a fleet admin can move units to CBOR without a restart."""
+    rig = Rig(config("motorcycle"), next_seq=5)
+    before = pubs(rig.run_until(T0 + 2.5), "telemetry")
+    rig.unit.reconfigure(config("motorcycle", telemetry={"encoding": "cbor"}), rig.now())
+    after = pubs(rig.run_until(T0 + 4.5), "telemetry")
+    assert before and after and not any(is_cbor(p.payload) for p in before)
+    assert all(is_cbor(p.payload) for p in after)
+    assert [r["seq"] for p in after for r in decode_telemetry(p.payload, unit=UNIT)] == [p.seq for p in after]
+    assert after[0].seq == before[-1].seq + 1
+
+
+def test_decode_command_reads_a_hex_payload_and_a_capture_and_counts_what_it_skips() -> None:
+    import io
+
+    from agent.telemetry_tools import decode
+
+    payloads = _shift("cbor", 4)[:70]
+    out, err = io.StringIO(), io.StringIO()
+    assert decode(payloads[0].hex().encode(), out, err, hex_text=True, unit=UNIT) == 0
+    assert json.loads(out.getvalue())["seq"] == 70_000
+    json_report = b'{"seq": 1}'.hex()
+    capture = (f"umps/{UNIT}/telemetry {payloads[1].hex()}\n"
+               f"umps/{UNIT}/telemetry/backlog {encode_batch(payloads[2:66]).hex()}\n"
+               "# a comment\n"
+               f"umps/{UNIT}/telemetry zz-not-hex\n"
+               f"umps/{UNIT}/telemetry {json_report}\n").encode()
+    out, err = io.StringIO(), io.StringIO()
+    assert decode(capture, out, err) == 0
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [r["seq"] for r in lines[:65]] == list(range(70_001, 70_066))
+    assert all(r["unit"] == UNIT for r in lines[:65])
+    assert "3 payloads, 66 reports, 1 lines skipped" in err.getvalue()
+    out, err = io.StringIO(), io.StringIO()
+    assert decode(b"\x00garbage", out, err) == 1 and "nor a capture" in err.getvalue()
