@@ -2,11 +2,11 @@
 
 Why
 ---
-A JSON report is ~330 bytes; at 1 Hz that is ~0.9 GB a month per unit on the
+A JSON report is ~370 bytes; at 1 Hz that is ~1 GB a month per unit on the
 cellular bill. The same fields as CBOR with small integer keys and scaled
-integers are ~50 bytes, and a backlog batch (several reports in one PUBLISH,
-each after the first written as differences from the one before) ~15 bytes a
-report. ``[telemetry] encoding = "cbor"`` selects it; JSON stays the default.
+integers are 45 to 65 bytes, and a backlog batch (several reports in one
+PUBLISH, each after the first written as differences from the one before)
+~15 bytes a report. ``[telemetry] encoding = "cbor"`` selects it; JSON stays the default.
 
 One source
 ----------
