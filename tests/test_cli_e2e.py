@@ -24,7 +24,7 @@ from tests.test_agent_e2e import ROOT, UNIT, Rig
 CORPUS = Path(__file__).parent / "data" / "gnss-corpus"
 # What this module runs, as the README table names it; test_the_readme_table_is_covered keeps them equal.
 COVERED = {"run", "status", "config check", "config show", "gnss decode", "gnss watch", "admin keygen",
-           "admin pubkey", "admin sign", "admin sign-cmd", "admin sign-dispatch"}
+           "admin pubkey", "admin sign", "admin sign-cmd", "admin sign-dispatch", "decode"}
 
 
 def umps(*args: str, stdin: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -38,6 +38,20 @@ def test_the_readme_table_is_covered():
     readme = (ROOT / "README.md").read_text()
     table = re.findall(r"^\| `umps-agent ([a-z -]+?)(?: \[|`| [A-Z-]| --)", readme, re.M)
     assert set(table) == COVERED, set(table) ^ COVERED
+
+
+def test_decode_prints_the_json_report_of_a_cbor_payload_from_stdin():
+    from agent.core.telemetry_cbor import encode_report
+
+    report = {"unit": UNIT, "seq": 7, "ts": "2026-12-03T10:00:00.000Z", "time_source": "gnss",
+              "fix": {"mode": 1, "time": None, "lat": None, "lon": None, "alt": None, "speed": None, "track": None,
+                      "hdop": None, "sats": None, "age": None, "receiver": "lost"},
+              "status": "busy", "siren": False, "emergency": False, "call": None, "ignition": "off"}
+    done = umps("decode", "--topic", f"umps/{UNIT}/telemetry", "-", stdin=encode_report(report))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == report
+    assert umps("decode", "--hex", "-", stdin=b"not hex").returncode == 2
+    assert umps("decode", "-", stdin=b"\x00").returncode == 1
 
 
 def test_version_and_usage_errors():
