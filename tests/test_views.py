@@ -124,3 +124,21 @@ def test_a_silent_receiver_is_told_apart_from_no_fix():
     assert views.screen_snapshot(rig.unit, rig.now())["gnss"]["receiver"] == "ok"
     rig.send(GnssLost("silent", rig.t))
     assert views.screen_snapshot(rig.unit, rig.now())["gnss"]["receiver"] == "lost"
+
+
+def test_the_screens_get_the_parked_state_and_the_receiver_state():
+    from agent.core import views
+    from tests.support.unit_rig import T0, Rig, config
+
+    rig = Rig(config(power={"ignition_pin": 4}))
+    rig.at(T0 + 0.5).ignition(False)
+    rig.at(T0 + 0.6).gnss_lost()
+    snap = views.screen_snapshot(rig.unit, rig.now())
+    assert snap["power"] == {"ignition": "off", "parked": True}
+    assert snap["gnss"]["receiver"] == "lost"
+    panel = views.rider_view(rig.unit, rig.now())
+    assert (panel.parked, panel.receiver) == (True, "lost")
+    rig.at(T0 + 1.0).ignition(True)
+    rig.at(T0 + 1.1).gnss_restored()
+    panel = views.rider_view(rig.unit, rig.now())
+    assert (panel.parked, panel.receiver) == (False, "no_fix")

@@ -93,6 +93,9 @@ class PanelView:
     emergency: EmergencyState = "none"
     call: CallSummary | None = None
     clock: str | None = None
+    # "ok", "no_fix" or "lost" (the receiver unplugged or silent); parked: ignition off, nothing to do.
+    receiver: str = "ok"
+    parked: bool = False
 
     def __post_init__(self) -> None:
         if self.lang not in LANGUAGES:

@@ -85,6 +85,8 @@ def rider_view(unit: Unit, now: Now, clock: str | None = None) -> PanelView:
         emergency="none" if state in (EmergencyState.NONE, EmergencyState.HOLDING) else state.value,
         call=_summary(unit, call, now) if call else None,
         clock=clock,
+        receiver=unit.receiver_at(now.mono),
+        parked=unit.parked,
     )
 
 
@@ -117,6 +119,8 @@ def screen_snapshot(unit: Unit, now: Now, *, backlog: int = 0) -> dict[str, Any]
         "siren": unit.siren,
         "link": {"online": unit.link_up, "backlog": backlog},
         "gnss": _gnss(unit, now),
+        # Parked: ignition off and nothing to do (agent/core/power.py); ignition null: no line.
+        "power": {"ignition": unit.parking.ignition_json, "parked": unit.parked},
         "emergency": _emergency(unit, now),
         "call": _call(unit.calls.shown(), fix),
         "notice": _notice(unit, now, cats[ui_lang]),
@@ -133,7 +137,7 @@ def _gnss(unit: Unit, now: Now) -> dict[str, Any]:
         "track": fix.track if fix else None,
         "age": round(now.mono - at, 1) if at is not None else None,
         # "lost": the receiver itself is silent or unplugged (not the sky hiding the satellites).
-        "receiver": "lost" if unit.gnss_lost else "ok" if unit.has_fix(now.mono) else "no_fix",
+        "receiver": unit.receiver_at(now.mono),
     }
 
 
