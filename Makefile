@@ -13,6 +13,7 @@ help:
 	@echo "make test       set up and run the whole test suite"
 	@echo "make test-all   the same with the slow soak/load runs"
 	@echo "make bench      measure speed and memory, write docs/performance.md"
+	@echo "                (BENCH_FLAGS=--soak: the 2-hour memory soak; --quick: shorter runs)"
 	@echo "make install    install on a unit (DESTDIR=/dir to stage instead)"
 	@echo "make uninstall  remove it again"
 
@@ -33,8 +34,10 @@ test: setup
 test-all: setup
 	$(BIN)/python -m pytest -q --run-slow
 
+BENCH_FLAGS ?=
+
 bench: setup
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_FLAGS)
 
 demo: setup
 	$(BIN)/umps-hil demo

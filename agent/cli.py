@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from agent import __version__
-from agent.config import DEFAULT_PATH, AgentConfig, ConfigError, Validate, load_config, parse_config
+from agent.config import DEFAULT_PATH, AgentConfig, ConfigError, ConfigFileError, Validate, load_config
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -34,15 +34,19 @@ def build_parser() -> argparse.ArgumentParser:
     config_opt.add_argument("--config", type=Path, default=DEFAULT_PATH, help=f"config file (default {DEFAULT_PATH})")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    # status and config show look for the running agent when no --config is given.
+    find_opt = argparse.ArgumentParser(add_help=False)
+    find_opt.add_argument("--config", type=Path, help=f"config file (default: the running agent's, else {DEFAULT_PATH})")
+
     sub.add_parser("run", parents=[config_opt], help="run the agent")
-    status = sub.add_parser("status", parents=[config_opt], help="show the running agent's state")
+    status = sub.add_parser("status", parents=[find_opt], help="show the running agent's state")
     status.add_argument("--json", action="store_true", help="print the raw JSON")
 
     config = sub.add_parser("config", help="check or show configuration")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     check = config_sub.add_parser("check", help="validate a config file")
     check.add_argument("path", type=Path)
-    config_sub.add_parser("show", parents=[config_opt], help="print the effective config, secrets hidden")
+    config_sub.add_parser("show", parents=[find_opt], help="print the effective config, secrets hidden")
 
     gnss = sub.add_parser("gnss", help="GNSS receiver tools")
     gnss_sub = gnss.add_subparsers(dest="gnss_command", required=True, metavar="ACTION")
@@ -52,8 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--port", help="device path or pyserial URL (default: [gnss] port)")
     watch.add_argument("--baudrate", type=int, help="default: [gnss] baudrate, else 9600")
 
-    from agent import admin_tools
+    from agent import admin_tools, telemetry_tools
 
+    telemetry_tools.register(sub.add_parser("decode", help="telemetry payloads or captures (CBOR or JSON) as JSON reports"))
     admin = sub.add_parser("admin", help="fleet admin tools: signing keys, signed config pushes and commands")
     admin_tools.register(admin.add_subparsers(dest="admin_command", required=True, metavar="ACTION"))
     return parser
@@ -67,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": cmd_config,
         "gnss": cmd_gnss,
         "admin": cmd_admin,
+        "decode": cmd_decode,
     }[args.command]
     try:
         return handler(args)
@@ -81,7 +87,15 @@ def main(argv: list[str] | None = None) -> int:
 # ------------------------------------------------------------------ helpers
 
 
-def _load(path: Path, validate: Validate = parse_config) -> AgentConfig | None:
+def _in_process() -> Validate:
+    """pydantic validation in this process: for the commands a person runs, never for ``run``."""
+    from agent.config_validate import parse_config
+
+    return parse_config
+
+
+def _load(path: Path, validate: Validate | None = None) -> AgentConfig | None:
+    validate = validate or _in_process()
     try:
         return load_config(path, validate)
     except ConfigError as exc:
@@ -90,6 +104,9 @@ def _load(path: Path, validate: Validate = parse_config) -> AgentConfig | None:
 
 
 def _print_problems(exc: ConfigError) -> None:
+    if isinstance(exc, ConfigFileError):  # missing or unreadable: say so, it is not a bad config
+        print(f"{exc.source}: {exc.reason}", file=sys.stderr)
+        return
     print(f"{exc.source}: invalid configuration", file=sys.stderr)
     for loc, msg in exc.problems:
         print(f"  {loc or '(file)'}: {msg}", file=sys.stderr)
@@ -113,7 +130,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_config(args: argparse.Namespace) -> int:
     if args.config_command == "check":
         try:
-            config = load_config(args.path)
+            config = load_config(args.path, _in_process())
         except ConfigError as exc:
             _print_problems(exc)
             return EXIT_USAGE
@@ -122,8 +139,13 @@ def cmd_config(args: argparse.Namespace) -> int:
     from agent.adapters.config_store import load_effective
     from agent.core.remote_config import current_message
 
+    path = args.config or _running_config() or DEFAULT_PATH
+    if args.config is None and not path.exists():
+        print(f"no running agent found ({', '.join(map(str, _status_files()))} absent) and no {path}; "
+              "give --config PATH", file=sys.stderr)
+        return EXIT_USAGE
     try:
-        effective = load_effective(args.config)
+        effective = load_effective(path, _in_process())
     except ConfigError as exc:
         _print_problems(exc)
         return EXIT_USAGE
@@ -149,6 +171,10 @@ def cmd_gnss(args: argparse.Namespace) -> int:
             with src:
                 counters = gnss_tools.decode(src, sys.stdout)
         print(f"# {gnss_tools.format_counters(counters)}", file=sys.stderr)
+        if counters.sentences_ok + counters.bad_checksum + counters.unparsable == 0:
+            where = "stdin" if args.path == "-" else args.path
+            print(f"warning: no NMEA sentence at all in {where}: not a receiver capture, or recorded at the "
+                  "wrong baud rate (binary noise)?", file=sys.stderr)
         return EXIT_OK
     port, baudrate = args.port, args.baudrate
     if port is None or baudrate is None:
@@ -164,13 +190,46 @@ def cmd_gnss(args: argparse.Namespace) -> int:
     return gnss_tools.watch(port, baudrate or 9600, sys.stdout)
 
 
+def _status_files() -> list[Path]:
+    """Where a running agent keeps its status file: systemd's runtime directory, else the default."""
+    import os
+
+    from agent.config import StorageConfig
+    from agent.runtime import STATUS_FILE
+
+    dirs = [os.environ.get("RUNTIME_DIRECTORY"), str(StorageConfig().runtime_dir)]
+    return [Path(d) / STATUS_FILE for d in dict.fromkeys(d for d in dirs if d)]
+
+
+def _running_config() -> Path | None:
+    """The config file of the agent running on this unit, from its status file; None if none runs."""
+    for path in _status_files():
+        try:
+            config = json.loads(path.read_text()).get("config")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(config, str) and config:
+            return Path(config)
+    return None
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from agent.runtime import STATUS_FILE, runtime_dir
 
-    config = _load(args.config)
-    if config is None:
-        return EXIT_USAGE
-    path = runtime_dir(config) / STATUS_FILE
+    if args.config is None:
+        # No --config: the running agent's status file, wherever the default config says or not.
+        candidates = _status_files()
+        if DEFAULT_PATH.exists():
+            config = _load(DEFAULT_PATH)
+            if config is None:
+                return EXIT_USAGE
+            candidates.insert(0, runtime_dir(config) / STATUS_FILE)
+        path = next((c for c in candidates if c.exists()), candidates[0])
+    else:
+        config = _load(args.config)
+        if config is None:
+            return EXIT_USAGE
+        path = runtime_dir(config) / STATUS_FILE
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
@@ -216,6 +275,12 @@ def cmd_admin(args: argparse.Namespace) -> int:
     from agent import admin_tools
 
     return admin_tools.run(args)
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    from agent import telemetry_tools
+
+    return telemetry_tools.run(args)
 
 
 if __name__ == "__main__":  # pragma: no cover

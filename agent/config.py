@@ -10,8 +10,10 @@ The schema is plain frozen dataclasses with their rules in ``Annotated``
 metadata (``annotated_types`` bounds, and :class:`Pattern` and :class:`Check`
 below), so reading a config never loads pydantic. pydantic does the
 validating, in :mod:`agent.config_validate`: in this process for the CLI and
-the tools (:func:`parse_config`), and in a short-lived child process for the
-running agent (:mod:`agent.adapters.config_child`). pydantic and the schema it
+the tools (``agent.config_validate.parse_config``), and in a short-lived child
+process for the running agent (:mod:`agent.adapters.config_child`). This module
+imports neither: the caller passes the validation to ``load_config``, so the
+layers run one way (config below config_validate, both below the core). pydantic and the schema it
 builds take about 9 MiB that a unit would otherwise hold all day for a check
 made at start and at each remote push.
 
@@ -22,6 +24,8 @@ print them all at once.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import hashlib
 import json
@@ -29,16 +33,17 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Callable, Literal, Protocol
+from typing import Annotated, Any, Callable, Literal, Protocol, get_args
 
 from annotated_types import Ge, Gt, Le, Lt, MaxLen, MinLen
 
-from agent.core.signing import parse_public_keys
 
 DEFAULT_PATH = Path("/etc/umps-agent/agent.toml")
 
-STATUS_CODES = ("available", "en_route", "on_scene", "busy", "out_of_service")
+# The unit status codes, defined here once: the config names them (buttons, default
+# status) and the core's status rules, the views and the GPIO adapter take them from here.
 StatusCode = Literal["available", "en_route", "on_scene", "busy", "out_of_service"]
+STATUS_CODES: tuple[str, ...] = get_args(StatusCode)
 Language = Literal["fr", "ar"]
 
 # Unit ids become MQTT topic levels and client ids: no wildcards, no slashes.
@@ -122,10 +127,21 @@ class UnitConfig:
 # ------------------------------------------------------------------- gnss
 
 
+# The rates a UART and every GNSS receiver's configuration tool offer; anything else is a typo.
+STANDARD_BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
+
+
+def _baudrate(value: int) -> int:
+    if value not in STANDARD_BAUD_RATES:
+        raise ValueError(f"{value} is not a standard baud rate; use one of "
+                         f"{', '.join(map(str, STANDARD_BAUD_RATES))} (receivers ship at 9600 or 38400)")
+    return value
+
+
 @section
 class GnssConfig:
     port: str = "/dev/serial0"  # device path or pyserial URL (socket://, loop://)
-    baudrate: Annotated[int, Gt(0), Le(4_000_000)] = 9600
+    baudrate: Annotated[int, Check(_baudrate)] = 9600
     # No bytes for this long: the receiver is reported lost.
     silence_timeout_s: Annotated[float, Gt(0), Le(60)] = 3.0
     # Cap of the back-off between attempts to reopen a vanished port.
@@ -322,10 +338,29 @@ class PatternConfig:
     repeat: Annotated[int, Ge(0), Le(1000)] = 1  # 0: until replaced
 
 
-def _known_patterns(value: dict[str, PatternConfig]) -> dict[str, PatternConfig]:
-    # The pattern names and their defaults live with the indicator rules.
-    from agent.core.indicators import DEFAULT_PATTERNS
+@dataclass(frozen=True, slots=True)
+class PatternSpec:
+    steps: tuple[float, ...]
+    repeat: int = 1
 
+
+# The built-in patterns (the defaults of ``[panel] patterns``, which overrides them
+# by name); the indicator rules (agent.core.indicators) play them.
+DEFAULT_PATTERNS: dict[str, PatternSpec] = {
+    "call_p1": PatternSpec((0.15, 0.1, 0.15, 0.1, 0.15, 0.6), repeat=0),
+    "call_p2": PatternSpec((0.3, 0.2, 0.3, 1.2), repeat=0),
+    "call_p3": PatternSpec((0.5, 2.0), repeat=3),
+    "accepted": PatternSpec((0.08,), repeat=1),
+    "refused": PatternSpec((0.6,), repeat=1),
+    "emergency_pending": PatternSpec((0.1, 0.1), repeat=0),
+    "emergency_active": PatternSpec((0.5, 0.5), repeat=0),
+    "emergency_acknowledged": PatternSpec((0.05, 1.95), repeat=0),
+    "link_offline": PatternSpec((1.0, 1.0), repeat=0),
+    "gnss_no_fix": PatternSpec((0.2, 0.8), repeat=0),
+}
+
+
+def _known_patterns(value: dict[str, PatternConfig]) -> dict[str, PatternConfig]:
     unknown = sorted(set(value) - set(DEFAULT_PATTERNS))
     if unknown:
         raise ValueError(f"unknown pattern(s) {unknown}; known: {sorted(DEFAULT_PATTERNS)}")
@@ -386,15 +421,40 @@ class DisplayConfig:
     height: Annotated[int, Ge(16), Le(128)] = 64
     rotate: Literal[0, 1, 2, 3] = 0
     speech: bool = False  # spoken read-out of new calls (espeak-ng)
+    # Also write every frame to this PNG file (atomically): a live picture of what the rider
+    # sees, for the demo and the bench. Empty: no copy.
+    mirror_png: str = ""
 
 
 # --------------------------------------------------------------- security
 
 
+def public_key_bytes(text: str) -> bytes:
+    """The 32 raw bytes of an Ed25519 public key as the config lists it (standard base64).
+
+    The text form is the config's; :mod:`agent.core.signing` makes the key from these bytes.
+    """
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"not base64: {exc}") from None
+    if len(raw) != 32:
+        raise ValueError(f"an Ed25519 public key is 32 bytes, this one is {len(raw)}")
+    return raw
+
+
+def check_public_keys(texts: list[str], name: str = "admin_keys") -> list[str]:
+    """``texts`` when every one is a key; ``ValueError`` naming the first bad one by its index."""
+    for index, text in enumerate(texts):
+        try:
+            public_key_bytes(text)
+        except ValueError as exc:
+            raise ValueError(f"{name}[{index}]: {exc}") from None
+    return texts
+
+
 def _keys_parse(value: list[str]) -> list[str]:
-    if value:
-        parse_public_keys(value)  # ValueError names the bad key by its index
-    return value
+    return check_public_keys(value)
 
 
 @section
@@ -505,6 +565,14 @@ class ConfigError(Exception):
         super().__init__(f"{source}: {len(problems)} problem(s)\n{lines}")
 
 
+class ConfigFileError(ConfigError):
+    """The file itself cannot be read (missing, unreadable): not a judgement on its content."""
+
+    def __init__(self, source: str, reason: str):
+        super().__init__(source, [("", reason)])
+        self.reason = reason
+
+
 def error_location(loc: tuple[Any, ...]) -> str:
     """``('gpio', 'inputs', 'ack', 'pin')`` -> ``gpio.inputs.ack.pin``."""
     return ".".join(str(part) for part in loc if not _is_pydantic_tag(part))
@@ -524,23 +592,21 @@ class Validate(Protocol):
     def __call__(self, data: dict[str, Any], source: str = ..., *, strict: bool = ...) -> AgentConfig: ...
 
 
-def parse_config(data: dict[str, Any], source: str = "<config>", *, strict: bool = False) -> AgentConfig:
-    """Validate in this process (loads pydantic; the running agent uses a child process)."""
-    from agent.config_validate import validate
-
-    return validate(data, source, strict=strict)
-
-
-def load_config(path: str | Path, validate: Validate = parse_config) -> AgentConfig:
+def load_config(path: str | Path, validate: Validate) -> AgentConfig:
+    """The TOML file at ``path``, validated by ``validate``: ``agent.config_validate.parse_config`` in
+    this process, or ``agent.adapters.config_child.validate_in_child`` (the running agent)."""
     path = Path(path)
     try:
         raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigFileError(str(path), "no such file") from None
     except OSError as exc:
-        raise ConfigError(str(path), [("", f"cannot read: {exc.strerror or exc}")]) from None
+        raise ConfigFileError(str(path), f"cannot read: {exc.strerror or exc}") from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise ConfigError(str(path), [("", f"not UTF-8: {exc}")]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), [("", f"TOML syntax: {exc}")]) from None
-    return validate(data, str(path))
+    # TOML has types, as JSON has: "8883" in quotes is a string, not a port.
+    return validate(data, str(path), strict=True)

@@ -2,8 +2,8 @@
 
 Two ways in:
 
-- :func:`validate`, in this process: the CLI, the admin and rig tools, the
-  tests (through :func:`agent.config.parse_config`);
+- :func:`parse_config`, in this process: the CLI, the admin and rig tools,
+  the tests;
 - ``python -m agent.config_validate``, a child process for the running agent
   (:mod:`agent.adapters.config_child`), which so never loads pydantic. The
   request on stdin and the answer on stdout are pickles, between the agent
@@ -13,9 +13,12 @@ Two ways in:
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import json
 import pickle
 import sys
+import typing
 from functools import cache
 from typing import Any
 
@@ -32,7 +35,7 @@ def _adapter() -> TypeAdapter[AgentConfig]:
     return TypeAdapter(AgentConfig)
 
 
-def validate(data: dict[str, Any], source: str = "<config>", *, strict: bool = False) -> AgentConfig:
+def parse_config(data: dict[str, Any], source: str = "<config>", *, strict: bool = False) -> AgentConfig:
     """``data`` as an :class:`AgentConfig`; raises :class:`ConfigError` with every problem."""
     try:
         if strict:  # as JSON, whose types it checks: a path is a string, "5" is not a port
@@ -46,14 +49,35 @@ def problems(exc: ValidationError) -> list[tuple[str, str]]:
     out = []
     for err in exc.errors(include_url=False):
         msg = MESSAGES.get(err["type"], err["msg"]).removeprefix("Value error, ")
+        if err["type"] in ("int_type", "float_type", "bool_type") and isinstance(err.get("input"), str):
+            msg += f' (got the string "{err["input"]}": write it without quotes)'
+        if err["type"] == "unexpected_keyword_argument":
+            near = difflib.get_close_matches(str(err["loc"][-1]), _known_keys(err["loc"][:-1]), n=1, cutoff=0.6)
+            if near:
+                msg += f" (did you mean `{near[0]}`?)"
         out.append((error_location(err["loc"]), msg))
     return out
+
+
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys of the config table at ``loc`` (``("gnss",)`` -> GnssConfig's fields); [] if not a table."""
+    cls: Any = AgentConfig
+    for part in loc:
+        if not isinstance(part, str) or not dataclasses.is_dataclass(cls):
+            return []
+        hints = typing.get_type_hints(cls, include_extras=True)
+        if part not in hints:
+            return []
+        cls = hints[part]
+        while typing.get_origin(cls) is typing.Annotated:
+            cls = typing.get_args(cls)[0]
+    return [f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else []
 
 
 def main() -> int:
     data, source, strict = pickle.load(sys.stdin.buffer)
     try:
-        answer: tuple[str, Any] = ("ok", validate(data, source, strict=strict))
+        answer: tuple[str, Any] = ("ok", parse_config(data, source, strict=strict))
     except ConfigError as exc:
         answer = ("invalid", exc.problems)
     pickle.dump(answer, sys.stdout.buffer, protocol=pickle.HIGHEST_PROTOCOL)

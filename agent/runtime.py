@@ -36,6 +36,7 @@ the systemd watchdog pings stop and systemd restarts the agent.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import logging
 import os
@@ -69,8 +70,10 @@ from agent.core.events import (
 from agent.core.indicators import feedback, indicator_plan
 from agent.core.publish import Lane, Publish
 from agent.core.remote_config import (
-    ConfigChange, ConfigResult, ConfigState, Problem, RecentIds, RollbackGuard, current_message, handle_config_set, parse_command, rolled_back_result,
+    COMMANDS, CommandResult, ConfigChange, ConfigResult, ConfigState, Problem, RecentIds, RollbackGuard, current_message,
+    decode_payload, handle_config_set, parse_command, rolled_back_result,
 )
+from agent.core.telemetry import TRUSTED_TIME_SOURCES, best_time
 from agent.core.unit import SUBSCRIPTIONS, Now, Unit
 from agent.output_guard import OutputGuard
 
@@ -82,8 +85,15 @@ INBOX_SIZE = 1024
 STATUS_EVERY_S = 1.0  # `umps-agent status` tells the present within a second
 # The core loop wakes at least this often, so its heartbeat and the screens' clocks move.
 MAX_IDLE_S = 1.0
+ERROR_PAUSE_S = 0.2
 HEARTBEAT_MAX_AGE_S = 10.0
 PUBLISH_MAX_STALL_S = 60.0
+# Progress the watchdog asks for (else systemd restarts the agent at once, see sdnotify):
+# a telemetry report at least this often (or every 5 report periods, if longer) ...
+REPORT_MAX_GAP_S = 10.0
+# ... and, while events wait in the inbox, one handled at least this often.
+INBOX_MAX_STALL_S = 10.0
+WATCHDOG_CHECK_EVERY_S = 2.0  # checks (and pings) this often at most, so a stall is seen quickly
 # Topics whose retained copy is stale by definition: an old ack or clear must never touch a new alarm.
 # (A retained command would run again at every connect.)
 NEVER_RETAINED = ("alarm/ack", "alarm/clear", "cmd")
@@ -140,6 +150,11 @@ class Runtime:
         self.inbox: queue.Queue[Any] = queue.Queue(maxsize=INBOX_SIZE)
         self.dropped_events = 0
         self.core_errors = 0
+        self.events_handled = 0  # handled without an error: what the watchdog calls progress
+        self.reports_made = 0
+        self._last_report_mono = time.monotonic()
+        self._gnss_offset: float | None = None  # the receiver's UTC - monotonic, set by the core thread
+        self._disk_probe: tuple[float, bool] | None = None  # (when, writable) while the outbox says not ok
         self.started_mono = time.monotonic()
         self._stopping = threading.Event()
         # Set when the agent asks itself to stop (power fail, parked too long); run_agent waits on it.
@@ -254,9 +269,13 @@ class Runtime:
 
     def _core_loop(self) -> None:
         assert self.unit is not None
+        failed = False
         while True:
             self._heartbeat.beat()
             timeout = max(0.0, min(self._next_deadline() - time.monotonic(), MAX_IDLE_S))
+            if failed:
+                # A deadline that failed stays due: wake for it again later, not in a busy loop.
+                timeout = max(timeout, ERROR_PAUSE_S)
             try:
                 event = self.inbox.get(timeout=timeout)
             except queue.Empty:
@@ -266,9 +285,15 @@ class Runtime:
                 return
             try:
                 self._handle(event)
+                self.events_handled += 1
+                self._gnss_offset = self.unit.timebase.gnss_offset
+                failed = False
             except Exception:  # noqa: BLE001 - one bad event never stops the unit
+                failed = True
                 self.core_errors += 1
-                log.exception("error handling %s; carrying on", type(event).__name__)
+                if self.core_errors in (1, 10, 100) or self.core_errors % 1000 == 0:
+                    log.exception("error handling %s (%d so far); carrying on", type(event).__name__,
+                                  self.core_errors)
 
     def _next_deadline(self) -> float:
         assert self.unit is not None
@@ -299,12 +324,16 @@ class Runtime:
             self._execute(effect, now)
         self._check_guard(now)
         self._persist()
-        if now.mono >= self._next_status_write:
+        # A change `umps-agent status` shows is written at once, not at the next round.
+        if now.mono >= self._next_status_write or isinstance(event, (LinkUp, LinkDown, GnssLost, GnssRestored)):
             self._next_status_write = now.mono + STATUS_EVERY_S
             self._write_status(now)
 
     def _execute(self, effect: Any, now: Now) -> None:
         if isinstance(effect, Publish):
+            if effect.seq is not None:
+                self.reports_made += 1
+                self._last_report_mono = now.mono
             self._publish(effect)
         elif isinstance(effect, Feedback):
             if self.panel is not None:
@@ -391,10 +420,25 @@ class Runtime:
     # ------------------------------------------------------ remote requests
 
     def _remote(self, event: MessageReceived, now: Now) -> None:
+        # Expiry and the replay window are judged on the unit's best clock, not the system's alone.
+        judged_at, source = self.best_time(now)
+        untrusted = self._expiry_unjudgeable(event.payload, source)
+        if untrusted is not None:
+            data, _ = decode_payload(event.payload)
+            request_id = data.get("id") if data and isinstance(data.get("id"), str) else None
+            problem = (Problem("expires", untrusted),)
+            if event.topic == "cmd":
+                name = data.get("command") if data and data.get("command") in COMMANDS else None
+                self._publish(self._answer("cmd/result", CommandResult(request_id, False, name, problem)))
+            else:
+                self._publish(self._answer("config/result",
+                                           ConfigResult(request_id, False, self.cfg_state.version, problem)))
+            log.warning("%s %s refused: its expiry %s", event.topic, request_id, untrusted)
+            return
         if event.topic == "cmd":
-            outcome = parse_command(event.payload, self.config, now.wall, self._recent_cmds)
+            outcome = parse_command(event.payload, self.config, judged_at, self._recent_cmds)
             if outcome.rejected is not None:
-                self._publish(Publish("cmd/result", outcome.rejected.to_json(), Lane.STATUS))
+                self._publish(self._answer("cmd/result", outcome.rejected))
                 return
             command = outcome.command
             assert command is not None
@@ -402,11 +446,11 @@ class Runtime:
                 self.uplink.flush_backlog()
             elif command.command == "report_position":
                 self._publish(self.unit.report(now))
-            self._publish(Publish("cmd/result", command.done().to_json(), Lane.STATUS))
+            self._publish(self._answer("cmd/result", command.done()))
             return
-        outcome = handle_config_set(event.payload, self.cfg_state, now.wall, self.validate)
+        outcome = handle_config_set(event.payload, self.cfg_state, judged_at, self.validate)
         if not outcome.accepted:
-            self._publish(Publish("config/result", outcome.result.to_json(), Lane.STATUS))
+            self._publish(self._answer("config/result", outcome.result))
             return
         new_state = outcome.state
         assert new_state is not None
@@ -418,7 +462,7 @@ class Runtime:
         except ConfigStoreError as exc:
             # Not stored, so not applied: the running config is untouched.
             refused = ConfigResult(outcome.result.id, False, self.cfg_state.version, (Problem("", str(exc)),))
-            self._publish(Publish("config/result", refused.to_json(), Lane.STATUS))
+            self._publish(self._answer("config/result", refused))
             return
         log.info("remote config version %d accepted (%s)", new_state.version, ", ".join(change.paths) or "no change")
         self._apply(new_state, change.reinit, now)
@@ -427,7 +471,7 @@ class Runtime:
             self._guard.arm(now.mono, new_state.version, new_state.request_id)
             self._pending_result = outcome.result
         else:
-            self._publish(Publish("config/result", outcome.result.to_json(), Lane.STATUS))
+            self._publish(self._answer("config/result", outcome.result))
         self._publish(self._config_current())
 
     def _apply(self, state: ConfigState, reinit: frozenset[str] | set[str], now: Now) -> None:
@@ -471,7 +515,7 @@ class Runtime:
                     log.error("%s", exc)
                 log.info("remote config version %d confirmed by the broker", armed.version)
                 if self._pending_result is not None:
-                    self._publish(Publish("config/result", self._pending_result.to_json(), Lane.STATUS))
+                    self._publish(self._answer("config/result", self._pending_result))
                     self._pending_result = None
                 return
         expired = self._guard.tick(now.mono)
@@ -485,12 +529,39 @@ class Runtime:
         result = rolled_back_result(expired.request_id, rolled, restored, self._guard.timeout_s)
         self._pending_result = None
         # Through the outbox: the admin gets it as soon as the unit is back online.
-        self._publish(Publish("config/result", result.to_json(), Lane.STATUS))
+        self._publish(self._answer("config/result", result))
         self._publish(self._config_current())
 
     def _config_current(self) -> Publish:
-        body = json.dumps(current_message(self.cfg_state), ensure_ascii=False).encode("utf-8")
+        body = json.dumps({**current_message(self.cfg_state), **self._stamp()}, ensure_ascii=False).encode("utf-8")
         return Publish("config/current", body, Lane.STATUS, retain=True)
+
+    def _answer(self, topic: str, result: ConfigResult | CommandResult) -> Publish:
+        """A ``config/result`` or ``cmd/result``, stamped like every message the unit sends."""
+        body = {**result.as_dict(), **self._stamp()}
+        return Publish(topic, json.dumps(body, ensure_ascii=False).encode("utf-8"), Lane.STATUS)
+
+    # ---------------------------------------------------------------- time
+
+    def best_time(self, now: Now | None = None) -> tuple[dt.datetime, str]:
+        """UTC from the unit's best clock and its ``time_source``; from any thread (the core
+        thread publishes the receiver's UTC offset as one float, :attr:`_gnss_offset`)."""
+        now = now or self.now()
+        return best_time(now.mono, now.wall, now.wall_synced, self._gnss_offset)
+
+    def _stamp(self) -> dict[str, str]:
+        ts, source = self.best_time()
+        return {"ts": iso(ts), "time_source": source}
+
+    def _expiry_unjudgeable(self, payload: bytes, source: str) -> str | None:
+        """Why a request's ``expires`` cannot be judged now (docs/remote-config.md), or None."""
+        if source in TRUSTED_TIME_SOURCES:
+            return None
+        data, _problems = decode_payload(payload)
+        if data is None or "expires" not in data:
+            return None
+        return ("cannot be judged yet: the unit has no trusted time (no GNSS fix and the system clock "
+                "not synchronised); send it again once the unit reports time_source gnss or system")
 
     # ------------------------------------------------------------- adapters
 
@@ -505,6 +576,7 @@ class Runtime:
                 MessageReceived(topic, payload, time.monotonic(), retained)),
             birth=self._birth,
             subscriptions=SUBSCRIPTIONS,
+            waiting=lambda: self._backlog() > 0,  # reports waiting: come back quickly (see mqtt.py)
         )
         self.uplink = Uplink(self.outbox, self.link, backlog_rate_limit=cfg.telemetry.backlog_max_rate)
         self.uplink.start()
@@ -512,6 +584,13 @@ class Runtime:
             self._execute(effect, self.now())
         self._pending_restore = []
         self.link.start()
+
+    def _on_link_up(self, broker: str) -> None:
+        if self.outbox is not None:
+            self.outbox.gap_declared()  # the birth just went out on this connection
+        if self.uplink is not None:
+            self.uplink.link_up(broker)  # the waiting reports go now, not at the sender's next idle wake
+        self._post(LinkUp(broker, time.monotonic()), force=True)
 
     def _on_link_down(self, reason: str) -> None:
         if self.uplink is not None:
@@ -526,14 +605,11 @@ class Runtime:
 
     def _birth(self) -> bytes:
         assert self.outbox is not None
+        stamp = self._stamp()
         return birth_payload(agent_version=__version__, config_version=self.cfg_state.version,
-                             config_hash=self.cfg_state.config.digest(), ts=iso(self.clock.utc()),
+                             config_hash=self.cfg_state.config.digest(), ts=stamp["ts"],
+                             time_source=stamp["time_source"],
                              seq_start=self.outbox.next_seq(), seq_gap=self.outbox.seq_gap())
-
-    def _on_link_up(self, broker: str) -> None:
-        if self.outbox is not None:
-            self.outbox.gap_declared()  # the birth just went out on this connection
-        self._post(LinkUp(broker, time.monotonic()), force=True)
 
     # ---------------------------------------------------------------- power
 
@@ -645,7 +721,8 @@ class Runtime:
 
         try:
             device = open_display(kind, cfg.display.i2c_port, cfg.display.i2c_address, cfg.display.width,
-                                  cfg.display.height, cfg.display.rotate, labels=views.display_labels(self.unit))
+                                  cfg.display.height, cfg.display.rotate, labels=views.display_labels(self.unit),
+                                  mirror_png=cfg.display.mirror_png or None)
         except (DisplayError, OSError) as exc:
             log.error("rider display unavailable: %s", exc)
             return
@@ -676,9 +753,23 @@ class Runtime:
                 done=lambda: self.link.stats().acked if self.link else 0,
                 max_stall=PUBLISH_MAX_STALL_S,
             ).check(),
+            sdnotify.HealthCheck("telemetry", self._reports_on_schedule, restart_now=True),
+            sdnotify.Progress("inbox", pending=self.inbox.qsize, done=lambda: self.events_handled,
+                              max_stall=INBOX_MAX_STALL_S).check(restart_now=True),
         ]
-        self.watchdog = sdnotify.Watchdog(self.notifier, checks)
+        interval = sdnotify.watchdog_interval()
+        self.watchdog = sdnotify.Watchdog(self.notifier, checks,
+                                          interval and min(interval, WATCHDOG_CHECK_EVERY_S))
         self.watchdog.start()
+
+    def _reports_on_schedule(self) -> tuple[bool, str]:
+        """Telemetry is the unit's first duty: a core that stops producing it is stuck, even if it ticks."""
+        assert self.unit is not None
+        limit = max(REPORT_MAX_GAP_S, 5 * self.unit.schedule.period)
+        gap = time.monotonic() - self._last_report_mono
+        if gap <= limit:
+            return True, f"last report {gap:.1f} s ago ({self.reports_made} made)"
+        return False, f"no telemetry report for {gap:.1f} s (limit {limit:g} s)"
 
     def _status_line(self) -> str:
         unit = self.unit
@@ -705,6 +796,7 @@ class Runtime:
             "unit": self.config.unit.id,
             "version": __version__,
             "pid": os.getpid(),
+            "config": str(self.config_path.resolve()),  # so `umps-agent status` / `config show` find it
             "uptime_s": round(now.mono - self.started_mono, 1),
             "written": time.time(),
             "link": {
@@ -716,7 +808,7 @@ class Runtime:
             "outbox": {
                 **(out.pending if out else {}),
                 "dropped": out.dropped if out else 0,
-                "disk_ok": out.disk_ok if out else False,
+                "disk_ok": self._disk_ok(now.mono),
             },
             "gnss": {
                 "state": "lost" if unit.gnss_lost else ("fix" if unit.has_fix(now.mono) else "no fix"),
@@ -739,6 +831,36 @@ class Runtime:
             "outputs": {name: guard.snapshot() for name, guard in self.guards.items()},
             "counters": dataclasses.asdict(unit.counters),
         }
+
+    def _disk_ok(self, now_mono: float) -> bool:
+        """Whether the state directory takes writes now. The outbox only learns it at its next
+        commit, which may be far off (nothing left to write); while it says no, this probes with
+        a one-byte file once a second and, when that works, lets the outbox commit again."""
+        if self.outbox is None:
+            return False
+        if self.outbox.stats().disk_ok:
+            self._disk_probe = None
+            return True
+        if self._disk_probe is None or now_mono - self._disk_probe[0] >= 1.0:
+            self._disk_probe = (now_mono, self._probe_disk())
+            if self._disk_probe[1]:
+                self.guards["outbox"].run(self.outbox.commit)
+        return self._disk_probe[1]
+
+    def _probe_disk(self) -> bool:
+        probe = Path(self.config.storage.state_dir) / ".disk-probe"
+        try:
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, b"\n")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            probe.unlink()
+            return True
+        except OSError:
+            probe.unlink(missing_ok=True)
+            return False
 
     def _write_status(self, now: Now) -> None:
         self.guards["status_file"].run(self._store_status, now)

@@ -76,7 +76,7 @@ def press_rounds(rig: Rig, presses: int, status_topic: str, warmup: int = 5) -> 
         mark = watcher.mark()
         gpio.press(pin)
         edge = next(c.mono for c in reversed(gpio.history(pin)) if c.by == "rig" and c.level == 0)
-        seen = watcher.wait(lambda m: m.topic == status_topic and (m.json() or {}).get("status") == target, 2.0, mark)
+        seen = watcher.wait_message(lambda m: m.topic == status_topic and (m.json() or {}).get("status") == target, 2.0, mark)
         gpio.release(pin)
         if seen is None:
             log(f"press {i}: no {target} status within 2 s")
@@ -103,7 +103,7 @@ def run(presses: int) -> dict:
         # agent is stopped (so the two never share the presses or the CPU).
         out["agent_stop"] = rig.agent.stop()
         peer_topic = f"{PREFIX}/{PEER_UNIT}/status"
-        rig.watcher.client.subscribe(peer_topic, 1)
+        peer_seen_as = rig.watch(peer_topic)
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         tls = rig.client_tls("bench-peer-button")
         peer = subprocess.Popen(
@@ -114,7 +114,7 @@ def run(presses: int) -> dict:
         try:
             if peer.stdout.readline().strip() != "ready":
                 raise RuntimeError("the peer did not start")
-            out["peer"] = press_rounds(rig, presses, peer_topic)
+            out["peer"] = press_rounds(rig, presses, peer_seen_as)
         finally:
             peer.stdin.close()
             try:

@@ -33,14 +33,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from bench.common import Figure, Skip, log, summary  # noqa: E402
+from bench.common import CHROMIUM, CHROMIUM_ARGS, Figure, Skip, log, summary  # noqa: E402
 from bench.rig import Rig, topic  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 
 OBSERVER = """() => {
   window.__seen = {};
@@ -109,10 +104,10 @@ def run(rounds: int, warmup: int = 5) -> dict:
                 mark = watcher.mark()
                 sent_wall = time.time() * 1000
                 sent_mono = time.monotonic()
-                watcher.publish(topic("call"), call(i), qos=1)
+                watcher.publish(topic("call"), call(i), qos=1, wait=False)
                 rid = f"BENCH-{i}"
-                hop = watcher.wait(lambda m: m.topic == topic("call") and f'"BENCH-{i}"'.encode() in m.payload, 5, mark)
-                rec = watcher.wait(lambda m: m.topic == topic("call/response")
+                hop = watcher.wait_message(lambda m: m.topic == topic("call") and f'"BENCH-{i}"'.encode() in m.payload, 5, mark)
+                rec = watcher.wait_message(lambda m: m.topic == topic("call/response")
                                    and (m.json() or {}).get("id") == rid
                                    and (m.json() or {}).get("response") == "received", 5, mark)
                 try:
@@ -131,7 +126,7 @@ def run(rounds: int, warmup: int = 5) -> dict:
                         out["dom"].append(seen - offset0 - sent_wall)
                     else:
                         out["missing_dom"] += 1
-                watcher.publish(topic("call"), call(i, "cancel"), qos=1)
+                watcher.publish(topic("call"), call(i, "cancel"), qos=1, wait=False)
                 try:
                     page.wait_for_function(f"i => !({SHOWN})(i)", arg=i, timeout=5000)
                 except Exception:  # noqa: BLE001

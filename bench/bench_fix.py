@@ -30,7 +30,6 @@ Run: ``python -m bench.bench_fix [--seconds N]``.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import subprocess
@@ -40,8 +39,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from bench.common import ROOT, Figure, log, proc_cpu_seconds, proc_memory_kib, proc_rss_kib, summary  # noqa: E402
+from bench.common import (  # noqa: E402
+    ROOT, Figure, log, proc_cpu_seconds, proc_memory_kib, proc_rss_kib, proc_write_bytes, summary,
+)
 from bench.rig import PEER_MQTT, PREFIX, Rig, topic  # noqa: E402
+from hil.expect import parse_utc  # noqa: E402
 
 RATE_HZ = 10
 WARMUP_S = 10.0
@@ -79,16 +81,6 @@ while True:
 '''
 
 
-def parse_time(text: str | None) -> dt.datetime | None:
-    if not text:
-        return None
-    try:
-        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
-
-
 def analyse(rig: Rig, topic_name: str, since_mono: float, rate_hz: float) -> dict:
     msgs = [m for m in rig.watcher.on(topic_name) if m.mono >= since_mono]
     age_pub, age_recv, age_self, age_stamp, unmatched, seqs = [], [], [], [], 0, []
@@ -99,9 +91,9 @@ def analyse(rig: Rig, topic_name: str, since_mono: float, rate_hz: float) -> dic
             seqs.append(body["seq"])
         if isinstance(fix.get("age"), (int, float)):
             age_self.append(1000 * fix["age"])
-        fix_time = parse_time(fix.get("time"))
+        fix_time = parse_utc(fix.get("time"))
         sent = rig.gnss.emitted_wall(fix_time) if fix_time else None
-        ts = parse_time(body.get("ts"))
+        ts = parse_utc(body.get("ts"))
         # A ts from a GNSS-disciplined clock is on the receiver's timeline (UTC = system
         # clock + offset); a ts from the system clock is not: bring both to the same one.
         offset = rig.gnss.utc_offset_s if body.get("time_source") == "gnss" else 0.0
@@ -180,7 +172,7 @@ def unplug_rounds(rig: Rig, rounds: int) -> tuple[list[float], list[float]]:
         if seen is not None:
             reopened.append(seen - t)
         mark = rig.watcher.mark()
-        rig.watcher.wait(lambda m: m.topic == topic("telemetry") and ((m.json() or {}).get("fix") or {}).get("mode", 0)
+        rig.watcher.wait_message(lambda m: m.topic == topic("telemetry") and ((m.json() or {}).get("fix") or {}).get("mode", 0)
                          >= 2, 10.0, mark)
     return lost, reopened
 
@@ -192,7 +184,7 @@ def run(seconds: float, unplugs: int = 5, down_seconds: float = 30.0) -> dict:
     peer_topic = f"{PREFIX}/{PEER_UNIT}/telemetry"
     peer = None
     try:
-        rig.watcher.client.subscribe(peer_topic, 1)
+        peer_seen_as = rig.watch(peer_topic)
         tls = rig.client_tls("bench-peer-gnss")
         peer = subprocess.Popen([sys.executable, "-c", PEER, rig.peer_ptys[0], str(rig.broker.port), peer_topic,
                                  *tls.argv()],
@@ -203,21 +195,21 @@ def run(seconds: float, unplugs: int = 5, down_seconds: float = 30.0) -> dict:
             f"then {seconds:.0f} s with a {RATE_HZ} Hz receiver")
         time.sleep(WARMUP_S)  # a timed run: the figures are taken over a fixed window
         t0 = time.monotonic()
-        cpu0 = {"agent": rig.agent.cpu_seconds(), "peer": proc_cpu_seconds(peer.pid)}
-        io0 = rig.agent.write_bytes()
+        cpu0 = {"agent": proc_cpu_seconds(rig.agent.pid), "peer": proc_cpu_seconds(peer.pid)}
+        io0 = proc_write_bytes(rig.agent.pid)
         time.sleep(seconds)
         wall = time.monotonic() - t0
-        cpu1 = {"agent": rig.agent.cpu_seconds(), "peer": proc_cpu_seconds(peer.pid)}
-        io1 = rig.agent.write_bytes()
+        cpu1 = {"agent": proc_cpu_seconds(rig.agent.pid), "peer": proc_cpu_seconds(peer.pid)}
+        io1 = proc_write_bytes(rig.agent.pid)
         out["write_bytes_per_day"] = (io1 - io0) * 86400 / wall if io0 is not None and io1 is not None else None
-        out["rss_kib"] = {"agent": rig.agent.rss_kib(), "peer": proc_rss_kib(peer.pid)}
+        out["rss_kib"] = {"agent": proc_rss_kib(rig.agent.pid), "peer": proc_rss_kib(peer.pid)}
         memory = proc_memory_kib(rig.agent.pid)
         out["agent_rss_split_kib"] = {"anon": memory.get("RssAnon"), "file": memory.get("RssFile")}
         out["import_ladder"] = import_ladder()
         out["cpu_pct"] = {k: 100 * (cpu1[k] - cpu0[k]) / wall if cpu0[k] is not None and cpu1[k] is not None
                           else float("nan") for k in cpu0}
         out["agent"] = analyse(rig, topic("telemetry"), t0, 1.0)
-        out["peer"] = analyse(rig, peer_topic, t0, 1.0)
+        out["peer"] = analyse(rig, peer_seen_as, t0, 1.0)
         out["agent_alive"] = rig.agent.alive()
         out["emulator"] = dict(rig.gnss.stats)
         peer.terminate()  # it has no reopen logic: unplugging would only crash it
@@ -226,9 +218,9 @@ def run(seconds: float, unplugs: int = 5, down_seconds: float = 30.0) -> dict:
         # Link down: the broker goes away; every report now waits in the outbox's backlog.
         rig.broker.stop()
         time.sleep(5.0)  # let the link notice and the first backlog commit pass
-        io0, t1 = rig.agent.write_bytes(), time.monotonic()
+        io0, t1 = proc_write_bytes(rig.agent.pid), time.monotonic()
         time.sleep(down_seconds)
-        io1, wall = rig.agent.write_bytes(), time.monotonic() - t1
+        io1, wall = proc_write_bytes(rig.agent.pid), time.monotonic() - t1
         out["down_seconds"] = wall
         out["down_write_bytes_per_day"] = ((io1 - io0) * 86400 / wall
                                            if io0 is not None and io1 is not None else None)
@@ -280,8 +272,9 @@ def collect(quick: bool = False) -> dict:
                max(r["reopened"]) if r["reopened"] else None, "s", digits=2,
                note="reopen back-off capped by [gnss] reopen_max_wait_s, default 5 s"
                     + (f"; median {summary(r['reopened'])['p50']:.2f} s" if r["reopened"] else "")),
-        Figure("Resources", "steady RSS of the whole agent, no touchscreen, 10 Hz receiver",
-               (r["rss_kib"]["agent"] or float("nan")) / 1024, "MiB", target=40, source="#3",
+        Figure("Resources", "steady RSS of the whole agent, no touchscreen, no display, 10 Hz receiver (the "
+               "real profiles' memory and its growth are in the memory section)",
+               (r["rss_kib"]["agent"] or float("nan")) / 1024, "MiB",
                peer=(r["rss_kib"]["peer"] or float("nan")) / 1024, peer_label=peer_label, note=rss_note(r)),
         Figure("Resources", "disk writes of the whole agent process, link up, 1 Hz reports (write_bytes, per day)",
                r["write_bytes_per_day"] / 1e6 if r.get("write_bytes_per_day") is not None else None, "MB/day",

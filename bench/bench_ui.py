@@ -27,12 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from agent.adapters.web_ui import WebUi  # noqa: E402
+from bench.common import CHROMIUM, CHROMIUM_ARGS, percentile  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 
 OBSERVER = """() => {
   window.__seen = {}; window.__frame = {};
@@ -69,11 +65,6 @@ def snapshot(i: int) -> dict:
         },
         "notice": None,
     }
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def run(rounds: int = 300, warmup: int = 20) -> dict:

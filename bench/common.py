@@ -22,8 +22,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from hil.broker import BrokerUnavailable, free_port, mosquitto_path, wait_port  # noqa: F401 (the benches import them from here)
+from hil.stats import percentile
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Debian's Chromium, driven by Playwright through executable_path (never `playwright install`).
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
 
 
 @dataclass
@@ -56,15 +64,6 @@ class Figure:
 
 def _nan(x: float) -> bool:
     return isinstance(x, float) and math.isnan(x)
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100); NaN for no values."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    k = max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))
-    return ordered[k]
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -161,6 +160,17 @@ def proc_memory_kib(pid: int) -> dict[str, int]:
 
 def proc_rss_kib(pid: int) -> int | None:
     return proc_memory_kib(pid).get("VmRSS")
+
+
+def proc_write_bytes(pid: int) -> int | None:
+    """Bytes ``pid`` has caused to be written to block devices so far."""
+    try:
+        for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+            if line.startswith("write_bytes:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
 
 
 def proc_cpu_seconds(pid: int) -> float | None:

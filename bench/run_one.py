@@ -1,6 +1,6 @@
 """Run one benchmark's ``collect()`` in this process and write its result as JSON.
 
-``python -m bench.run_one NAME OUT.json [--quick]``; ``python -m bench`` calls
+``python -m bench.run_one NAME OUT.json [--quick] [--soak-hours H]``; ``python -m bench`` calls
 this once per benchmark, each in its own process, so one benchmark's threads,
 imports and memory never colour another's figures.
 """
@@ -19,10 +19,11 @@ from bench.common import Skip
 def main(argv: list[str]) -> int:
     name, out = argv[0], argv[1]
     quick = "--quick" in argv[2:]
+    extra = {"soak_hours": float(argv[argv.index("--soak-hours") + 1])} if "--soak-hours" in argv else {}
     t0 = time.monotonic()
     try:
         module = importlib.import_module(f"bench.bench_{name}")
-        result = module.collect(quick=quick)
+        result = module.collect(quick=quick, **extra)
         result["status"] = "ok"
     except Skip as exc:
         result = {"status": "skipped", "reason": str(exc), "figures": []}

@@ -7,33 +7,41 @@ factory = "pigpio"`` with the emulator's address, ``[mqtt]`` the rig's broker
 without TLS, ``[storage]`` directories in the run's work directory,
 ``[display] kind = "none"`` and the touchscreen UI on a free port.
 
-``rig_config(...)`` returns the dict, ``write_toml`` writes it (a small TOML
-emitter for the shapes a config has: tables, scalars, arrays, inline tables),
+``rig_config(...)`` returns the dict, ``write_toml`` writes it (tomli-w),
 and the result is validated with the agent's own ``parse_config`` before the
 agent is started, so a scenario's bad ``[agent]`` table fails fast with the
 agent's own key paths.
 
 ``AgentProcess`` starts the command (``{config}`` in it is replaced by the
-file), sends its output to a log file, and stops it by pid: SIGTERM, then
-SIGKILL after a grace period.
+file), copies its output to a log file (each line also kept with its arrival
+time), and stops it by pid: SIGTERM, then SIGKILL after a grace period. The
+scenario engine, the bench and the end-to-end tests all start the agent with it.
 """
 
 from __future__ import annotations
 
-import json
-import math
+import compileall
 import os
 import shlex
 import signal
 import subprocess
 import sys
+import threading
+import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
-from agent.config import AgentConfig, parse_config
+import tomli_w
 
+from agent.config import AgentConfig
+from agent.config_validate import parse_config
+from hil.recorder import ClientTls
+
+ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_AGENT_CMD = "{python} -m agent run --config {config}"
 STOP_GRACE_S = 10.0
+LINES_KEPT = 20_000  # output lines kept in memory for wait_line (a soak logs for hours)
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -50,19 +58,29 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 IGNITION_PIN = 4
 POWER_FAIL_PIN = 7
 
+# Timings that make a scenario short: a lost receiver, link or broker is noticed
+# and retried within seconds, and the outbox commits often. A vehicle keeps the
+# defaults; the bench, which measures what a vehicle does, leaves these out.
+QUICK_TIMINGS: dict[str, Any] = {
+    "gnss": {"silence_timeout_s": 2.0, "reopen_max_wait_s": 1.0},
+    "mqtt": {"keepalive_s": 10, "reconnect_min_s": 0.2, "reconnect_max_s": 2.0, "ack_timeout_s": 5.0},
+    "storage": {"commit_interval_s": 2.0},
+}
+
 
 def rig_config(*, unit_id: str, unit_kind: str, gnss_port: str, pigpio_port: int, mqtt_host: str, mqtt_port: int,
                workdir: Path, ui_port: int, prefix: str = "umps", pigpio_host: str = "127.0.0.1",
-               overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+               tls: ClientTls | None = None, admin_keys: tuple[str, ...] = (), runtime_dir: Path | None = None,
+               quick: bool = True, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The agent's config for a rig run: a vehicle's, pointed at the rig's broker, emulators and directories."""
+    mqtt_tls: dict[str, Any] = {"enabled": False}
+    if tls is not None:
+        mqtt_tls = {"enabled": True, "ca_file": str(tls.ca), "cert_file": str(tls.cert), "key_file": str(tls.key)}
     base: dict[str, Any] = {
         "unit": {"id": unit_id, "kind": unit_kind, "name": f"Banc HIL {unit_id}"},
-        "gnss": {"port": gnss_port, "silence_timeout_s": 2.0, "reopen_max_wait_s": 1.0},
-        "mqtt": {
-            "host": mqtt_host, "port": mqtt_port, "prefix": prefix, "keepalive_s": 10,
-            "reconnect_min_s": 0.2, "reconnect_max_s": 2.0, "ack_timeout_s": 5.0,
-            "tls": {"enabled": False},
-        },
-        "storage": {"state_dir": str(workdir / "state"), "runtime_dir": str(workdir / "run"), "commit_interval_s": 2.0},
+        "gnss": {"port": gnss_port},
+        "mqtt": {"host": mqtt_host, "port": mqtt_port, "prefix": prefix, "tls": mqtt_tls},
+        "storage": {"state_dir": str(workdir / "state"), "runtime_dir": str(runtime_dir or workdir / "run")},
         "gpio": {"factory": "pigpio", "pigpio_host": pigpio_host, "pigpio_port": pigpio_port},
         "display": {"kind": "none"},
         # The vehicle's power lines on the emulated board (active low, as wired on a unit); the
@@ -72,6 +90,10 @@ def rig_config(*, unit_id: str, unit_kind: str, gnss_port: str, pigpio_port: int
         "ui": {"http_port": ui_port},
         "logging": {"level": "INFO"},
     }
+    if admin_keys:
+        base["security"] = {"admin_keys": list(admin_keys)}
+    if quick:
+        base = deep_merge(base, QUICK_TIMINGS)
     return deep_merge(base, overrides or {})
 
 
@@ -83,81 +105,71 @@ def validate(data: dict[str, Any], source: str) -> AgentConfig:
 # ------------------------------------------------------------------- TOML
 
 
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError("TOML has no place for NaN/inf here")
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)  # JSON strings are TOML basic strings
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{_key(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
-    if isinstance(value, Path):
-        return toml_value(str(value))
-    raise TypeError(f"cannot write {type(value).__name__} as TOML")
-
-
-def _key(key: str) -> str:
-    return key if key.replace("_", "").replace("-", "").isalnum() and key.isascii() else json.dumps(key)
-
-
-def toml_text(data: dict[str, Any]) -> str:
-    lines: list[str] = []
-
-    def table(prefix: str, body: dict[str, Any]) -> None:
-        scalars = {k: v for k, v in body.items() if not isinstance(v, dict)}
-        tables = {k: v for k, v in body.items() if isinstance(v, dict)}
-        if prefix and (scalars or not tables):
-            lines.append(f"[{prefix}]")
-        for k, v in scalars.items():
-            lines.append(f"{_key(k)} = {toml_value(v)}")
-        if prefix and scalars:
-            lines.append("")
-        for k, v in tables.items():
-            table(f"{prefix}.{_key(k)}" if prefix else _key(k), v)
-
-    top_scalars = {k: v for k, v in data.items() if not isinstance(v, dict)}
-    for k, v in top_scalars.items():
-        lines.append(f"{_key(k)} = {toml_value(v)}")
-    table("", {k: v for k, v in data.items() if isinstance(v, dict)})
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def write_toml(path: Path, data: dict[str, Any]) -> Path:
-    path.write_text("# Generated by umps-hil for one rig run.\n" + toml_text(data), encoding="utf-8")
+def write_toml(path: Path, data: dict[str, Any], header: str = "Generated by umps-hil for one rig run.") -> Path:
+    """Write ``data`` as the agent's TOML file (tomli-w), with a comment line first."""
+    path.write_text(f"# {header}\n" + tomli_w.dumps(_plain(data)), encoding="utf-8")
     return path
+
+
+def _plain(value: Any) -> Any:
+    """Paths as strings and tuples as lists: what a TOML writer takes."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
 
 
 # ---------------------------------------------------------------- process
 
 
 class AgentProcess:
-    """One agent process, owned by the rig and stopped by its pid."""
+    """One agent process, owned by the rig and stopped by its pid.
+
+    Its output goes through a pipe (to journald on a unit), copied to the log
+    file by a thread of this process: the agent's own disk writes are then
+    only what it writes itself, and each line is kept with its arrival time
+    for :meth:`wait_line`. It runs from byte code, as on the unit
+    (``scripts/install.sh`` compiles the venv). The environment is the rig's,
+    without systemd's notification variables, with the repository first on
+    ``PYTHONPATH``.
+    """
 
     def __init__(self, config_path: Path, log_path: Path, command: str = DEFAULT_AGENT_CMD,
                  env: dict[str, str] | None = None):
-        self.config_path = config_path
+        self.config_path = config_path = Path(config_path).resolve()
         self.log_path = log_path
         self.argv = [part.format(python=sys.executable, config=str(config_path)) for part in shlex.split(command)]
         if "{config}" not in command:
             self.argv += ["--config", str(config_path)]
-        self.env = {**os.environ, **(env or {})}
+        base = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
+        base["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [base.get("PYTHONPATH")])])
+        self.env = {**base, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
+        self.lines: deque[tuple[float, str]] = deque(maxlen=LINES_KEPT)  # (monotonic on receipt, line)
+        self._lines_cond = threading.Condition()
+        self._copier: threading.Thread | None = None
 
     def start(self) -> "AgentProcess":
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
-        try:
-            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         env=self.env)
-        finally:
-            log.close()
+        compileall.compile_dir(ROOT / "agent", quiet=1)
+        self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self._copier = threading.Thread(target=self._copy_output, args=(self.proc,), name="agent-log", daemon=True)
+        self._copier.start()
         return self
+
+    def _copy_output(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        with open(self.log_path, "ab") as log:
+            for line in proc.stdout:
+                now = time.monotonic()
+                with self._lines_cond:
+                    self.lines.append((now, line.decode("utf-8", "replace")))
+                    self._lines_cond.notify_all()
+                log.write(line)
+                log.flush()
 
     @property
     def pid(self) -> int | None:
@@ -167,21 +179,44 @@ class AgentProcess:
         """``None`` while it runs."""
         return self.proc.poll() if self.proc else None
 
-    def stop(self, grace: float = STOP_GRACE_S) -> int | None:
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_line(self, needle: str, since: float, timeout: float) -> float | None:
+        """Monotonic receipt time of the first output line after ``since`` containing ``needle``."""
+        deadline = time.monotonic() + timeout
+        with self._lines_cond:
+            while True:
+                for t, line in self.lines:
+                    if t >= since and needle in line:
+                        return t
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._lines_cond.wait(left)
+
+    def stop(self, grace: float = STOP_GRACE_S, sig: int = signal.SIGTERM) -> int | None:
+        """``sig`` (SIGTERM), then SIGKILL after ``grace`` s; the exit code (None if it had to be killed)."""
         proc = self.proc
         if proc is None:
             return None
+        code: int | None = proc.returncode
         if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(sig)
             try:
-                proc.wait(grace)
+                code = proc.wait(grace)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5.0)
-        return proc.returncode
+                code = None
+        else:
+            code = proc.returncode
+        if self._copier is not None:
+            self._copier.join(5.0)
+        return code
 
     def output_tail(self, limit: int = 4000) -> str:
         try:
             return self.log_path.read_text(errors="replace")[-limit:]
         except OSError:
-            return ""
+            return "(no agent log)"

@@ -30,10 +30,11 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+
+from hil.wait import poll_until
 
 STOP_TIMEOUT_S = 5.0
 
@@ -59,14 +60,25 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def wait_port(host: str, port: int, timeout: float) -> bool:
     """Poll until something accepts TCP connections on ``host:port``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.02)
-    return False
+    return poll_until(lambda: _accepts(host, port), timeout)
+
+
+def _accepts(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _port_free(host: str, port: int) -> bool:
+    try:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+        return True
+    except OSError:
+        return False
 
 
 def password_line(username: str, password: str, *, iterations: int = 101) -> str:
@@ -211,15 +223,7 @@ class Broker:
 
     def wait_port_free(self, timeout: float = 5.0) -> None:
         """The kernel may keep the port a moment after the process is gone."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                with socket.socket() as s:
-                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    s.bind((self.host, self.port))
-                return
-            except OSError:
-                time.sleep(0.05)
+        poll_until(lambda: _port_free(self.host, self.port), timeout, interval=0.05)
 
     @property
     def running(self) -> bool:

@@ -13,7 +13,12 @@ unit's own link (``link_down``), the agent reaches the broker through a
 :class:`~hil.netproxy.NetProxy` that can stall or drop its connections while
 the broker and dispatch stay up. ``Rig.up()`` brings it all up in that order
 and waits for the agent's ``online`` birth message; that moment is ``t = 0``. ``Rig.down()`` takes it down in reverse, each part
-stopped by what started it.
+stopped by what started it. ``start_agent()`` and ``stop_agent()`` restart
+the agent alone, as a power cycle of the unit would. ``tls=True`` gives the
+broker a mutual-TLS listener (``hil.pki``) and every client its certificate;
+``admin_key`` makes the agent take signed requests only. The benchmarks
+(``bench.rig``) and the end-to-end tests (``tests/test_agent_e2e.py``) stand
+the unit up with this same rig.
 
 Bench mode (``RigOptions.unit_config``): the agent is a real unit's, already
 running; the rig reads the unit's config for its pins and topics, starts no
@@ -45,17 +50,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from agent.admin_tools import public_text
 from agent.config import AgentConfig, ConfigError, load_config
+from agent.config_validate import parse_config
 from hil import agent_proc
 from hil.bench import BenchPins, SerialForwarder
-from hil.broker import Broker, free_port
+from hil.broker import Broker, TlsListener, free_port
 from hil.expect import Outcome, describe_expected, evaluate
 from hil.gnss_emulator import GnssEmulator
 from hil.gnss_faults import Fault
-from hil.gnss_sources import RouteSource
+from hil.gnss_sources import CaptureSource, RouteSource
 from hil.gpio_emulator import PigpioEmulator
 from hil.netproxy import NetProxy
-from hil.peers import Admin, BrokerTap, Dispatcher, Seen, publish_raw
+from hil.peers import Admin, BrokerTap, Dispatcher, publish_raw
+from hil.pki import TlsFiles, make_pki
+from hil.recorder import ClientTls, Message
 from hil.runlog import ActionRecord, Msg, PinSample, RunLog, TruthSample
 from hil.scenario import Scenario, Step
 
@@ -76,7 +87,7 @@ class RigOptions:
     unit_id: str = UNIT_ID
     unit_kind: str = "car"
     prefix: str = PREFIX
-    gnss_rate_hz: int = 1
+    gnss_rate_hz: int = 1  # 0: no GNSS emulator (the agent's receiver port stays silent)
     route_offset_s: float = 0.0
     agent_overrides: dict[str, Any] = field(default_factory=dict)
     agent_cmd: str = agent_proc.DEFAULT_AGENT_CMD
@@ -86,6 +97,16 @@ class RigOptions:
     online_timeout_s: float = ONLINE_TIMEOUT_S
     # Put a proxy between the agent and the broker, to cut the unit's own link.
     link_proxy: bool = False
+    gnss_source: RouteSource | CaptureSource | None = None  # None: the Kénitra route from route_offset_s
+    gnss_emulator: type[GnssEmulator] = GnssEmulator
+    gpio_emulator: type[PigpioEmulator] = PigpioEmulator
+    extra_gnss_ptys: int = 0  # more ptys with the same NMEA, for a peer reading beside the agent
+    # Mutual TLS on the broker's only listener, as a fleet's broker has; every client gets a certificate.
+    tls: bool = False
+    admin_key: Ed25519PrivateKey | None = None  # the agent then only takes signed requests
+    broker_persistence: bool = True
+    quick_timings: bool = True  # hil.agent_proc.QUICK_TIMINGS; False: a vehicle's timings
+    runtime_dir: Path | None = None  # None: <workdir>/run
     # Bench mode: a real unit runs its own agent with this config (pins, unit id, prefix);
     # the rig drives its pins through a pigpio daemon and sends NMEA out of a serial port.
     unit_config: Path | None = None
@@ -119,6 +140,8 @@ class Rig:
         self.config: AgentConfig | None = None
         self.config_path: Path | None = None
         self.gnss_path: str = ""
+        self.peer_ptys: list[str] = []
+        self.pki: TlsFiles | None = None
         self.ui_port: int = options.ui_port or free_port()
         self.t0: float | None = None
         self.online_seen = threading.Event()
@@ -139,11 +162,14 @@ class Rig:
 
     def _up(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.opt.tls:
+            self.pki = make_pki(self.workdir / "pki")
         if self.opt.broker is None:
             shutil.rmtree(self.workdir / "broker", ignore_errors=True)  # no sessions or retained from a past run
             # Persistence, as on the fleet's broker: sessions and queued QoS 1 messages
             # survive a broker_stop/broker_start (and a kill, up to the last 1 s autosave).
-            self.broker = Broker(self.workdir / "broker", persistence=True).start()
+            tls = TlsListener(self.pki, require_certificate=True) if self.pki is not None else None
+            self.broker = Broker(self.workdir / "broker", persistence=self.opt.broker_persistence, tls=tls).start()
             self.broker_addr = self.broker.address
             self.progress(f"broker    mosquitto pid {self.broker.pid} on {self.broker_addr[0]}:{self.broker_addr[1]}")
         else:
@@ -152,7 +178,8 @@ class Rig:
         if self.opt.unit_config is not None:
             self._up_bench()
             return
-        self.tap = BrokerTap(host, port, prefix=self.opt.prefix, unit_id=self.opt.unit_id, on_message=self._on_message).start()
+        self.tap = BrokerTap(host, port, prefix=self.opt.prefix, unit_id=self.opt.unit_id, on_message=self._on_message,
+                             tls=self.client_tls("umps-hil-tap")).start()
         self.dispatcher, self.admin = Dispatcher(self.tap), Admin(self.tap)
 
         if self.opt.link_proxy:
@@ -168,29 +195,48 @@ class Rig:
                           (power.power_fail_pin, power.power_fail_active_high)):
             if pin is not None:
                 pulls[pin] = "down" if high else "up"
-        self.gpio = PigpioEmulator(boot_pulls=pulls).start()
+        self.gpio = self.opt.gpio_emulator(boot_pulls=pulls).start()
         if power.ignition_pin is not None:  # the vehicle is running when the unit starts
             self.gpio.set_input(power.ignition_pin, int(power.ignition_active_high))
-        self.gnss = GnssEmulator(RouteSource(offset_s=self.opt.route_offset_s), rate_hz=self.opt.gnss_rate_hz, talker="GN")
-        self.gnss_path = self.gnss.serve_pty(self.workdir / "gnss0")
-        self.gnss.start()
-        self.progress(f"gnss      NMEA at {self.opt.gnss_rate_hz} Hz on {self.gnss_path} (Kénitra route)")
+        if self.opt.gnss_rate_hz:
+            source = self.opt.gnss_source or RouteSource(offset_s=self.opt.route_offset_s)
+            self.gnss = self.opt.gnss_emulator(source, rate_hz=self.opt.gnss_rate_hz, talker="GN")
+            self.gnss_path = self.gnss.serve_pty(self.workdir / "gnss0")
+            self.peer_ptys = [self.gnss.serve_pty(self.workdir / f"gnss-peer{k}")
+                              for k in range(self.opt.extra_gnss_ptys)]
+            self.gnss.start()
+            self.progress(f"gnss      NMEA at {self.opt.gnss_rate_hz} Hz on {self.gnss_path}")
+        else:
+            self.gnss_path = str(self.workdir / "no-gnss")
         self.progress(f"gpio      pigpio protocol on 127.0.0.1:{self.gpio.port}")
 
         data = self._config_data(gnss_port=self.gnss_path, pigpio_port=self.gpio.port)
         self.config = agent_proc.validate(data, "<rig config>")
         self.config_path = agent_proc.write_toml(self.workdir / "agent.toml", data)
-        if not self.opt.start_agent:
-            return
+        if self.opt.start_agent:
+            self.start_agent()
+
+    def start_agent(self) -> None:
+        """Start the agent process (again) and wait for its own birth message: that moment is ``t = 0``."""
+        assert self.config_path is not None and self.tap is not None
+        mark = self.tap.mark()
         self.agent = agent_proc.AgentProcess(self.config_path, self.workdir / "agent.log", self.opt.agent_cmd).start()
         self.progress(f"agent     pid {self.agent.pid}: {' '.join(self.agent.argv)}")
-        self._wait_online()
+        self._wait_online(mark)
+
+    def stop_agent(self) -> int | None:
+        """Stop the agent (SIGTERM, then SIGKILL); its exit code."""
+        return self.agent.stop() if self.agent is not None else None
+
+    def client_tls(self, name: str) -> ClientTls | None:
+        """TLS files for one more client of the rig's broker (None when it has no TLS)."""
+        return ClientTls.issue(self.pki, name) if self.pki is not None else None
 
     def _up_bench(self) -> None:
         """A real unit: its config says which pins and topics; its agent is already running."""
         assert self.opt.unit_config is not None
         try:
-            self.config = load_config(self.opt.unit_config)
+            self.config = load_config(self.opt.unit_config, parse_config)
         except ConfigError as exc:
             raise RigError(str(exc)) from None
         self.opt.unit_id, self.opt.prefix = self.config.unit.id, self.config.mqtt.prefix
@@ -214,13 +260,16 @@ class Rig:
 
     def _config_data(self, *, gnss_port: str, pigpio_port: int) -> dict[str, Any]:
         mqtt_host, mqtt_port = self.proxy.address if self.proxy is not None else self.broker_addr
+        admin_keys = (public_text(self.opt.admin_key),) if self.opt.admin_key is not None else ()
         return agent_proc.rig_config(
             unit_id=self.opt.unit_id, unit_kind=self.opt.unit_kind, gnss_port=gnss_port, pigpio_port=pigpio_port,
             mqtt_host=mqtt_host, mqtt_port=mqtt_port, workdir=self.workdir,
-            ui_port=self.ui_port, prefix=self.opt.prefix, overrides=self.opt.agent_overrides,
+            ui_port=self.ui_port, prefix=self.opt.prefix, tls=self.client_tls(self.opt.unit_id),
+            admin_keys=admin_keys, runtime_dir=self.opt.runtime_dir, quick=self.opt.quick_timings,
+            overrides=self.opt.agent_overrides,
         )
 
-    def _wait_online(self) -> None:
+    def _wait_online(self, mark: int = 0) -> None:
         assert self.tap is not None
         deadline = time.monotonic() + self.opt.online_timeout_s
         while time.monotonic() < deadline:
@@ -230,7 +279,8 @@ class Rig:
             # one is a previous run's (on a given broker); only a real unit's may be retained.
             live_only = self.opt.unit_config is None
             birth = self.tap.wait_for(
-                lambda msgs: next((m for m in msgs if _is_birth(m) and not (live_only and m.retain)), None), 0.25)
+                lambda msgs: next((m for m in msgs[mark:] if _is_birth(m) and not (live_only and m.retain)), None),
+                0.25)
             if birth is not None:
                 self.t0 = birth.mono
                 self.online_seen.set()
@@ -273,7 +323,7 @@ class Rig:
     def _rel(self, mono: float) -> float:
         return mono - (self.t0 or 0.0)
 
-    def _on_message(self, seen: Seen) -> None:
+    def _on_message(self, seen: Message) -> None:
         if not self.online_seen.is_set() or not self.messages_printed:
             return
         if seen.topic in ("telemetry", "telemetry/backlog"):
@@ -303,9 +353,11 @@ class Rig:
         """Do one step; return a description. Raises RigError when it cannot be done."""
         a = step.args
         gpio, gnss, broker = self.gpio, self.gnss, self.broker
-        assert gnss is not None and self.dispatcher is not None and self.admin is not None
+        assert self.dispatcher is not None and self.admin is not None
         if gpio is None and step.action in ("tap", "press", "release", "hold", "bounce", "siren"):
             raise RigError("no GPIO on this bench (give --bench-gpio HOST:PORT)")
+        if gnss is None and step.action in ("gnss_fault", "gnss_clear", "unplug", "replug"):
+            raise RigError("no GNSS emulator on this rig")
         match step.action:
             case "press":
                 gpio.press(self.pin(a["button"]), active_low=self.active_low(a["button"]))
@@ -471,7 +523,7 @@ class Rig:
                       self.agent.output_tail() if self.agent else "")
 
 
-def _is_birth(m: Seen) -> bool:
+def _is_birth(m: Message) -> bool:
     if m.topic != "online":
         return False
     try:

@@ -30,6 +30,7 @@ from hil.runlog import Msg, PinSample, RunLog
 from hil.scenario import COLOURS, Expectation, Scenario
 from hil.scenario import match_text as _match_text
 from hil.seq_ledger import SeqLedger
+from hil.stats import percentile
 
 TELEMETRY_TOPICS = ("telemetry", "telemetry/backlog")
 _MISSING = object()
@@ -286,7 +287,7 @@ def _cadence(exp: Expectation, log: RunLog, _anchor: float) -> Outcome:
     good = sum(1 for d in intervals if abs(d - period) <= a["tolerance"] * period)
     share = good / len(intervals)
     srt = sorted(intervals)
-    p95 = srt[min(len(srt) - 1, int(0.95 * len(srt)))]
+    p95 = percentile(srt, 95)
     mean = sum(intervals) / len(intervals)
     seen = (f"{share * 100:.1f} % of {len(intervals)} intervals in tolerance; mean {mean:.3f} s, "
             f"p95 {p95:.3f} s, max {srt[-1]:.3f} s")
@@ -307,7 +308,8 @@ def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * r * math.asin(min(1.0, math.sqrt(h)))
 
 
-def _parse_utc(text: Any) -> dt.datetime | None:
+def parse_utc(text: Any) -> dt.datetime | None:
+    """An ISO 8601 time from a payload (``Z`` or an offset; none means UTC), None if it is not one."""
     if not isinstance(text, str):
         return None
     try:
@@ -330,7 +332,7 @@ def _position(exp: Expectation, log: RunLog, _anchor: float) -> Outcome:
         fix = d.get("fix") or {}
         if not isinstance(fix, dict) or (fix.get("mode") or 0) < 2 or fix.get("lat") is None:
             continue
-        when = _parse_utc(fix.get("time"))
+        when = parse_utc(fix.get("time"))
         point = _nearest(truth, stamps, when.timestamp()) if when else None
         if point is None:
             unmatched += 1
@@ -340,7 +342,7 @@ def _position(exp: Expectation, log: RunLog, _anchor: float) -> Outcome:
         return Outcome(exp.name, exp.kind, False, describe_expected(exp),
                        f"{len(errors)} position(s) matched to the route by fix time ({unmatched} unmatched)")
     srt = sorted(e for _, e in errors)
-    p95 = srt[min(len(srt) - 1, int(0.95 * len(srt)))]
+    p95 = percentile(srt, 95)
     seen = f"p95 {p95:.1f} m, max {srt[-1]:.1f} m over {len(errors)} fixes ({unmatched} unmatched)"
     return Outcome(exp.name, exp.kind, p95 <= a["max_m"], describe_expected(exp), seen, data={
         "errors": [[round(t, 3), round(e, 2)] for t, e in errors], "p95": p95})

@@ -44,7 +44,9 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from agent.core import telemetry_cbor
 from hil.route import Route, default_route
+from hil.stats import percentile
 
 CONNECT_BATCH = 50
 
@@ -60,8 +62,10 @@ def _json(body: dict[str, Any]) -> bytes:
 class SimUnit:
     """One simulated unit: a paho client on an external loop."""
 
-    def __init__(self, unit_id: str, host: str, port: int, *, prefix: str, route: Route, offset_s: float):
+    def __init__(self, unit_id: str, host: str, port: int, *, prefix: str, route: Route, offset_s: float,
+                 username: str | None = None, password: str | None = None, encoding: str = "json"):
         self.id = unit_id
+        self.encoding = encoding
         self.base = f"{prefix}/{unit_id}/"
         self.route = route
         self.offset_s = offset_s
@@ -73,6 +77,8 @@ class SimUnit:
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"umps-{unit_id}",
                                   protocol=MQTTProtocolVersion.MQTTv311, clean_session=False)
         self.client.max_inflight_messages_set(20)
+        if username is not None:
+            self.client.username_pw_set(username, password)
         self.client.will_set(self.base + "online", b'{"online":false}', qos=1, retain=True)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
@@ -123,7 +129,8 @@ class SimUnit:
         }
         self.seq += 1
         self.published += 1
-        self.client.publish(self.base + "telemetry", _json(body), qos=1)
+        payload = telemetry_cbor.encode_report(body) if self.encoding == "cbor" else _json(body)
+        self.client.publish(self.base + "telemetry", payload, qos=1)
 
 
 @dataclass
@@ -137,6 +144,7 @@ class FleetStats:
     seqs: dict[str, list[int]] = field(default_factory=dict)
     sys: dict[str, str] = field(default_factory=dict)
     counters: dict[str, list[tuple[float, int]]] = field(default_factory=dict)  # $SYS counter samples
+    latencies: list[float] = field(default_factory=list)  # arrival minus the report's ts, seconds
 
     def broker_rate(self, name: str, start: float, end: float) -> float | None:
         """Messages per second from two samples of a broker counter inside [start, end]."""
@@ -193,16 +201,32 @@ class FleetReport:
         return dict(self.__dict__)
 
 
+def _seq_and_latency(payload: bytes) -> tuple[int | None, float | None]:
+    """A report's seq and its age on arrival (now minus ``ts``), read as cheaply as the encoding allows."""
+    try:
+        if telemetry_cbor.is_cbor(payload) and not telemetry_cbor.is_batch(payload):
+            report = telemetry_cbor.report_map(payload)
+            return report[telemetry_cbor.K_SEQ], time.time() - report[telemetry_cbor.K_TS] / 1000
+        report = telemetry_cbor.decode_telemetry(payload)[0]
+        sent = dt.datetime.fromisoformat(report["ts"].replace("Z", "+00:00"))
+        return report["seq"], (dt.datetime.now(dt.timezone.utc) - sent).total_seconds()
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None, None
+
+
 class FleetSubscriber:
     """The dispatch side: everything the units report, timed."""
 
-    def __init__(self, host: str, port: int, prefix: str, *, sys_topics: bool):
+    def __init__(self, host: str, port: int, prefix: str, *, sys_topics: bool, username: str | None = None,
+                 password: str | None = None):
         self.stats = FleetStats()
         self._lock = threading.Lock()
         self._prefix = prefix
         self.ready = threading.Event()
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"umps-hil-fleet-sub-{id(self):x}",
                                   protocol=MQTTProtocolVersion.MQTTv311)
+        if username is not None:
+            self.client.username_pw_set(username, password)
         topics = [(f"{prefix}/+/telemetry", 1)]
         if sys_topics:
             topics += [("$SYS/broker/clients/connected", 0), ("$SYS/broker/publish/messages/received", 0),
@@ -223,10 +247,7 @@ class FleetSubscriber:
                     self.stats.counters.setdefault(name, []).append((now, int(text)))
             return
         unit = msg.topic[len(self._prefix) + 1:].split("/", 1)[0]
-        try:
-            seq = json.loads(msg.payload)["seq"]
-        except (ValueError, KeyError, TypeError):
-            seq = None
+        seq, latency = _seq_and_latency(bytes(msg.payload))
         with self._lock:
             s = self.stats
             s.received += 1
@@ -235,6 +256,8 @@ class FleetSubscriber:
             s.per_unit.setdefault(unit, []).append(now)
             if isinstance(seq, int):
                 s.seqs.setdefault(unit, []).append(seq)
+            if latency is not None:
+                s.latencies.append(latency)
 
     def start(self, timeout: float = 10.0) -> "FleetSubscriber":
         self.client.loop_start()
@@ -249,37 +272,69 @@ class FleetSubscriber:
 
 def run_fleet(host: str, port: int, *, units: int, duration_s: float, rate_hz: float = 1.0, prefix: str = "umps",
               sys_topics: bool = False, progress: Callable[[str], None] = lambda _l: None,
-              stop: threading.Event | None = None) -> FleetReport:
+              stop: threading.Event | None = None, encoding: str = "json") -> FleetReport:
     """Run ``units`` simulated units for ``duration_s`` and measure what the broker delivers."""
-    stop = stop or threading.Event()
     route = default_route()
     sub = FleetSubscriber(host, port, prefix, sys_topics=sys_topics).start()
-    sims = [SimUnit(f"FLEET-{i:04d}", host, port, prefix=prefix, route=route,
-                    offset_s=(i * route.duration_s / max(units, 1)) % max(route.duration_s, 1.0))
-            for i in range(units)]
-    sel = selectors.DefaultSelector()
-    pump = _Pump(sel, sims)
-    cpu0 = time.process_time()
+    sims = [SimUnit(f"FLEET-{i:04d}", host, port, prefix=prefix, route=route, offset_s=route_offset(route, i, units),
+                    encoding=encoding) for i in range(units)]
+    driver = Driver(sims, stop)
     try:
-        for i, u in enumerate(sims):
-            u.connect()
-            sel.register(u.client.socket(), selectors.EVENT_READ, u)
-            if i % CONNECT_BATCH == CONNECT_BATCH - 1:
-                pump(0.0)
-        deadline = time.monotonic() + 15.0
-        while sum(u.connected for u in sims) < units and time.monotonic() < deadline and not stop.is_set():
-            pump(0.05)
-        connected = sum(u.connected for u in sims)
+        connected = driver.connect()
         progress(f"fleet: {connected}/{units} units connected; reporting at {rate_hz:g} Hz for {duration_s:g} s")
+        start, measured_s = driver.report(duration_s, rate_hz, lambda t: progress(
+            f"fleet: {t:5.1f} s, {sub.stats.received} reports delivered"))
+        driver.settle(2.0)  # the last reports and their acknowledgements land
+        cpu = driver.cpu()
+    finally:
+        driver.close()
+        sub.stop()
+    return _report(sims, sub.stats, units, rate_hz, measured_s, connected, cpu, (start + 1.0, start + measured_s))
+
+
+def route_offset(route: Route, i: int, units: int) -> float:
+    """Where unit ``i`` of ``units`` starts on the route: spread evenly along it."""
+    return (i * route.duration_s / max(units, 1)) % max(route.duration_s, 1.0)
+
+
+class Driver:
+    """Runs simulated units on one thread: connect, report on a shared schedule, settle, close."""
+
+    def __init__(self, sims: list[SimUnit], stop: threading.Event | None = None):
+        self.sims = sims
+        self.stop = stop or threading.Event()
+        self.sel = selectors.DefaultSelector()
+        self.pump = _Pump(self.sel, sims)
+        self._cpu0 = time.process_time()
+
+    def connect(self, timeout: float = 15.0) -> int:
+        """Connect every unit (in batches); returns how many are connected."""
+        for i, u in enumerate(self.sims):
+            u.connect()
+            self.sel.register(u.client.socket(), selectors.EVENT_READ, u)
+            if i % CONNECT_BATCH == CONNECT_BATCH - 1:
+                self.pump(0.0)
+        deadline = time.monotonic() + timeout
+        while sum(u.connected for u in self.sims) < len(self.sims) and time.monotonic() < deadline \
+                and not self.stop.is_set():
+            self.pump(0.05)
+        return sum(u.connected for u in self.sims)
+
+    def report(self, duration_s: float, rate_hz: float, tick: Callable[[float], None] = lambda _t: None,
+               every_s: float = 5.0) -> tuple[float, float]:
+        """Each unit reports at ``rate_hz`` for ``duration_s``; returns (start, measured seconds).
+
+        Unit i reports at start + i*period/units + k*period (spread evenly);
+        ``tick(t)`` is called every ``every_s`` seconds.
+        """
+        units = len(self.sims)
         period = 1.0 / rate_hz
         start = time.monotonic()
-        measured_s = 0.0
-        # Unit i reports at start + i*period/units + k*period: spread evenly.
         due = [start + i * period / units for i in range(units)]
         nxt = 0
-        last_progress = start
+        last_tick = start
         end = start + duration_s
-        while not stop.is_set():
+        while not self.stop.is_set():
             now = time.monotonic()
             if now >= end:
                 break
@@ -288,23 +343,28 @@ def run_fleet(host: str, port: int, *, units: int, duration_s: float, rate_hz: f
             for _ in range(units):
                 if due[nxt] > now:
                     break
-                u = sims[nxt]
+                u = self.sims[nxt]
                 if u.connected:
                     u.report(now - start, utc)
                 due[nxt] += period
                 nxt = (nxt + 1) % units
-            pump(max(0.0, min(due[nxt] - time.monotonic(), 0.02)))
-            if now - last_progress >= 5.0:
-                last_progress = now
-                progress(f"fleet: {now - start:5.1f} s, {sub.stats.received} reports delivered")
-        measured_s = time.monotonic() - start
-        # Let the last reports and their acknowledgements land.
-        settle = time.monotonic() + 2.0
-        while time.monotonic() < settle:
-            pump(0.05)
-        cpu = time.process_time() - cpu0
-    finally:
-        for u in sims:
+            self.pump(max(0.0, min(due[nxt] - time.monotonic(), 0.02)))
+            if now - last_tick >= every_s:
+                last_tick = now
+                tick(now - start)
+        return start, time.monotonic() - start
+
+    def settle(self, seconds: float, until: Callable[[], bool] = lambda: False) -> None:
+        """Keep the sockets serviced for ``seconds`` (or until ``until()``)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not until() and not self.stop.is_set():
+            self.pump(0.05)
+
+    def cpu(self) -> float:
+        return time.process_time() - self._cpu0
+
+    def close(self) -> None:
+        for u in self.sims:
             try:
                 u.client.disconnect()
                 u.client.loop_write()
@@ -313,13 +373,11 @@ def run_fleet(host: str, port: int, *, units: int, duration_s: float, rate_hz: f
             sock = u.client.socket()
             if sock is not None:
                 try:
-                    sel.unregister(sock)
+                    self.sel.unregister(sock)
                 except (KeyError, ValueError):
                     pass
                 sock.close()
-        sel.close()
-        sub.stop()
-    return _report(sims, sub.stats, units, rate_hz, measured_s, connected, cpu, (start + 1.0, start + measured_s))
+        self.sel.close()
 
 
 class _Pump:
@@ -361,7 +419,7 @@ def _report(sims: list[SimUnit], stats: FleetStats, units: int, rate_hz: float, 
         reports=sum(u.seq - 1 for u in sims), published=sum(u.published for u in sims), acked=sum(u.acked for u in sims), delivered=stats.received,
         sustained_rate=(stats.received - 1) / span if span > 0 else 0.0,
         interval_mean=statistics.fmean(srt) if srt else None,
-        interval_p95=srt[min(len(srt) - 1, int(0.95 * len(srt)))] if srt else None,
+        interval_p95=percentile(srt, 95) if srt else None,
         interval_max=srt[-1] if srt else None,
         units_late=late, missing=missing,
         broker_received_rate=stats.broker_rate("publish/messages/received", window[0], window[1]),

@@ -10,7 +10,9 @@ a target. ``blackhole()`` makes every open connection swallow what it reads
 in both directions (the sockets stay open, so neither end sees an error) and
 makes new connections black holes too, until ``restore()``: from then on new
 connections forward again (the stalled ones stay stalled, like a dead NAT
-entry). ``drop_all()`` closes every connection (a clean cut).
+entry). ``drop_all()`` closes every connection (a clean cut); ``refuse()`` does
+that and closes each new connection as soon as it is accepted (a link that is
+cut, not stalled), until ``restore()``.
 
 ``refuse_mqtt5=True`` makes the proxy act as an MQTT 3.1.1-only broker in
 front of a real one: a CONNECT with protocol level 5 is answered with the
@@ -45,6 +47,7 @@ class NetProxy:
         self.refuse_mqtt5 = refuse_mqtt5
         self.port = free_port()
         self._blackholed = False
+        self._refusing = False
         self._pairs: list[_Pair] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -74,6 +77,12 @@ class NetProxy:
     def restore(self) -> None:
         with self._lock:
             self._blackholed = False
+            self._refusing = False
+
+    def refuse(self) -> None:
+        with self._lock:
+            self._refusing = True
+        self.drop_all()
 
     def drop_all(self) -> None:
         with self._lock:
@@ -102,7 +111,10 @@ class NetProxy:
 
     def _serve(self, client: socket.socket) -> None:
         with self._lock:
-            stalled = self._blackholed
+            stalled, refusing = self._blackholed, self._refusing
+        if refusing:
+            client.close()
+            return
         upstream = None
         if not stalled:
             try:

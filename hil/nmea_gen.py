@@ -38,6 +38,8 @@ import math
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+from agent.core import nmea
+
 UTC = dt.timezone.utc
 
 KNOTS_PER_MPS = 3600.0 / 1852.0
@@ -105,14 +107,8 @@ class NavEpoch:
 
 
 def checksum(body: str) -> str:
-    """The two hex digits of the XOR of every character of ``body``.
-
-    ``body`` is what lies between ``$`` and ``*``.
-    """
-    value = 0
-    for byte in body.encode("ascii"):
-        value ^= byte
-    return f"{value:02X}"
+    """The two hex digits of the agent's NMEA checksum of ``body`` (what lies between ``$`` and ``*``)."""
+    return f"{nmea.checksum(body.encode('ascii')):02X}"
 
 
 def frame(body: str) -> str:

@@ -1,13 +1,10 @@
 """The rig on the broker: a recorder of everything the unit's topics carry, and the
 two people the unit talks to, the dispatcher and the fleet admin.
 
-``BrokerTap`` is one paho client (MQTT 3.1.1, QoS 1, a session the broker
-keeps) subscribed to ``<prefix>/<unit>/#``. Every message is kept with its monotonic arrival time,
+``BrokerTap`` is the rig's recorder (``hil.recorder``) on ``<prefix>/<unit>/#``
+with a session the broker keeps. Every message is kept with its arrival time,
 including what the rig itself publishes (the broker echoes it), so a run's
-log shows the conversation in order. Callbacks only append under a lock and
-notify; ``wait_for(predicate, timeout)`` blocks on that condition (nothing
-polls, nothing sleeps). paho reconnects by itself after the rig stops and
-restarts the broker; ``connected`` says whether it is on.
+log shows the conversation in order.
 
 ``Dispatcher`` and ``Admin`` build the payloads of the MQTT contract
 (``docs/mqtt-api.md``, ``docs/remote-config.md``) and publish them through
@@ -21,135 +18,21 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
-import socket
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-
-PUBLISH_WAIT_S = 2.0
+from hil.recorder import ClientTls, Message, Recorder
 
 
-@dataclass(frozen=True, slots=True)
-class Seen:
-    mono: float
-    topic: str  # relative to the unit's base, or "/" + full topic outside it
-    payload: bytes
-    retain: bool
-    qos: int
-
-
-class BrokerTap:
-    """Record the unit's topics; publish as the rig's peers."""
-
-    _ids = itertools.count(1)
+class BrokerTap(Recorder):
+    """The recorder on ``<prefix>/<unit>/#``, topics kept relative to the unit; publishes under it."""
 
     def __init__(self, host: str, port: int, *, prefix: str, unit_id: str,
-                 on_message: Callable[[Seen], None] | None = None):
-        self.host, self.port = host, port
-        self.base = f"{prefix}/{unit_id}/"
-        self.messages: list[Seen] = []
-        self._on_message_cb = on_message
-        self._cond = threading.Condition()
-        self._subscribed = threading.Event()
-        self._client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"umps-hil-tap-{next(self._ids)}-{id(self):x}",
-            protocol=MQTTProtocolVersion.MQTTv311,
-            # A session the broker keeps (it persists it across a restart), so after an
-            # outage the tap is subscribed the moment the broker is back, before the unit
-            # can publish its backlog, and QoS 1 messages wait for it.
-            clean_session=False,
-        )
-        self._client.reconnect_delay_set(0.1, 0.5)
-        self._client.on_connect = self._cb_connect
-        self._client.on_socket_open = _no_delay
-        self._client.on_message = self._cb_message
-        self._client.on_subscribe = lambda *a: self._subscribed.set()
-        self._client.on_disconnect = lambda *a: self._subscribed.clear()
-
-    # ---------------------------------------------------------- lifecycle
-
-    def start(self, timeout: float = 10.0) -> "BrokerTap":
-        self._client.connect(self.host, self.port, keepalive=10)
-        self._client.loop_start()
-        if not self._subscribed.wait(timeout):
-            self.stop()
-            raise TimeoutError(f"the rig could not subscribe on {self.host}:{self.port} within {timeout} s")
-        return self
-
-    def stop(self) -> None:
-        try:
-            self._client.disconnect()
-        finally:
-            self._client.loop_stop()
-
-    @property
-    def connected(self) -> bool:
-        return self._subscribed.is_set()
-
-    # ---------------------------------------------------------- recording
-
-    def _cb_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        if getattr(flags, "session_present", False):
-            # Subscribing again would make the broker resend retained messages as if new.
-            self._subscribed.set()
-        else:
-            client.subscribe(self.base + "#", qos=1)
-
-    def _cb_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
-        topic = msg.topic[len(self.base):] if msg.topic.startswith(self.base) else "/" + msg.topic
-        seen = Seen(time.monotonic(), topic, bytes(msg.payload), bool(msg.retain), msg.qos)
-        with self._cond:
-            self.messages.append(seen)
-            self._cond.notify_all()
-        if self._on_message_cb is not None:
-            try:
-                self._on_message_cb(seen)
-            except Exception:  # a progress printer must never kill paho's loop
-                pass
-
-    def snapshot(self) -> list[Seen]:
-        with self._cond:
-            return list(self.messages)
-
-    def wait_for(self, predicate: Callable[[list[Seen]], Any], timeout: float) -> Any:
-        """Block until ``predicate(messages)`` is truthy; return it (``None`` on timeout)."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                result = predicate(self.messages)
-                if result:
-                    return result
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                self._cond.wait(left)
-
-    # ---------------------------------------------------------- publishing
-
-    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> bool:
-        """Publish under the unit's base; True once the broker acknowledged it."""
-        info = self._client.publish(self.base + topic, payload, qos=qos, retain=retain)
-        if info.rc != paho.MQTT_ERR_SUCCESS and info.rc != paho.MQTT_ERR_NO_CONN:
-            return False
-        try:
-            info.wait_for_publish(PUBLISH_WAIT_S)
-        except RuntimeError:  # not connected: paho keeps it queued and sends it on reconnect
-            return False
-        return info.is_published()
-
-
-def _no_delay(client: paho.Client, userdata: Any, sock: Any) -> None:
-    """No Nagle on the rig's socket: a call must not wait for the ACK of our last PUBACK."""
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except (OSError, AttributeError):
-        pass
+                 on_message: Callable[[Message], None] | None = None, tls: ClientTls | None = None):
+        base = f"{prefix}/{unit_id}/"
+        super().__init__(host, port, [base + "#"], base=base, client_id=f"umps-hil-tap-{unit_id}-{id(self):x}",
+                         tls=tls, persistent=True, on_message=on_message)
 
 
 def utc_now() -> str:

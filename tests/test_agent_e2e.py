@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -19,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from hil.gnss_emulator import GnssEmulator
-from hil.gpio_emulator import PigpioEmulator
-from tests.support.broker import Broker, Recorder, free_port, wait_until
+from hil.agent_proc import deep_merge
+from hil.engine import Rig as HilRig
+from hil.engine import RigOptions
+from tests.support.broker import free_port, mosquitto_path, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIT = "KEN-T-01"
@@ -29,111 +29,58 @@ PINS = {"available": 5, "en_route": 6, "on_scene": 13, "busy": 19, "out_of_servi
         "emergency": 20, "siren": 21}
 
 
-def agent_config(tmp: Path, broker: Broker, gnss_port: str, pigpio_port: int, *, kind: str = "car",
-                 ui_port: int | None = None, extra: str = "") -> Path:
-    inputs = "\n".join(f"inputs.{name} = {{ pin = {pin}, bounce_s = 0.01 }}" for name, pin in PINS.items())
-    text = f"""
-[unit]
-id = "{UNIT}"
-kind = "{kind}"
-[gnss]
-port = "{gnss_port}"
-silence_timeout_s = 2.0
-reopen_max_wait_s = 1.0
-[mqtt]
-host = "127.0.0.1"
-port = {broker.port}
-keepalive_s = 10
-reconnect_min_s = 0.2
-reconnect_max_s = 1.0
-[mqtt.tls]
-enabled = false
-[storage]
-state_dir = "{tmp / 'state'}"
-runtime_dir = "{tmp / 'run'}"
-commit_interval_s = 1.0
-[gpio]
-factory = "pigpio"
-pigpio_port = {pigpio_port}
-{inputs}
-[ui]
-enabled = {"true" if ui_port else "false"}
-http_port = {ui_port or 8080}
-[display]
-kind = "none"
-{extra}
-"""
-    path = tmp / "agent.toml"
-    path.write_text(text)
-    return path
+class Rig(HilRig):
+    """The scenario rig (``hil.engine``): broker, emulators, its recorder; the agent started by the test."""
 
-
-class Rig:
-    """Broker, emulators, a recorder, and the agent process."""
-
-    def __init__(self, tmp: Path, **config):
-        self.tmp = tmp
-        self.broker = Broker(tmp / "broker").start()
-        self.recorder = Recorder(self.broker, topics=(f"umps/{UNIT}/#",)).start()
-        self.gnss = GnssEmulator(rate_hz=1)
-        self.gnss_path = self.gnss.serve_pty(tmp / "gnss0")
-        self.gnss.start()
-        self.gpio = PigpioEmulator("127.0.0.1", 0)
-        self.gpio.start()
-        self.config = agent_config(tmp, self.broker, self.gnss_path, self.gpio.port, **config)
-        self.proc: subprocess.Popen | None = None
-
-    def start_agent(self) -> None:
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        env.pop("NOTIFY_SOCKET", None)
-        self.log = open(self.tmp / "agent.log", "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "agent", "run", "--config", str(self.config)],
-                                     cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-
-    def stop_agent(self, sig: int = signal.SIGTERM) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(15)
-        finally:
-            self.log.close()
-
-    def births(self) -> int:
-        return len([b for b in self.messages("online") if b.get("online")])
+    def __init__(self, tmp: Path, *, kind: str = "car", ui_port: int | None = None,
+                 overrides: dict | None = None) -> None:
+        mosquitto_path()  # skip, not fail, without Mosquitto
+        agent = deep_merge({
+            "gpio": {"inputs": {name: {"pin": pin, "bounce_s": 0.01} for name, pin in PINS.items()}},
+            "mqtt": {"reconnect_max_s": 1.0},
+            "storage": {"commit_interval_s": 1.0},
+            "ui": {"enabled": ui_port is not None},
+        }, overrides or {})
+        super().__init__(RigOptions(workdir=tmp, unit_id=UNIT, unit_kind=kind, ui_port=ui_port,
+                                    start_agent=False, agent_overrides=agent))
+        self.up()
 
     def start_and_wait_online(self) -> None:
         """Start the agent and wait for *its* birth message (not a retained one from before)."""
-        before = self.births()
         self.start_agent()
-        self.wait("online", lambda b: b.get("online") is True and self.births() > before)
 
     def agent_log(self) -> str:
-        return (self.tmp / "agent.log").read_text(errors="replace")[-4000:]
+        return (self.workdir / "agent.log").read_text(errors="replace")[-4000:]
 
     def messages(self, topic: str) -> list[dict]:
-        return [json.loads(m.payload) for m in self.recorder.on(f"umps/{UNIT}/{topic}")]
+        assert self.tap is not None
+        return [json.loads(m.payload) for m in self.tap.on(topic)]
+
+    def publish(self, topic: str, body: dict | bytes) -> None:
+        assert self.tap is not None
+        payload = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
+        assert self.tap.publish(topic, payload), f"the broker did not take the message on {topic}"
 
     def wait(self, topic: str, predicate=lambda body: True, timeout: float = 10.0) -> dict:
-        try:
-            return self.recorder.wait_json(f"umps/{UNIT}/{topic}", predicate, timeout)
-        except pytest.fail.Exception as exc:
-            raise AssertionError(f"{exc}\nagent log:\n{self.agent_log()}") from None
+        """The newest JSON body on ``topic`` for which ``predicate`` holds, waiting for one."""
+        assert self.tap is not None
 
-    def close(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-        self.recorder.stop()
-        self.gnss.stop()
-        self.gpio.stop()
-        self.broker.stop()
+        def matching(messages) -> list[dict]:
+            bodies = (json.loads(m.payload) for m in messages if m.topic == topic and m.payload)
+            return [body for body in bodies if predicate(body)]
+
+        found = self.tap.wait_for(lambda ms: matching(ms), timeout)
+        if found is None:
+            raise AssertionError(f"timed out after {timeout} s waiting for {topic}; "
+                                 f"last messages: {self.tap.snapshot()[-3:]!r}\nagent log:\n{self.agent_log()}")
+        return found[-1]
 
 
 @pytest.fixture
 def rig(tmp_path):
     r = Rig(tmp_path)
     yield r
-    r.close()
+    r.down()
 
 
 def test_reports_position_and_status_and_answers_a_call(rig):
@@ -161,12 +108,12 @@ def test_reports_position_and_status_and_answers_a_call(rig):
     # A call: the receipt comes by itself; "ack" on the panel accepts it.
     call = {"id": "C-1", "action": "new", "priority": 1, "nature": "Accident", "address": "Av. Mohammed V",
             "location": {"lat": 34.2610, "lon": -6.5802}, "created": "2026-11-25T10:00:00Z"}
-    rig.recorder.publish(f"umps/{UNIT}/call", json.dumps(call).encode())
+    rig.publish("call", json.dumps(call).encode())
     rig.wait("call/response", lambda b: b["id"] == "C-1" and b["response"] == "received")
     rig.gpio.hold(PINS["ack"], 0.1)
     rig.wait("call/response", lambda b: b["response"] == "accepted")
     # A broken call is answered, never shown, never fatal.
-    rig.recorder.publish(f"umps/{UNIT}/call", b"{not json")
+    rig.publish("call", b"{not json")
     assert "error" in rig.wait("call/rejected")
 
     assert rig.stop_agent() == 0
@@ -176,7 +123,7 @@ def test_reports_position_and_status_and_answers_a_call(rig):
 
 def _rig(tmp_path, request, **config) -> Rig:
     r = Rig(tmp_path, **config)
-    request.addfinalizer(r.close)
+    request.addfinalizer(r.down)
     return r
 
 
@@ -184,7 +131,7 @@ ALARM_LED = 12
 
 
 def test_emergency_is_held_then_cleared_by_dispatch_only(tmp_path, request):
-    rig = _rig(tmp_path, request, extra="[panel]\nemergency_hold_s = 1.0\nemergency_cancel_s = 1.0\n")
+    rig = _rig(tmp_path, request, overrides={"panel": {"emergency_hold_s": 1.0, "emergency_cancel_s": 1.0}})
     rig.start_agent()
     rig.wait("status", lambda b: b["status"] == "available")
     # A bump is not an alarm.
@@ -199,9 +146,9 @@ def test_emergency_is_held_then_cleared_by_dispatch_only(tmp_path, request):
     assert rig.gpio.wait_for_level(ALARM_LED, 1, 5.0)
     # The crew cannot clear it; dispatch acknowledges, then clears.
     rig.gpio.hold(PINS["ack"], 0.1)
-    rig.recorder.publish(f"umps/{UNIT}/alarm/ack", b"")
+    rig.publish("alarm/ack", b"")
     rig.wait("alarm", lambda b: b["state"] == "acknowledged")
-    rig.recorder.publish(f"umps/{UNIT}/alarm/clear", json.dumps({"id": pending["id"]}).encode())
+    rig.publish("alarm/clear", json.dumps({"id": pending["id"]}).encode())
     cleared = rig.wait("alarm", lambda b: b["state"] == "cleared")
     assert cleared["active"] is False
     rig.wait("status", lambda b: b["emergency"] is False)
@@ -209,12 +156,7 @@ def test_emergency_is_held_then_cleared_by_dispatch_only(tmp_path, request):
 
 
 def test_status_and_seq_survive_a_restart_and_nothing_is_lost_in_a_broker_outage(tmp_path, request):
-    rig = _rig(tmp_path, request)
-    rig.broker.stop()
-    rig.broker = Broker(tmp_path / "broker", port=rig.broker.port, persistence=True).start()
-    rig.recorder.stop()
-    rig.recorder = Recorder(rig.broker, topics=(f"umps/{UNIT}/#",), client_id="track-history",
-                            persistent=True).start()
+    rig = _rig(tmp_path, request)  # the rig's broker keeps sessions and queued messages, as a fleet's does
     rig.start_agent()
     rig.wait("telemetry", lambda b: b["seq"] >= 2)
     rig.gpio.hold(PINS["en_route"], 0.1)
@@ -245,12 +187,12 @@ def test_status_and_seq_survive_a_restart_and_nothing_is_lost_in_a_broker_outage
 
 
 def _push(rig: Rig, request: dict) -> dict:
-    rig.recorder.publish(f"umps/{UNIT}/config/set", json.dumps(request).encode())
+    rig.publish("config/set", json.dumps(request).encode())
     return rig.wait("config/result", lambda b: b["id"] == request["id"])
 
 
 def test_remote_config_push_is_validated_applied_and_rolled_back_when_the_broker_is_unreachable(tmp_path, request):
-    rig = _rig(tmp_path, request, extra="[security]\nrollback_timeout_s = 10\n")
+    rig = _rig(tmp_path, request, overrides={"security": {"rollback_timeout_s": 10}})
     rig.start_agent()
     rig.wait("config/current", lambda b: b["version"] == 0)
     # Invalid: field-level errors, nothing changes.
@@ -260,9 +202,10 @@ def test_remote_config_push_is_validated_applied_and_rolled_back_when_the_broker
     assert refused["ok"] is False and refused["errors"][0]["loc"].startswith("config.unit.id")
     # Valid and hot: 2 Hz reports without a restart.
     ok = _push(rig, {"id": "r3", "version": 1, "config": {"telemetry": {"rate_hz": 2.0}}})
+    assert ok["time_source"] in ("system", "gnss", "system_unsynced") and ok.pop("ts") and ok.pop("time_source")
     assert ok == {"id": "r3", "ok": True, "version": 1, "errors": [], "restart_required": False}
     # Validated in a child process: the agent itself never maps pydantic's library.
-    maps = Path(f"/proc/{rig.proc.pid}/maps").read_text()
+    maps = Path(f"/proc/{rig.agent.pid}/maps").read_text()
     assert "_sqlite3" in maps and "_pydantic_core" not in maps
     current = rig.wait("config/current", lambda b: b["version"] == 1)
     assert current["config"]["telemetry"]["rate_hz"] == 2.0 and current["config"]["mqtt"]["password"] in (None, "***")
@@ -288,7 +231,7 @@ def test_remote_config_push_is_validated_applied_and_rolled_back_when_the_broker
     assert rig.messages("online")[-1]["config_version"] == 2
     # A broker the unit cannot reach: rolled back by itself, and the admin is told.
     dead = {"id": "r4", "version": 3, "config": {"mqtt": {"port": free_port()}}}
-    rig.recorder.publish(f"umps/{UNIT}/config/set", json.dumps(dead).encode())
+    rig.publish("config/set", json.dumps(dead).encode())
     result = rig.wait("config/result", lambda b: b["id"] == "r4", timeout=40)
     assert result["ok"] is False and "rolled back to version 2" in result["errors"][0]["msg"]
     back = rig.wait("config/current", lambda b: b["version"] == 2 and b["config"]["mqtt"]["port"] == rig.broker.port)
@@ -306,7 +249,7 @@ def test_status_command_and_gnss_unplug(tmp_path, request):
     env.pop("RUNTIME_DIRECTORY", None)
 
     def status() -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "agent", "status", "--json", "--config", str(rig.config)],
+        return subprocess.run([sys.executable, "-m", "agent", "status", "--json", "--config", str(rig.config_path)],
                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
 
     wait_until(lambda: status().returncode == 0, 10, "status file")
@@ -341,7 +284,7 @@ def test_car_touchscreen_shows_the_call_and_a_touch_accepts_it(tmp_path, request
             page.goto(f"http://127.0.0.1:{ui_port}/")
             call = {"id": "C-7", "action": "new", "priority": 2, "nature": "حادث سير", "address": "Rue 12, Kénitra",
                     "location": {"lat": 34.255, "lon": -6.59}, "created": "2026-11-25T10:00:00Z"}
-            rig.recorder.publish(f"umps/{UNIT}/call", json.dumps(call, ensure_ascii=False).encode())
+            rig.publish("call", json.dumps(call, ensure_ascii=False).encode())
             page.locator("#takeover .nature").filter(has_text="حادث سير").wait_for(timeout=10_000)
             rig.wait("call/response", lambda b: b["id"] == "C-7" and b["response"] == "received")
             page.locator("#btn-accept").click()
@@ -353,8 +296,8 @@ def test_car_touchscreen_shows_the_call_and_a_touch_accepts_it(tmp_path, request
             rig.wait("call/response", lambda b: b["id"] == "C-7" and b["response"] == "en_route")
             # Dispatch updates the address: the card follows; a re-delivery changes nothing.
             update = {"id": "C-7", "action": "update", "address": "Bd Hassan II, Kénitra"}
-            rig.recorder.publish(f"umps/{UNIT}/call", json.dumps(update).encode())
-            rig.recorder.publish(f"umps/{UNIT}/call", json.dumps(call, ensure_ascii=False).encode())
+            rig.publish("call", json.dumps(update).encode())
+            rig.publish("call", json.dumps(call, ensure_ascii=False).encode())
             page.locator("#call .address, #call [class*=address]").filter(has_text="Hassan II").first.wait_for(
                 timeout=10_000)
             # The call survives a restart of the agent; the page reconnects by itself.
@@ -364,7 +307,7 @@ def test_car_touchscreen_shows_the_call_and_a_touch_accepts_it(tmp_path, request
             page.locator("#app:not(.offline)").wait_for(timeout=15_000)
             page.locator("#call").filter(has_text="Hassan II").wait_for(timeout=10_000)
             # Dispatch cancels: the card goes.
-            rig.recorder.publish(f"umps/{UNIT}/call", json.dumps({"id": "C-7", "action": "cancel"}).encode())
+            rig.publish("call", json.dumps({"id": "C-7", "action": "cancel"}).encode())
             page.locator("#call").wait_for(state="hidden", timeout=10_000)
             responses = [b["response"] for b in rig.messages("call/response") if b["id"] == "C-7"]
             assert responses.count("received") == 1, responses

@@ -35,12 +35,102 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
-def test_core_imports_nothing_else_of_agent():
-    # The core reads the validated config dataclasses (pure data); nothing else from outside it.
-    for path in (ROOT / "agent" / "core").glob("*.py"):
-        for name in _imports(path):
-            if name.startswith("agent"):
-                assert name.startswith("agent.core") or name == "agent.config", f"{path.name} imports {name}"
+def _module_graph(*packages: str) -> dict[str, set[str]]:
+    """Module -> the modules of ``packages`` it imports, at the top or inside a function
+    (a lazy import is a dependency all the same); ``from p import m`` counts as importing ``p.m``."""
+    paths = {}
+    for package in packages:
+        for path in (ROOT / package).rglob("*.py"):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            paths[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in paths.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(up + ([node.module] if node.module else []))
+                found.add(base)
+                found.update(f"{base}.{alias.name}" for alias in node.names)
+        graph[name] = {m for m in found if m in paths and m != name}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph[node]):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                out.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return out
+
+
+def test_cycle_finder_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycle():
+    assert _cycles(_module_graph("agent", "hil")) == []
+
+
+# What each layer may import of ``agent``; anything not listed (the runtime, the CLI and
+# its tools) is the top, which nothing below imports. The config is the bottom: plain
+# dataclasses, validated by pydantic in config_validate (above it, beside the core); the
+# core reads the config; adapters read both.
+LAYERS = {
+    "agent.config": set(),
+    "agent.config_validate": {"agent.config"},
+    "agent.core": {"agent.config"},
+    "agent.adapters": {"agent.config", "agent.core"},
+}
+
+
+def _layer(module: str) -> str:
+    parts = module.split(".")
+    return ".".join(parts[:2]) if len(parts) > 1 else module
+
+
+def test_layers_run_one_way():
+    for module, imported in _module_graph("agent").items():
+        allowed = LAYERS.get(_layer(module))
+        if allowed is None:
+            continue  # the top
+        for name in imported:
+            if name == "agent":
+                continue  # the package's own __init__ (its version)
+            assert _layer(name) == _layer(module) or _layer(name) in allowed, f"{module} imports {name}"
 
 
 def test_adapters_never_import_the_composition_root():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from bench.__main__ import render
-from bench.common import Figure, fmt, percentile, summary
+from bench.common import Figure, fmt, summary
 
 
 def test_a_figure_passes_or_misses_by_its_comparison():
@@ -19,15 +19,24 @@ def test_a_figure_passes_or_misses_by_its_comparison():
     assert missing.ok is False and missing.as_dict()["value"] is None
 
 
-def test_percentiles_are_nearest_rank():
-    values = [float(v) for v in range(1, 101)]
-    assert percentile(values, 50) == 50.0
-    assert percentile(values, 99) == 99.0
-    assert percentile(values, 100) == 100.0
-    assert percentile([3.0], 99) == 3.0
-    assert math.isnan(percentile([], 50))
-    s = summary([1.0, 2.0, 3.0])
-    assert s["n"] == 3 and s["min"] == 1.0 and s["max"] == 3.0
+def test_summary_uses_the_rigs_percentile():
+    s = summary([float(v) for v in range(1, 101)])
+    assert s["n"] == 100 and s["min"] == 1.0 and s["max"] == 100.0
+    assert (s["p50"], s["p95"], s["p99"]) == (50.0, 95.0, 99.0)
+    assert math.isnan(summary([])["p50"])
+
+
+def test_memory_growth_is_median_last_tenth_minus_first_tenth():
+    from bench.bench_memory import growth_kib, memory_kib
+
+    steps = [100] * 20 + [900] + [100] * 9 + [150] * 10  # one spike, then a step of 50
+    assert growth_kib(steps) == 50
+    assert math.isnan(growth_kib([1, 2, 3]))  # too few samples to say
+    import os
+
+    mine = memory_kib(os.getpid())
+    assert mine["rss"] >= mine["anon"] > 0 and mine["pss"] > 0
+    assert memory_kib(2 ** 22 + 12345) == {}  # no such process
 
 
 def test_numbers_are_written_for_people():

@@ -125,22 +125,22 @@ def test_admin_tools_sign_what_a_running_unit_accepts_and_status_shows_it(tmp_pa
     assert done.returncode == 0 and done.stdout.decode().strip() == public
 
     (tmp_path / "unit").mkdir()
-    rig = Rig(tmp_path / "unit", extra=f'[security]\nadmin_keys = ["{public}"]\n')
-    request.addfinalizer(rig.close)
+    rig = Rig(tmp_path / "unit", overrides={"security": {"admin_keys": [public]}})
+    request.addfinalizer(rig.down)
     rig.start_agent()
     rig.wait("config/current", lambda b: b["version"] == 0)
     seq = rig.wait("telemetry", timeout=20)["seq"]
 
     # `umps-agent status` from the unit's own config: human and JSON.
     def status_json() -> dict:
-        done = umps("status", "--json", "--config", str(rig.config))
+        done = umps("status", "--json", "--config", str(rig.config_path))
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
 
     deadline = time.monotonic() + 10
-    while umps("status", "--config", str(rig.config)).returncode != 0 and time.monotonic() < deadline:
+    while umps("status", "--config", str(rig.config_path)).returncode != 0 and time.monotonic() < deadline:
         time.sleep(0.2)
-    human = umps("status", "--config", str(rig.config))
+    human = umps("status", "--config", str(rig.config_path))
     assert human.returncode == 0 and f"unit        {UNIT}".encode() in human.stdout and b"online to" in human.stdout
     assert b"outputs" in human.stdout
     assert status_json()["seq"] >= seq
@@ -149,11 +149,11 @@ def test_admin_tools_sign_what_a_running_unit_accepts_and_status_shows_it(tmp_pa
     done = umps("admin", "sign-cmd", "--key", str(key), "--unit", UNIT, "report_position")
     assert done.returncode == 0, done.stderr
     command = json.loads(done.stdout)
-    rig.recorder.publish(f"umps/{UNIT}/cmd", done.stdout)
+    rig.publish("cmd", done.stdout)
     result = rig.wait("cmd/result", lambda b: b.get("id") == command["id"])
     assert result["ok"] is True, result
     # The same command again is a replay.
-    rig.recorder.publish(f"umps/{UNIT}/cmd", done.stdout)
+    rig.publish("cmd", done.stdout)
     replay = rig.wait("cmd/result", lambda b: b.get("id") == command["id"] and b["ok"] is False)
     assert replay["errors"], replay
 
@@ -162,7 +162,7 @@ def test_admin_tools_sign_what_a_running_unit_accepts_and_status_shows_it(tmp_pa
     partial.write_text("[telemetry]\nbacklog_max_rate = 25.0\n")
     done = umps("admin", "sign", "--key", str(key), "--unit", UNIT, "--version", "1", str(partial))
     assert done.returncode == 0, done.stderr
-    rig.recorder.publish(f"umps/{UNIT}/config/set", done.stdout)
+    rig.publish("config/set", done.stdout)
     assert rig.wait("config/result", lambda b: b.get("version") == 1)["ok"] is True
     rig.wait("config/current", lambda b: b["version"] == 1)
     deadline = time.monotonic() + 10
@@ -171,5 +171,5 @@ def test_admin_tools_sign_what_a_running_unit_accepts_and_status_shows_it(tmp_pa
     assert status_json()["config_version"] == 1
 
     assert rig.stop_agent() == 0
-    stopped = umps("status", "--config", str(rig.config))
+    stopped = umps("status", "--config", str(rig.config_path))
     assert stopped.returncode == 1 and b"not running" in stopped.stderr

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import AgentConfig, ConfigError, load_config, parse_config
+from agent.config import AgentConfig, ConfigError, load_config
+from agent.config_validate import parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "agent.example.toml"
@@ -22,7 +23,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_example_file_is_valid_and_complete():
-    config = load_config(EXAMPLE)
+    config = load_config(EXAMPLE, validate=parse_config)
     assert config.unit.id == "KEN-M-07"
     assert config.unit.kind == "motorcycle"
     assert config.gnss.port == "/dev/serial0" and config.gnss.baudrate == 9600
@@ -32,7 +33,7 @@ def test_example_file_is_valid_and_complete():
 
 
 def test_minimal_file_gets_defaults(tmp_path):
-    config = load_config(write(tmp_path, '[unit]\nid = "KEN-C-01"\nkind = "car"\n'))
+    config = load_config(write(tmp_path, '[unit]\nid = "KEN-C-01"\nkind = "car"\n'), validate=parse_config)
     assert config.telemetry.rate_hz == 1.0
     assert config.mqtt.port == 1883 and config.mqtt.prefix == "umps"
     assert config.ui_enabled and config.display_kind == "none"
@@ -54,7 +55,7 @@ def test_every_problem_reported_with_key_path(tmp_path):
         "[colour]\nx = 1\n",
     )
     with pytest.raises(ConfigError) as err:
-        load_config(path)
+        load_config(path, validate=parse_config)
     locs = {loc for loc, _ in err.value.problems}
     assert {"unit.id", "unit.kind", "gnss.baudrate", "gnss.speed", "telemetry.rate_hz", "colour"} <= locs
     assert dict(err.value.problems)["gnss.speed"] == "unknown key"
@@ -65,7 +66,7 @@ def test_missing_unit_section_and_toml_syntax(tmp_path):
         parse_config({})
     assert err.value.problems == [("unit", "Field required")]
     with pytest.raises(ConfigError) as err:
-        load_config(write(tmp_path, "[unit\nid = 1\n"))
+        load_config(write(tmp_path, "[unit\nid = 1\n"), validate=parse_config)
     assert "TOML syntax" in err.value.problems[0][1]
 
 

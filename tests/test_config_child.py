@@ -5,7 +5,8 @@ import sys
 import pytest
 
 from agent.adapters.config_child import validate_in_child
-from agent.config import ConfigError, parse_config
+from agent.config import ConfigError
+from agent.config_validate import parse_config
 
 GOOD = {"unit": {"id": "KEN-M-07", "kind": "motorcycle"}, "mqtt": {"password": "s3cret", "tls": {"enabled": True}},
         "storage": {"state_dir": "/tmp/umps-state"}, "gpio": {"inputs": {"ack": {"pin": 4, "pull_up": False}}}}

@@ -168,3 +168,16 @@ def test_strings_are_stripped_unknown_fields_ignored_and_times_made_utc():
     assert isinstance(out, Alert)
     assert out.call.id == "C-7" and out.call.nature == "Vol" and out.call.location == (34.0, -6.0)
     assert out.call.created == dt.datetime(2026, 11, 25, 19, 58, tzinfo=dt.timezone.utc)
+
+
+def test_the_short_address_is_taken_checked_updated_and_kept_over_a_restart():
+    book = CallBook()
+    first = book.receive(call(address_short="  Marché central "), NOW, 1.0)
+    assert isinstance(first, Alert) and first.call.address_short == "Marché central"
+    assert first.call.to_json()["address_short"] == "Marché central"
+    updated = book.receive(call(action="update", address_short="Souk"), NOW, 2.0)
+    assert isinstance(updated, Updated) and updated.call.address_short == "Souk"
+    restored = CallBook.restore(json.loads(json.dumps(book.snapshot())), 100.0)
+    assert restored.shown().address_short == "Souk"
+    rejected = CallBook().receive(call(id="C-2", address_short="x" * 61), NOW, 1.0)
+    assert isinstance(rejected, Rejected) and "address_short: must be at most 60 characters" in rejected.error

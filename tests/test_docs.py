@@ -33,8 +33,8 @@ from typing import Any
 import pytest
 
 from agent.adapters.mqtt import OFFLINE_PAYLOAD, birth_payload, offline_payload
+from agent.config_validate import parse_config
 from agent.adapters.uplink import BACKLOG_SUFFIX
-from agent.config import parse_config
 from agent.core import remote_config as rc
 from agent.core.events import ButtonPressed, Fix, FixReceived, LinkUp, MessageReceived, SirenChanged, Tick
 from agent.core.publish import TELEMETRY_LANES, Publish
@@ -90,7 +90,7 @@ def _operations(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def _schema_for(doc: dict[str, Any], topic: str) -> dict[str, Any]:
     op = _operations(doc)[topic]
-    (message_ref,) = op["messages"]
+    message_ref = op["messages"][0]  # the JSON message; the compact CBOR ones follow
     message = _resolve(doc, message_ref["$ref"])
     if "$ref" in message:
         message = _resolve(doc, message["$ref"])
@@ -391,14 +391,14 @@ def test_core_payloads_match_the_schemas(doc, published, topic):
 def test_remote_config_and_link_payloads_match_the_schemas(doc):
     config = parse_config({"unit": {"id": "KEN-M-07", "kind": "motorcycle"}, "mqtt": {"password": "secret"}})
     state = rc.ConfigState.initial(config)
-    ok = rc.handle_config_set(b'{"id": "cfg-7", "version": 7, "config": {"telemetry": {"rate_hz": 2}}}', state, T0)
+    ok = rc.handle_config_set(b'{"id": "cfg-7", "version": 7, "config": {"telemetry": {"rate_hz": 2}}}', state, T0, validate=parse_config)
     assert ok.accepted
     for payload in (
         b"\xff",
         b'{"id": "cfg-8", "version": 8, "config": {"telemetry": {"rate_hz": 20, "speed": 1}}}',
         b'{"id": "cfg-9", "version": 0, "config": {}}',
     ):
-        refused = rc.handle_config_set(payload, state, T0)
+        refused = rc.handle_config_set(payload, state, T0, validate=parse_config)
         assert not refused.result.ok
         assert_valid(doc, "config/result", refused.result.to_json())
     assert_valid(doc, "config/result", ok.result.to_json())
@@ -430,6 +430,8 @@ def test_remote_config_and_link_payloads_match_the_schemas(doc):
 def test_document_examples_match_their_schemas(doc):
     seen = 0
     for name, message in doc["components"]["messages"].items():
+        if message["contentType"] != "application/json":
+            continue  # compact telemetry: tests/test_telemetry_cbor.py checks its examples
         topic = next(t for t, op in _operations(doc).items() if op["messages"][0]["$ref"].endswith("/" + name))
         for example in message.get("examples", []):
             assert_valid(doc, topic, example["payload"])
@@ -447,7 +449,7 @@ def test_inbound_examples_are_accepted_by_the_unit(doc):
     for call in examples["call"]:
         _parse_call(call)
     for request in examples["config/set"]:
-        outcome = rc.handle_config_set(json.dumps(request).encode(), rc.ConfigState.initial(config), T0)
+        outcome = rc.handle_config_set(json.dumps(request).encode(), rc.ConfigState.initial(config), T0, validate=parse_config)
         assert outcome.result.ok, outcome.result
     for request in examples["cmd"]:
         assert rc.parse_command(json.dumps(request).encode(), config, T0, rc.RecentIds()).command is not None

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import urllib.request
 
 from tests.support.broker import free_port, wait_until
@@ -25,7 +26,7 @@ LONE_SURROGATE_CALL = (b'{"id": "C-9", "action": "new", "priority": 1, "nature":
 def _status(rig: Rig) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("RUNTIME_DIRECTORY", None)
-    done = subprocess.run([sys.executable, "-m", "agent", "status", "--json", "--config", str(rig.config)],
+    done = subprocess.run([sys.executable, "-m", "agent", "status", "--json", "--config", str(rig.config_path)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
@@ -39,12 +40,12 @@ def _keeps_reporting(rig: Rig, after_seq: int, reports: int = 3) -> None:
 def test_a_call_with_a_lone_surrogate_is_rejected_and_the_unit_keeps_reporting(tmp_path, request):
     ui_port = free_port()
     rig = Rig(tmp_path, ui_port=ui_port)
-    request.addfinalizer(rig.close)
+    request.addfinalizer(rig.down)
     rig.start_agent()
     rig.wait("status", lambda b: b["status"] == "available")
     seq = rig.wait("telemetry", timeout=20)["seq"]
 
-    rig.recorder.publish(f"umps/{UNIT}/call", LONE_SURROGATE_CALL)
+    rig.publish("call", LONE_SURROGATE_CALL)
     rejected = rig.wait("call/rejected")
     assert rejected["error"].startswith("nature: not valid Unicode"), rejected
     _keeps_reporting(rig, seq)
@@ -53,7 +54,7 @@ def test_a_call_with_a_lone_surrogate_is_rejected_and_the_unit_keeps_reporting(t
     # the bidi override and the control character are gone, the Arabic stays.
     call = {"id": "C-10", "action": "new", "priority": 2, "nature": "حادث\u202e سير\x07",
             "address": "Rue 12\r\nKénitra", "created": "2026-11-25T10:00:00Z"}
-    rig.recorder.publish(f"umps/{UNIT}/call", json.dumps(call).encode())
+    rig.publish("call", json.dumps(call).encode())
     rig.wait("call/response", lambda b: b["id"] == "C-10" and b["response"] == "received")
     with urllib.request.urlopen(f"http://127.0.0.1:{ui_port}/api/snapshot", timeout=10) as reply:
         snapshot = reply.read().decode("utf-8")
@@ -69,7 +70,7 @@ def test_a_call_with_a_lone_surrogate_is_rejected_and_the_unit_keeps_reporting(t
 
 def test_a_state_file_that_cannot_be_written_costs_only_the_state_file(tmp_path, request):
     rig = Rig(tmp_path)
-    request.addfinalizer(rig.close)
+    request.addfinalizer(rig.down)
     # The state file's place is taken by a directory: every write of the state fails.
     blocker = tmp_path / "state" / "unit-state.json"
     blocker.mkdir(parents=True)
@@ -82,7 +83,7 @@ def test_a_state_file_that_cannot_be_written_costs_only_the_state_file(tmp_path,
         rig.wait("status", lambda b, s=status: b["status"] == s)
     call = {"id": "C-11", "action": "new", "priority": 1, "nature": "Accident", "address": "Av. Mohammed V",
             "created": "2026-11-25T10:00:00Z"}
-    rig.recorder.publish(f"umps/{UNIT}/call", json.dumps(call).encode())
+    rig.publish("call", json.dumps(call).encode())
     rig.wait("call/response", lambda b: b["id"] == "C-11" and b["response"] == "received")
     _keeps_reporting(rig, seq)
 
@@ -102,3 +103,82 @@ def test_a_state_file_that_cannot_be_written_costs_only_the_state_file(tmp_path,
     wait_until(lambda: _status(rig)["outputs"]["state_file"]["state"] == "ok", 5, "state file ok in status")
     assert rig.stop_agent() == 0
     assert "state file works again" in rig.agent_log()
+
+
+def test_a_full_disk_is_told_by_status_and_its_end_within_a_second_or_two(tmp_path, request):
+    from tests.support.disk import small_tmpfs
+
+    with small_tmpfs(tmp_path / "state", "512k") as state:
+        rig = Rig(tmp_path)
+        request.addfinalizer(rig.close)
+        rig.start_agent()
+        rig.wait("telemetry", timeout=20)
+        wait_until(lambda: _status(rig)["outbox"]["disk_ok"] is True, 10, "status file")
+        filler = state / "filler"
+        with open(filler, "wb") as f:
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+        # State changes cannot be stored; the unit goes on reporting and answering.
+        rig.gpio.hold(PINS["en_route"], 0.1)
+        rig.wait("status", lambda b: b["status"] == "en_route")
+        rig.gpio.hold(PINS["on_scene"], 0.1)
+        rig.wait("status", lambda b: b["status"] == "on_scene")
+        wait_until(lambda: _status(rig)["outbox"]["disk_ok"] is False, 30, "disk_ok false")
+        assert _status(rig)["outputs"]["state_file"]["state"] == "failing"
+        seq = rig.wait("telemetry")["seq"]
+        _keeps_reporting(rig, seq)
+
+        filler.unlink()
+        freed = time.time()
+        status_file = tmp_path / "run" / "status.json"
+        wait_until(lambda: json.loads(status_file.read_text())["outbox"]["disk_ok"] is True, 10, "disk_ok true again")
+        took = json.loads(status_file.read_text())["written"] - freed  # by the agent's own account
+        wait_until(lambda: _status(rig)["outputs"]["state_file"]["state"] == "ok", 10, "state file ok")
+        assert '"on_scene"' in (state / "unit-state.json").read_text()
+        assert took < 2.0, took  # status is written every second; the disk is probed as it is written
+        assert rig.stop_agent() == 0
+        assert rig.agent_log().count("state file failed") == 1
+
+
+def test_status_tells_link_and_receiver_changes_within_a_second(tmp_path, request):
+    rig = Rig(tmp_path)
+    request.addfinalizer(rig.close)
+    rig.start_agent()
+    rig.wait("telemetry", lambda b: b["fix"]["mode"] >= 2, timeout=20)
+    status_file = tmp_path / "run" / "status.json"
+
+    def shown(predicate) -> dict:
+        holder: list[dict] = []
+
+        def check() -> bool:
+            try:
+                data = json.loads(status_file.read_text())
+            except (OSError, ValueError):
+                return False
+            holder[:] = [data]
+            return predicate(data)
+        wait_until(check, 15, "status file")
+        return holder[0]
+
+    shown(lambda d: d["link"]["online"] and d["gnss"]["state"] == "fix")
+    # The broker goes: the link drops at once, and status says so at once.
+    t0 = time.time()
+    rig.broker.kill9()
+    data = shown(lambda d: not d["link"]["online"])
+    assert data["written"] - t0 < 1.5, data["written"] - t0
+    rig.broker.restart()
+    t0 = time.time()
+    data = shown(lambda d: d["link"]["online"])
+    up_at = data["written"]
+    # The receiver goes quiet: lost after its silence timeout (2 s here), shown at once.
+    rig.gnss.unplug()
+    t0 = time.time()
+    data = shown(lambda d: d["gnss"]["state"] == "lost")
+    assert data["written"] - t0 < 2.0 + 1.5, data["written"] - t0
+    rig.gnss.replug()
+    shown(lambda d: d["gnss"]["state"] != "lost")
+    assert up_at and rig.stop_agent() == 0

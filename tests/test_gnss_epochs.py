@@ -8,21 +8,20 @@ tests/data/gnss-corpus).
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
-import operator
 from pathlib import Path
 
 import pytest
 
 from agent.core.events import Fix
 from agent.core.gnss import GnssDecoder, fix_to_json
+from hil.nmea_gen import frame
 
 CORPUS = Path(__file__).parent / "data" / "gnss-corpus"
 
 
 def nmea(body: str) -> bytes:
-    return f"${body}*{functools.reduce(operator.xor, body.encode(), 0):02X}\r\n".encode()
+    return frame(body).encode()
 
 
 def feed(*bodies: str, decoder: GnssDecoder | None = None, flush: bool = True) -> list[Fix]:

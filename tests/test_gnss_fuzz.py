@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-import operator
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -11,13 +9,14 @@ from hypothesis import strategies as st
 
 from agent.core.gnss import GnssDecoder, fix_to_json
 from agent.core.nmea import NmeaFramer
+from hil.nmea_gen import frame
 
 CORPUS = Path(__file__).parent / "data" / "gnss-corpus"
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def nmea(body: str) -> bytes:
-    return f"${body}*{functools.reduce(operator.xor, body.encode(), 0):02X}\r\n".encode()
+    return frame(body).encode()
 
 
 def split(data: bytes, cuts: list[int]) -> list[bytes]:

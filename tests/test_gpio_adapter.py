@@ -22,6 +22,7 @@ from agent.config import GpioConfig, InputPin, OutputPin
 from agent.core.emergency import AlarmRaised, Emergency, HoldAborted
 from agent.core.events import ButtonPressed, ButtonReleased, SirenChanged
 from agent.core.indicators import Flash, IndicatorView, Pattern, Steady, feedback, indicator_plan
+from hil.wait import poll_until
 
 BUTTON_PINS = {"available": 5, "en_route": 6, "on_scene": 13, "busy": 19, "out_of_service": 26,
                "ack": 16, "emergency": 20}
@@ -55,15 +56,6 @@ class Inbox:
                 items.append(self.q.get_nowait())
             except queue.Empty:
                 return items
-
-
-def wait_for(predicate, timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return predicate()
 
 
 def levels(pin) -> list[bool]:
@@ -353,7 +345,7 @@ def test_a_pattern_plays_its_steps_then_rests(factory, inbox):
         pin = factory.pin(BUZZER)
         pin.clear_states()
         panel.apply({"buzzer": Pattern("test", (0.08, 0.08), 3)})
-        assert wait_for(lambda: levels(pin) == [False, True, False, True, False, True, False])
+        assert poll_until(lambda: levels(pin) == [False, True, False, True, False, True, False], 3.0)
         durations = [s.timestamp for s in pin.states[2:]]  # how long each previous level lasted
         assert all(0.06 <= d < 0.5 for d in durations), durations
 
@@ -363,8 +355,8 @@ def test_an_odd_pattern_keeps_its_repeats_apart_and_can_rest_on(factory, inbox):
         pin = factory.pin(CALL)
         pin.clear_states()
         panel.apply({"call": Pattern("p3", (0.05,), 2, then=True)})
-        assert wait_for(lambda: levels(pin) == [False, True, False, True])
-        assert wait_for(lambda: panel._tracks["call"].due is None)  # finished, resting on
+        assert poll_until(lambda: levels(pin) == [False, True, False, True], 3.0)
+        assert poll_until(lambda: panel._tracks["call"].due is None, 3.0)  # finished, resting on
         assert pin.state is True
 
 
@@ -374,10 +366,10 @@ def test_the_same_plan_again_does_not_restart_a_pattern(factory, inbox):
         pin.clear_states()
         plan = {"alarm": Pattern("twice", (0.15, 0.15), 2)}
         panel.apply(plan)
-        assert wait_for(lambda: levels(pin)[:3] == [False, True, False])
+        assert poll_until(lambda: levels(pin)[:3] == [False, True, False], 3.0)
         panel.apply(plan)  # e.g. the runtime re-applies its plan on every tick
         panel.apply(dict(plan))
-        assert wait_for(lambda: panel._tracks["alarm"].due is None)
+        assert poll_until(lambda: panel._tracks["alarm"].due is None, 3.0)
         assert levels(pin) == [False, True, False, True, False]
 
 
@@ -388,7 +380,7 @@ def test_a_flash_plays_over_the_base_and_gives_it_back(factory, inbox):
         red.clear_states()
         buzzer.clear_states()
         panel.apply(feedback("refused", {"refused": Pattern("refused", (0.1,), 1)}))
-        assert wait_for(lambda: levels(red) == [False, True, False] and levels(buzzer) == [False, True, False])
+        assert poll_until(lambda: levels(red) == [False, True, False] and levels(buzzer) == [False, True, False], 3.0)
         assert rgb(factory) == (False, True, False)  # back to green
 
 
@@ -399,7 +391,7 @@ def test_a_flash_over_a_running_pattern_restarts_the_pattern_after(factory, inbo
         panel.apply({"buzzer": Flash(Pattern("accepted", (0.3,), 1))})
         buzzer.clear_states()
         # The flash holds the buzzer on for 0.3 s, then the endless call pattern resumes.
-        assert wait_for(lambda: len(levels(buzzer)) >= 4)
+        assert poll_until(lambda: len(levels(buzzer)) >= 4, 3.0)
         assert levels(buzzer)[:4] == [True, False, True, False]
         assert buzzer.states[1].timestamp >= 0.2
 
@@ -408,7 +400,7 @@ def test_a_new_base_replaces_a_running_pattern(factory, inbox):
     with make_panel(factory, inbox) as panel:
         link = factory.pin(LINK)
         panel.apply(indicator_plan(view(link_up=False)))
-        assert wait_for(lambda: panel._tracks["link"].due is not None)
+        assert poll_until(lambda: panel._tracks["link"].due is not None, 3.0)
         panel.apply(indicator_plan(view(link_up=True)))
         assert link.state is True and panel._tracks["link"].due is None
 
@@ -420,7 +412,7 @@ def test_a_full_plan_with_a_call_and_an_alarm(factory, inbox):
             pin.clear_states()
         panel.apply(indicator_plan(view(call_priority=1, emergency="pending")))
         # call LED and alarm LED blink; the buzzer plays the pending pattern, not the call's.
-        assert wait_for(lambda: all(len(levels(p)) >= 4 for p in (call, alarm, buzzer)))
+        assert poll_until(lambda: all(len(levels(p)) >= 4 for p in (call, alarm, buzzer)), 3.0)
         panel.apply(indicator_plan(view(call_priority=1, call_acknowledged=True, emergency="active")))
         assert call.state is True and buzzer.state is False
 

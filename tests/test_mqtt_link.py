@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -59,6 +60,7 @@ def make_link() -> Iterator[Callable[..., tuple[MqttLink, Events]]]:
         subscriptions: tuple[str, ...] = (),
         on_message: Callable[[str, bytes, bool], None] | None = None,
         events: Events | None = None,
+        waiting: Callable[[], bool] = lambda: False,
         **settings: object,
     ) -> tuple[MqttLink, Events]:
         ev = events or Events()
@@ -72,6 +74,7 @@ def make_link() -> Iterator[Callable[..., tuple[MqttLink, Events]]]:
             on_message=on_message or ev.message,
             birth=lambda: birth_payload(agent_version="1.2.3", config_version=4, config_hash="abc", ts="t"),
             subscriptions=list(subscriptions),
+            waiting=waiting,
         )
         links.append(link)
         link.start()
@@ -293,3 +296,57 @@ def test_settings_are_validated() -> None:
         MqttSettings(tls_cert="c.pem")
     with pytest.raises(ValueError):
         MqttSettings(max_inflight=50, max_queued=10)
+
+
+# ------------------------------------------------- coming back into coverage
+
+
+def test_a_cut_link_comes_back_quickly_while_reports_wait(broker: Broker, make_link, netproxy_factory) -> None:
+    """Closed during the handshake: an attempt fails at once; back-off capped while reports wait."""
+    proxy: NetProxy = netproxy_factory(broker.address)
+    link, ev = make_link([proxy.address], reconnect_min=0.5, reconnect_max=60.0, connect_timeout=10.0,
+                         waiting=lambda: True)  # the unit has reports waiting
+    ev.wait(lambda: ev.ups, what="link up")
+    proxy.refuse()
+    ev.wait(lambda: ev.downs, what="link down")
+    before = proxy.connections
+    # Long enough for an uncapped back-off (0.5, 1, 2, 4, 8 s...) to stretch well past the cap.
+    threading.Event().wait(8.0)
+    attempts = proxy.connections - before
+    assert attempts >= 5, f"{attempts} attempts in 8 s: the back-off was not capped"
+    proxy.restore()
+    t0 = time.monotonic()
+    ev.wait(lambda: len(ev.ups) >= 2, timeout=5, what="reconnect")
+    assert time.monotonic() - t0 < 2.5  # at most the 1 s cap, its jitter and a handshake
+
+
+def test_a_black_holed_link_is_probed_with_short_handshakes(broker: Broker, make_link, netproxy_factory) -> None:
+    proxy: NetProxy = netproxy_factory(broker.address)
+    link, ev = make_link([proxy.address], reconnect_min=0.2, reconnect_max=60.0, connect_timeout=8.0,
+                         connect_probe=1.0, ack_timeout=1.0, waiting=lambda: True)
+    ev.wait(lambda: ev.ups, what="link up")
+    proxy.blackhole()
+    assert link.publish("telemetry", b'{"seq": 1}')
+    ev.wait(lambda: ev.downs, timeout=5, what="black hole detected")
+    before = proxy.connections
+    threading.Event().wait(6.0)
+    # Full 8 s handshakes would allow one attempt; 1 s probes (and a full one every fifth) several.
+    assert proxy.connections - before >= 3
+    proxy.restore()
+    ev.wait(lambda: len(ev.ups) >= 2, timeout=10, what="reconnect after restore")
+    assert publish_and_wait(link, "telemetry", b'{"seq": 2}') is AckResult.ACKED
+
+
+def test_a_stall_is_seen_within_the_keepalive_when_reports_go_out(broker: Broker, make_link, netproxy_factory) -> None:
+    proxy: NetProxy = netproxy_factory(broker.address)
+    link, ev = make_link([proxy.address], keepalive=5, ack_timeout=60.0)
+    ev.wait(lambda: ev.ups, what="link up")
+    proxy.blackhole()
+    t0 = time.monotonic()
+    while not ev.downs and time.monotonic() - t0 < 10:
+        link.publish("telemetry", b'{"seq": 1}')  # 1 Hz reports, each waiting for its PUBACK
+        with ev.cond:
+            ev.cond.wait_for(lambda: ev.downs, 1.0)
+    took = time.monotonic() - t0
+    assert ev.downs and "black-holed" in ev.downs[0]
+    assert took <= 1.5 * 5, took

@@ -7,8 +7,6 @@ are those of the gp-320fw cold-boot capture, the UBX frame from ublox-8.log
 
 from __future__ import annotations
 
-import functools
-import operator
 
 import pytest
 
@@ -26,10 +24,11 @@ from agent.core.nmea import (
     Zda,
     parse,
 )
+from hil.nmea_gen import checksum
 
 
 def cs(body: str) -> str:
-    return f"{functools.reduce(operator.xor, body.encode(), 0):02X}"
+    return checksum(body)
 
 
 def nmea(body: str, end: str = "\r\n") -> bytes:

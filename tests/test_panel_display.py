@@ -225,14 +225,17 @@ def test_fit_and_wrap_in_logical_order():
     ("ar", "اعتداء بالسلاح الأبيض على الطريق العمومية مع عدة جرحى",
      "شارع محمد الديوري، زاوية شارع عبد الكريم الخطابي، القنيطرة"),
 ])
-def test_long_text_is_cut_with_an_ellipsis_not_by_the_edge(panel, lang, nature, address):
+def test_long_text_is_paged_never_cut_nor_run_off_the_edge(panel, lang, nature, address):
     call = CallSummary("C-9", 1, nature, address, 1_450, 10, 10, 20)
-    image, layout = panel.render_layout(PanelView(lang=lang, call=call))
-    save(f"call_{lang}_long", image)
-    assert_on_screen(layout)
-    nature_lines = [p for p in layout if p.role == "nature"]
-    assert len(nature_lines) == 2 and "…" in nature_lines[-1].text
-    assert "…" in next(p for p in layout if p.role == "address").text
+    view = PanelView(lang=lang, call=call)
+    pages = panel.page_count(view)
+    assert pages > 1
+    for page in range(pages):
+        image, layout = panel.render_layout(view, page)
+        save(f"call_{lang}_long_p{page + 1}", image)
+        assert_on_screen(layout)
+        assert not any("…" in p.text for p in layout), [p.text for p in layout]
+        assert any(p.role == "page-mark" for p in layout)
 
 
 # -------------------------------------------------------------------- arrow
@@ -292,7 +295,9 @@ def test_near_and_unknown_positions(panel):
     no_fix = panel.render_layout(PanelView(lang="fr", call=CallSummary("C", 1, "Vol")))[1]
     assert next(p.text for p in no_fix if p.role == "distance") == "Pas de GPS"
     nowhere = panel.render_layout(PanelView(lang="ar", call=CallSummary("C", 1, "سرقة", has_location=False)))[1]
-    assert next(p.text for p in nowhere if p.role == "distance") == visual("الموقع غير محدد")
+    assert next(p.text for p in nowhere if p.role == "distance") == visual("موقع البلاغ مجهول")
+    lost = panel.render_layout(PanelView(lang="fr", gnss_lost=True, call=CallSummary("C", 1, "Vol")))[1]
+    assert next(p.text for p in lost if p.role == "distance") == "GPS débranché"
 
 
 # ------------------------------------------------------------ device, errors

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from agent.config import AgentConfig, parse_config
+from agent.config import AgentConfig
+from agent.config_validate import parse_config
 from agent.core.remote_config import (
     COMMANDS,
     DEFAULT_RULE,
@@ -58,7 +59,7 @@ def encode(request: Any) -> bytes:
 
 def push(state: ConfigState, config: Any, version: int = 1, request_id: str = "r1", **extra: Any) -> ConfigOutcome:
     request = {"id": request_id, "version": version, "config": config, **extra}
-    return handle_config_set(encode(request), state, NOW)
+    return handle_config_set(encode(request), state, NOW, validate=parse_config)
 
 
 def errors(outcome: ConfigOutcome) -> list[tuple[str, str]]:
@@ -204,19 +205,19 @@ BIG_NAME = "x" * (MAX_PAYLOAD_BYTES)
     ids=lambda v: v if isinstance(v, str) and len(v) < 40 else None,
 )
 def test_bad_requests_are_rejected(state: ConfigState, payload: bytes, loc: str, fragment: str) -> None:
-    outcome = handle_config_set(payload, state, NOW)
+    outcome = handle_config_set(payload, state, NOW, validate=parse_config)
     assert_rejected(outcome, state, loc, fragment)
 
 
 def test_the_request_id_is_echoed_when_readable(state: ConfigState) -> None:
-    outcome = handle_config_set(encode({"id": "r-9", "version": "x", "config": {}}), state, NOW)
+    outcome = handle_config_set(encode({"id": "r-9", "version": "x", "config": {}}), state, NOW, validate=parse_config)
     assert outcome.result.id == "r-9"
-    assert handle_config_set(b"nope", state, NOW).result.id is None
-    assert handle_config_set(encode({"id": 5, "version": 1, "config": {}}), state, NOW).result.id is None
+    assert handle_config_set(b"nope", state, NOW, validate=parse_config).result.id is None
+    assert handle_config_set(encode({"id": 5, "version": 1, "config": {}}), state, NOW, validate=parse_config).result.id is None
 
 
 def test_every_problem_of_a_stage_is_reported_at_once(state: ConfigState) -> None:
-    outcome = handle_config_set(encode({"version": "1", "config": 3, "extra": 1}), state, NOW)
+    outcome = handle_config_set(encode({"version": "1", "config": 3, "extra": 1}), state, NOW, validate=parse_config)
     assert {loc for loc, _ in errors(outcome)} == {"id", "version", "config", "extra"}
 
 
@@ -226,8 +227,8 @@ def test_exactly_64_kib_is_accepted(state: ConfigState) -> None:
     request["config"]["unit"]["name"] = "é" * (pad // 2) + "x" * (pad % 2)
     payload = encode(request)
     assert len(payload) == MAX_PAYLOAD_BYTES
-    assert handle_config_set(payload, state, NOW).accepted
-    assert not handle_config_set(payload + b" ", state, NOW).accepted
+    assert handle_config_set(payload, state, NOW, validate=parse_config).accepted
+    assert not handle_config_set(payload + b" ", state, NOW, validate=parse_config).accepted
 
 
 @pytest.mark.parametrize(
@@ -290,7 +291,7 @@ def test_a_redelivered_request_is_answered_again_without_change(state: ConfigSta
 
 
 def test_a_rolled_back_version_cannot_be_pushed_again(state: ConfigState) -> None:
-    rolled_back = ConfigState.build(state.base, {}, version=3, highest_version=4, request_id="r3")
+    rolled_back = ConfigState.build(state.base, {}, version=3, highest_version=4, request_id="r3", validate=parse_config)
     assert_rejected(push(rolled_back, {}, version=4, request_id="r4"), rolled_back, "version", "greater than 4")
     assert _accepted(push(rolled_back, {}, version=5, request_id="r5")).version == 5
 
@@ -302,7 +303,7 @@ def test_a_future_expiry_is_accepted(state: ConfigState) -> None:
 
 def test_naive_now_is_a_programming_error(state: ConfigState) -> None:
     with pytest.raises(ValueError):
-        handle_config_set(b"{}", state, dt.datetime(2025, 3, 1))
+        handle_config_set(b"{}", state, dt.datetime(2025, 3, 1), validate=parse_config)
 
 
 # ----------------------------------------------------------------- merging
@@ -533,7 +534,7 @@ requests = st.fixed_dictionaries(
 def test_no_request_crashes_the_handlers(body: dict) -> None:
     state = ConfigState.initial(base_config())
     payload = encode(body)
-    outcome = handle_config_set(payload, state, NOW)
+    outcome = handle_config_set(payload, state, NOW, validate=parse_config)
     assert outcome.result.ok or outcome.state is None
     parse_command(payload, state.config, NOW, RecentIds())
 
@@ -542,5 +543,5 @@ def test_no_request_crashes_the_handlers(body: dict) -> None:
 @given(payload=st.binary(max_size=200))
 def test_no_bytes_crash_the_handlers(payload: bytes) -> None:
     state = ConfigState.initial(base_config())
-    assert not handle_config_set(payload, state, NOW).result.ok or payload.startswith(b"{")
+    assert not handle_config_set(payload, state, NOW, validate=parse_config).result.ok or payload.startswith(b"{")
     parse_command(payload, state.config, NOW, RecentIds())

@@ -10,8 +10,6 @@ waits on a condition with a deadline.
 
 from __future__ import annotations
 
-import functools
-import operator
 import os
 import socket
 import threading
@@ -24,10 +22,12 @@ import pytest
 
 from agent.adapters.serial_gnss import SerialGnssReader
 from agent.core.events import Fix
+from hil.nmea_gen import frame
+from hil.wait import poll_until
 
 
 def nmea(body: str) -> bytes:
-    return f"${body}*{functools.reduce(operator.xor, body.encode(), 0):02X}\r\n".encode()
+    return frame(body).encode()
 
 
 def epoch(second: int) -> bytes:
@@ -115,16 +115,6 @@ class Recorder:
     def seconds(self) -> list[int]:
         with self.cond:
             return [f.time.minute * 60 + f.time.second for f in self.fixes if f.valid and f.time]
-
-
-def poll_until(predicate: Callable[[], bool], timeout: float) -> bool:
-    """For state nobody signals (counters, flags): check until true or the deadline."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def make_reader(port: str, rec: Recorder, **kw) -> SerialGnssReader:

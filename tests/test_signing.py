@@ -16,7 +16,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent import admin_tools
-from agent.config import AgentConfig, ConfigError, parse_config
+from agent.config import AgentConfig, ConfigError
+from agent.config_validate import parse_config
 from agent.core import signing
 from agent.core.remote_config import ConfigState, RecentIds, handle_config_set, parse_command
 
@@ -51,7 +52,7 @@ def request(version: int = 1, config: Any = None, request_id: str | None = None,
 
 
 def send(state: ConfigState, body: dict[str, Any], now: dt.datetime = NOW):
-    return handle_config_set(json.dumps(body, ensure_ascii=False).encode(), state, now)
+    return handle_config_set(json.dumps(body, ensure_ascii=False).encode(), state, now, validate=parse_config)
 
 
 def sig_error(outcome) -> str:
@@ -346,12 +347,12 @@ def test_sign_produces_a_request_the_unit_accepts(tmp_path: Path, capsys: pytest
     body = json.loads(capsys.readouterr().out)
     assert body["id"] == "req-4" and body["version"] == 4 and "sig" in body
     state = ConfigState.initial(config_with_keys(public))
-    outcome = handle_config_set(json.dumps(body).encode(), state, dt.datetime.now(UTC))
+    outcome = handle_config_set(json.dumps(body).encode(), state, dt.datetime.now(UTC), validate=parse_config)
     assert outcome.accepted, outcome.result
     assert outcome.state is not None and outcome.state.config.panel.labels["ar"]["busy"] == "مشغول"
     # The same request is worthless to another unit.
     other = ConfigState.initial(config_with_keys(public, unit=OTHER_UNIT))
-    assert not handle_config_set(json.dumps(body).encode(), other, dt.datetime.now(UTC)).result.ok
+    assert not handle_config_set(json.dumps(body).encode(), other, dt.datetime.now(UTC), validate=parse_config).result.ok
 
 
 def test_sign_cmd_produces_a_command_the_unit_accepts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -423,6 +424,6 @@ def test_a_javascript_jcs_reproduces_the_signed_bytes(tmp_path: Path) -> None:
 def test_a_signed_state_refuses_values_without_a_canonical_form(signed_state: ConfigState, raw_config: str) -> None:
     sig = base64.b64encode(b"\x00" * 64).decode()
     payload = f'{{"id": "r1", "version": 1, "config": {raw_config}, "sig": "{sig}"}}'.encode()
-    outcome = handle_config_set(payload, signed_state, NOW)
+    outcome = handle_config_set(payload, signed_state, NOW, validate=parse_config)
     assert outcome.state is None and not outcome.result.ok
     assert outcome.result.errors[0].loc in ("sig", "")  # "" for 1e400: refused while parsing

@@ -33,7 +33,7 @@ def test_status_press_publishes_at_once_retained_on_the_status_lane():
     [p] = pubs(out, "status")
     assert p.lane is Lane.STATUS and p.retain and p.qos == 1 and p.seq is None
     assert body(p) == {"status": "en_route", "siren": False, "call": None, "emergency": False, "ignition": None,
-                       "fix": {"receiver": "no_fix"}, "ts": iso(T0 + 0.3)}
+                       "fix": {"receiver": "no_fix"}, "ts": iso(T0 + 0.3), "time_source": "system"}
     assert Feedback("accepted") in out
     assert pubs(out, "telemetry") == []  # not waiting for, nor forcing, a report
     assert rig.unit.status.state == "en_route"
@@ -105,7 +105,8 @@ def test_siren_change_publishes_status_once_per_change():
     rig = Rig()
     out = rig.at(T0 + 0.4).siren(True)
     assert status_of(out) == {"status": "available", "siren": True, "call": None, "emergency": False,
-                              "ignition": None, "fix": {"receiver": "no_fix"}, "ts": iso(T0 + 0.4)}
+                              "ignition": None, "fix": {"receiver": "no_fix"}, "ts": iso(T0 + 0.4),
+                              "time_source": "system"}
     assert pubs(rig.after(0.1).siren(True)) == []  # same state again: no message
     assert status_of(rig.after(0.1).siren(False))["siren"] is False
     assert rig.reports(rig.run_until(T0 + 1.5))[-1]["siren"] is False

@@ -17,11 +17,11 @@ from agent.core.events import (
     SirenChanged, Tick,
 )
 from agent.core.publish import Lane, Publish
-from agent.core.status import STATUSES
+from agent.config import STATUS_CODES
 from agent.core.unit import SUBSCRIPTIONS, Unit
 from tests.support.unit_rig import T0, call_payload, config, gnss_fix, now
 
-INPUTS = (*STATUSES, "ack", "decline", "cleared", "emergency", "horn")
+INPUTS = (*STATUS_CODES, "ack", "decline", "cleared", "emergency", "horn")
 CALL_IDS = ("C-1", "C-2", "C-3")
 
 call_messages = st.builds(
@@ -90,7 +90,7 @@ def check_effects(unit: Unit, effects: list, seqs: list[int], last_status: list,
         else:
             assert effect.seq is None
         if effect.topic == "status":
-            assert effect.retain and effect.lane is Lane.STATUS and body["status"] in STATUSES
+            assert effect.retain and effect.lane is Lane.STATUS and body["status"] in STATUS_CODES
             last_status[:] = [body]
         if effect.topic == "alarm":
             assert effect.retain and effect.lane is Lane.EMERGENCY

@@ -137,8 +137,8 @@ def test_the_screens_get_the_parked_state_and_the_receiver_state():
     assert snap["power"] == {"ignition": "off", "parked": True}
     assert snap["gnss"]["receiver"] == "lost"
     panel = views.rider_view(rig.unit, rig.now())
-    assert (panel.parked, panel.receiver) == (True, "lost")
+    assert (panel.parked, panel.gnss_lost) == (True, True)
     rig.at(T0 + 1.0).ignition(True)
     rig.at(T0 + 1.1).gnss_restored()
     panel = views.rider_view(rig.unit, rig.now())
-    assert (panel.parked, panel.receiver) == (False, "no_fix")
+    assert (panel.parked, panel.gnss_lost) == (False, False)

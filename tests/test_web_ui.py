@@ -22,6 +22,7 @@ import pytest
 
 from agent.adapters.web_ui import WebUi
 from agent.core.events import ButtonPressed, ButtonReleased
+from hil.wait import poll_until
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -186,6 +187,18 @@ def test_touch_input_posts_button_events(ui, recorder):
                                ButtonReleased("ack", 1234.5, source="touch")]
 
 
+def test_the_release_of_a_press_that_changed_the_inputs_is_still_taken(ui, recorder):
+    # The cancel ends the window: the snapshot that answers the press no longer offers it.
+    ui.update(snapshot(inputs=[*INPUTS, "emergency_cancel"]))
+    assert post_input(ui, {"name": "emergency_cancel", "action": "press"})[0] == 200
+    ui.update(snapshot())
+    assert post_input(ui, {"name": "emergency_cancel", "action": "release"})[0] == 200
+    # Once released it is not offered: neither a press nor a second release is taken.
+    assert post_input(ui, {"name": "emergency_cancel", "action": "release"})[0] == 400
+    assert post_input(ui, {"name": "emergency_cancel", "action": "press"})[0] == 400
+    assert [type(e) for e in recorder.events] == [ButtonPressed, ButtonReleased]
+
+
 @pytest.mark.parametrize(
     "payload, status",
     [
@@ -283,15 +296,7 @@ class SseReader:
 
 
 def wait_until(predicate, timeout: float = TIMEOUT_S) -> None:
-    done = threading.Event()
-    deadline = threading.Timer(timeout, done.set)
-    deadline.start()
-    try:
-        while not predicate():
-            if done.wait(0.01):
-                raise AssertionError("condition not met in time")
-    finally:
-        deadline.cancel()
+    assert poll_until(predicate, timeout), "condition not met in time"
 
 
 def test_sse_sends_current_snapshot_then_only_the_newest(ui):

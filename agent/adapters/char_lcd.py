@@ -100,7 +100,8 @@ def char_lines(view: PanelView, catalog: Catalog | None = None, cols: int = 20, 
     else:
         clock = view.clock or ""
         link = c("link.online") if view.link_up else c("link.offline")
-        gnss = c("gnss.fix_3d" if view.gnss_fix == 3 else "gnss.fix_2d" if view.gnss_fix == 2 else "gnss.no_fix")
+        gnss = c("gnss.lost" if view.gnss_lost else "gnss.fix_3d" if view.gnss_fix == 3
+                 else "gnss.fix_2d" if view.gnss_fix == 2 else "gnss.no_fix")
         status = _centre(c.status(view.status), cols)
         if rows > 2:
             lines = [status, "", _clip(link, cols), _clip(gnss, cols - len(clock) - 1).ljust(cols - len(clock)) + clock]

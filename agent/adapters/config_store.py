@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.config import AgentConfig, ConfigError, Validate, load_config, parse_config
+from agent.config import AgentConfig, ConfigError, Validate, load_config
 from agent.core.remote_config import ConfigState
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class Effective:
 
 
 def load_effective(
-    base_toml_path: str | Path, validate: Validate = parse_config, base: AgentConfig | None = None
+    base_toml_path: str | Path, validate: Validate, base: AgentConfig | None = None
 ) -> Effective:
     """The TOML file (or ``base``, already read from it) plus the stored remote layer, validated.
 
@@ -87,7 +87,7 @@ def load_effective(
 
 
 class ConfigStore:
-    def __init__(self, state_dir: str | Path, validate: Validate = parse_config):
+    def __init__(self, state_dir: str | Path, validate: Validate):
         self.dir = Path(state_dir)
         self.validate = validate
         self.current = self.dir / CURRENT_NAME
@@ -119,7 +119,7 @@ class ConfigStore:
                         layer["request_id"],
                         # The previous layer was confirmed by definition.
                         layer["pending"] if source == "current" else False,
-                        self.validate,
+                        validate=self.validate,
                     )
                 except ConfigError as exc:
                     shown = "; ".join(f"{loc or '<config>'}: {msg}" for loc, msg in exc.problems[:5])
@@ -216,7 +216,7 @@ class ConfigStore:
                 restored = ConfigState.build(
                     state.base, layer["overlay"], layer["version"],
                     max(state.highest_version, layer["highest_version"]), layer["request_id"], False,
-                    self.validate,
+                    validate=self.validate,
                 )
             except ConfigError as exc:
                 problem = f"does not validate: {exc.problems[:3]}"

@@ -194,6 +194,27 @@ def wrap_lines(text: str, measure: Measure, width: float, max_lines: int) -> lis
     return [fit_line(line, measure, width, base)[0] for line in lines[:max_lines]]
 
 
+def wrap_words(text: str, measure: Measure, width: float) -> list[str]:
+    """Break ``text`` at spaces into logical lines that each fit ``width``, however many it takes.
+
+    Nothing is cut: a single word wider than ``width`` gets a line of its own
+    (the caller decides whether to take a smaller size or to cut it).
+    """
+    base = paragraph_direction(text)
+    lines: list[str] = []
+    current = ""
+    for word in text.split():
+        trial = f"{current} {word}".strip()
+        if not current or measure(visual(trial, base)) <= width:
+            current = trial
+        else:
+            lines.append(current)
+            current = word
+    if current:
+        lines.append(current)
+    return lines
+
+
 def ink_width(draw: ImageDraw.ImageDraw, font: ImageFont.FreeTypeFont) -> Measure:
     """The width of the ink a string leaves when drawn by ``draw`` (its colour mode's hinting included).
 

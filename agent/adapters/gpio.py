@@ -55,14 +55,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agent.config import GpioConfig, InputPin, OutputPin
+from agent.config import INPUT_NAMES, GpioConfig, InputPin, OutputPin
 from agent.core.events import ButtonPressed, ButtonReleased, SirenChanged
 from agent.core.indicators import OFF, OUTPUTS, RGB, WHITE, Flash, Level, Pattern, Steady
-from agent.core.status import STATUSES
 
 log = logging.getLogger(__name__)
 
-BUTTON_NAMES = (*STATUSES, "ack", "decline", "cleared", "emergency")
+BUTTON_NAMES = tuple(name for name in INPUT_NAMES if name != "siren")  # the siren is a line, not a button
 OPTIONAL_BUTTONS = ("decline", "cleared")
 
 # Packages each factory needs, for a clear error when one is missing.

@@ -15,17 +15,32 @@ A supervisor thread (``mqtt-link``) owns the connection's life:
    last will (``online`` = ``{"online": false}``, retained), bounded queues.
    A fresh client per connection means paho never re-sends old messages on
    its own: the outbox is the one place that decides what is re-sent.
-3. Connect, start paho's network thread, wait for CONNACK. A broker that
-   answers "unsupported protocol version" to MQTT 5 is retried at once with
-   3.1.1. Failures back off with capped, jittered exponential delays
-   (tenacity, this is the only retry loop: paho's own reconnect is off).
+3. Connect, start paho's network thread, wait for CONNACK (or for the
+   connection to close: a broker or a proxy that hangs up during the handshake
+   is a failure at once, not after the timeout). A broker that answers
+   "unsupported protocol version" to MQTT 5 is retried at once with 3.1.1.
+   Failures back off with capped, jittered exponential delays (tenacity, this
+   is the only retry loop: paho's own reconnect is off).
+
+   Coming back after coverage returns is what matters to command: a unit
+   missing from the map. So while ``waiting()`` says reports are waiting, a
+   network failure (no route, refused, closed, no answer) backs off at most
+   ``reconnect_waiting_max`` (1 s) instead of ``reconnect_max`` (60 s), and
+   each attempt is a short probe: the whole handshake must finish within
+   ``connect_probe`` (2 s), except every ``PROBE_FULL_EVERY``-th attempt in a
+   row, which waits the full ``connect_timeout`` so that a slow but working
+   link still gets through. A broker that *answers* and refuses (bad
+   credentials, not authorised) keeps the full back-off: hammering it would
+   change nothing.
 4. Once up: subscribe to ``subscriptions`` (relative topics, renewed at each
    connect) and wait for the SUBACK, publish the birth message (``online``, retained, payload from
    the ``birth`` callable), call ``on_up(broker)``.
 5. Watch the link: if the oldest unacknowledged PUBLISH is older than
-   ``ack_timeout`` the link is black-holed (a cellular link that stalls
-   without closing). Paho itself drops the link when a PINGREQ is not
-   answered within the keepalive. Either way the socket is shut down, every
+   ``ack_timeout`` or the keepalive, whichever is shorter, the link is
+   black-holed (a cellular link that stalls without closing): at 1 Hz there
+   is always a PUBACK to wait for, so a black hole is seen within one report
+   period plus that limit (at most ~1.2x keepalive by default). With nothing in
+   flight, paho drops the link when a PINGREQ is not answered. Either way the socket is shut down, every
    in-flight publish is reported ``LOST`` to its ``on_ack``, ``on_down`` is
    called and the loop goes back to 1.
 
@@ -85,6 +100,8 @@ class MqttSettings:
     reconnect_max: float = 60.0
     ack_timeout: float = 20.0
     connect_timeout: float = 10.0
+    connect_probe: float = 2.0  # the handshake's limit while reports wait (see the module docstring)
+    reconnect_waiting_max: float = 1.0  # back-off cap while reports wait
     max_inflight: int = 100
     max_queued: int = 1000
     session_expiry: int = 7 * 24 * 3600  # MQTT 5: how long the broker keeps our session
@@ -140,6 +157,13 @@ class _ConnectFailed(Exception):
     pass
 
 
+class _Refused(_ConnectFailed):
+    """The broker answered and said no: not a coverage problem."""
+
+
+PROBE_FULL_EVERY = 5
+
+
 class _Stopping(Exception):
     pass
 
@@ -179,6 +203,7 @@ class MqttLink:
         birth: Callable[[], bytes],
         subscriptions: list[str] | tuple[str, ...] = (),
         clock: Callable[[], float] = time.monotonic,
+        waiting: Callable[[], bool] = lambda: False,
     ) -> None:
         if not unit_id or any(c in unit_id for c in "/#+"):
             raise ValueError(f"bad unit id {unit_id!r}")
@@ -192,6 +217,8 @@ class MqttLink:
         self._birth = birth
         self._subscriptions = tuple(subscriptions)
         self._clock = clock
+        self._waiting = waiting
+        self._timeouts_in_a_row = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._session: _Session | None = None
@@ -322,11 +349,7 @@ class MqttLink:
             while not self._stop.is_set():
                 retrying = Retrying(
                     stop=lambda _state: self._stop.is_set(),
-                    # Exponential from reconnect_min, capped at reconnect_max, plus
-                    # up to reconnect_min of jitter so a fleet does not reconnect
-                    # in lockstep after a broker restart.
-                    wait=wait_exponential(multiplier=self.settings.reconnect_min, max=self.settings.reconnect_max)
-                    + wait_random(0, self.settings.reconnect_min),
+                    wait=self._backoff,
                     sleep=self._stop.wait,
                     retry=retry_if_exception_type(_ConnectFailed),
                     before_sleep=lambda state: log.warning(
@@ -346,6 +369,31 @@ class MqttLink:
             self._state = "failed"
             raise
 
+    def _backoff(self, state: Any) -> float:
+        """Exponential from reconnect_min, capped at reconnect_max, plus up to reconnect_min of
+        jitter so a fleet does not reconnect in lockstep after a broker restart. While reports
+        wait and the failure was the network's, capped at reconnect_waiting_max (and its jitter)."""
+        s = self.settings
+        outcome = state.outcome.exception() if state.outcome is not None else None
+        if self._waiting_guarded() and not isinstance(outcome, _Refused):
+            cap = min(s.reconnect_waiting_max, s.reconnect_max)
+            return wait_exponential(multiplier=s.reconnect_min, max=cap)(state) + wait_random(0, cap / 4)(state)
+        return (wait_exponential(multiplier=s.reconnect_min, max=s.reconnect_max)
+                + wait_random(0, s.reconnect_min))(state)
+
+    def _waiting_guarded(self) -> bool:
+        try:
+            return bool(self._waiting())
+        except Exception:  # noqa: BLE001 - a broken callback only costs the short back-off
+            self._callback_failed("waiting")
+            return False
+
+    def _handshake_limit(self) -> float:
+        s = self.settings
+        if not self._waiting_guarded() or (self._timeouts_in_a_row + 1) % PROBE_FULL_EVERY == 0:
+            return s.connect_timeout
+        return min(s.connect_probe, s.connect_timeout)
+
     def _connect_next(self) -> _Session:
         if self._stop.is_set():
             raise _Stopping()
@@ -359,14 +407,16 @@ class MqttLink:
             self._protocol_for[broker] = "3.1.1"
             session = self._open(host, port, broker, "3.1.1")
         if session.connack_code != 0:
-            raise _ConnectFailed(f"{broker} refused the connection: {session.connack_reason}")
+            raise _Refused(f"{broker} refused the connection: {session.connack_reason}")
         return session
 
     def _open(self, host: str, port: int, broker: str, protocol: str) -> _Session:
         self._state = "connecting"
-        client = self._make_client(protocol)
+        limit = self._handshake_limit()
+        client = self._make_client(protocol, limit)
         session = _Session(client=client, broker=broker, protocol=protocol)
         client.user_data_set(session)
+        started = self._clock()
         try:
             if protocol == "5":
                 props = Properties(PacketTypes.CONNECT)
@@ -376,19 +426,32 @@ class MqttLink:
                 client.connect(host, port, self.settings.keepalive)
         except (OSError, ssl.SSLError, ValueError) as exc:
             self._close_client(client)
+            self._timeouts_in_a_row = self._timeouts_in_a_row + 1 if isinstance(exc, TimeoutError) else 0
             raise _ConnectFailed(f"{broker}: {exc}") from exc
         client.loop_start()
-        if not session.connack.wait(self.settings.connect_timeout) or session.connack_code is None:
+        # CONNACK, or the connection closed before it: either ends the wait.
+        deadline = started + limit
+        while not session.connack.is_set() and not session.down.is_set():
+            left = deadline - self._clock()
+            if left <= 0:
+                break
+            session.connack.wait(min(left, 0.05))
+        if not session.connack.is_set() or session.connack_code is None:
             self._shut_socket(client)
             client.loop_stop()
             self._close_client(client)
-            raise _ConnectFailed(f"{broker}: no CONNACK within {self.settings.connect_timeout} s")
+            if session.down.is_set():
+                self._timeouts_in_a_row = 0
+                raise _ConnectFailed(f"{broker}: connection closed before CONNACK ({session.down_reason})")
+            self._timeouts_in_a_row += 1
+            raise _ConnectFailed(f"{broker}: no CONNACK within {limit:g} s")
+        self._timeouts_in_a_row = 0
         if session.connack_code != 0:
             client.loop_stop()
             self._close_client(client)
         return session
 
-    def _make_client(self, protocol: str) -> paho.Client:
+    def _make_client(self, protocol: str, connect_timeout: float) -> paho.Client:
         v5 = protocol == "5"
         client = paho.Client(
             CallbackAPIVersion.VERSION2,
@@ -398,7 +461,7 @@ class MqttLink:
             reconnect_on_failure=False,
         )
         client.suppress_exceptions = True  # belt and braces: our callbacks catch already
-        client.connect_timeout = self.settings.connect_timeout
+        client.connect_timeout = connect_timeout
         client.max_inflight_messages_set(self.settings.max_inflight)
         client.max_queued_messages_set(self.settings.max_queued)
         if self.settings.username is not None:
@@ -435,10 +498,11 @@ class MqttLink:
         if isinstance(birth, bytes):
             client.publish(self._base + "online", birth, qos=1, retain=True)
         self._call_guarded("on_up", self._on_up, session.broker)
-        check = max(0.05, min(1.0, self.settings.ack_timeout / 4))
+        stall_limit = min(self.settings.ack_timeout, float(self.settings.keepalive))
+        check = max(0.05, min(1.0, stall_limit / 4))
         while not self._stop.is_set() and not session.down.wait(check):
             age = self._oldest_inflight_age(session)
-            if age is not None and age > self.settings.ack_timeout:
+            if age is not None and age > stall_limit:
                 self._count("blackholes")
                 session.down_reason = f"no acknowledgement for {age:.1f} s (link black-holed)"
                 log.warning("mqtt: %s: %s; dropping the connection", session.broker, session.down_reason)
@@ -645,19 +709,22 @@ def offline_payload(reason: str | None = None) -> bytes:
 
 
 def birth_payload(*, agent_version: str, config_version: int, config_hash: str, ts: str,
-                  seq_start: int | None = None, seq_gap: dict[str, int] | None = None) -> bytes:
+                  time_source: str | None = None, seq_start: int | None = None,
+                  seq_gap: dict[str, int] | None = None) -> bytes:
     """The ``online`` birth message body (JSON, UTF-8).
 
     ``seq_start``: the first telemetry seq of this run; ``seq_gap``: the seq range
     this run declares never sent (``{"from": a, "to": b}``), or null (docs/mqtt-api.md).
     """
-    body = {
+    body: dict[str, Any] = {
         "online": True,
         "agent_version": agent_version,
         "config_version": config_version,
         "config_hash": config_hash,
         "ts": ts,
     }
+    if time_source is not None:
+        body["time_source"] = time_source
     if seq_start is not None:
         body["seq_start"] = seq_start
         body["seq_gap"] = seq_gap

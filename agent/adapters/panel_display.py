@@ -3,9 +3,16 @@
 What a rider in a helmet can take in at a glance, and nothing more:
 
 - idle: the unit status in big letters, link and GNSS indicators, the clock;
-- a call: the priority in a big box ("P1" inverted), the nature (one or two
-  lines, ellipsis when too long), a short address, and on the bottom row an
-  arrow to the incident relative to the motorcycle's heading with the distance;
+- a call: the priority in a big box ("P1" inverted), the nature and the
+  address, and on the bottom row an arrow to the incident relative to the
+  motorcycle's heading with the distance. Nature and address are never cut
+  mid-word: each takes the largest size that fits on one line, else wraps,
+  else its lines are shown a page at a time, the pages turning every
+  ``PAGE_S`` seconds, with a page mark at the edge. The dispatcher's short
+  nature (the call's ``code``) is shown instead of a nature that would need
+  pages, and its short address (``address_short``) for an address that would.
+  Lines keep a blank pixel row between them and the last row of the
+  display stays dark (Arabic descenders included);
 - an emergency: "ALARME" and whether dispatch has acknowledged it.
 
 How it draws. ``render(view)`` is pure drawing: a ``PanelView`` in, a Pillow
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,7 +40,7 @@ from typing import TYPE_CHECKING, Literal
 from PIL import Image, ImageDraw, ImageFont
 
 from agent.adapters.display_text import (
-    DisplayError, FontSet, fit_line, has_rtl, ink_width, wrap_lines,
+    DisplayError, FontSet, fit_line, has_rtl, ink_width, paragraph_direction, visual, wrap_lines, wrap_words,
 )
 from agent.core import geo
 from agent.core.i18n import Catalog
@@ -47,6 +55,11 @@ log = logging.getLogger(__name__)
 
 MIN_SIZE = (128, 64)
 WHITE, BLACK = "white", "black"
+PAGE_S = 3.0  # how long each page of a long nature or address stays up
+GAP = 1  # blank pixel rows between two lines of text
+MARK_W = 3  # the page mark's column at the end edge
+NATURE_SIZES = [16, 15, 14, 13, 12]
+ADDRESS_SIZES = [13, 12, 11]
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 with x1/y1 exclusive
 Align = Literal["start", "end", "center"]
@@ -155,6 +168,86 @@ class _Painter:
     def shape(self, role: str, box: Box) -> None:
         self.placed.append(Placed(role, "", box, box))
 
+    def ink_height(self, line: str, font: ImageFont.FreeTypeFont) -> int:
+        _, top, _, bottom = self.draw.textbbox((0, 0), line, font=font, anchor="lm")
+        return math.ceil(bottom) - math.floor(top)
+
+    def flow(self, text: str, box: Box, sizes: Sequence[int], *, bold: bool | Sequence[bool] = False,
+             max_lines: int = 2) -> Flow:
+        """Lay ``text`` out for ``box`` without cutting a word: the largest of ``sizes`` on one line,
+        else wrapped on up to ``max_lines`` lines, else in pages of as many lines as fit.
+
+        Only a single word wider than the box at the smallest size is cut (with "…").
+        """
+        width, height = box[2] - box[0], box[3] - box[1]
+        weights = [bold] * len(sizes) if isinstance(bold, bool) else list(bold)
+        base = paragraph_direction(text)
+        paged: Flow | None = None
+        for size, weight in zip(sizes, weights):
+            font = self.fonts.get(size, weight)
+            measure = ink_width(self.draw, font)
+            lines = [visual(line, base) for line in wrap_words(text, measure, width)]
+            if not lines or any(measure(line) > width for line in lines):
+                continue  # a word wider than the box at this size
+            pitch = max(self.ink_height(line, font) for line in lines)
+            per_page = min(max_lines, (height + GAP) // (pitch + GAP))
+            if per_page < 1:
+                continue
+            candidate = Flow(font, tuple(lines), per_page, pitch)
+            if len(lines) <= per_page:
+                return candidate
+            paged = candidate  # the smallest size that pages: the fewest pages
+        if paged is not None:
+            return paged
+        font = self.fonts.get(sizes[-1], weights[-1])  # a word too long at any size: cut it
+        line, _ = fit_line(text, ink_width(self.draw, font), width)
+        return Flow(font, (line,), 1, min(height, self.ink_height(line, font)))
+
+    def draw_flow(self, role: str, box: Box, flow: Flow, page: int, *, align: Align = "start",
+                  fill: str = WHITE) -> list[Placed]:
+        """Draw one page of ``flow`` in ``box``: rows ``flow.pitch`` high, ``GAP`` apart, centred as a block."""
+        lines = flow.page(page)
+        block = len(lines) * flow.pitch + (len(lines) - 1) * GAP
+        y = box[1] + max(0, (box[3] - box[1] - block) // 2)
+        out = []
+        for line in lines:
+            row = (box[0], y, box[2], y + flow.pitch)
+            placed = self._line(role, row, line, flow.font, align, fill)
+            if placed:
+                out.append(placed)
+            y += flow.pitch + GAP
+        return out
+
+    def page_mark(self, box: Box, page: int, pages: int) -> None:
+        """A thin column at the end edge: ``pages`` segments, the current one lit."""
+        x0, y0, x1, y1 = self.box(self.width - MARK_W, box[1], self.width, box[3])
+        seg = (y1 - y0 + 1) / pages
+        for i in range(pages):
+            top, bottom = round(y0 + i * seg), round(y0 + (i + 1) * seg) - 2
+            if i == page % pages:
+                self.draw.rectangle((x0 + 1, top, x1 - 1, bottom), fill=WHITE)
+            else:
+                self.draw.point(((x0 + x1 - 1) // 2, (top + bottom) // 2), fill=WHITE)
+        self.shape("page-mark", (x0, y0, x1, y1))
+
+
+@dataclass(frozen=True)
+class Flow:
+    """Text laid out for one box: its font, its lines (display order), how many show per page."""
+
+    font: ImageFont.FreeTypeFont
+    lines: tuple[str, ...]
+    per_page: int
+    pitch: int  # the height of one row (the tallest line's ink)
+
+    @property
+    def pages(self) -> int:
+        return max(1, math.ceil(len(self.lines) / self.per_page))
+
+    def page(self, page: int) -> tuple[str, ...]:
+        start = (page % self.pages) * self.per_page
+        return self.lines[start:start + self.per_page]
+
 
 def arrow_polygon(cx: float, cy: float, radius: float, angle_deg: float) -> list[tuple[float, float]]:
     """A navigation arrow centred on (cx, cy) pointing ``angle_deg`` clockwise from screen-up."""
@@ -183,6 +276,8 @@ class PanelDisplay:
         # Overrides are keyed by full catalog key ({"fr": {"status.busy": "..."}}).
         self._catalogs = {lang: Catalog(lang, (labels or {}).get(lang)) for lang in ("fr", "ar")}
         self._last_view: PanelView | None = None
+        self._page = 0
+        self.pages = 1  # pages of the view on show (more than one: the worker turns them)
         self.errors = 0
         self.frames = 0
 
@@ -192,29 +287,50 @@ class PanelDisplay:
 
     # ------------------------------------------------------------ public
 
-    def render(self, view: PanelView) -> Image.Image:
-        """The picture of ``view`` at the device's size and colour mode (pure drawing)."""
-        return self.render_layout(view)[0]
+    def render(self, view: PanelView, page: int = 0) -> Image.Image:
+        """The picture of ``view`` (its page ``page``) at the device's size and colour mode (pure drawing)."""
+        return self.render_layout(view, page)[0]
 
-    def render_layout(self, view: PanelView) -> tuple[Image.Image, list[Placed]]:
+    def render_layout(self, view: PanelView, page: int = 0) -> tuple[Image.Image, list[Placed]]:
         """The picture and the list of what was placed where (for tests and diagnostics)."""
+        return self._render(view, page)[:2]
+
+    def page_count(self, view: PanelView) -> int:
+        """How many pages ``view`` takes (1 unless a long nature or address is paged)."""
+        return self._render(view, 0)[2]
+
+    def _render(self, view: PanelView, page: int) -> tuple[Image.Image, list[Placed], int]:
         catalog = self._catalogs[view.lang]
         image = Image.new(self.device.mode, self.device.size, BLACK)
         painter = _Painter(image, self.fonts, catalog.direction == "rtl")
+        pages = 1
         if view.emergency != "none":
             self._emergency(painter, view, catalog)
         elif view.call is not None:
-            self._call(painter, view.call, catalog)
+            pages = self._call(painter, view.call, catalog, page, view.gnss_lost)
         else:
             self._idle(painter, view, catalog)
-        return image, painter.placed
+        return image, painter.placed, pages
+
+    def turn_page(self) -> bool:
+        """Show the next page of the view on show (the worker calls it every ``PAGE_S``)."""
+        if self._last_view is None or self.pages < 2:
+            return False
+        self._page = (self._page + 1) % self.pages
+        return self._draw(self._last_view)
 
     def show(self, view: PanelView, force: bool = False) -> bool:
         """Put ``view`` on the device unless it is already there; False if the device failed."""
         if view == self._last_view and not force:
             return True
+        if view != self._last_view:
+            self._page = 0  # a new call starts on its first page
+        return self._draw(view)
+
+    def _draw(self, view: PanelView) -> bool:
         try:
-            self.device.display(self.render(view))
+            image, _, self.pages = self._render(view, self._page)
+            self.device.display(image)
         except (OSError, RuntimeError, ValueError) as exc:
             self.errors += 1
             if self.errors == 1 or self.errors % 100 == 0:
@@ -245,16 +361,27 @@ class PanelDisplay:
         if view.clock:
             p.text("clock", p.box(w - 44, 0, w, bar), view.clock, [bar, bar - 1, 11], bold=True, align="end")
         p.draw.line((0, bar + 1, w - 1, bar + 1), fill=WHITE)
+        problems = [c("link.offline")] if not view.link_up else []
+        if view.gnss_lost:
+            problems.append(c("gnss.lost"))
+        elif not view.has_fix:
+            problems.append(c("gnss.no_fix"))
         footer = h - bar
+        if problems:
+            # Above the last pixel row: Arabic descenders must not touch the edge. Two problems
+            # that do not share a line get one each, and the status gives up the room.
+            box = (0, footer, w, h - 1)
+            flow = p.flow(" · ".join(problems), box, [bar - 1, 11, 10], max_lines=1)
+            if flow.pages > 1:
+                footer = h - 2 * bar
+                box = (0, footer, w, h - 1)
+                flow = p.flow(" · ".join(problems), box, [11, 10], max_lines=2)
+            p.draw_flow("problems", box, flow, 0, align="center")
         p.text("status", (0, bar + 3, w, footer - 1), c.status(view.status), [26, 24, 22, 20, 18, 16, 14],
                bold=True, align="center")
-        problems = [c("link.offline")] if not view.link_up else []
-        if not view.has_fix:
-            problems.append(c("gnss.no_fix"))
-        if problems:
-            p.text("problems", (0, footer, w, h), " · ".join(problems), [bar - 1, 11, 10], align="center")
 
-    def _call(self, p: _Painter, call: CallSummary, c: Catalog) -> None:
+    def _call(self, p: _Painter, call: CallSummary, c: Catalog, page: int = 0, gnss_lost: bool = False) -> int:
+        """Draw page ``page`` of the call screen; returns how many pages it has."""
         w, h = p.width, p.height
         top = round(h * 0.42)  # priority box and nature
         mid = round(h * 0.66)  # address
@@ -268,13 +395,42 @@ class PanelDisplay:
             ink = BLACK
         inner = (pbox[0] + 2, pbox[1], pbox[2] - 2, pbox[3])
         p.text("priority", inner, c.priority_short(call.priority), [22, 20, 18, 16], bold=True, align="center", fill=ink)
-        p.paragraph("nature", p.box(38, 0, w, top), call.nature or "—", [16, 15, 14], 13, 2, bold=True)
-        if call.address:
-            # Arabic strokes are thin at this size in one bit per pixel: draw it bold.
-            p.text("address", (0, top + 1, w, mid), call.address, [13, 12, 11], bold=has_rtl(call.address))
-        self._guidance(p, call, c, (0, mid + 1, w, h))
+        def nature_flow(text: str, end: int, bigger: Sequence[int] = ()) -> Flow:
+            sizes, weights = [*bigger, *NATURE_SIZES], [True] * (len(bigger) + len(NATURE_SIZES))
+            if not has_rtl(text):  # Latin stays legible in regular weight: two more steps before pages
+                sizes, weights = sizes + [12, 11], weights + [False, False]
+            return p.flow(text, p.box(38, 0, end, top), sizes, bold=weights)
 
-    def _guidance(self, p: _Painter, call: CallSummary, c: Catalog, row: Box) -> None:
+        def layout(end: int) -> tuple[Flow, Flow | None]:
+            nature = nature_flow(call.nature or "—", end)
+            if nature.pages > 1 and call.code:
+                # The dispatcher's short form reads in one glance where the full nature needs pages.
+                nature = nature_flow(call.code, end, [20, 18])
+            # Arabic strokes are thin at this size in one bit per pixel: draw it bold.
+            address = p.flow(call.address, (0, top + 1, end, mid), ADDRESS_SIZES, bold=has_rtl(call.address),
+                             max_lines=1) if call.address else None
+            if address is not None and address.pages > 1 and call.address_short:
+                # The dispatcher's short address, where the full one would need pages.
+                address = p.flow(call.address_short, (0, top + 1, end, mid), ADDRESS_SIZES,
+                                 bold=has_rtl(call.address_short), max_lines=1)
+            return nature, address
+
+        nature, address = layout(w)
+        pages = max(nature.pages, address.pages if address else 1)
+        end = w
+        if pages > 1:  # the text gives up a column to the page mark
+            end = w - MARK_W - 1
+            nature, address = layout(end)
+            pages = max(nature.pages, address.pages if address else 1)
+            p.page_mark((0, 0, w, mid), page, pages)
+        p.draw_flow("nature", p.box(38, 0, end, top), nature, page)
+        if address is not None:
+            p.draw_flow("address", p.box(0, top + 1, end, mid), address, page)
+        # The last pixel row stays dark: nothing may touch the display's edge.
+        self._guidance(p, call, c, (0, mid + 1, w, h - 1), gnss_lost)
+        return pages
+
+    def _guidance(self, p: _Painter, call: CallSummary, c: Catalog, row: Box, gnss_lost: bool = False) -> None:
         """The bottom row: arrow (or target, or question mark) and distance."""
         w = p.width
         size = row[3] - row[1]
@@ -283,10 +439,11 @@ class PanelDisplay:
         cx, cy = (icon[0] + icon[2] - 1) / 2, (icon[1] + icon[3] - 1) / 2
         radius = size / 2 - 1
         if call.distance_m is None:
-            p.draw.ellipse((icon[0] + 1, icon[1] + 1, icon[2] - 2, icon[3] - 2), outline=WHITE, width=2)
-            p.text("icon", icon, "?", [size - 6], bold=True, align="center")
-            key = "gnss.no_fix" if call.has_location else "call.no_location"
-            p.text("distance", text_box, c(key), [16, 14, 12], bold=True)
+            # Whose position is missing, in words across the whole row: the call's place (dispatch
+            # sent none) or this unit's own (no fix, or the receiver unplugged).
+            key = "call.no_location" if not call.has_location else "gnss.lost" if gnss_lost else "gnss.no_fix"
+            p.text("distance", row, c(key), [16, 14, 13, 12, 12, 11], bold=[True] * 4 + [False, False],
+                   align="center")
             return
         if call.near:  # a target: the unit is there
             p.draw.ellipse((icon[0] + 1, icon[1] + 1, icon[2] - 2, icon[3] - 2), outline=WHITE, width=2)
@@ -376,11 +533,14 @@ class DisplayWorker:
     the default 100 kHz. ``post(view)`` only leaves the view in a one-slot
     mailbox and returns; the worker draws the latest view (intermediate ones
     are skipped: only the newest matters on a display). Works for the OLED and
-    the character LCD alike (anything with ``show(view) -> bool``).
+    the character LCD alike (anything with ``show(view) -> bool``). When the
+    view on show has several pages (``display.pages``), the worker turns them
+    every ``page_s`` seconds (``display.turn_page()``) until a new view comes.
     """
 
-    def __init__(self, display, name: str = "panel-display") -> None:
+    def __init__(self, display, name: str = "panel-display", page_s: float = PAGE_S) -> None:
         self.display = display
+        self.page_s = page_s
         self._wake = threading.Condition()
         self._pending: PanelView | None = None
         self._busy = False
@@ -409,12 +569,17 @@ class DisplayWorker:
     def _run(self) -> None:
         while True:
             with self._wake:
-                self._wake.wait_for(lambda: self._pending is not None or self._stopping)
+                paging = getattr(self.display, "pages", 1) > 1
+                woken = self._wake.wait_for(lambda: self._pending is not None or self._stopping,
+                                            self.page_s if paging else None)
                 if self._stopping:
                     return
                 view, self._pending, self._busy = self._pending, None, True
             try:
-                self.display.show(view)
+                if woken:
+                    self.display.show(view)
+                else:
+                    self.display.turn_page()
             except Exception:  # show() is not supposed to raise; never let the worker die
                 log.exception("panel display worker: drawing failed")
             finally:
@@ -426,9 +591,26 @@ class DisplayWorker:
 # ------------------------------------------------------------------ factory
 
 
+class _Mirrored:
+    """A luma device that also writes each frame to a PNG file, replaced atomically (demo, bench)."""
+
+    def __init__(self, device, path: str) -> None:
+        self._device = device
+        self._path = path
+
+    def __getattr__(self, name):
+        return getattr(self._device, name)
+
+    def display(self, image: Image.Image) -> None:
+        self._device.display(image)
+        tmp = f"{self._path}.tmp"
+        image.convert("1").save(tmp, format="PNG")
+        os.replace(tmp, self._path)
+
+
 def open_display(kind: str, i2c_port: int = 1, i2c_address: int = 0x3C, width: int = 128, height: int = 64,
                  rotate: int = 0, *, labels: Mapping[str, Mapping[str, str]] | None = None,
-                 fonts: FontSet | None = None) -> PanelDisplay | CharLcdDisplay | None:
+                 fonts: FontSet | None = None, mirror_png: str | None = None) -> PanelDisplay | CharLcdDisplay | None:
     """Build the panel display the config asks for; None for ``kind="none"``.
 
     ``hd44780`` is the 20×4 character LCD option (``agent.adapters.char_lcd``):
@@ -445,7 +627,8 @@ def open_display(kind: str, i2c_port: int = 1, i2c_address: int = 0x3C, width: i
         from luma.core.device import dummy
 
         # Mode "1" like the real OLEDs, so tests see what the rider sees.
-        return PanelDisplay(dummy(width=width, height=height, rotate=rotate, mode="1"), labels=labels, fonts=fonts)
+        device = dummy(width=width, height=height, rotate=rotate, mode="1")
+        return PanelDisplay(_Mirrored(device, mirror_png) if mirror_png else device, labels=labels, fonts=fonts)
     if kind in ("ssd1306", "sh1106"):
         from luma.core.error import Error as LumaError
         from luma.core.interface.serial import i2c
@@ -460,7 +643,7 @@ def open_display(kind: str, i2c_port: int = 1, i2c_address: int = 0x3C, width: i
                 f"{kind} display at I2C port {i2c_port} address 0x{i2c_address:02X} cannot be opened: {exc}"
             ) from exc
         device.persist = False  # blank the panel when the agent stops, rather than freeze a stale call
-        return PanelDisplay(device, labels=labels, fonts=fonts)
+        return PanelDisplay(_Mirrored(device, mirror_png) if mirror_png else device, labels=labels, fonts=fonts)
     if kind == "hd44780":
         from agent.adapters.char_lcd import open_char_lcd
 

@@ -29,6 +29,12 @@ all of them pass*. A check that fails, raises or hangs stops the pings, and
 systemd restarts the unit within ``WatchdogSec``. The default interval is half
 of ``$WATCHDOG_USEC``, as sd_watchdog_enabled(3) recommends.
 
+Liveness is not progress: a core loop caught in an error loop still ticks. The
+runtime's progress checks (telemetry produced on schedule, inbox draining) are
+marked ``restart_now``: when one fails, the watchdog also sends
+``WATCHDOG=trigger`` (systemd 243+), and systemd runs the watchdog action (kill,
+then ``Restart=always``) at once rather than ``WatchdogSec`` after the last ping.
+
 :class:`Heartbeat`, :func:`thread_alive` and :class:`Progress` build the usual
 checks; the runtime wires the real ones.
 
@@ -133,6 +139,10 @@ class Notifier:
         """Send one keep-alive (``WATCHDOG=1``)."""
         return self.notify("WATCHDOG=1")
 
+    def watchdog_trigger(self, status: str) -> bool:
+        """Ask systemd to act now as if the watchdog had expired (``WATCHDOG=trigger``, systemd 243+)."""
+        return self.notify("WATCHDOG=trigger", "STATUS=" + _one_line(status))
+
     def close(self) -> None:
         """Close the socket (a later call opens it again)."""
         with self._lock:
@@ -172,6 +182,9 @@ class HealthCheck:
 
     name: str
     fn: Callable[[], CheckResult]
+    # Failing means the agent is making no progress and will not by itself (a core stuck in an
+    # error loop): ask systemd for the restart at once instead of waiting out WatchdogSec.
+    restart_now: bool = False
 
     def run(self) -> CheckResult:
         """Run the check; an exception counts as a failure, never escapes."""
@@ -269,9 +282,9 @@ class Progress:
             return True, f"{self.name}: {pending} pending, waiting {stalled:.1f} s"
         return False, f"{self.name}: {pending} pending, no progress for {stalled:.1f} s (limit {self.max_stall:g} s)"
 
-    def check(self) -> HealthCheck:
+    def check(self, *, restart_now: bool = False) -> HealthCheck:
         """This detector as a :class:`HealthCheck`."""
-        return HealthCheck(self.name, self)
+        return HealthCheck(self.name, self, restart_now)
 
 
 # ------------------------------------------------------------------ watchdog
@@ -306,6 +319,7 @@ class Verdict:
 
     healthy: bool
     results: tuple[tuple[str, bool, str], ...]  # (name, ok, detail)
+    restart_now: bool = False  # a failed check asks for the restart at once
 
     @property
     def failures(self) -> tuple[tuple[str, str], ...]:
@@ -345,6 +359,7 @@ class Watchdog:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._healthy: bool | None = None
+        self._triggered = False
         self.pings = 0
         self.last_verdict: Verdict | None = None
 
@@ -362,13 +377,22 @@ class Watchdog:
         """Run every check; ping systemd only if all passed."""
         with self._lock:
             checks = list(self._checks)
-        results = tuple((c.name, *c.run()) for c in checks)
-        verdict = Verdict(all(ok for _, ok, _ in results), results)
+        runs = [(c, c.run()) for c in checks]
+        results = tuple((c.name, ok, detail) for c, (ok, detail) in runs)
+        urgent = any(c.restart_now and not ok for c, (ok, _) in runs)
+        verdict = Verdict(all(ok for _, ok, _ in results), results, urgent)
         self.last_verdict = verdict
         if verdict.healthy:
             if self.notifier.watchdog_ping():
                 self.pings += 1
         self._report_transition(verdict)
+        if urgent and not self._triggered:
+            self._triggered = True
+            why = "; ".join(f"{name}: {detail}" for name, detail in verdict.failures)
+            log.critical("no progress, asking systemd for a restart now: %s", why)
+            self.notifier.watchdog_trigger(f"no progress, restarting: {why}")
+        elif verdict.healthy:
+            self._triggered = False
         return verdict
 
     def _report_transition(self, verdict: Verdict) -> None:

@@ -44,7 +44,8 @@ HTTP API
 ``GET /api/events``         the SSE stream (at most ``max_clients`` at once: 503 beyond)
 ``POST /api/input``         ``{"name": <input>, "action": "press"|"release"}``
                             -> 200 ``{"ok": true}``. ``name`` must be in the current
-                            snapshot's ``inputs`` (400 otherwise); the body must be
+                            snapshot's ``inputs`` (400 otherwise), or, for a release,
+                            have been pressed here (its press may have changed them); the body must be
                             JSON (``Content-Type: application/json``, 415 otherwise;
                             that also keeps other web pages from posting here without
                             a CORS preflight, which is never granted) of at most
@@ -83,7 +84,8 @@ A JSON object; times are ISO 8601 UTC strings (``2024-03-01T10:20:30Z``)::
                    "cancel_deadline_s": float|null,   # seconds left to cancel, at "now"
                    "hold_s": float},                  # optional: hold time (default 2)
      "call": null | {"id": str, "priority": 1|2|3, "nature": str, "code": str|null,
-                     "address": str, "location": {"lat", "lon"}|null,
+                     "address": str, "address_short": str|null,
+                     "location": {"lat", "lon"}|null,
                      "details": str|null, "caller": str|null, "created": ISO,
                      "state": "new"|"accepted"|"declined"|"en_route"|"on_scene"
                               |"cleared"|"cancelled",
@@ -188,6 +190,9 @@ class WebUi:
         self._lock = threading.Lock()
         self._blob: bytes | None = None  # newest snapshot, encoded
         self._inputs: frozenset[str] = frozenset()
+        # Inputs pressed on a screen and not yet released: their release is always taken, even
+        # when the press itself changed what the snapshot offers (a cancel ends the window).
+        self._held: set[str] = set()
         self._wake_pending = False
         self.rejected_snapshots = 0
 
@@ -436,8 +441,8 @@ class WebUi:
         if not isinstance(name, str) or not 0 < len(name) <= MAX_INPUT_NAME:
             return refuse(400, "name must be a short string")
         with self._lock:
-            allowed = self._inputs
-        if name not in allowed:
+            allowed = name in self._inputs or (action == "release" and name in self._held)
+        if not allowed:
             return refuse(400, f"input {name!r} is not accepted now")
         kind = ButtonPressed if action == "press" else ButtonReleased
         try:
@@ -445,6 +450,11 @@ class WebUi:
         except Exception:  # a full inbox must not kill the server
             log.exception("touch input %s %s not posted", name, action)
             return refuse(503, "agent busy, input not taken")
+        with self._lock:
+            if action == "press":
+                self._held.add(name)
+            else:
+                self._held.discard(name)
         return JSONResponse({"ok": True})
 
 

@@ -4,7 +4,7 @@ Rules
 -----
 * A call arrives on ``<prefix>/<unit>/call`` as JSON ``{"id", "action":
   "new"|"update"|"cancel", "priority": 1|2|3, "nature", "code"?, "address",
-  "location"?: {"lat", "lon"}, "details"?, "caller"?, "created"}``.
+  "address_short"?, "location"?: {"lat", "lon"}, "details"?, "caller"?, "created"}``.
 * Anything over 16 KiB, not UTF-8, not JSON, holding text that is not valid
   Unicode (:mod:`.inbound_text`), or failing validation is never
   shown: :meth:`CallBook.receive` returns a :class:`Rejected` with a reason a
@@ -71,6 +71,7 @@ class CallMessage:
     nature: str | None = None
     code: str | None = None
     address: str | None = None
+    address_short: str | None = None
     location: CallLocation | None = None
     details: str | None = None
     caller: str | None = None
@@ -82,8 +83,8 @@ class CallMessage:
 
 
 # Optional text fields: (fewest, most) characters, after stripping spaces.
-TEXT_FIELDS = {"nature": (1, 200), "code": (0, 24), "address": (1, 300), "details": (0, 4000),
-               "caller": (0, 200), "reason": (0, 300)}
+TEXT_FIELDS = {"nature": (1, 200), "code": (0, 24), "address": (1, 300), "address_short": (0, 60),
+               "details": (0, 4000), "caller": (0, 200), "reason": (0, 300)}
 ACTIONS = ("new", "update", "cancel")
 _ID = re.compile(CALL_ID_PATTERN)
 
@@ -178,6 +179,7 @@ class Call:
     address: str
     created: dt.datetime
     code: str | None = None
+    address_short: str | None = None  # the dispatcher's short form, for the small panel
     location: tuple[float, float] | None = None
     details: str | None = None
     caller: str | None = None
@@ -196,6 +198,7 @@ class Call:
             "nature": self.nature,
             "code": self.code,
             "address": self.address,
+            "address_short": self.address_short,
             "location": {"lat": self.location[0], "lon": self.location[1]} if self.location else None,
             "details": self.details,
             "caller": self.caller,
@@ -214,6 +217,7 @@ class Call:
             address=data["address"],
             created=dt.datetime.fromisoformat(data["created"].replace("Z", "+00:00")),
             code=data.get("code"),
+            address_short=data.get("address_short"),
             location=(loc["lat"], loc["lon"]) if loc else None,
             details=data.get("details"),
             caller=data.get("caller"),
@@ -374,6 +378,7 @@ class CallBook:
             address=pick("address"),
             created=pick("created"),
             code=pick("code"),
+            address_short=pick("address_short"),
             location=location,
             details=pick("details"),
             caller=pick("caller"),
@@ -446,4 +451,5 @@ class CallBook:
 
 
 def _content(call: Call) -> tuple:
-    return (call.priority, call.nature, call.address, call.created, call.code, call.location, call.details, call.caller)
+    return (call.priority, call.nature, call.address, call.created, call.code, call.location, call.details, call.caller,
+            call.address_short)

@@ -43,8 +43,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, Union
 
+from agent.config import DEFAULT_PATTERNS, STATUS_CODES, PatternSpec  # noqa: F401 (PatternSpec: the patterns' type)
 from agent.core.emergency import EmergencyState
-from agent.core.status import STATUSES
 
 RGB = tuple[float, float, float]
 Level = Union[bool, RGB]
@@ -70,25 +70,6 @@ class PatternLike(Protocol):
     repeat: int
 
 
-@dataclass(frozen=True, slots=True)
-class PatternSpec:
-    steps: tuple[float, ...]
-    repeat: int = 1
-
-
-# The built-in patterns; ``[panel] patterns`` overrides them by name.
-DEFAULT_PATTERNS: dict[str, PatternSpec] = {
-    "call_p1": PatternSpec((0.15, 0.1, 0.15, 0.1, 0.15, 0.6), repeat=0),
-    "call_p2": PatternSpec((0.3, 0.2, 0.3, 1.2), repeat=0),
-    "call_p3": PatternSpec((0.5, 2.0), repeat=3),
-    "accepted": PatternSpec((0.08,), repeat=1),
-    "refused": PatternSpec((0.6,), repeat=1),
-    "emergency_pending": PatternSpec((0.1, 0.1), repeat=0),
-    "emergency_active": PatternSpec((0.5, 0.5), repeat=0),
-    "emergency_acknowledged": PatternSpec((0.05, 1.95), repeat=0),
-    "link_offline": PatternSpec((1.0, 1.0), repeat=0),
-    "gnss_no_fix": PatternSpec((0.2, 0.8), repeat=0),
-}
 
 
 # ------------------------------------------------------------------ commands
@@ -141,7 +122,7 @@ class IndicatorView:
 
     def __post_init__(self) -> None:
         if self.status not in STATUS_COLOURS:
-            raise ValueError(f"unknown status {self.status!r}; known: {list(STATUSES)}")
+            raise ValueError(f"unknown status {self.status!r}; known: {list(STATUS_CODES)}")
         if self.call_priority is not None and self.call_priority not in (1, 2, 3):
             raise ValueError(f"call priority must be 1, 2 or 3, not {self.call_priority!r}")
         # Accept the plain string too ("active"), store the enum.

@@ -32,15 +32,48 @@ receiver's meaning; deciding what is a fix is the job of ``agent.core.gnss``.
 Empty or malformed numeric fields become ``None``. Sentences with fewer
 fields than their type needs are unparsable (gpsd's minimum field counts).
 
+pynmea2 and what stays here
+---------------------------
+pynmea2 parses each sentence: it recognises the talker and the type, splits
+the fields and names them (``num_sats``, ``spd_over_grnd``...), and converts
+the numeric fields it has a converter for (floats, integers, decimals). The
+framer (pynmea2 reads lines, not a byte stream with binary frames in it) and
+the epoch assembler (``agent.core.gnss``; pynmea2 has none) are this
+package's. So are the field rules where pynmea2's would change what the unit
+reports, each one checked against gpsd on the shared captures:
+
+* time of day: pynmea2 goes through a float, so ``.57`` s becomes 569,999 µs,
+  and a leap second (``235960``) fails; here the digits are read exactly and
+  a leap second holds the day's last instant, as gpsd does;
+* latitude and longitude: pynmea2 answers 0.0 for an empty field or a
+  missing hemisphere (a fix at 0° N 0° E instead of no position) and takes
+  minutes of 60 and more; here those are no position;
+* the date: pynmea2 picks the century with ``strptime``; here the day, month
+  and two-digit year go to the epoch assembler, which picks it as gpsd does;
+* satellite counts and GSA's fix mode are read like C's ``atoi``, as gpsd
+  reads them (pynmea2 leaves them as text); GSA's PRNs and DOPs are read by
+  position, because pynmea2's GSA has 12 PRN slots and NMEA 4.10 appends a
+  system id (and some receivers send 24 slots); GNS's navigational status
+  (NMEA 4.10) is past the fields pynmea2 names;
+* a non-finite number (``nan``, ``inf``) is malformed here, as in gpsd.
+
+One difference from this module's own former hand-written splitter: a ``*``
+inside the fields (a corrupted line whose last checksum still matches) makes
+the sentence unparsable (counted), since pynmea2 takes ``*`` for the start of
+the checksum.
+
 Everything here is pure: no I/O, no clocks.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from functools import reduce
 from operator import xor
+
+import pynmea2
 
 __all__ = [
     "GnssCounters",
@@ -204,10 +237,15 @@ class NmeaFramer:
                 c.bad_checksum += 1
                 return
             body = raw[1:star]
-            if reduce(xor, body, 0) != int(cs, 16):
+            if checksum(body) != int(cs, 16):
                 c.bad_checksum += 1
                 return
         out.append((body.decode("ascii"), star >= 0))
+
+
+def checksum(body: bytes) -> int:
+    """The NMEA checksum of ``body`` (what lies between ``$`` and ``*``): the XOR of its bytes."""
+    return reduce(xor, body, 0)
 
 
 # ------------------------------------------------------------------ parsing
@@ -341,15 +379,6 @@ def _float(s: str) -> float | None:
     return v
 
 
-def _int(s: str) -> int | None:
-    if not s:
-        return None
-    try:
-        return int(s)
-    except ValueError:
-        return None
-
-
 def _atoi(s: str) -> int:
     """C ``atoi``: leading digits, 0 when none (how receivers' counts are read)."""
     if s.isdecimal():
@@ -386,92 +415,129 @@ def _ddmmyy(s: str) -> tuple[int, int, int] | None:
     return (dd, mm, yy)
 
 
-def _field(f: list[str], i: int) -> str:
-    return f[i] if i < len(f) else ""
+# The fields, named by pynmea2's sentence classes. ``_text`` is a field as
+# sent ("" when the sentence is short of it); ``_number`` and ``_integer`` go
+# through pynmea2's converter where the field has one (it answers the text
+# unchanged when the conversion fails, which here means "malformed": None).
 
 
-def _rmc(t: str, f: list[str]) -> Rmc:
+def _text(msg: pynmea2.TalkerSentence, name: str) -> str:
+    index = type(msg).name_to_idx[name]
+    return msg.data[index] if index < len(msg.data) else ""
+
+
+def _number(msg: pynmea2.TalkerSentence, name: str) -> float | None:
+    value = getattr(msg, name)
+    if value is None or isinstance(value, str):
+        return _float(value or "")  # a field pynmea2 keeps as text, or one its converter refused
+    value = float(value)  # float, int or Decimal
+    return value if math.isfinite(value) else None
+
+
+def _integer(msg: pynmea2.TalkerSentence, name: str) -> int | None:
+    value = getattr(msg, name)
+    return value if isinstance(value, int) else None
+
+
+def _position(msg: pynmea2.TalkerSentence) -> tuple[float | None, float | None]:
+    return (_coord(_text(msg, "lat"), _text(msg, "lat_dir"), 90.0),
+            _coord(_text(msg, "lon"), _text(msg, "lon_dir"), 180.0))
+
+
+def _rmc(msg: pynmea2.TalkerSentence) -> Rmc:
+    time, date = _text(msg, "timestamp"), _text(msg, "datestamp")
+    lat, lon = _position(msg)
     return Rmc(
-        talker=t,
-        time_us=_time_us(f[1]),
-        time_field=bool(f[1]),
-        status=f[2][:1],
-        lat=_coord(f[3], f[4], 90.0),
-        lon=_coord(f[5], f[6], 180.0),
-        speed_kn=_float(f[7]),
-        track=_float(_field(f, 8)),
-        date=_ddmmyy(_field(f, 9)),
-        date_field=bool(_field(f, 9)),
-        faa=_field(f, 12)[:1],
+        talker=msg.talker,
+        time_us=_time_us(time),
+        time_field=bool(time),
+        status=_text(msg, "status")[:1],
+        lat=lat,
+        lon=lon,
+        speed_kn=_number(msg, "spd_over_grnd"),
+        track=_number(msg, "true_course"),
+        date=_ddmmyy(date),
+        date_field=bool(date),
+        faa=_text(msg, "mode_indicator")[:1],
     )
 
 
-def _gga(t: str, f: list[str]) -> Gga:
+def _gga(msg: pynmea2.TalkerSentence) -> Gga:
+    time, sats = _text(msg, "timestamp"), _text(msg, "num_sats")
+    lat, lon = _position(msg)
     return Gga(
-        talker=t,
-        time_us=_time_us(f[1]),
-        time_raw=f[1],
-        lat=_coord(f[2], f[3], 90.0),
-        lon=_coord(f[4], f[5], 180.0),
-        quality=_int(f[6]),
-        sats=_atoi(f[7]),
-        sats_field=bool(f[7]),
-        hdop=_float(f[8]),
-        alt=_float(f[9]),
+        talker=msg.talker,
+        time_us=_time_us(time),
+        time_raw=time,
+        lat=lat,
+        lon=lon,
+        quality=_integer(msg, "gps_qual"),
+        sats=_atoi(sats),
+        sats_field=bool(sats),
+        hdop=_number(msg, "horizontal_dil"),
+        alt=_number(msg, "altitude"),
     )
 
 
-def _gll(t: str, f: list[str]) -> Gll:
+def _gll(msg: pynmea2.TalkerSentence) -> Gll:
+    time = _text(msg, "timestamp")
+    lat, lon = _position(msg)
     return Gll(
-        talker=t,
-        time_us=_time_us(f[5]),
-        time_field=bool(f[5]),
-        status=f[6][:1],
-        lat=_coord(f[1], f[2], 90.0),
-        lon=_coord(f[3], f[4], 180.0),
-        faa=_field(f, 7)[:1],
+        talker=msg.talker,
+        time_us=_time_us(time),
+        time_field=bool(time),
+        status=_text(msg, "status")[:1],
+        lat=lat,
+        lon=lon,
+        faa=_text(msg, "faa_mode")[:1],
     )
 
 
-def _gns(t: str, f: list[str]) -> Gns:
+def _gns(msg: pynmea2.TalkerSentence) -> Gns:
+    time, sats = _text(msg, "timestamp"), _text(msg, "num_sats")
+    lat, lon = _position(msg)
     return Gns(
-        talker=t,
-        time_us=_time_us(f[1]),
-        time_field=bool(f[1]),
-        lat=_coord(f[2], f[3], 90.0),
-        lon=_coord(f[4], f[5], 180.0),
-        modes=f[6],
-        sats=_atoi(f[7]),
-        sats_field=bool(f[7]),
-        hdop=_float(f[8]),
-        alt=_float(f[9]),
-        nav_status=_field(f, 13)[:1],
+        talker=msg.talker,
+        time_us=_time_us(time),
+        time_field=bool(time),
+        lat=lat,
+        lon=lon,
+        modes=_text(msg, "mode_indicator"),
+        sats=_atoi(sats),
+        sats_field=bool(sats),
+        hdop=_number(msg, "hdop"),
+        alt=_number(msg, "altitude"),
+        # NMEA 4.10's navigational status, after the fields pynmea2 names.
+        nav_status=(msg.data[12] if len(msg.data) > 12 else "")[:1],
     )
 
 
-def _vtg(t: str, f: list[str]) -> Vtg:
-    return Vtg(talker=t, track=_float(f[1]), speed_kn=_float(_field(f, 5)), faa=_field(f, 9)[:1])
+def _vtg(msg: pynmea2.TalkerSentence) -> Vtg:
+    return Vtg(talker=msg.talker, track=_number(msg, "true_track"), speed_kn=_number(msg, "spd_over_grnd_kts"),
+               faa=_text(msg, "faa_mode")[:1])
 
 
-def _gsa(t: str, f: list[str]) -> Gsa:
-    # PRN slots are fields 3..14 then PDOP, HDOP, VDOP; NMEA 4.10 appends a
-    # system id, and some receivers (Navior CH-4701) send 24 PRN slots.
-    dops = 15 if len(f) == 19 else len(f) - 3
-    prns = tuple(p for p in (_atoi(x) for x in f[3:dops]) if p > 0)
-    return Gsa(talker=t, mode=_atoi(f[2]), mode_field=f[2], prns=prns, hdop=_float(f[dops + 1]))
+def _gsa(msg: pynmea2.TalkerSentence) -> Gsa:
+    # By position, not by pynmea2's names: its GSA has 12 PRN slots, then PDOP,
+    # HDOP, VDOP, but NMEA 4.10 appends a system id and some receivers (Navior
+    # CH-4701) send 24 PRN slots.
+    f = msg.data
+    dops = 14 if len(f) == 18 else len(f) - 3
+    prns = tuple(p for p in (_atoi(x) for x in f[2:dops]) if p > 0)
+    mode = _text(msg, "mode_fix_type")
+    return Gsa(talker=msg.talker, mode=_atoi(mode), mode_field=mode, prns=prns, hdop=_float(f[dops + 1]))
 
 
-def _zda(t: str, f: list[str]) -> Zda:
+def _zda(msg: pynmea2.TalkerSentence) -> Zda:
     date = None
-    if f[2] and f[3] and f[4]:
-        y, m, d = _int(f[4]), _int(f[3]), _int(f[2])
-        if y is not None and m is not None and d is not None and 1900 <= y <= 2200 and 1 <= m <= 12 and 1 <= d <= 31:
-            date = (y, m, d)
-    return Zda(talker=t, time_us=_time_us(f[1]), date=date)
+    y, m, d = _integer(msg, "year"), _integer(msg, "month"), _integer(msg, "day")
+    if y is not None and m is not None and d is not None and 1900 <= y <= 2200 and 1 <= m <= 12 and 1 <= d <= 31:
+        date = (y, m, d)
+    return Zda(talker=msg.talker, time_us=_time_us(_text(msg, "timestamp")), date=date)
 
 
-def _gbs(t: str, f: list[str]) -> Gbs:
-    return Gbs(talker=t, time_us=_time_us(f[1]))
+def _gbs(msg: pynmea2.TalkerSentence) -> Gbs:
+    return Gbs(talker=msg.talker, time_us=_time_us(_text(msg, "timestamp")))
 
 
 # type -> (minimum fields after the address, parser). Minimums follow gpsd.
@@ -515,4 +581,8 @@ def parse(body: str, checked: bool = True) -> Sentence | None:
         minimum += 1
     if len(f) - 1 < minimum:
         raise Unparsable(f"{address}: {len(f) - 1} fields, needs {minimum}")
-    return parser(address[:2], f)
+    try:
+        msg = pynmea2.parse(body)
+    except pynmea2.ParseError as exc:
+        raise Unparsable(f"{address}: {exc.args[0][0]}") from None
+    return parser(msg)

@@ -56,6 +56,8 @@ class CallSummary:
     relative_bearing_deg: float | None = None
     age_s: float | None = None
     has_location: bool = True  # False: dispatch sent no coordinates for the call
+    code: str | None = None  # the dispatcher's short form of the nature, when the call has one
+    address_short: str | None = None  # and of the address
 
     def __post_init__(self) -> None:
         if self.priority not in (1, 2, 3):
@@ -93,9 +95,8 @@ class PanelView:
     emergency: EmergencyState = "none"
     call: CallSummary | None = None
     clock: str | None = None
-    # "ok", "no_fix" or "lost" (the receiver unplugged or silent); parked: ignition off, nothing to do.
-    receiver: str = "ok"
-    parked: bool = False
+    gnss_lost: bool = False  # the receiver itself is silent or unplugged (not just no fix)
+    parked: bool = False  # ignition off and nothing to do: reports at the parked rate (agent/core/power.py)
 
     def __post_init__(self) -> None:
         if self.lang not in LANGUAGES:
@@ -122,6 +123,8 @@ def summarize_call(
     fix: Fix | None,
     age_s: float | None = None,
     min_speed_mps: float = MIN_SPEED_FOR_TRACK_MPS,
+    code: str | None = None,
+    address_short: str | None = None,
 ) -> CallSummary:
     """The call as the panel shows it, seen from the vehicle's current fix.
 
@@ -149,6 +152,8 @@ def summarize_call(
         relative_bearing_deg=relative,
         age_s=age_s,
         has_location=location is not None,
+        code=code.strip() or None if code else None,
+        address_short=address_short.strip() or None if address_short else None,
     )
 
 

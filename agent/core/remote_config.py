@@ -59,7 +59,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from agent.config import AgentConfig, ConfigError, Validate, parse_config
+from agent.config import AgentConfig, ConfigError, Validate
 from agent.core import inbound_text, signing
 from agent.core.json_types import json_type
 
@@ -242,7 +242,8 @@ class ConfigState:
         highest_version: int = 0,
         request_id: str | None = None,
         pending: bool = False,
-        validate: Validate = parse_config,
+        *,
+        validate: Validate,
     ) -> "ConfigState":
         """Validate ``base`` + ``overlay``; raises :class:`ConfigError`."""
         config = effective_config(base, overlay, validate=validate)
@@ -258,7 +259,7 @@ def current_message(state: ConfigState) -> dict[str, Any]:
 
 
 def effective_config(
-    base: AgentConfig, overlay: Mapping[str, Any], source: str = "remote", validate: Validate = parse_config
+    base: AgentConfig, overlay: Mapping[str, Any], source: str = "remote", *, validate: Validate
 ) -> AgentConfig:
     """``base`` with ``overlay`` deep-merged on top, validated (strict)."""
     return validate(_apply(base.plain(), overlay), source, strict=True)
@@ -452,7 +453,7 @@ class ConfigOutcome:
 
 
 def handle_config_set(
-    payload: bytes, state: ConfigState, now: dt.datetime, validate: Validate = parse_config
+    payload: bytes, state: ConfigState, now: dt.datetime, validate: Validate
 ) -> ConfigOutcome:
     """Validate a ``config/set`` payload against ``state`` at wall-clock ``now``."""
     if now.tzinfo is None:

@@ -58,6 +58,8 @@ import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from agent.config import public_key_bytes
+
 Purpose = Literal["config/set", "cmd", "call", "alarm/ack", "alarm/clear"]
 ADMIN_PURPOSES: tuple[str, ...] = ("config/set", "cmd")
 DISPATCH_PURPOSES: tuple[str, ...] = ("call", "alarm/ack", "alarm/clear")
@@ -92,13 +94,7 @@ def parse_public_key(text: str) -> Ed25519PublicKey:
     OpenSSL takes any 32 bytes as a key; 32 bytes that are no curve point
     simply verify nothing.
     """
-    try:
-        raw = base64.b64decode(text.strip(), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ValueError(f"not base64: {exc}") from None
-    if len(raw) != 32:
-        raise ValueError(f"an Ed25519 public key is 32 bytes, this one is {len(raw)}")
-    return Ed25519PublicKey.from_public_bytes(raw)
+    return Ed25519PublicKey.from_public_bytes(public_key_bytes(text))
 
 
 def parse_public_keys(texts: Iterable[str], name: str = "admin_keys") -> tuple[Ed25519PublicKey, ...]:

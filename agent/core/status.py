@@ -75,7 +75,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-STATUSES: tuple[str, ...] = ("available", "en_route", "on_scene", "busy", "out_of_service")
+from agent.config import STATUS_CODES
+
 
 # The table itself: from-status -> {to-status: None (allowed) or refusal reason}.
 # Every (from, to) pair with from != to is listed, so nothing is decided by omission.
@@ -154,9 +155,9 @@ class StatusMachine:
 
     def __init__(self, initial: str, allowed: Iterable[str]):
         buttons = tuple(dict.fromkeys(allowed))
-        unknown = [name for name in buttons if name not in STATUSES]
+        unknown = [name for name in buttons if name not in STATUS_CODES]
         if unknown:
-            raise ValueError(f"unknown status button(s) {unknown}; known: {list(STATUSES)}")
+            raise ValueError(f"unknown status button(s) {unknown}; known: {list(STATUS_CODES)}")
         if "available" not in buttons:
             raise ValueError("the status buttons must include 'available': it is the only way back into service")
         _check_status(initial)
@@ -175,7 +176,7 @@ class StatusMachine:
     def check(self, target: str) -> Transition:
         """What ``request(target)`` would answer, without changing anything."""
         current = self._state
-        if target not in STATUSES:
+        if target not in STATUS_CODES:
             return Transition(current, target, False, "unknown_status")
         if target not in self._allowed:
             return Transition(current, target, False, "no_such_button")
@@ -202,5 +203,5 @@ class StatusMachine:
 
 
 def _check_status(value: str) -> None:
-    if value not in STATUSES:
-        raise ValueError(f"unknown status {value!r}; known: {list(STATUSES)}")
+    if value not in STATUS_CODES:
+        raise ValueError(f"unknown status {value!r}; known: {list(STATUS_CODES)}")

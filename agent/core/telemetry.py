@@ -142,12 +142,22 @@ class TimeBase:
             self.samples.append(stamp.timestamp() - mono)
 
     def now(self, mono: float, system_utc: dt.datetime, system_synced: bool) -> tuple[dt.datetime, str]:
-        if system_synced:
-            return system_utc, "system"
-        offset = self.gnss_offset
-        if offset is not None:
-            return dt.datetime.fromtimestamp(mono + offset, UTC), "gnss"
-        return system_utc, "system_unsynced"
+        return best_time(mono, system_utc, system_synced, self.gnss_offset)
+
+
+# The unit's clock can judge an expiry: anything but an unsynchronised system clock with no GNSS time.
+TRUSTED_TIME_SOURCES = ("system", "gnss")
+
+
+def best_time(mono: float, system_utc: dt.datetime, system_synced: bool,
+              gnss_offset: float | None) -> tuple[dt.datetime, str]:
+    """UTC now from the best clock, and its ``time_source``: ``system`` (synchronised),
+    ``gnss`` (the receiver's UTC carried forward on the monotonic clock) or ``system_unsynced``."""
+    if system_synced:
+        return system_utc, "system"
+    if gnss_offset is not None:
+        return dt.datetime.fromtimestamp(mono + gnss_offset, UTC), "gnss"
+    return system_utc, "system_unsynced"
 
 
 FIX_STALE_S = 3.0  # an epoch older than this is no longer a current fix

@@ -335,6 +335,11 @@ def _numeric(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def report_map(payload: bytes) -> dict[Any, Any]:
+    """The raw key map of one CBOR report (a server's fast path: ``m[K_SEQ]``, ``m[K_TS]``)."""
+    return _load_map(payload)
+
+
 def _load_map(payload: bytes) -> dict[Any, Any]:
     m = _loads(payload)
     if not isinstance(m, dict):

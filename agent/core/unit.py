@@ -474,7 +474,16 @@ class Unit:
         return {"id": call.id, "state": call.state} if call else None
 
     def _message(self, topic: str, body: dict[str, Any], lane: Lane, *, retain: bool = False) -> Publish:
+        if "ts" in body and "time_source" not in body:
+            body["time_source"] = self.time_source(self.now)
         return Publish(topic, _json(body), lane, qos=1, retain=retain)
+
+    def best_time(self, now: Now) -> tuple[dt.datetime, str]:
+        """UTC from the unit's best clock, and which one (``time_source``); see :class:`TimeBase`."""
+        return self.timebase.now(now.mono, now.wall, now.wall_synced)
+
+    def time_source(self, now: Now) -> str:
+        return self.best_time(now)[1]
 
     def _fix(self, now: Now) -> dict[str, Any]:
         return {**fix_json(self.last_valid, self.last_valid_mono, self.current_mode(now.mono), now.mono),

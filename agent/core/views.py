@@ -65,6 +65,8 @@ def _summary(unit: Unit, call: Call, now: Now) -> CallSummary:
         location=call.location,
         fix=_position(unit, now),
         age_s=max(0.0, (now.wall - call.created).total_seconds()),
+        code=call.code,
+        address_short=call.address_short,
     )
 
 
@@ -81,11 +83,11 @@ def rider_view(unit: Unit, now: Now, clock: str | None = None) -> PanelView:
         status=unit.status.state,
         link_up=unit.link_up,
         gnss_fix=unit.current_mode(now.mono) if unit.last_epoch is not None else 0,
+        gnss_lost=unit.gnss_lost,
         # Holding is not yet an alarm: the display keeps showing the call meanwhile.
         emergency="none" if state in (EmergencyState.NONE, EmergencyState.HOLDING) else state.value,
         call=_summary(unit, call, now) if call else None,
         clock=clock,
-        receiver=unit.receiver_at(now.mono),
         parked=unit.parked,
     )
 

@@ -7,10 +7,12 @@ a free loopback port with a configuration file written for that test, stopped
 by its pid, ``kill9()``/``restart()``, ``log_text()``); here a missing
 Mosquitto skips the test with a clear message instead of failing it.
 
-``Recorder`` is a plain paho client that subscribes to topics and records
-every message; ``wait_for(predicate, timeout)`` blocks on a condition until
-the recorded messages satisfy the predicate, and fails with a useful message
-otherwise (tests never assert after a bare sleep).
+``Recorder`` is the rig's recorder (``hil.recorder``): it subscribes to
+topics and records every message; ``wait_for(predicate, timeout)`` blocks on
+a condition until the recorded messages satisfy the predicate, and fails the
+test with a useful message otherwise (tests never assert after a bare sleep).
+``wait_until`` is the rig's poll helper (``hil.wait``), failing the test on
+timeout.
 
 Tests never use a broker that was already running.
 """
@@ -18,21 +20,19 @@ Tests never use a broker that was already running.
 from __future__ import annotations
 
 import json
-import os
-import threading
-import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from hil.broker import Broker as _Broker
 from hil.broker import BrokerUnavailable, TlsListener, free_port, password_line, wait_port, write_password_file
 from hil.broker import mosquitto_path as _mosquitto_path
 from hil.pki import TlsFiles
+from hil.recorder import ClientTls
+from hil.recorder import Message as Received
+from hil.recorder import Recorder as _Recorder
+from hil.wait import poll_until
 
 __all__ = [
     "Broker", "Received", "Recorder", "TlsListener", "free_port", "mosquitto_path", "password_line",
@@ -58,97 +58,42 @@ class Broker(_Broker):
 # --------------------------------------------------------------- recorder
 
 
-@dataclass(frozen=True)
-class Received:
-    topic: str
-    payload: bytes
-    retain: bool
-    qos: int
-    at: float
+class Recorder(_Recorder):
+    """The rig's recorder (``hil.recorder``) on a test's broker; a wait that times out fails the test."""
 
-
-@dataclass
-class Recorder:
-    """A subscriber that records messages; tests wait on it with ``wait_for``."""
-
-    broker: Broker
-    topics: Iterable[str] = ("#",)
-    client_id: str | None = None
-    username: str | None = None
-    password: str | None = None
-    tls: TlsFiles | None = None
-    client_cert: tuple[Path, Path] | None = None
-    persistent: bool = False  # a broker session that survives the recorder's (or broker's) restart
-    messages: list[Received] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self._cond = threading.Condition()
-        self._subscribed = threading.Event()
-        self._client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.client_id or f"recorder-{os.getpid()}-{id(self)}",
-            protocol=MQTTProtocolVersion.MQTTv311,
-            clean_session=not self.persistent,
-        )
-        # paho's loop reconnects by itself after a broker restart; keep it quick.
-        self._client.reconnect_delay_set(0.1, 0.5)
-        if self.username is not None:
-            self._client.username_pw_set(self.username, self.password)
-        if self.tls is not None:
-            cert, key = self.client_cert or (None, None)
-            self._client.tls_set(ca_certs=str(self.tls.ca_cert), certfile=cert and str(cert), keyfile=key and str(key))
-        self._client.on_connect = self._on_connect
-        self._client.on_message = self._on_message
-        self._client.on_subscribe = lambda *a: self._subscribed.set()
-        self._client.on_disconnect = lambda *a: self._subscribed.clear()
+    def __init__(self, broker: _Broker, topics: Iterable[str] = ("#",), *, client_id: str | None = None,
+                 username: str | None = None, password: str | None = None, tls: TlsFiles | None = None,
+                 client_cert: tuple[Path, Path] | None = None, persistent: bool = False) -> None:
+        self.broker = broker
+        client_tls = None
+        if tls is not None:
+            cert, key = client_cert or (None, None)
+            client_tls = ClientTls(tls.ca_cert, cert, key)
+        super().__init__(broker.host, broker.port, topics, client_id=client_id, tls=client_tls,
+                         username=username, password=password, persistent=persistent)
 
     def start(self, timeout: float = 10.0) -> Recorder:
-        self._client.connect(self.broker.host, self.broker.port, keepalive=30)
-        self._client.loop_start()
-        if not self._subscribed.wait(timeout):
-            raise TimeoutError(f"recorder did not subscribe:\n{self.broker.log_text()}")
+        try:
+            super().start(timeout)
+        except TimeoutError:
+            raise TimeoutError(f"recorder did not subscribe:\n{self.broker.log_text()}") from None
         return self
 
-    def wait_subscribed(self, timeout: float = 10.0) -> None:
+    def wait_subscribed(self, timeout: float = 10.0) -> bool:
         """After a broker restart: wait until paho has reconnected and subscribed again."""
-        if not self._subscribed.wait(timeout):
+        if not super().wait_subscribed(timeout):
             raise TimeoutError(f"recorder did not resubscribe:\n{self.broker.log_text()}")
+        return True
 
-    def stop(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
-
-    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
-        info = self._client.publish(topic, payload, qos=qos, retain=retain)
-        info.wait_for_publish(5.0)
-
-    def _on_connect(self, client, userdata, flags, reason, props) -> None:
-        self._subscribed.clear()
-        client.subscribe([(t, 1) for t in self.topics])
-
-    def _on_message(self, client, userdata, msg) -> None:
-        rec = Received(msg.topic, bytes(msg.payload), bool(msg.retain), msg.qos, time.monotonic())
-        with self._cond:
-            self.messages.append(rec)
-            self._cond.notify_all()
-
-    def on(self, topic: str) -> list[Received]:
-        with self._cond:
-            return [m for m in self.messages if m.topic == topic]
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> bool:
+        return super().publish(topic, payload, qos=qos, retain=retain, wait=True)
 
     def wait_for(self, predicate: Callable[[list[Received]], bool], timeout: float, what: str = "") -> list[Received]:
         """Block until ``predicate(messages)`` is true; fail the test after ``timeout`` s."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not predicate(self.messages):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    pytest.fail(
-                        f"timed out after {timeout} s waiting for {what or predicate}; "
-                        f"{len(self.messages)} messages seen, last: {self.messages[-3:]!r}"
-                    )
-                self._cond.wait(left)
-            return list(self.messages)
+        if super().wait_for(lambda messages: predicate(messages) or None, timeout) is None:
+            pytest.fail(f"timed out after {timeout} s waiting for {what or predicate}; "
+                        f"{len(self.messages)} messages seen, last: {self.messages[-3:]!r}")
+        return self.snapshot()
 
     def wait_json(self, topic: str, predicate: Callable[[dict], bool] = lambda body: True,
                   timeout: float = 10.0, what: str = "") -> dict:
@@ -162,9 +107,6 @@ class Recorder:
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str = "", interval: float = 0.02) -> None:
-    """Poll a condition that has no event to wait on (another process, a counter)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what or predicate}")
-        time.sleep(interval)
+    """Poll a condition that has no event to wait on (another process, a counter); fail the test on timeout."""
+    if not poll_until(predicate, timeout, interval):
+        pytest.fail(f"timed out after {timeout} s waiting for {what or predicate}")

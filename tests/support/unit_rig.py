@@ -12,7 +12,8 @@ import datetime as dt
 import json
 from typing import Any
 
-from agent.config import AgentConfig, parse_config
+from agent.config import AgentConfig
+from agent.config_validate import parse_config
 from agent.core.events import (
     ButtonPressed, ButtonReleased, Fix, FixReceived, GnssLost, GnssRestored, IgnitionChanged, LinkDown, LinkUp,
     MessageReceived, SirenChanged, Tick,

@@ -175,7 +175,7 @@
   // ------------------------------------------------------------- fitting
 
   function overflows(el) {
-    return el.scrollWidth > el.clientWidth + 1 || el.scrollHeight > el.clientHeight + 1;
+    return el.scrollWidth > el.clientWidth || el.scrollHeight > el.clientHeight;
   }
 
   // Shrink the texts of a box together (down to minScale of their own size,
@@ -207,11 +207,18 @@
   function fitCall(root) {
     if (root.offsetParent === null) return;
     const details = $(".details", root);
+    const caller = $(".caller", root);
     details.style.webkitLineClamp = "";
-    details.hidden = !details.textContent;
+    details.hidden = true;
+    caller.hidden = true;
     const where = $(".where", root);
+    fitText($(".nature", root), 0.55);
     fitBox($(".call-head", root), [$(".nature", root), $(".prio", root)], 0.6);
-    fitBox(where, [$(".address", root), $(".caller", root)], 0.6);
+    fitBox(where, [$(".address", root)], 0.55);
+    // Then what room is left: the caller's line, then as many lines of details as fit.
+    caller.hidden = !caller.textContent;
+    if (!caller.hidden && overflows(where)) caller.hidden = true;
+    details.hidden = !details.textContent;
     if (!details.hidden) {
       const lh = parseFloat(getComputedStyle(details).lineHeight) || 24;
       const used = where.scrollHeight - details.offsetHeight;
@@ -361,7 +368,8 @@
     // "P1" is Latin whatever the language: isolate it left-to-right (LRI..PDI).
     const prio = `\u2066P${call.priority}\u2069`;
     setText($(".prio", root), root.id === "takeover" ? `${prio} ${t(`priority_name_${call.priority}`)}` : prio);
-    setText($(".nature", root), call.code ? `${call.nature} · ${call.code}` : call.nature || "");
+    // The code stays in one piece (non-breaking hyphens).
+    setText($(".nature", root), call.code ? `${call.nature} · ${call.code.replaceAll("-", "\u2011")}` : call.nature || "");
     setText($(".address", root), call.address || "");
     setText($(".details", root), call.details || "");
     setText($(".caller", root), call.caller ? t("caller", { c: call.caller }) : "");
@@ -374,7 +382,7 @@
     dial.classList.toggle("unknown", !known);
     // Heading-up while moving (the arrow then says "turn this way"), north-up
     // when standing still, where the GNSS track is meaningless.
-    const moving = typeof g.speed === "number" && g.speed >= 3 && typeof g.track === "number";
+    const moving = g.mode >= 2 && g.receiver !== "lost" && typeof g.speed === "number" && g.speed >= 3 && typeof g.track === "number";
     const up = moving ? g.track : 0;
     setText($(".north", dial), t("north"));
     setAttr($(".north-g", dial), "transform", `rotate(${-up})`);
@@ -580,7 +588,7 @@
       setText($(".sos-hint", b), hint);
       setAttr($(".ring .fill", b), "stroke-dasharray", `${(progress * 100).toFixed(1)} 100`);
       const key = `${label}|${hint}|${state.lang}`;
-      if (b.dataset.fitted !== key) {
+      if (b.dataset.fitted !== key && b.offsetParent !== null) {
         b.dataset.fitted = key;
         fitBox($(".sos-text", b), [$(".sos-label", b), $(".sos-hint", b)], 0.6);
       }
@@ -605,7 +613,7 @@
     if (notice.kind === "cancelled") {
       // Which call, and the dispatcher's reason as they wrote it.
       text = t("notice_cancelled");
-      if (notice.subject) text += ` : ${"\u2068"}${notice.subject}${"\u2069"}`;
+      if (notice.subject) text += t("notice_subject", { s: notice.subject });
       if (notice.reason) text += ` – ${t("notice_reason", { r: notice.reason })}`;
     }
     showNotice(text, notice.kind);
@@ -869,6 +877,14 @@
     setInterval(tick, 500);
     setInterval(watchdog, 1000);
     setInterval(applyLangTheme, 60000); // "auto" follows the sun
+    // Text is fitted to measured sizes: measure again once the fonts are in, and on a resize.
+    const refit = () => {
+      for (const b of $$(".sos")) delete b.dataset.fitted;
+      if (state.snap) render();
+    };
+    document.fonts.ready.then(refit);
+    document.fonts.addEventListener("loadingdone", refit);
+    window.addEventListener("resize", refit);
   }
 
   window.umps = { state, sunElevation, isNight, formatDistance, formatDuration, render };

@@ -1,0 +1,324 @@
+"""Memory the way a unit needs it: the two real profiles, and whether it stays flat.
+
+What matters on a unit is not one figure at start but that memory stays flat
+over days, on the set-ups vehicles really run. So this benchmark measures:
+
+* the two real profiles, each the real agent process (``python -m agent run``)
+  on the bench rig (``bench.rig``: mutual TLS, an admin key, a 1 Hz receiver):
+  a **car** with its touchscreen server (``[ui]`` on, the page fetched and a
+  call shown) and a **motorcycle** with its OLED (``[display] kind = "dummy"``:
+  luma's in-memory device, so the same drawing code and libraries run as on
+  an SSD1306, without the I2C bus). For each: RSS, PSS (this process's share
+  of pages shared with others: what a Pi with other services actually pays)
+  and anonymous memory (Python objects, heaps, stacks: what no other process
+  shares and the kernel cannot drop), from ``/proc/PID/status`` and
+  ``/proc/PID/smaps_rollup``;
+* the **growth over a soak** of each profile, both running at once: the
+  agent works harder than on the road so that what accumulates per event
+  accumulates faster (a 10 Hz receiver, reports at 10 Hz, a call shown,
+  acknowledged and cancelled every 20 s, a status change every 15 s), and
+  memory is sampled every few seconds. Growth is the median of the last tenth
+  of the samples minus the median of the first tenth after the warm-up;
+  medians, because CPython returns arenas to the system in steps. ``make
+  bench`` runs a short soak (minutes); ``python -m bench --soak`` runs it
+  for 2 hours (``--soak-hours``);
+* the **core fast-forwarded**: the agent's process reads real clocks, but its
+  core (``agent.core.unit.Unit``) takes the time as an argument, so it is
+  driven here through two simulated days at 1 Hz (every fix, every report,
+  a call every 10 minutes, a status change every 5) in a few seconds, and its
+  Python heap (``tracemalloc``) is compared between the first hour and the
+  end.
+
+Targets (issue #18): each profile ≤ 64 MiB; growth ≤ 1 MiB over the soak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import statistics
+import sys
+import threading
+import time
+import tracemalloc
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+from bench.common import Figure, log  # noqa: E402
+from bench.rig import INPUT_PINS, Rig, topic  # noqa: E402
+
+PROFILES = {
+    # name: (what it is, Rig arguments)
+    "car": ("car with its touchscreen server", {"kind": "car", "ui": True,
+                                                "overrides": {"display": {"kind": "none"}}}),
+    "motorcycle": ("motorcycle with its OLED", {"kind": "motorcycle", "ui": False,
+                                                "overrides": {"display": {"kind": "dummy"}}}),
+}
+SOAK_OVERRIDES = {"telemetry": {"rate_hz": 10.0}}
+TARGET_MIB = 64.0
+GROWTH_TARGET_MIB = 1.0
+SAMPLE_EVERY_S = 5.0
+
+
+# ---------------------------------------------------------------- memory
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    """RSS, PSS and anonymous memory of ``pid`` in KiB ({} when it is gone)."""
+    out: dict[str, int] = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(("VmRSS:", "RssAnon:")):
+                name, value = line.split(":", 1)
+                out[{"VmRSS": "rss", "RssAnon": "anon"}[name]] = int(value.split()[0])
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                out["pss"] = int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return {}
+    return out
+
+
+def growth_kib(samples: list[int]) -> float:
+    """Median of the last tenth minus median of the first tenth (at least 3 samples each)."""
+    if len(samples) < 6:
+        return float("nan")
+    k = max(3, len(samples) // 10)
+    return statistics.median(samples[-k:]) - statistics.median(samples[:k])
+
+
+# ------------------------------------------------------------- the agent
+
+
+def call(i: int, action: str = "new") -> bytes:
+    if action == "cancel":
+        return json.dumps({"id": f"MEM-{i}", "action": "cancel"}).encode()
+    return json.dumps({"id": f"MEM-{i}", "action": "new", "priority": 1 + i % 3, "nature": "Accident de la circulation",
+                       "address": f"Avenue Mohammed V {i}, Kénitra", "location": {"lat": 34.2610, "lon": -6.5802},
+                       "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")},
+                      ensure_ascii=False).encode()
+
+
+def exercise(rig: Rig, i: int) -> None:
+    """One round of what a crew and dispatch do: a call shown, acknowledged, cancelled; a status change."""
+    assert rig.tap is not None and rig.gpio is not None
+    rig.tap.publish(topic("call"), call(i))
+    rig.tap.wait_message(lambda m: m.topic == topic("call/response") and f'"MEM-{i}"'.encode() in m.payload, 5.0)
+    rig.gpio.hold(INPUT_PINS["ack"], 0.1)
+    rig.gpio.hold(INPUT_PINS["en_route" if i % 2 else "available"], 0.1)
+    if rig.ui_enabled:
+        with urllib.request.urlopen(rig.ui_url + "api/snapshot", timeout=5) as reply:
+            reply.read()
+    rig.tap.publish(topic("call"), call(i, "cancel"))
+
+
+def profile(name: str, warmup_s: float) -> dict:
+    """Steady memory of one profile after a warm-up with a few rounds of work."""
+    what, kwargs = PROFILES[name]
+    rig = Rig(gnss_rate_hz=1, **kwargs).start()
+    try:
+        assert rig.agent is not None and rig.agent.pid is not None
+        log(f"bench_memory: {what}: agent pid {rig.agent.pid}; {warmup_s:.0f} s warm-up")
+        deadline = time.monotonic() + warmup_s
+        i = 0
+        while time.monotonic() < deadline:
+            exercise(rig, i)
+            i += 1
+            time.sleep(min(5.0, max(0.0, deadline - time.monotonic())))
+        time.sleep(3.0)  # the last round's effects settle
+        return {"what": what, "memory": memory_kib(rig.agent.pid), "alive": rig.agent.alive()}
+    finally:
+        rig.stop()
+
+
+class Soak(threading.Thread):
+    """One profile soaked: the agent worked hard, its memory sampled."""
+
+    def __init__(self, name: str, seconds: float, warmup_s: float) -> None:
+        super().__init__(name=f"soak-{name}", daemon=True)
+        self.profile, self.seconds, self.warmup_s = name, seconds, warmup_s
+        self.samples: list[tuple[float, dict[str, int]]] = []
+        self.rounds = 0
+        self.error: str | None = None
+        self.alive_at_end = False
+
+    def run(self) -> None:
+        what, kwargs = PROFILES[self.profile]
+        overrides = {**kwargs["overrides"], **SOAK_OVERRIDES}
+        try:
+            rig = Rig(gnss_rate_hz=10, **{**kwargs, "overrides": overrides}).start()
+        except Exception as exc:  # noqa: BLE001 - reported, never hidden
+            self.error = f"{type(exc).__name__}: {exc}"
+            return
+        try:
+            assert rig.agent is not None and rig.agent.pid is not None
+            pid = rig.agent.pid
+            t0 = time.monotonic()
+            next_round = next_sample = t0
+            while (now := time.monotonic()) < t0 + self.warmup_s + self.seconds and rig.agent.alive():
+                if now >= next_round:
+                    exercise(rig, self.rounds)
+                    self.rounds += 1
+                    next_round += 20.0
+                if now >= next_sample and now >= t0 + self.warmup_s:
+                    self.samples.append((now - t0, memory_kib(pid)))
+                    next_sample += SAMPLE_EVERY_S
+                time.sleep(0.5)
+            self.alive_at_end = rig.agent.alive()
+        except Exception as exc:  # noqa: BLE001
+            self.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            rig.stop()
+
+    def result(self) -> dict:
+        series = {k: [m.get(k) for _, m in self.samples if m.get(k) is not None] for k in ("rss", "pss", "anon")}
+        return {"rounds": self.rounds, "samples": len(self.samples), "error": self.error,
+                "alive": self.alive_at_end, "growth_kib": {k: growth_kib(v) for k, v in series.items()},
+                "first_kib": {k: v[0] if v else None for k, v in series.items()},
+                "last_kib": {k: v[-1] if v else None for k, v in series.items()},
+                "seconds": self.samples[-1][0] - self.samples[0][0] if len(self.samples) > 1 else 0.0}
+
+
+# ------------------------------------------------------------ the core
+
+
+def core_soak(hours: float) -> dict:
+    """Drive the pure core through ``hours`` simulated hours at 1 Hz; its Python heap, first hour vs end."""
+    from agent.config_validate import parse_config
+    from agent.core.events import ButtonPressed, ButtonReleased, Fix, FixReceived, LinkUp, MessageReceived, Tick
+    from agent.core.unit import Now, Unit
+
+    config = parse_config({"unit": {"id": "BENCH-01", "kind": "car"}})
+    wall0 = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
+
+    def now(t: float) -> Now:
+        return Now(t, wall0 + dt.timedelta(seconds=t))
+
+    tracemalloc.start()
+    unit = Unit(config, 1, now(0.0))
+    unit.handle(LinkUp("bench", 0.0), now(0.0))
+    heap: list[tuple[float, int]] = []
+    t, end = 0.0, hours * 3600.0
+    effects = 0
+    started = time.monotonic()
+    while t < end:
+        t += 1.0
+        stamp = wall0 + dt.timedelta(seconds=t)
+        fix = Fix(mode=3, time=stamp.time(), date=stamp.date(), lat=34.2610 + (t % 600) * 1e-5, lon=-6.5802,
+                  alt=12.5, speed=8.3, track=271.0, hdop=0.9, sats=9)
+        effects += len(unit.handle(FixReceived(fix, t), now(t)))
+        for _ in range(100):  # a tick at the deadline moves it
+            if unit.next_deadline() > t:
+                break
+            effects += len(unit.handle(Tick(t), now(t)))
+        second = int(t)
+        if second % 600 == 0:
+            i = second // 600
+            effects += len(unit.handle(MessageReceived("call", call(i), t), now(t)))
+            effects += len(unit.handle(ButtonPressed("ack", t), now(t)))
+            effects += len(unit.handle(ButtonReleased("ack", t), now(t)))
+        if second % 600 == 300:
+            effects += len(unit.handle(MessageReceived("call", call(second // 600, "cancel"), t), now(t)))
+        if second % 300 == 150:
+            status = "en_route" if (second // 300) % 2 else "available"
+            effects += len(unit.handle(ButtonPressed(status, t), now(t)))
+            effects += len(unit.handle(ButtonReleased(status, t), now(t)))
+        if second % 60 == 0:
+            heap.append((t, tracemalloc.get_traced_memory()[0]))
+    tracemalloc.stop()
+    first_hour = [b for s, b in heap if 3600 <= s < 7200] or [heap[0][1]]
+    last_hour = [b for s, b in heap if s > end - 3600]
+    return {"hours": hours, "effects": effects, "wall_s": time.monotonic() - started,
+            "first_kib": statistics.median(first_hour) / 1024, "last_kib": statistics.median(last_hour) / 1024,
+            "growth_kib": (statistics.median(last_hour) - statistics.median(first_hour)) / 1024}
+
+
+# ------------------------------------------------------------- figures
+
+
+def run(warmup_s: float, soak_s: float, core_hours: float) -> dict:
+    out: dict = {"profiles": {}, "soak_s": soak_s}
+    for name in PROFILES:
+        out["profiles"][name] = profile(name, warmup_s)
+    log(f"bench_memory: soaking both profiles at once for {soak_s:.0f} s")
+    soaks = [Soak(name, soak_s, warmup_s) for name in PROFILES]
+    for soak in soaks:
+        soak.start()
+    for soak in soaks:
+        soak.join()
+    out["soak"] = {soak.profile: soak.result() for soak in soaks}
+    log(f"bench_memory: the core through {core_hours:.0f} simulated hours")
+    out["core"] = core_soak(core_hours)
+    return out
+
+
+def figures(r: dict) -> dict:
+    figs: list[Figure] = []
+    for name, p in r["profiles"].items():
+        m = p["memory"]
+        mib = {k: m[k] / 1024 if m.get(k) is not None else None for k in ("rss", "pss", "anon")}
+        figs += [
+            Figure("Memory", f"{p['what']}: RSS", mib["rss"], "MiB", target=TARGET_MIB, source="#18",
+                   note="after the warm-up, a call shown and answered"),
+            Figure("Memory", f"{p['what']}: PSS", mib["pss"], "MiB", note="its share of shared pages counted"),
+            Figure("Memory", f"{p['what']}: anonymous (RssAnon)", mib["anon"], "MiB",
+                   note="Python objects, heaps, stacks: unshared, never dropped"),
+        ]
+    for name, s in r["soak"].items():
+        what = PROFILES[name][0]
+        growth = s["growth_kib"]
+        figs.append(Figure(
+            "Memory", f"{what}: RSS growth over the soak", growth["rss"] / 1024 if s["samples"] else None, "MiB",
+            target=GROWTH_TARGET_MIB, source="#18", digits=2,
+            note=(f"{s['seconds'] / 60:.0f} min, {s['samples']} samples, {s['rounds']} calls; anonymous "
+                  f"{growth['anon'] / 1024:+.2f} MiB, PSS {growth['pss'] / 1024:+.2f} MiB"
+                  + (f"; error: {s['error']}" if s["error"] else "") + ("" if s["alive"] else "; agent died"))))
+    c = r["core"]
+    figs.append(Figure(
+        "Memory", f"core (Unit) Python heap growth over {c['hours']:.0f} simulated hours at 1 Hz",
+        c["growth_kib"] / 1024, "MiB", target=GROWTH_TARGET_MIB, source="#18", digits=3,
+        note=f"tracemalloc, median of the first hour {c['first_kib']:.0f} KiB vs the last {c['last_kib']:.0f} KiB "
+             "(mostly the book of closed call ids, bounded at 512, filling at 6 calls an hour); "
+             f"{c['effects']:,} effects in {c['wall_s']:.0f} s"))
+    notes = [
+        "Profiles: the real agent process on the bench rig (mutual TLS, an admin key, GNSS at 1 Hz), each after "
+        "a warm-up with a call shown, acknowledged and cancelled and a status change every 5 s; memory from "
+        "/proc/PID/status (VmRSS, RssAnon) and /proc/PID/smaps_rollup (Pss). The car serves its touchscreen "
+        "page (fetched each round); the motorcycle draws its panel on luma's in-memory OLED device.",
+        f"Soak: both profiles at once, each with a 10 Hz receiver and reports at 10 Hz (ten times the road's), a "
+        f"call every 20 s, memory sampled every {SAMPLE_EVERY_S:.0f} s after the warm-up; growth is the median of "
+        "the last tenth of the samples minus that of the first tenth. `make bench` runs a short soak; "
+        "`python -m bench --soak` runs it for 2 hours (`--soak-hours N`).",
+        "Core: the agent process reads real clocks, so its hours cannot be fast-forwarded from outside; its core "
+        "takes the time as an argument, so it is driven through whole days of fixes, reports, calls and status "
+        "changes in seconds here.",
+    ]
+    return {"title": "Memory of the real profiles and over a soak (issue #18)",
+            "figures": [f.as_dict() for f in figs], "notes": notes}
+
+
+def collect(quick: bool = False, soak_hours: float | None = None) -> dict:
+    if soak_hours:
+        soak_s = soak_hours * 3600
+    else:
+        soak_s = 120.0 if quick else 600.0
+    r = run(warmup_s=20.0 if quick else 45.0, soak_s=soak_s, core_hours=12.0 if quick else 48.0)
+    return figures(r)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--soak-hours", type=float, default=None)
+    args = ap.parse_args(argv)
+    result = collect(args.quick, args.soak_hours)
+    for f in result["figures"]:
+        print(f"{f['name']}: {f['value']} {f['unit']}  ({f.get('note', '')})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,20 @@
+"""The one poll helper: true as soon as the predicate is, false at the deadline."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+from hil.wait import poll_until
+
+
+def test_true_as_soon_as_the_predicate_is() -> None:
+    calls = itertools.count(1)
+    assert poll_until(lambda: next(calls) >= 3, 5.0, interval=0.001)
+    assert next(calls) == 4  # checked three times, no more
+
+
+def test_false_once_the_deadline_has_passed() -> None:
+    started = time.monotonic()
+    assert poll_until(lambda: False, 0.2, interval=0.01) is False
+    assert time.monotonic() - started >= 0.2
