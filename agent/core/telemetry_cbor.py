@@ -33,8 +33,9 @@ key    field            CBOR value
 6      ``emergency``    true; absent means false
 7      ``call``         ``[id, state]``, state an index in
                         :data:`CALL_STATE_TABLE`; absent means null
-8      ``ignition``     text ``on`` or ``off`` (null: no ignition line)
-9      ``fix.receiver`` text ``ok``, ``no_fix`` or ``lost`` (unplugged, silent)
+8      ``ignition``     true ``on``, false ``off``, null (no ignition line)
+9      ``fix.receiver`` index in :data:`RECEIVER_TABLE` (``ok``, ``no_fix``,
+                        ``lost``)
 =====  ===============  =======================================================
 
 In ``fix``: ``time`` is an integer offset in milliseconds from ``ts`` (the
@@ -85,6 +86,7 @@ UTC = dt.timezone.utc
 STATUS_TABLE = ("available", "en_route", "on_scene", "busy", "out_of_service")
 CALL_STATE_TABLE = ("new", "received", "accepted", "en_route", "on_scene", "cleared")
 TIME_SOURCE_TABLE = ("system", "gnss", "system_unsynced")
+RECEIVER_TABLE = ("ok", "no_fix", "lost")
 
 K_SEQ, K_TS, K_TIME_SOURCE, K_FIX, K_STATUS, K_SIREN, K_EMERGENCY, K_CALL, K_IGNITION, K_RECEIVER = range(10)
 
@@ -118,6 +120,7 @@ _SLOW_KEYS = {
 _KEY_NAMES = {v: k for k, v in _SLOW_KEYS.items()}
 # Left out of a report when they hold this value.
 _DEFAULTS = {"time_source": "system", "siren": False, "emergency": False, "call": None}
+_IGNITION_WIRE = {"on": True, "off": False}
 _SECOND_DIFF = (0, 3, 4)  # delta positions of ts, lat, lon
 
 CONTENT_TYPE = "application/cbor"
@@ -178,6 +181,10 @@ def _slow_value(name: str, value: Any) -> Any:
         return _index(TIME_SOURCE_TABLE, value)
     if name == "status":
         return _index(STATUS_TABLE, value)
+    if name == "ignition" and value in _IGNITION_WIRE:
+        return _IGNITION_WIRE[value]
+    if name == "fix.receiver":
+        return _index(RECEIVER_TABLE, value)
     if name == "call" and isinstance(value, dict):
         out = [value.get("id"), _index(CALL_STATE_TABLE, value.get("state"))]
         extra = {k: v for k, v in value.items() if k not in ("id", "state")}
@@ -190,6 +197,10 @@ def _slow_json(name: str, value: Any) -> Any:
         return _name(TIME_SOURCE_TABLE, value)
     if name == "status":
         return _name(STATUS_TABLE, value)
+    if name == "ignition" and isinstance(value, bool):
+        return "on" if value else "off"
+    if name == "fix.receiver":
+        return _name(RECEIVER_TABLE, value)
     if name == "call" and isinstance(value, list) and len(value) >= 2:
         out = {"id": value[0], "state": _name(CALL_STATE_TABLE, value[1])}
         if len(value) > 2 and isinstance(value[2], dict):
@@ -271,7 +282,7 @@ def _json_from_map(m: dict[Any, Any], unit: str | None) -> dict[str, Any]:
         if not isinstance(name, str):
             continue  # a key from a later version: ignored, as JSON consumers ignore unknown fields
         if name.startswith("fix."):
-            body["fix"][name[4:]] = value
+            body["fix"][name[4:]] = _slow_json(name, value)
         else:
             body[name] = _slow_json(name, value)
     return body
