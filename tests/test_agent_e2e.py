@@ -33,7 +33,7 @@ class Rig(HilRig):
     """The scenario rig (``hil.engine``): broker, emulators, its recorder; the agent started by the test."""
 
     def __init__(self, tmp: Path, *, kind: str = "car", ui_port: int | None = None,
-                 overrides: dict | None = None) -> None:
+                 overrides: dict | None = None, link_proxy: bool = False) -> None:
         mosquitto_path()  # skip, not fail, without Mosquitto
         agent = deep_merge({
             "gpio": {"inputs": {name: {"pin": pin, "bounce_s": 0.01} for name, pin in PINS.items()}},
@@ -42,7 +42,7 @@ class Rig(HilRig):
             "ui": {"enabled": ui_port is not None},
         }, overrides or {})
         super().__init__(RigOptions(workdir=tmp, unit_id=UNIT, unit_kind=kind, ui_port=ui_port,
-                                    start_agent=False, agent_overrides=agent))
+                                    start_agent=False, agent_overrides=agent, link_proxy=link_proxy))
         self.up()
 
     def start_and_wait_online(self) -> None:

@@ -15,16 +15,14 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from agent.core.telemetry_cbor import decode_telemetry, is_batch, is_cbor
-from tests.support.broker import Broker, wait_until
-from tests.support.netproxy import NetProxy
-from tests.test_agent_e2e import ROOT, UNIT, Rig, agent_config
+from tests.support.broker import wait_until
+from tests.test_agent_e2e import ROOT, UNIT, Rig
 
 
 @dataclass
@@ -38,7 +36,7 @@ class Message:
 class V5Consumer:
     """An MQTT 5 subscriber that keeps each message's payload format and content type."""
 
-    def __init__(self, broker: Broker, topic: str):
+    def __init__(self, broker: tuple[str, int], topic: str):
         self.messages: list[Message] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
@@ -47,7 +45,7 @@ class V5Consumer:
         self._client.on_connect = lambda c, u, f, r, p: c.subscribe(topic, qos=1)
         self._client.on_subscribe = lambda *a: self._subscribed.set()
         self._client.on_message = self._on_message
-        self._client.connect(broker.host, broker.port)
+        self._client.connect(*broker)
         self._client.loop_start()
         assert self._subscribed.wait(10), "consumer did not subscribe"
 
@@ -68,16 +66,13 @@ class V5Consumer:
 
 @pytest.fixture
 def cbor_rig(tmp_path: Path, request):
-    rig = Rig(tmp_path)
-    proxy = NetProxy(rig.broker.address).start()
-    # The agent reaches the broker through the proxy, which can cut its link alone.
-    rig.config = agent_config(tmp_path, SimpleNamespace(port=proxy.port), rig.gnss_path, rig.gpio.port,
-                              kind="motorcycle", extra='[telemetry]\nencoding = "cbor"\n')
-    consumer = V5Consumer(rig.broker, f"umps/{UNIT}/telemetry/#")
-    request.addfinalizer(rig.close)
-    request.addfinalizer(proxy.stop)
+    # The agent reaches the broker through the rig's proxy, which can cut its link alone.
+    rig = Rig(tmp_path, kind="motorcycle", overrides={"telemetry": {"encoding": "cbor"}}, link_proxy=True)
+    request.addfinalizer(rig.down)
+    consumer = V5Consumer(rig.broker_addr, f"umps/{UNIT}/telemetry/#")
     request.addfinalizer(consumer.stop)
-    return rig, proxy, consumer
+    assert rig.proxy is not None
+    return rig, rig.proxy, consumer
 
 
 def _decoded(messages: list[Message]) -> list[dict]:
