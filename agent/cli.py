@@ -264,6 +264,8 @@ def format_status(data: dict, age: float) -> str:
         f"unit state  status {data.get('status')}  siren {'on' if data.get('siren') else 'off'}  "
         f"emergency {data.get('emergency')}  call {data.get('call') or '-'}",
         f"telemetry   seq {data.get('seq')}  config version {data.get('config_version')}",
+        "power       " + (f"ignition {data['ignition']}" + ("  PARKED (reduced report rate)" if data.get("parked") else "")
+                          if data.get("ignition") else "no ignition line"),
     ]
     outputs = data.get("outputs") or {}
     if outputs:

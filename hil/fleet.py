@@ -22,9 +22,12 @@ due on a shared schedule spread evenly over the period (no thundering herd).
 
 What is measured
 ----------------
-A separate subscriber (``umps/+/telemetry``, QoS 1) counts what the broker
-delivers: the sustained rate, per-unit intervals (mean, p95, max) and the
-reports missing by ``seq``. With the rig's own broker, Mosquitto's ``$SYS``
+A separate subscriber (``umps/+/telemetry`` and ``umps/+/online``, QoS 1)
+counts what the broker delivers: the sustained rate, per-unit intervals (mean,
+p95, max) and the reports missing by ``seq``, counted as a track server does
+(hil/seq_ledger.py): "lost in transit", and "declared lost" inside a gap a
+unit's birth declared (``seq_start``/``seq_gap``; a simulated unit never
+crashes, so it declares none). With the rig's own broker, Mosquitto's ``$SYS``
 counters (``sys_interval 1``) give its own received/sent rates. The result is
 a :class:`FleetReport`.
 """
@@ -46,6 +49,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from agent.core import telemetry_cbor
 from hil.route import Route, default_route
+from hil.seq_ledger import SeqLedger
 from hil.stats import percentile
 
 CONNECT_BATCH = 50
@@ -96,7 +100,8 @@ class SimUnit:
         client.subscribe(self.base + "call", qos=1)
         now = _iso(dt.datetime.now(dt.timezone.utc))
         client.publish(self.base + "online", _json({"online": True, "agent_version": "fleet-sim", "config_version": 0,
-                                                     "config_hash": "", "ts": now}), qos=1, retain=True)
+                                                     "config_hash": "", "ts": now, "seq_start": self.seq,
+                                                     "seq_gap": None}), qos=1, retain=True)
         client.publish(self.base + "status", _json({"status": "available", "siren": False, "call": None,
                                                      "emergency": False, "ts": now}), qos=1, retain=True)
         self.published += 2
@@ -142,6 +147,7 @@ class FleetStats:
     last: float | None = None
     per_unit: dict[str, list[float]] = field(default_factory=dict)  # arrival times
     seqs: dict[str, list[int]] = field(default_factory=dict)
+    births: dict[str, list[bytes]] = field(default_factory=dict)  # ``online`` payloads per unit
     sys: dict[str, str] = field(default_factory=dict)
     counters: dict[str, list[tuple[float, int]]] = field(default_factory=dict)  # $SYS counter samples
     latencies: list[float] = field(default_factory=list)  # arrival minus the report's ts, seconds
@@ -169,11 +175,12 @@ class FleetReport:
     interval_p95: float | None
     interval_max: float | None
     units_late: int  # units with any interval > 2 periods
-    missing: int  # reports missing by seq at the subscriber
+    missing: int  # reports missing by seq at the subscriber: lost in transit (declared nowhere)
     broker_received_rate: float | None  # from Mosquitto's $SYS counters (own broker only)
     broker_sent_rate: float | None
     broker_clients: str | None
     publisher_cpu_s: float
+    declared_lost: int = 0  # missing by seq, inside a gap a birth declared
 
     def text(self) -> str:
         target = self.units * self.rate_hz
@@ -189,7 +196,8 @@ class FleetReport:
             lines.append(f"  per-unit interval: mean {self.interval_mean:.3f} s, p95 {self.interval_p95:.3f} s, "
                          f"max {self.interval_max:.3f} s; {self.units_late} unit(s) had a gap over "
                          f"{2 / self.rate_hz:g} s")
-        lines.append(f"  missing by seq at the subscriber: {self.missing}")
+        lines.append(f"  missing by seq at the subscriber: {self.missing} lost in transit, "
+                     f"{self.declared_lost} declared lost by the units")
         lines.append(f"  rig process CPU (units and subscriber): {self.publisher_cpu_s:.1f} s for "
                      f"{self.duration_s:g} s ({100 * self.publisher_cpu_s / self.duration_s:.0f} % of one core)")
         if self.broker_received_rate is not None:
@@ -227,7 +235,7 @@ class FleetSubscriber:
                                   protocol=MQTTProtocolVersion.MQTTv311)
         if username is not None:
             self.client.username_pw_set(username, password)
-        topics = [(f"{prefix}/+/telemetry", 1)]
+        topics = [(f"{prefix}/+/telemetry", 1), (f"{prefix}/+/online", 1)]
         if sys_topics:
             topics += [("$SYS/broker/clients/connected", 0), ("$SYS/broker/publish/messages/received", 0),
                        ("$SYS/broker/publish/messages/sent", 0)]
@@ -247,6 +255,10 @@ class FleetSubscriber:
                     self.stats.counters.setdefault(name, []).append((now, int(text)))
             return
         unit = msg.topic[len(self._prefix) + 1:].split("/", 1)[0]
+        if msg.topic.endswith("/online"):
+            with self._lock:
+                self.stats.births.setdefault(unit, []).append(bytes(msg.payload))
+            return
         seq, latency = _seq_and_latency(bytes(msg.payload))
         with self._lock:
             s = self.stats
@@ -409,9 +421,14 @@ def _report(sims: list[SimUnit], stats: FleetStats, units: int, rate_hz: float, 
         intervals += gaps
         if any(g > 2.0 / rate_hz for g in gaps):
             late += 1
-    missing = 0
-    for seqs in stats.seqs.values():
-        missing += (max(seqs) - min(seqs) + 1) - len(set(seqs))
+    missing = declared = 0
+    for unit, seqs in stats.seqs.items():
+        ledger = SeqLedger(received=set(seqs))
+        for birth in stats.births.get(unit, []):
+            ledger.on_message("online", birth)
+        summary = ledger.summary()
+        missing += len(summary.lost_in_transit)
+        declared += len(summary.declared_lost)
     span = (stats.last - stats.first) if stats.first is not None and stats.last is not None else 0.0
     srt = sorted(intervals)
     return FleetReport(
@@ -421,7 +438,7 @@ def _report(sims: list[SimUnit], stats: FleetStats, units: int, rate_hz: float, 
         interval_mean=statistics.fmean(srt) if srt else None,
         interval_p95=percentile(srt, 95) if srt else None,
         interval_max=srt[-1] if srt else None,
-        units_late=late, missing=missing,
+        units_late=late, missing=missing, declared_lost=declared,
         broker_received_rate=stats.broker_rate("publish/messages/received", window[0], window[1]),
         broker_sent_rate=stats.broker_rate("publish/messages/sent", window[0], window[1]),
         broker_clients=stats.sys.get("clients/connected"), publisher_cpu_s=round(cpu, 2),

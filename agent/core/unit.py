@@ -513,10 +513,15 @@ class Unit:
 
     @property
     def receiver(self) -> str:
-        """``fix.receiver``: ``lost`` (silent, unplugged), ``no_fix`` (talking, no position) or ``ok``."""
+        """``fix.receiver`` now (at the last event handled)."""
+        return self.receiver_at(self.now.mono)
+
+    def receiver_at(self, mono: float) -> str:
+        """``lost`` (the receiver silent or unplugged), ``no_fix`` (talking, no position: a tunnel,
+        a garage) or ``ok``."""
         if self.gnss_lost:
             return "lost"
-        return "ok" if self.has_fix(self.now.mono) else "no_fix"
+        return "ok" if self.has_fix(mono) else "no_fix"
 
     def _ts(self, now: Now) -> str:
         return iso(self.timebase.now(now.mono, now.wall, now.wall_synced)[0])
