@@ -8,7 +8,7 @@ Subcommands:
 ``config show``         the effective config (file + remote changes), secrets hidden
 ``gnss decode PATH|-``  decode an NMEA capture offline, one JSON line per epoch
 ``gnss watch``          live fixes and counters from the receiver, for installers
-``admin ...``           fleet admin tools: keygen, pubkey, sign, sign-cmd
+``admin ...``           fleet admin and dispatch tools: keygen, pubkey, sign, sign-cmd, sign-dispatch
 
 Exit codes: 0 success, 1 runtime failure, 2 bad usage or invalid config.
 """
@@ -56,8 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--port", help="device path or pyserial URL (default: [gnss] port)")
     watch.add_argument("--baudrate", type=int, help="default: [gnss] baudrate, else 9600")
 
-    from agent import admin_tools
+    from agent import admin_tools, telemetry_tools
 
+    telemetry_tools.register(sub.add_parser("decode", help="telemetry payloads or captures (CBOR or JSON) as JSON reports"))
     admin = sub.add_parser("admin", help="fleet admin tools: signing keys, signed config pushes and commands")
     admin_tools.register(admin.add_subparsers(dest="admin_command", required=True, metavar="ACTION"))
     return parser
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": cmd_config,
         "gnss": cmd_gnss,
         "admin": cmd_admin,
+        "decode": cmd_decode,
     }[args.command]
     try:
         return handler(args)
@@ -115,10 +117,10 @@ def _print_problems(exc: ConfigError) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from agent import logsetup
-    from agent.adapters.config_child import validate_in_child
+    from agent.config_validate import parse_config
     from agent.runtime import run_agent
 
-    config = _load(args.config, validate_in_child)  # the agent never loads pydantic itself
+    config = _load(args.config, parse_config)
     if config is None:
         return EXIT_USAGE
     logsetup.configure(config.logging.level)
@@ -149,7 +151,9 @@ def cmd_config(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     for problem in effective.problems:
         print(f"note: {problem}", file=sys.stderr)
-    body = {"source": effective.source, **current_message(effective.state)}
+    from agent.adapters.secrets_version import peek
+
+    body = {"source": effective.source, **current_message(effective.state, peek(effective.config.storage.state_dir))}
     print(json.dumps(body, indent=2, ensure_ascii=False))
     return EXIT_OK
 
@@ -260,6 +264,8 @@ def format_status(data: dict, age: float) -> str:
         f"unit state  status {data.get('status')}  siren {'on' if data.get('siren') else 'off'}  "
         f"emergency {data.get('emergency')}  call {data.get('call') or '-'}",
         f"telemetry   seq {data.get('seq')}  config version {data.get('config_version')}",
+        "power       " + (f"ignition {data['ignition']}" + ("  PARKED (reduced report rate)" if data.get("parked") else "")
+                          if data.get("ignition") else "no ignition line"),
     ]
     outputs = data.get("outputs") or {}
     if outputs:
@@ -273,6 +279,12 @@ def cmd_admin(args: argparse.Namespace) -> int:
     from agent import admin_tools
 
     return admin_tools.run(args)
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    from agent import telemetry_tools
+
+    return telemetry_tools.run(args)
 
 
 if __name__ == "__main__":  # pragma: no cover

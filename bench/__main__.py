@@ -44,9 +44,11 @@ BENCHES: dict[str, tuple[str, int]] = {
     "call": ("call PUBLISH -> touchscreen DOM and -> `received`, real agent", 600),
     "fix": ("fix age at publish, 1 Hz cadence, unplug, RSS, CPU and disk writes, real agent, 10 Hz receiver", 900),
     "fleet": ("1,000 simulated units at 1 Hz against one broker (the rig's fleet mode)", 300),
-    "memory": ("RSS, PSS and anonymous memory of the car and motorcycle profiles; growth over a soak", 1500),
+    "regions": ("5,000 units at 1 Hz on three regional brokers bridged to a central one, per level", 600),
+    "bill": ("bytes per report on the wire and a month at 1 Hz, JSON and CBOR, with and without TLS", 300),
     "recovery": ("link back -> first live report, closed and black-holed; black-hole detection, real agent", 900),
     "power": ("power-fail warning -> safe and stopped, 24 h backlog, link down, real agent", 600),
+    "memory": ("RSS, PSS and anonymous memory of the car and motorcycle profiles; growth over a soak", 1500),
 }
 
 DOC = ROOT / "docs" / "performance.md"

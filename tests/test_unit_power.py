@@ -106,3 +106,12 @@ def test_the_receiver_state_tells_unplugged_from_no_position():
     report = rig.reports(rig.run_until(T0 + 2.5))[-1]
     assert report["fix"]["receiver"] == "no_fix" and report["fix"]["mode"] == 1
     assert body(pubs(rig.log, "status")[-1])["fix"] == {"receiver": "no_fix"}
+
+
+def test_a_remote_change_of_the_parked_rate_applies_while_parked():
+    rig = Rig(power(parked_rate_hz=1 / 60))
+    rig.at(T0 + 0.5).ignition(False)
+    stamped(rig, T0 + 0.5, T0 + 100)
+    rig.unit.reconfigure(power(parked_rate_hz=0.5), rig.at(T0 + 100).now())
+    reports = stamped(rig, T0 + 100, T0 + 110)
+    assert 4 <= len(reports) <= 6

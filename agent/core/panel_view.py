@@ -96,6 +96,7 @@ class PanelView:
     call: CallSummary | None = None
     clock: str | None = None
     gnss_lost: bool = False  # the receiver itself is silent or unplugged (not just no fix)
+    parked: bool = False  # ignition off and nothing to do: reports at the parked rate (agent/core/power.py)
 
     def __post_init__(self) -> None:
         if self.lang not in LANGUAGES:

@@ -88,6 +88,7 @@ def rider_view(unit: Unit, now: Now, clock: str | None = None) -> PanelView:
         emergency="none" if state in (EmergencyState.NONE, EmergencyState.HOLDING) else state.value,
         call=_summary(unit, call, now) if call else None,
         clock=clock,
+        parked=unit.parked,
     )
 
 
@@ -120,6 +121,8 @@ def screen_snapshot(unit: Unit, now: Now, *, backlog: int = 0) -> dict[str, Any]
         "siren": unit.siren,
         "link": {"online": unit.link_up, "backlog": backlog},
         "gnss": _gnss(unit, now),
+        # Parked: ignition off and nothing to do (agent/core/power.py); ignition null: no line.
+        "power": {"ignition": unit.parking.ignition_json, "parked": unit.parked},
         "emergency": _emergency(unit, now),
         "call": _call(unit.calls.shown(), fix),
         "notice": _notice(unit, now, cats[ui_lang]),
@@ -136,7 +139,7 @@ def _gnss(unit: Unit, now: Now) -> dict[str, Any]:
         "track": fix.track if fix else None,
         "age": round(now.mono - at, 1) if at is not None else None,
         # "lost": the receiver itself is silent or unplugged (not the sky hiding the satellites).
-        "receiver": unit.receiver,
+        "receiver": unit.receiver_at(now.mono),
     }
 
 

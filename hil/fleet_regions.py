@@ -1,0 +1,293 @@
+"""Fleet mode across regions: simulated units on regional brokers bridged to a central one.
+
+``umps-hil fleet --regions N`` and ``tests/test_fleet_bridge.py`` run this.
+The units (:class:`hil.fleet.SimUnit`, the agent's MQTT contract) are spread
+over the regions of a :class:`hil.regions.Topology`, each connected to its
+own regional broker. Two levels watch them, as the rooms would:
+
+- **regional**: each region's dispatch account subscribes on its regional
+  broker and should see its own units' reports;
+- **central**: command's account subscribes on the central broker and should
+  see every unit's reports, through the bridges.
+
+Each region's units run in a process of their own, and each room's
+subscriber too (one Python thread is the rig's limit long before the brokers
+are busy); the cables stay here. Each level reports the delivered rate, the latency (arrival minus the
+report's ``ts``: the same machine's clock on both ends) as percentiles, and
+the loss by ``seq`` against what the units made. A bridge can be cut for a
+while during the run (``cut``): the regional level should not notice, and
+the central level should get everything once the bridge is back (the run
+waits for it, up to ``drain_s``).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from hil.fleet import Driver, FleetStats, FleetSubscriber, SimUnit, route_offset
+from hil.regions import Topology
+from hil.route import default_route
+from hil.stats import percentile
+from hil.wait import poll_until
+
+
+@dataclass(frozen=True)
+class LevelFigures:
+    level: str
+    expected: int  # reports the units it should see made
+    delivered: int  # distinct (unit, seq) received
+    duplicates: int
+    missing: int
+    rate: float  # reports/s received over the reporting time
+    latency_p50: float | None
+    latency_p95: float | None
+    latency_p99: float | None
+    latency_max: float | None
+
+    def text(self) -> str:
+        lat = "no reports"
+        if self.latency_p50 is not None:
+            lat = (f"latency p50 {1000 * self.latency_p50:.0f} ms, p95 {1000 * self.latency_p95:.0f} ms, "
+                   f"p99 {1000 * self.latency_p99:.0f} ms, max {1000 * self.latency_max:.0f} ms")
+        return (f"  {self.level:8s} delivered {self.delivered}/{self.expected} ({self.rate:.0f} reports/s), "
+                f"missing {self.missing}, duplicates {self.duplicates}; {lat}")
+
+
+@dataclass(frozen=True)
+class RegionsReport:
+    regions: int
+    units: int
+    connected: int
+    rate_hz: float
+    encoding: str
+    duration_s: float
+    cut: str | None
+    levels: tuple[LevelFigures, ...]
+    rig_cpu_s: float
+
+    def level(self, name: str) -> LevelFigures:
+        return next(lv for lv in self.levels if lv.level == name)
+
+    def text(self) -> str:
+        lines = [f"fleet: {self.units} units ({self.connected} connected) in {self.regions} regions at "
+                 f"{self.rate_hz:g} Hz, {self.encoding}, for {self.duration_s:g} s"
+                 + (f"; {self.cut}" if self.cut else "")]
+        lines += [lv.text() for lv in self.levels]
+        lines.append(f"  rig process CPU: {self.rig_cpu_s:.1f} s ({100 * self.rig_cpu_s / self.duration_s:.0f} % "
+                     "of a core)")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        out["levels"] = [dict(lv.__dict__) for lv in self.levels]
+        return out
+
+
+@dataclass(frozen=True)
+class Cut:
+    """Cut ``region``'s bridge ``at_s`` seconds into the run, for ``for_s`` seconds."""
+
+    region: int
+    at_s: float
+    for_s: float
+
+
+def unit_ids(regions: int, per_region: int) -> list[list[str]]:
+    return [[f"R{r + 1}-U{i:04d}" for i in range(per_region)] for r in range(regions)]
+
+
+@dataclass(frozen=True)
+class _WorkerSpec:
+    units: list[tuple[str, float]]  # (unit id, route offset)
+    host: str
+    port: int
+    password: str
+    encoding: str
+    rate_hz: float
+    duration_s: float
+
+
+def _region_worker(conn: Any, spec: _WorkerSpec) -> None:
+    """One region's units in a process of their own (a Python thread is the rig's limit, not the brokers)."""
+    route = default_route()
+    sims = [SimUnit(u, spec.host, spec.port, prefix="umps", route=route, offset_s=offset, username=u,
+                    password=spec.password, encoding=spec.encoding) for u, offset in spec.units]
+    driver = Driver(sims)
+    try:
+        conn.send(driver.connect(timeout=60.0))
+        start_at = conn.recv()
+        time.sleep(max(0.0, start_at - time.time()))
+        _start, measured = driver.report(spec.duration_s, spec.rate_hz)
+        driver.settle(10.0, until=lambda: sum(u.acked for u in sims) >= sum(u.published for u in sims))
+        conn.send(({u.id: u.seq - 1 for u in sims}, driver.cpu(), measured))
+    finally:
+        driver.close()
+        conn.close()
+
+
+def _subscriber_worker(conn: Any, host: str, port: int, username: str, password: str) -> None:
+    """One room's subscriber in a process of its own: counts while running, its stats at the end."""
+    sub = FleetSubscriber(host, port, "umps", sys_topics=False, username=username, password=password).start()
+    try:
+        conn.send("ready")
+        while not conn.poll(0.5):
+            conn.send(sub.stats.received)
+        conn.recv()
+        conn.send(("stats", sub.stats.seqs, sub.stats.latencies, sub.stats.received))
+    finally:
+        sub.stop()
+        conn.close()
+
+
+class RemoteSubscriber:
+    """A level's subscriber running in its own process (see :func:`_subscriber_worker`)."""
+
+    def __init__(self, ctx: Any, address: tuple[str, int], username: str, password: str):
+        self._conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_subscriber_worker, args=(child, *address, username, password),
+                                name=f"fleet-sub-{username}", daemon=True)
+        self.proc.start()
+        self._received = 0
+
+    def wait_ready(self) -> None:
+        if _recv(self._conn, 60.0, "a subscriber ready") != "ready":
+            raise RuntimeError("a subscriber process did not start")
+
+    @property
+    def received(self) -> int:
+        while self._conn.poll():
+            msg = self._conn.recv()
+            if isinstance(msg, int):
+                self._received = msg
+        return self._received
+
+    def finish(self) -> FleetStats:
+        self._conn.send("stop")
+        while True:
+            msg = _recv(self._conn, 30.0, "a subscriber's figures")
+            if isinstance(msg, tuple) and msg[0] == "stats":
+                break
+        self.proc.join(10.0)
+        return FleetStats(received=msg[3], seqs=msg[1], latencies=msg[2])
+
+    def kill(self) -> None:
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(5.0)
+
+
+def run_regions(topology: Topology, *, per_region: int, duration_s: float, rate_hz: float = 1.0,
+                encoding: str = "cbor", cut: Cut | None = None, drain_s: float = 60.0,
+                progress: Callable[[str], None] = lambda _l: None,
+                stop: threading.Event | None = None) -> RegionsReport:
+    """Drive ``per_region`` units in each region of a started ``topology`` (made with those unit ids).
+
+    Each region's units run in a process of their own; the levels' subscribers
+    and the cables run here.
+    """
+    route = default_route()
+    ids = unit_ids(len(topology.region_list), per_region)
+    total = sum(map(len, ids))
+    pw = topology.password
+    stop = stop or threading.Event()
+    assert topology.central is not None
+    ctx = multiprocessing.get_context("spawn")
+    subs = {r.name: RemoteSubscriber(ctx, r.address, r.dispatch, pw) for r in topology.region_list}
+    central = RemoteSubscriber(ctx, topology.central.address, Topology.CENTRAL_DISPATCH, pw)
+    workers = []
+    timers: list[threading.Timer] = []
+    cpu0 = time.process_time()
+    try:
+        for sub in (*subs.values(), central):
+            sub.wait_ready()
+        n = 0
+        for region, names in zip(topology.region_list, ids):
+            spec = _WorkerSpec([(u, route_offset(route, n + i, total)) for i, u in enumerate(names)], *region.address,
+                               pw, encoding, rate_hz, duration_s)
+            n += len(names)
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_region_worker, args=(child, spec), name=f"fleet-{region.name}", daemon=True)
+            proc.start()
+            workers.append((proc, parent))
+        connected = sum(_recv(conn, 90.0, "units connected") for _proc, conn in workers)
+        progress(f"fleet: {connected}/{total} units connected in {len(ids)} regions; {rate_hz:g} Hz, {encoding}")
+        start_at = time.time() + 0.5
+        for _proc, conn in workers:
+            conn.send(start_at)
+        if cut is not None:
+            cable = topology.region_list[cut.region].cable
+            timers = [threading.Timer(0.5 + cut.at_s, cable.cut), threading.Timer(0.5 + cut.at_s + cut.for_s,
+                                                                                     cable.connect)]
+            for t in timers:
+                t.daemon = True
+                t.start()
+        deadline = time.monotonic() + duration_s + 0.5
+        while time.monotonic() < deadline and not stop.is_set():
+            stop.wait(min(5.0, max(0.0, deadline - time.monotonic())))
+            progress(f"fleet: central {central.received}, regional "
+                     f"{sum(s.received for s in subs.values())} reports")
+        made: dict[str, int] = {}
+        worker_cpu = measured = 0.0
+        for _proc, conn in workers:
+            counts, cpu, seconds = _recv(conn, 60.0, "the units' last acknowledgements")
+            made.update(counts)
+            worker_cpu += cpu
+            measured = max(measured, seconds)
+        for t in timers:
+            t.join()  # a cut longer than the run ends before the drain
+        expected = sum(made.values())
+        poll_until(lambda: stop.is_set() or (central.received >= expected
+                                             and sum(s.received for s in subs.values()) >= expected), drain_s, 0.1)
+        time.sleep(1.0)  # duplicates still in flight
+        room_stats = [s.finish() for s in subs.values()]
+        central_stats = central.finish()
+        cpu = time.process_time() - cpu0 + worker_cpu
+    finally:
+        for t in timers:
+            t.cancel()
+        for proc, conn in workers:
+            proc.join(10.0)
+            if proc.is_alive():
+                proc.kill()
+        for s in (*subs.values(), central):
+            s.kill()
+    regional = FleetStats()
+    for stats in room_stats:
+        for unit, seqs in stats.seqs.items():
+            regional.seqs.setdefault(unit, []).extend(seqs)
+        regional.latencies += stats.latencies
+    levels = (_level("regional", regional, made, measured), _level("central", central_stats, made, measured))
+    cut_text = None
+    if cut is not None:
+        cut_text = f"bridge of {topology.region_list[cut.region].name} cut at {cut.at_s:g} s for {cut.for_s:g} s"
+    return RegionsReport(regions=len(ids), units=total, connected=connected, rate_hz=rate_hz, encoding=encoding,
+                         duration_s=round(measured, 2), cut=cut_text, levels=levels, rig_cpu_s=round(cpu, 2))
+
+
+def _recv(conn: Any, timeout: float, what: str) -> Any:
+    if not conn.poll(timeout):
+        raise RuntimeError(f"a region's unit process gave no answer ({what}) within {timeout} s")
+    return conn.recv()
+
+
+def _level(name: str, stats: FleetStats, made_by: dict[str, int], seconds: float) -> LevelFigures:
+    expected = delivered = dups = 0
+    for unit, made in made_by.items():
+        seen = stats.seqs.get(unit, [])
+        distinct = {s for s in seen if 1 <= s <= made}
+        expected += made
+        delivered += len(distinct)
+        dups += len(seen) - len(set(seen))
+    lat = stats.latencies
+
+    def pct(q: float) -> float | None:
+        return percentile(lat, q) if lat else None
+
+    return LevelFigures(level=name, expected=expected, delivered=delivered, duplicates=dups,
+                        missing=expected - delivered, rate=delivered / seconds if seconds > 0 else 0.0,
+                        latency_p50=pct(50), latency_p95=pct(95), latency_p99=pct(99), latency_max=pct(100))
