@@ -8,7 +8,7 @@ The package is laid out so the architecture shows in the tree:
   the durable outbox, the touchscreen web UI, the rider panel display,
   systemd notification). Each turns library callbacks into core events.
 - ``agent.config``: the TOML configuration schema, validated once into frozen dataclasses
-  (by ``agent.config_validate``, in a child process for the running agent).
+  (by ``agent.config_validate``; remote pushes on the remote-request worker thread).
 - ``agent.runtime``: the shell that wires adapters to the core: one bounded
   inbox, one core thread, supervision and shutdown.
 - ``agent.cli``: the composition root and the ``umps-agent`` command.

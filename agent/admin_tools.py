@@ -16,6 +16,11 @@ sub-parser; ``main`` runs them alone: ``python -m agent.admin_tools``):
     JSON can also say ``null`` to drop a remote override).
 ``sign-cmd --key KEYFILE --unit U [--id ID] [--expires-in S] COMMAND``
     Print a signed ``cmd`` request (``report_position``, ``flush_backlog``).
+``sign-dispatch --key KEYFILE --unit U [--expires-in S] TOPIC [FILE] [--alarm-id N]``
+    For dispatch software: print a signed ``call`` (FILE: the call as JSON),
+    ``alarm/ack`` or ``alarm/clear`` (``--alarm-id``: the alarm it names; none:
+    the current alarm), for a unit with ``[security] dispatch_keys``. The same
+    from Python: :func:`dispatch_request`.
 
 The output is the JSON payload to publish, e.g. with
 ``mosquitto_pub -q 1 -t umps/U/config/set -f request.json``.
@@ -33,17 +38,15 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.core.remote_config import COMMANDS
+from agent.core.remote_command import COMMANDS
+from agent.core.signed_dispatch import DISPATCH_MAX_LIFETIME, DISPATCH_TOPICS
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-# The cryptography package (~7 MiB of RAM) is imported by the functions that handle
-# private keys, which only run on an admin's machine: `umps-agent run` builds this CLI
-# too, and the unit itself only verifies (agent.core.ed25519).
-
 DEFAULT_CONFIG_LIFETIME_S = 7 * 24 * 3600  # a unit may be off for days; the version stops replays
 DEFAULT_COMMAND_LIFETIME_S = 600
+DEFAULT_DISPATCH_LIFETIME_S = 900  # a call or an alarm message is stale long before the 1 h limit
 
 
 class AdminToolError(Exception):
@@ -174,6 +177,29 @@ def command_request(
     return signing.sign_request(private_key, unit_id, request, "cmd")
 
 
+def dispatch_request(
+    private_key: Ed25519PrivateKey,
+    unit_id: str,
+    topic: str,
+    message: dict[str, Any] | None = None,
+    *,
+    lifetime_s: float = DEFAULT_DISPATCH_LIFETIME_S,
+    now: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """``message`` (a ``call``, or ``{"id": N}`` / ``{}`` for ``alarm/ack`` and ``alarm/clear``)
+    with ``expires`` and ``sig``, for a unit with ``[security] dispatch_keys``."""
+    if topic not in DISPATCH_TOPICS:
+        raise AdminToolError(f"unknown dispatch topic {topic!r}; known: {', '.join(DISPATCH_TOPICS)}")
+    if not 0 < lifetime_s <= DISPATCH_MAX_LIFETIME.total_seconds():
+        raise AdminToolError(f"a dispatch message may be valid for at most {DISPATCH_MAX_LIFETIME.total_seconds():g} s")
+    now = now or dt.datetime.now(dt.timezone.utc)
+    body = {k: v for k, v in (message or {}).items() if k not in ("sig", "expires")}
+    body["expires"] = _expiry(now, lifetime_s)
+    from agent.core import signing
+
+    return signing.sign_request(private_key, unit_id, body, topic)  # type: ignore[arg-type]
+
+
 # --------------------------------------------------------------------- CLI
 
 
@@ -204,6 +230,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     # Not dest="command": `umps-agent` keeps its own sub-command there.
     p.add_argument("unit_command", metavar="COMMAND", choices=COMMANDS, help=", ".join(COMMANDS))
     p.set_defaults(func=_cmd_sign_command)
+
+    p = subparsers.add_parser("sign-dispatch", help="print a signed call, alarm/ack or alarm/clear")
+    p.add_argument("--key", type=Path, required=True, help="dispatch private key file")
+    p.add_argument("--unit", required=True)
+    p.add_argument("--expires-in", type=float, default=DEFAULT_DISPATCH_LIFETIME_S, metavar="SECONDS",
+                   help="at most 3600")
+    p.add_argument("--alarm-id", type=int, help="alarm/ack, alarm/clear: the alarm (default: the current one)")
+    p.add_argument("topic", choices=DISPATCH_TOPICS)
+    p.add_argument("file", type=Path, nargs="?", help="call: the call message as JSON ('-': stdin)")
+    p.set_defaults(func=_cmd_sign_dispatch)
 
 
 def _cmd_keygen(args: argparse.Namespace) -> int:
@@ -238,6 +274,33 @@ def _cmd_sign_command(args: argparse.Namespace) -> int:
     )
     print(json.dumps(request, ensure_ascii=False))
     return 0
+
+
+def _cmd_sign_dispatch(args: argparse.Namespace) -> int:
+    if args.topic == "call":
+        if args.file is None:
+            raise AdminToolError("a call needs its message: a JSON file, or - for stdin")
+        raw = sys.stdin.buffer.read() if str(args.file) == "-" else _read_bytes(args.file)
+        try:
+            message = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise AdminToolError(f"{args.file}: {exc}") from None
+        if not isinstance(message, dict):
+            raise AdminToolError(f"{args.file}: a call is a JSON object")
+    else:
+        if args.file is not None:
+            raise AdminToolError(f"{args.topic} takes no file; name the alarm with --alarm-id")
+        message = {} if args.alarm_id is None else {"id": args.alarm_id}
+    signed = dispatch_request(load_private_key(args.key), args.unit, args.topic, message, lifetime_s=args.expires_in)
+    print(json.dumps(signed, ensure_ascii=False))
+    return 0
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise AdminToolError(f"{path}: {exc.strerror or exc}") from None
 
 
 def run(args: argparse.Namespace) -> int:

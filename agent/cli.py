@@ -8,7 +8,7 @@ Subcommands:
 ``config show``         the effective config (file + remote changes), secrets hidden
 ``gnss decode PATH|-``  decode an NMEA capture offline, one JSON line per epoch
 ``gnss watch``          live fixes and counters from the receiver, for installers
-``admin ...``           fleet admin tools: keygen, pubkey, sign, sign-cmd
+``admin ...``           fleet admin and dispatch tools: keygen, pubkey, sign, sign-cmd, sign-dispatch
 
 Exit codes: 0 success, 1 runtime failure, 2 bad usage or invalid config.
 """
@@ -117,10 +117,10 @@ def _print_problems(exc: ConfigError) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from agent import logsetup
-    from agent.adapters.config_child import validate_in_child
+    from agent.config_validate import parse_config
     from agent.runtime import run_agent
 
-    config = _load(args.config, validate_in_child)  # the agent never loads pydantic itself
+    config = _load(args.config, parse_config)
     if config is None:
         return EXIT_USAGE
     logsetup.configure(config.logging.level)
@@ -151,7 +151,9 @@ def cmd_config(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     for problem in effective.problems:
         print(f"note: {problem}", file=sys.stderr)
-    body = {"source": effective.source, **current_message(effective.state)}
+    from agent.adapters.secrets_version import peek
+
+    body = {"source": effective.source, **current_message(effective.state, peek(effective.config.storage.state_dir))}
     print(json.dumps(body, indent=2, ensure_ascii=False))
     return EXIT_OK
 

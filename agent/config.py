@@ -8,14 +8,12 @@ of the agent reads typed, frozen attributes, never raw dicts.
 
 The schema is plain frozen dataclasses with their rules in ``Annotated``
 metadata (``annotated_types`` bounds, and :class:`Pattern` and :class:`Check`
-below), so reading a config never loads pydantic. pydantic does the
-validating, in :mod:`agent.config_validate`: in this process for the CLI and
-the tools (``agent.config_validate.parse_config``), and in a short-lived child
-process for the running agent (:mod:`agent.adapters.config_child`). This module
-imports neither: the caller passes the validation to ``load_config``, so the
-layers run one way (config below config_validate, both below the core). pydantic and the schema it
-builds take about 9 MiB that a unit would otherwise hold all day for a check
-made at start and at each remote push.
+below); pydantic does the validating, in :mod:`agent.config_validate`
+(``agent.config_validate.parse_config``): at start, for ``umps-agent config
+check``, and for each remote push on the agent's remote-request worker thread.
+This module imports neither pydantic nor the core: the caller passes the
+validation to ``load_config``, so the layers run one way (config below
+config_validate, both below the core).
 
 ``load_config`` raises :class:`ConfigError`, which carries every problem
 found as ``(key path, message)`` pairs, so ``umps-agent config check`` can
@@ -212,6 +210,9 @@ class StorageConfig:
     max_backlog_reports: Annotated[int, Ge(100), Le(10_000_000)] = 172_800
     # Telemetry is committed in batches (SD card wear); status and alarms at once.
     commit_interval_s: Annotated[float, Gt(0), Le(300)] = 10.0
+    # Refuse to start unless state_dir sits on an encrypted file system (LUKS/dm-crypt or
+    # fscrypt; see firmware-config/storage/README.md). Only the local file may set it.
+    require_encrypted: bool = False
 
 
 # -------------------------------------------------------------- telemetry
@@ -454,7 +455,11 @@ def check_public_keys(texts: list[str], name: str = "admin_keys") -> list[str]:
 
 
 def _keys_parse(value: list[str]) -> list[str]:
-    return check_public_keys(value)
+    return check_public_keys(value, "admin_keys")
+
+
+def _dispatch_keys_parse(value: list[str]) -> list[str]:
+    return check_public_keys(value, "dispatch_keys")
 
 
 @section
@@ -462,6 +467,9 @@ class SecurityConfig:
     # Admin Ed25519 public keys (base64 of the 32 raw bytes). When any is
     # listed, every config push and remote command must be signed by one.
     admin_keys: Annotated[list[str], Check(_keys_parse)] = field(default_factory=list)
+    # Dispatch Ed25519 public keys. When any is listed, every call, alarm/ack and
+    # alarm/clear must be signed by one (see docs/mqtt-api.md, "Signed dispatch").
+    dispatch_keys: Annotated[list[str], Check(_dispatch_keys_parse)] = field(default_factory=list)
     # A broker or TLS change that cannot connect within this time is rolled back.
     rollback_timeout_s: Annotated[float, Ge(10), Le(3600)] = 120.0
 
@@ -533,12 +541,39 @@ class AgentConfig:
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
+    def secrets(self) -> dict[str, str]:
+        """Every :class:`Secret` in force by key path (``{"mqtt.password": ...}``); never publish this."""
+        found: dict[str, str] = {}
+        _collect_secrets(self, "", found)
+        return found
+
+
+def _collect_secrets(value: Any, path: str, found: dict[str, str]) -> None:
+    if isinstance(value, Secret):
+        found[path] = value.get_secret_value()
+    elif dataclasses.is_dataclass(value):
+        for f in dataclasses.fields(value):
+            _collect_secrets(getattr(value, f.name), f"{path}.{f.name}" if path else f.name, found)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _collect_secrets(item, f"{path}.{key}" if path else str(key), found)
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _collect_secrets(item, f"{path}[{index}]", found)
+
+
 _OMIT = object()
+
+
+def _is_secret_field(f: dataclasses.Field) -> bool:
+    # "Secret | None": whether a password is set at all is left out of the hash too.
+    return f.type is Secret or bool(re.search(r"\bSecret\b", str(f.type)))
 
 
 def _plain(value: Any, secrets: Literal["clear", "mask", "omit"]) -> Any:
     if dataclasses.is_dataclass(value):
-        items = ((f.name, _plain(getattr(value, f.name), secrets)) for f in dataclasses.fields(value))
+        fields = [f for f in dataclasses.fields(value) if not (secrets == "omit" and _is_secret_field(f))]
+        items = ((f.name, _plain(getattr(value, f.name), secrets)) for f in fields)
         return {name: item for name, item in items if item is not _OMIT}
     if isinstance(value, dict):
         items = ((str(key), _plain(item, secrets)) for key, item in value.items())
@@ -593,8 +628,7 @@ class Validate(Protocol):
 
 
 def load_config(path: str | Path, validate: Validate) -> AgentConfig:
-    """The TOML file at ``path``, validated by ``validate``: ``agent.config_validate.parse_config`` in
-    this process, or ``agent.adapters.config_child.validate_in_child`` (the running agent)."""
+    """The TOML file at ``path``, validated by ``validate`` (``agent.config_validate.parse_config``)."""
     path = Path(path)
     try:
         raw = path.read_bytes()

@@ -1,14 +1,7 @@
 """Config validation with pydantic, over the schema in :mod:`agent.config`.
 
-Two ways in:
-
-- :func:`parse_config`, in this process: the CLI, the admin and rig tools,
-  the tests;
-- ``python -m agent.config_validate``, a child process for the running agent
-  (:mod:`agent.adapters.config_child`), which so never loads pydantic. The
-  request on stdin and the answer on stdout are pickles, between the agent
-  and its own child: ``(data, source, strict)`` in; ``("ok", AgentConfig)`` or
-  ``("invalid", problems)`` out.
+:func:`parse_config`: the agent at start and on its remote-request worker
+(remote pushes), the CLI, the admin and rig tools, the tests.
 """
 
 from __future__ import annotations
@@ -16,8 +9,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import pickle
-import sys
 import typing
 from functools import cache
 from typing import Any
@@ -73,16 +64,3 @@ def _known_keys(loc: tuple[Any, ...]) -> list[str]:
             cls = typing.get_args(cls)[0]
     return [f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else []
 
-
-def main() -> int:
-    data, source, strict = pickle.load(sys.stdin.buffer)
-    try:
-        answer: tuple[str, Any] = ("ok", parse_config(data, source, strict=strict))
-    except ConfigError as exc:
-        answer = ("invalid", exc.problems)
-    pickle.dump(answer, sys.stdout.buffer, protocol=pickle.HIGHEST_PROTOCOL)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,14 +8,17 @@ Threads and who owns what
   effects, and after every visible change refreshes the outputs (LEDs and
   buzzer, rider display, touchscreen) and stores the unit's state.
 * adapters' own threads (GNSS reader, MQTT link, uplink sender, panel I/O,
-  web UI, display worker, speech, watchdog) only ever *post* events to the
-  inbox; they never call into the unit.
+  web UI, display worker, speech, remote-request worker, watchdog) only ever
+  *post* events to the inbox; they never call into the unit. The
+  remote-request worker alone writes the config store and the replay memory.
 
-Remote configuration (``config/set``) and commands (``cmd``) are decided by
-the pure :mod:`agent.core.remote_config` on the core thread and carried out
-here: the new layer is stored by :mod:`agent.adapters.config_store`, the
-unit takes hot changes, and the adapter a change needs rebuilt is rebuilt
-in-process. A broker change arms a :class:`RollbackGuard`: when no broker has
+Remote configuration (``config/set``), commands (``cmd``) and, when dispatch
+is signed, ``call``, ``alarm/ack`` and ``alarm/clear`` go from the MQTT link
+to the remote-request worker (:mod:`agent.adapters.remote_worker`), which
+verifies, validates and stores them off the core thread and posts one result
+event back. The core thread carries the result out: the unit takes hot
+changes, and the adapter a change needs rebuilt is rebuilt in-process. A
+broker change arms a :class:`RollbackGuard`: when no broker has
 acknowledged a publish from the unit with the new settings in time, the
 previous config comes back and the admin is told once the unit is online.
 
@@ -52,15 +55,19 @@ from typing import Any
 from agent import __version__
 from agent.adapters import sdnotify, serial_urls
 from agent.adapters.clock import SystemClock
-from agent.adapters.config_child import validate_in_child
-from agent.adapters.config_store import ConfigStoreError, load_effective, write_atomic
+from agent.adapters.config_store import load_effective, write_atomic
+from agent.adapters.encryption import EncryptionError, check_encrypted
 from agent.adapters.gpio import PanelIO, PinFactoryError, make_pin_factory, panel_buttons
 from agent.adapters.mqtt import MqttLink, MqttSettings, birth_payload
 from agent.adapters.outbox import Outbox
 from agent.adapters.power import PowerInputs
+from agent.adapters.remote_worker import CommandDone, ConfigDone, ConfigStateChanged, RemoteWorker
+from agent.adapters.replay_store import ReplayStore
+from agent.adapters.secrets_version import SecretsVersion
 from agent.adapters.serial_gnss import SerialGnssReader
 from agent.adapters.uplink import Uplink
 from agent.config import AgentConfig, Validate
+from agent.config_validate import parse_config
 from agent.core import views
 from agent.core.dispatch import iso
 from agent.core.effects import Feedback, Shutdown, Speak
@@ -69,11 +76,11 @@ from agent.core.events import (
 )
 from agent.core.indicators import feedback, indicator_plan
 from agent.core.publish import Lane, Publish
-from agent.core.remote_config import (
-    COMMANDS, CommandResult, ConfigChange, ConfigResult, ConfigState, Problem, RecentIds, RollbackGuard, current_message,
-    decode_payload, handle_config_set, parse_command, rolled_back_result,
-)
-from agent.core.telemetry import TRUSTED_TIME_SOURCES, best_time
+from agent.core.key_rules import ConfigChange
+from agent.core.remote_command import CommandResult
+from agent.core.remote_config import ConfigResult, ConfigState, current_message, rolled_back_result
+from agent.core.rollback_guard import RollbackGuard
+from agent.core.telemetry import best_time
 from agent.core.unit import SUBSCRIPTIONS, Now, Unit
 from agent.output_guard import OutputGuard
 
@@ -135,8 +142,8 @@ class Runtime:
 
     def __init__(self, config_path: str | Path, *, base: AgentConfig | None = None, pin_factory: Any = None,
                  clock: SystemClock | None = None, notifier: sdnotify.Notifier | None = None) -> None:
-        # Validation runs in a child process: this one never loads pydantic.
-        self.validate: Validate = validate_in_child
+        # Validated in process; remote pushes on the remote-request worker, off the core thread.
+        self.validate: Validate = parse_config
         effective = load_effective(config_path, self.validate, base)
         for problem in effective.problems:
             log.warning("remote config: %s", problem)
@@ -153,6 +160,7 @@ class Runtime:
         self.events_handled = 0  # handled without an error: what the watchdog calls progress
         self.reports_made = 0
         self._last_report_mono = time.monotonic()
+        self._last_report_period = 1.0  # the report period when the last report was made
         self._gnss_offset: float | None = None  # the receiver's UTC - monotonic, set by the core thread
         self._disk_probe: tuple[float, bool] | None = None  # (when, writable) while the outbox says not ok
         self.started_mono = time.monotonic()
@@ -165,7 +173,9 @@ class Runtime:
         self._core_thread: threading.Thread | None = None
         self._heartbeat = sdnotify.Heartbeat("core loop", HEARTBEAT_MAX_AGE_S)
         self._guard = RollbackGuard(self.config.security.rollback_timeout_s)
-        self._recent_cmds = RecentIds()
+        self.worker: RemoteWorker | None = None
+        self.secrets: SecretsVersion | None = None
+        self.replay: ReplayStore | None = None
         self._last_state: dict[str, Any] | None = None
         self._shown_revision = -1
         self._next_status_write = 0.0
@@ -191,6 +201,15 @@ class Runtime:
         serial_urls.register()
         state_dir = Path(cfg.storage.state_dir)
         state_dir.mkdir(parents=True, exist_ok=True)
+        if cfg.storage.require_encrypted:
+            # Raises EncryptionError: the unit refuses to write positions to a plain SD card.
+            log.info("state directory %s: %s", state_dir, check_encrypted(state_dir))
+        self.replay = ReplayStore(state_dir)
+        self.secrets = SecretsVersion(state_dir)
+        self.secrets.update(cfg)
+        self.worker = RemoteWorker(self.cfg_state, self.store, self.replay, post=lambda e: self._post(e, force=True),
+                                   clock=self.best_time, validate=self.validate)
+        self.worker.start()
         self.outbox = Outbox(state_dir, max_backlog_reports=cfg.storage.max_backlog_reports,
                              commit_interval_s=cfg.storage.commit_interval_s, exclusive=True)
         now = self.now()
@@ -227,6 +246,8 @@ class Runtime:
             self._core_thread.join(10.0)
             if self._core_thread.is_alive():
                 log.error("core thread did not stop within 10 s")
+        self._quietly("remote worker", lambda: self.worker and self.worker.stop())
+        self._quietly("replay memory", lambda: self.replay and self.replay.close())
         self._quietly("screens", self._stop_screens)
         self._quietly("uplink", lambda: self.uplink and self.uplink.stop())
         self._quietly("link", lambda: self.link and self.link.stop(reason=self.exit_reason))
@@ -283,6 +304,8 @@ class Runtime:
             if isinstance(event, Stop):
                 self._persist()
                 return
+            if self.worker is not None:
+                self.worker.overdue(time.monotonic())
             try:
                 self._handle(event)
                 self.events_handled += 1
@@ -310,7 +333,10 @@ class Runtime:
             log.warning("ignoring a retained %s (stale by definition; senders must not retain it)", event.topic)
             effects = unit.handle(Tick(now.mono), now)
         elif isinstance(event, MessageReceived) and event.topic in ("config/set", "cmd"):
-            self._remote(event, now)
+            log.warning("ignoring a %s that did not come through the remote-request worker", event.topic)
+            effects = unit.handle(Tick(now.mono), now)
+        elif isinstance(event, (ConfigDone, CommandDone, ConfigStateChanged)):
+            self._remote_result(event, now)
             effects = unit.handle(Tick(now.mono), now)
         else:
             effects = unit.handle(event, now)
@@ -334,6 +360,7 @@ class Runtime:
             if effect.seq is not None:
                 self.reports_made += 1
                 self._last_report_mono = now.mono
+                self._last_report_period = self.unit.schedule.period if self.unit else 1.0
             self._publish(effect)
         elif isinstance(effect, Feedback):
             if self.panel is not None:
@@ -419,24 +446,18 @@ class Runtime:
 
     # ------------------------------------------------------ remote requests
 
-    def _remote(self, event: MessageReceived, now: Now) -> None:
-        # Expiry and the replay window are judged on the unit's best clock, not the system's alone.
-        judged_at, source = self.best_time(now)
-        untrusted = self._expiry_unjudgeable(event.payload, source)
-        if untrusted is not None:
-            data, _ = decode_payload(event.payload)
-            request_id = data.get("id") if data and isinstance(data.get("id"), str) else None
-            problem = (Problem("expires", untrusted),)
-            if event.topic == "cmd":
-                name = data.get("command") if data and data.get("command") in COMMANDS else None
-                self._publish(self._answer("cmd/result", CommandResult(request_id, False, name, problem)))
-            else:
-                self._publish(self._answer("config/result",
-                                           ConfigResult(request_id, False, self.cfg_state.version, problem)))
-            log.warning("%s %s refused: its expiry %s", event.topic, request_id, untrusted)
-            return
-        if event.topic == "cmd":
-            outcome = parse_command(event.payload, self.config, judged_at, self._recent_cmds)
+    def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
+        """From the MQTT thread: remote requests to the worker, the rest to the core."""
+        worker = self.worker
+        if worker is not None and not (retained and topic in NEVER_RETAINED) and worker.wants(topic):
+            worker.submit(topic, payload)
+        else:
+            self._post(MessageReceived(topic, payload, time.monotonic(), retained))
+
+    def _remote_result(self, event: Any, now: Now) -> None:
+        """Carry out what the remote-request worker decided (and, for config, already stored)."""
+        if isinstance(event, CommandDone):
+            outcome = event.outcome
             if outcome.rejected is not None:
                 self._publish(self._answer("cmd/result", outcome.rejected))
                 return
@@ -448,35 +469,41 @@ class Runtime:
                 self._publish(self.unit.report(now))
             self._publish(self._answer("cmd/result", command.done()))
             return
-        outcome = handle_config_set(event.payload, self.cfg_state, judged_at, self.validate)
-        if not outcome.accepted:
-            self._publish(self._answer("config/result", outcome.result))
+        if isinstance(event, ConfigStateChanged):
+            if event.rolled_back is None:  # confirmed
+                self.cfg_state = event.state
+                return
+            restored = event.state
+            log.error("remote config version %d reached no broker within %g s: rolled back to version %d",
+                      event.rolled_version, self._guard.timeout_s, restored.version)
+            self._apply(restored, ConfigChange.between(self.config, restored.config).reinit, now)
+            result = rolled_back_result(event.rolled_back.request_id, event.rolled_version, restored,
+                                        self._guard.timeout_s)
+            self._pending_result = None
+            # Through the outbox: the admin gets it as soon as the unit is back online.
+            self._publish(self._answer("config/result", result))
+            self._publish(self._config_current())
             return
-        new_state = outcome.state
-        assert new_state is not None
-        change = outcome.change
-        if change.dangerous:
-            new_state = dataclasses.replace(new_state, pending=True)
-        try:
-            self.store.save(new_state)
-        except ConfigStoreError as exc:
-            # Not stored, so not applied: the running config is untouched.
-            refused = ConfigResult(outcome.result.id, False, self.cfg_state.version, (Problem("", str(exc)),))
-            self._publish(self._answer("config/result", refused))
+        assert isinstance(event, ConfigDone)
+        if event.state is None:
+            self._publish(self._answer("config/result", event.result))
             return
+        new_state, change = event.state, event.change
         log.info("remote config version %d accepted (%s)", new_state.version, ", ".join(change.paths) or "no change")
         self._apply(new_state, change.reinit, now)
         if change.dangerous:
             # The answer waits for the guard: ok once a broker accepts the unit with it.
             self._guard.arm(now.mono, new_state.version, new_state.request_id)
-            self._pending_result = outcome.result
+            self._pending_result = event.result
         else:
-            self._publish(self._answer("config/result", outcome.result))
+            self._publish(self._answer("config/result", event.result))
         self._publish(self._config_current())
 
     def _apply(self, state: ConfigState, reinit: frozenset[str] | set[str], now: Now) -> None:
         old = self.config
         self.cfg_state, self.config = state, state.config
+        if self.secrets is not None and state.config.secrets() != old.secrets():
+            self.secrets.update(state.config)
         assert self.unit is not None
         self.unit.config_version = state.version
         self.unit.reconfigure(state.config, now)
@@ -509,10 +536,8 @@ class Runtime:
         link = self.link
         if link is not None and link.connected and link.stats().acked > 0:
             if self._guard.connected(now.mono, armed.version) is not None:
-                try:
-                    self.cfg_state = self.store.confirm(self.cfg_state)
-                except ConfigStoreError as exc:
-                    log.error("%s", exc)
+                assert self.worker is not None
+                self.worker.confirm(armed.version)  # stored as confirmed by the worker (one writer)
                 log.info("remote config version %d confirmed by the broker", armed.version)
                 if self._pending_result is not None:
                     self._publish(self._answer("config/result", self._pending_result))
@@ -521,19 +546,13 @@ class Runtime:
         expired = self._guard.tick(now.mono)
         if expired is None:
             return
-        rolled = self.cfg_state.version
-        restored = self.store.rollback(self.cfg_state)
-        log.error("remote config version %d reached no broker within %g s: rolled back to version %d",
-                  rolled, self._guard.timeout_s, restored.version)
-        self._apply(restored, ConfigChange.between(self.config, restored.config).reinit, now)
-        result = rolled_back_result(expired.request_id, rolled, restored, self._guard.timeout_s)
-        self._pending_result = None
-        # Through the outbox: the admin gets it as soon as the unit is back online.
-        self._publish(self._answer("config/result", result))
-        self._publish(self._config_current())
+        assert self.worker is not None
+        self.worker.rollback(expired)  # the worker restores and stores; ConfigStateChanged comes back
 
     def _config_current(self) -> Publish:
-        body = json.dumps({**current_message(self.cfg_state), **self._stamp()}, ensure_ascii=False).encode("utf-8")
+        secrets_version = self.secrets.version if self.secrets is not None else None
+        body = json.dumps({**current_message(self.cfg_state, secrets_version), **self._stamp()},
+                          ensure_ascii=False).encode("utf-8")
         return Publish("config/current", body, Lane.STATUS, retain=True)
 
     def _answer(self, topic: str, result: ConfigResult | CommandResult) -> Publish:
@@ -553,16 +572,6 @@ class Runtime:
         ts, source = self.best_time()
         return {"ts": iso(ts), "time_source": source}
 
-    def _expiry_unjudgeable(self, payload: bytes, source: str) -> str | None:
-        """Why a request's ``expires`` cannot be judged now (docs/remote-config.md), or None."""
-        if source in TRUSTED_TIME_SOURCES:
-            return None
-        data, _problems = decode_payload(payload)
-        if data is None or "expires" not in data:
-            return None
-        return ("cannot be judged yet: the unit has no trusted time (no GNSS fix and the system clock "
-                "not synchronised); send it again once the unit reports time_source gnss or system")
-
     # ------------------------------------------------------------- adapters
 
     def _start_link(self) -> None:
@@ -572,8 +581,7 @@ class Runtime:
             unit_id=cfg.unit.id,
             on_up=self._on_link_up,
             on_down=self._on_link_down,
-            on_message=lambda topic, payload, retained: self._post(
-                MessageReceived(topic, payload, time.monotonic(), retained)),
+            on_message=self._on_message,
             birth=self._birth,
             subscriptions=SUBSCRIPTIONS,
             waiting=lambda: self._backlog() > 0,  # reports waiting: come back quickly (see mqtt.py)
@@ -749,6 +757,8 @@ class Runtime:
             self._heartbeat.check(),
             sdnotify.HealthCheck("gnss reader", lambda: (bool(self.reader and self.reader.alive), "reader thread")),
             sdnotify.HealthCheck("uplink", lambda: (bool(self.uplink and self.uplink.alive), "sender thread")),
+            sdnotify.HealthCheck("remote requests",
+                                 lambda: (bool(self.worker and self.worker.alive), "remote-request worker thread")),
             sdnotify.Progress(
                 "publish path",
                 pending=lambda: (self.outbox.stats().in_flight if self.link and self.link.connected else 0),
@@ -767,7 +777,8 @@ class Runtime:
     def _reports_on_schedule(self) -> tuple[bool, str]:
         """Telemetry is the unit's first duty: a core that stops producing it is stuck, even if it ticks."""
         assert self.unit is not None
-        limit = max(REPORT_MAX_GAP_S, 5 * self.unit.schedule.period)
+        # The longer of the periods before and after a rate change (parked <-> driving).
+        limit = max(REPORT_MAX_GAP_S, 5 * max(self.unit.schedule.period, self._last_report_period))
         gap = time.monotonic() - self._last_report_mono
         if gap <= limit:
             return True, f"last report {gap:.1f} s ago ({self.reports_made} made)"
@@ -836,18 +847,28 @@ class Runtime:
 
     def _disk_ok(self, now_mono: float) -> bool:
         """Whether the state directory takes writes now. The outbox only learns it at its next
-        commit, which may be far off (nothing left to write); while it says no, this probes with
-        a one-byte file once a second and, when that works, lets the outbox commit again."""
+        commit, which may be far off (a link that acknowledges at once leaves it nothing to
+        write), so the free space is read as well (statvfs: no write). While anything says no,
+        a one-byte file probes the directory once a second, and the outbox may commit again."""
         if self.outbox is None:
             return False
-        if self.outbox.stats().disk_ok:
+        outbox_ok = self.outbox.stats().disk_ok
+        full = self._disk_full()
+        if outbox_ok and not full and self.guards["state_file"].ok:
             self._disk_probe = None
             return True
         if self._disk_probe is None or now_mono - self._disk_probe[0] >= 1.0:
-            self._disk_probe = (now_mono, self._probe_disk())
-            if self._disk_probe[1]:
+            writable = not full and self._probe_disk()
+            self._disk_probe = (now_mono, writable)
+            if writable and not outbox_ok:
                 self.guards["outbox"].run(self.outbox.commit)
         return self._disk_probe[1]
+
+    def _disk_full(self) -> bool:
+        try:
+            return os.statvfs(self.config.storage.state_dir).f_bavail == 0
+        except OSError:
+            return True
 
     def _probe_disk(self) -> bool:
         probe = Path(self.config.storage.state_dir) / ".disk-probe"
@@ -891,6 +912,10 @@ def run_agent(config: AgentConfig, config_path: str | Path) -> int:
     signal.signal(signal.SIGINT, on_signal)
     try:
         runtime.start()
+    except EncryptionError as exc:
+        log.critical("%s", exc)
+        runtime.stop("state directory not encrypted")
+        return EXIT_FAILURE
     except Exception:
         log.exception("the agent could not start")
         runtime.stop("start failed")

@@ -7,7 +7,7 @@ builds them) publishes reports the real core made: ``agent.core.unit.Unit``
 fed by the rig's Kénitra route through the NMEA generator and the agent's
 GNSS decoder (so the numbers have the receiver's precision, tunnels
 included), for both encodings. It reaches a private Mosquitto through a
-counting TCP proxy, which sees exactly what a modem would send and receive
+counting TCP forwarder (``hil.regions.Cable``), which sees exactly what a modem would send and receive
 above TCP: MQTT framing included, and TLS records when the listener is TLS
 (TLS 1.3, mutual certificates, as on a vehicle). Three phases per run:
 
@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import socket
 import struct
 import sys
 import tempfile
@@ -101,71 +100,25 @@ def shift_reports(encoding: str, count: int, *, call_from: int, first_seq: int =
     return out[:count]
 
 
-# -------------------------------------------------------- counting proxy
-
-
-class CountingProxy:
-    """Forwards TCP connections to ``target`` and counts the bytes each way."""
-
-    def __init__(self, target: tuple[str, int]):
-        self.target = target
-        self.up = 0  # unit -> broker
-        self.down = 0
-        self._lock = threading.Lock()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.2)
-        self.port = self._listener.getsockname()[1]
-        self._stop = threading.Event()
-        self._socks: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True, name="bill-proxy").start()
-
-    def counts(self) -> tuple[int, int]:
-        with self._lock:
-            return self.up, self.down
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                continue
-            upstream = socket.create_connection(self.target)
-            for s in (client, upstream):
-                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._socks += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream, "up"), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, "down"), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket, way: str) -> None:
-        try:
-            while data := src.recv(65536):
-                with self._lock:
-                    setattr(self, way, getattr(self, way) + len(data))
-                dst.sendall(data)
-        except OSError:
-            pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        self._stop.set()
-        self._listener.close()
-        for s in self._socks:
-            s.close()
-
-
 # -------------------------------------------------------- one run
 
 
+class _Counter:
+    """Bytes each way through a :class:`hil.regions.Cable` (what a modem would count above TCP)."""
+
+    def __init__(self, cable):
+        self.cable = cable
+        self.port = cable.port
+
+    def counts(self) -> tuple[int, int]:
+        return self.cable.bytes["up"], self.cable.bytes["down"]
+
+
 def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.002)
+    from hil.wait import poll_until
+
+    if not poll_until(predicate, timeout, 0.002):
+        raise RuntimeError(f"timed out waiting for {what}")
 
 
 def measure(encoding: str, tls: bool, live_n: int, backlog_n: int, workdir: Path) -> dict:
@@ -175,11 +128,12 @@ def measure(encoding: str, tls: bool, live_n: int, backlog_n: int, workdir: Path
     from agent.core.telemetry_cbor import decode_telemetry
     from hil.broker import Broker, TlsListener
     from hil.pki import make_pki
+    from hil.regions import Cable
 
     reports = shift_reports(encoding, live_n + backlog_n, call_from=2 * live_n // 3)
     pki = make_pki(workdir / "pki") if tls else None
     broker = Broker(workdir / "broker", tls=TlsListener(pki, require_certificate=True) if pki else None).start()
-    proxy = CountingProxy(broker.address)
+    proxy = _Counter(Cable(broker.address).connect())
     tls_opts = {}
     if pki:
         cert, key = pki.client("KEN-M-07")
@@ -250,7 +204,7 @@ def measure(encoding: str, tls: bool, live_n: int, backlog_n: int, workdir: Path
         uplink.stop()
         link.stop()
         outbox.close()
-        proxy.close()
+        proxy.cable.cut()
         broker.stop()
 
 

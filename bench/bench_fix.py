@@ -312,10 +312,9 @@ def collect(quick: bool = False) -> dict:
         notes.append("Where the agent's RSS goes: imports added one after the other to a fresh interpreter, "
                      "libraries first: " + "; ".join(steps) + f" MiB. The libraries alone come to "
                      f"{agent[-2][1]:.1f} MiB; what is left up to the figure is the agent running (threads and "
-                     "their stacks and malloc arenas, the TLS session, SQLite, buffers). The agent never loads "
-                     "pydantic: it validates its config in a short-lived child process, at start and for each "
-                     f"remote push (`agent.adapters.config_child`). Importing {validation} on top would add "
-                     f"{with_validation - agent[-1][1]:+.1f} MiB, held all day.")
+                     "their stacks and malloc arenas, the TLS session, SQLite, buffers). The agent validates its "
+                     "config in process, remote pushes on its remote-request worker (`agent.adapters.remote_worker`): "
+                     f"{validation} adds {with_validation - agent[-1][1]:+.1f} MiB to that.")
     if r.get("sample"):
         notes.append(f"A telemetry report as published: `{r['sample'][:600]}`")
     if a["unmatched"] or not a["reports"]:

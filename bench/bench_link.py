@@ -67,6 +67,7 @@ from agent.adapters.outbox import Outbox
 from agent.adapters.uplink import Uplink
 from agent.core.publish import Lane, Publish
 from hil.broker import Broker
+from hil.wait import poll_until
 
 UNIT = "bench-1"
 
@@ -140,8 +141,8 @@ def bench_drain(broker: Broker, n: int, workdir: Path) -> dict[str, float]:
     start = time.monotonic()
     link.start()
     seq = outbox.next_seq()
-    while not link.connected:
-        time.sleep(0.01)
+    if not poll_until(lambda: link.connected, 30.0, 0.01):
+        raise RuntimeError("the link did not come up within 30 s")
     next_live = time.monotonic()
     give_up = time.monotonic() + 600
     while outbox.pending()[Lane.BACKLOG] > 0 or uplink.stats().in_flight:
@@ -154,9 +155,7 @@ def bench_drain(broker: Broker, n: int, workdir: Path) -> dict[str, float]:
             next_live += 1.0
         time.sleep(0.005)
     elapsed = time.monotonic() - start
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline and not set(live_at) <= set(arrived):
-        time.sleep(0.01)
+    poll_until(lambda: set(live_at) <= set(arrived), 3.0, 0.01)  # the last live reports still on their way
     uplink.stop()
     link.stop()
     outbox.close()

@@ -177,6 +177,8 @@ class Soak(threading.Thread):
         series = {k: [m.get(k) for _, m in self.samples if m.get(k) is not None] for k in ("rss", "pss", "anon")}
         return {"rounds": self.rounds, "samples": len(self.samples), "error": self.error,
                 "alive": self.alive_at_end, "growth_kib": {k: growth_kib(v) for k, v in series.items()},
+                "tenths_kib": {k: [v[min(len(v) - 1, i * len(v) // 10)] for i in range(11)] if v else []
+                               for k, v in series.items()},
                 "first_kib": {k: v[0] if v else None for k, v in series.items()},
                 "last_kib": {k: v[-1] if v else None for k, v in series.items()},
                 "seconds": self.samples[-1][0] - self.samples[0][0] if len(self.samples) > 1 else 0.0}
@@ -276,6 +278,8 @@ def figures(r: dict) -> dict:
             note=(f"{s['seconds'] / 60:.0f} min, {s['samples']} samples, {s['rounds']} calls; anonymous "
                   f"{growth['anon'] / 1024:+.2f} MiB, PSS {growth['pss'] / 1024:+.2f} MiB"
                   + (f"; error: {s['error']}" if s["error"] else "") + ("" if s["alive"] else "; agent died"))))
+    shape = [f"{PROFILES[name][0]}: " + ", ".join(f"{kib / 1024:.1f}" for kib in s["tenths_kib"]["rss"])
+             for name, s in r["soak"].items() if s.get("tenths_kib", {}).get("rss")]
     c = r["core"]
     figs.append(Figure(
         "Memory", f"core (Unit) Python heap growth over {c['hours']:.0f} simulated hours at 1 Hz",
@@ -292,6 +296,8 @@ def figures(r: dict) -> dict:
         f"call every 20 s, memory sampled every {SAMPLE_EVERY_S:.0f} s after the warm-up; growth is the median of "
         "the last tenth of the samples minus that of the first tenth. `make bench` runs a short soak; "
         "`python -m bench --soak` runs it for 2 hours (`--soak-hours N`).",
+        "RSS over the soak (MiB, at the start and after each tenth), to tell a level still being reached from "
+        "a slope: " + "; ".join(shape) + ".",
         "Core: the agent process reads real clocks, so its hours cannot be fast-forwarded from outside; its core "
         "takes the time as an argument, so it is driven through whole days of fixes, reports, calls and status "
         "changes in seconds here.",

@@ -1,8 +1,8 @@
 """Coming back after coverage returns: how soon command sees the unit live again, with the real agent.
 
-How it measures: a private Mosquitto, the rig's TCP proxy (``hil.netproxy``)
-between it and the agent, and a watcher subscribed to the unit's topics
-directly on the broker. The agent (``python -m agent run``) runs with the
+How it measures: the scenario rig (``hil.engine``): a private Mosquitto, the
+rig's TCP proxy (``hil.netproxy``) between it and the agent, and the rig's
+recorder subscribed to the unit's topics directly on the broker. The agent (``python -m agent run``) runs with the
 product's defaults for the link (``keepalive_s`` 30, ``ack_timeout_s`` 15,
 ``reconnect_min_s`` 1, ``reconnect_max_s`` 60) and reports at 1 Hz (no
 receiver: reports say "no fix", which changes nothing for the link). Each
@@ -17,7 +17,7 @@ round takes the link away for a while, then gives it back:
 Figures: the time from the link coming back (``restore()``) to the first live
 ``telemetry`` report seen by the watcher; and, for the black hole, the time from
 the stall to the agent dropping the connection (its log line "link
-black-holed", wall clock, same machine).
+black-holed", stamped when the rig reads it from the agent's output pipe).
 
 Run: ``python -m bench.bench_recovery [--quick]``.
 """
@@ -25,145 +25,66 @@ Run: ``python -m bench.bench_recovery [--quick]``.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import os
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-import paho.mqtt.client as paho  # noqa: E402
-from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
-
-from bench.common import ROOT, Figure, Skip, log  # noqa: E402
-from hil.broker import Broker, BrokerUnavailable  # noqa: E402
-from hil.netproxy import NetProxy  # noqa: E402
+from bench.common import Figure, Skip, log  # noqa: E402
+from hil.broker import BrokerUnavailable  # noqa: E402
+from hil.engine import Rig, RigOptions  # noqa: E402
 
 UNIT = "bench-rec-1"
 KEEPALIVE_S = 30
 TARGET_FIRST_LIVE_S = 3.0
 
 
-class Watcher:
-    """Subscribed on the broker itself (not through the proxy): what command sees."""
-
-    def __init__(self, port: int) -> None:
-        self.cond = threading.Condition()
-        self.live: list[tuple[float, int]] = []  # (monotonic receipt, seq) of umps/<unit>/telemetry
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-recovery-watcher")
-        self.client.on_message = self._on_message
-        self.client.on_connect = lambda c, *_: c.subscribe(f"umps/{UNIT}/#", 1)
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-
-    def _on_message(self, client, userdata, msg) -> None:
-        if msg.topic == f"umps/{UNIT}/telemetry":
-            seq = json.loads(msg.payload).get("seq", -1)
-            with self.cond:
-                self.live.append((time.monotonic(), seq))
-                self.cond.notify_all()
-
-    def first_live_after(self, t0: float, timeout: float) -> float | None:
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                after = [t for t, _ in self.live if t > t0]
-                if after:
-                    return after[0] - t0
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                self.cond.wait(left)
-
-    def stop(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
-
-
-def agent_config(workdir: Path, port: int) -> Path:
-    path = workdir / "agent.toml"
-    path.write_text(f"""
-[unit]
-id = "{UNIT}"
-kind = "motorcycle"
-[gnss]
-port = "{workdir / 'no-receiver'}"
-[mqtt]
-host = "127.0.0.1"
-port = {port}
-keepalive_s = {KEEPALIVE_S}
-[mqtt.tls]
-enabled = false
-[storage]
-state_dir = "{workdir / 'state'}"
-runtime_dir = "{workdir / 'run'}"
-[gpio]
-factory = "mock"
-[display]
-kind = "none"
-[ui]
-enabled = false
-""")
-    return path
-
-
-def _log_times(log_path: Path, needle: str) -> list[float]:
-    """Wall-clock times (epoch seconds) of the agent's log lines that hold ``needle``."""
-    out = []
-    for line in log_path.read_text(errors="replace").splitlines():
-        if needle in line:
-            try:
-                stamp = dt.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
-            except ValueError:
-                continue
-            out.append(stamp.timestamp())
-    return out
+def first_live_after(rig: Rig, t0: float, timeout: float) -> float | None:
+    """Seconds from ``t0`` (monotonic) to the first live report command sees after it; None on timeout."""
+    assert rig.tap is not None
+    seen = rig.tap.wait_message(lambda m: m.topic == "telemetry" and m.mono > t0, timeout)
+    return seen.mono - t0 if seen is not None else None
 
 
 SHORT_BLACKHOLE_S = 8.0  # shorter than the detection: the old connection is still trusted when the link returns
 
 
 def run(offline_s: list[float]) -> dict:
+    # The scenario rig: its own Mosquitto, its TCP proxy between the agent and the broker, its
+    # recorder on the broker itself (what command sees); the product's link timings, no receiver.
+    rig = Rig(RigOptions(workdir=Path(tempfile.mkdtemp(prefix="bench-recovery-")), unit_id=UNIT,
+                         unit_kind="motorcycle", gnss_rate_hz=0, link_proxy=True, quick_timings=False,
+                         agent_overrides={"mqtt": {"keepalive_s": KEEPALIVE_S}, "ui": {"enabled": False}}))
     try:
-        workdir = Path(tempfile.mkdtemp(prefix="bench-recovery-"))
-        broker = Broker(workdir / "broker").start()
+        rig.up()
     except BrokerUnavailable as exc:
         raise Skip(str(exc)) from None
-    proxy = NetProxy(broker.address).start()
-    watcher = Watcher(broker.port)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("NOTIFY_SOCKET", None)
-    log_path = workdir / "agent.log"
-    out = open(log_path, "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "agent", "run", "--config", str(agent_config(workdir, proxy.port))],
-                            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    assert rig.proxy is not None and rig.agent is not None
     result: dict = {"closed": [], "blackhole": [], "short": [], "detect": [], "misses": 0}
     try:
-        if watcher.first_live_after(time.monotonic(), 30) is None:
-            raise RuntimeError("the agent never reported:\n" + log_path.read_text(errors="replace")[-2000:])
+        if first_live_after(rig, time.monotonic() - 30, 30) is None:
+            raise RuntimeError("the agent never reported:\n" + rig.agent.output_tail(2000))
         rounds = [(off, mode) for off in offline_s for mode in ("closed", "blackhole")]
         for off, mode in rounds + [(SHORT_BLACKHOLE_S, "short")]:
             # Settle: the backlog of the last round is sent and live reports flow.
-            watcher.first_live_after(time.monotonic(), 30)
+            first_live_after(rig, time.monotonic(), 30)
             time.sleep(2.0)
-            cut_wall = time.time()
+            cut = time.monotonic()
             if mode == "closed":
-                proxy.refuse()
+                rig.proxy.refuse()
             else:
-                proxy.blackhole()
+                rig.proxy.blackhole()
             time.sleep(off)
             if mode == "blackhole":
-                seen = [t - cut_wall for t in _log_times(log_path, "black-holed") if t >= cut_wall - 0.01]
-                if seen:
-                    result["detect"].append(seen[0])
-            proxy.restore()
+                seen = rig.agent.wait_line("black-holed", cut, 0.0)
+                if seen is not None:
+                    result["detect"].append(seen - cut)
+            rig.proxy.restore()
             back = time.monotonic()
-            took = watcher.first_live_after(back, 120)
+            took = first_live_after(rig, back, 120)
             if took is None:
                 result["misses"] += 1
             else:
@@ -171,17 +92,8 @@ def run(offline_s: list[float]) -> dict:
             log(f"offline {off:g} s, {mode}: first live report {took if took is None else round(took, 2)} s "
                 f"after the link came back")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        out.close()
-        watcher.stop()
-        proxy.stop()
-        broker.stop()
-    result["log_tail"] = log_path.read_text(errors="replace")[-1500:]
+        rig.down()
+        result["log_tail"] = rig.agent.output_tail(1500)
     return result
 
 

@@ -50,12 +50,15 @@ def run(units: int, seconds: float) -> dict:
         topology.start()
         brokers = {"central": topology.central, **{r.name: r.broker for r in topology.region_list}}
         cpu0 = {name: proc_cpu_seconds(b.pid) for name, b in brokers.items()}
+        bytes0 = [dict(r.cable.bytes) for r in topology.region_list]
         log(f"bench_regions: {units} units at 1 Hz in {REGIONS} regions for {seconds:.0f} s")
         report = run_regions(topology, per_region=per_region, duration_s=seconds, rate_hz=1.0, encoding="cbor",
                              drain_s=60.0, progress=log)
         cpu = {name: (proc_cpu_seconds(b.pid) or 0.0) - (cpu0[name] or 0.0) for name, b in brokers.items()}
         out = report.to_json()
         out["broker_cpu_pct"] = {name: 100 * c / report.duration_s for name, c in cpu.items()}
+        out["bridge_bytes"] = {way: sum(r.cable.bytes[way] - b[way] for r, b in zip(topology.region_list, bytes0))
+                               for way in ("up", "down")}
         out["load_average"] = os.getloadavg()[0]  # the machine is shared: how busy it was at the end
         return out
     finally:
@@ -80,6 +83,11 @@ def _figures(r: dict, label: str, target: bool) -> list[Figure]:
                                         f"{1000 * (lv['latency_p99'] or 0):.0f} ms, max "
                                         f"{1000 * (lv['latency_max'] or 0):.0f} ms"),
         ]
+    reports = r["levels"][1]["delivered"]
+    if reports:
+        figs.append(Figure("Regions", f"{label}: bridge bytes per report, region → centre (TLS)",
+                           r["bridge_bytes"]["up"] / reports, "B", digits=1,
+                           note=f"centre → region {r['bridge_bytes']['down'] / reports:.1f} B a report (PUBACKs)"))
     cpu = r["broker_cpu_pct"]
     regional = [v for k, v in cpu.items() if k != "central"]
     figs.append(Figure("Regions", f"{label}: broker CPU, central / regional mean", cpu["central"], "% of a core",

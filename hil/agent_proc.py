@@ -54,10 +54,6 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-# The rig's power lines (agent [power]): free of the panel's default pins.
-IGNITION_PIN = 4
-POWER_FAIL_PIN = 7
-
 # Timings that make a scenario short: a lost receiver, link or broker is noticed
 # and retried within seconds, and the outbox commits often. A vehicle keeps the
 # defaults; the bench, which measures what a vehicle does, leaves these out.
@@ -66,6 +62,11 @@ QUICK_TIMINGS: dict[str, Any] = {
     "mqtt": {"keepalive_s": 10, "reconnect_min_s": 0.2, "reconnect_max_s": 2.0, "ack_timeout_s": 5.0},
     "storage": {"commit_interval_s": 2.0},
 }
+
+
+# The rig's power lines (agent [power]): free of the panel's default pins.
+IGNITION_PIN = 4
+POWER_FAIL_PIN = 7
 
 
 def rig_config(*, unit_id: str, unit_kind: str, gnss_port: str, pigpio_port: int, mqtt_host: str, mqtt_port: int,

@@ -30,6 +30,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -125,6 +126,8 @@ class Broker:
         tls: TlsListener | None = None,
         persistence: bool = False,
         extra_config: str = "",
+        config: str | None = None,
+        also_ports: tuple[int, ...] = (),
         start_timeout: float = 10.0,
     ) -> None:
         self.binary = mosquitto_path()
@@ -137,6 +140,10 @@ class Broker:
         self.tls = tls
         self.persistence = persistence
         self.extra_config = extra_config
+        # A whole configuration given as it is (the fleet broker's own, with its listeners on
+        # ``port`` and ``also_ports``) instead of the one written from the options above.
+        self.config = config
+        self.also_ports = also_ports
         self.start_timeout = start_timeout
         self.config_path = self.workdir / "mosquitto.conf"
         self.log_path = self.workdir / "mosquitto.log"
@@ -151,6 +158,8 @@ class Broker:
         return self.proc.pid if self.proc is not None else None
 
     def config_text(self) -> str:
+        if self.config is not None:
+            return self.config
         lines = [f"listener {self.port} {self.host}", f"allow_anonymous {str(self.allow_anonymous).lower()}"]
         if os.geteuid() == 0:
             lines.append("user root")  # else it drops to 'mosquitto' and cannot read our files
@@ -188,9 +197,14 @@ class Broker:
             )
         finally:
             log.close()
-        if not wait_port(self.host, self.port, self.start_timeout):
-            self.stop()
-            raise RuntimeError(f"mosquitto did not accept connections on {self.port}:\n{self.log_text()}")
+        deadline = time.monotonic() + self.start_timeout
+        for port in (self.port, *self.also_ports):
+            if not poll_until(lambda p=port: _accepts(self.host, p) or self.proc.poll() is not None,
+                              max(0.0, deadline - time.monotonic())) or self.proc.poll() is not None:
+                code = self.proc.poll()
+                self.stop()
+                said = f"exited with {code}" if code is not None else f"did not accept connections on {port}"
+                raise RuntimeError(f"mosquitto {said}:\n{self.log_text()}")
         return self
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:

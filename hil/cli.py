@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="pigpiod of the rig's second Pi, wired pin to pin to the unit")
     bench.add_argument("--gnss-serial", metavar="DEVICE", help="serial device carrying NMEA to the unit's UART")
     bench.add_argument("--gnss-baudrate", type=int, default=9600)
+    bench.add_argument("--dispatch-key", type=Path, metavar="KEYFILE",
+                       help="when the unit has [security] dispatch_keys: the private key the rig's dispatcher signs with")
 
     sub.add_parser("list", help="list the shipped scenarios")
 
@@ -181,7 +183,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print("umps-hil run: --unit-config (a real unit) needs --broker, the broker the unit uses", file=sys.stderr)
             return EXIT_USAGE
         bench = {"unit_config": args.unit_config, "bench_gpio": args.bench_gpio, "gnss_serial": args.gnss_serial,
-                 "gnss_baudrate": args.gnss_baudrate}
+                 "gnss_baudrate": args.gnss_baudrate, "dispatch_key": args.dispatch_key}
     progress = _printer(args.quiet)
     stop = _stop_on_signals()
     results = []

@@ -54,6 +54,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.admin_tools import public_text
 from agent.config import AgentConfig, ConfigError, load_config
+from agent import admin_tools
 from agent.config_validate import parse_config
 from hil import agent_proc
 from hil.bench import BenchPins, SerialForwarder
@@ -113,6 +114,15 @@ class RigOptions:
     bench_gpio: tuple[str, int] | None = None
     gnss_serial: str | None = None
     gnss_baudrate: int = 9600
+    # Signed dispatch: the rig makes a dispatch key, lists it in the unit's [security]
+    # dispatch_keys and its dispatcher signs every call and alarm message. In bench mode,
+    # ``dispatch_key`` (``umps-hil run --dispatch-key``) is the private key file whose public
+    # key the real unit lists.
+    signed_dispatch: bool = False
+    dispatch_key: Path | None = None
+    # A fleet broker with passwords and ACLs (``broker`` given): the rig's recorder and
+    # dispatcher log in with this (a dispatch role reads the fleet and sends calls).
+    tap_login: tuple[str, str] | None = None
 
 
 class RigError(RuntimeError):
@@ -179,8 +189,8 @@ class Rig:
             self._up_bench()
             return
         self.tap = BrokerTap(host, port, prefix=self.opt.prefix, unit_id=self.opt.unit_id, on_message=self._on_message,
-                             tls=self.client_tls("umps-hil-tap")).start()
-        self.dispatcher, self.admin = Dispatcher(self.tap), Admin(self.tap)
+                             tls=self.client_tls("umps-hil-tap"), login=self.opt.tap_login).start()
+        self.dispatcher, self.admin = Dispatcher(self.tap, self._dispatch_key()), Admin(self.tap)
 
         if self.opt.link_proxy:
             self.proxy = NetProxy(self.broker_addr).start()
@@ -244,7 +254,13 @@ class Rig:
             self.progress("bench: the scenario's [agent] settings are not applied to a real unit")
         host, port = self.broker_addr
         self.tap = BrokerTap(host, port, prefix=self.opt.prefix, unit_id=self.opt.unit_id, on_message=self._on_message).start()
-        self.dispatcher, self.admin = Dispatcher(self.tap), Admin(self.tap)
+        key = None
+        if self.config.security.dispatch_keys:
+            if self.opt.dispatch_key is None:
+                self.progress("bench: the unit has dispatch_keys and no --dispatch-key was given: it will refuse the rig's calls")
+            else:
+                key = admin_tools.load_private_key(self.opt.dispatch_key)
+        self.dispatcher, self.admin = Dispatcher(self.tap, key), Admin(self.tap)
         if self.opt.bench_gpio is not None:
             self.gpio = BenchPins(*self.opt.bench_gpio, read_pins=[o.pin for o in self.config.gpio.outputs.values()])
             self.progress(f"gpio      the rig's pins through pigpiod at {self.opt.bench_gpio[0]}:{self.opt.bench_gpio[1]}")
@@ -257,6 +273,19 @@ class Rig:
             self.progress(f"gnss      NMEA at {self.opt.gnss_rate_hz} Hz out of {self.opt.gnss_serial}")
         self.progress(f"unit      {self.opt.unit_id} (its own agent); waiting for its online message")
         self._wait_online()
+
+    def _dispatch_key(self) -> Any:
+        """The dispatcher's signing key when dispatch is signed (its public key goes in the config)."""
+        if not self.opt.signed_dispatch and self.opt.dispatch_key is None:
+            return None
+        path = self.opt.dispatch_key or self.workdir / "dispatch.key"
+        if not path.exists():
+            admin_tools.generate_key(path)
+        key = admin_tools.load_private_key(path)
+        security = self.opt.agent_overrides.setdefault("security", {})
+        security["dispatch_keys"] = [admin_tools.public_text(key)]
+        self.progress("dispatch  signed: the unit lists the rig's dispatch key; every call and alarm message is signed")
+        return key
 
     def _config_data(self, *, gnss_port: str, pigpio_port: int) -> dict[str, Any]:
         mqtt_host, mqtt_port = self.proxy.address if self.proxy is not None else self.broker_addr
@@ -560,7 +589,8 @@ def run_scenario(scenario: Scenario, *, workdir: Path | None = None, agent_cmd: 
     if workdir.exists():
         shutil.rmtree(workdir)  # the scenario's own directory: a fresh unit and broker each run
     options = RigOptions(workdir=workdir, unit_kind=scenario.unit_kind, gnss_rate_hz=scenario.gnss_rate_hz,
-                         route_offset_s=scenario.route_offset_s, agent_overrides=scenario.agent,
+                         route_offset_s=scenario.route_offset_s, agent_overrides=dict(scenario.agent),
+                         signed_dispatch=scenario.signed_dispatch,
                          agent_cmd=agent_cmd, broker=broker, link_proxy=scenario.needs_link_proxy, **bench)
     rig = Rig(options, progress, stop)
     actions: list[ActionRecord] = []

@@ -32,6 +32,8 @@ from typing import Any
 from hil.fleet import Driver, FleetStats, FleetSubscriber, SimUnit, route_offset
 from hil.regions import Topology
 from hil.route import default_route
+from hil.stats import percentile
+from hil.wait import poll_until
 
 
 @dataclass(frozen=True)
@@ -239,10 +241,8 @@ def run_regions(topology: Topology, *, per_region: int, duration_s: float, rate_
         for t in timers:
             t.join()  # a cut longer than the run ends before the drain
         expected = sum(made.values())
-        end = time.monotonic() + drain_s
-        while time.monotonic() < end and not stop.is_set() and (
-                central.received < expected or sum(s.received for s in subs.values()) < expected):
-            time.sleep(0.1)  # polling the subscribers' counters, with a deadline
+        poll_until(lambda: stop.is_set() or (central.received >= expected
+                                             and sum(s.received for s in subs.values()) >= expected), drain_s, 0.1)
         time.sleep(1.0)  # duplicates still in flight
         room_stats = [s.finish() for s in subs.values()]
         central_stats = central.finish()
@@ -283,12 +283,11 @@ def _level(name: str, stats: FleetStats, made_by: dict[str, int], seconds: float
         expected += made
         delivered += len(distinct)
         dups += len(seen) - len(set(seen))
-    lat = sorted(stats.latencies)
+    lat = stats.latencies
 
     def pct(q: float) -> float | None:
-        return lat[min(len(lat) - 1, int(q * len(lat)))] if lat else None
+        return percentile(lat, q) if lat else None
 
     return LevelFigures(level=name, expected=expected, delivered=delivered, duplicates=dups,
                         missing=expected - delivered, rate=delivered / seconds if seconds > 0 else 0.0,
-                        latency_p50=pct(0.50), latency_p95=pct(0.95), latency_p99=pct(0.99),
-                        latency_max=lat[-1] if lat else None)
+                        latency_p50=pct(50), latency_p95=pct(95), latency_p99=pct(99), latency_max=pct(100))

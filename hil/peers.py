@@ -29,10 +29,13 @@ class BrokerTap(Recorder):
     """The recorder on ``<prefix>/<unit>/#``, topics kept relative to the unit; publishes under it."""
 
     def __init__(self, host: str, port: int, *, prefix: str, unit_id: str,
-                 on_message: Callable[[Message], None] | None = None, tls: ClientTls | None = None):
+                 on_message: Callable[[Message], None] | None = None, tls: ClientTls | None = None,
+                 login: tuple[str, str] | None = None):
         base = f"{prefix}/{unit_id}/"
+        self.unit_id = unit_id
+        username, password = login or (None, None)
         super().__init__(host, port, [base + "#"], base=base, client_id=f"umps-hil-tap-{unit_id}-{id(self):x}",
-                         tls=tls, persistent=True, on_message=on_message)
+                         tls=tls, username=username, password=password, persistent=True, on_message=on_message)
 
 
 def utc_now() -> str:
@@ -45,10 +48,16 @@ def _json(body: dict[str, Any]) -> bytes:
 
 
 class Dispatcher:
-    """The dispatch centre: calls and the answer to an alarm."""
+    """The dispatch centre: calls and the answer to an alarm.
 
-    def __init__(self, tap: BrokerTap):
+    With ``key`` (an Ed25519 private key whose public key is in the unit's
+    ``[security] dispatch_keys``) every message is signed, as dispatch software
+    does with :func:`agent.admin_tools.dispatch_request`.
+    """
+
+    def __init__(self, tap: BrokerTap, key: Any = None):
         self.tap = tap
+        self.key = key
 
     def call(self, call_id: str, *, priority: int = 2, nature: str = "Contrôle", address: str = "",
              location: dict[str, float] | None = None, details: str | None = None, code: str | None = None) -> bytes:
@@ -76,11 +85,17 @@ class Dispatcher:
         return self._alarm("alarm/clear", alarm_id)
 
     def _alarm(self, topic: str, alarm_id: int | None) -> bytes:
+        if self.key is not None:
+            return self._send(topic, {"id": alarm_id} if alarm_id is not None else {})
         payload = _json({"id": alarm_id}) if alarm_id is not None else b""
         self.tap.publish(topic, payload)
         return payload
 
     def _send(self, topic: str, body: dict[str, Any]) -> bytes:
+        if self.key is not None:
+            from agent.admin_tools import dispatch_request
+
+            body = dispatch_request(self.key, self.tap.unit_id, topic, body)
         payload = _json(body)
         self.tap.publish(topic, payload)
         return payload

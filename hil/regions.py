@@ -67,7 +67,7 @@ def render(text: str, *, files: dict[str, Path | str], ports: dict[int, int], wo
 
 
 class Cable:
-    """A TCP forwarder from a regional broker to the centre that the rig can cut."""
+    """A TCP forwarder the rig can cut (a regional broker to the centre) and that counts bytes each way."""
 
     def __init__(self, target: tuple[str, int]):
         self.target = target
@@ -77,6 +77,7 @@ class Cable:
         self._listener: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self.cut_count = 0
+        self.bytes = {"up": 0, "down": 0}  # region -> centre, centre -> region (TLS included)
 
     def connect(self) -> "Cable":
         """Carry traffic (again): accept connections on the same port."""
@@ -117,18 +118,19 @@ class Cable:
             upstream.settimeout(None)
             with self._lock:
                 self._socks += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=_pump, args=(a, b), name="cable-pump", daemon=True).start()
+            for a, b, way in ((client, upstream, "up"), (upstream, client, "down")):
+                threading.Thread(target=self._pump, args=(a, b, way), name="cable-pump", daemon=True).start()
 
-
-def _pump(src: socket.socket, dst: socket.socket) -> None:
-    try:
-        while data := src.recv(65536):
-            dst.sendall(data)
-    except OSError:
-        pass
-    _close(src)
-    _close(dst)
+    def _pump(self, src: socket.socket, dst: socket.socket, way: str) -> None:
+        try:
+            while data := src.recv(65536):
+                with self._lock:  # two pumps per connection, several connections
+                    self.bytes[way] += len(data)
+                dst.sendall(data)
+        except OSError:
+            pass
+        _close(src)
+        _close(dst)
 
 
 def _close(s: socket.socket) -> None:

@@ -21,6 +21,7 @@ The format (see ``hil/README.md`` for the full reference)::
     profile = "short"                 # "short" (CI) or "long"
     gnss_rate_hz = 1                  # 1, 5 or 10
     route_offset_s = 0                # start that far along the route
+    signed_dispatch = false           # true: the unit lists a rig dispatch key; calls and alarm messages are signed
 
     [agent]                           # partial agent config merged over the rig's
     panel = { emergency_hold_s = 1.0 }
@@ -172,6 +173,8 @@ class Scenario:
     expectations: tuple[Expectation, ...]
     source: str = ""
     step_by_id: dict[str, Step] = field(default_factory=dict, compare=False)
+    # The unit lists a dispatch key of the rig's and the rig's dispatcher signs (docs/mqtt-api.md).
+    signed_dispatch: bool = False
 
     @property
     def needs_link_proxy(self) -> bool:
@@ -186,6 +189,7 @@ class Scenario:
         return Scenario(
             self.name, self.description, self.duration_s / speed, self.unit_kind, self.profile, self.gnss_rate_hz,
             self.route_offset_s, self.agent, steps, exps, self.source, {s.id: s for s in steps},
+            self.signed_dispatch,
         )
 
 
@@ -257,7 +261,8 @@ class _Parser:
         if not isinstance(head, dict):
             self.fail("scenario", "missing [scenario] table")
             head = {}
-        known = {"name", "description", "duration_s", "unit_kind", "profile", "gnss_rate_hz", "route_offset_s"}
+        known = {"name", "description", "duration_s", "unit_kind", "profile", "gnss_rate_hz", "route_offset_s",
+                 "signed_dispatch"}
         for key in head:
             if key not in known:
                 self.fail(f"scenario.{key}", "unknown key")
@@ -276,6 +281,10 @@ class _Parser:
             self.fail("scenario.gnss_rate_hz", f"must be 1, 5 or 10, not {rate!r}")
             rate = 1
         offset = self._number(head, "route_offset_s", "scenario", 0.0) or 0.0
+        signed = head.get("signed_dispatch", False)
+        if not isinstance(signed, bool):
+            self.fail("scenario.signed_dispatch", "must be true or false")
+            signed = False
 
         agent = data.get("agent", {})
         if not isinstance(agent, dict):
@@ -291,7 +300,7 @@ class _Parser:
         if self.problems:
             raise ScenarioError(self.source, self.problems)
         return Scenario(name, description, float(duration), unit_kind, profile, int(rate), float(offset),
-                        agent, tuple(steps), tuple(expectations), self.source, by_id)
+                        agent, tuple(steps), tuple(expectations), self.source, by_id, signed)
 
     # ------------------------------------------------------------- steps
 

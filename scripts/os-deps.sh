@@ -17,6 +17,8 @@ have systemd-analyze || need+=(systemd)
 have udevadm || need+=(udev)
 have chronyd || need+=(chrony)
 have unshare || need+=(util-linux)
+# The encrypted state volume's script (firmware-config/storage) is tested on a LUKS2 image.
+have cryptsetup || [[ -x /usr/sbin/cryptsetup ]] || [[ -x /sbin/cryptsetup ]] || need+=(cryptsetup-bin)
 
 ((${#need[@]})) || exit 0
 

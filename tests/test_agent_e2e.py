@@ -204,9 +204,6 @@ def test_remote_config_push_is_validated_applied_and_rolled_back_when_the_broker
     ok = _push(rig, {"id": "r3", "version": 1, "config": {"telemetry": {"rate_hz": 2.0}}})
     assert ok["time_source"] in ("system", "gnss", "system_unsynced") and ok.pop("ts") and ok.pop("time_source")
     assert ok == {"id": "r3", "ok": True, "version": 1, "errors": [], "restart_required": False}
-    # Validated in a child process: the agent itself never maps pydantic's library.
-    maps = Path(f"/proc/{rig.agent.pid}/maps").read_text()
-    assert "_sqlite3" in maps and "_pydantic_core" not in maps
     current = rig.wait("config/current", lambda b: b["version"] == 1)
     assert current["config"]["telemetry"]["rate_hz"] == 2.0 and current["config"]["mqtt"]["password"] in (None, "***")
     # The rate, read from the reports' own timestamps (the agent's clock, not this busy test

@@ -161,19 +161,3 @@ def test_signatures_are_verified_by_openssl_and_no_cryptography_is_home_made():
         assert not any(m in text for m in markers), f"{path} looks like hand-written curve arithmetic"
     # Nor a hand-written canonicaliser: the signed bytes come from rfc8785.
     assert "rfc8785" in _imports(ROOT / "agent" / "core" / "signing.py")
-
-
-def test_the_running_agent_never_loads_pydantic():
-    # pydantic and its schema cost ~9 MiB held all day; the agent validates in a child.
-    code = (
-        "import sys, agent.cli, agent.runtime\n"
-        "agent.cli.build_parser()\n"
-        "from agent.adapters.config_child import validate_in_child\n"
-        "from agent.core.dispatch import parse_call\n"
-        "config = validate_in_child({'unit': {'id': 'U1', 'kind': 'car'}}, 'test')\n"
-        "assert config.unit.id == 'U1'\n"
-        "assert parse_call(b'{\"id\": \"C-1\", \"action\": \"cancel\"}').id == 'C-1'\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic', 'pydantic_core')))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
-    assert out.strip() == "[]"

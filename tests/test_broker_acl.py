@@ -23,7 +23,6 @@ from __future__ import annotations
 import getpass
 import queue
 import shutil
-import socket
 import ssl
 import subprocess
 import threading
@@ -36,6 +35,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from hil.broker import Broker, free_port
 from hil.pki import make_pki
 
 SHIPPED = Path(__file__).resolve().parent.parent / "firmware-config" / "mosquitto"
@@ -48,7 +48,7 @@ TIMEOUT = 5.0
 
 UNIT_WRITES = (
     "telemetry", "telemetry/backlog", "status", "online", "alarm", "call/response",
-    "call/rejected", "config/result", "config/current", "cmd/result",
+    "call/rejected", "alarm/rejected", "config/result", "config/current", "cmd/result",
 )
 UNIT_READS = ("call", "config/set", "alarm/ack", "alarm/clear", "cmd")
 
@@ -59,52 +59,6 @@ pytestmark = pytest.mark.skipif(
 
 
 # ------------------------------------------------------------------ broker
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Broker:
-    """A Mosquitto process of our own, stopped by pid."""
-
-    def __init__(self, conf: Path, ports: list[int], workdir: Path):
-        self.conf = conf
-        self.ports = ports
-        self.log_path = workdir / "mosquitto.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        deadline = time.monotonic() + 10
-        for port in self.ports:
-            while True:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"mosquitto exited ({self.proc.returncode}):\n{self.log()}")
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"mosquitto not listening on {port}:\n{self.log()}") from None
-                    time.sleep(0.02)  # polling a condition with a deadline, not a bare wait
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 def make_password_file(path: Path, users: list[str]) -> None:
@@ -120,8 +74,7 @@ def plain_broker(tmp_path_factory: pytest.TempPathFactory):
     passwd = work / "passwd"
     make_password_file(passwd, [UNIT_A, UNIT_B, DISPATCH, ADMIN, "+"])
     port = free_port()
-    conf = work / "mosquitto.conf"
-    conf.write_text(
+    conf = (
         f"per_listener_settings false\n"
         f"listener {port} 127.0.0.1\n"
         f"allow_anonymous false\n"
@@ -132,8 +85,7 @@ def plain_broker(tmp_path_factory: pytest.TempPathFactory):
         f"log_type all\n"
         f"user {getpass.getuser()}\n"
     )
-    broker = Broker(conf, [port], work)
-    broker.start()
+    broker = Broker(work, port=port, config=conf).start()
     yield port
     broker.stop()
 
@@ -436,8 +388,7 @@ def test_shipped_fleet_conf_with_unit_certificates(tmp_path: Path) -> None:
          "password_file": passwd, "acl_file": ACL_FILE},
         {8883: cert_port, 8884: password_port},
     )
-    broker = Broker(conf, [cert_port, password_port], tmp_path)
-    broker.start()
+    broker = Broker(tmp_path / "broker", port=cert_port, also_ports=(password_port,), config=conf.read_text()).start()
     made: list[Client] = []
 
     def connect(port: int, username: str | None, cert: tuple[Path, Path] | None = None) -> Client:

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from agent.adapters.chrony_sock import SOCK_MAGIC, ChronySock, pack_sample
+from hil.wait import poll_until
 
 REPO = Path(__file__).resolve().parents[1]
 UTC = dt.timezone.utc
@@ -123,11 +124,9 @@ def test_real_chronyd_takes_the_samples(short_dir):
     args += ["-u", "root"] if os.geteuid() == 0 else ["-U"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 10
-        while not os.path.exists(sock_path):
-            assert proc.poll() is None, f"chronyd exited: {proc.stdout.read()}"
-            assert time.monotonic() < deadline, "chronyd did not create its refclock socket"
-            time.sleep(0.05)
+        assert poll_until(lambda: os.path.exists(sock_path) or proc.poll() is not None, 10), \
+            "chronyd did not create its refclock socket"
+        assert proc.poll() is None, f"chronyd exited: {proc.stdout.read()}"
 
         sender = ChronySock(sock_path)
         found = None

@@ -7,6 +7,7 @@ tests/test_agent_e2e.py), and what an admin's tool signs is published to it.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -23,7 +24,7 @@ from tests.test_agent_e2e import ROOT, UNIT, Rig
 CORPUS = Path(__file__).parent / "data" / "gnss-corpus"
 # What this module runs, as the README table names it; test_the_readme_table_is_covered keeps them equal.
 COVERED = {"run", "status", "config check", "config show", "gnss decode", "gnss watch", "admin keygen",
-           "admin pubkey", "admin sign", "admin sign-cmd"}
+           "admin pubkey", "admin sign", "admin sign-cmd", "admin sign-dispatch", "decode"}
 
 
 def umps(*args: str, stdin: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -39,11 +40,52 @@ def test_the_readme_table_is_covered():
     assert set(table) == COVERED, set(table) ^ COVERED
 
 
+def test_decode_prints_the_json_report_of_a_cbor_payload_from_stdin():
+    from agent.core.telemetry_cbor import encode_report
+
+    report = {"unit": UNIT, "seq": 7, "ts": "2026-12-03T10:00:00.000Z", "time_source": "gnss",
+              "fix": {"mode": 1, "time": None, "lat": None, "lon": None, "alt": None, "speed": None, "track": None,
+                      "hdop": None, "sats": None, "age": None, "receiver": "lost"},
+              "status": "busy", "siren": False, "emergency": False, "call": None, "ignition": "off"}
+    done = umps("decode", "--topic", f"umps/{UNIT}/telemetry", "-", stdin=encode_report(report))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == report
+    assert umps("decode", "--hex", "-", stdin=b"not hex").returncode == 2
+    assert umps("decode", "-", stdin=b"\x00").returncode == 1
+
+
 def test_version_and_usage_errors():
     done = umps("--version")
     assert done.returncode == 0 and done.stdout.decode().startswith("umps-agent ")
     assert umps("nonsense").returncode == 2
     assert umps("admin", "sign-cmd", "--key", "k", "--unit", "U", "reboot").returncode == 2
+
+
+def test_sign_dispatch_makes_messages_a_unit_with_dispatch_keys_accepts(tmp_path):
+    # The whole path, through a running unit and the shipped ACLs: tests/test_security_e2e.py.
+    from agent.config_validate import parse_config
+    from agent.core.replay import RecentIds
+    from agent.core.signed_dispatch import check_dispatch
+
+    key = tmp_path / "dispatch.key"
+    public = umps("admin", "keygen", str(key)).stdout.decode().strip()
+    config = parse_config({"unit": {"id": UNIT, "kind": "car"}, "security": {"dispatch_keys": [public]}})
+    call = tmp_path / "call.json"
+    call.write_text(json.dumps({"id": "C-7", "action": "cancel"}))
+    signed = []
+    for args in (["call", str(call)], ["alarm/ack", "--alarm-id", "3"], ["alarm/clear"]):
+        done = umps("admin", "sign-dispatch", "--key", str(key), "--unit", UNIT, *args)
+        assert done.returncode == 0, done.stderr
+        signed.append((args[0], done.stdout))
+    assert json.loads(signed[1][1])["id"] == 3 and "id" not in json.loads(signed[2][1])
+    now = dt.datetime.now(dt.timezone.utc)
+    for topic, payload in signed:
+        assert check_dispatch(topic, payload, config, now, RecentIds()).accepted, topic
+    # Bad usage: no call file, a file for an alarm message, a life over 1 h.
+    assert umps("admin", "sign-dispatch", "--key", str(key), "--unit", UNIT, "call").returncode == 2
+    assert umps("admin", "sign-dispatch", "--key", str(key), "--unit", UNIT, "alarm/clear", str(call)).returncode == 2
+    assert umps("admin", "sign-dispatch", "--key", str(key), "--unit", UNIT, "--expires-in", "7200",
+                "alarm/clear").returncode == 2
 
 
 def test_config_check_accepts_a_good_file_and_names_every_problem_of_a_bad_one(tmp_path):

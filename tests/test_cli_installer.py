@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import STANDARD_BAUD_RATES, ConfigError, ConfigFileError, load_config
+from agent.config import STANDARD_BAUD_RATES, ConfigError, ConfigFileError
+from agent.config import load_config as _load_config
+from agent.config_validate import parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = '[unit]\nid = "KEN-C-01"\nkind = "car"\n'
@@ -26,6 +28,11 @@ def umps(*args: str, env: dict | None = None, stdin: bytes | None = None) -> sub
         full.pop("RUNTIME_DIRECTORY", None)
     return subprocess.run([sys.executable, "-m", "agent", *args], cwd=ROOT, env=full, input=stdin,
                           capture_output=True, timeout=60)
+
+
+def load_config(path: Path):
+    """The file, validated in this process as `config check` does."""
+    return _load_config(path, parse_config)
 
 
 def problems(tmp_path: Path, text: str) -> dict[str, str]:

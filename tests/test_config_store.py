@@ -18,7 +18,8 @@ import pytest
 from agent.config_validate import parse_config
 from agent.adapters import config_store
 from agent.adapters.config_store import ConfigStoreError, load_effective
-from agent.core.remote_config import ConfigState, RollbackGuard, handle_config_set, rolled_back_result
+from agent.core.remote_config import ConfigState, handle_config_set, rolled_back_result
+from agent.core.rollback_guard import RollbackGuard
 
 UTC = dt.timezone.utc
 NOW = dt.datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)

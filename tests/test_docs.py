@@ -33,9 +33,11 @@ from typing import Any
 import pytest
 
 from agent.adapters.mqtt import OFFLINE_PAYLOAD, birth_payload, offline_payload
-from agent.config_validate import parse_config
 from agent.adapters.uplink import BACKLOG_SUFFIX
+from agent.config_validate import parse_config
 from agent.core import remote_config as rc
+from agent.core.remote_command import parse_command
+from agent.core.replay import RecentIds
 from agent.core.events import ButtonPressed, Fix, FixReceived, LinkUp, MessageReceived, SirenChanged, Tick
 from agent.core.publish import TELEMETRY_LANES, Publish
 from agent.core.unit import SUBSCRIPTIONS, Now, Unit
@@ -409,12 +411,12 @@ def test_remote_config_and_link_payloads_match_the_schemas(doc):
         assert_valid(doc, "config/current", current)
         assert current["config"]["mqtt"]["password"] == "***"
 
-    recent = rc.RecentIds()
-    run = rc.parse_command(b'{"id": "cmd-51", "command": "report_position"}', config, T0, recent)
+    recent = RecentIds()
+    run = parse_command(b'{"id": "cmd-51", "command": "report_position"}', config, T0, recent)
     assert run.command is not None
     assert_valid(doc, "cmd/result", run.command.done().to_json())
     for payload in (b"[]", b'{"id": "cmd-52", "command": "reboot"}', b'{"id": "cmd-51", "command": "report_position"}'):
-        refused_cmd = rc.parse_command(payload, config, T0, recent)
+        refused_cmd = parse_command(payload, config, T0, recent)
         assert refused_cmd.rejected is not None
         assert_valid(doc, "cmd/result", refused_cmd.rejected.to_json())
 
@@ -452,7 +454,7 @@ def test_inbound_examples_are_accepted_by_the_unit(doc):
         outcome = rc.handle_config_set(json.dumps(request).encode(), rc.ConfigState.initial(config), T0, validate=parse_config)
         assert outcome.result.ok, outcome.result
     for request in examples["cmd"]:
-        assert rc.parse_command(json.dumps(request).encode(), config, T0, rc.RecentIds()).command is not None
+        assert parse_command(json.dumps(request).encode(), config, T0, RecentIds()).command is not None
     for ack in examples["alarm/ack"] + examples["alarm/clear"]:
         assert isinstance(ack.get("id"), int)
 

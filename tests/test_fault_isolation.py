@@ -110,7 +110,7 @@ def test_a_full_disk_is_told_by_status_and_its_end_within_a_second_or_two(tmp_pa
 
     with small_tmpfs(tmp_path / "state", "512k") as state:
         rig = Rig(tmp_path)
-        request.addfinalizer(rig.close)
+        request.addfinalizer(rig.down)
         rig.start_agent()
         rig.wait("telemetry", timeout=20)
         wait_until(lambda: _status(rig)["outbox"]["disk_ok"] is True, 10, "status file")
@@ -146,7 +146,7 @@ def test_a_full_disk_is_told_by_status_and_its_end_within_a_second_or_two(tmp_pa
 
 def test_status_tells_link_and_receiver_changes_within_a_second(tmp_path, request):
     rig = Rig(tmp_path)
-    request.addfinalizer(rig.close)
+    request.addfinalizer(rig.down)
     rig.start_agent()
     rig.wait("telemetry", lambda b: b["fix"]["mode"] >= 2, timeout=20)
     status_file = tmp_path / "run" / "status.json"

@@ -141,6 +141,13 @@ def test_calls_cross_levels_a_unit_fails_over_and_a_bridge_cannot_push_config(to
         # The failed-over unit reports through R2's bridge like any other.
         moved.report(0.0, dt.datetime.now(dt.timezone.utc))
         assert command.wait_for("umps/R1-U0000/telemetry")
+        # Retained messages stay retained on the centre: a console that starts now gets the unit's status.
+        late = Console(topology.central.address, Topology.CENTRAL_DISPATCH, pw)
+        try:
+            late.subscribe("umps/R3-U0000/status")
+            assert b'"status"' in late.wait_for("umps/R3-U0000/status")
+        finally:
+            late.close()
         # A bridge's certificate may forward reports, never configuration.
         assert topology.pki is not None
         cert, key = topology.pki.client("bridge@region1")
@@ -159,3 +166,23 @@ def test_calls_cross_levels_a_unit_fails_over_and_a_bridge_cannot_push_config(to
         driver.close()
         for c in (command, room3, room1):
             c.close()
+
+
+def test_umps_hil_fleet_regions_prints_both_levels_and_writes_them(tmp_path: Path) -> None:
+    import json
+
+    from hil.cli import main
+
+    out = tmp_path / "fleet.json"
+    try:
+        code = main(["fleet", "--regions", "2", "--units", "4", "--duration", "3", "--rate", "2", "--encoding", "cbor",
+                     "--cut", "2:0.5:1", "--json", str(out)])
+    except BrokerUnavailable as exc:
+        pytest.skip(str(exc))
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert report["regions"] == 2 and report["connected"] == 4 and report["encoding"] == "cbor"
+    levels = {lv["level"]: lv for lv in report["levels"]}
+    assert set(levels) == {"regional", "central"}
+    assert all(lv["missing"] == 0 and lv["expected"] >= 16 for lv in levels.values())
+    assert main(["fleet", "--regions", "2", "--cut", "3:1:1"]) == 2  # no region 3

@@ -15,22 +15,19 @@ import pytest
 
 from agent.config import AgentConfig
 from agent.config_validate import parse_config
+from agent.core.key_rules import DEFAULT_RULE, KEY_RULES, rule_for
+from agent.core.remote_command import COMMANDS, parse_command
 from agent.core.remote_config import (
-    COMMANDS,
-    DEFAULT_RULE,
-    KEY_RULES,
-    MAX_PAYLOAD_BYTES,
     ConfigOutcome,
     ConfigState,
     current_message,
-    RecentIds,
-    RollbackGuard,
     handle_config_set,
     merge_overlay,
-    parse_command,
     rolled_back_result,
-    rule_for,
 )
+from agent.core.replay import RecentIds
+from agent.core.requests import MAX_PAYLOAD_BYTES
+from agent.core.rollback_guard import RollbackGuard
 
 UTC = dt.timezone.utc
 NOW = dt.datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)

@@ -19,7 +19,9 @@ from agent import admin_tools
 from agent.config import AgentConfig, ConfigError
 from agent.config_validate import parse_config
 from agent.core import signing
-from agent.core.remote_config import ConfigState, RecentIds, handle_config_set, parse_command
+from agent.core.remote_command import parse_command
+from agent.core.remote_config import ConfigState, handle_config_set
+from agent.core.replay import RecentIds
 
 UTC = dt.timezone.utc
 NOW = dt.datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -220,15 +222,34 @@ def test_an_expired_signed_push_is_rejected(signed_state: ConfigState) -> None:
         lambda b: b["config"]["telemetry"].update(rate_hz=3),
         lambda b: b.update(version=9),
         lambda b: b.update(id="other"),
-        lambda b: b.pop("expires"),
         lambda b: b["config"].update(mqtt={"host": "evil"}),
     ],
-    ids=["value", "version", "id", "expiry-removed", "key-added"],
+    ids=["value", "version", "id", "key-added"],
 )
 def test_any_tampering_breaks_the_signature(signed_state: ConfigState, tamper) -> None:
     body = signing.sign_request(ADMIN_KEY, UNIT, request())
     tamper(body)
     assert "not signed by any admin key" in sig_error(send(signed_state, body))
+
+
+def test_a_signed_push_must_carry_expires(signed_state: ConfigState) -> None:
+    body = signing.sign_request(ADMIN_KEY, UNIT, {k: v for k, v in request().items() if k != "expires"})
+    outcome = send(signed_state, body)
+    assert outcome.state is None
+    assert [(p.loc, p.msg) for p in outcome.result.errors] == [("expires", "required for signed requests")]
+    # ...and may not run for longer than 8 days.
+    late = signing.sign_request(ADMIN_KEY, UNIT, request(expires="2025-03-10T12:00:00Z"))
+    assert "at most 192 h" in send(signed_state, late).result.errors[0].msg
+
+
+def test_a_signed_push_id_is_used_once_even_with_a_new_version(signed_state: ConfigState) -> None:
+    recent = RecentIds()
+    first = signing.sign_request(ADMIN_KEY, UNIT, request(1, request_id="same"))
+    again = signing.sign_request(ADMIN_KEY, UNIT, request(2, request_id="same"))
+    s1 = handle_config_set(json.dumps(first).encode(), signed_state, NOW, parse_config, recent=recent).state
+    assert s1 is not None
+    outcome = handle_config_set(json.dumps(again).encode(), s1, NOW, parse_config, recent=recent)
+    assert [(p.loc, p.msg) for p in outcome.result.errors] == [("id", "this request was already handled")]
 
 
 @pytest.mark.parametrize(
@@ -423,7 +444,8 @@ def test_a_javascript_jcs_reproduces_the_signed_bytes(tmp_path: Path) -> None:
 )
 def test_a_signed_state_refuses_values_without_a_canonical_form(signed_state: ConfigState, raw_config: str) -> None:
     sig = base64.b64encode(b"\x00" * 64).decode()
-    payload = f'{{"id": "r1", "version": 1, "config": {raw_config}, "sig": "{sig}"}}'.encode()
+    payload = (f'{{"id": "r1", "version": 1, "config": {raw_config}, "expires": "2025-03-02T12:00:00Z", '
+               f'"sig": "{sig}"}}').encode()
     outcome = handle_config_set(payload, signed_state, NOW, validate=parse_config)
     assert outcome.state is None and not outcome.result.ok
     assert outcome.result.errors[0].loc in ("sig", "")  # "" for 1e400: refused while parsing

@@ -17,7 +17,7 @@ from agent.config import STATUS_CODES
 from agent.core.dispatch import _ORDER
 from agent.core.events import Fix, FixReceived
 from agent.core.telemetry_cbor import (
-    CALL_STATE_TABLE, RESOLUTION, STATUS_TABLE, TelemetryDecodeError, decode_telemetry, encode_batch, encode_report,
+    CALL_STATE_TABLE, RECEIVER_TABLE, RESOLUTION, STATUS_TABLE, TelemetryDecodeError, decode_telemetry, encode_batch, encode_report,
     is_batch, is_cbor,
 )
 from tests.support.unit_rig import T0, Rig, call_payload, config, pubs, wall
@@ -84,6 +84,7 @@ def test_every_report_of_a_shift_decodes_to_its_json_twin(seed: int) -> None:
     assert {t["call"]["state"] for t in twins if t["call"]} >= {"received", "accepted"}
     assert {t["siren"] for t in twins} == {True, False}
     assert {t["time_source"] for t in twins} >= {"system", "gnss"}
+    assert {t["fix"]["receiver"] for t in twins} >= {"ok", "no_fix"}
     assert any(t["fix"]["mode"] == 1 and t["fix"]["lat"] is not None for t in twins)  # the tunnel
     assert any(t["fix"]["time"] and "T" not in t["fix"]["time"] for t in twins)  # no date yet
     for payload, twin in zip(compact, twins):
@@ -114,11 +115,13 @@ def test_a_seq_gap_and_a_field_set_back_to_its_default_survive_a_batch() -> None
     base = {"unit": UNIT, "seq": 10, "ts": "2026-12-03T10:00:00.000Z", "time_source": "gnss",
             "fix": {"mode": 3, "time": "2026-12-03T09:59:59.990Z", "lat": 34.1, "lon": -6.5, "alt": 10.0,
                     "speed": 3.0, "track": 90.0, "hdop": 0.9, "sats": 7, "age": 0.01},
-            "status": "on_scene", "siren": True, "emergency": True, "call": {"id": "C-1", "state": "on_scene"}}
+            "status": "on_scene", "siren": True, "emergency": True, "call": {"id": "C-1", "state": "on_scene"},
+            "ignition": "on"}
+    base["fix"]["receiver"] = "ok"
     later = json.loads(json.dumps(base))
     later.update(seq=15, ts="2026-12-03T10:00:05.000Z", time_source="system", siren=False, emergency=False, call=None,
-                 status="available")
-    later["fix"].update(mode=1, speed=None, track=None, time="2026-12-03T10:00:04.990Z")
+                 status="available", ignition=None)
+    later["fix"].update(mode=1, speed=None, track=None, time="2026-12-03T10:00:04.990Z", receiver="lost")
     decoded = decode_telemetry(encode_batch([encode_report(base), encode_report(later)]), unit=UNIT)
     assert_twin(decoded[0], base)
     assert_twin(decoded[1], later)
@@ -128,8 +131,9 @@ def test_fields_the_key_map_does_not_know_are_carried_by_name() -> None:
     """A field added to the JSON report reaches a CBOR consumer before it gets a small key."""
     body = {"unit": UNIT, "seq": 1, "ts": "2026-12-03T10:00:00.000Z", "time_source": "system",
             "fix": {"mode": 3, "time": None, "lat": 34.0, "lon": -6.0, "alt": None, "speed": None, "track": None,
-                    "hdop": None, "sats": None, "age": 0.0, "quality": "rtk"},
-            "status": "available", "siren": False, "emergency": False, "call": None, "odometer_km": 12034}
+                    "hdop": None, "sats": None, "age": 0.0, "quality": "rtk", "receiver": "no_fix"},
+            "status": "available", "siren": False, "emergency": False, "call": None, "odometer_km": 12034,
+            "ignition": "off"}
     (decoded,) = decode_telemetry(encode_report(body), unit=UNIT)
     assert_twin(decoded, body)
     (batched, again) = decode_telemetry(encode_batch([encode_report(body)] * 2), unit=UNIT)
@@ -159,11 +163,13 @@ _fix = st.fixed_dictionaries({
     "hdop": st.one_of(st.none(), st.floats(0.5, 99).map(lambda v: round(v, 2))),
     "sats": st.one_of(st.none(), st.integers(0, 64)),
     "age": st.one_of(st.none(), st.integers(0, 10**6).map(lambda v: v / 1000)),
+    "receiver": st.sampled_from(RECEIVER_TABLE),
 })
 _report = st.fixed_dictionaries({
     "seq": st.integers(0, 2**40), "ts": st.integers(1.6e12, 2.5e12), "time_source": st.sampled_from(
         ("system", "gnss", "system_unsynced")),
     "fix": _fix, "status": st.sampled_from(STATUS_CODES), "siren": st.booleans(), "emergency": st.booleans(),
+    "ignition": st.sampled_from(("on", "off", None)),
     "call": st.one_of(st.none(), st.fixed_dictionaries({"id": st.text(min_size=1, max_size=40),
                                                         "state": st.sampled_from(CALL_STATE_TABLE[:5])})),
 })
@@ -207,6 +213,44 @@ def test_asyncapi_describes_the_key_map_and_its_example_decodes_to_the_json_exam
     assert props[str(tc.K_STATUS)]["x-table"] == list(STATUS_TABLE)
     assert props[str(tc.K_CALL)]["x-table"] == list(CALL_STATE_TABLE)
     assert props[str(tc.K_TIME_SOURCE)]["x-table"] == list(tc.TIME_SOURCE_TABLE)
+    assert props[str(tc.K_RECEIVER)]["x-table"] == list(RECEIVER_TABLE)
     example = bytes.fromhex(messages["telemetryCbor"]["examples"][0]["payload"])
     (decoded,) = decode_telemetry(example, "umps/KEN-M-07/telemetry")
     assert_twin(decoded, messages["telemetry"]["examples"][0]["payload"])
+
+
+def test_a_remote_push_switches_the_encoding_at_the_next_report() -> None:
+    """``[telemetry]`` is applied live: a fleet admin can move units to CBOR without a restart."""
+    rig = Rig(config("motorcycle"), next_seq=5)
+    before = pubs(rig.run_until(T0 + 2.5), "telemetry")
+    rig.unit.reconfigure(config("motorcycle", telemetry={"encoding": "cbor"}), rig.now())
+    after = pubs(rig.run_until(T0 + 4.5), "telemetry")
+    assert before and after and not any(is_cbor(p.payload) for p in before)
+    assert all(is_cbor(p.payload) for p in after)
+    assert [r["seq"] for p in after for r in decode_telemetry(p.payload, unit=UNIT)] == [p.seq for p in after]
+    assert after[0].seq == before[-1].seq + 1
+
+
+def test_decode_command_reads_a_hex_payload_and_a_capture_and_counts_what_it_skips() -> None:
+    import io
+
+    from agent.telemetry_tools import decode
+
+    payloads = _shift("cbor", 4)[:70]
+    out, err = io.StringIO(), io.StringIO()
+    assert decode(payloads[0].hex().encode(), out, err, hex_text=True, unit=UNIT) == 0
+    assert json.loads(out.getvalue())["seq"] == 70_000
+    json_report = b'{"seq": 1}'.hex()
+    capture = (f"umps/{UNIT}/telemetry {payloads[1].hex()}\n"
+               f"umps/{UNIT}/telemetry/backlog {encode_batch(payloads[2:66]).hex()}\n"
+               "# a comment\n"
+               f"umps/{UNIT}/telemetry zz-not-hex\n"
+               f"umps/{UNIT}/telemetry {json_report}\n").encode()
+    out, err = io.StringIO(), io.StringIO()
+    assert decode(capture, out, err) == 0
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [r["seq"] for r in lines[:65]] == list(range(70_001, 70_066))
+    assert all(r["unit"] == UNIT for r in lines[:65])
+    assert "3 payloads, 66 reports, 1 lines skipped" in err.getvalue()
+    out, err = io.StringIO(), io.StringIO()
+    assert decode(b"\x00garbage", out, err) == 1 and "nor a capture" in err.getvalue()

@@ -21,8 +21,11 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from agent.core.telemetry_cbor import decode_telemetry, is_batch, is_cbor
-from tests.support.broker import wait_until
-from tests.test_agent_e2e import ROOT, UNIT, Rig
+from hil.engine import Rig, RigOptions
+from tests.support.broker import mosquitto_path, wait_until
+
+ROOT = Path(__file__).resolve().parents[1]
+UNIT = "KEN-M-07"
 
 
 @dataclass
@@ -36,7 +39,7 @@ class Message:
 class V5Consumer:
     """An MQTT 5 subscriber that keeps each message's payload format and content type."""
 
-    def __init__(self, broker: tuple[str, int], topic: str):
+    def __init__(self, address: tuple[str, int], topic: str):
         self.messages: list[Message] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
@@ -45,7 +48,7 @@ class V5Consumer:
         self._client.on_connect = lambda c, u, f, r, p: c.subscribe(topic, qos=1)
         self._client.on_subscribe = lambda *a: self._subscribed.set()
         self._client.on_message = self._on_message
-        self._client.connect(*broker)
+        self._client.connect(*address)
         self._client.loop_start()
         assert self._subscribed.wait(10), "consumer did not subscribe"
 
@@ -66,12 +69,15 @@ class V5Consumer:
 
 @pytest.fixture
 def cbor_rig(tmp_path: Path, request):
-    # The agent reaches the broker through the rig's proxy, which can cut its link alone.
-    rig = Rig(tmp_path, kind="motorcycle", overrides={"telemetry": {"encoding": "cbor"}}, link_proxy=True)
+    mosquitto_path()  # skip, not fail, without Mosquitto
+    # The agent reaches the broker through the rig's link proxy, which can cut its link alone.
+    rig = Rig(RigOptions(workdir=tmp_path, unit_id=UNIT, unit_kind="motorcycle", start_agent=False, link_proxy=True,
+                         agent_overrides={"telemetry": {"encoding": "cbor"}, "mqtt": {"reconnect_max_s": 1.0},
+                                          "storage": {"commit_interval_s": 1.0}}))
     request.addfinalizer(rig.down)
+    rig.up()
     consumer = V5Consumer(rig.broker_addr, f"umps/{UNIT}/telemetry/#")
     request.addfinalizer(consumer.stop)
-    assert rig.proxy is not None
     return rig, rig.proxy, consumer
 
 
@@ -81,7 +87,7 @@ def _decoded(messages: list[Message]) -> list[dict]:
 
 def test_cbor_reports_live_and_batched_backlog_decode_with_nothing_lost(cbor_rig, tmp_path: Path) -> None:
     rig, proxy, consumer = cbor_rig
-    rig.start_and_wait_online()
+    rig.start_agent()  # waits for the agent's birth
     wait_until(lambda: len(consumer.on("telemetry")) >= 3, 20, "three live CBOR reports")
     live = consumer.on("telemetry")
     assert all(is_cbor(m.payload) and not is_batch(m.payload) for m in live)
@@ -99,7 +105,7 @@ def test_cbor_reports_live_and_batched_backlog_decode_with_nothing_lost(cbor_rig
     wait_until(lambda: any(is_batch(m.payload) for m in consumer.on("telemetry/backlog")), 40,
                "a backlog batch after the link came back")
     wait_until(lambda: len(consumer.on("telemetry")) >= cut_at + 3, 20, "live reports again")
-    rig.stop_agent()
+    assert rig.stop_agent() == 0
 
     batches = [m for m in consumer.on("telemetry/backlog") if is_batch(m.payload)]
     assert all(m.content_type == "application/cbor" and m.format_indicator in (None, 0) for m in batches)

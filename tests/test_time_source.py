@@ -49,13 +49,13 @@ def test_every_message_the_core_sends_carries_its_time_source():
 @pytest.mark.skipif(SystemClock().synced(), reason="the system clock is synchronised: it is the best clock")
 def test_expiry_is_judged_on_gnss_time_and_refused_without_trusted_time(tmp_path, request):
     key = Ed25519PrivateKey.generate()
-    rig = Rig(tmp_path, extra=f'[security]\nadmin_keys = ["{public_text(key)}"]\n')
-    request.addfinalizer(rig.close)
+    rig = Rig(tmp_path, overrides={"security": {"admin_keys": [public_text(key)]}})
+    request.addfinalizer(rig.down)
     # The receiver says 2038; it starts unplugged: the unit has no trusted time at first.
     rig.gnss.stop()
     rig.gnss = GnssEmulator(RouteSource(start_utc=RECEIVER_UTC), rate_hz=1)
     port = rig.gnss.serve_pty(tmp_path / "gnss-2038")
-    rig.config.write_text(rig.config.read_text().replace(rig.gnss_path, port))
+    rig.config_path.write_text(rig.config_path.read_text().replace(rig.gnss_path, port))
     rig.gnss.unplug()
     rig.gnss.start()
     rig.start_agent()
@@ -66,7 +66,7 @@ def test_expiry_is_judged_on_gnss_time_and_refused_without_trusted_time(tmp_path
     assert rig.wait("config/current")["time_source"] == "system_unsynced"
 
     def send(body: dict) -> dict:
-        rig.recorder.publish(f"umps/{UNIT}/cmd", json.dumps(body).encode())
+        rig.publish("cmd", json.dumps(body).encode())
         return rig.wait("cmd/result", lambda b: b.get("id") == body["id"])
 
     now = dt.datetime.now(UTC)

@@ -126,6 +126,19 @@ def test_a_silent_receiver_is_told_apart_from_no_fix():
     assert views.screen_snapshot(rig.unit, rig.now())["gnss"]["receiver"] == "lost"
 
 
+def test_accept_on_the_touchscreen_accepts_the_call_even_in_the_cancel_window():
+    rig = Rig(config("car"))
+    rig.message("call", call_payload())
+    rig.press("emergency", source="touch")
+    rig.after(2.1).tick()
+    assert rig.unit.emergency.state is EmergencyState.PENDING
+    rig.press("ack", source="touch")  # the screen's "ACCEPTER": it says accept, it accepts
+    assert rig.unit.emergency.state is EmergencyState.PENDING
+    assert rig.unit.calls.shown().state == "accepted"
+    rig.press("ack")  # the panel's ack keeps its rule: inside the window it cancels
+    assert rig.unit.emergency.state is EmergencyState.NONE
+
+
 def test_the_screens_get_the_parked_state_and_the_receiver_state():
     from agent.core import views
     from tests.support.unit_rig import T0, Rig, config

@@ -12,14 +12,13 @@ exists, every event raises, and the loop keeps ticking (the case liveness misses
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import textwrap
 import time
 
-from tests.test_agent_e2e import PINS, ROOT, UNIT, Rig
+from hil.agent_proc import AgentProcess
+from tests.support.broker import wait_until
+from tests.test_agent_e2e import PINS, Rig
 from tests.test_sdnotify import receiver  # noqa: F401 - the systemd side, as a fixture
 
 FAULTY_AGENT = textwrap.dedent("""
@@ -38,24 +37,21 @@ FAULTY_AGENT = textwrap.dedent("""
 
 def test_a_core_stuck_in_an_error_loop_is_restarted_and_keeps_its_state_and_outbox(tmp_path, request, receiver):  # noqa: F811
     rig = Rig(tmp_path)
-    request.addfinalizer(rig.close)
+    request.addfinalizer(rig.down)
     marker = tmp_path / "fault"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "NOTIFY_SOCKET": receiver.address, "WATCHDOG_USEC": "4000000"}
-    env.pop("WATCHDOG_PID", None)
-    log = open(tmp_path / "agent.log", "ab")
-    request.addfinalizer(log.close)
-    proc = subprocess.Popen([sys.executable, "-c", FAULTY_AGENT, str(rig.config), str(marker)], cwd=ROOT, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
-    rig.proc = proc
+    script = tmp_path / "faulty_agent.py"
+    script.write_text(FAULTY_AGENT)
+    # As systemd starts it: NOTIFY_SOCKET and WATCHDOG_USEC (4 s) in its environment.
+    rig.agent = AgentProcess(rig.config_path, tmp_path / "agent.log", f"{{python}} {script} {{config}} {marker}",
+                             env={"NOTIFY_SOCKET": receiver.address, "WATCHDOG_USEC": "4000000"}).start()
+    proc = rig.agent.proc
     assert receiver.wait_for(lambda m: m.startswith("READY=1"), timeout=30)
     receiver.wait_for(lambda m: m == "WATCHDOG=1", timeout=10)  # healthy: pinging
     rig.gpio.hold(PINS["en_route"], 0.1)
     rig.wait("status", lambda b: b["status"] == "en_route")
     rig.wait("telemetry", lambda b: b["status"] == "en_route")
     state_file = tmp_path / "state" / "unit-state.json"
-    deadline = time.monotonic() + 10
-    while not (state_file.exists() and '"en_route"' in state_file.read_text()) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: state_file.exists() and '"en_route"' in state_file.read_text(), 10, "state stored")
     last_before = max(b["seq"] for b in rig.messages("telemetry"))
 
     # The fault: the loop goes on ticking (its heartbeat is fine), but nothing gets done.
@@ -71,7 +67,7 @@ def test_a_core_stuck_in_an_error_loop_is_restarted_and_keeps_its_state_and_outb
     proc.wait(15)
     marker.unlink()
     faulty_seqs = {b["seq"] for b in rig.messages("telemetry")}
-    rig.start_and_wait_online()
+    rig.start_agent()  # Restart=always; waits for the new birth
 
     # The state survived: still en route; telemetry goes on with new, never reused, seq numbers.
     again = rig.wait("telemetry", lambda b: b["seq"] > max(faulty_seqs), timeout=20)

@@ -38,7 +38,8 @@ nothing, which matters when an officer is forced to cancel; they can call the un
 So ``alarm_out`` (PENDING, ACTIVE, ACKNOWLEDGED) is what sets ``emergency: true`` in the
 status message and telemetry.
 
-Cancelling takes the ``ack`` button, not a second press of ``emergency``. An officer in
+Cancelling takes the ``ack`` button (on the touchscreen, a touch on the alarm control while it
+reads "cancel", posted as ``emergency_cancel``), not a second press of ``emergency``. An officer in
 trouble who is unsure the alarm went out presses the red button again, and again: that
 must never withdraw it, so presses of ``emergency`` while an alarm is out do nothing.
 ``ack`` is the other big button a gloved hand finds without looking; the pending pattern

@@ -134,6 +134,18 @@ class MessageReceived:
     payload: bytes
     mono: float
     retained: bool = False
+    # Set by the remote-request worker once a signed dispatch message passed its checks.
+    verified: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchRefused:
+    """A ``call``, ``alarm/ack`` or ``alarm/clear`` that failed the signed-dispatch checks."""
+
+    topic: str
+    id: str | int | None
+    error: str
+    mono: float
 
 
 # ------------------------------------------------------------------ timers

@@ -2,11 +2,11 @@
 
 Why
 ---
-A JSON report is ~330 bytes; at 1 Hz that is ~0.9 GB a month per unit on the
+A JSON report is ~370 bytes; at 1 Hz that is ~1 GB a month per unit on the
 cellular bill. The same fields as CBOR with small integer keys and scaled
-integers are ~50 bytes, and a backlog batch (several reports in one PUBLISH,
-each after the first written as differences from the one before) ~15 bytes a
-report. ``[telemetry] encoding = "cbor"`` selects it; JSON stays the default.
+integers are 45 to 65 bytes, and a backlog batch (several reports in one
+PUBLISH, each after the first written as differences from the one before)
+~15 bytes a report. ``[telemetry] encoding = "cbor"`` selects it; JSON stays the default.
 
 One source
 ----------
@@ -33,9 +33,10 @@ key    field            CBOR value
 6      ``emergency``    true; absent means false
 7      ``call``         ``[id, state]``, state an index in
                         :data:`CALL_STATE_TABLE`; absent means null
-8      ``ignition``     true ``on``, false ``off``, null (no ignition line)
+8      ``ignition``     true ``on``, false ``off``; absent means null (no
+                        ignition line)
 9      ``fix.receiver`` index in :data:`RECEIVER_TABLE` (``ok``, ``no_fix``,
-                        ``lost``)
+                        ``lost``); absent means ``ok``
 =====  ===============  =======================================================
 
 In ``fix``: ``time`` is an integer offset in milliseconds from ``ts`` (the
@@ -119,8 +120,9 @@ _SLOW_KEYS = {
 }
 _KEY_NAMES = {v: k for k, v in _SLOW_KEYS.items()}
 # Left out of a report when they hold this value.
-_DEFAULTS = {"time_source": "system", "siren": False, "emergency": False, "call": None}
-_IGNITION_WIRE = {"on": True, "off": False}
+_DEFAULTS = {"time_source": "system", "siren": False, "emergency": False, "call": None, "ignition": None,
+             "fix.receiver": "ok"}
+_IGNITION = {"on": True, "off": False}
 _SECOND_DIFF = (0, 3, 4)  # delta positions of ts, lat, lon
 
 CONTENT_TYPE = "application/cbor"
@@ -181,10 +183,10 @@ def _slow_value(name: str, value: Any) -> Any:
         return _index(TIME_SOURCE_TABLE, value)
     if name == "status":
         return _index(STATUS_TABLE, value)
-    if name == "ignition" and value in _IGNITION_WIRE:
-        return _IGNITION_WIRE[value]
     if name == "fix.receiver":
         return _index(RECEIVER_TABLE, value)
+    if name == "ignition":
+        return _IGNITION.get(value, value)
     if name == "call" and isinstance(value, dict):
         out = [value.get("id"), _index(CALL_STATE_TABLE, value.get("state"))]
         extra = {k: v for k, v in value.items() if k not in ("id", "state")}
@@ -197,10 +199,10 @@ def _slow_json(name: str, value: Any) -> Any:
         return _name(TIME_SOURCE_TABLE, value)
     if name == "status":
         return _name(STATUS_TABLE, value)
-    if name == "ignition" and isinstance(value, bool):
-        return "on" if value else "off"
     if name == "fix.receiver":
         return _name(RECEIVER_TABLE, value)
+    if name == "ignition" and isinstance(value, bool):
+        return "on" if value else "off"
     if name == "call" and isinstance(value, list) and len(value) >= 2:
         out = {"id": value[0], "state": _name(CALL_STATE_TABLE, value[1])}
         if len(value) > 2 and isinstance(value[2], dict):
@@ -273,8 +275,11 @@ def _json_from_map(m: dict[Any, Any], unit: str | None) -> dict[str, Any]:
         raise TelemetryDecodeError("key 3 (fix) must be an array")
     body["fix"] = _fix_json(fix, ts_ms)
     for name, default in _DEFAULTS.items():
-        body.setdefault(name, default)
-    body.setdefault("status", None)
+        if name.startswith("fix."):
+            body["fix"][name[4:]] = default
+        else:
+            body[name] = default
+    body["status"] = None
     for key, value in m.items():
         if key in (K_SEQ, K_TS, K_FIX):
             continue

@@ -46,7 +46,8 @@ from .emergency import (
     Emergency, EmergencyEvent, EmergencyState,
 )
 from .events import (
-    ButtonPressed, ButtonReleased, Fix, FixReceived, GnssLost, GnssRestored, IgnitionChanged, LinkDown, LinkUp,
+    ButtonPressed, ButtonReleased, DispatchRefused, Fix, FixReceived, GnssLost, GnssRestored, IgnitionChanged,
+    LinkDown, LinkUp,
     MessageReceived, SirenChanged, Tick,
 )
 from .power import Parking
@@ -57,6 +58,7 @@ from .telemetry import FIX_STALE_S, ReportSchedule, TimeBase, fix_json
 
 # Inbound topics (relative to <prefix>/<unit>/) the unit subscribes to.
 SUBSCRIPTIONS = ("call", "alarm/ack", "alarm/clear", "config/set", "cmd")
+DISPATCH_TOPICS = ("call", "alarm/ack", "alarm/clear")
 
 CALL_INPUTS = ("ack", "decline", "cleared")
 
@@ -87,6 +89,7 @@ class Counters:
     calls_rejected: int = 0
     presses_refused: int = 0
     messages_ignored: int = 0
+    dispatch_refused: int = 0  # signed dispatch: unsigned, badly signed, expired (answered)
 
 
 @dataclass
@@ -203,8 +206,14 @@ class Unit:
             case LinkDown():
                 self.link_up = False
                 self.revision += 1
+            case MessageReceived(topic=topic, verified=False) if (
+                    topic in DISPATCH_TOPICS and self.config.security.dispatch_keys):
+                # Signed dispatch is on: only what the remote-request worker verified gets here.
+                self._refuse_dispatch(topic, None, "sig: not verified by this unit", now, out)
             case MessageReceived(topic=topic, payload=payload):
                 self._on_message(topic, payload, now, out)
+            case DispatchRefused(topic=topic, id=ref, error=error):
+                self._refuse_dispatch(topic, ref, error, now, out)
             case Tick():
                 pass
         if self.has_fix(now.mono) != self._fix_shown:
@@ -277,11 +286,14 @@ class Unit:
         if name == "emergency":
             self._emergency_events(self.emergency.press(now.mono), now, out)
         elif name == "ack":
-            if self.emergency.cancellable:
+            # The panel's ``ack`` is also its alarm cancel. The touchscreen has a control of its
+            # own for that ("emergency_cancel"): there ``ack`` is the "accept" button and only accepts.
+            panel = source != "touch"
+            if panel and self.emergency.cancellable:
                 self._emergency_events(self.emergency.cancel(now.mono), now, out)
             elif self._respond("accepted", now, out):
                 out.append(Feedback("accepted"))
-            elif self.emergency.alarm_out:
+            elif panel and self.emergency.alarm_out:
                 # Nothing to accept: the officer is trying to cancel after the window (refused, and why).
                 self._emergency_events(self.emergency.cancel(now.mono), now, out)
             else:
@@ -375,6 +387,16 @@ class Unit:
                 self.counters.messages_ignored += 1
 
     # ----------------------------------------------------------- messages
+
+    def _refuse_dispatch(self, topic: str, ref: str | int | None, error: str, now: Now, out: list[Any]) -> None:
+        """A dispatch message that failed the signed-dispatch checks: answered, never acted on."""
+        self.counters.dispatch_refused += 1
+        if topic == "call":
+            self.counters.calls_rejected += 1
+            out.append(self._message("call/rejected", {"id": ref, "error": error, "ts": self._ts(now)}, Lane.STATUS))
+        else:
+            # The alarm stays as it was: an unauthenticated clear must never clear it.
+            out.append(self._message("alarm/rejected", {"id": ref, "error": error, "ts": self._ts(now)}, Lane.STATUS))
 
     def _on_message(self, topic: str, payload: bytes, now: Now, out: list[Any]) -> None:
         if topic == "call":

@@ -1,0 +1,107 @@
+"""Remote commands (``<prefix>/<unit>/cmd``): check one, say what to run.
+
+Pure: bytes, the config, the time and the replay memory in, an outcome out.
+The same payload rules as config pushes (:mod:`agent.core.requests`); a
+command has no version, so its ``expires`` (required when the unit has admin
+keys, at most :data:`COMMAND_MAX_LIFETIME` ahead) and the replay memory are
+what stop a replay: an id already run is refused, also after a restart.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from agent.config import AgentConfig
+from agent.core.replay import ReplayMemory, request_key
+from agent.core.requests import (
+    Problem, check_expiry, check_id, check_signature, check_unknown, decode_payload, read_expiry, request_id,
+)
+
+COMMAND_REQUEST_KEYS = ("id", "command", "expires", "sig")
+COMMANDS = ("report_position", "flush_backlog")
+# A command may not be valid for longer than this (bounds replay of a signed one).
+COMMAND_MAX_LIFETIME = dt.timedelta(hours=24)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """The ``cmd/result`` payload."""
+
+    id: str | None
+    ok: bool
+    command: str | None
+    errors: tuple[Problem, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "ok": self.ok,
+            "command": self.command,
+            "errors": [{"loc": p.loc, "msg": p.msg} for p in self.errors],
+        }
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.as_dict(), ensure_ascii=False).encode("utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    id: str
+    command: Literal["report_position", "flush_backlog"]
+    expires: dt.datetime | None = None
+
+    def done(self, errors: tuple[Problem, ...] = ()) -> CommandResult:
+        return CommandResult(self.id, not errors, self.command, errors)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandOutcome:
+    """Either ``command`` to run (then publish ``command.done()``) or ``rejected``."""
+
+    command: Command | None = None
+    rejected: CommandResult | None = None
+
+
+def parse_command(payload: bytes, config: AgentConfig, now: dt.datetime, recent: ReplayMemory) -> CommandOutcome:
+    """Validate a ``cmd`` payload; an accepted id is remembered in ``recent``."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+
+    def reject(problems: list[Problem], rid: str | None, command: str | None) -> CommandOutcome:
+        return CommandOutcome(rejected=CommandResult(rid, False, command, tuple(problems)))
+
+    data, problems = decode_payload(payload)
+    if data is None:
+        return reject(problems, None, None)
+    rid = request_id(data)
+    name = data.get("command")
+    shown = name if isinstance(name, str) and name in COMMANDS else None
+
+    check_unknown(data, COMMAND_REQUEST_KEYS, problems)
+    check_id(data, problems)
+    if name is None:
+        problems.append(Problem("command", "required"))
+    elif name not in COMMANDS:
+        problems.append(Problem("command", f"unknown command; known: {', '.join(COMMANDS)}"))
+    signed = bool(config.security.admin_keys)
+    expires = read_expiry(data, problems, required=signed, why="for signed commands")
+    if problems:
+        return reject(problems, rid, shown)
+    assert rid is not None and shown is not None
+
+    bad_sig = check_signature(config.security.admin_keys, config.unit.id, data, "cmd")
+    if bad_sig is not None:
+        return reject([bad_sig], rid, shown)
+
+    key = request_key("cmd", rid)
+    if recent.seen(key):
+        return reject([Problem("id", "this command was already handled")], rid, shown)
+    check_expiry(expires, now, problems, COMMAND_MAX_LIFETIME, "a command")
+    if problems:
+        return reject(problems, rid, shown)
+    if not recent.remember(key, expires, now):
+        return reject([Problem("id", "the unit's replay memory is full; try again later")], rid, shown)
+    return CommandOutcome(command=Command(rid, shown, expires))  # type: ignore[arg-type]

@@ -1,0 +1,195 @@
+"""Remote requests as received: bytes to a checked JSON object, the checks they share.
+
+Pure: bytes and the time in, problems out. :mod:`agent.core.remote_config`
+(``config/set``), :mod:`agent.core.remote_command` (``cmd``) and
+:mod:`agent.core.signed_dispatch` (``call``, ``alarm/ack``, ``alarm/clear``
+when dispatch is signed) build on these.
+
+A request is refused with every problem of the first failing stage (``loc``
+is ``""`` for the whole payload, or a request member such as ``id``,
+``expires`` or ``sig``):
+
+1. payload: at most 64 KiB, UTF-8, JSON (no duplicate keys, no NaN), an
+   object nested at most 32 deep;
+2. members: known ones only, each of its type; ``expires`` an ISO 8601 time
+   with a zone (``2025-03-01T12:00:00Z``), required on every signed request;
+3. signature, when the unit has keys for that role (see :mod:`agent.core.signing`);
+4. replay (:mod:`agent.core.replay`) and expiry on the unit's clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from agent.core import inbound_text, signing
+from agent.core.json_types import json_type
+
+MAX_PAYLOAD_BYTES = 64 * 1024
+MAX_DEPTH = 32
+MAX_ID_CHARS = 128
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    loc: str
+    msg: str
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            # Parsers disagree on which duplicate wins: a signature would be ambiguous.
+            raise _DuplicateKey(key)
+        obj[key] = value
+    return obj
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _shape_problem(data: Any) -> str | None:
+    """Too deep, or a number JSON can write but a double cannot hold (1e400)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return f"nested deeper than {MAX_DEPTH} levels"
+        if isinstance(value, float) and not math.isfinite(value):
+            return "a number is out of range"
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+    return None
+
+
+def decode_payload(payload: bytes) -> tuple[dict[str, Any] | None, list[Problem]]:
+    """The request object, or the problems that make it unreadable."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        return None, [Problem("", f"payload is {len(payload)} bytes; the limit is {MAX_PAYLOAD_BYTES} (64 KiB)")]
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, [Problem("", f"not UTF-8: invalid byte at offset {exc.start}")]
+    try:
+        data = json.loads(text, object_pairs_hook=_object, parse_constant=_no_constant)
+    except _DuplicateKey as exc:
+        return None, [Problem("", f"not valid JSON: duplicate key {exc.args[0]!r}")]
+    except json.JSONDecodeError as exc:
+        return None, [Problem("", f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")]
+    except ValueError as exc:
+        return None, [Problem("", f"not valid JSON: {exc}")]
+    except RecursionError:
+        return None, [Problem("", f"nested deeper than {MAX_DEPTH} levels")]
+    if not isinstance(data, dict):
+        return None, [Problem("", f"must be a JSON object, not {json_type(data)}")]
+    shape = _shape_problem(data)
+    if shape is not None:
+        return None, [Problem("", shape)]
+    try:
+        inbound_text.check(data)
+    except inbound_text.BadText as exc:
+        return None, [Problem("", str(exc))]
+    return data, []
+
+
+def request_id(data: Mapping[str, Any]) -> str | None:
+    value = data.get("id")
+    return value if isinstance(value, str) and 0 < len(value) <= MAX_ID_CHARS else None
+
+
+def check_id(data: Mapping[str, Any], problems: list[Problem]) -> None:
+    value = data.get("id")
+    if value is None:
+        problems.append(Problem("id", "required"))
+    elif not isinstance(value, str):
+        problems.append(Problem("id", f"must be a string, not {json_type(value)}"))
+    elif not 0 < len(value) <= MAX_ID_CHARS:
+        problems.append(Problem("id", f"must be 1 to {MAX_ID_CHARS} characters"))
+
+
+def check_unknown(data: Mapping[str, Any], known: tuple[str, ...], problems: list[Problem]) -> None:
+    for key in data:
+        if key not in known:
+            problems.append(Problem(key[:64], f"unknown key; known: {', '.join(known)}"))
+
+
+def parse_expiry(value: Any) -> dt.datetime | str:
+    """An aware datetime, or the message saying why ``value`` is not one."""
+    hint = "must be an ISO 8601 date and time with a zone, e.g. 2025-03-01T12:00:00Z"
+    if not isinstance(value, str):
+        return hint
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return hint
+    if when.tzinfo is None:
+        return "must give the time zone (for UTC, end with Z)"
+    try:
+        return when.astimezone(dt.timezone.utc)
+    except OverflowError:
+        return "is out of range"
+
+
+def check_expiry(
+    expires: dt.datetime | None, now: dt.datetime, problems: list[Problem],
+    max_lifetime: dt.timedelta | None = None, what: str = "a request",
+) -> None:
+    """``expires`` must be after ``now`` and, with ``max_lifetime``, at most that far ahead."""
+    if expires is None:
+        return
+    if expires <= now:
+        problems.append(Problem("expires", f"expired at {iso(expires)} (unit clock {iso(now)})"))
+    elif max_lifetime is not None and expires - now > max_lifetime:
+        hours = max_lifetime.total_seconds() / 3600
+        problems.append(Problem("expires", f"{what} may be valid for at most {hours:g} h (unit clock {iso(now)})"))
+
+
+def read_expiry(data: Mapping[str, Any], problems: list[Problem], *, required: bool, why: str) -> dt.datetime | None:
+    """The request's ``expires``; a problem when it is malformed, or absent and ``required``."""
+    if "expires" not in data:
+        if required:
+            problems.append(Problem("expires", f"required {why}"))
+        return None
+    parsed = parse_expiry(data["expires"])
+    if isinstance(parsed, str):
+        problems.append(Problem("expires", parsed))
+        return None
+    return parsed
+
+
+def iso(when: dt.datetime) -> str:
+    return when.astimezone(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def check_signature(
+    key_texts: Sequence[str], unit_id: str, data: Mapping[str, Any], purpose: signing.Purpose,
+    role: str = "admin",
+) -> Problem | None:
+    """None when the request is acceptable as far as signing goes (no keys: signing off)."""
+    if not key_texts:
+        return None
+    keys = []
+    for text in key_texts:
+        try:
+            keys.append(signing.parse_public_key(text))
+        except ValueError:
+            continue  # a bad key is reported by `config check`; the others still work
+    if not keys:
+        return Problem("sig", f"no usable {role} key is configured on this unit; refusing every request")
+    try:
+        signing.verify_request(keys, unit_id, data, purpose, role)
+    except signing.SignatureError as exc:
+        return Problem("sig", str(exc))
+    return None

@@ -1,0 +1,180 @@
+"""The remote-request worker (agent.adapters.remote_worker): off the core thread, one result each.
+
+Real config store and replay memory in a temporary state directory; the core's inbox is a
+queue the test reads with a timeout.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import queue
+import threading
+import time
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from agent import admin_tools
+from agent.adapters.config_store import CURRENT_NAME, ConfigStore
+from agent.adapters.remote_worker import CommandDone, ConfigDone, ConfigStateChanged, RemoteWorker
+from agent.adapters.replay_store import ReplayStore
+from agent.config_validate import parse_config
+from agent.core.events import DispatchRefused, MessageReceived
+from agent.core.remote_config import ConfigState
+from agent.core.rollback_guard import Armed
+
+NOW = dt.datetime(2026, 11, 25, 20, 0, tzinfo=dt.timezone.utc)
+DISPATCH_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(100, 132)))
+UNIT = "KEN-C-01"
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.q: queue.Queue[Any] = queue.Queue()
+        self.threads: list[str] = []
+
+    def post(self, event: Any) -> None:
+        self.threads.append(threading.current_thread().name)
+        self.q.put(event)
+
+    def next(self, timeout: float = 5.0) -> Any:
+        return self.q.get(timeout=timeout)
+
+
+@pytest.fixture
+def make(tmp_path):
+    made: list[RemoteWorker] = []
+
+    def build(validate=None, security: dict | None = None, store: ConfigStore | None = None,
+              source: str = "gnss") -> tuple[RemoteWorker, Inbox]:
+        base = parse_config({"unit": {"id": UNIT, "kind": "car"}, "storage": {"state_dir": str(tmp_path)},
+                             **({"security": security} if security else {})})
+        inbox = Inbox()
+        worker = RemoteWorker(ConfigState.initial(base), store or ConfigStore(tmp_path, parse_config),
+                              ReplayStore(tmp_path), post=inbox.post, clock=lambda: (NOW, source),
+                              validate=validate or parse_config)
+        worker.start()
+        made.append(worker)
+        return worker, inbox
+
+    yield build
+    for worker in made:
+        worker.stop()
+
+
+def push(version: int = 1, rid: str | None = None, **config: Any) -> bytes:
+    return json.dumps({"id": rid or f"r{version}", "version": version,
+                       "config": config or {"telemetry": {"rate_hz": 2}}}).encode()
+
+
+def test_a_push_is_validated_and_stored_on_the_worker_and_one_result_comes_back(make, tmp_path) -> None:
+    seen_on: list[str] = []
+
+    def validate(data, source="<config>", *, strict=False):
+        seen_on.append(threading.current_thread().name)
+        return parse_config(data, source, strict=strict)
+
+    worker, inbox = make(validate)
+    assert worker.wants("config/set") and worker.wants("cmd") and not worker.wants("call")
+    worker.submit("config/set", push())
+    done = inbox.next()
+    assert isinstance(done, ConfigDone) and done.result.ok and done.state is not None
+    assert done.state.config.telemetry.rate_hz == 2
+    assert seen_on == ["remote-requests"] and inbox.threads == ["remote-requests"]
+    assert json.loads((tmp_path / CURRENT_NAME).read_text())["version"] == 1
+    assert worker.state is done.state
+    with pytest.raises(queue.Empty):
+        inbox.next(timeout=0.2)  # one result, not more
+
+
+def test_a_command_and_its_replay(make) -> None:
+    worker, inbox = make()
+    body = json.dumps({"id": "c1", "command": "report_position"}).encode()
+    worker.submit("cmd", body)
+    first = inbox.next()
+    assert isinstance(first, CommandDone) and first.outcome.command is not None
+    worker.submit("cmd", body)
+    again = inbox.next()
+    assert again.outcome.rejected is not None and again.outcome.rejected.errors[0].msg == "this command was already handled"
+
+
+def test_a_stuck_job_is_abandoned_answered_and_never_applied(make, tmp_path) -> None:
+    release = threading.Event()
+
+    def slow(data, source="<config>", *, strict=False):
+        release.wait(10)
+        return parse_config(data, source, strict=strict)
+
+    worker, inbox = make(slow)
+    worker.submit("config/set", push(rid="slow-1"))
+    # The core calls overdue() on every loop; a clock past the timeout, not a sleep.
+    deadline = time.monotonic() + 5
+    while not worker.overdue(time.monotonic() + worker.timeout_s + 1):
+        assert time.monotonic() < deadline, "the job never started"
+    answer = inbox.next()
+    assert isinstance(answer, ConfigDone) and not answer.result.ok and answer.result.id == "slow-1"
+    assert "nothing was applied" in answer.result.errors[0].msg
+    release.set()
+    # The worker finishes validating, sees it was abandoned, stores and posts nothing.
+    worker.submit("cmd", json.dumps({"id": "after", "command": "flush_backlog"}).encode())
+    assert isinstance(inbox.next(), CommandDone)
+    assert not (tmp_path / CURRENT_NAME).exists() and worker.state.version == 0
+    assert worker.stats.timed_out == 1
+
+
+def test_a_store_that_cannot_write_refuses_the_push(make, tmp_path) -> None:
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where the state directory should be")
+    worker, inbox = make(store=ConfigStore(blocked, parse_config))
+    worker.submit("config/set", push())
+    done = inbox.next()
+    assert isinstance(done, ConfigDone) and not done.result.ok and done.state is None
+    assert "cannot store" in done.result.errors[0].msg and worker.state.version == 0
+
+
+def test_signed_dispatch_goes_through_the_worker(make) -> None:
+    worker, inbox = make(security={"dispatch_keys": [admin_tools.public_text(DISPATCH_KEY)]})
+    assert worker.wants("call") and worker.wants("alarm/clear")
+    clear = json.dumps(admin_tools.dispatch_request(DISPATCH_KEY, UNIT, "alarm/clear", {}, now=NOW)).encode()
+    worker.submit("alarm/clear", clear)
+    ok = inbox.next()
+    assert isinstance(ok, MessageReceived) and ok.verified and ok.topic == "alarm/clear" and ok.payload == clear
+    worker.submit("alarm/clear", clear)  # a copy: dropped, no answer
+    worker.submit("alarm/clear", b"")
+    refused = inbox.next()
+    assert isinstance(refused, DispatchRefused) and refused.error.startswith("sig: required")
+    assert worker.stats.replays_dropped == 1
+
+
+def test_confirm_and_rollback_are_stored_by_the_worker(make, tmp_path) -> None:
+    worker, inbox = make()
+    worker.submit("config/set", push(1, mqtt={"host": "other-broker"}))
+    done = inbox.next()
+    assert done.state.pending and done.change.dangerous
+    worker.confirm(1)
+    confirmed = inbox.next()
+    assert isinstance(confirmed, ConfigStateChanged) and not confirmed.state.pending and confirmed.rolled_back is None
+    assert json.loads((tmp_path / CURRENT_NAME).read_text())["pending"] is False
+    worker.submit("config/set", push(2, mqtt={"host": "unreachable"}))
+    assert inbox.next().state.pending
+    armed = Armed(2, "r2", 0.0)
+    worker.rollback(armed)
+    rolled = inbox.next()
+    assert isinstance(rolled, ConfigStateChanged) and rolled.rolled_back is armed and rolled.rolled_version == 2
+    assert rolled.state.version == 1 and rolled.state.config.mqtt.host == "other-broker"
+
+
+def test_without_trusted_time_an_expiry_is_refused_not_guessed(make) -> None:
+    worker, inbox = make(security={"dispatch_keys": [admin_tools.public_text(DISPATCH_KEY)]}, source="system_unsynced")
+    worker.submit("cmd", json.dumps({"id": "c1", "command": "flush_backlog", "expires": "2026-11-25T20:05:00Z"}).encode())
+    refused = inbox.next().outcome.rejected
+    assert refused is not None and refused.command == "flush_backlog"
+    assert [(p.loc, "cannot be judged yet" in p.msg) for p in refused.errors] == [("expires", True)]
+    worker.submit("cmd", json.dumps({"id": "c2", "command": "flush_backlog"}).encode())  # no clock needed
+    assert inbox.next().outcome.command is not None
+    clear = json.dumps(admin_tools.dispatch_request(DISPATCH_KEY, UNIT, "alarm/clear", {}, now=NOW)).encode()
+    worker.submit("alarm/clear", clear)
+    dispatch = inbox.next()
+    assert isinstance(dispatch, DispatchRefused) and dispatch.error.startswith("expires: cannot be judged yet")
