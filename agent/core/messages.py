@@ -1,0 +1,292 @@
+"""The MQTT payloads as models: each message contract written once.
+
+Every payload the unit receives or sends that is modelled here is validated
+(inbound) or built (outbound) by its model, and its JSON Schema in
+``docs/asyncapi.json`` (``components.schemas``) is generated from the same
+model: ``python -m agent.contract_tools --write docs/asyncapi.json`` rewrites
+those schemas, and ``tests/test_messages.py`` fails when the document and the
+models disagree. Schemas not (yet) listed in :data:`SCHEMAS` are still written
+by hand in the document; a model refers to them by ``$ref``.
+
+Inbound rules (what a dispatcher reads on ``call/rejected`` comes from here):
+
+* Fields the contract does not name are ignored; ``null`` is the same as absent.
+* Strings lose leading and trailing spaces; text shown to the crew is cleaned
+  by :func:`.inbound_text.display_text` before its length is checked.
+* Every problem is reported, as ``"<field>: <what is wrong>"`` (:func:`problems`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
+from pydantic.json_schema import GenerateJsonSchema, models_json_schema
+from pydantic_core import PydanticCustomError
+
+from . import inbound_text
+from .json_types import json_type
+
+REF = "#/components/schemas/{model}"
+
+CALL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$"
+_CALL_ID = re.compile(CALL_ID_PATTERN)
+ACTIONS = ("new", "update", "cancel")
+PRIORITIES = (1, 2, 3)
+# What an action "new" (or an update for a call the unit does not hold) must carry.
+NEW_CALL_NEEDS = ("priority", "nature", "address", "created")
+
+
+def _hand_written(name: str) -> WithJsonSchema:
+    """A schema of the document not generated yet, referred to by name."""
+    return WithJsonSchema({"$ref": REF.format(model=name)})
+
+
+def _problem(text: str) -> PydanticCustomError:
+    return PydanticCustomError("contract", text)
+
+
+# ------------------------------------------------------------ field types
+
+
+def _text(fewest: int, most: int, description: str | None = None, *, multiline: bool = False) -> Any:
+    """Optional text: a string, cleaned for the screens, then ``fewest`` to ``most`` characters."""
+
+    def clean(value: Any) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise _problem(f"must be a string, not {json_type(value)}")
+        value = inbound_text.display_text(value, multiline=multiline).strip()
+        if not fewest <= len(value) <= most:
+            raise _problem(f"must be {fewest} to {most} characters" if fewest else f"must be at most {most} characters")
+        return value
+
+    return Annotated[
+        Annotated[str, Field(min_length=fewest or None, max_length=most)] | None,
+        BeforeValidator(clean),
+        Field(default=None, description=description),
+    ]
+
+
+def _required(value: Any) -> Any:
+    if value is None:
+        raise _problem("is required")
+    return value
+
+
+def _call_id(value: Any) -> str:
+    _required(value)
+    if not isinstance(value, str) or not _CALL_ID.match(value := value.strip()):
+        raise _problem("must be 1 to 64 characters: letters, digits, _ . : / -, starting with a letter or digit")
+    return value
+
+
+def _action(value: Any) -> str:
+    _required(value)
+    if value not in ACTIONS:
+        raise _problem("must be " + ", ".join(f'"{a}"' for a in ACTIONS[:-1]) + f' or "{ACTIONS[-1]}"')
+    return value
+
+
+def _priority(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value not in PRIORITIES:
+        raise _problem("must be " + ", ".join(map(str, PRIORITIES[:-1])) + f" or {PRIORITIES[-1]} (1 = most urgent)")
+    return int(value)
+
+
+def _coordinate(limit: int) -> Any:
+    def check(value: Any) -> float:
+        _required(value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not -limit <= value <= limit:
+            raise _problem(f"must be a number from -{limit} to {limit}")
+        return float(value)
+
+    return Annotated[float, Field(ge=-limit, le=limit), BeforeValidator(check)]
+
+
+def _location(value: Any) -> Any:
+    if value is not None and not isinstance(value, dict):
+        raise _problem(f'must be an object {{"lat", "lon"}}, not {json_type(value)}')
+    return value
+
+
+def _created(value: Any) -> dt.datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            when = dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            when = None
+        if when is not None and when.tzinfo is not None:
+            return when.astimezone(dt.timezone.utc)
+        if when is not None:
+            raise _problem("must carry a time zone (UTC, e.g. 2024-03-01T10:20:30Z)")
+    raise _problem("must be an ISO 8601 date and time with a time zone (e.g. 2024-03-01T10:20:30Z)")
+
+
+# Members checked before the payload reaches its model (agent.core.signed_dispatch):
+# documented with the message, ignored by its model.
+_EXPIRES = Annotated[Any, WithJsonSchema({
+    "type": "string", "format": "date-time",
+    "description": "required when the unit has dispatch keys: in the future and at most 1 h ahead on the unit's clock",
+}), Field(default=None, exclude=True)]
+_SIG = Annotated[Any, WithJsonSchema({
+    "type": "string",
+    "description": "base64 Ed25519 signature by one of the unit's [security] dispatch_keys over the message without sig, "
+                   "plus unit and purpose (the topic), in RFC 8785 canonical JSON; required when the unit has dispatch keys",
+}), Field(default=None, exclude=True)]
+
+
+# ------------------------------------------------------------------ inbound
+
+
+class Inbound(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class CallLocation(Inbound):
+    """Where the call is (WGS 84 degrees)."""
+
+    lat: _coordinate(90)  # type: ignore[valid-type]
+    lon: _coordinate(180)  # type: ignore[valid-type]
+
+
+def _needs_for_new(schema: dict[str, Any]) -> None:
+    """A new call carries :data:`NEW_CALL_NEEDS`, none of them null."""
+    def not_null(name: str) -> dict[str, Any]:
+        types = schema["properties"][name]["type"]
+        return {"type": [t for t in types if t != "null"][0] if isinstance(types, list) else types}
+
+    schema["if"] = {"properties": {"action": {"const": "new"}}}
+    schema["then"] = {"required": list(NEW_CALL_NEEDS), "properties": {name: not_null(name) for name in NEW_CALL_NEEDS}}
+
+
+class CallMessage(Inbound):
+    """Unknown fields are ignored; null is the same as absent. Strings are stripped of leading and trailing spaces. At most 16 KiB."""
+
+    model_config = ConfigDict(json_schema_extra=lambda schema, _: _needs_for_new(schema))
+
+    id: Annotated[str, Field(pattern=CALL_ID_PATTERN), BeforeValidator(_call_id)]
+    action: Annotated[Literal["new", "update", "cancel"], BeforeValidator(_action)]
+    priority: Annotated[Literal[1, 2, 3] | None, BeforeValidator(_priority), Field(default=None, description="1 = most urgent")]
+    nature: _text(1, 200, "free text, French or Arabic")  # type: ignore[valid-type]
+    code: _text(0, 24, "the dispatcher's short form of the nature; the rider panel prefers it to a nature too long "  # type: ignore[valid-type]
+                       "to read at a glance")
+    address: _text(1, 300)  # type: ignore[valid-type]
+    address_short: _text(0, 60, "a short form of the address; the rider panel prefers it to an address that does not "  # type: ignore[valid-type]
+                                "fit its line")
+    details: _text(0, 4000, multiline=True)  # type: ignore[valid-type]
+    caller: _text(0, 200)  # type: ignore[valid-type]
+    reason: _text(0, 300, "why a cancel was sent")  # type: ignore[valid-type]
+    location: Annotated[CallLocation | None, BeforeValidator(_location), Field(default=None)]
+    created: Annotated[dt.datetime | None, BeforeValidator(_created), Field(default=None, description="ISO 8601 with a time zone")]
+    expires: _EXPIRES
+    sig: _SIG
+
+    def missing_for_new(self) -> list[str]:
+        return [name for name in NEW_CALL_NEEDS if getattr(self, name) is None]
+
+
+def problems(error: ValidationError) -> list[str]:
+    """Each problem as ``"<field>: <what is wrong>"``, in the order of the model's fields."""
+    out = []
+    for item in error.errors(include_url=False):
+        where = ".".join(str(part) for part in item["loc"])
+        text = "is required" if item["type"] == "missing" else item["msg"]
+        out.append(f"{where}: {text}" if where else text)
+    return out
+
+
+def validate_call(data: dict[str, Any]) -> CallMessage | list[str]:
+    """The message, or every problem for a dispatcher (see :func:`problems`)."""
+    try:
+        return CallMessage.model_validate(data)
+    except ValidationError as exc:
+        return problems(exc)
+
+
+# ------------------------------------------------------- the JSON Schemas
+
+
+# Component name in docs/asyncapi.json -> the model it is generated from.
+SCHEMAS: dict[str, type[BaseModel]] = {
+    "Call": CallMessage,
+    "CallLocation": CallLocation,
+}
+
+
+class _DocumentSchema(GenerateJsonSchema):
+    """Schemas written as a person would: no titles, ``null`` folded into ``type``."""
+
+    def field_title_should_be_set(self, schema: Any) -> bool:
+        return False
+
+    def sort(self, value: Any, parent_key: str | None = None) -> Any:
+        return value  # in the order the model declares
+
+    def nullable_schema(self, schema: Any) -> dict[str, Any]:
+        inner = self.generate_inner(schema["schema"])
+        if isinstance(inner.get("type"), str):
+            folded = {**inner, "type": [inner["type"], "null"]}
+            if "enum" in folded:
+                folded["enum"] = [*folded["enum"], None]
+            return folded
+        return {"anyOf": [inner, {"type": "null"}]}
+
+    def default_schema(self, schema: Any) -> dict[str, Any]:
+        out = super().default_schema(schema)
+        if out.get("default", ...) is None:
+            del out["default"]
+        return out
+
+    def generate(self, schema: Any, mode: Any = "validation") -> dict[str, Any]:
+        out = super().generate(schema, mode)
+        out.pop("title", None)
+        return out
+
+
+def schemas() -> dict[str, dict[str, Any]]:
+    """Component name -> its JSON Schema, generated from :data:`SCHEMAS`."""
+    names = {model: name for name, model in SCHEMAS.items()}
+    _, top = models_json_schema(
+        [(model, "validation") for model in SCHEMAS.values()], ref_template=REF, schema_generator=_DocumentSchema
+    )
+    generated = top.get("$defs", {})
+    out = {}
+    for name, model in SCHEMAS.items():
+        schema = dict(generated[model.__name__])
+        schema.pop("title", None)
+        out[name] = _rename_refs(schema, names)
+    return out
+
+
+def _rename_refs(node: Any, names: dict[type[BaseModel], str]) -> Any:
+    by_class = {model.__name__: name for model, name in names.items()}
+    if isinstance(node, dict):
+        if isinstance(node.get("$ref"), str) and node["$ref"].startswith("#/components/schemas/"):
+            target = node["$ref"].rsplit("/", 1)[1]
+            return {**node, "$ref": REF.format(model=by_class.get(target, target))}
+        return {key: _rename_refs(value, names) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_rename_refs(value, names) for value in node]
+    return node
+
+
+def document_with_schemas(document: dict[str, Any]) -> dict[str, Any]:
+    """The AsyncAPI document with its generated schemas replaced (others kept, in place)."""
+    generated = schemas()
+    current = document["components"]["schemas"]
+    merged = {name: generated.get(name, schema) for name, schema in current.items()}
+    merged.update({name: schema for name, schema in generated.items() if name not in merged})
+    return {**document, "components": {**document["components"], "schemas": merged}}
+
+
+def dumps_document(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
