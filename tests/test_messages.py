@@ -111,3 +111,23 @@ def test_signature_members_are_documented_but_left_to_the_signed_dispatch_checks
     model = messages.validate_call({**GOOD, "sig": 5, "expires": []})
     assert isinstance(model, messages.CallMessage)
     assert "sig" not in model.model_dump() and "expires" not in model.model_dump()
+
+
+@pytest.mark.parametrize(
+    "ref, accepted",
+    [({}, True), ({"id": None}, True), ({"id": 3, "other": "x"}, True), ({"id": 0}, False), ({"id": True}, False),
+     ({"id": 2.0}, False), ({"id": "2"}, False), ([], False), ("2", False)],
+)
+def test_the_alarm_ref_model_and_its_generated_schema_agree(doc, ref, accepted):
+    validator = jsonschema.Draft7Validator({**doc, "$ref": "#/components/schemas/AlarmRef"})
+    assert isinstance(messages.validate_alarm_ref(ref), messages.AlarmRef) == accepted
+    assert validator.is_valid(ref) == accepted
+
+
+def test_an_outbound_model_refuses_what_its_schema_refuses(doc):
+    sent = messages.CallRejected(id=None, error="not JSON", ts="2024-03-01T10:20:31.900Z", time_source="gnss").to_json()
+    assert sent == {"id": None, "error": "not JSON", "ts": "2024-03-01T10:20:31.900Z", "time_source": "gnss"}
+    assert jsonschema.Draft7Validator({**doc, "$ref": "#/components/schemas/CallRejected"}).is_valid(sent)
+    for wrong in ({"error": ""}, {"ts": "2024-03-01 10:20:31"}, {"time_source": "ntp"}, {"id": "C" * 65}):
+        with pytest.raises(ValueError):
+            messages.CallRejected(**{**sent, **wrong})

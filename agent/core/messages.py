@@ -26,6 +26,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
 from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 from pydantic_core import PydanticCustomError
+from typing_extensions import TypeAliasType
 
 from . import inbound_text
 from .json_types import json_type
@@ -144,6 +145,18 @@ _SIG = Annotated[Any, WithJsonSchema({
 }), Field(default=None, exclude=True)]
 
 
+# ------------------------------------------------------- shared schemas
+
+Timestamp = TypeAliasType("Timestamp", Annotated[str, Field(
+    pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$", json_schema_extra={"format": "date-time"},
+    description="UTC ISO 8601 with milliseconds and a Z.", examples=["2024-03-01T10:20:30.500Z"],
+)])
+TimeSource = TypeAliasType("TimeSource", Annotated[Literal["system", "gnss", "system_unsynced"], Field(
+    description="Where the message's ts comes from: system, the synchronised system clock; gnss, the receiver's UTC "
+                "carried forward on the monotonic clock; system_unsynced, a system clock not known to be right",
+)])
+
+
 # ------------------------------------------------------------------ inbound
 
 
@@ -194,6 +207,14 @@ class CallMessage(Inbound):
         return [name for name in NEW_CALL_NEEDS if getattr(self, name) is None]
 
 
+class AlarmRef(Inbound):
+    """Names the alarm; an empty MQTT payload, or id null, means the current alarm. A message naming another alarm, or not of this shape, is ignored. With [security] dispatch_keys set, an empty payload is refused: the message must carry expires and sig."""
+
+    id: Annotated[int | None, Field(default=None, ge=1, strict=True)]
+    expires: _EXPIRES
+    sig: _SIG
+
+
 def problems(error: ValidationError) -> list[str]:
     """Each problem as ``"<field>: <what is wrong>"``, in the order of the model's fields."""
     out = []
@@ -212,6 +233,54 @@ def validate_call(data: dict[str, Any]) -> CallMessage | list[str]:
         return problems(exc)
 
 
+def validate_alarm_ref(data: Any) -> AlarmRef | list[str]:
+    """An ``alarm/ack`` or ``alarm/clear`` body (a JSON value), or its problems."""
+    if not isinstance(data, dict):
+        return [f"must be a JSON object, not {json_type(data)}"]
+    try:
+        return AlarmRef.model_validate(data)
+    except ValidationError as exc:
+        return problems(exc)
+
+
+# ------------------------------------------------------------------ outbound
+
+
+class Outbound(BaseModel):
+    """A payload the unit sends: built by its model, so it has the documented shape."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+Response = Literal["received", "accepted", "declined", "en_route", "on_scene", "cleared"]
+_FIX = Annotated[dict[str, Any], _hand_written("Fix")]
+
+
+class CallResponse(Outbound):
+    id: str
+    response: Response
+    ts: Timestamp
+    fix: _FIX
+    time_source: TimeSource
+
+
+class CallRejected(Outbound):
+    id: Annotated[str | None, Field(max_length=64, description="the call's id when it could be read")]
+    error: Annotated[str, Field(min_length=1, description="the reason, for a dispatcher")]
+    ts: Timestamp
+    time_source: TimeSource
+
+
+class AlarmRejected(Outbound):
+    id: Annotated[int | None, Field(description="the alarm id the message named, when it could be read")]
+    error: Annotated[str, Field(min_length=1, description="the reason, for a dispatcher")]
+    ts: Timestamp
+    time_source: TimeSource
+
+
 # ------------------------------------------------------- the JSON Schemas
 
 
@@ -219,7 +288,13 @@ def validate_call(data: dict[str, Any]) -> CallMessage | list[str]:
 SCHEMAS: dict[str, type[BaseModel]] = {
     "Call": CallMessage,
     "CallLocation": CallLocation,
+    "AlarmRef": AlarmRef,
+    "CallResponse": CallResponse,
+    "CallRejected": CallRejected,
+    "AlarmRejected": AlarmRejected,
 }
+# Named shared schemas (type aliases) generated with them.
+ALIASES = ("Timestamp", "TimeSource")
 
 
 class _DocumentSchema(GenerateJsonSchema):
@@ -230,6 +305,11 @@ class _DocumentSchema(GenerateJsonSchema):
 
     def sort(self, value: Any, parent_key: str | None = None) -> Any:
         return value  # in the order the model declares
+
+    def handle_ref_overrides(self, json_schema: Any) -> Any:
+        if json_schema.get("$ref") not in self.json_to_defs_refs:
+            return json_schema  # a schema still written by hand in the document
+        return super().handle_ref_overrides(json_schema)
 
     def nullable_schema(self, schema: Any) -> dict[str, Any]:
         inner = self.generate_inner(schema["schema"])
@@ -244,6 +324,14 @@ class _DocumentSchema(GenerateJsonSchema):
         out = super().default_schema(schema)
         if out.get("default", ...) is None:
             del out["default"]
+        return out
+
+    def model_schema(self, schema: Any) -> dict[str, Any]:
+        out = super().model_schema(schema)
+        # An outbound model refuses unknown members when the unit builds it, but a consumer
+        # must ignore members it does not know (a newer unit may send more): not documented.
+        if out.get("additionalProperties") is False:
+            del out["additionalProperties"]
         return out
 
     def generate(self, schema: Any, mode: Any = "validation") -> dict[str, Any]:
@@ -264,6 +352,8 @@ def schemas() -> dict[str, dict[str, Any]]:
         schema = dict(generated[model.__name__])
         schema.pop("title", None)
         out[name] = _rename_refs(schema, names)
+    for name in ALIASES:
+        out[name] = generated[name]
     return out
 
 

@@ -45,6 +45,7 @@ from .emergency import (
     AlarmAcknowledged, AlarmActivated, AlarmCancelled, AlarmCleared, AlarmRaised, AlarmRestored, CancelRefused,
     Emergency, EmergencyEvent, EmergencyState,
 )
+from .messages import AlarmRejected, CallRejected, CallResponse, validate_alarm_ref
 from .events import (
     ButtonPressed, ButtonReleased, DispatchRefused, Fix, FixReceived, GnssLost, GnssRestored, IgnitionChanged,
     LinkDown, LinkUp,
@@ -357,9 +358,9 @@ class Unit:
         if isinstance(result, ResponseRefused):
             return False
         assert isinstance(result, Response)
-        out.append(self._message("call/response", {
-            "id": result.call.id, "response": response, "ts": self._ts(now), "fix": self._fix(now),
-        }, Lane.STATUS))
+        out.append(self._message("call/response", CallResponse(
+            id=result.call.id, response=response, ts=self._ts(now), fix=self._fix(now), time_source=self.time_source(now),
+        ).to_json(), Lane.STATUS))
         if set_status and result.status is not None:
             self._set_status(result.status, now, out, from_crew=False)
         self.revision += 1
@@ -370,7 +371,7 @@ class Unit:
         match outcome:
             case Rejected(id=call_id, error=error):
                 self.counters.calls_rejected += 1
-                out.append(self._message("call/rejected", {"id": call_id, "error": error, "ts": self._ts(now)}, Lane.STATUS))
+                out.append(self._rejected(CallRejected, call_id, error, now))
             case Alert(call=call):
                 self.counters.calls += 1
                 self._respond("received", now, out, call.id)
@@ -393,10 +394,15 @@ class Unit:
         self.counters.dispatch_refused += 1
         if topic == "call":
             self.counters.calls_rejected += 1
-            out.append(self._message("call/rejected", {"id": ref, "error": error, "ts": self._ts(now)}, Lane.STATUS))
+            out.append(self._rejected(CallRejected, ref, error, now))
         else:
             # The alarm stays as it was: an unauthenticated clear must never clear it.
-            out.append(self._message("alarm/rejected", {"id": ref, "error": error, "ts": self._ts(now)}, Lane.STATUS))
+            out.append(self._rejected(AlarmRejected, ref, error, now))
+
+    def _rejected(self, model: type[CallRejected] | type[AlarmRejected], ref: Any, error: str, now: Now) -> Publish:
+        topic = "call/rejected" if model is CallRejected else "alarm/rejected"
+        body = model(id=ref, error=error, ts=self._ts(now), time_source=self.time_source(now))
+        return self._message(topic, body.to_json(), Lane.STATUS)
 
     def _on_message(self, topic: str, payload: bytes, now: Now, out: list[Any]) -> None:
         if topic == "call":
@@ -552,12 +558,10 @@ def _alarm_id(payload: bytes) -> int | None:
         data = inbound_text.loads(payload)  # ValueError (JSONDecodeError, UnicodeDecodeError, BadText)
     except RecursionError:
         raise ValueError("nested too deeply") from None
-    if not isinstance(data, dict):
-        raise ValueError("not a JSON object")
-    value = data.get("id")
-    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
-        return value
-    raise ValueError("id must be an integer")
+    ref = validate_alarm_ref(data)
+    if isinstance(ref, list):
+        raise ValueError("; ".join(ref))
+    return ref.id
 
 
 def _parse_iso(value: Any) -> dt.datetime | None:
