@@ -28,6 +28,9 @@ from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 from pydantic_core import PydanticCustomError
 from typing_extensions import TypeAliasType
 
+from agent.config import UNIT_ID_PATTERN
+from agent.config import StatusCode as _StatusCodes
+
 from . import inbound_text
 from .json_types import json_type
 
@@ -156,6 +159,13 @@ TimeSource = TypeAliasType("TimeSource", Annotated[Literal["system", "gnss", "sy
                 "carried forward on the monotonic clock; system_unsynced, a system clock not known to be right",
 )])
 
+UnitId = TypeAliasType("UnitId", Annotated[str, Field(pattern=UNIT_ID_PATTERN, examples=["KEN-M-07"])])
+StatusCode = TypeAliasType("StatusCode", Annotated[_StatusCodes, Field(description="What the crew says the unit is doing.")])
+Receiver = TypeAliasType("Receiver", Annotated[Literal["ok", "no_fix", "lost"], Field(
+    description="the GNSS receiver: ok giving a position; no_fix talking without a position (tunnel, garage); "
+                "lost silent (unplugged, dead)",
+)])
+
 
 # ------------------------------------------------------------------ inbound
 
@@ -252,18 +262,96 @@ class Outbound(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     def to_json(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        """The payload: every field set, in the model's order; a field with a default is absent until set."""
+        return self.model_dump(mode="json", exclude_unset=True)
 
 
 Response = Literal["received", "accepted", "declined", "en_route", "on_scene", "cleared"]
-_FIX = Annotated[dict[str, Any], _hand_written("Fix")]
+
+def _reading(description: str | None = None, **bounds: float) -> Any:
+    return Annotated[Annotated[float, Field(**bounds)] | None, Field(description=description)]
+
+
+class Fix(Outbound):
+    """The unit's last valid position. mode is the receiver's current fix (1: none, or the receiver is silent, gone or its last epoch is over 3 s old); the position stays, and age says how old it is. Before the first valid fix every field but mode is null."""
+
+    mode: Annotated[Literal[1, 2, 3], Field(description="1 no fix, 2 2D, 3 3D")]
+    time: Annotated[str | None, Field(
+        pattern=r"^(\d{4}-\d{2}-\d{2}T)?\d{2}:\d{2}:\d{2}\.\d{3}Z?$",
+        description="UTC time of the last valid epoch: ISO 8601 with a Z, or the time of day (10:20:30.500) until the "
+                    "receiver has sent a date",
+    )]
+    lat: _reading("degrees, WGS 84", ge=-90, le=90)  # type: ignore[valid-type]
+    lon: _reading("degrees, WGS 84", ge=-180, le=180)  # type: ignore[valid-type]
+    alt: _reading("metres above mean sea level")  # type: ignore[valid-type]
+    speed: _reading("metres per second over ground", ge=0)  # type: ignore[valid-type]
+    track: _reading("degrees true", ge=0, le=360)  # type: ignore[valid-type]
+    hdop: _reading(ge=0)  # type: ignore[valid-type]
+    sats: Annotated[Annotated[int, Field(ge=0)] | None, Field(description="satellites used in the solution")]
+    age: _reading("seconds since the last valid epoch", ge=0)  # type: ignore[valid-type]
+    receiver: Receiver = Field(default=None)  # type: ignore[assignment]
+
+
+class CallRef(Outbound):
+    """The call shown to the crew."""
+
+    id: str
+    state: Literal["new", "received", "accepted", "en_route", "on_scene"]
+
+
+_IGNITION = Annotated[Literal["on", "off"] | None, Field(
+    description="the vehicle's ignition ([power] ignition_pin); null: the unit has no ignition line",
+)]
+_CALL_SHOWN = Annotated[CallRef | None, Field(description="The call shown to the crew, or null.")]
+
+
+class Telemetry(Outbound):
+    unit: UnitId
+    seq: Annotated[int, Field(ge=0, description="+1 per report, kept across restarts, never reused")]
+    ts: Timestamp
+    time_source: TimeSource
+    fix: Fix
+    status: StatusCode
+    siren: bool
+    emergency: Annotated[bool, Field(description="an alarm is out (pending, active or acknowledged)")]
+    call: _CALL_SHOWN
+    ignition: _IGNITION
+
+
+class ReceiverState(Outbound):
+    """The receiver's state; the position itself is on telemetry."""
+
+    receiver: Receiver
+
+
+class Status(Outbound):
+    status: StatusCode
+    siren: bool
+    call: _CALL_SHOWN
+    emergency: bool
+    ignition: _IGNITION
+    fix: ReceiverState
+    ts: Timestamp
+    time_source: TimeSource
+
+
+class Alarm(Outbound):
+    unit: UnitId
+    active: Annotated[bool, Field(description="true while pending, active or acknowledged")]
+    state: Literal["pending", "active", "acknowledged", "cancelled", "cleared"]
+    id: Annotated[int, Field(ge=1, description="the alarm's number on this unit, never reused")]
+    ts: Timestamp
+    fix: Fix
+    status: StatusCode
+    cancel_until: Timestamp = Field(default=None, description="end of the cancel window; only while pending")  # type: ignore[assignment]
+    time_source: TimeSource
 
 
 class CallResponse(Outbound):
     id: str
     response: Response
     ts: Timestamp
-    fix: _FIX
+    fix: Fix
     time_source: TimeSource
 
 
@@ -292,9 +380,15 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "CallResponse": CallResponse,
     "CallRejected": CallRejected,
     "AlarmRejected": AlarmRejected,
+    "Fix": Fix,
+    "CallRef": CallRef,
+    "Telemetry": Telemetry,
+    "Status": Status,
+    "ReceiverState": ReceiverState,
+    "Alarm": Alarm,
 }
 # Named shared schemas (type aliases) generated with them.
-ALIASES = ("Timestamp", "TimeSource")
+ALIASES = ("Timestamp", "TimeSource", "UnitId", "StatusCode", "Receiver")
 
 
 class _DocumentSchema(GenerateJsonSchema):

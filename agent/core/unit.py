@@ -45,7 +45,7 @@ from .emergency import (
     AlarmAcknowledged, AlarmActivated, AlarmCancelled, AlarmCleared, AlarmRaised, AlarmRestored, CancelRefused,
     Emergency, EmergencyEvent, EmergencyState,
 )
-from .messages import AlarmRejected, CallRejected, CallResponse, validate_alarm_ref
+from .messages import Alarm, AlarmRejected, CallRejected, CallResponse, Status, Telemetry, validate_alarm_ref
 from .events import (
     ButtonPressed, ButtonReleased, DispatchRefused, Fix, FixReceived, GnssLost, GnssRestored, IgnitionChanged,
     LinkDown, LinkUp,
@@ -447,13 +447,14 @@ class Unit:
             "ts": self._ts(now),
             "fix": self._fix(now),
             "status": self.status.state,
+            "time_source": self.time_source(now),
         }
         if state == "pending":
             # From the event when there is one: a late wake-up may already have closed the window.
             deadline = cancel_until if cancel_until is not None else self.emergency.next_deadline()
             if deadline is not None:
                 body["cancel_until"] = self._ts_at(deadline, now)
-        return self._message("alarm", body, Lane.EMERGENCY, retain=True)
+        return self._message("alarm", Alarm(**body).to_json(), Lane.EMERGENCY, retain=True)
 
     # ----------------------------------------------------------- outbound
 
@@ -463,18 +464,18 @@ class Unit:
         self.next_seq += 1
         self.counters.reports += 1
         ts, source = self.timebase.now(now.mono, now.wall, now.wall_synced)
-        body = {
-            "unit": self.config.unit.id,
-            "seq": seq,
-            "ts": iso(ts),
-            "time_source": source,
-            "fix": self._fix(now),
-            "status": self.status.state,
-            "siren": self.siren,
-            "emergency": self.emergency.alarm_out,
-            "call": self._call_ref(),
-            "ignition": self.parking.ignition_json,
-        }
+        body = Telemetry(
+            unit=self.config.unit.id,
+            seq=seq,
+            ts=iso(ts),
+            time_source=source,
+            fix=self._fix(now),
+            status=self.status.state,
+            siren=self.siren,
+            emergency=self.emergency.alarm_out,
+            call=self._call_ref(),
+            ignition=self.parking.ignition_json,
+        ).to_json()
         cbor = self.config.telemetry.encoding == "cbor"
         payload = telemetry_cbor.encode_report(body) if cbor else _json(body)
         return Publish("telemetry", payload, Lane.LIVE, qos=1, retain=False, seq=seq)
@@ -486,16 +487,17 @@ class Unit:
     def _status_message(self, now: Now) -> Publish:
         self.revision += 1
         self._status_sent = self._status_key()
-        body = {
-            "status": self.status.state,
-            "siren": self.siren,
-            "call": self._call_ref(),
-            "emergency": self.emergency.alarm_out,
-            "ignition": self.parking.ignition_json,
-            "fix": {"receiver": self.receiver},
-            "ts": self._ts(now),
-        }
-        return self._message("status", body, Lane.STATUS, retain=True)
+        body = Status(
+            status=self.status.state,
+            siren=self.siren,
+            call=self._call_ref(),
+            emergency=self.emergency.alarm_out,
+            ignition=self.parking.ignition_json,
+            fix={"receiver": self.receiver},
+            ts=self._ts(now),
+            time_source=self.time_source(now),
+        )
+        return self._message("status", body.to_json(), Lane.STATUS, retain=True)
 
     def _call_ref(self) -> dict[str, str] | None:
         call = self.calls.shown()
