@@ -30,7 +30,9 @@ from agent.core import inbound_text, views
 from agent.core.events import FixReceived, MessageReceived, Tick
 from agent.core.gnss import GnssDecoder
 from agent.core.publish import Publish
-from agent.core.remote_config import ConfigState, RecentIds, handle_config_set, parse_command
+from agent.core.remote_command import parse_command
+from agent.core.remote_config import ConfigState, handle_config_set
+from agent.core.replay import RecentIds
 from agent.core.unit import Unit
 from tests.support.unit_rig import T0, config, gnss_fix, now
 
