@@ -263,7 +263,7 @@ class Outbound(BaseModel):
 
     def to_json(self) -> dict[str, Any]:
         """The payload: every field set, in the model's order; a field with a default is absent until set."""
-        return self.model_dump(mode="json", exclude_unset=True)
+        return self.model_dump(mode="json", exclude_unset=True, by_alias=True)
 
 
 Response = Literal["received", "accepted", "declined", "en_route", "on_scene", "cleared"]
@@ -369,6 +369,42 @@ class AlarmRejected(Outbound):
     time_source: TimeSource
 
 
+class SeqGap(Outbound):
+    """A seq range, both ends included."""
+
+    first: Annotated[int, Field(alias="from", ge=0)]
+    last: Annotated[int, Field(alias="to", ge=0)]
+
+
+class Birth(Outbound):
+    """The retained online message of a unit that is up (MQTT birth)."""
+
+    model_config = ConfigDict(title="birth")
+
+    online: Literal[True]
+    agent_version: str
+    config_version: Annotated[int, Field(ge=0)]
+    config_hash: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
+    ts: Timestamp
+    time_source: TimeSource = Field(default=None)  # type: ignore[assignment]
+    seq_start: Annotated[int, Field(ge=0, description="the first telemetry seq of this run")]
+    seq_gap: Annotated[SeqGap | None, Field(description="The seq range this run declares may never come (the crash tail of the run before and the unused reservation), or null (after a clean stop or a power-fail commit). Every seq a consumer can miss is received or inside a declared range; the range is a bound: seq inside it may still arrive (as backlog). A consumer keeps per unit the seq received and the ranges declared; over the span from the lowest seq known (a report or a seq_start) to the highest received, a seq not received is 'declared lost' inside a declared range and 'lost in transit' otherwise (final once the unit's backlog has drained). See 'Counting lost reports' in docs/mqtt-api.md; hil/seq_ledger.py implements it.")]
+
+
+class Offline(Outbound):
+    """The retained online message of a unit that is gone: its goodbye on a clean stop, or its last will."""
+
+    model_config = ConfigDict(title="offline")
+
+    online: Literal[False]
+    reason: Literal["power", "ignition"] = Field(default=None, description=(  # type: ignore[assignment]
+        "why the unit stopped by itself: power (the hold-up supply's power-fail warning), ignition (parked with the "
+        "ignition off for [power] shutdown_after_s); absent on other clean stops and in the last will"))
+
+
+Online = TypeAliasType("Online", Birth | Offline)
+
+
 # ------------------------------------------------------- the JSON Schemas
 
 
@@ -386,9 +422,12 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "Status": Status,
     "ReceiverState": ReceiverState,
     "Alarm": Alarm,
+    "Birth": Birth,
+    "Offline": Offline,
+    "SeqGap": SeqGap,
 }
 # Named shared schemas (type aliases) generated with them.
-ALIASES = ("Timestamp", "TimeSource", "UnitId", "StatusCode", "Receiver")
+ALIASES = ("Timestamp", "TimeSource", "UnitId", "StatusCode", "Receiver", "Online")
 
 
 class _DocumentSchema(GenerateJsonSchema):
@@ -414,6 +453,11 @@ class _DocumentSchema(GenerateJsonSchema):
             return folded
         return {"anyOf": [inner, {"type": "null"}]}
 
+    def union_schema(self, schema: Any) -> dict[str, Any]:
+        out = super().union_schema(schema)
+        # The unions here are of payloads a value can be only one of (birth or goodbye).
+        return {"oneOf": out.pop("anyOf"), **out} if "anyOf" in out else out
+
     def default_schema(self, schema: Any) -> dict[str, Any]:
         out = super().default_schema(schema)
         if out.get("default", ...) is None:
@@ -434,11 +478,18 @@ class _DocumentSchema(GenerateJsonSchema):
         return out
 
 
+class _Named(BaseModel):
+    """Holds the named schemas no model refers to, so that they are generated too."""
+
+    online: Online
+
+
 def schemas() -> dict[str, dict[str, Any]]:
     """Component name -> its JSON Schema, generated from :data:`SCHEMAS`."""
     names = {model: name for name, model in SCHEMAS.items()}
     _, top = models_json_schema(
-        [(model, "validation") for model in SCHEMAS.values()], ref_template=REF, schema_generator=_DocumentSchema
+        [(model, "validation") for model in (*SCHEMAS.values(), _Named)], ref_template=REF,
+        schema_generator=_DocumentSchema,
     )
     generated = top.get("$defs", {})
     out = {}
