@@ -405,6 +405,48 @@ class Offline(Outbound):
 Online = TypeAliasType("Online", Birth | Offline)
 
 
+# Remote requests' answers (config/result, cmd/result) and config/current. ``ts`` and
+# ``time_source`` are stamped on by the shell when it sends them.
+
+CommandName = Literal["report_position", "flush_backlog"]
+
+
+class Problem(Outbound):
+    loc: Annotated[str, Field(description='"" for the whole payload, a request member, or config.<key path>')]
+    msg: str
+
+
+class ConfigResult(Outbound):
+    id: str | None
+    ok: bool
+    version: Annotated[int, Field(ge=0)]
+    errors: list[Problem]
+    restart_required: bool
+    ts: Timestamp = Field(default=None)  # type: ignore[assignment]
+    time_source: TimeSource = Field(default=None)  # type: ignore[assignment]
+
+
+class CommandResult(Outbound):
+    id: str | None
+    ok: bool
+    command: CommandName | None
+    errors: list[Problem]
+    ts: Timestamp = Field(default=None)  # type: ignore[assignment]
+    time_source: TimeSource = Field(default=None)  # type: ignore[assignment]
+
+
+class ConfigCurrent(Outbound):
+    version: Annotated[int, Field(ge=0, description="0: never pushed")]
+    hash: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$", description=(
+        "A hash of the effective config without its secrets: changing only a secret leaves it unchanged"))]
+    config: Annotated[dict[str, Any], Field(description='the effective config, secrets as "***"')]
+    secrets_version: int = Field(default=None, ge=0, description=(  # type: ignore[assignment]
+        "0 on the unit's first run, +1 each time a secret in force changed (push, rollback, local file edit); "
+        "the hash leaves secrets out"))
+    ts: Timestamp = Field(default=None)  # type: ignore[assignment]
+    time_source: TimeSource = Field(default=None)  # type: ignore[assignment]
+
+
 # ------------------------------------------------------- the JSON Schemas
 
 
@@ -425,6 +467,10 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "Birth": Birth,
     "Offline": Offline,
     "SeqGap": SeqGap,
+    "Problem": Problem,
+    "ConfigResult": ConfigResult,
+    "CommandResult": CommandResult,
+    "ConfigCurrent": ConfigCurrent,
 }
 # Named shared schemas (type aliases) generated with them.
 ALIASES = ("Timestamp", "TimeSource", "UnitId", "StatusCode", "Receiver", "Online")

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agent.config import AgentConfig, ConfigError, Validate
-from agent.core import signing
+from agent.core import messages, signing
 from agent.core.key_rules import ConfigChange, restricted
 from agent.core.replay import ReplayMemory, request_key
 from agent.core.requests import (
@@ -73,14 +73,12 @@ class ConfigResult:
     errors: tuple[Problem, ...] = ()
     restart_required: bool = False
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "ok": self.ok,
-            "version": self.version,
-            "errors": [{"loc": p.loc, "msg": p.msg} for p in self.errors],
-            "restart_required": self.restart_required,
-        }
+    def as_dict(self, **stamp: str) -> dict[str, Any]:
+        """The payload (:class:`agent.core.messages.ConfigResult`), with ``ts`` and ``time_source`` when given."""
+        return messages.ConfigResult(
+            id=self.id, ok=self.ok, version=self.version, restart_required=self.restart_required,
+            errors=[{"loc": p.loc, "msg": p.msg} for p in self.errors], **stamp,
+        ).to_json()
 
     def to_json(self) -> bytes:
         return json.dumps(self.as_dict(), ensure_ascii=False).encode("utf-8")
@@ -126,12 +124,13 @@ class ConfigState:
         return replace(self, pending=False)
 
 
-def current_message(state: ConfigState, secrets_version: int | None = None) -> dict[str, Any]:
-    """The retained ``config/current`` payload: version, hash, redacted config (and ``secrets_version``)."""
-    body: dict[str, Any] = {"version": state.version, "hash": state.config.digest(), "config": state.config.redacted()}
-    if secrets_version is not None:
-        body["secrets_version"] = secrets_version
-    return body
+def current_message(state: ConfigState, secrets_version: int | None = None, **stamp: str) -> dict[str, Any]:
+    """The retained ``config/current`` payload: version, hash, redacted config (and ``secrets_version``,
+    ``ts`` and ``time_source`` when given)."""
+    fields: dict[str, Any] = {"secrets_version": secrets_version} if secrets_version is not None else {}
+    return messages.ConfigCurrent(
+        version=state.version, hash=state.config.digest(), config=state.config.redacted(), **fields, **stamp,
+    ).to_json()
 
 
 def effective_config(
