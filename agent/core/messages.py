@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
 from pydantic.json_schema import GenerateJsonSchema, models_json_schema
@@ -40,6 +40,7 @@ CALL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$"
 _CALL_ID = re.compile(CALL_ID_PATTERN)
 ACTIONS = ("new", "update", "cancel")
 PRIORITIES = (1, 2, 3)
+CommandName = Literal["report_position", "flush_backlog"]
 # What an action "new" (or an update for a call the unit does not hold) must carry.
 NEW_CALL_NEEDS = ("priority", "nature", "address", "created")
 
@@ -225,6 +226,108 @@ class AlarmRef(Inbound):
     sig: _SIG
 
 
+# Remote requests (config/set, cmd): their members. The payload stage before them
+# (size, UTF-8, JSON, depth: agent.core.requests) and the stages after them
+# (expires, signature, replay) are policy, not shape; expires and sig are documented here.
+
+MAX_ID_CHARS = 128
+MAX_VERSION = 2**53 - 1
+
+
+def _request_id(value: Any) -> str:
+    if value is None:
+        raise _problem("required")
+    if not isinstance(value, str):
+        raise _problem(f"must be a string, not {json_type(value)}")
+    if not 0 < len(value) <= MAX_ID_CHARS:
+        raise _problem(f"must be 1 to {MAX_ID_CHARS} characters")
+    return value
+
+
+def _version(value: Any) -> int:
+    if value is None:
+        raise _problem("required")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _problem(f"must be an integer, not {json_type(value)}")
+    if not 1 <= value <= MAX_VERSION:
+        raise _problem(f"must be between 1 and {MAX_VERSION}")
+    return value
+
+
+def _object(value: Any) -> dict[str, Any]:
+    if value is None:
+        raise _problem("required")
+    if not isinstance(value, dict):
+        raise _problem(f"must be an object, not {json_type(value)}")
+    return value
+
+
+def _command(value: Any) -> str:
+    if value is None:
+        raise _problem("required")
+    if value not in get_args(CommandName):
+        raise _problem(f"unknown command; known: {', '.join(get_args(CommandName))}")
+    return value
+
+
+_REQUEST_ID = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS), BeforeValidator(_request_id)]
+
+
+def _signature_members(lifetime: str, sig: str) -> tuple[Any, Any]:
+    expires = Annotated[Any, WithJsonSchema({"type": "string", "format": "date-time", "description": lifetime}),
+                        Field(default=None, exclude=True)]
+    signature = Annotated[Any, WithJsonSchema({"type": "string", **({"description": sig} if sig else {})}),
+                          Field(default=None, exclude=True)]
+    return expires, signature
+
+
+class Request(BaseModel):
+    """A remote request's members: unknown ones are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+_CONFIG_EXPIRES, _CONFIG_SIG = _signature_members(
+    "at most 8 days ahead; required when the unit has admin keys",
+    "base64 Ed25519 signature; required when the unit has admin keys")
+_COMMAND_EXPIRES, _COMMAND_SIG = _signature_members("at most 24 h ahead; required when the unit has admin keys", "")
+
+
+class ConfigSet(Request):
+    """At most 64 KiB; no duplicate keys; nested at most 32 levels. See docs/remote-config.md."""
+
+    id: _REQUEST_ID
+    version: Annotated[int, Field(ge=1, le=MAX_VERSION), BeforeValidator(_version)]
+    config: Annotated[dict[str, Any], Field(description="partial config, same keys as the TOML file; null removes a pushed value"),
+                      BeforeValidator(_object)]
+    expires: _CONFIG_EXPIRES  # type: ignore[valid-type]
+    sig: _CONFIG_SIG  # type: ignore[valid-type]
+
+
+class CommandRequest(Request):
+    id: _REQUEST_ID
+    command: Annotated[CommandName, BeforeValidator(_command)]
+    expires: _COMMAND_EXPIRES  # type: ignore[valid-type]
+    sig: _COMMAND_SIG  # type: ignore[valid-type]
+
+
+def request_problems(model: type[Request], data: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(loc, msg)`` for each member of ``data`` that ``model`` refuses: unknown keys first."""
+    try:
+        model.model_validate(data)
+    except ValidationError as exc:
+        known = ", ".join(model.model_fields)
+        unknown, wrong = [], []
+        for item in exc.errors(include_url=False):
+            name = str(item["loc"][0]) if item["loc"] else ""
+            if item["type"] == "extra_forbidden":
+                unknown.append((name[:64], f"unknown key; known: {known}"))
+            else:
+                wrong.append((name, "required" if item["type"] == "missing" else item["msg"]))
+        return unknown + wrong
+    return []
+
+
 def problems(error: ValidationError) -> list[str]:
     """Each problem as ``"<field>: <what is wrong>"``, in the order of the model's fields."""
     out = []
@@ -408,8 +511,6 @@ Online = TypeAliasType("Online", Birth | Offline)
 # Remote requests' answers (config/result, cmd/result) and config/current. ``ts`` and
 # ``time_source`` are stamped on by the shell when it sends them.
 
-CommandName = Literal["report_position", "flush_backlog"]
-
 
 class Problem(Outbound):
     loc: Annotated[str, Field(description='"" for the whole payload, a request member, or config.<key path>')]
@@ -471,6 +572,8 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "ConfigResult": ConfigResult,
     "CommandResult": CommandResult,
     "ConfigCurrent": ConfigCurrent,
+    "ConfigSet": ConfigSet,
+    "Command": CommandRequest,
 }
 # Named shared schemas (type aliases) generated with them.
 ALIASES = ("Timestamp", "TimeSource", "UnitId", "StatusCode", "Receiver", "Online")
@@ -514,7 +617,7 @@ class _DocumentSchema(GenerateJsonSchema):
         out = super().model_schema(schema)
         # An outbound model refuses unknown members when the unit builds it, but a consumer
         # must ignore members it does not know (a newer unit may send more): not documented.
-        if out.get("additionalProperties") is False:
+        if issubclass(schema["cls"], Outbound) and out.get("additionalProperties") is False:
             del out["additionalProperties"]
         return out
 

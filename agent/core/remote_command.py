@@ -18,10 +18,9 @@ from agent.config import AgentConfig
 from agent.core import messages
 from agent.core.replay import ReplayMemory, request_key
 from agent.core.requests import (
-    Problem, check_expiry, check_id, check_signature, check_unknown, decode_payload, read_expiry, request_id,
+    Problem, check_expiry, check_signature, decode_payload, read_expiry, request_id,
 )
 
-COMMAND_REQUEST_KEYS = ("id", "command", "expires", "sig")
 COMMANDS: tuple[str, ...] = get_args(messages.CommandName)
 # A command may not be valid for longer than this (bounds replay of a signed one).
 COMMAND_MAX_LIFETIME = dt.timedelta(hours=24)
@@ -80,12 +79,7 @@ def parse_command(payload: bytes, config: AgentConfig, now: dt.datetime, recent:
     name = data.get("command")
     shown = name if isinstance(name, str) and name in COMMANDS else None
 
-    check_unknown(data, COMMAND_REQUEST_KEYS, problems)
-    check_id(data, problems)
-    if name is None:
-        problems.append(Problem("command", "required"))
-    elif name not in COMMANDS:
-        problems.append(Problem("command", f"unknown command; known: {', '.join(COMMANDS)}"))
+    problems += [Problem(loc, msg) for loc, msg in messages.request_problems(messages.CommandRequest, data)]
     signed = bool(config.security.admin_keys)
     expires = read_expiry(data, problems, required=signed, why="for signed commands")
     if problems:

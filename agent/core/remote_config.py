@@ -53,12 +53,10 @@ from agent.core import messages, signing
 from agent.core.key_rules import ConfigChange, restricted
 from agent.core.replay import ReplayMemory, request_key
 from agent.core.requests import (
-    Problem, check_expiry, check_id, check_unknown, check_signature, decode_payload, read_expiry, request_id,
+    Problem, check_expiry, check_signature, decode_payload, read_expiry, request_id,
 )
-from agent.core.json_types import json_type
 
-MAX_VERSION = 2**53 - 1
-CONFIG_REQUEST_KEYS = ("id", "version", "config", "expires", "sig")
+MAX_VERSION = messages.MAX_VERSION
 # `umps-agent admin sign` signs for 7 days by default; a day more for clocks that disagree.
 CONFIG_MAX_LIFETIME = dt.timedelta(days=8)
 
@@ -207,20 +205,8 @@ def handle_config_set(
         return reject(problems, None)
     rid = request_id(data)
 
-    check_unknown(data, CONFIG_REQUEST_KEYS, problems)
-    check_id(data, problems)
-    version = data.get("version")
-    if version is None:
-        problems.append(Problem("version", "required"))
-    elif isinstance(version, bool) or not isinstance(version, int):
-        problems.append(Problem("version", f"must be an integer, not {json_type(version)}"))
-    elif not 1 <= version <= MAX_VERSION:
-        problems.append(Problem("version", f"must be between 1 and {MAX_VERSION}"))
-    push = data.get("config")
-    if push is None:
-        problems.append(Problem("config", "required"))
-    elif not isinstance(push, dict):
-        problems.append(Problem("config", f"must be an object, not {json_type(push)}"))
+    problems += [Problem(loc, msg) for loc, msg in messages.request_problems(messages.ConfigSet, data)]
+    version, push = data.get("version"), data.get("config")
     signed = bool(state.config.security.admin_keys)
     expires = read_expiry(data, problems, required=signed, why="for signed requests")
     if problems:
