@@ -136,7 +136,7 @@ def test_an_outbound_model_refuses_what_its_schema_refuses(doc):
 
 
 @pytest.mark.parametrize(
-    "name, model, request, accepted",
+    "name, model, body, accepted",
     [
         ("ConfigSet", messages.ConfigSet, {"id": "r1", "version": 1, "config": {}}, True),
         ("ConfigSet", messages.ConfigSet, {"id": "r1", "version": 1, "config": {}, "expires": "2025-03-01T12:00:00Z", "sig": "AA"}, True),
@@ -154,11 +154,11 @@ def test_an_outbound_model_refuses_what_its_schema_refuses(doc):
         ("Command", messages.CommandRequest, {"id": "c1", "command": "report_position", "at": 1}, False),
     ],
 )
-def test_request_models_and_their_generated_schemas_agree(doc, name, model, request, accepted):
+def test_request_models_and_their_generated_schemas_agree(doc, name, model, body, accepted):
     # expires and sig are read by the signed-request checks (agent.core.requests), not by the model.
     validator = jsonschema.Draft7Validator({**doc, "$ref": f"#/components/schemas/{name}"})
-    assert (messages.request_problems(model, request) == []) == accepted
-    assert validator.is_valid(request) == accepted
+    assert (messages.request_problems(model, body) == []) == accepted
+    assert validator.is_valid(body) == accepted
 
 
 def test_a_request_names_unknown_members_first_then_every_wrong_one():
