@@ -551,13 +551,13 @@ class Runtime:
 
     def _config_current(self) -> Publish:
         secrets_version = self.secrets.version if self.secrets is not None else None
-        body = json.dumps({**current_message(self.cfg_state, secrets_version), **self._stamp()},
+        body = json.dumps(current_message(self.cfg_state, secrets_version, **self._stamp()),
                           ensure_ascii=False).encode("utf-8")
         return Publish("config/current", body, Lane.STATUS, retain=True)
 
     def _answer(self, topic: str, result: ConfigResult | CommandResult) -> Publish:
         """A ``config/result`` or ``cmd/result``, stamped like every message the unit sends."""
-        body = {**result.as_dict(), **self._stamp()}
+        body = result.as_dict(**self._stamp())
         return Publish(topic, json.dumps(body, ensure_ascii=False).encode("utf-8"), Lane.STATUS)
 
     # ---------------------------------------------------------------- time

@@ -151,7 +151,7 @@ def measure(encoding: str, tls: bool, live_n: int, backlog_n: int, workdir: Path
         return MqttLink(settings, unit_id="KEN-M-07", on_up=on_up, on_down=lambda r: holder["uplink"].link_down(r),
                         on_message=lambda *a: None, subscriptions=("call", "alarm/ack", "alarm/clear", "config/set", "cmd"),
                         birth=lambda: birth_payload(agent_version="bench", config_version=0, config_hash="0" * 16,
-                                                    ts="2026-12-03T08:00:00.000Z"))
+                                                    ts="2026-12-03T08:00:00.000Z", seq_start=0, seq_gap=None))
 
     link = make_link()
     uplink = Uplink(outbox, link, backlog_rate_limit=None)

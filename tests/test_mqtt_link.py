@@ -72,7 +72,8 @@ def make_link() -> Iterator[Callable[..., tuple[MqttLink, Events]]]:
             on_up=ev.up,
             on_down=ev.down,
             on_message=on_message or ev.message,
-            birth=lambda: birth_payload(agent_version="1.2.3", config_version=4, config_hash="abc", ts="t"),
+            birth=lambda: birth_payload(agent_version="1.2.3", config_version=4, config_hash="00000000000000ab",
+                                        ts="2024-03-01T10:20:29.870Z", seq_start=12, seq_gap=None),
             subscriptions=list(subscriptions),
             waiting=waiting,
         )
@@ -114,8 +115,10 @@ def test_birth_ack_and_clean_offline(broker: Broker, recorder: Recorder, make_li
         "online": True,
         "agent_version": "1.2.3",
         "config_version": 4,
-        "config_hash": "abc",
-        "ts": "t",
+        "config_hash": "00000000000000ab",
+        "ts": "2024-03-01T10:20:29.870Z",
+        "seq_start": 12,
+        "seq_gap": None,
     }
     assert publish_and_wait(link, "telemetry", b'{"seq": 1}') is AckResult.ACKED
     link.stop()

@@ -47,7 +47,8 @@ def _wire_bytes(tmp_path: Path, extra_config: str, payloads: list[bytes]) -> lis
     up = threading.Event()
     link = MqttLink(MqttSettings(brokers=(("127.0.0.1", cable.port),)), unit_id=UNIT, on_up=lambda b: up.set(),
                     on_down=lambda r: None, on_message=lambda *a: None,
-                    birth=lambda: birth_payload(agent_version="t", config_version=0, config_hash="0", ts="x"))
+                    birth=lambda: birth_payload(agent_version="t", config_version=0, config_hash="0" * 16,
+                                                ts="2024-03-01T10:20:29.870Z", seq_start=0, seq_gap=None))
     sizes = []
     try:
         link.start()

@@ -74,13 +74,14 @@ from paho.mqtt.properties import Properties
 from tenacity import RetryError, Retrying, retry_if_exception_type, wait_exponential, wait_random
 
 from agent.core import telemetry_cbor
+from agent.core.messages import Birth, Offline
 
 log = logging.getLogger(__name__)
 
 # PUBACK reason codes (MQTT 5) that mean "try again later" rather than "never".
 _RETRYABLE_PUBACK = {0x89, 0x97}  # server busy, quota exceeded
 _UNSUPPORTED_PROTOCOL = 0x84
-OFFLINE_PAYLOAD = b'{"online": false}'
+OFFLINE_PAYLOAD = json.dumps(Offline(online=False).to_json()).encode()  # b'{"online": false}', the last will
 
 
 @dataclass(frozen=True, slots=True)
@@ -714,27 +715,17 @@ def offline_payload(reason: str | None = None) -> bytes:
     """The ``online`` goodbye of a clean stop; ``reason`` (``power``, ``ignition``) when it has one."""
     if reason is None:
         return OFFLINE_PAYLOAD
-    return json.dumps({"online": False, "reason": reason}, separators=(",", ":")).encode()
+    return json.dumps(Offline(online=False, reason=reason).to_json(), separators=(",", ":")).encode()
 
 
-def birth_payload(*, agent_version: str, config_version: int, config_hash: str, ts: str,
-                  time_source: str | None = None, seq_start: int | None = None,
-                  seq_gap: dict[str, int] | None = None) -> bytes:
-    """The ``online`` birth message body (JSON, UTF-8).
+def birth_payload(*, agent_version: str, config_version: int, config_hash: str, ts: str, seq_start: int,
+                  seq_gap: dict[str, int] | None, time_source: str | None = None) -> bytes:
+    """The ``online`` birth message body (JSON, UTF-8; :class:`agent.core.messages.Birth`).
 
     ``seq_start``: the first telemetry seq of this run; ``seq_gap``: the seq range
     this run declares never sent (``{"from": a, "to": b}``), or null (docs/mqtt-api.md).
     """
-    body: dict[str, Any] = {
-        "online": True,
-        "agent_version": agent_version,
-        "config_version": config_version,
-        "config_hash": config_hash,
-        "ts": ts,
-    }
-    if time_source is not None:
-        body["time_source"] = time_source
-    if seq_start is not None:
-        body["seq_start"] = seq_start
-        body["seq_gap"] = seq_gap
-    return json.dumps(body, separators=(",", ":")).encode()
+    fields: dict[str, Any] = {"time_source": time_source} if time_source is not None else {}
+    body = Birth(online=True, agent_version=agent_version, config_version=config_version, config_hash=config_hash,
+                 ts=ts, seq_start=seq_start, seq_gap=seq_gap, **fields)
+    return json.dumps(body.to_json(), separators=(",", ":")).encode()

@@ -4,7 +4,9 @@ Rules
 -----
 * A call arrives on ``<prefix>/<unit>/call`` as JSON ``{"id", "action":
   "new"|"update"|"cancel", "priority": 1|2|3, "nature", "code"?, "address",
-  "address_short"?, "location"?: {"lat", "lon"}, "details"?, "caller"?, "created"}``.
+  "address_short"?, "location"?: {"lat", "lon"}, "details"?, "caller"?, "created"}``;
+  the contract (fields, bounds, the answers on ``call/rejected``) is the model
+  :class:`.messages.CallMessage`, from which ``docs/asyncapi.json`` is generated.
 * Anything over 16 KiB, not UTF-8, not JSON, holding text that is not valid
   Unicode (:mod:`.inbound_text`), or failing validation is never
   shown: :meth:`CallBook.receive` returns a :class:`Rejected` with a reason a
@@ -33,140 +35,23 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import inbound_text
-from .json_types import json_type
+from .messages import CallMessage, validate_call
 
 
 MAX_CALL_BYTES = 16 * 1024
 MAX_OPEN_CALLS = 16
 REMEMBERED_IDS = 512
 
-CALL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$"
-
 # Response codes, and the call state each one leads to.
 RESPONSES = ("received", "accepted", "declined", "en_route", "on_scene", "cleared")
 _ORDER = {"new": 0, "received": 1, "accepted": 2, "en_route": 3, "on_scene": 4, "cleared": 5}
 # Status the unit takes when the crew gives a response (None: unchanged).
 STATUS_AFTER_RESPONSE = {"en_route": "en_route", "on_scene": "on_scene", "cleared": "available"}
-
-
-@dataclass(frozen=True, slots=True)
-class CallLocation:
-    lat: float
-    lon: float
-
-
-@dataclass(frozen=True, slots=True)
-class CallMessage:
-    """One message on the ``call`` topic, as validated from JSON (:func:`validate_call`)."""
-
-    id: str
-    action: str  # new, update, cancel
-    priority: int | None = None
-    nature: str | None = None
-    code: str | None = None
-    address: str | None = None
-    address_short: str | None = None
-    location: CallLocation | None = None
-    details: str | None = None
-    caller: str | None = None
-    created: dt.datetime | None = None
-    reason: str | None = None  # for cancel
-
-    def missing_for_new(self) -> list[str]:
-        return [name for name in ("priority", "nature", "address", "created") if getattr(self, name) is None]
-
-
-# Optional text fields: (fewest, most) characters, after stripping spaces.
-TEXT_FIELDS = {"nature": (1, 200), "code": (0, 24), "address": (1, 300), "address_short": (0, 60),
-               "details": (0, 4000), "caller": (0, 200), "reason": (0, 300)}
-ACTIONS = ("new", "update", "cancel")
-_ID = re.compile(CALL_ID_PATTERN)
-
-
-def validate_call(data: dict[str, Any]) -> CallMessage | list[str]:
-    """The message, or every problem as ``"<field>: <what is wrong>"`` for a dispatcher.
-
-    Strings have leading and trailing spaces stripped; fields the contract does
-    not name are ignored; ``null`` is the same as absent.
-    """
-    errors: list[str] = []
-
-    def text(name: str, fewest: int, most: int) -> str | None:
-        value = data.get(name)
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            errors.append(f"{name}: must be a string, not {json_type(value)}")
-            return None
-        value = inbound_text.display_text(value, multiline=name == "details").strip()
-        if not fewest <= len(value) <= most:
-            errors.append(f"{name}: must be {fewest} to {most} characters" if fewest else
-                          f"{name}: must be at most {most} characters")
-        return value
-
-    call_id = data.get("id")
-    if call_id is None:
-        errors.append("id: is required")
-    elif not isinstance(call_id, str) or not _ID.match(call_id := call_id.strip()):
-        errors.append("id: must be 1 to 64 characters: letters, digits, _ . : / -, starting with a letter or digit")
-    action = data.get("action")
-    if action is None:
-        errors.append("action: is required")
-    elif action not in ACTIONS:
-        errors.append('action: must be "new", "update" or "cancel"')
-    priority = data.get("priority")
-    if priority is not None:
-        if isinstance(priority, bool) or not isinstance(priority, (int, float)) or priority not in (1, 2, 3):
-            errors.append("priority: must be 1, 2 or 3 (1 = most urgent)")
-        else:
-            priority = int(priority)
-    texts = {name: text(name, *bounds) for name, bounds in TEXT_FIELDS.items()}
-    location = _location(data.get("location"), errors)
-    created = _created(data.get("created"), errors)
-    if errors:
-        return errors
-    return CallMessage(id=call_id, action=action, priority=priority, location=location, created=created, **texts)
-
-
-def _location(value: Any, errors: list[str]) -> CallLocation | None:
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        errors.append(f'location: must be an object {{"lat", "lon"}}, not {json_type(value)}')
-        return None
-    coords = []
-    for name, limit in (("lat", 90), ("lon", 180)):
-        number = value.get(name)
-        if number is None:
-            errors.append(f"location.{name}: is required")
-        elif isinstance(number, bool) or not isinstance(number, (int, float)) or not -limit <= number <= limit:
-            errors.append(f"location.{name}: must be a number from -{limit} to {limit}")
-        else:
-            coords.append(float(number))
-    return CallLocation(*coords) if len(coords) == 2 else None
-
-
-def _created(value: Any, errors: list[str]) -> dt.datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            when = dt.datetime.fromisoformat(value.strip())
-        except ValueError:
-            when = None
-        if when is not None and when.tzinfo is not None:
-            return when.astimezone(dt.timezone.utc)
-        if when is not None:
-            errors.append("created: must carry a time zone (UTC, e.g. 2024-03-01T10:20:30Z)")
-            return None
-    errors.append("created: must be an ISO 8601 date and time with a time zone (e.g. 2024-03-01T10:20:30Z)")
-    return None
 
 
 @dataclass(frozen=True, slots=True)

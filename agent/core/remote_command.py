@@ -12,16 +12,16 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from agent.config import AgentConfig
+from agent.core import messages
 from agent.core.replay import ReplayMemory, request_key
 from agent.core.requests import (
-    Problem, check_expiry, check_id, check_signature, check_unknown, decode_payload, read_expiry, request_id,
+    Problem, check_expiry, check_signature, decode_payload, read_expiry, request_id,
 )
 
-COMMAND_REQUEST_KEYS = ("id", "command", "expires", "sig")
-COMMANDS = ("report_position", "flush_backlog")
+COMMANDS: tuple[str, ...] = get_args(messages.CommandName)
 # A command may not be valid for longer than this (bounds replay of a signed one).
 COMMAND_MAX_LIFETIME = dt.timedelta(hours=24)
 
@@ -35,13 +35,12 @@ class CommandResult:
     command: str | None
     errors: tuple[Problem, ...] = ()
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "ok": self.ok,
-            "command": self.command,
-            "errors": [{"loc": p.loc, "msg": p.msg} for p in self.errors],
-        }
+    def as_dict(self, **stamp: str) -> dict[str, Any]:
+        """The payload (:class:`agent.core.messages.CommandResult`), with ``ts`` and ``time_source`` when given."""
+        return messages.CommandResult(
+            id=self.id, ok=self.ok, command=self.command, errors=[{"loc": p.loc, "msg": p.msg} for p in self.errors],
+            **stamp,
+        ).to_json()
 
     def to_json(self) -> bytes:
         return json.dumps(self.as_dict(), ensure_ascii=False).encode("utf-8")
@@ -80,12 +79,7 @@ def parse_command(payload: bytes, config: AgentConfig, now: dt.datetime, recent:
     name = data.get("command")
     shown = name if isinstance(name, str) and name in COMMANDS else None
 
-    check_unknown(data, COMMAND_REQUEST_KEYS, problems)
-    check_id(data, problems)
-    if name is None:
-        problems.append(Problem("command", "required"))
-    elif name not in COMMANDS:
-        problems.append(Problem("command", f"unknown command; known: {', '.join(COMMANDS)}"))
+    problems += [Problem(loc, msg) for loc, msg in messages.request_problems(messages.CommandRequest, data)]
     signed = bool(config.security.admin_keys)
     expires = read_expiry(data, problems, required=signed, why="for signed commands")
     if problems:

@@ -49,16 +49,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agent.config import AgentConfig, ConfigError, Validate
-from agent.core import signing
+from agent.core import messages, signing
 from agent.core.key_rules import ConfigChange, restricted
 from agent.core.replay import ReplayMemory, request_key
 from agent.core.requests import (
-    Problem, check_expiry, check_id, check_unknown, check_signature, decode_payload, read_expiry, request_id,
+    Problem, check_expiry, check_signature, decode_payload, read_expiry, request_id,
 )
-from agent.core.json_types import json_type
 
-MAX_VERSION = 2**53 - 1
-CONFIG_REQUEST_KEYS = ("id", "version", "config", "expires", "sig")
+MAX_VERSION = messages.MAX_VERSION
 # `umps-agent admin sign` signs for 7 days by default; a day more for clocks that disagree.
 CONFIG_MAX_LIFETIME = dt.timedelta(days=8)
 
@@ -73,14 +71,12 @@ class ConfigResult:
     errors: tuple[Problem, ...] = ()
     restart_required: bool = False
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "ok": self.ok,
-            "version": self.version,
-            "errors": [{"loc": p.loc, "msg": p.msg} for p in self.errors],
-            "restart_required": self.restart_required,
-        }
+    def as_dict(self, **stamp: str) -> dict[str, Any]:
+        """The payload (:class:`agent.core.messages.ConfigResult`), with ``ts`` and ``time_source`` when given."""
+        return messages.ConfigResult(
+            id=self.id, ok=self.ok, version=self.version, restart_required=self.restart_required,
+            errors=[{"loc": p.loc, "msg": p.msg} for p in self.errors], **stamp,
+        ).to_json()
 
     def to_json(self) -> bytes:
         return json.dumps(self.as_dict(), ensure_ascii=False).encode("utf-8")
@@ -126,12 +122,13 @@ class ConfigState:
         return replace(self, pending=False)
 
 
-def current_message(state: ConfigState, secrets_version: int | None = None) -> dict[str, Any]:
-    """The retained ``config/current`` payload: version, hash, redacted config (and ``secrets_version``)."""
-    body: dict[str, Any] = {"version": state.version, "hash": state.config.digest(), "config": state.config.redacted()}
-    if secrets_version is not None:
-        body["secrets_version"] = secrets_version
-    return body
+def current_message(state: ConfigState, secrets_version: int | None = None, **stamp: str) -> dict[str, Any]:
+    """The retained ``config/current`` payload: version, hash, redacted config (and ``secrets_version``,
+    ``ts`` and ``time_source`` when given)."""
+    fields: dict[str, Any] = {"secrets_version": secrets_version} if secrets_version is not None else {}
+    return messages.ConfigCurrent(
+        version=state.version, hash=state.config.digest(), config=state.config.redacted(), **fields, **stamp,
+    ).to_json()
 
 
 def effective_config(
@@ -208,20 +205,8 @@ def handle_config_set(
         return reject(problems, None)
     rid = request_id(data)
 
-    check_unknown(data, CONFIG_REQUEST_KEYS, problems)
-    check_id(data, problems)
-    version = data.get("version")
-    if version is None:
-        problems.append(Problem("version", "required"))
-    elif isinstance(version, bool) or not isinstance(version, int):
-        problems.append(Problem("version", f"must be an integer, not {json_type(version)}"))
-    elif not 1 <= version <= MAX_VERSION:
-        problems.append(Problem("version", f"must be between 1 and {MAX_VERSION}"))
-    push = data.get("config")
-    if push is None:
-        problems.append(Problem("config", "required"))
-    elif not isinstance(push, dict):
-        problems.append(Problem("config", f"must be an object, not {json_type(push)}"))
+    problems += [Problem(loc, msg) for loc, msg in messages.request_problems(messages.ConfigSet, data)]
+    version, push = data.get("version"), data.get("config")
     signed = bool(state.config.security.admin_keys)
     expires = read_expiry(data, problems, required=signed, why="for signed requests")
     if problems:

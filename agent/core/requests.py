@@ -11,8 +11,9 @@ is ``""`` for the whole payload, or a request member such as ``id``,
 
 1. payload: at most 64 KiB, UTF-8, JSON (no duplicate keys, no NaN), an
    object nested at most 32 deep;
-2. members: known ones only, each of its type; ``expires`` an ISO 8601 time
-   with a zone (``2025-03-01T12:00:00Z``), required on every signed request;
+2. members: known ones only, each of its type (the request's model in
+   :mod:`agent.core.messages`); ``expires`` an ISO 8601 time with a zone
+   (``2025-03-01T12:00:00Z``), required on every signed request;
 3. signature, when the unit has keys for that role (see :mod:`agent.core.signing`);
 4. replay (:mod:`agent.core.replay`) and expiry on the unit's clock.
 """
@@ -28,10 +29,10 @@ from typing import Any
 
 from agent.core import inbound_text, signing
 from agent.core.json_types import json_type
+from agent.core.messages import MAX_ID_CHARS
 
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_DEPTH = 32
-MAX_ID_CHARS = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,22 +108,6 @@ def decode_payload(payload: bytes) -> tuple[dict[str, Any] | None, list[Problem]
 def request_id(data: Mapping[str, Any]) -> str | None:
     value = data.get("id")
     return value if isinstance(value, str) and 0 < len(value) <= MAX_ID_CHARS else None
-
-
-def check_id(data: Mapping[str, Any], problems: list[Problem]) -> None:
-    value = data.get("id")
-    if value is None:
-        problems.append(Problem("id", "required"))
-    elif not isinstance(value, str):
-        problems.append(Problem("id", f"must be a string, not {json_type(value)}"))
-    elif not 0 < len(value) <= MAX_ID_CHARS:
-        problems.append(Problem("id", f"must be 1 to {MAX_ID_CHARS} characters"))
-
-
-def check_unknown(data: Mapping[str, Any], known: tuple[str, ...], problems: list[Problem]) -> None:
-    for key in data:
-        if key not in known:
-            problems.append(Problem(key[:64], f"unknown key; known: {', '.join(known)}"))
 
 
 def parse_expiry(value: Any) -> dt.datetime | str:

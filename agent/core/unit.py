@@ -45,6 +45,7 @@ from .emergency import (
     AlarmAcknowledged, AlarmActivated, AlarmCancelled, AlarmCleared, AlarmRaised, AlarmRestored, CancelRefused,
     Emergency, EmergencyEvent, EmergencyState,
 )
+from .messages import Alarm, AlarmRejected, CallRejected, CallResponse, Status, Telemetry, validate_alarm_ref
 from .events import (
     ButtonPressed, ButtonReleased, DispatchRefused, Fix, FixReceived, GnssLost, GnssRestored, IgnitionChanged,
     LinkDown, LinkUp,
@@ -357,9 +358,9 @@ class Unit:
         if isinstance(result, ResponseRefused):
             return False
         assert isinstance(result, Response)
-        out.append(self._message("call/response", {
-            "id": result.call.id, "response": response, "ts": self._ts(now), "fix": self._fix(now),
-        }, Lane.STATUS))
+        out.append(self._message("call/response", CallResponse(
+            id=result.call.id, response=response, ts=self._ts(now), fix=self._fix(now), time_source=self.time_source(now),
+        ).to_json(), Lane.STATUS))
         if set_status and result.status is not None:
             self._set_status(result.status, now, out, from_crew=False)
         self.revision += 1
@@ -370,7 +371,7 @@ class Unit:
         match outcome:
             case Rejected(id=call_id, error=error):
                 self.counters.calls_rejected += 1
-                out.append(self._message("call/rejected", {"id": call_id, "error": error, "ts": self._ts(now)}, Lane.STATUS))
+                out.append(self._rejected(CallRejected, call_id, error, now))
             case Alert(call=call):
                 self.counters.calls += 1
                 self._respond("received", now, out, call.id)
@@ -393,10 +394,15 @@ class Unit:
         self.counters.dispatch_refused += 1
         if topic == "call":
             self.counters.calls_rejected += 1
-            out.append(self._message("call/rejected", {"id": ref, "error": error, "ts": self._ts(now)}, Lane.STATUS))
+            out.append(self._rejected(CallRejected, ref, error, now))
         else:
             # The alarm stays as it was: an unauthenticated clear must never clear it.
-            out.append(self._message("alarm/rejected", {"id": ref, "error": error, "ts": self._ts(now)}, Lane.STATUS))
+            out.append(self._rejected(AlarmRejected, ref, error, now))
+
+    def _rejected(self, model: type[CallRejected] | type[AlarmRejected], ref: Any, error: str, now: Now) -> Publish:
+        topic = "call/rejected" if model is CallRejected else "alarm/rejected"
+        body = model(id=ref, error=error, ts=self._ts(now), time_source=self.time_source(now))
+        return self._message(topic, body.to_json(), Lane.STATUS)
 
     def _on_message(self, topic: str, payload: bytes, now: Now, out: list[Any]) -> None:
         if topic == "call":
@@ -441,13 +447,14 @@ class Unit:
             "ts": self._ts(now),
             "fix": self._fix(now),
             "status": self.status.state,
+            "time_source": self.time_source(now),
         }
         if state == "pending":
             # From the event when there is one: a late wake-up may already have closed the window.
             deadline = cancel_until if cancel_until is not None else self.emergency.next_deadline()
             if deadline is not None:
                 body["cancel_until"] = self._ts_at(deadline, now)
-        return self._message("alarm", body, Lane.EMERGENCY, retain=True)
+        return self._message("alarm", Alarm(**body).to_json(), Lane.EMERGENCY, retain=True)
 
     # ----------------------------------------------------------- outbound
 
@@ -457,18 +464,18 @@ class Unit:
         self.next_seq += 1
         self.counters.reports += 1
         ts, source = self.timebase.now(now.mono, now.wall, now.wall_synced)
-        body = {
-            "unit": self.config.unit.id,
-            "seq": seq,
-            "ts": iso(ts),
-            "time_source": source,
-            "fix": self._fix(now),
-            "status": self.status.state,
-            "siren": self.siren,
-            "emergency": self.emergency.alarm_out,
-            "call": self._call_ref(),
-            "ignition": self.parking.ignition_json,
-        }
+        body = Telemetry(
+            unit=self.config.unit.id,
+            seq=seq,
+            ts=iso(ts),
+            time_source=source,
+            fix=self._fix(now),
+            status=self.status.state,
+            siren=self.siren,
+            emergency=self.emergency.alarm_out,
+            call=self._call_ref(),
+            ignition=self.parking.ignition_json,
+        ).to_json()
         cbor = self.config.telemetry.encoding == "cbor"
         payload = telemetry_cbor.encode_report(body) if cbor else _json(body)
         return Publish("telemetry", payload, Lane.LIVE, qos=1, retain=False, seq=seq)
@@ -480,16 +487,17 @@ class Unit:
     def _status_message(self, now: Now) -> Publish:
         self.revision += 1
         self._status_sent = self._status_key()
-        body = {
-            "status": self.status.state,
-            "siren": self.siren,
-            "call": self._call_ref(),
-            "emergency": self.emergency.alarm_out,
-            "ignition": self.parking.ignition_json,
-            "fix": {"receiver": self.receiver},
-            "ts": self._ts(now),
-        }
-        return self._message("status", body, Lane.STATUS, retain=True)
+        body = Status(
+            status=self.status.state,
+            siren=self.siren,
+            call=self._call_ref(),
+            emergency=self.emergency.alarm_out,
+            ignition=self.parking.ignition_json,
+            fix={"receiver": self.receiver},
+            ts=self._ts(now),
+            time_source=self.time_source(now),
+        )
+        return self._message("status", body.to_json(), Lane.STATUS, retain=True)
 
     def _call_ref(self) -> dict[str, str] | None:
         call = self.calls.shown()
@@ -552,12 +560,10 @@ def _alarm_id(payload: bytes) -> int | None:
         data = inbound_text.loads(payload)  # ValueError (JSONDecodeError, UnicodeDecodeError, BadText)
     except RecursionError:
         raise ValueError("nested too deeply") from None
-    if not isinstance(data, dict):
-        raise ValueError("not a JSON object")
-    value = data.get("id")
-    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
-        return value
-    raise ValueError("id must be an integer")
+    ref = validate_alarm_ref(data)
+    if isinstance(ref, list):
+        raise ValueError("; ".join(ref))
+    return ref.id
 
 
 def _parse_iso(value: Any) -> dt.datetime | None:

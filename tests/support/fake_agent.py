@@ -101,7 +101,8 @@ def build_agent(
         on_up=up,
         on_down=down,
         on_message=on_message or (lambda t, p, r: None),
-        birth=lambda: birth_payload(agent_version="test", config_version=0, config_hash="0", ts="2024-01-01T00:00:00Z"),
+        birth=lambda: birth_payload(agent_version="test", config_version=0, config_hash="0" * 16, ts="2024-01-01T00:00:00.000Z",
+                                    seq_start=0, seq_gap=None),
         subscriptions=list(subscriptions),
     )
     uplink = Uplink(outbox, link, backlog_rate_limit=backlog_rate_limit)
