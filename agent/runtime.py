@@ -659,6 +659,8 @@ class Runtime:
             # The monotonic time lets a bench on the same machine time edge to safe (bench/bench_power.py).
             log.warning("power failing: every unacknowledged record and the next seq on disk in %.1f ms "
                         "(monotonic %.6f)", self.power_fail_safe_s * 1000, done)
+        else:
+            log.error("power failing: the outbox could not be committed; what is not on disk will be lost")
         self.request_exit("power")
 
     def _start_gnss(self) -> None:

@@ -2,8 +2,8 @@
 
 Usage::
 
-    python -m bench                  # everything, full length (about 15 minutes)
-    python -m bench --quick          # shorter runs (about 4 minutes), same figures
+    python -m bench                  # everything, full length (about 40 minutes, a 10-minute memory soak included)
+    python -m bench --quick          # shorter runs (about 12 minutes), same figures
     python -m bench --only button    # one benchmark (repeatable, or a,b,c)
     python -m bench --soak           # the memory soak for 2 hours (--soak-hours N), with the rest
     python -m bench --list           # what there is

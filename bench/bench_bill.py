@@ -66,7 +66,7 @@ def shift_reports(encoding: str, count: int, *, call_from: int, first_seq: int =
     From report ``call_from`` on, the unit is on a call with the siren on, as
     a patrol's day has both.
     """
-    from agent.config import parse_config
+    from agent.config_validate import parse_config
     from agent.core.events import FixReceived, MessageReceived, SirenChanged, Tick
     from agent.core.gnss import GnssDecoder
     from agent.core.unit import Now, Unit

@@ -40,7 +40,9 @@ A supervisor thread (``mqtt-link``) owns the connection's life:
    black-holed (a cellular link that stalls without closing): at 1 Hz there
    is always a PUBACK to wait for, so a black hole is seen within one report
    period plus that limit (at most ~1.2x keepalive by default). With nothing in
-   flight, paho drops the link when a PINGREQ is not answered. Either way the socket is shut down, every
+   flight, paho drops the link when a PINGREQ is not answered; the keepalive
+   it is given is 3/4 of ``keepalive`` (:attr:`MqttLink.keepalive_sent`), so
+   that takes at most 1.5x ``keepalive`` too. Either way the socket is shut down, every
    in-flight publish is reported ``LOST`` to its ``on_ack``, ``on_down`` is
    called and the loop goes back to 1.
 
@@ -256,6 +258,13 @@ class MqttLink:
     def max_inflight(self) -> int:
         return self.settings.max_inflight
 
+    @property
+    def keepalive_sent(self) -> int:
+        """The keepalive given to paho and the broker: 3/4 of ``keepalive``. paho sends a PINGREQ
+        after that long without traffic and drops the link when no answer came another such
+        interval later, so an idle link that stalls is dropped within 1.5 x ``keepalive``."""
+        return max(1, int(self.settings.keepalive * 3 / 4))
+
     def topic(self, relative: str) -> str:
         return self._base + relative
 
@@ -422,9 +431,9 @@ class MqttLink:
             if protocol == "5":
                 props = Properties(PacketTypes.CONNECT)
                 props.SessionExpiryInterval = self.settings.session_expiry
-                client.connect(host, port, self.settings.keepalive, clean_start=False, properties=props)
+                client.connect(host, port, self.keepalive_sent, clean_start=False, properties=props)
             else:
-                client.connect(host, port, self.settings.keepalive)
+                client.connect(host, port, self.keepalive_sent)
         except (OSError, ssl.SSLError, ValueError) as exc:
             self._close_client(client)
             self._timeouts_in_a_row = self._timeouts_in_a_row + 1 if isinstance(exc, TimeoutError) else 0
