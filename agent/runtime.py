@@ -804,7 +804,7 @@ class Runtime:
         out = self.outbox.stats() if self.outbox else None
         gnss = self.reader.counters if self.reader else None
         call = unit.calls.shown()
-        fix = unit._fix(now)
+        fix = unit.fix(now)
         return {
             "unit": self.config.unit.id,
             "version": __version__,

@@ -210,3 +210,12 @@ def test_next_deadline_is_the_earliest_of_the_report_slot_and_the_alarm():
     rig.at(T0 + 2.2).tick()
     assert rig.unit.next_deadline() == pytest.approx(T0 + 2.9)  # end of the hold
     assert pubs(rig.at(T0 + 2.9).tick(), "alarm")
+
+
+def test_the_fix_the_unit_reports_is_readable_between_reports():
+    # What `umps-agent status` shows of the fix, without reaching into the unit.
+    rig = Rig()
+    out = rig.run_until(T0 + 3.5, fixes=[T0 + k + 0.37 for k in range(3)])
+    last = rig.reports(out)[-1]["fix"]
+    assert rig.unit.fix(rig.now()) == {**last, "age": rig.unit.fix(rig.now())["age"]}
+    assert rig.unit.fix(rig.now())["age"] >= last["age"]

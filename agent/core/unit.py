@@ -359,7 +359,7 @@ class Unit:
             return False
         assert isinstance(result, Response)
         out.append(self._message("call/response", CallResponse(
-            id=result.call.id, response=response, ts=self._ts(now), fix=self._fix(now), time_source=self.time_source(now),
+            id=result.call.id, response=response, ts=self._ts(now), fix=self.fix(now), time_source=self.time_source(now),
         ).to_json(), Lane.STATUS))
         if set_status and result.status is not None:
             self._set_status(result.status, now, out, from_crew=False)
@@ -445,7 +445,7 @@ class Unit:
             "state": state,
             "id": alarm_id if alarm_id is not None else self.emergency.alarm_id,
             "ts": self._ts(now),
-            "fix": self._fix(now),
+            "fix": self.fix(now),
             "status": self.status.state,
             "time_source": self.time_source(now),
         }
@@ -469,7 +469,7 @@ class Unit:
             seq=seq,
             ts=iso(ts),
             time_source=source,
-            fix=self._fix(now),
+            fix=self.fix(now),
             status=self.status.state,
             siren=self.siren,
             emergency=self.emergency.alarm_out,
@@ -515,7 +515,8 @@ class Unit:
     def time_source(self, now: Now) -> str:
         return self.best_time(now)[1]
 
-    def _fix(self, now: Now) -> dict[str, Any]:
+    def fix(self, now: Now) -> dict[str, Any]:
+        """The ``fix`` object the unit's messages carry, as of ``now``."""
         return {**fix_json(self.last_valid, self.last_valid_mono, self.current_mode(now.mono), now.mono),
                 "receiver": self.receiver}
 
