@@ -197,7 +197,7 @@ def _status_files() -> list[Path]:
     import os
 
     from agent.config import StorageConfig
-    from agent.runtime import STATUS_FILE
+    from agent.status_report import STATUS_FILE
 
     dirs = [os.environ.get("RUNTIME_DIRECTORY"), str(StorageConfig().runtime_dir)]
     return [Path(d) / STATUS_FILE for d in dict.fromkeys(d for d in dirs if d)]
@@ -216,7 +216,7 @@ def _running_config() -> Path | None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from agent.runtime import STATUS_FILE, runtime_dir
+    from agent.status_report import STATUS_FILE, runtime_dir
 
     if args.config is None:
         # No --config: the running agent's status file, wherever the default config says or not.

@@ -38,11 +38,9 @@ the systemd watchdog pings stop and systemd restarts the agent.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import logging
-import os
 import queue
 import shlex
 import signal
@@ -83,13 +81,14 @@ from agent.core.rollback_guard import RollbackGuard
 from agent.core.telemetry import best_time
 from agent.core.unit import SUBSCRIPTIONS, Now, Unit
 from agent.output_guard import OutputGuard
+from agent.status_report import (
+    STATUS_EVERY_S, STATUS_FILE, DiskCheck, build_report, runtime_dir, status_line, write_status_file,
+)
 
 log = logging.getLogger("agent.runtime")
 
-STATUS_FILE = "status.json"
 STATE_FILE = "unit-state.json"
 INBOX_SIZE = 1024
-STATUS_EVERY_S = 1.0  # `umps-agent status` tells the present within a second
 # The core loop wakes at least this often, so its heartbeat and the screens' clocks move.
 MAX_IDLE_S = 1.0
 ERROR_PAUSE_S = 0.2
@@ -107,11 +106,6 @@ NEVER_RETAINED = ("alarm/ack", "alarm/clear", "cmd")
 EXIT_OK, EXIT_FAILURE = 0, 1
 # Every output refreshed behind its own guard (agent.output_guard), by its name in `umps-agent status`.
 OUTPUTS = ("touchscreen", "display", "leds", "speech", "state_file", "status_file", "outbox")
-
-
-def runtime_dir(config: AgentConfig) -> Path:
-    """Where the live status file goes: systemd's ``RuntimeDirectory`` when set."""
-    return Path(os.environ.get("RUNTIME_DIRECTORY") or config.storage.runtime_dir)
 
 
 def mqtt_settings(config: AgentConfig) -> MqttSettings:
@@ -162,7 +156,7 @@ class Runtime:
         self._last_report_mono = time.monotonic()
         self._last_report_period = 1.0  # the report period when the last report was made
         self._gnss_offset: float | None = None  # the receiver's UTC - monotonic, set by the core thread
-        self._disk_probe: tuple[float, bool] | None = None  # (when, writable) while the outbox says not ok
+        self._disk = DiskCheck()  # disk_ok in the status report
         self.started_mono = time.monotonic()
         self._stopping = threading.Event()
         # Set when the agent asks itself to stop (power fail, parked too long); run_agent waits on it.
@@ -785,116 +779,34 @@ class Runtime:
         return False, f"no telemetry report for {gap:.1f} s (limit {limit:g} s)"
 
     def _status_line(self) -> str:
-        unit = self.unit
-        assert unit is not None
-        mode = unit.current_mode(time.monotonic())
-        return sdnotify.status_line(
-            link="online" if unit.link_up else "offline",
-            fix={3: "3D", 2: "2D"}.get(mode, "none"),
-            backlog=self._backlog(),
-            unit_status=unit.status.state,
-            emergency=unit.emergency.state.value,
-        )
+        assert self.unit is not None
+        return status_line(self.unit, self._backlog(), time.monotonic())
 
     def status_report(self, now: Now) -> dict[str, Any]:
         """What ``umps-agent status`` shows (written to the runtime directory)."""
-        unit = self.unit
-        assert unit is not None
-        link = self.link.stats() if self.link else None
-        out = self.outbox.stats() if self.outbox else None
-        gnss = self.reader.counters if self.reader else None
-        call = unit.calls.shown()
-        fix = unit.fix(now)
-        return {
-            "unit": self.config.unit.id,
-            "version": __version__,
-            "pid": os.getpid(),
-            "config": str(self.config_path.resolve()),  # so `umps-agent status` / `config show` find it
-            "uptime_s": round(now.mono - self.started_mono, 1),
-            "written": time.time(),
-            "link": {
-                "online": unit.link_up,
-                "broker": link.broker if link else None,
-                "connects": link.connects if link else 0,
-                "drops": link.disconnects if link else 0,
-            },
-            "outbox": {
-                **(out.pending if out else {}),
-                "dropped": out.dropped if out else 0,
-                "disk_ok": self._disk_ok(now.mono),
-            },
-            "gnss": {
-                "state": "lost" if unit.gnss_lost else ("fix" if unit.has_fix(now.mono) else "no fix"),
-                "receiver": unit.receiver,
-                "mode": fix["mode"],
-                "age": fix.get("age"),
-                **(dataclasses.asdict(gnss) if gnss else {}),
-            },
-            "status": unit.status.state,
-            "ignition": unit.parking.ignition_json,
-            "parked": unit.parked,
-            "siren": unit.siren,
-            "emergency": unit.emergency.state.value,
-            "call": f"{call.id} (P{call.priority}, {call.state})" if call else None,
-            "seq": unit.next_seq - 1,
-            "config_version": self.cfg_state.version,
-            "panel": self.panel is not None,
-            "inbox_dropped": self.dropped_events,
-            "core_errors": self.core_errors,
-            "outputs": {name: guard.snapshot() for name, guard in self.guards.items()},
-            "counters": dataclasses.asdict(unit.counters),
-        }
+        assert self.unit is not None
+        return build_report(
+            now, unit=self.unit, config=self.config, config_path=self.config_path,
+            config_version=self.cfg_state.version, started_mono=self.started_mono,
+            link=self.link.stats() if self.link else None,
+            outbox=self.outbox.stats() if self.outbox else None,
+            gnss=self.reader.counters if self.reader else None,
+            disk_ok=self._disk_ok(now.mono), panel=self.panel is not None,
+            inbox_dropped=self.dropped_events, core_errors=self.core_errors,
+            outputs={name: guard.snapshot() for name, guard in self.guards.items()},
+        )
 
     def _disk_ok(self, now_mono: float) -> bool:
-        """Whether the state directory takes writes now. The outbox only learns it at its next
-        commit, which may be far off (a link that acknowledges at once leaves it nothing to
-        write), so the free space is read as well (statvfs: no write). While anything says no,
-        a one-byte file probes the directory once a second, and the outbox may commit again."""
-        if self.outbox is None:
+        outbox = self.outbox
+        if outbox is None:
             return False
-        outbox_ok = self.outbox.stats().disk_ok
-        full = self._disk_full()
-        if outbox_ok and not full and self.guards["state_file"].ok:
-            self._disk_probe = None
-            return True
-        if self._disk_probe is None or now_mono - self._disk_probe[0] >= 1.0:
-            writable = not full and self._probe_disk()
-            self._disk_probe = (now_mono, writable)
-            if writable and not outbox_ok:
-                self.guards["outbox"].run(self.outbox.commit)
-        return self._disk_probe[1]
-
-    def _disk_full(self) -> bool:
-        try:
-            return os.statvfs(self.config.storage.state_dir).f_bavail == 0
-        except OSError:
-            return True
-
-    def _probe_disk(self) -> bool:
-        probe = Path(self.config.storage.state_dir) / ".disk-probe"
-        try:
-            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                os.write(fd, b"\n")
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            probe.unlink()
-            return True
-        except OSError:
-            probe.unlink(missing_ok=True)
-            return False
+        return self._disk.ok(now_mono, self.config.storage.state_dir, outbox_ok=outbox.stats().disk_ok,
+                             state_file_ok=self.guards["state_file"].ok,
+                             recommit=lambda: self.guards["outbox"].run(outbox.commit))
 
     def _write_status(self, now: Now) -> None:
-        self.guards["status_file"].run(self._store_status, now)
+        self.guards["status_file"].run(lambda: write_status_file(runtime_dir(self.config), self.status_report(now)))
         self.notifier.status(self._status_line())  # never raises: a failed send is logged by the notifier
-
-    def _store_status(self, now: Now) -> None:
-        directory = runtime_dir(self.config)
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / (STATUS_FILE + ".tmp")
-        tmp.write_text(json.dumps(self.status_report(now), ensure_ascii=False))
-        os.replace(tmp, directory / STATUS_FILE)  # a tmpfs: no fsync needed
 
 
 def run_agent(config: AgentConfig, config_path: str | Path) -> int:
