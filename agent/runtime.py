@@ -16,11 +16,12 @@ Remote configuration (``config/set``), commands (``cmd``) and, when dispatch
 is signed, ``call``, ``alarm/ack`` and ``alarm/clear`` go from the MQTT link
 to the remote-request worker (:mod:`agent.adapters.remote_worker`), which
 verifies, validates and stores them off the core thread and posts one result
-event back. The core thread carries the result out: the unit takes hot
-changes, and the adapter a change needs rebuilt is rebuilt in-process. A
-broker change arms a :class:`RollbackGuard`: when no broker has
-acknowledged a publish from the unit with the new settings in time, the
-previous config comes back and the admin is told once the unit is online.
+event back. The core thread carries the result out
+(:mod:`agent.remote_results`): the unit takes hot changes, and the adapter a
+change needs rebuilt is rebuilt in-process (:meth:`Runtime._apply`). A broker
+change arms a rollback guard: when no broker has acknowledged a publish from
+the unit with the new settings in time, the previous config comes back and
+the admin is told once the unit is online.
 
 The vehicle's power (:mod:`agent.adapters.power`): the ignition line becomes
 events for the core (parked mode, :mod:`agent.core.power`); the hold-up
@@ -59,7 +60,7 @@ from agent.adapters.gpio import PanelIO, PinFactoryError, make_pin_factory, pane
 from agent.adapters.mqtt import MqttLink, MqttSettings, birth_payload
 from agent.adapters.outbox import Outbox
 from agent.adapters.power import PowerInputs
-from agent.adapters.remote_worker import CommandDone, ConfigDone, ConfigStateChanged, RemoteWorker
+from agent.adapters.remote_worker import RemoteWorker
 from agent.adapters.replay_store import ReplayStore
 from agent.adapters.secrets_version import SecretsVersion
 from agent.adapters.serial_gnss import SerialGnssReader
@@ -73,14 +74,13 @@ from agent.core.events import (
     FixReceived, GnssLost, GnssRestored, IgnitionChanged, LinkDown, LinkUp, MessageReceived, Stop, Tick,
 )
 from agent.core.indicators import feedback, indicator_plan
-from agent.core.publish import Lane, Publish
-from agent.core.key_rules import ConfigChange
-from agent.core.remote_command import CommandResult
-from agent.core.remote_config import ConfigResult, ConfigState, current_message, rolled_back_result
+from agent.core.publish import Publish
+from agent.core.remote_config import ConfigState
 from agent.core.rollback_guard import RollbackGuard
 from agent.core.telemetry import best_time
 from agent.core.unit import SUBSCRIPTIONS, Now, Unit
 from agent.output_guard import OutputGuard
+from agent.remote_results import RESULTS, RemoteResults, config_current
 from agent.status_report import (
     STATUS_EVERY_S, STATUS_FILE, DiskCheck, build_report, runtime_dir, status_line, write_status_file,
 )
@@ -166,7 +166,9 @@ class Runtime:
         self.power_fail_safe_s: float | None = None  # warning edge to everything on disk
         self._core_thread: threading.Thread | None = None
         self._heartbeat = sdnotify.Heartbeat("core loop", HEARTBEAT_MAX_AGE_S)
-        self._guard = RollbackGuard(self.config.security.rollback_timeout_s)
+        self.remote = RemoteResults(RollbackGuard(self.config.security.rollback_timeout_s), publish=self._publish,
+                                    apply=self._apply, adopt=self._adopt, current=self._config_current,
+                                    stamp=self._stamp)
         self.worker: RemoteWorker | None = None
         self.secrets: SecretsVersion | None = None
         self.replay: ReplayStore | None = None
@@ -185,7 +187,6 @@ class Runtime:
         self.unit: Unit | None = None
         self.watchdog: sdnotify.Watchdog | None = None
         self._pending_restore: list[Any] = []  # effects of the restored state, run once the uplink exists
-        self._pending_result: Any = None  # config/result of a broker change, sent once a broker accepts it
         self.guards = {name: OutputGuard(name.replace("_", " "), log) for name in OUTPUTS}
 
     # ------------------------------------------------------------ lifecycle
@@ -215,9 +216,7 @@ class Runtime:
         self._start_gnss()
         self._start_panel()
         self._start_screens()
-        if self.cfg_state.pending:
-            # A broker change was stored but never confirmed (the unit restarted meanwhile).
-            self._guard.arm(now.mono, self.cfg_state.version, self.cfg_state.request_id)
+        self.remote.resume(now.mono, self.cfg_state)
         self._core_thread = threading.Thread(target=self._core_loop, name="core", daemon=True)
         self._core_thread.start()
         self._start_watchdog()
@@ -315,9 +314,8 @@ class Runtime:
     def _next_deadline(self) -> float:
         assert self.unit is not None
         deadline = min(self.unit.next_deadline(), self._next_status_write)
-        if self._guard.armed is not None:
-            deadline = min(deadline, self._guard.armed.deadline + 0.01)
-        return deadline
+        guard = self.remote.deadline()
+        return deadline if guard is None else min(deadline, guard)
 
     def _handle(self, event: Any) -> None:
         unit = self.unit
@@ -329,8 +327,8 @@ class Runtime:
         elif isinstance(event, MessageReceived) and event.topic in ("config/set", "cmd"):
             log.warning("ignoring a %s that did not come through the remote-request worker", event.topic)
             effects = unit.handle(Tick(now.mono), now)
-        elif isinstance(event, (ConfigDone, CommandDone, ConfigStateChanged)):
-            self._remote_result(event, now)
+        elif isinstance(event, RESULTS):
+            self.remote.handle(event, now, config=self.config, unit=unit, uplink=self.uplink)
             effects = unit.handle(Tick(now.mono), now)
         else:
             effects = unit.handle(event, now)
@@ -342,7 +340,7 @@ class Runtime:
             self._publish(self._config_current())
         for effect in effects:
             self._execute(effect, now)
-        self._check_guard(now)
+        self.remote.check_guard(now, link=self.link, worker=self.worker)
         self._persist()
         # A change `umps-agent status` shows is written at once, not at the next round.
         if now.mono >= self._next_status_write or isinstance(event, (LinkUp, LinkDown, GnssLost, GnssRestored)):
@@ -448,51 +446,6 @@ class Runtime:
         else:
             self._post(MessageReceived(topic, payload, time.monotonic(), retained))
 
-    def _remote_result(self, event: Any, now: Now) -> None:
-        """Carry out what the remote-request worker decided (and, for config, already stored)."""
-        if isinstance(event, CommandDone):
-            outcome = event.outcome
-            if outcome.rejected is not None:
-                self._publish(self._answer("cmd/result", outcome.rejected))
-                return
-            command = outcome.command
-            assert command is not None
-            if command.command == "flush_backlog" and self.uplink is not None:
-                self.uplink.flush_backlog()
-            elif command.command == "report_position":
-                self._publish(self.unit.report(now))
-            self._publish(self._answer("cmd/result", command.done()))
-            return
-        if isinstance(event, ConfigStateChanged):
-            if event.rolled_back is None:  # confirmed
-                self.cfg_state = event.state
-                return
-            restored = event.state
-            log.error("remote config version %d reached no broker within %g s: rolled back to version %d",
-                      event.rolled_version, self._guard.timeout_s, restored.version)
-            self._apply(restored, ConfigChange.between(self.config, restored.config).reinit, now)
-            result = rolled_back_result(event.rolled_back.request_id, event.rolled_version, restored,
-                                        self._guard.timeout_s)
-            self._pending_result = None
-            # Through the outbox: the admin gets it as soon as the unit is back online.
-            self._publish(self._answer("config/result", result))
-            self._publish(self._config_current())
-            return
-        assert isinstance(event, ConfigDone)
-        if event.state is None:
-            self._publish(self._answer("config/result", event.result))
-            return
-        new_state, change = event.state, event.change
-        log.info("remote config version %d accepted (%s)", new_state.version, ", ".join(change.paths) or "no change")
-        self._apply(new_state, change.reinit, now)
-        if change.dangerous:
-            # The answer waits for the guard: ok once a broker accepts the unit with it.
-            self._guard.arm(now.mono, new_state.version, new_state.request_id)
-            self._pending_result = event.result
-        else:
-            self._publish(self._answer("config/result", event.result))
-        self._publish(self._config_current())
-
     def _apply(self, state: ConfigState, reinit: frozenset[str] | set[str], now: Now) -> None:
         old = self.config
         self.cfg_state, self.config = state, state.config
@@ -523,36 +476,12 @@ class Runtime:
             self._restart_link()
         self._shown_revision = -1
 
-    def _check_guard(self, now: Now) -> None:
-        armed = self._guard.armed
-        if armed is None:
-            return
-        link = self.link
-        if link is not None and link.connected and link.stats().acked > 0:
-            if self._guard.connected(now.mono, armed.version) is not None:
-                assert self.worker is not None
-                self.worker.confirm(armed.version)  # stored as confirmed by the worker (one writer)
-                log.info("remote config version %d confirmed by the broker", armed.version)
-                if self._pending_result is not None:
-                    self._publish(self._answer("config/result", self._pending_result))
-                    self._pending_result = None
-                return
-        expired = self._guard.tick(now.mono)
-        if expired is None:
-            return
-        assert self.worker is not None
-        self.worker.rollback(expired)  # the worker restores and stores; ConfigStateChanged comes back
-
     def _config_current(self) -> Publish:
-        secrets_version = self.secrets.version if self.secrets is not None else None
-        body = json.dumps(current_message(self.cfg_state, secrets_version, **self._stamp()),
-                          ensure_ascii=False).encode("utf-8")
-        return Publish("config/current", body, Lane.STATUS, retain=True)
+        return config_current(self.cfg_state, self.secrets.version if self.secrets is not None else None,
+                              self._stamp())
 
-    def _answer(self, topic: str, result: ConfigResult | CommandResult) -> Publish:
-        """A ``config/result`` or ``cmd/result``, stamped like every message the unit sends."""
-        body = result.as_dict(**self._stamp())
-        return Publish(topic, json.dumps(body, ensure_ascii=False).encode("utf-8"), Lane.STATUS)
+    def _adopt(self, state: ConfigState) -> None:
+        self.cfg_state = state
 
     # ---------------------------------------------------------------- time
 
