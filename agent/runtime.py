@@ -39,7 +39,6 @@ the systemd watchdog pings stop and systemd restarts the agent.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import queue
@@ -53,7 +52,7 @@ from typing import Any
 
 from agent import __version__
 from agent.adapters import sdnotify, serial_urls
-from agent.adapters.clock import SystemClock
+from agent.adapters.clock import SystemClock, UnitTime
 from agent.adapters.config_store import load_effective, write_atomic
 from agent.adapters.encryption import EncryptionError, check_encrypted
 from agent.adapters.gpio import PanelIO, PinFactoryError, make_pin_factory, panel_buttons
@@ -68,7 +67,6 @@ from agent.adapters.uplink import Uplink
 from agent.config import AgentConfig, Validate
 from agent.config_validate import parse_config
 from agent.core import views
-from agent.core.dispatch import iso
 from agent.core.effects import Feedback, Shutdown, Speak
 from agent.core.events import (
     FixReceived, GnssLost, GnssRestored, IgnitionChanged, LinkDown, LinkUp, MessageReceived, Stop, Tick,
@@ -77,7 +75,6 @@ from agent.core.indicators import feedback, indicator_plan
 from agent.core.publish import Publish
 from agent.core.remote_config import ConfigState
 from agent.core.rollback_guard import RollbackGuard
-from agent.core.telemetry import best_time
 from agent.core.unit import SUBSCRIPTIONS, Now, Unit
 from agent.output_guard import OutputGuard
 from agent.remote_results import RESULTS, RemoteResults, config_current
@@ -145,7 +142,7 @@ class Runtime:
         self.store = effective.store
         self.cfg_state: ConfigState = effective.state
         self.config: AgentConfig = effective.config
-        self.clock = clock or SystemClock()
+        self.clock = UnitTime(clock)  # the time of events, and every message's ts and time_source
         self.notifier = notifier or sdnotify.Notifier()
         self._injected_factory = pin_factory
         self.inbox: queue.Queue[Any] = queue.Queue(maxsize=INBOX_SIZE)
@@ -155,7 +152,6 @@ class Runtime:
         self.reports_made = 0
         self._last_report_mono = time.monotonic()
         self._last_report_period = 1.0  # the report period when the last report was made
-        self._gnss_offset: float | None = None  # the receiver's UTC - monotonic, set by the core thread
         self._disk = DiskCheck()  # disk_ok in the status report
         self.started_mono = time.monotonic()
         self._stopping = threading.Event()
@@ -168,7 +164,7 @@ class Runtime:
         self._heartbeat = sdnotify.Heartbeat("core loop", HEARTBEAT_MAX_AGE_S)
         self.remote = RemoteResults(RollbackGuard(self.config.security.rollback_timeout_s), publish=self._publish,
                                     apply=self._apply, adopt=self._adopt, current=self._config_current,
-                                    stamp=self._stamp)
+                                    stamp=self.clock.stamp)
         self.worker: RemoteWorker | None = None
         self.secrets: SecretsVersion | None = None
         self.replay: ReplayStore | None = None
@@ -203,11 +199,11 @@ class Runtime:
         self.secrets = SecretsVersion(state_dir)
         self.secrets.update(cfg)
         self.worker = RemoteWorker(self.cfg_state, self.store, self.replay, post=lambda e: self._post(e, force=True),
-                                   clock=self.best_time, validate=self.validate)
+                                   clock=self.clock.best_time, validate=self.validate)
         self.worker.start()
         self.outbox = Outbox(state_dir, max_backlog_reports=cfg.storage.max_backlog_reports,
                              commit_interval_s=cfg.storage.commit_interval_s, exclusive=True)
-        now = self.now()
+        now = self.clock.now()
         self.unit = Unit(cfg, self.outbox.next_seq(), now, config_version=self.cfg_state.version)
         self._restore_state(now)
         # The ignition's level is on the inbox before the first LinkUp: the first status says it.
@@ -276,9 +272,6 @@ class Runtime:
         """Post an event from outside the adapters (touch, tests, the rig)."""
         self._post(event)
 
-    def now(self) -> Now:
-        return Now(time.monotonic(), self.clock.utc(), self.clock.synced())
-
     # ------------------------------------------------------------ core loop
 
     def _core_loop(self) -> None:
@@ -302,7 +295,7 @@ class Runtime:
             try:
                 self._handle(event)
                 self.events_handled += 1
-                self._gnss_offset = self.unit.timebase.gnss_offset
+                self.clock.gnss_offset = self.unit.timebase.gnss_offset
                 failed = False
             except Exception:  # noqa: BLE001 - one bad event never stops the unit
                 failed = True
@@ -320,7 +313,7 @@ class Runtime:
     def _handle(self, event: Any) -> None:
         unit = self.unit
         assert unit is not None
-        now = self.now()
+        now = self.clock.now()
         if isinstance(event, MessageReceived) and event.retained and event.topic in NEVER_RETAINED:
             log.warning("ignoring a retained %s (stale by definition; senders must not retain it)", event.topic)
             effects = unit.handle(Tick(now.mono), now)
@@ -478,22 +471,10 @@ class Runtime:
 
     def _config_current(self) -> Publish:
         return config_current(self.cfg_state, self.secrets.version if self.secrets is not None else None,
-                              self._stamp())
+                              self.clock.stamp())
 
     def _adopt(self, state: ConfigState) -> None:
         self.cfg_state = state
-
-    # ---------------------------------------------------------------- time
-
-    def best_time(self, now: Now | None = None) -> tuple[dt.datetime, str]:
-        """UTC from the unit's best clock and its ``time_source``; from any thread (the core
-        thread publishes the receiver's UTC offset as one float, :attr:`_gnss_offset`)."""
-        now = now or self.now()
-        return best_time(now.mono, now.wall, now.wall_synced, self._gnss_offset)
-
-    def _stamp(self) -> dict[str, str]:
-        ts, source = self.best_time()
-        return {"ts": iso(ts), "time_source": source}
 
     # ------------------------------------------------------------- adapters
 
@@ -512,7 +493,7 @@ class Runtime:
         self.uplink = Uplink(self.outbox, self.link, backlog_rate_limit=cfg.telemetry.backlog_max_rate)
         self.uplink.start()
         for effect in self._pending_restore:
-            self._execute(effect, self.now())
+            self._execute(effect, self.clock.now())
         self._pending_restore = []
         self.link.start()
 
@@ -536,7 +517,7 @@ class Runtime:
 
     def _birth(self) -> bytes:
         assert self.outbox is not None
-        stamp = self._stamp()
+        stamp = self.clock.stamp()
         return birth_payload(agent_version=__version__, config_version=self.cfg_state.version,
                              config_hash=self.cfg_state.config.digest(), ts=stamp["ts"],
                              time_source=stamp["time_source"],

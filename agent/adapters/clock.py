@@ -6,6 +6,11 @@ off. Reports say where their time came from, so the core needs to know. The
 kernel knows: ``adjtimex(2)`` returns ``TIME_ERROR`` while the clock is
 unsynchronised. This is read through ``ctypes`` (no extra package) and cached
 for a few seconds, because it is asked on every event.
+
+:class:`UnitTime` is the unit's time as every part of the agent reads it: the
+system clock while it is synchronised, else the receiver's UTC carried forward
+on the monotonic clock (:func:`agent.core.telemetry.best_time`), with the
+``time_source`` every message the unit sends carries.
 """
 
 from __future__ import annotations
@@ -14,6 +19,10 @@ import ctypes
 import ctypes.util
 import datetime as dt
 import time
+
+from agent.core.dispatch import iso
+from agent.core.telemetry import best_time
+from agent.core.unit import Now
 
 TIME_ERROR = 5
 
@@ -50,3 +59,27 @@ class SystemClock:
         buf = _Timex()
         state = self._adjtimex(ctypes.byref(buf))
         return state >= 0 and state != TIME_ERROR
+
+
+class UnitTime:
+    """The unit's best time, from any thread. The core thread publishes the receiver's UTC
+    offset (UTC - monotonic, one float: :attr:`gnss_offset`) after every event it handles;
+    the remote-request worker, the MQTT link's birth message and the answers read it."""
+
+    def __init__(self, clock: SystemClock | None = None) -> None:
+        self.clock = clock or SystemClock()
+        self.gnss_offset: float | None = None  # set by the core thread only
+
+    def now(self) -> Now:
+        """The time of an event handled now."""
+        return Now(time.monotonic(), self.clock.utc(), self.clock.synced())
+
+    def best_time(self, now: Now | None = None) -> tuple[dt.datetime, str]:
+        """UTC from the unit's best clock, and its ``time_source``."""
+        now = now or self.now()
+        return best_time(now.mono, now.wall, now.wall_synced, self.gnss_offset)
+
+    def stamp(self) -> dict[str, str]:
+        """``ts`` and ``time_source`` of a message sent now."""
+        ts, source = self.best_time()
+        return {"ts": iso(ts), "time_source": source}
