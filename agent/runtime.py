@@ -42,9 +42,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import shlex
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -58,7 +56,7 @@ from agent.adapters.encryption import EncryptionError, check_encrypted
 from agent.adapters.gpio import PanelIO, PinFactoryError, make_pin_factory, panel_buttons
 from agent.adapters.mqtt import MqttLink, MqttSettings, birth_payload
 from agent.adapters.outbox import Outbox
-from agent.adapters.power import PowerInputs
+from agent.adapters.power import PowerInputs, power_off
 from agent.adapters.remote_worker import RemoteWorker
 from agent.adapters.replay_store import ReplayStore
 from agent.adapters.secrets_version import SecretsVersion
@@ -754,17 +752,3 @@ def run_agent(config: AgentConfig, config_path: str | Path) -> int:
     runtime.stop(f"{runtime.exit_reason} (asked by the unit)")
     power_off(runtime.config.power.poweroff_command)
     return EXIT_OK
-
-
-def power_off(command: str) -> None:
-    """Run ``[power] poweroff_command`` (empty: nothing). Bounded; a failure is logged."""
-    if not command.strip():
-        return
-    log.warning("powering off: %s", command)
-    try:
-        done = subprocess.run(shlex.split(command), timeout=30, capture_output=True, text=True, check=False)
-    except (OSError, subprocess.TimeoutExpired, ValueError) as exc:
-        log.error("poweroff command %r failed: %s", command, exc)
-        return
-    if done.returncode != 0:
-        log.error("poweroff command %r exited %d: %s", command, done.returncode, done.stderr.strip()[:200])

@@ -121,3 +121,32 @@ def test_active_high_lines_get_the_pull_down_and_unwired_lines_nothing(factory):
     assert seen.ignition.get(timeout=2) is True
     power.close()
     assert not inputs(factory, seen, ignition_pin=None, power_fail_pin=None).wired
+
+
+# ------------------------------------------------------------- power off
+
+
+def test_power_off_runs_the_configured_command_once(tmp_path):
+    from agent.adapters.power import power_off
+
+    marker = tmp_path / "off"
+    power_off(f"touch {marker}")
+    assert marker.exists()
+
+
+def test_power_off_without_a_command_does_nothing(caplog):
+    from agent.adapters.power import power_off
+
+    power_off("  ")
+    assert "powering off" not in caplog.text
+
+
+def test_a_failing_power_off_command_is_logged_not_raised(tmp_path, caplog):
+    from agent.adapters.power import power_off
+
+    power_off("false")
+    assert "exited 1" in caplog.text
+    power_off(str(tmp_path / "no-such-command"))
+    assert "failed" in caplog.text
+    power_off("'unbalanced")
+    assert caplog.text.count("failed") == 2

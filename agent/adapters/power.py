@@ -27,11 +27,16 @@ active-low line gets the pull-up, an active-high one the pull-down.
 Callbacks only read the pin and start or cancel a timer; nothing blocks
 gpiozero's thread, and an exception in a consumer is logged, never raised
 into gpiozero.
+
+:func:`power_off` runs ``[power] poweroff_command`` once the agent has stopped
+for a reason of the power's (the hold-up supply's warning, parked too long).
 """
 
 from __future__ import annotations
 
 import logging
+import shlex
+import subprocess
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -165,3 +170,17 @@ class PowerInputs:
                     line.close()
                 except Exception:  # noqa: BLE001 - closing: the other line still closes
                     log.exception("power: closing %s", line.name)
+
+
+def power_off(command: str) -> None:
+    """Run ``[power] poweroff_command`` (empty: nothing). Bounded; a failure is logged."""
+    if not command.strip():
+        return
+    log.warning("powering off: %s", command)
+    try:
+        done = subprocess.run(shlex.split(command), timeout=30, capture_output=True, text=True, check=False)
+    except (OSError, subprocess.TimeoutExpired, ValueError) as exc:
+        log.error("poweroff command %r failed: %s", command, exc)
+        return
+    if done.returncode != 0:
+        log.error("poweroff command %r exited %d: %s", command, done.returncode, done.stderr.strip()[:200])
