@@ -427,7 +427,7 @@ class Runtime:
             self.unit = Unit(self.config, self.unit.next_seq, now, config_version=self.cfg_state.version)
         self._last_state = self.unit.persistent_state()
 
-    # ------------------------------------------------------ remote requests
+    # ------------------------------------- remote requests, config changes
 
     def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
         """From the MQTT thread: remote requests to the worker, the rest to the core."""
@@ -438,6 +438,8 @@ class Runtime:
             self._post(MessageReceived(topic, payload, time.monotonic(), retained))
 
     def _apply(self, state: ConfigState, reinit: frozenset[str] | set[str], now: Now) -> None:
+        """Make ``state`` the running config (an accepted push or a rollback, from
+        :mod:`agent.remote_results`): hot changes to the unit, ``reinit`` adapters rebuilt."""
         old = self.config
         self.cfg_state, self.config = state, state.config
         if self.secrets is not None and state.config.secrets() != old.secrets():
@@ -564,6 +566,8 @@ class Runtime:
         else:
             log.error("power failing: the outbox could not be committed; what is not on disk will be lost")
         self.request_exit("power")
+
+    # ------------------------------------------------ receiver, panel, screens
 
     def _start_gnss(self) -> None:
         g = self.config.gnss
