@@ -9,9 +9,11 @@ The package is laid out so the architecture shows in the tree:
   systemd notification). Each turns library callbacks into core events.
 - ``agent.config``: the TOML configuration schema, validated once into frozen dataclasses
   (by ``agent.config_validate``; remote pushes on the remote-request worker thread).
-- ``agent.runtime``: the shell that wires adapters to the core: one bounded
-  inbox, one core thread, supervision and shutdown.
-- ``agent.cli``: the composition root and the ``umps-agent`` command.
+- ``agent.runtime``: the composition root, which wires adapters to the core: one
+  bounded inbox, one core thread, supervision and shutdown. Beside it,
+  ``agent.remote_results`` carries out the remote-request worker's results on
+  the core thread, and ``agent.status_report`` writes what ``umps-agent status`` shows.
+- ``agent.cli``: the ``umps-agent`` command.
 """
 
 __version__ = "0.1.0"
