@@ -76,7 +76,7 @@ class RemoteResults:
         self._adopt = adopt
         self._current = current
         self._stamp = stamp
-        self._pending_result: Any = None  # config/result of a broker change, sent once a broker accepts it
+        self._pending_result: ConfigResult | None = None  # config/result of a broker change, sent once a broker accepts it
 
     def resume(self, now_mono: float, state: ConfigState) -> None:
         """At start: a broker change stored but never confirmed (the unit restarted meanwhile)."""
