@@ -193,3 +193,15 @@ def test_labels_from_config(backpack):
     assert isinstance(lcd, CharLcdDisplay)
     lcd.show(PanelView(status="busy"))
     assert backpack.text(0).strip() == "Indispo"
+
+
+def test_short_forms_stand_in_for_text_the_lcd_would_cut():
+    long = CallSummary("C-1", 1, "Rixe sur la voie publique avec arme blanche, plusieurs blesses",
+                       "Marche central, angle avenue Mohammed V", 850.0, 40.0, 35.0,
+                       code="RIXE-AB", address_short="Marche central")
+    lines = char_lines(PanelView(lang="fr", call=long), cols=20, rows=4)
+    assert lines[0].startswith("P1 RIXE-AB") and lines[2].rstrip() == "Marche central"
+    assert not any(">" in line for line in lines[:3])
+    short = CallSummary("C-2", 2, "Vol", "Rue Fes", 850.0, 40.0, 35.0, code="V", address_short="F")
+    lines = char_lines(PanelView(lang="fr", call=short), cols=20, rows=4)
+    assert lines[0].startswith("P2 Vol") and lines[2].rstrip() == "Rue Fes"  # what fits stays whole

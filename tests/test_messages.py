@@ -12,7 +12,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import jsonschema
 import pytest
@@ -168,3 +168,27 @@ def test_a_request_names_unknown_members_first_then_every_wrong_one():
         ("version", "required"),
         ("config", "must be an object, not an array"),
     ]
+
+
+def test_every_json_payload_schema_of_the_document_is_generated(doc):
+    # The compact CBOR telemetry is binary, described by its key map (agent/core/telemetry_cbor.py,
+    # checked by tests/test_telemetry_cbor.py); every JSON payload's schema comes from a model.
+    hand_written = set(doc["components"]["schemas"]) - set(messages.schemas())
+    assert hand_written == {"TelemetryCbor", "TelemetryCborBatch"}, (
+        "write a model in agent/core/messages.py (SCHEMAS) instead of a schema by hand: " + ", ".join(sorted(hand_written))
+    )
+
+
+def _values(alias: Any) -> tuple[Any, ...]:
+    return get_args(get_args(alias.__value__)[0])
+
+
+def test_the_compact_encodings_tables_hold_the_models_values_in_their_order():
+    # The CBOR tables' indices are on the wire: they must never be reordered, and must cover
+    # every value a JSON report may carry.
+    from agent.core import telemetry_cbor
+
+    assert telemetry_cbor.TIME_SOURCE_TABLE == _values(messages.TimeSource)
+    assert telemetry_cbor.RECEIVER_TABLE == _values(messages.Receiver)
+    call_states = get_args(messages.CallRef.model_fields["state"].annotation)
+    assert telemetry_cbor.CALL_STATE_TABLE[: len(call_states)] == call_states

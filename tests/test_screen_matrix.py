@@ -350,3 +350,40 @@ def test_a_false_alarm_is_cancelled_by_touch_through_the_core(browser, lang):  #
     finally:
         context.close()
         ui.stop()
+
+
+@pytest.mark.browser
+@needs_chromium
+@pytest.mark.parametrize("lang", ["fr", "ar"])
+def test_the_longest_texts_the_contract_allows_still_fit(context, server, lang):
+    """A 300-character cancel reason in the band over a new call with a 200-character nature
+    and a 300-character address: shrunk to fit, nothing covered, the essentials whole."""
+    from playwright.sync_api import expect
+
+    word = "Kénitra " if lang == "fr" else "القنيطرة "
+    rig = Rig(config("car", ui={"language": lang, "theme": "day"}))
+    rig.link_up()
+    rig.fix()
+    rig.message("call", call_payload(id="C-OLD", nature="Vol"))
+    rig.message("call", json.dumps({"id": "C-OLD", "action": "cancel", "reason": (word * 40)[:300].strip()}).encode())
+    rig.message("call", call_payload(id="C-NEW", priority=2, nature=(word * 30)[:200].strip(),
+                                     address=(word * 40)[:300].strip(), code="X" * 24))
+    page = context.new_page()
+    try:
+        server.update(views.screen_snapshot(rig.unit, rig.now()))
+        page.goto(server.url)
+        expect(page.locator("#takeover")).to_be_visible()
+        expect(page.locator("#band-notice")).to_be_visible()
+        page.evaluate("document.fonts.ready.then(() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r))))")
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"longest-texts-{lang}.png"), animations="disabled")
+        problems = page.evaluate(GEOMETRY_JS)
+        # The band's reason and the address may be clamped at the contract's very longest; never
+        # a control covered, a box overflowing sideways, or the priority and accept off screen.
+        problems = [p for p in problems if not p.startswith("text cut")]
+        assert problems == []
+        essentials = page.evaluate(ESSENTIALS_JS)
+        assert not [p for p in essentials["problems"] if "off screen" in p or p.startswith(".prio")]
+        expect(page.locator("#btn-accept")).to_be_visible()
+    finally:
+        page.close()

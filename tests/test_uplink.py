@@ -71,8 +71,9 @@ def test_reports_go_live_with_contiguous_seq_and_status_is_retained(
     first = agent.outbox.next_seq()
     assert first == 1
     send_reports(agent, first, 40, rate=20)
-    recorder.wait_for(lambda ms: len(seqs(ms, LIVE)) == 40, 10, "40 live reports")
-    assert seqs(recorder.messages, LIVE) == list(range(1, 41))
+    recorder.wait_for(lambda ms: len(set(seqs(ms, LIVE))) == 40, 10, "40 live reports")
+    # QoS 1 is at least once: a reconnect on a loaded machine may deliver a report twice, never out of order.
+    assert list(dict.fromkeys(seqs(recorder.messages, LIVE))) == list(range(1, 41))
     assert seqs(recorder.messages, BACKLOG) == []
     late = Recorder(broker, topics=[f"umps/{UNIT}/status"]).start()
     try:

@@ -11,6 +11,9 @@ sunlight-readable modules, driven with RPLCD. Its limits are the chip's:
   letters the ROM lacks are written without their accent (é → e).
 - The 8 user characters hold 8 arrows (N, NE, ... NW), so the direction to
   the incident is rounded to 45°.
+- A nature or address too long for the glass is shown in the dispatcher's
+  short form when the call carries one (``code``, ``address_short``), else
+  cut with ">".
 
 ``char_lines(view)`` is the layout (pure: view in, rows of text out, arrows as
 private-use characters U+E000..U+E007); ``CharLcdDisplay.show(view)`` writes
@@ -128,8 +131,15 @@ def _call_lines(call: CallSummary, c: Catalog, cols: int, rows: int) -> list[str
             guide = f"{distance} {c.compass(call.compass)}" if call.compass else distance
     guide = _clip(guide, cols)
     if rows <= 2:
+        if len(head + nature) > cols and call.code and not _has_arabic(call.code):
+            nature = call.code
         return [_clip(head + nature, cols), guide]
     nature_rows = _wrap(nature, cols - len(head), 2 if rows >= 4 else 1)
+    if nature_rows and nature_rows[-1].endswith(MORE) and call.code and not _has_arabic(call.code):
+        # Cut: the dispatcher's short form reads whole.
+        nature_rows = _wrap(call.code, cols - len(head), 2 if rows >= 4 else 1)
+    if len(address) > cols and call.address_short and not _has_arabic(call.address_short):
+        address = call.address_short
     lines = [head + nature_rows[0]] + [" " * len(head) + row for row in nature_rows[1:]]
     if rows >= 4 and len(lines) == 1:
         lines.append("")

@@ -37,10 +37,10 @@ import datetime as dt
 import json
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, get_args
 
 from . import inbound_text
-from .messages import CallMessage, validate_call
+from .messages import CallMessage, Response, validate_call
 
 
 MAX_CALL_BYTES = 16 * 1024
@@ -48,7 +48,7 @@ MAX_OPEN_CALLS = 16
 REMEMBERED_IDS = 512
 
 # Response codes, and the call state each one leads to.
-RESPONSES = ("received", "accepted", "declined", "en_route", "on_scene", "cleared")
+RESPONSES: tuple[str, ...] = get_args(Response)
 _ORDER = {"new": 0, "received": 1, "accepted": 2, "en_route": 3, "on_scene": 4, "cleared": 5}
 # Status the unit takes when the crew gives a response (None: unchanged).
 STATUS_AFTER_RESPONSE = {"en_route": "en_route", "on_scene": "on_scene", "cleared": "available"}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
 from agent.config import AgentConfig
 from agent.core import messages
@@ -49,7 +49,7 @@ class CommandResult:
 @dataclass(frozen=True, slots=True)
 class Command:
     id: str
-    command: Literal["report_position", "flush_backlog"]
+    command: messages.CommandName
     expires: dt.datetime | None = None
 
     def done(self, errors: tuple[Problem, ...] = ()) -> CommandResult:
