@@ -29,7 +29,7 @@ from typing import Any
 from hil.runlog import Msg, PinSample, RunLog
 from hil.scenario import COLOURS, Expectation, Scenario
 from hil.scenario import match_text as _match_text
-from hil.seq_ledger import SeqLedger
+from hil.seq_ledger import SeqLedger, ranges
 from hil.stats import percentile
 
 TELEMETRY_TOPICS = ("telemetry", "telemetry/backlog")
@@ -256,24 +256,11 @@ def _telemetry_complete(exp: Expectation, log: RunLog, _anchor: float) -> Outcom
     ok = not missing and n >= expected_n
     seen = f"seq {lo}..{hi} ({n} reports, {backlog} via backlog, {dups} duplicate(s))"
     if missing:
-        seen += f"; missing {len(missing)}: {_ranges(missing)}"
+        seen += f"; missing {len(missing)}: {ranges(missing, most=20)}"
     if n < expected_n:
         seen += f"; fewer than the {expected_n} reports 0.8 Hz would give"
     return Outcome(exp.name, exp.kind, ok, describe_expected(exp), seen, data={
         "lo": lo, "hi": hi, "missing": missing[:200], "backlog": backlog, "duplicates": dups})
-
-
-def _ranges(values: list[int]) -> str:
-    parts: list[str] = []
-    start = prev = values[0]
-    for v in values[1:] + [None]:  # type: ignore[list-item]
-        if v is not None and v == prev + 1:
-            prev = v
-            continue
-        parts.append(f"{start}" if start == prev else f"{start}-{prev}")
-        if v is not None:
-            start = prev = v
-    return ", ".join(parts[:20]) + (" …" if len(parts) > 20 else "")
 
 
 def _cadence(exp: Expectation, log: RunLog, _anchor: float) -> Outcome:

@@ -143,8 +143,8 @@ def ledger_of(messages: Iterable[tuple[str, bytes]]) -> SeqLedger:
     return ledger
 
 
-def ranges(values: list[int]) -> str:
-    """``[1, 2, 3, 7]`` -> ``"1-3, 7"``."""
+def ranges(values: list[int], most: int | None = None) -> str:
+    """``[1, 2, 3, 7]`` -> ``"1-3, 7"``; past ``most`` ranges, the rest is "…"."""
     if not values:
         return ""
     parts: list[str] = []
@@ -156,4 +156,6 @@ def ranges(values: list[int]) -> str:
         parts.append(f"{start}" if start == prev else f"{start}-{prev}")
         if v is not None:
             start = prev = v
+    if most is not None and len(parts) > most:
+        return ", ".join(parts[:most]) + " …"
     return ", ".join(parts)

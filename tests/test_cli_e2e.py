@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.broker import wait_until
 from tests.test_agent_e2e import ROOT, UNIT, Rig
 
 CORPUS = Path(__file__).parent / "data" / "gnss-corpus"
@@ -185,7 +186,8 @@ def test_admin_tools_sign_what_a_running_unit_accepts_and_status_shows_it(tmp_pa
     human = umps("status", "--config", str(rig.config_path))
     assert human.returncode == 0 and f"unit        {UNIT}".encode() in human.stdout and b"online to" in human.stdout
     assert b"outputs" in human.stdout
-    assert status_json()["seq"] >= seq
+    # The status file is rewritten every second: it catches up with the report seen on the broker.
+    wait_until(lambda: status_json()["seq"] >= seq, 5, "the status file's seq")
 
     # A signed command, made by the documented tool, is carried out.
     done = umps("admin", "sign-cmd", "--key", str(key), "--unit", UNIT, "report_position")
