@@ -64,3 +64,12 @@ def test_a_call_is_cleaned_before_its_lengths_are_checked():
     assert isinstance(outcome, Rejected) and "nature: must be 1 to 200" in outcome.error
     outcome = parse_call(json.dumps({**NEW, "details": "ligne 1\r\nligne 2\x1b[2J"}).encode())
     assert not isinstance(outcome, Rejected) and outcome.details == "ligne 1\nligne 2[2J"
+
+
+def test_json_nested_past_the_limit_is_refused_before_the_decoder_recurses():
+    assert inbound_text.too_deep("[" * 60000)
+    assert inbound_text.too_deep("[[[1]]]", 2) and not inbound_text.too_deep("[[1]]", 2)
+    # Brackets inside strings, escaped quotes included, are text, not nesting.
+    assert not inbound_text.too_deep(json.dumps({"a": 'x"[[[[\\', "b": "{{{{"}), 1)
+    with pytest.raises(inbound_text.TooDeep):
+        inbound_text.loads(b"[" * 60000)

@@ -185,6 +185,8 @@ def parse_call(payload: bytes) -> CallMessage | Rejected:
         data = inbound_text.loads(text)
     except inbound_text.BadText as exc:
         return Rejected(None, str(exc))
+    except inbound_text.TooDeep:
+        return Rejected(None, "not JSON: nested too deeply")
     except (json.JSONDecodeError, RecursionError) as exc:
         detail = f"{exc.msg} at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
         return Rejected(None, f"not JSON: {detail}")

@@ -38,6 +38,32 @@ class BadText(ValueError):
     """The payload holds text that is not valid Unicode; the message says where."""
 
 
+class TooDeep(ValueError):
+    """The JSON text nests more than :data:`MAX_DEPTH` arrays or objects: refused unread."""
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def too_deep(text: str, limit: int = MAX_DEPTH) -> bool:
+    """Whether the JSON ``text`` opens more than ``limit`` arrays or objects at once.
+
+    Read before ``json.loads``, which recurses once per level: a hostile payload
+    of thousands of ``[`` would otherwise run the stack out in the decoder (and in
+    whatever finaliser the garbage collector happens to run down there).
+    """
+    depth = 0
+    for bracket in _JSON_BRACKET.finditer(_JSON_STRING.sub("", text)):
+        if bracket.group() in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
 def lone_surrogate_at(value: Any) -> str | None:
     """Where in a decoded JSON value a string holds a lone surrogate (``"nature"``,
     ``"config.ui.title"``, ``"items[2]"``, ``"(key)"``), or None."""
@@ -67,8 +93,11 @@ def check(value: Any) -> None:
 
 
 def loads(payload: bytes | str) -> Any:
-    """``json.loads`` for inbound payloads: also raises :class:`BadText` (a ValueError)."""
-    data = json.loads(payload)
+    """``json.loads`` for inbound payloads: also raises :class:`BadText` and :class:`TooDeep` (ValueErrors)."""
+    text = payload.decode("utf-8") if isinstance(payload, bytes) else payload
+    if too_deep(text):
+        raise TooDeep(f"nested deeper than {MAX_DEPTH} levels")
+    data = json.loads(text)
     check(data)
     return data
 

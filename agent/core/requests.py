@@ -83,6 +83,8 @@ def decode_payload(payload: bytes) -> tuple[dict[str, Any] | None, list[Problem]
         text = payload.decode("utf-8")
     except UnicodeDecodeError as exc:
         return None, [Problem("", f"not UTF-8: invalid byte at offset {exc.start}")]
+    if inbound_text.too_deep(text, MAX_DEPTH):  # refused before the decoder recurses into it
+        return None, [Problem("", f"nested deeper than {MAX_DEPTH} levels")]
     try:
         data = json.loads(text, object_pairs_hook=_object, parse_constant=_no_constant)
     except _DuplicateKey as exc:
