@@ -536,10 +536,8 @@ class Runtime:
         if cfg.power.ignition_pin is None and cfg.power.power_fail_pin is None:
             return
         try:
-            if self._factory is None:
-                self._factory = self._injected_factory or make_pin_factory(cfg.gpio)
             self.power = PowerInputs(
-                cfg.power, self._factory,
+                cfg.power, self._pin_factory(),
                 on_ignition=lambda on: self._post(IgnitionChanged(on, time.monotonic()), force=True),
                 on_power_fail=self._power_failing)
             self.power.start()
@@ -547,6 +545,12 @@ class Runtime:
             # Without the lines the unit still works: always "driving", and a cut may lose a batch.
             log.error("power inputs unavailable: %s", exc)
             self.power = None
+
+    def _pin_factory(self) -> Any:
+        """The one pin factory the panel and the power lines share (made at first use)."""
+        if self._factory is None:
+            self._factory = self._injected_factory or make_pin_factory(self.config.gpio)
+        return self._factory
 
     def _stop_power(self) -> None:
         if self.power is not None:
@@ -588,9 +592,7 @@ class Runtime:
     def _start_panel(self) -> None:
         cfg = self.config
         try:
-            if self._factory is None:
-                self._factory = self._injected_factory or make_pin_factory(cfg.gpio)
-            self.panel = PanelIO(cfg.gpio, self._factory, buttons=panel_buttons(cfg.gpio, cfg.status_buttons),
+            self.panel = PanelIO(cfg.gpio, self._pin_factory(), buttons=panel_buttons(cfg.gpio, cfg.status_buttons),
                                  post=self._post)
         except (PinFactoryError, ValueError, OSError, RuntimeError) as exc:
             # The unit still reports its position and takes calls on the screens.

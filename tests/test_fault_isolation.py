@@ -106,7 +106,7 @@ def test_a_state_file_that_cannot_be_written_costs_only_the_state_file(tmp_path,
 
 
 def test_a_full_disk_is_told_by_status_and_its_end_within_a_second_or_two(tmp_path, request):
-    from tests.support.disk import small_tmpfs
+    from tests.support.disk import fill, small_tmpfs
 
     with small_tmpfs(tmp_path / "state", "512k") as state:
         rig = Rig(tmp_path)
@@ -114,14 +114,7 @@ def test_a_full_disk_is_told_by_status_and_its_end_within_a_second_or_two(tmp_pa
         rig.start_agent()
         rig.wait("telemetry", timeout=20)
         wait_until(lambda: _status(rig)["outbox"]["disk_ok"] is True, 10, "status file")
-        filler = state / "filler"
-        with open(filler, "wb") as f:
-            try:
-                while True:
-                    f.write(b"\0" * 65536)
-                    f.flush()
-            except OSError:
-                pass
+        filler = fill(state)
         # State changes cannot be stored; the unit goes on reporting and answering.
         rig.gpio.hold(PINS["en_route"], 0.1)
         rig.wait("status", lambda b: b["status"] == "en_route")

@@ -20,7 +20,7 @@ import pytest
 from agent.adapters.outbox import DB_NAME, FORMAT_VERSION, Outbox, OutboxError, stored_records
 from agent.adapters.outbox_codec import DICT_V1, ENC_BATCH_V1, ENC_RAW
 from agent.core.publish import Lane, Publish
-from tests.support.disk import small_tmpfs
+from tests.support.disk import fill, small_tmpfs
 from tests.support.reports import realistic_report
 
 
@@ -200,18 +200,6 @@ def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A 512 KiB tmpfs; the test fills it to make the disk full."""
     with small_tmpfs(tmp_path / "tiny", "512k") as mnt:
         yield mnt
-
-
-def fill(directory: Path) -> Path:
-    filler = directory / "filler"
-    with open(filler, "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError:
-            pass
-    return filler
 
 
 def test_disk_full_keeps_records_in_memory_and_recovers(tiny_tmpfs: Path, clock: FakeClock) -> None:

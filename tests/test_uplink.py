@@ -17,7 +17,7 @@ import pytest
 from agent.adapters.outbox import Outbox
 from agent.core.publish import Lane, Publish
 from tests.support.broker import Broker, Received, Recorder, free_port, wait_until
-from tests.support.disk import small_tmpfs
+from tests.support.disk import fill, small_tmpfs
 from tests.support.fake_agent import FakeAgent, build_agent, status, telemetry
 
 UNIT = "moto-17"
@@ -295,13 +295,7 @@ def test_disk_full_state_dir_keeps_live_reports_going(full_disk: Path, broker: B
     agent = build_agent(full_disk, [broker.address], unit=UNIT, commit_interval_s=0.2).start()
     try:
         wait_until(lambda: agent.link.connected, 5, "link up")
-        with open(full_disk / "filler", "wb") as f:
-            try:
-                while True:
-                    f.write(b"\0" * 65536)
-                    f.flush()
-            except OSError:
-                pass
+        fill(full_disk)
         for i in range(5):
             agent.uplink.submit(Publish("status", b"s" * 20_000 + str(i).encode(), Lane.STATUS, retain=True))
         first = agent.outbox.next_seq()
