@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.adapters.outbox import DB_NAME, FORMAT_VERSION, Outbox, OutboxError, stored_records
+from agent.adapters.outbox import CACHE_KIB, DB_NAME, FORMAT_VERSION, Outbox, OutboxError, stored_records
 from agent.adapters.outbox_codec import DICT_V1, ENC_BATCH_V1, ENC_RAW
 from agent.core.publish import Lane, Publish
 from tests.support.disk import fill, small_tmpfs
@@ -480,4 +480,14 @@ def test_a_store_of_format_2_is_migrated_and_its_deflated_reports_read(tmp_path:
     box.ack(old.id)
     [new] = box.take(Lane.BACKLOG, 1)
     assert new.seq == 8 and new.id > old.id
+    box.close()
+
+
+def test_its_sqlite_page_cache_is_bounded_below_the_default(tmp_path: Path) -> None:
+    # SQLite's default cache (2,000 KiB) fills during an outage and is kept for the
+    # life of the process: the outbox asks for less on its connection.
+    box = Outbox(tmp_path)
+    assert box._db is not None
+    assert box._db.execute("PRAGMA cache_size").fetchone()[0] == -CACHE_KIB
+    assert 0 < CACHE_KIB < 2000
     box.close()

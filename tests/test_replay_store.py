@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 
-from agent.adapters.replay_store import FILE_NAME, ReplayStore
+from agent.adapters.replay_store import CACHE_KIB, FILE_NAME, ReplayStore
 
 NOW = dt.datetime(2026, 11, 25, 20, 0, tzinfo=dt.timezone.utc)
 
@@ -60,3 +60,10 @@ def test_what_is_remembered_is_on_disk_before_remember_returns(tmp_path) -> None
     other = sqlite3.connect(tmp_path / FILE_NAME)
     assert other.execute("SELECT key FROM accepted").fetchall() == [("call:abc",)]
     other.close()
+
+
+def test_its_sqlite_page_cache_is_bounded_below_the_default(tmp_path) -> None:
+    store = ReplayStore(tmp_path)
+    assert store._db.execute("PRAGMA cache_size").fetchone()[0] == -CACHE_KIB
+    assert 0 < CACHE_KIB < 2000
+    store.close()

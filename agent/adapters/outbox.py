@@ -185,6 +185,11 @@ BATCH_MAX_REPORTS = 60
 PAGE_SIZE = 512
 # Frames the WAL may hold before SQLite copies them into the database file.
 WAL_AUTOCHECKPOINT = 1000
+# SQLite's page cache for this connection, in KiB. Its default (2,000 KiB, plus
+# a header per 512-byte page) fills during an outage and stays full for the
+# life of the process; the kernel's file cache already holds the pages a
+# drain reads again, so this process keeps only a small working set.
+CACHE_KIB = 256
 # Offline (the broker has acknowledged nothing for this long), telemetry batches
 # are committed this often instead of every commit_interval_s, if that is
 # shorter: see "SD card wear" in the module docstring.
@@ -320,6 +325,7 @@ class Outbox:
             return {}
         try:
             db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # only takes effect on a new file
+            db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
             if self._exclusive:
                 # Before the first WAL access: the WAL index then lives in this process's
                 # memory, not in a -shm file the kernel writes back every ~30 s.
