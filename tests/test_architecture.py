@@ -161,3 +161,28 @@ def test_signatures_are_verified_by_openssl_and_no_cryptography_is_home_made():
         assert not any(m in text for m in markers), f"{path} looks like hand-written curve arithmetic"
     # Nor a hand-written canonicaliser: the signed bytes come from rfc8785.
     assert "rfc8785" in _imports(ROOT / "agent" / "core" / "signing.py")
+
+
+def _loaded_by(*modules: str) -> set[str]:
+    """Top-level packages (and agent modules) in ``sys.modules`` after importing ``modules`` in a fresh process."""
+    code = (
+        "import sys, importlib\n"
+        f"for m in {list(modules)!r}: importlib.import_module(m)\n"
+        "print(' '.join(sorted({n if n.startswith('agent.') else n.split('.')[0] for n in sys.modules})))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    return set(out.split())
+
+
+def test_each_profile_loads_only_the_screen_it_drives():
+    # Memory is per real profile (docs/performance.md): a car does not pay for the OLED's
+    # drawing stack, a motorcycle not for the touchscreen's web server, and neither for
+    # the tools (schema generation, the browser, the rig).
+    tools = {"playwright", "hil", "bench", "pytest", "agent.contract_tools", "agent.gnss_tools"}
+    oled = {"PIL", "luma", "arabic_reshaper", "bidi"}
+    web = {"uvicorn", "starlette", "click"}
+    car = _loaded_by("agent.cli", "agent.runtime", "agent.adapters.web_ui")
+    motorcycle = _loaded_by("agent.cli", "agent.runtime", "agent.adapters.panel_display")
+    assert web <= car and oled - {"luma"} <= motorcycle  # (luma: loaded when the device is made)
+    assert car & (tools | oled) == set()
+    assert motorcycle & (tools | web) == set()
