@@ -2,10 +2,10 @@
 
 Usage::
 
-    python -m bench                  # everything, full length (about 40 minutes, a 10-minute memory soak included)
-    python -m bench --quick          # shorter runs (about 12 minutes), same figures
+    python -m bench                  # everything, full length (about 45 minutes, a 15-minute memory soak included)
+    python -m bench --quick          # shorter runs (about 15 minutes), same figures
     python -m bench --only button    # one benchmark (repeatable, or a,b,c)
-    python -m bench --soak           # the memory soak for 2 hours (--soak-hours N), with the rest
+    python -m bench --soak           # the memory soak for 2 hours of wall time (--soak-hours N), with the rest
     python -m bench --list           # what there is
     python -m bench --doc-only       # rewrite the doc from docs/performance.json
 
