@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     fleet.add_argument("--duration", type=float, default=30.0, help="seconds of reporting")
     fleet.add_argument("--rate", type=float, default=1.0, help="reports per second per unit")
     fleet.add_argument("--broker", type=_broker_arg, help="HOST:PORT (default: start a Mosquitto of the rig's own)")
+    fleet.add_argument("--generator", choices=("wire", "paho"), default="wire",
+                       help="simulated units and subscribers: plain sockets on one selector per process (wire, "
+                            "light enough for thousands of units) or a paho client each (paho)")
     fleet.add_argument("--json", type=Path, help="also write the figures to this file")
 
     demo = sub.add_parser("demo", help="the agent in the emulated vehicle, with its screens")
@@ -265,7 +268,8 @@ def _fleet_regions(args: argparse.Namespace) -> int:
         print(f"brokers: central on {topology.central.port}, regions on "
               f"{', '.join(str(r.broker.port) for r in topology.region_list)} (bridged over TLS)", flush=True)
         report = run_regions(topology, per_region=per_region, duration_s=args.duration, rate_hz=args.rate,
-                             encoding=args.encoding, cut=cut, progress=_printer(), stop=stop)
+                             encoding=args.encoding, cut=cut, progress=_printer(), stop=stop,
+                             generator=args.generator)
     finally:
         topology.stop()
     print(report.text())
