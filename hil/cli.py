@@ -228,7 +228,8 @@ def cmd_fleet(args: argparse.Namespace) -> int:
         host, port = args.broker
     try:
         report = run_fleet(host, port, units=args.units, duration_s=args.duration, rate_hz=args.rate,
-                           sys_topics=broker is not None, progress=_printer(), stop=stop, encoding=args.encoding)
+                           sys_topics=broker is not None, progress=_printer(), stop=stop, encoding=args.encoding,
+                           generator=args.generator)
     finally:
         if broker is not None:
             broker.stop()

@@ -52,7 +52,6 @@ limit is too small, :class:`WireFleet` says so before it opens a socket.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import resource
 import selectors
 import socket
@@ -60,9 +59,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from agent.core import telemetry_cbor
+
 from hil import mqtt_wire as w
-from hil.fleet import FleetStats, _iso, _json, _seq_and_latency
+from hil import fleet_common
+from hil.fleet_common import FleetStats, iso, seq_and_latency
 from hil.route import Route
 
 CONNECTING_AT_ONCE = 64  # units waiting for their CONNACK at one time (a broker's listen backlog is ~100)
@@ -76,6 +76,7 @@ _ALIAS = w.properties(w.PUBLISH, TopicAlias=1)
 _ALIAS_UTF8 = w.properties(w.PUBLISH, TopicAlias=1, PayloadFormatIndicator=1)
 _UTF8 = w.properties(w.PUBLISH, PayloadFormatIndicator=1)
 _NOTHING = w.NO_PROPERTIES
+_ALIASED = {True: _ALIAS, False: _ALIAS_UTF8}  # by "the payload is CBOR": JSON also says UTF-8
 
 
 def raise_nofile(need: int) -> tuple[int, int]:
@@ -163,13 +164,10 @@ class WireUnit:
         self.receive_max = int(getattr(props, "ReceiveMaximum", 65535) or 65535)
         self.alias_max = int(getattr(props, "TopicAliasMaximum", 0) or 0)
         self.alias_set = False
-        now = _iso(dt.datetime.now(dt.timezone.utc))
-        birth = _json({"online": True, "agent_version": "fleet-sim", "config_version": 0, "config_hash": "",
-                       "ts": now, "seq_start": self.seq, "seq_gap": None})
-        status = _json({"status": "available", "siren": False, "call": None, "emergency": False, "ts": now})
+        now = iso(dt.datetime.now(dt.timezone.utc))
         return (w.subscribe(self._pid(), [(self.base + "call", 1)])
-                + self.publish(self.base + "online", birth, _UTF8, retain=True)
-                + self.publish(self.base + "status", status, _UTF8, retain=True))
+                + self.publish(self.base + "online", fleet_common.birth(self.seq, now), _UTF8, retain=True)
+                + self.publish(self.base + "status", fleet_common.status(now), _UTF8, retain=True))
 
     def on_puback(self, body: bytes) -> bytes:
         pid = w.packet_id(body)
@@ -189,37 +187,23 @@ class WireUnit:
         topic, pid, payload = w.parse_publish(first, body)
         out = w.puback(pid) if pid else b""
         if topic == self.base + "call":
-            try:
-                call_id = json.loads(payload)["id"]
-            except (ValueError, KeyError, TypeError):
-                return out
-            self.calls_answered += 1
-            out += self.publish(self.base + "call/response", _json(
-                {"id": call_id, "response": "received", "ts": _iso(dt.datetime.now(dt.timezone.utc))}), _UTF8)
+            answer = fleet_common.call_response(payload, iso(dt.datetime.now(dt.timezone.utc)))
+            if answer is not None:
+                self.calls_answered += 1
+                out += self.publish(self.base + "call/response", answer, _UTF8)
         return out
 
     def report(self, t: float, now_iso: str) -> bytes:
         """The next telemetry report as a PUBLISH (the JSON report's fields, in the unit's encoding)."""
-        state = self.route.at(t + self.offset_s)
-        body = {
-            "unit": self.id, "seq": self.seq, "ts": now_iso, "time_source": "gnss",
-            "fix": {"mode": 3, "time": now_iso, "lat": round(state.lat, 6), "lon": round(state.lon, 6),
-                    "alt": round(state.alt, 1), "speed": round(state.speed, 2), "track": round(state.track, 1),
-                    "hdop": 0.9, "sats": 11, "age": 0.05},
-            "status": "available", "siren": False, "emergency": False, "call": None,
-        }
-        self.seq += 1
         cbor = self.encoding == "cbor"
-        payload = telemetry_cbor.encode_report(body) if cbor else _json(body)
+        payload = fleet_common.report(self.id, self.seq, now_iso, self.route.at(t + self.offset_s), self.encoding)
+        self.seq += 1
         if self.alias_set:
-            return self.publish("", payload, _NOTHING_ALIAS[cbor])
+            return self.publish("", payload, _ALIASED[cbor])
         if self.alias_max >= 1:
             self.alias_set = True
-            return self.publish(self.base + "telemetry", payload, _NOTHING_ALIAS[cbor])
+            return self.publish(self.base + "telemetry", payload, _ALIASED[cbor])
         return self.publish(self.base + "telemetry", payload, _NOTHING if cbor else _UTF8)
-
-
-_NOTHING_ALIAS = {True: _ALIAS, False: _ALIAS_UTF8}
 
 
 class WireFleet:
@@ -367,7 +351,7 @@ class WireFleet:
             if now >= end:
                 break
             if due[nxt] <= now:
-                now_iso = _iso(dt.datetime.now(dt.timezone.utc))
+                now_iso = iso(dt.datetime.now(dt.timezone.utc))
                 for _ in range(units):
                     if due[nxt] > now:
                         break
@@ -495,7 +479,7 @@ class WireSubscriber:
             return
         if leaf != "telemetry":
             return
-        seq, latency = _seq_and_latency(payload)
+        seq, latency = seq_and_latency(payload)
         s.received += 1
         if s.first is None:
             s.first = now
