@@ -220,11 +220,14 @@ class RemoteSubscriber:
 def run_regions(topology: Topology, *, per_region: int, duration_s: float, rate_hz: float = 1.0,
                 encoding: str = "cbor", cut: Cut | None = None, drain_s: float = 60.0,
                 progress: Callable[[str], None] = lambda _l: None,
-                stop: threading.Event | None = None, generator: str = "wire") -> RegionsReport:
+                stop: threading.Event | None = None, generator: str = "wire",
+                on_phase: Callable[[str], None] = lambda _p: None) -> RegionsReport:
     """Drive ``per_region`` units in each region of a started ``topology`` (made with those unit ids).
 
-    Each region's units run in a process of their own; the levels' subscribers
-    and the cables run here.
+    Each region's units run in a process of their own, each level's subscriber too; the cables
+    run here. ``on_phase("reporting")`` is called as the units start reporting (all connected),
+    ``on_phase("reported")`` once they have stopped and their last reports are acknowledged (a
+    bench reads the brokers' CPU between the two).
     """
     route = default_route()
     ids = unit_ids(len(topology.region_list), per_region)
@@ -258,6 +261,8 @@ def run_regions(topology: Topology, *, per_region: int, duration_s: float, rate_
         start_at = time.time() + 0.5
         for _proc, conn in workers:
             conn.send(start_at)
+        time.sleep(max(0.0, start_at - time.time()))
+        on_phase("reporting")
         if cut is not None:
             cable = topology.region_list[cut.region].cable
             timers = [threading.Timer(0.5 + cut.at_s, cable.cut), threading.Timer(0.5 + cut.at_s + cut.for_s,
@@ -277,6 +282,7 @@ def run_regions(topology: Topology, *, per_region: int, duration_s: float, rate_
             made.update(counts)
             process_cpu[f"units of {region.name}"] = round(cpu, 2)
             measured = max(measured, seconds)
+        on_phase("reported")
         for t in timers:
             t.join()  # a cut longer than the run ends before the drain
         expected = sum(made.values())
