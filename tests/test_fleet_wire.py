@@ -8,6 +8,7 @@ and what paho publishes parses here.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -21,8 +22,8 @@ from paho.mqtt.packettypes import PacketTypes
 
 from agent.core import telemetry_cbor
 from hil import mqtt_wire as w
-from hil.broker import write_password_file
-from hil.fleet_wire import WireFleet, WireSubscriber, WireUnit, serve
+from hil.broker import free_port, mosquitto_path, write_password_file
+from hil.fleet_wire import WireFleet, WireSubscriber, WireUnit, raise_nofile, serve
 from hil.route import default_route
 from hil.seq_ledger import SeqLedger
 from hil.wait import poll_until
@@ -205,3 +206,49 @@ def test_a_hard_limit_of_open_files_below_the_units_is_said_plainly() -> None:
     first, second = out.stdout.splitlines()
     assert first == "(200, 300)"  # the soft limit raised toward what was asked
     assert "1000 units need 1064 open files" in second and "hard limit is 300" in second
+
+
+def _limit_of_shipped_dropin() -> int:
+    text = (ROOT / "fleet" / "systemd" / "umps-limits.conf").read_text()
+    return int(next(ln.split("=", 1)[1] for ln in text.splitlines() if ln.startswith("LimitNOFILE=")))
+
+
+@pytest.mark.parametrize("soft", [pytest.param(1024, id="systemd-default"), pytest.param(None, id="shipped-dropin")])
+def test_a_broker_takes_past_a_thousand_units_only_with_the_shipped_open_files_limit(tmp_path: Path, soft) -> None:
+    """fleet/systemd/umps-limits.conf: Mosquitto does not raise its own soft limit of open files."""
+    shipped = _limit_of_shipped_dropin()
+    assert shipped >= 20_000  # a regional broker's units, its room, its bridge, with room to grow
+    _soft, hard = raise_nofile(4096)  # the rig's own sockets; the broker gets its limit from ulimit below
+    limit = soft or min(shipped, hard if hard != -1 else shipped)
+    if limit < 1200 and soft is None:
+        pytest.skip(f"the hard limit of open files here ({hard}) is too low for this test")
+    port = free_port()
+    conf = tmp_path / "m.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
+    proc = subprocess.Popen(["bash", "-c", f"ulimit -Sn {limit}; exec {mosquitto_path()} -c {conf}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert poll_until(lambda: _accepts(port), 10.0, 0.05)
+        route = default_route()
+        sims = [WireUnit(f"N{i}", "127.0.0.1", port, prefix="umps", route=route, offset_s=0) for i in range(1100)]
+        fleet = WireFleet(sims)
+        try:
+            # Past the soft limit Mosquitto leaves connections unanswered: a short wait says enough.
+            connected = fleet.connect(timeout=30.0 if soft is None else 5.0)
+        finally:
+            fleet.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    if soft is None:
+        assert connected == 1100
+    else:
+        assert 500 < connected < 1024, connected  # refused past the soft limit, less the broker's own files
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
