@@ -61,6 +61,7 @@ from agent.adapters.remote_worker import RemoteWorker
 from agent.adapters.replay_store import ReplayStore
 from agent.adapters.secrets_version import SecretsVersion
 from agent.adapters.serial_gnss import SerialGnssReader
+from agent.adapters.state_file import UnitStateFile
 from agent.adapters.uplink import Uplink
 from agent.config import AgentConfig, Validate
 from agent.config_validate import parse_config
@@ -82,7 +83,6 @@ from agent.status_report import (
 
 log = logging.getLogger("agent.runtime")
 
-STATE_FILE = "unit-state.json"
 INBOX_SIZE = 1024
 # The core loop wakes at least this often, so its heartbeat and the screens' clocks move.
 MAX_IDLE_S = 1.0
@@ -166,7 +166,7 @@ class Runtime:
         self.worker: RemoteWorker | None = None
         self.secrets: SecretsVersion | None = None
         self.replay: ReplayStore | None = None
-        self._last_state: dict[str, Any] | None = None
+        self.state_file: UnitStateFile | None = None
         self._shown_revision = -1
         self._next_status_write = 0.0
         self._factory: Any = None
@@ -195,6 +195,7 @@ class Runtime:
             log.info("state directory %s: %s", state_dir, check_encrypted(state_dir))
         self.replay = ReplayStore(state_dir)
         self.secrets = SecretsVersion(state_dir)
+        self.state_file = UnitStateFile(state_dir)
         self.secrets.update(cfg)
         self.worker = RemoteWorker(self.cfg_state, self.store, self.replay, post=lambda e: self._post(e, force=True),
                                    clock=self.clock.best_time, validate=self.validate)
@@ -396,36 +397,23 @@ class Runtime:
 
     def _persist(self) -> None:
         """Store the unit's state when it changed (status, alarm, calls: they survive power loss)."""
-        assert self.unit is not None
+        assert self.unit is not None and self.state_file is not None
         state = self.unit.persistent_state()
-        if state == self._last_state:
-            return
-        # Not stored (full disk...): _last_state stays, so the next event or tick tries again.
-        self.guards["state_file"].run(self._store_state, state)
-
-    def _store_state(self, state: dict[str, Any]) -> None:
-        body = json.dumps(state, ensure_ascii=False, sort_keys=True).encode("utf-8")
-        write_atomic(Path(self.config.storage.state_dir) / STATE_FILE, body)
-        self._last_state = state
+        if self.state_file.changed(state):
+            # Not stored (full disk...): still changed, so the next event or tick tries again.
+            self.guards["state_file"].run(self.state_file.store, state)
 
     def _restore_state(self, now: Now) -> None:
-        assert self.unit is not None
-        path = Path(self.config.storage.state_dir) / STATE_FILE
-        try:
-            state = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(state, dict):
-                raise ValueError("not a JSON object")
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError) as exc:
-            log.error("stored unit state %s unreadable (%s); starting from the defaults", path, exc)
+        assert self.unit is not None and self.state_file is not None
+        state = self.state_file.load()
+        if state is None:
             return
         try:
             self._pending_restore = self.unit.restore(state, now)
         except (ValueError, KeyError, TypeError) as exc:
-            log.error("stored unit state %s does not fit (%s); starting from the defaults", path, exc)
+            log.error("stored unit state %s does not fit (%s); starting from the defaults", self.state_file.path, exc)
             self.unit = Unit(self.config, self.unit.next_seq, now, config_version=self.cfg_state.version)
-        self._last_state = self.unit.persistent_state()
+        self.state_file.mark_stored(self.unit.persistent_state())
 
     # ------------------------------------- remote requests, config changes
 

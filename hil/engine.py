@@ -141,6 +141,7 @@ class Rig:
         self.broker_addr: tuple[str, int] = options.broker or ("127.0.0.1", 0)
         self.gnss: GnssEmulator | None = None
         self.gpio: PigpioEmulator | BenchPins | None = None
+        self.boot_pulls: dict[int, str] = {}  # the emulator's pulls at power-on (from the agent's config)
         self.forwarder: SerialForwarder | None = None
         self.proxy: NetProxy | None = None
         self.tap: BrokerTap | None = None
@@ -205,6 +206,7 @@ class Rig:
                           (power.power_fail_pin, power.power_fail_active_high)):
             if pin is not None:
                 pulls[pin] = "down" if high else "up"
+        self.boot_pulls = pulls
         self.gpio = self.opt.gpio_emulator(boot_pulls=pulls).start()
         if power.ignition_pin is not None:  # the vehicle is running when the unit starts
             self.gpio.set_input(power.ignition_pin, int(power.ignition_active_high))
@@ -230,6 +232,8 @@ class Rig:
         """Start the agent process (again) and wait for its own birth message: that moment is ``t = 0``."""
         assert self.config_path is not None and self.tap is not None
         mark = self.tap.mark()
+        if isinstance(self.gpio, PigpioEmulator):  # the emulated pins as at power-on, not as the last agent left them
+            self.gpio.set_pulls(self.boot_pulls)
         self.agent = agent_proc.AgentProcess(self.config_path, self.workdir / "agent.log", self.opt.agent_cmd).start()
         self.progress(f"agent     pid {self.agent.pid}: {' '.join(self.agent.argv)}")
         self._wait_online(mark)

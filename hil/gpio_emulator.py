@@ -64,7 +64,9 @@ on a Pi 4), the client still believes the pin is low, so the first press
 faithfully reproduced here, that the unit in the vehicle (local pins) does not
 have. ``boot_pulls={17: "up"}`` sets the pulls the board has at power-on, as
 a ``gpio=17=ip,pu`` line in the unit's ``config.txt`` would; give the rig the
-same pulls the agent's configuration asks for.
+same pulls the agent's configuration asks for. An agent that stops leaves its
+inputs floating (gpiozero's close), so the rig sets them again with
+``set_pulls`` before it starts the next agent.
 
 Stop the agent's factory (``factory.close()``) before ``stop()``: the pigpio
 client library spins on a closed notification socket if the daemon goes away
@@ -85,6 +87,15 @@ from dataclasses import dataclass
 from typing import Callable
 
 log = logging.getLogger(__name__)
+
+def _pull_codes(pulls: dict[int, str]) -> dict[int, int]:
+    by_name = {name: code for code, name in PULL_NAMES.items()}
+    for pin, pull in pulls.items():
+        _check_pin(pin)
+        if pull not in by_name:
+            raise ValueError(f"boot pull for GPIO {pin} must be one of {sorted(by_name)}, not {pull!r}")
+    return {pin: by_name[pull] for pin, pull in pulls.items()}
+
 
 # --------------------------------------------------------------- protocol
 
@@ -243,20 +254,16 @@ class PigpioEmulator:
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._gpio = [_Gpio(n) for n in range(MAX_GPIO + 1)]
-        by_name = {name: code for code, name in PULL_NAMES.items()}
-        for pin, pull in (boot_pulls or {}).items():
-            _check_pin(pin)
-            if pull not in by_name:
-                raise ValueError(f"boot pull for GPIO {pin} must be one of {sorted(by_name)}, not {pull!r}")
-            self._gpio[pin].pud = by_name[pull]
-        self._reported = self._bank1_physical()  # level bank as notifications see it
         self._notify: dict[int, _Notify] = {}
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._timer_ids = itertools.count()
+        for pin, code in _pull_codes(boot_pulls or {}).items():
+            self._gpio[pin].pud = code
+        self._reported = self._bank1_physical()  # level bank as notifications see it
         self._conns: list[_Conn] = []
         self._listener: socket.socket | None = None
         self._accept_thread: threading.Thread | None = None
         self._timer_thread: threading.Thread | None = None
-        self._timers: list[tuple[float, int, Callable[[], None]]] = []
-        self._timer_ids = itertools.count()
         self._stopping = threading.Event()
         self.stats: Counter[str] = Counter()
         self.commands: Counter[int] = Counter()
@@ -387,6 +394,19 @@ class PigpioEmulator:
         with self._lock:
             g = self._gpio[pin]
             return g.freq if g.pwm and g.mode == OUTPUT else None
+
+    def set_pulls(self, pulls: dict[int, str]) -> None:
+        """Set pins' pulls as the board has them at power-on (``"up"``, ``"down"``, ``"floating"``).
+
+        The rig calls it before each agent start: an agent that stopped left its input
+        pins floating (gpiozero's close), and the next one would otherwise meet the
+        pigpio first-edge behaviour described above, which the vehicle's local pins do
+        not have.
+        """
+        codes = _pull_codes(pulls)
+        with self._lock:
+            for pin, code in codes.items():
+                self._change(pin, lambda g, code=code: setattr(g, "pud", code), by="board")
 
     def mode(self, pin: int) -> str:
         _check_pin(pin)

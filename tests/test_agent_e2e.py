@@ -130,6 +130,17 @@ def _rig(tmp_path, request, **config) -> Rig:
 ALARM_LED = 12
 
 
+def test_an_emergency_button_held_while_the_unit_starts_raises_the_alarm(tmp_path, request):
+    # A rider holds the button through a reboot (a crash cut the power): the hold counts
+    # from the moment the agent's panel is up.
+    rig = _rig(tmp_path, request, overrides={"panel": {"emergency_hold_s": 1.0, "emergency_cancel_s": 1.0}})
+    rig.gpio.press(PINS["emergency"])
+    rig.start_agent()
+    pending = rig.wait("alarm", lambda b: b["state"] == "pending", timeout=15)
+    rig.gpio.release(PINS["emergency"])
+    rig.wait("alarm", lambda b: b["state"] == "active" and b["id"] == pending["id"])
+
+
 def test_emergency_is_held_then_cleared_by_dispatch_only(tmp_path, request):
     rig = _rig(tmp_path, request, overrides={"panel": {"emergency_hold_s": 1.0, "emergency_cancel_s": 1.0}})
     rig.start_agent()

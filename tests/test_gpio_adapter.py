@@ -193,11 +193,11 @@ def test_pull_down_and_floating_inputs_use_their_active_level(factory, inbox):
         "emergency": InputPin(pin=20, pull_up=None, active_high=False),  # external pull-up
         "available": InputPin(pin=5),
     }
+    factory.pin(20).drive_high()  # the external pull-up: idle
     with make_panel(factory, inbox, GpioConfig(factory="mock", inputs=inputs),
                     buttons=["available", "ack", "emergency"]):
         factory.pin(16).drive_high()
         assert inbox.get() == ButtonPressed("ack", pytest.approx(time.monotonic(), abs=5), "panel")
-        factory.pin(20).drive_high()  # the external pull-up: idle
         factory.pin(20).drive_low()
         assert inbox.get().name == "emergency"
         assert inbox.drain() == []
@@ -229,6 +229,28 @@ def test_the_siren_already_on_at_start_is_reported(factory, inbox):
     with make_panel(factory, inbox, cfg) as panel:
         assert inbox.get().on is True
         assert panel.siren_on is True
+
+
+def test_an_emergency_button_held_at_start_counts_its_hold_from_then(factory, inbox):
+    # A rider holding the button through a reboot (after a crash) still raises the alarm;
+    # a status key resting pressed at start changes nothing until its next press.
+    cfg = gpio_config()
+    external = {name: InputPin(pin=BUTTON_PINS[name], pull_up=None, active_high=False)
+                for name in ("emergency", "on_scene")}
+    cfg = GpioConfig(factory="mock", inputs={**cfg.inputs, **external})
+    factory.pin(BUTTON_PINS["emergency"]).drive_low()
+    factory.pin(BUTTON_PINS["on_scene"]).drive_low()
+    clock = StepClock(50.0)
+    with make_panel(factory, inbox, cfg, clock=clock):
+        emergency = Emergency(hold_s=2.0, cancel_s=5.0)
+        presses = [e for e in inbox.drain() if isinstance(e, ButtonPressed)]
+        assert presses == [ButtonPressed("emergency", 50.0, "panel")]
+        emergency.press(presses[0].mono)
+        clock.set(52.5)
+        factory.pin(BUTTON_PINS["emergency"]).drive_high()
+        release = inbox.get()
+        assert release == ButtonReleased("emergency", 52.5, "panel")
+        assert [type(e) for e in emergency.release(release.mono)] == [AlarmRaised]
 
 
 class StepClock:

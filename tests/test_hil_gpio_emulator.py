@@ -203,6 +203,32 @@ def test_first_press_on_a_pin_that_booted_pulled_down_is_lost_like_real_pigpio()
         emu.stop()
 
 
+def test_the_next_agent_sees_its_first_press_once_the_pulls_are_set_again() -> None:
+    # An agent that stops leaves its inputs floating (gpiozero's close); the rig sets the
+    # power-on pulls again before the next agent connects, as the first one found them.
+    emu = PigpioEmulator(boot_pulls={BUTTON: "up"}).start()
+    try:
+        first = PiGPIOFactory(host="127.0.0.1", port=emu.port)
+        Button(BUTTON, pin_factory=first).close()
+        first.close()
+        assert emu.pull(BUTTON) == "floating"
+        emu.set_pulls({BUTTON: "up"})
+        assert emu.pull(BUTTON) == "up" and emu.level(BUTTON) == 1
+        factory = PiGPIOFactory(host="127.0.0.1", port=emu.port)
+        button = Button(BUTTON, pin_factory=factory)
+        pressed = Recorder()
+        button.when_pressed = pressed.record
+        emu.press(BUTTON)
+        assert pressed.wait(1, timeout=1)
+        emu.release(BUTTON)
+        button.close()
+        factory.close()
+    finally:
+        emu.stop()
+    with pytest.raises(ValueError, match="must be one of"):
+        emu.set_pulls({BUTTON: "sideways"})
+
+
 def test_factory_closes_cleanly(emu: PigpioEmulator) -> None:
     factory = PiGPIOFactory(host="127.0.0.1", port=emu.port)
     button = Button(BUTTON, pin_factory=factory)

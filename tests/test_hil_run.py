@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from hil.engine import ScenarioResult, run_scenario
 from hil.report import text_table, write_all
-from hil.scenario import load_scenario, parse_scenario, shipped_scenarios
+from hil.scenario import Scenario, load_scenario, parse_scenario, shipped_scenarios
 from tests.support.broker import mosquitto_path
 
 # (scenario, expectation name) -> why it fails today.
@@ -52,8 +53,22 @@ def test_invalid_call_scenario_with_reports(tmp_path: Path):
     assert 'class="plot map"' in paths["html"].read_text()
 
 
+def with_latency_margin(scenario: Scenario, factor: float) -> Scenario:
+    """The scenario with its "arrives within" bounds widened by ``factor``.
+
+    The latency figures themselves are measured by ``make bench`` (docs/performance.md) on
+    a quiet machine; here a run shares two cores with the rest of the suite, so the test
+    checks what happens, in order and promptly, not the last hundred milliseconds.
+    """
+    widened = tuple(
+        replace(e, args={**e.args, "within_ms": e.args["within_ms"] * factor})
+        if e.kind in ("message", "sequence", "led") and "within_ms" in e.args else e
+        for e in scenario.expectations)
+    return replace(scenario, expectations=widened)
+
+
 def test_full_call_scenario(tmp_path: Path):
-    check(run_scenario(load_scenario("full-call"), workdir=tmp_path / "run"))
+    check(run_scenario(with_latency_margin(load_scenario("full-call"), 3.0), workdir=tmp_path / "run"))
 
 
 def test_an_invalid_agent_config_fails_before_the_agent_starts(tmp_path: Path):

@@ -81,8 +81,6 @@ def dispatch(rig: Rig, topic: str, message: dict | None = None, *, key=DISPATCH_
 
 def raise_alarm(rig: Rig) -> dict:
     before = len(rig.messages("alarm"))
-    # A bump first, as in test_agent_e2e: the first edge after the panel connects may be missed.
-    rig.gpio.hold(PINS["emergency"], 0.3)
     rig.gpio.hold(PINS["emergency"], 1.3)
     pending = rig.wait("alarm", lambda b: b["state"] == "pending" and len(rig.messages("alarm")) > before)
     rig.wait("alarm", lambda b: b["state"] == "active" and b["id"] == pending["id"])

@@ -248,6 +248,9 @@ class PanelIO:
     them (monotonic seconds) and times patterns and lockouts.
 
     The siren's level at start is posted once as ``SirenChanged`` so the core knows it.
+    An emergency button already held when the panel starts (a rider holding it through
+    a reboot after a crash) is posted as pressed at that moment, so the hold counts from
+    then; other buttons held at start (resting or stuck keys) wait for their next press.
     """
 
     def __init__(
@@ -287,9 +290,13 @@ class PanelIO:
             raise
         self._thread = threading.Thread(target=self._run, name="panel-io", daemon=True)
         self._thread.start()
-        if "siren" in self._inputs:
-            with self._cond:
+        with self._cond:
+            if "siren" in self._inputs:
                 self._emit(self._inputs["siren"], self._inputs["siren"].reported, self._clock())
+            emergency = self._inputs.get("emergency")
+            if emergency is not None and emergency.reported:
+                log.warning("panel: the emergency button is held at start; its hold counts from now")
+                self._emit(emergency, True, self._clock())
 
     # ------------------------------------------------------------ reading
 
