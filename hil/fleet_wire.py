@@ -317,7 +317,9 @@ class WireFleet:
         deadline = time.monotonic() + timeout
         pending = deque(self.sims)
         while (pending or self._connecting()) and time.monotonic() < deadline and not self.stop.is_set():
-            while pending and self._connecting() < CONNECTING_AT_ONCE:
+            connecting = self._connecting()
+            while pending and connecting < CONNECTING_AT_ONCE:
+                connecting += 1
                 u = pending.popleft()
                 try:
                     sock = socket.create_connection(u.address, timeout=5.0)
