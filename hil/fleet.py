@@ -51,7 +51,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from hil import fleet_common
-from hil.fleet_common import FleetStats, iso, seq_and_latency
+from hil.fleet_common import FleetStats, Schedule, iso, seq_and_latency
 from hil.fleet_wire import WireFleet, WireSubscriber, WireUnit, serve
 from hil.route import Route, default_route
 from hil.seq_ledger import SeqLedger
@@ -279,7 +279,7 @@ def route_offset(route: Route, i: int, units: int) -> float:
     return (i * route.duration_s / max(units, 1)) % max(route.duration_s, 1.0)
 
 
-class Driver:
+class Driver(Schedule):
     """Runs simulated units on one thread: connect, report on a shared schedule, settle, close."""
 
     def __init__(self, sims: list[SimUnit], stop: threading.Event | None = None):
@@ -302,48 +302,11 @@ class Driver:
             self.pump(0.05)
         return sum(u.connected for u in self.sims)
 
-    def report(self, duration_s: float, rate_hz: float, tick: Callable[[float], None] = lambda _t: None,
-               every_s: float = 5.0) -> tuple[float, float]:
-        """Each unit reports at ``rate_hz`` for ``duration_s``; returns (start, measured seconds).
+    def emit(self, unit: SimUnit, t: float, utc: dt.datetime) -> None:
+        unit.report(t, utc)
 
-        Unit i reports at start + i*period/units + k*period (spread evenly);
-        ``tick(t)`` is called every ``every_s`` seconds.
-        """
-        units = len(self.sims)
-        period = 1.0 / rate_hz
-        start = time.monotonic()
-        due = [start + i * period / units for i in range(units)]
-        nxt = 0
-        last_tick = start
-        end = start + duration_s
-        while not self.stop.is_set():
-            now = time.monotonic()
-            if now >= end:
-                break
-            utc = dt.datetime.now(dt.timezone.utc)
-            # Units are due in round-robin order, so only the next ones need checking.
-            for _ in range(units):
-                if due[nxt] > now:
-                    break
-                u = self.sims[nxt]
-                if u.connected:
-                    u.report(now - start, utc)
-                due[nxt] += period
-                nxt = (nxt + 1) % units
-            self.pump(max(0.0, min(due[nxt] - time.monotonic(), 0.02)))
-            if now - last_tick >= every_s:
-                last_tick = now
-                tick(now - start)
-        return start, time.monotonic() - start
-
-    def settle(self, seconds: float, until: Callable[[], bool] = lambda: False) -> None:
-        """Keep the sockets serviced for ``seconds`` (or until ``until()``)."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and not until() and not self.stop.is_set():
-            self.pump(0.05)
-
-    def cpu(self) -> float:
-        return time.process_time() - self._cpu0
+    def wait(self, due: float, now: float, end: float) -> None:
+        self.pump(max(0.0, min(due - time.monotonic(), 0.02)))
 
     def close(self) -> None:
         for u in self.sims:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,3 +90,63 @@ def seq_and_latency(payload: bytes) -> tuple[int | None, float | None]:
         return report["seq"], (dt.datetime.now(dt.timezone.utc) - sent).total_seconds()
     except (ValueError, KeyError, TypeError, AttributeError):
         return None, None
+
+
+class Schedule:
+    """What both fleet drivers do alike: report on a shared schedule, settle, account their CPU.
+
+    A driver has ``sims`` (units with ``connected``), ``stop`` (an event), ``pump(timeout)``
+    (one turn of its socket loop), ``emit(unit, t, utc)`` (the unit's next report, sent) and
+    ``wait(due, now, end)`` (service the sockets until the next unit is due).
+    """
+
+    sims: list[Any]
+    stop: threading.Event
+    _cpu0: float
+    pump: Callable[[float], None]
+    emit: Callable[[Any, float, dt.datetime], None]
+    wait: Callable[[float, float, float], None]
+
+    def report(self, duration_s: float, rate_hz: float, tick: Callable[[float], None] = lambda _t: None,
+               every_s: float = 5.0) -> tuple[float, float]:
+        """Each unit reports at ``rate_hz`` for ``duration_s``; returns (start, measured seconds).
+
+        Unit i reports at start + i*period/units + k*period (spread evenly);
+        ``tick(t)`` is called every ``every_s`` seconds.
+        """
+        units = len(self.sims)
+        period = 1.0 / rate_hz
+        start = time.monotonic()
+        due = [start + i * period / units for i in range(units)]
+        nxt = 0
+        last_tick = start
+        end = start + duration_s
+        while not self.stop.is_set():
+            now = time.monotonic()
+            if now >= end:
+                break
+            if due[nxt] <= now:
+                utc = dt.datetime.now(dt.timezone.utc)
+                # Units are due in round-robin order, so only the next ones need checking.
+                for _ in range(units):
+                    if due[nxt] > now:
+                        break
+                    u = self.sims[nxt]
+                    if u.connected:
+                        self.emit(u, now - start, utc)
+                    due[nxt] += period
+                    nxt = (nxt + 1) % units
+            self.wait(due[nxt], now, end)
+            if now - last_tick >= every_s:
+                last_tick = now
+                tick(now - start)
+        return start, time.monotonic() - start
+
+    def settle(self, seconds: float, until: Callable[[], bool] = lambda: False) -> None:
+        """Keep the sockets serviced for ``seconds`` (or until ``until()``)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not until() and not self.stop.is_set():
+            self.pump(0.05)
+
+    def cpu(self) -> float:
+        return time.process_time() - self._cpu0

@@ -58,11 +58,10 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 
 from hil import mqtt_wire as w
 from hil import fleet_common
-from hil.fleet_common import FleetStats, iso, seq_and_latency
+from hil.fleet_common import FleetStats, Schedule, iso, seq_and_latency
 from hil.route import Route
 
 CONNECTING_AT_ONCE = 64  # units waiting for their CONNACK at one time (a broker's listen backlog is ~100)
@@ -206,7 +205,7 @@ class WireUnit:
         return self.publish(self.base + "telemetry", payload, _NOTHING if cbor else _UTF8)
 
 
-class WireFleet:
+class WireFleet(Schedule):
     """Simulated units on one selector loop; the methods of :class:`hil.fleet.Driver`."""
 
     def __init__(self, sims: list[WireUnit], stop: threading.Event | None = None):
@@ -216,6 +215,8 @@ class WireFleet:
         self.sel = selectors.DefaultSelector()
         self._cpu0 = time.process_time()
         self._last_ping_check = 0.0
+        self._utc: dt.datetime | None = None
+        self._utc_iso = ""
         self.errors: list[str] = []
 
     # ---------------------------------------------------------------- sending
@@ -337,45 +338,16 @@ class WireFleet:
     def _connecting(self) -> int:
         return sum(1 for u in self.sims if u.sock is not None and not u.connected)
 
-    def report(self, duration_s: float, rate_hz: float, tick: Callable[[float], None] = lambda _t: None,
-               every_s: float = 5.0) -> tuple[float, float]:
-        """Each unit reports at ``rate_hz`` for ``duration_s``, unit i at start + i*period/units + k*period
-        (to within :data:`TICK_S`); ``tick(t)`` every ``every_s`` seconds; returns (start, measured seconds)."""
-        units = len(self.sims)
-        period = 1.0 / rate_hz
-        start = time.monotonic()
-        due = [start + i * period / units for i in range(units)]
-        nxt = 0
-        last_tick = start
-        end = start + duration_s
-        while not self.stop.is_set():
-            now = time.monotonic()
-            if now >= end:
-                break
-            if due[nxt] <= now:
-                now_iso = iso(dt.datetime.now(dt.timezone.utc))
-                for _ in range(units):
-                    if due[nxt] > now:
-                        break
-                    u = self.sims[nxt]
-                    if u.connected:
-                        self._send(u, u.report(now - start, now_iso))
-                    due[nxt] += period
-                    nxt = (nxt + 1) % units
-            self.pump(0.0)  # every PUBACK that came meanwhile, in one turn
-            time.sleep(max(0.0, min(max(due[nxt], now + TICK_S), end) - time.monotonic()))
-            if now - last_tick >= every_s:
-                last_tick = now
-                tick(now - start)
-        return start, time.monotonic() - start
+    def emit(self, unit: WireUnit, t: float, utc: dt.datetime) -> None:
+        if utc is not self._utc:  # one time text for the units due together
+            self._utc, self._utc_iso = utc, iso(utc)
+        self._send(unit, unit.report(t, self._utc_iso))
 
-    def settle(self, seconds: float, until: Callable[[], bool] = lambda: False) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and not until() and not self.stop.is_set():
-            self.pump(0.05)
-
-    def cpu(self) -> float:
-        return time.process_time() - self._cpu0
+    def wait(self, due: float, now: float, end: float) -> None:
+        """Every PUBACK that came meanwhile in one turn, then sleep to the next unit due (at least
+        :data:`TICK_S`: the units due meanwhile report together)."""
+        self.pump(0.0)
+        time.sleep(max(0.0, min(max(due, now + TICK_S), end) - time.monotonic()))
 
     def close(self) -> None:
         for u in self.sims:
