@@ -11,7 +11,8 @@ minus the report's ``ts``) and the loss by ``seq`` (hil/seq_ledger.py).
 Each broker's CPU comes from ``/proc`` over the run, and each rig process
 reports its own: that is what docs/fleet.md sizes a deployment from. Runs
 below and above the target (1,500 and 8,000 units, the same topology) show
-how the brokers' cost grows with the load.
+how the brokers' cost grows with the load, and a last run puts 5,000 units on
+a single regional broker (what one region's Mosquitto carries).
 
 The units and rooms are the rig's plain-socket ones (``hil/fleet_wire.py``):
 a unit is its own TCP connection, client id, password and ACL, MQTT 5, but
@@ -40,18 +41,19 @@ from bench.common import Figure, Skip, log, mosquitto_binary, proc_cpu_seconds  
 REGIONS = 3
 UNITS = 5000
 SMALL, LARGE = 1500, 8000
+ONE_REGION = 5000  # all on one regional broker: what one region's Mosquitto carries
 
 
-def run(units: int, seconds: float, generator: str = "wire") -> dict:
+def run(units: int, seconds: float, generator: str = "wire", regions: int = REGIONS) -> dict:
     if mosquitto_binary() is None:
         raise Skip("mosquitto is not installed (Debian package mosquitto)")
     from hil.fleet_regions import run_regions, unit_ids
     from hil.regions import Topology
 
-    per_region = units // REGIONS
-    ids = [u for region in unit_ids(REGIONS, per_region) for u in region]
+    per_region = units // regions
+    ids = [u for region in unit_ids(regions, per_region) for u in region]
     workdir = Path(tempfile.mkdtemp(prefix="bench-regions-"))
-    topology = Topology(workdir, regions=REGIONS, units=ids)
+    topology = Topology(workdir, regions=regions, units=ids)
     try:
         topology.start()
         brokers = {"central": topology.central, **{r.name: r.broker for r in topology.region_list}}
@@ -61,7 +63,7 @@ def run(units: int, seconds: float, generator: str = "wire") -> dict:
             marks[phase] = (time.monotonic(), {name: proc_cpu_seconds(b.pid) or 0.0 for name, b in brokers.items()},
                             [dict(r.cable.bytes) for r in topology.region_list])
 
-        log(f"bench_regions: {units} units at 1 Hz in {REGIONS} regions for {seconds:.0f} s")
+        log(f"bench_regions: {units} units at 1 Hz in {regions} region(s) for {seconds:.0f} s")
         report = run_regions(topology, per_region=per_region, duration_s=seconds, rate_hz=1.0, encoding="cbor",
                              drain_s=60.0, progress=log, generator=generator, on_phase=on_phase)
         (t0, cpu0, bytes0), (t1, cpu1, bytes1) = marks["reporting"], marks["reported"]
@@ -106,7 +108,7 @@ def _figures(r: dict, label: str, target: bool) -> list[Figure]:
                        digits=0, note=f"regional {sum(regional) / len(regional):.0f} % each"))
     if reports:
         secs = r["broker_cpu_s"]
-        per_region = reports / REGIONS
+        per_region = reports / r["regions"]
         regional_us = [1e6 * v / per_region for k, v in secs.items() if k != "central"]
         figs.append(Figure("Regions", f"{label}: broker CPU per report, regional / central",
                            sum(regional_us) / len(regional_us), "µs", digits=0,
@@ -126,13 +128,17 @@ def collect(quick: bool = False) -> dict:
     small = run(SMALL, seconds)
     big = run(UNITS, seconds)
     large = run(LARGE, seconds)
+    single = run(ONE_REGION, seconds, regions=1)
     figs = (_figures(big, f"{UNITS:,} units", True) + _figures(small, f"{SMALL:,} units", False)
-            + _figures(large, f"{LARGE:,} units", False))
-    runs = (big, small, large)
+            + _figures(large, f"{LARGE:,} units", False)
+            + _figures(single, f"{ONE_REGION:,} units, one region", False))
+    runs = (big, small, large, single)
     notes = [
-        "Three regional Mosquittos bridged over mutual TLS (QoS 1, persistent) to a central one, all from the "
+        "Three regional Mosquittos (one in the last run) bridged over mutual TLS (QoS 1, persistent) to a central "
+        "one, all from the "
         "shipped files, on this 2-core machine with the simulated units (one process per region, plain sockets: "
-        "hil/fleet_wire.py), the four subscribers (one process each) and the rig's TCP forwarders on the bridges. "
+        "hil/fleet_wire.py), each level's subscribers (one process each) and the rig's TCP forwarders on the "
+        "bridges. "
         f"Measured for {big['duration_s']:.0f} s each.",
         "Where the delivered rate is below what was offered, the units made fewer reports than 1 Hz (everything "
         "shares two cores); loss counts reports made and never delivered, audited by seq per unit.",
@@ -141,7 +147,7 @@ def collect(quick: bool = False) -> dict:
         + " (other work on the machine competes with the rig for the two cores).",
     ]
     return {"title": "Regional brokers bridged to a central one (issue #19)", "figures": [f.as_dict() for f in figs],
-            "notes": notes, "runs": {"big": big, "small": small, "large": large}}
+            "notes": notes, "runs": {"big": big, "small": small, "large": large, "one_region": single}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,8 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--units", type=int, default=UNITS)
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--generator", choices=("wire", "paho"), default="wire")
+    ap.add_argument("--regions", type=int, default=REGIONS)
     args = ap.parse_args(argv)
-    r = run(args.units, args.seconds, args.generator)
+    r = run(args.units, args.seconds, args.generator, args.regions)
     for k, v in r.items():
         print(f"{k}: {v}")
     return 0
