@@ -32,6 +32,7 @@ from pathlib import Path
 
 from hil import agent_proc
 from hil.broker import Broker, BrokerUnavailable
+from hil.fleet_wire import TooManySockets
 from hil.scenario import ACTIONS, ScenarioError, Step, load_scenario, shipped_scenarios
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = {"run": cmd_run, "list": cmd_list, "fleet": cmd_fleet, "demo": cmd_demo, "emulate": cmd_emulate}
     try:
         return handler[args.command](args)
-    except BrokerUnavailable as exc:
+    except (BrokerUnavailable, TooManySockets) as exc:
         print(f"umps-hil: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:

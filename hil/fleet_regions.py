@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hil.fleet import Driver, FleetStats, FleetSubscriber, SimUnit, route_offset
-from hil.fleet_wire import WireFleet, WireSubscriber, WireUnit
+from hil.fleet_wire import WireFleet, WireSubscriber, WireUnit, check_nofile
 from hil.regions import Topology
 from hil.route import default_route
 from hil.seq_ledger import SeqLedger
@@ -238,6 +238,7 @@ def run_regions(topology: Topology, *, per_region: int, duration_s: float, rate_
     ctx = multiprocessing.get_context("spawn")
     if generator not in GENERATORS:
         raise ValueError(f"generator is one of {GENERATORS}, not {generator!r}")
+    check_nofile(max(map(len, ids)))  # here, before any process starts (they inherit the limit)
     subs = {r.name: RemoteSubscriber(ctx, r.address, r.dispatch, pw, generator) for r in topology.region_list}
     central = RemoteSubscriber(ctx, topology.central.address, Topology.CENTRAL_DISPATCH, pw, generator)
     workers = []

@@ -92,7 +92,8 @@ class TooManySockets(RuntimeError):
     """The process may not open as many sockets as it has units (``ulimit -n``)."""
 
 
-def _check_nofile(sockets: int) -> None:
+def check_nofile(sockets: int) -> None:
+    """Raise the soft limit for ``sockets`` units' sockets, or :class:`TooManySockets` if the hard limit is lower."""
     soft, hard = raise_nofile(sockets + SOCKETS_SPARE)
     if soft != resource.RLIM_INFINITY and soft < sockets + SOCKETS_SPARE:
         raise TooManySockets(f"{sockets} units need {sockets + SOCKETS_SPARE} open files in this process; the hard "
@@ -209,7 +210,7 @@ class WireFleet(Schedule):
     """Simulated units on one selector loop; the methods of :class:`hil.fleet.Driver`."""
 
     def __init__(self, sims: list[WireUnit], stop: threading.Event | None = None):
-        _check_nofile(len(sims))
+        check_nofile(len(sims))
         self.sims = sims
         self.stop = stop or threading.Event()
         self.sel = selectors.DefaultSelector()

@@ -252,3 +252,15 @@ def _accepts(port: int) -> bool:
         return True
     except OSError:
         return False
+
+
+def test_umps_hil_fleet_says_when_the_hard_limit_of_open_files_is_too_low() -> None:
+    code = (
+        "import resource, sys\n"
+        "from hil.cli import main\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (64, 300))\n"
+        "sys.exit(main(['fleet', '--units', '1000', '--duration', '1']))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1, out.stderr
+    assert "umps-hil: 1000 units need 1064 open files" in out.stderr and "hard limit is 300" in out.stderr
