@@ -47,10 +47,9 @@ from agent.adapters.config_store import ConfigStore, ConfigStoreError
 from agent.config import Validate
 from agent.core.events import DispatchRefused, MessageReceived
 from agent.core.key_rules import ConfigChange
-from agent.core.remote_command import CommandOutcome, CommandResult, parse_command
+from agent.core.remote_command import COMMANDS, CommandOutcome, CommandResult, parse_command
 from agent.core.remote_config import ConfigResult, ConfigState, handle_config_set
 from agent.core.replay import ReplayMemory
-from agent.core.remote_command import COMMANDS
 from agent.core.requests import Problem, decode_payload
 from agent.core.rollback_guard import Armed
 from agent.core.signed_dispatch import DISPATCH_TOPICS, check_dispatch

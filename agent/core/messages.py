@@ -5,8 +5,9 @@ Every payload the unit receives or sends that is modelled here is validated
 ``docs/asyncapi.json`` (``components.schemas``) is generated from the same
 model: ``python -m agent.contract_tools --write docs/asyncapi.json`` rewrites
 those schemas, and ``tests/test_messages.py`` fails when the document and the
-models disagree. Schemas not (yet) listed in :data:`SCHEMAS` are still written
-by hand in the document; a model refers to them by ``$ref``.
+models disagree. The compact CBOR telemetry's schemas come the same way from
+the codec's own tables (:func:`.telemetry_cbor.schemas`): nothing in the
+document's schemas is written by hand.
 
 Inbound rules (what a dispatcher reads on ``call/rejected`` comes from here):
 
@@ -31,7 +32,7 @@ from typing_extensions import TypeAliasType
 from agent.config import UNIT_ID_PATTERN
 from agent.config import StatusCode as _StatusCodes
 
-from . import inbound_text
+from . import inbound_text, telemetry_cbor
 from .json_types import json_type
 
 REF = "#/components/schemas/{model}"
@@ -648,6 +649,7 @@ def schemas() -> dict[str, dict[str, Any]]:
         out[name] = _rename_refs(schema, names)
     for name in ALIASES:
         out[name] = generated[name]
+    out.update(telemetry_cbor.schemas())  # the binary encoding: its key map, from the codec's tables
     return out
 
 

@@ -127,6 +127,33 @@ _SECOND_DIFF = (0, 3, 4)  # delta positions of ts, lat, lon
 
 CONTENT_TYPE = "application/cbor"
 
+# What each small key holds, as the AsyncAPI document says it (:func:`schemas`).
+_FIX_DESCRIPTION = (
+    "array [" + ", ".join(FIX_NAMES) + "], trailing nulls left out: time an integer offset in ms from ts "
+    "(or HH:MM:SS.mmm text without a date), lat/lon integers in 1e-7 degree, alt decimetres, speed cm/s, "
+    "track and hdop hundredths, age ms"
+)
+_KEY_SCHEMAS: dict[int, dict[str, Any]] = {
+    K_SEQ: {"x-field": "seq", "description": "unsigned integer: seq", "type": "integer"},
+    K_TS: {"x-field": "ts", "description": "integer: ts in milliseconds since 1970-01-01T00:00:00Z",
+           "type": "integer"},
+    K_TIME_SOURCE: {"x-field": "time_source",
+                    "description": "0 system (absent means 0), 1 gnss, 2 system_unsynced (x-table)",
+                    "x-table": list(TIME_SOURCE_TABLE)},
+    K_FIX: {"x-field": "fix", "description": _FIX_DESCRIPTION, "type": "array", "maxItems": len(FIX_NAMES),
+            "x-items": list(FIX_NAMES)},
+    K_STATUS: {"x-field": "status", "description": "index in x-table (text if not in it)",
+               "x-table": list(STATUS_TABLE)},
+    K_SIREN: {"x-field": "siren", "description": "true; absent means false", "type": "boolean"},
+    K_EMERGENCY: {"x-field": "emergency", "description": "true; absent means false", "type": "boolean"},
+    K_CALL: {"x-field": "call", "description": "[id, state], state an index in x-table; absent means null",
+             "type": "array", "x-table": list(CALL_STATE_TABLE)},
+    K_IGNITION: {"x-field": "ignition",
+                 "description": 'true "on", false "off"; absent means null (no ignition line)', "type": "boolean"},
+    K_RECEIVER: {"x-field": "fix.receiver", "description": 'index in x-table; absent means "ok"',
+                 "x-table": list(RECEIVER_TABLE)},
+}
+
 
 class TelemetryDecodeError(ValueError):
     """A payload that is not a telemetry report or batch of this contract."""
@@ -445,3 +472,36 @@ def _unit_of(topic: str) -> str | None:
         if part == "telemetry" and i >= 1:
             return parts[i - 1]
     return None
+
+
+# ------------------------------------------------------------------ contract
+
+
+def schemas() -> dict[str, dict[str, Any]]:
+    """The AsyncAPI components ``TelemetryCbor`` and ``TelemetryCborBatch``, from the tables above."""
+    report = {
+        "type": "object",
+        "description": (
+            "A CBOR map with unsigned integer keys (shown here as strings, as JSON Schema needs). Fields "
+            'without a small key are carried under their JSON name (a fix field as "fix.<name>"). Decoded '
+            "values equal the JSON report's to half a unit of their scale; the tables only grow at the end. "
+            "Source: agent/core/telemetry_cbor.py."
+        ),
+        "required": [str(K_SEQ), str(K_TS)],
+        "properties": {str(key): schema for key, schema in sorted(_KEY_SCHEMAS.items())},
+    }
+    batch = {
+        "type": "array",
+        "minItems": 1,
+        "description": (
+            "[report, delta, ...]: the first item a full TelemetryCbor report, so a batch reads alone. Each "
+            "delta is an array [ts, " + ", ".join(FIX_NAMES) + "] of differences from the previous report (ts, "
+            "lat and lon second differences: minus the previous step as well), optionally followed by a map "
+            "of the other fields that changed (TelemetryCbor keys; key 0 when seq is not the previous seq + "
+            "1). Entries left out at the end are unchanged; null means the field is now null; where the "
+            "previous value was null the entry is the value itself."
+        ),
+        "prefixItems": [{"$ref": "#/components/schemas/TelemetryCbor"}],
+        "items": {"type": ["array", "object"]},
+    }
+    return {"TelemetryCbor": report, "TelemetryCborBatch": batch}
