@@ -190,18 +190,21 @@ def test_paho_publishes_parse_here_and_a_refused_room_says_so(broker_factory, tm
     assert len(room.stats.latencies) == 2 and min(room.stats.latencies) > 0  # reports made in the past
 
 
+def _with_open_files(soft: int, hard: int, code: str) -> subprocess.CompletedProcess[str]:
+    """Python ``code`` in a process of its own whose limits of open files are (soft, hard)."""
+    head = f"import resource, sys\nresource.setrlimit(resource.RLIMIT_NOFILE, ({soft}, {hard}))\n"
+    return subprocess.run([sys.executable, "-c", head + code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
 def test_a_hard_limit_of_open_files_below_the_units_is_said_plainly() -> None:
-    code = (
-        "import resource\n"
+    out = _with_open_files(64, 300, (
         "from hil.fleet_wire import WireFleet, TooManySockets, raise_nofile\n"
-        "resource.setrlimit(resource.RLIMIT_NOFILE, (64, 300))\n"
         "print(raise_nofile(200))\n"
         "try:\n"
         "    WireFleet([object()] * 1000)\n"
         "except TooManySockets as exc:\n"
         "    print(exc)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    ))
     assert out.returncode == 0, out.stderr
     first, second = out.stdout.splitlines()
     assert first == "(200, 300)"  # the soft limit raised toward what was asked
@@ -255,12 +258,7 @@ def _accepts(port: int) -> bool:
 
 
 def test_umps_hil_fleet_says_when_the_hard_limit_of_open_files_is_too_low() -> None:
-    code = (
-        "import resource, sys\n"
-        "from hil.cli import main\n"
-        "resource.setrlimit(resource.RLIMIT_NOFILE, (64, 300))\n"
-        "sys.exit(main(['fleet', '--units', '1000', '--duration', '1']))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    out = _with_open_files(64, 300, "from hil.cli import main\n"
+                                    "sys.exit(main(['fleet', '--units', '1000', '--duration', '1']))\n")
     assert out.returncode == 1, out.stderr
     assert "umps-hil: 1000 units need 1064 open files" in out.stderr and "hard limit is 300" in out.stderr
