@@ -3,8 +3,10 @@
 How it measures: ``hil.fleet.run_fleet`` (the rig's fleet mode, ``umps-hil
 fleet``) against a private Mosquitto (``hil.broker.Broker``, free port,
 ``sys_interval 1``): every unit speaks the agent's MQTT contract (birth,
-retained status, QoS 1 telemetry with a contiguous seq), all in one process;
-a separate subscriber on ``umps/+/telemetry`` counts what the broker delivers.
+retained status, QoS 1 telemetry with a contiguous seq), all in one process
+on one selector (the plain-socket units of ``hil/fleet_wire.py``); a
+subscriber on ``umps/+/telemetry``, on a thread of its own, counts what the
+broker delivers.
 The figure is the sustained delivery rate against units x rate, with the
 reports missing by seq and the per-unit intervals.
 
@@ -61,8 +63,9 @@ def collect(quick: bool = False) -> dict:
                100 * r["publisher_cpu_s"] / r["duration_s"], "% of a core", digits=0),
     ]
     notes = [
-        "The rig's fleet mode (`umps-hil fleet`): simulated units speaking the agent's MQTT contract, one process, "
-        "one thread, against a private Mosquitto on the same 2-core machine (which also runs the subscriber).",
+        "The rig's fleet mode (`umps-hil fleet`): simulated units speaking the agent's MQTT contract on plain "
+        "sockets (hil/fleet_wire.py), one process, one thread for the units and one for the subscriber, against a "
+        "private Mosquitto on the same 2-core machine.",
     ]
     if r.get("broker_received_rate") is not None:
         notes.append(f"Broker ($SYS): PUBLISH received {r['broker_received_rate']:.0f}/s, sent "

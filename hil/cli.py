@@ -32,6 +32,7 @@ from pathlib import Path
 
 from hil import agent_proc
 from hil.broker import Broker, BrokerUnavailable
+from hil.fleet_wire import TooManySockets
 from hil.scenario import ACTIONS, ScenarioError, Step, load_scenario, shipped_scenarios
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -87,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     fleet.add_argument("--duration", type=float, default=30.0, help="seconds of reporting")
     fleet.add_argument("--rate", type=float, default=1.0, help="reports per second per unit")
     fleet.add_argument("--broker", type=_broker_arg, help="HOST:PORT (default: start a Mosquitto of the rig's own)")
+    fleet.add_argument("--generator", choices=("wire", "paho"), default="wire",
+                       help="simulated units and subscribers: plain sockets on one selector per process (wire, "
+                            "light enough for thousands of units) or a paho client each (paho)")
     fleet.add_argument("--json", type=Path, help="also write the figures to this file")
 
     demo = sub.add_parser("demo", help="the agent in the emulated vehicle, with its screens")
@@ -115,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = {"run": cmd_run, "list": cmd_list, "fleet": cmd_fleet, "demo": cmd_demo, "emulate": cmd_emulate}
     try:
         return handler[args.command](args)
-    except BrokerUnavailable as exc:
+    except (BrokerUnavailable, TooManySockets) as exc:
         print(f"umps-hil: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
@@ -225,7 +229,8 @@ def cmd_fleet(args: argparse.Namespace) -> int:
         host, port = args.broker
     try:
         report = run_fleet(host, port, units=args.units, duration_s=args.duration, rate_hz=args.rate,
-                           sys_topics=broker is not None, progress=_printer(), stop=stop, encoding=args.encoding)
+                           sys_topics=broker is not None, progress=_printer(), stop=stop, encoding=args.encoding,
+                           generator=args.generator)
     finally:
         if broker is not None:
             broker.stop()
@@ -265,7 +270,8 @@ def _fleet_regions(args: argparse.Namespace) -> int:
         print(f"brokers: central on {topology.central.port}, regions on "
               f"{', '.join(str(r.broker.port) for r in topology.region_list)} (bridged over TLS)", flush=True)
         report = run_regions(topology, per_region=per_region, duration_s=args.duration, rate_hz=args.rate,
-                             encoding=args.encoding, cut=cut, progress=_printer(), stop=stop)
+                             encoding=args.encoding, cut=cut, progress=_printer(), stop=stop,
+                             generator=args.generator)
     finally:
         topology.stop()
     print(report.text())

@@ -15,10 +15,14 @@ agent.
 
 How it runs
 -----------
-All units live in one thread of one process: each is a paho client driven by
-an external loop (``loop_read``/``loop_write``/``loop_misc`` on a
-``selectors`` loop), so there is one thread for N sockets, and reports are
-due on a shared schedule spread evenly over the period (no thundering herd).
+By default (``generator="wire"``) the units and the subscriber are the
+plain-socket ones of ``hil/fleet_wire.py``: one selector, a socket and a few
+counters per unit, PUBLISH packets framed once; the subscriber on a thread
+of its own. With ``generator="paho"`` each unit is a paho client (the class
+below) driven by an external loop (``loop_read``/``loop_write``/``loop_misc``
+on a ``selectors`` loop), one thread for N sockets. Either way reports are
+due on a shared schedule spread evenly over the period (no thundering herd),
+and a unit's messages are those of ``hil/fleet_common.py``.
 
 What is measured
 ----------------
@@ -35,32 +39,25 @@ a :class:`FleetReport`.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import selectors
 import statistics
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from agent.core import telemetry_cbor
+from hil import fleet_common
+from hil.fleet_common import FleetStats, Schedule, iso, seq_and_latency
+from hil.fleet_wire import WireFleet, WireSubscriber, WireUnit, serve
 from hil.route import Route, default_route
 from hil.seq_ledger import SeqLedger
 from hil.stats import percentile
 
 CONNECT_BATCH = 50
-
-
-def _iso(now: dt.datetime) -> str:
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
-
-
-def _json(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, separators=(",", ":")).encode()
 
 
 class SimUnit:
@@ -98,12 +95,9 @@ class SimUnit:
             return
         self.connected = True
         client.subscribe(self.base + "call", qos=1)
-        now = _iso(dt.datetime.now(dt.timezone.utc))
-        client.publish(self.base + "online", _json({"online": True, "agent_version": "fleet-sim", "config_version": 0,
-                                                     "config_hash": "", "ts": now, "seq_start": self.seq,
-                                                     "seq_gap": None}), qos=1, retain=True)
-        client.publish(self.base + "status", _json({"status": "available", "siren": False, "call": None,
-                                                     "emergency": False, "ts": now}), qos=1, retain=True)
+        now = iso(dt.datetime.now(dt.timezone.utc))
+        client.publish(self.base + "online", fleet_common.birth(self.seq, now), qos=1, retain=True)
+        client.publish(self.base + "status", fleet_common.status(now), qos=1, retain=True)
         self.published += 2
 
     def _on_disconnect(self, *args: Any) -> None:
@@ -113,51 +107,18 @@ class SimUnit:
         self.acked += 1
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
-        try:
-            call = json.loads(msg.payload)
-            call_id = call["id"]
-        except (ValueError, KeyError, TypeError):
+        answer = fleet_common.call_response(msg.payload, iso(dt.datetime.now(dt.timezone.utc)))
+        if answer is None:
             return
-        client.publish(self.base + "call/response", _json({"id": call_id, "response": "received",
-                                                            "ts": _iso(dt.datetime.now(dt.timezone.utc))}), qos=1)
+        client.publish(self.base + "call/response", answer, qos=1)
         self.calls_answered += 1
         self.published += 1
 
     def report(self, t: float, now: dt.datetime) -> None:
-        state = self.route.at(t + self.offset_s)
-        body = {
-            "unit": self.id, "seq": self.seq, "ts": _iso(now), "time_source": "gnss",
-            "fix": {"mode": 3, "time": _iso(now), "lat": round(state.lat, 6), "lon": round(state.lon, 6),
-                    "alt": round(state.alt, 1), "speed": round(state.speed, 2), "track": round(state.track, 1),
-                    "hdop": 0.9, "sats": 11, "age": 0.05},
-            "status": "available", "siren": False, "emergency": False, "call": None,
-        }
+        payload = fleet_common.report(self.id, self.seq, iso(now), self.route.at(t + self.offset_s), self.encoding)
         self.seq += 1
         self.published += 1
-        payload = telemetry_cbor.encode_report(body) if self.encoding == "cbor" else _json(body)
         self.client.publish(self.base + "telemetry", payload, qos=1)
-
-
-@dataclass
-class FleetStats:
-    """What the broker delivered to the measuring subscriber."""
-
-    received: int = 0
-    first: float | None = None
-    last: float | None = None
-    per_unit: dict[str, list[float]] = field(default_factory=dict)  # arrival times
-    seqs: dict[str, list[int]] = field(default_factory=dict)
-    births: dict[str, list[bytes]] = field(default_factory=dict)  # ``online`` payloads per unit
-    sys: dict[str, str] = field(default_factory=dict)
-    counters: dict[str, list[tuple[float, int]]] = field(default_factory=dict)  # $SYS counter samples
-    latencies: list[float] = field(default_factory=list)  # arrival minus the report's ts, seconds
-
-    def broker_rate(self, name: str, start: float, end: float) -> float | None:
-        """Messages per second from two samples of a broker counter inside [start, end]."""
-        samples = [(t, v) for t, v in self.counters.get(name, []) if start <= t <= end]
-        if len(samples) < 2 or samples[-1][0] <= samples[0][0]:
-            return None
-        return (samples[-1][1] - samples[0][1]) / (samples[-1][0] - samples[0][0])
 
 
 @dataclass(frozen=True)
@@ -209,19 +170,6 @@ class FleetReport:
         return dict(self.__dict__)
 
 
-def _seq_and_latency(payload: bytes) -> tuple[int | None, float | None]:
-    """A report's seq and its age on arrival (now minus ``ts``), read as cheaply as the encoding allows."""
-    try:
-        if telemetry_cbor.is_cbor(payload) and not telemetry_cbor.is_batch(payload):
-            report = telemetry_cbor.report_map(payload)
-            return report[telemetry_cbor.K_SEQ], time.time() - report[telemetry_cbor.K_TS] / 1000
-        report = telemetry_cbor.decode_telemetry(payload)[0]
-        sent = dt.datetime.fromisoformat(report["ts"].replace("Z", "+00:00"))
-        return report["seq"], (dt.datetime.now(dt.timezone.utc) - sent).total_seconds()
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None, None
-
-
 class FleetSubscriber:
     """The dispatch side: everything the units report, timed."""
 
@@ -259,7 +207,7 @@ class FleetSubscriber:
             with self._lock:
                 self.stats.births.setdefault(unit, []).append(bytes(msg.payload))
             return
-        seq, latency = _seq_and_latency(bytes(msg.payload))
+        seq, latency = seq_and_latency(bytes(msg.payload))
         with self._lock:
             s = self.stats
             s.received += 1
@@ -284,24 +232,46 @@ class FleetSubscriber:
 
 def run_fleet(host: str, port: int, *, units: int, duration_s: float, rate_hz: float = 1.0, prefix: str = "umps",
               sys_topics: bool = False, progress: Callable[[str], None] = lambda _l: None,
-              stop: threading.Event | None = None, encoding: str = "json") -> FleetReport:
-    """Run ``units`` simulated units for ``duration_s`` and measure what the broker delivers."""
+              stop: threading.Event | None = None, encoding: str = "json", generator: str = "wire") -> FleetReport:
+    """Run ``units`` simulated units for ``duration_s`` and measure what the broker delivers.
+
+    ``generator`` "wire": plain-socket units and subscriber (hil/fleet_wire.py), the subscriber on a
+    thread of its own; "paho": a paho client each (:class:`SimUnit`, :class:`FleetSubscriber`).
+    """
     route = default_route()
-    sub = FleetSubscriber(host, port, prefix, sys_topics=sys_topics).start()
-    sims = [SimUnit(f"FLEET-{i:04d}", host, port, prefix=prefix, route=route, offset_s=route_offset(route, i, units),
-                    encoding=encoding) for i in range(units)]
-    driver = Driver(sims, stop)
+    ids = [f"FLEET-{i:04d}" for i in range(units)]
+    sub_stop = threading.Event()
+    wire_sub: WireSubscriber | None = None
+    if generator == "wire":
+        wire_sub = WireSubscriber(host, port, prefix, sys_topics=sys_topics, arrivals=True)
+        stats, sub_thread = wire_sub.stats, serve(wire_sub, sub_stop)
+        sims: list[Any] = [WireUnit(u, host, port, prefix=prefix, route=route, offset_s=route_offset(route, i, units),
+                                    encoding=encoding) for i, u in enumerate(ids)]
+        driver: Any = WireFleet(sims, stop)
+    elif generator == "paho":
+        sub = FleetSubscriber(host, port, prefix, sys_topics=sys_topics).start()
+        stats = sub.stats
+        sims = [SimUnit(u, host, port, prefix=prefix, route=route, offset_s=route_offset(route, i, units),
+                        encoding=encoding) for i, u in enumerate(ids)]
+        driver = Driver(sims, stop)
+    else:
+        raise ValueError(f"generator is 'wire' or 'paho', not {generator!r}")
     try:
         connected = driver.connect()
         progress(f"fleet: {connected}/{units} units connected; reporting at {rate_hz:g} Hz for {duration_s:g} s")
         start, measured_s = driver.report(duration_s, rate_hz, lambda t: progress(
-            f"fleet: {t:5.1f} s, {sub.stats.received} reports delivered"))
+            f"fleet: {t:5.1f} s, {stats.received} reports delivered"))
         driver.settle(2.0)  # the last reports and their acknowledgements land
         cpu = driver.cpu()
     finally:
         driver.close()
-        sub.stop()
-    return _report(sims, sub.stats, units, rate_hz, measured_s, connected, cpu, (start + 1.0, start + measured_s))
+        if wire_sub is not None:
+            sub_stop.set()
+            sub_thread.join(5.0)
+            wire_sub.close()
+        else:
+            sub.stop()
+    return _report(sims, stats, units, rate_hz, measured_s, connected, cpu, (start + 1.0, start + measured_s))
 
 
 def route_offset(route: Route, i: int, units: int) -> float:
@@ -309,7 +279,7 @@ def route_offset(route: Route, i: int, units: int) -> float:
     return (i * route.duration_s / max(units, 1)) % max(route.duration_s, 1.0)
 
 
-class Driver:
+class Driver(Schedule):
     """Runs simulated units on one thread: connect, report on a shared schedule, settle, close."""
 
     def __init__(self, sims: list[SimUnit], stop: threading.Event | None = None):
@@ -332,48 +302,11 @@ class Driver:
             self.pump(0.05)
         return sum(u.connected for u in self.sims)
 
-    def report(self, duration_s: float, rate_hz: float, tick: Callable[[float], None] = lambda _t: None,
-               every_s: float = 5.0) -> tuple[float, float]:
-        """Each unit reports at ``rate_hz`` for ``duration_s``; returns (start, measured seconds).
+    def emit(self, unit: SimUnit, t: float, utc: dt.datetime) -> None:
+        unit.report(t, utc)
 
-        Unit i reports at start + i*period/units + k*period (spread evenly);
-        ``tick(t)`` is called every ``every_s`` seconds.
-        """
-        units = len(self.sims)
-        period = 1.0 / rate_hz
-        start = time.monotonic()
-        due = [start + i * period / units for i in range(units)]
-        nxt = 0
-        last_tick = start
-        end = start + duration_s
-        while not self.stop.is_set():
-            now = time.monotonic()
-            if now >= end:
-                break
-            utc = dt.datetime.now(dt.timezone.utc)
-            # Units are due in round-robin order, so only the next ones need checking.
-            for _ in range(units):
-                if due[nxt] > now:
-                    break
-                u = self.sims[nxt]
-                if u.connected:
-                    u.report(now - start, utc)
-                due[nxt] += period
-                nxt = (nxt + 1) % units
-            self.pump(max(0.0, min(due[nxt] - time.monotonic(), 0.02)))
-            if now - last_tick >= every_s:
-                last_tick = now
-                tick(now - start)
-        return start, time.monotonic() - start
-
-    def settle(self, seconds: float, until: Callable[[], bool] = lambda: False) -> None:
-        """Keep the sockets serviced for ``seconds`` (or until ``until()``)."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and not until() and not self.stop.is_set():
-            self.pump(0.05)
-
-    def cpu(self) -> float:
-        return time.process_time() - self._cpu0
+    def wait(self, due: float, now: float, end: float) -> None:
+        self.pump(max(0.0, min(due - time.monotonic(), 0.02)))
 
     def close(self) -> None:
         for u in self.sims:
@@ -412,7 +345,7 @@ class _Pump:
                 u.client.loop_misc()
 
 
-def _report(sims: list[SimUnit], stats: FleetStats, units: int, rate_hz: float, duration_s: float, connected: int,
+def _report(sims: list[Any], stats: FleetStats, units: int, rate_hz: float, duration_s: float, connected: int,
             cpu: float, window: tuple[float, float]) -> FleetReport:
     intervals: list[float] = []
     late = 0

@@ -41,6 +41,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from hil.broker import Broker, free_port, write_password_file
+from hil.fleet_wire import raise_nofile
 from hil.pki import TlsFiles, make_pki
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -186,6 +187,8 @@ class Topology:
     CENTRAL_DISPATCH = "dispatch@central"
 
     def start(self) -> "Topology":
+        # Every unit holds a socket in its regional broker, which inherits this process's limit of open files.
+        raise_nofile(len(self.units) + 1024)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.pki = make_pki(self.workdir / "pki")
         names = [f"region{i + 1}" for i in range(self.regions)]
