@@ -151,14 +151,6 @@ def test_dejavu_has_every_arabic_glyph_pillow_default_has_none():
     assert {ch for ch in shaped if "\ufe70" <= ch <= "\ufefc"} <= tofu
 
 
-def test_every_size_of_a_face_shares_one_copy_of_its_font_file():
-    fonts = FontSet.default()
-    sizes = [fonts.get(size) for size in (10, 14, 22)]
-    assert sizes[0].font_bytes is sizes[1].font_bytes is sizes[2].font_bytes
-    assert fonts.get(14, True).font_bytes is not sizes[0].font_bytes  # the bold face is its own file
-    assert len(sizes[0].font_bytes) == fonts.regular.stat().st_size
-
-
 def test_arabic_render_is_not_tofu(panel):
     """The nature drawn on the panel differs from what the default font would draw there."""
     call = CALLS["ar"][1]

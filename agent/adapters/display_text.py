@@ -20,7 +20,6 @@ come out wider than ``font.getlength`` says.
 
 from __future__ import annotations
 
-import io
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -80,17 +79,9 @@ class FontSet:
 
 @lru_cache(maxsize=64)
 def _load_font(path: str, size: int) -> ImageFont.FreeTypeFont:
-    # Every size of a face reads the same bytes (BytesIO of bytes hands back that very
-    # object): one copy of each font file in memory, where FreeType opening the path
-    # maps the file once more for each size the panel draws (14 maps on a shift).
     # BASIC layout: shaping and ordering are done by arabic_reshaper/python-bidi,
     # whether or not this Pillow has libraqm (it would shape a second time).
-    return ImageFont.truetype(io.BytesIO(_font_file(path)), size, layout_engine=ImageFont.Layout.BASIC)
-
-
-@lru_cache(maxsize=8)
-def _font_file(path: str) -> bytes:
-    return Path(path).read_bytes()
+    return ImageFont.truetype(path, size, layout_engine=ImageFont.Layout.BASIC)
 
 
 def missing_glyphs(font: ImageFont.ImageFont | ImageFont.FreeTypeFont, text: str) -> set[str]:
