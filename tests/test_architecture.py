@@ -143,16 +143,16 @@ def test_agent_never_imports_hil():
         assert not any(n == "hil" or n.startswith("hil.") for n in _imports(path)), path
 
 
-def test_signatures_are_verified_by_openssl_and_no_cryptography_is_home_made():
-    # The running agent may load cryptography: its memory target is per real profile
-    # (<= 64 MiB, flat over days), no longer a 40 MiB figure that pushed Ed25519 into
-    # hand-written Python. Verification is OpenSSL's, the canonical form the rfc8785 package's.
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+def test_signatures_are_verified_by_libsodium_and_no_cryptography_is_home_made():
+    # The running agent verifies with libsodium (PyNaCl): its memory target is per real
+    # profile (<= 64 MiB, flat over days), no longer a 40 MiB figure that pushed Ed25519
+    # into hand-written Python. The canonical form is the rfc8785 package's.
+    from nacl.signing import VerifyKey
 
     from agent.core import signing
 
     key = signing.parse_public_key("11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=")  # RFC 8032 TEST 1
-    assert isinstance(key, Ed25519PublicKey)
+    assert isinstance(key, VerifyKey)
     assert not (ROOT / "agent" / "core" / "ed25519.py").exists()
     # Curve arithmetic would show its field prime or group order somewhere.
     markers = ("2**255", "2 ** 255", "2**252", "2 ** 252", "57896044618658097711785492504343953926634992332820282019728792003956564819949")
@@ -177,8 +177,9 @@ def _loaded_by(*modules: str) -> set[str]:
 def test_each_profile_loads_only_the_screen_it_drives():
     # Memory is per real profile (docs/performance.md): a car does not pay for the OLED's
     # drawing stack, a motorcycle not for the touchscreen's web server, and neither for
-    # the tools (schema generation, the browser, the rig).
-    tools = {"playwright", "hil", "bench", "pytest", "agent.contract_tools", "agent.gnss_tools"}
+    # the tools (schema generation, the browser, the rig, the admin's private keys: the
+    # unit verifies with PyNaCl, and cryptography with its own OpenSSL would cost 6 MiB).
+    tools = {"playwright", "hil", "bench", "pytest", "agent.contract_tools", "agent.gnss_tools", "cryptography"}
     oled = {"PIL", "luma", "arabic_reshaper", "bidi"}
     web = {"uvicorn", "starlette", "click"}
     car = _loaded_by("agent.cli", "agent.runtime", "agent.adapters.web_ui")

@@ -157,6 +157,24 @@ def test_public_key_text_round_trip() -> None:
     assert signing.public_key_text(signing.parse_public_key(text)) == text
 
 
+def test_the_unit_verifies_rfc_8032_test_vectors_and_signatures_made_with_cryptography() -> None:
+    # The unit verifies with libsodium (PyNaCl); admins and dispatch sign with cryptography
+    # (OpenSSL) or anything else that implements RFC 8032. TEST 1 and TEST 2 of RFC 8032 7.1:
+    vectors = [
+        ("11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=", b"",
+         "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"),
+        ("PUAXw+hDiVqStwqnTRt+vJyYLM8uxJaMwM1V8Sr0Zgw=", b"\x72",
+         "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00"),
+    ]
+    for key_text, message, signature in vectors:
+        key = signing.parse_public_key(key_text)
+        assert key.verify(message, bytes.fromhex(signature)) == message
+        with pytest.raises(Exception, match="Signature was forged or corrupt"):
+            key.verify(message + b"!", bytes.fromhex(signature))
+    body = signing.sign_request(ADMIN_KEY, UNIT, {"id": "v", "command": "flush_backlog"}, "cmd")
+    signing.verify_request([signing.parse_public_key(admin_tools.public_text(ADMIN_KEY))], UNIT, body, "cmd")
+
+
 @pytest.mark.parametrize("text", ["not base64!", base64.b64encode(b"short").decode(), ""])
 def test_bad_public_keys(text: str) -> None:
     with pytest.raises(ValueError):
@@ -289,7 +307,7 @@ def test_an_unusable_key_is_a_config_error_not_a_unit_that_trusts_nothing() -> N
 
 def test_a_config_signature_is_not_a_command_signature() -> None:
     body = signing.sign_request(ADMIN_KEY, UNIT, {"id": "x", "command": "flush_backlog", "expires": "2025-03-01T12:05:00Z"})
-    keys = [ADMIN_KEY.public_key()]
+    keys = [signing.parse_public_key(admin_tools.public_text(ADMIN_KEY))]
     signing.verify_request(keys, UNIT, body, "config/set")
     with pytest.raises(signing.SignatureError):
         signing.verify_request(keys, UNIT, body, "cmd")

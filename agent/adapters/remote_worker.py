@@ -3,7 +3,7 @@
 ``config/set`` and ``cmd`` (and ``call``, ``alarm/ack``, ``alarm/clear`` when
 ``[security] dispatch_keys`` is set) arrive from the MQTT link straight here,
 never through the core. For each, this thread verifies the signature
-(OpenSSL), validates (pydantic, in this process), consults and updates the
+(libsodium), validates (pydantic, in this process), consults and updates the
 durable replay memory, stores an accepted config layer, and posts **one**
 result event to the core's inbox:
 

@@ -37,10 +37,15 @@ refused beyond.
 The signature is Ed25519 over those bytes, carried as standard base64 (with
 padding) of the 64 signature bytes. Public keys in the config are standard
 base64 of the 32 raw key bytes (``umps-agent admin keygen`` prints one).
-Verification is OpenSSL's, through the ``cryptography`` package; signing
-needs a private key and happens on the admin's or the dispatch centre's
-machine. The running agent verifies on its remote-request worker, never on
-the core thread (:mod:`agent.adapters.remote_worker`).
+Verification is libsodium's, through PyNaCl (``nacl.signing``): the running
+agent loads it for 2.4 MiB, where ``cryptography`` with its own OpenSSL takes
+8 MiB (``docs/performance.md``, memory). Signing needs a private key and
+happens on the admin's or the dispatch centre's machine; the admin tools
+(:mod:`agent.admin_tools`) keep their keys as PKCS #8 PEM files through
+``cryptography``, which the running agent never imports. Both libraries
+implement RFC 8032 Ed25519, so either one verifies the other's signatures.
+The running agent verifies on its remote-request worker, never on the core
+thread (:mod:`agent.adapters.remote_worker`).
 
 The unit verifies the values it parsed, not the bytes it received: what it
 validates is exactly what was signed. Duplicate keys are refused earlier (see
@@ -52,11 +57,11 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import rfc8785
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
 
 from agent.config import public_key_bytes
 
@@ -67,6 +72,12 @@ PURPOSES: tuple[str, ...] = ADMIN_PURPOSES + DISPATCH_PURPOSES
 SIG_FIELD = "sig"
 # Members the unit adds to the signed object; a request may not carry them.
 ADDED_FIELDS = ("unit", "purpose")
+
+
+class Signer(Protocol):
+    """A private key that signs (``cryptography``'s ``Ed25519PrivateKey``): 64 signature bytes."""
+
+    def sign(self, data: bytes) -> bytes: ...
 
 
 class CanonicalError(ValueError):
@@ -88,16 +99,15 @@ def canonical_json(value: Any) -> bytes:
 # --------------------------------------------------------------------- keys
 
 
-def parse_public_key(text: str) -> Ed25519PublicKey:
+def parse_public_key(text: str) -> VerifyKey:
     """A key from ``[security] admin_keys`` / ``dispatch_keys`` (base64 of the 32 raw bytes).
 
-    OpenSSL takes any 32 bytes as a key; 32 bytes that are no curve point
-    simply verify nothing.
+    Any 32 bytes make a key; 32 bytes that are no curve point verify nothing.
     """
-    return Ed25519PublicKey.from_public_bytes(public_key_bytes(text))
+    return VerifyKey(public_key_bytes(text))
 
 
-def parse_public_keys(texts: Iterable[str], name: str = "admin_keys") -> tuple[Ed25519PublicKey, ...]:
+def parse_public_keys(texts: Iterable[str], name: str = "admin_keys") -> tuple[VerifyKey, ...]:
     """All keys; ``ValueError`` naming the first bad one by its index."""
     keys = []
     for index, text in enumerate(texts):
@@ -108,9 +118,9 @@ def parse_public_keys(texts: Iterable[str], name: str = "admin_keys") -> tuple[E
     return tuple(keys)
 
 
-def public_key_text(key: Ed25519PublicKey | bytes) -> str:
+def public_key_text(key: VerifyKey | bytes) -> str:
     """The base64 text to list in ``[security] admin_keys`` for a public key."""
-    raw = key if isinstance(key, bytes) else key.public_bytes_raw()
+    raw = bytes(key)
     if len(raw) != 32:
         raise ValueError(f"an Ed25519 public key is 32 bytes, this one is {len(raw)}")
     return base64.b64encode(raw).decode("ascii")
@@ -133,7 +143,7 @@ def signed_bytes(unit_id: str, purpose: Purpose, request: Mapping[str, Any]) -> 
 
 
 def sign_request(
-    private_key: Ed25519PrivateKey,
+    private_key: Signer,
     unit_id: str,
     request: Mapping[str, Any],
     purpose: Purpose = "config/set",
@@ -146,7 +156,7 @@ def sign_request(
 
 
 def verify_request(
-    keys: Sequence[Ed25519PublicKey],
+    keys: Sequence[VerifyKey],
     unit_id: str,
     request: Mapping[str, Any],
     purpose: Purpose,
@@ -173,8 +183,8 @@ def verify_request(
         raise SignatureError(f"request has no canonical form: {exc}") from None
     for key in keys:
         try:
-            key.verify(signature, message)
+            key.verify(message, signature)
             return
-        except InvalidSignature:
+        except BadSignatureError:
             continue
     raise SignatureError(f"not signed by any {role} key this unit trusts (or signed for another unit)")
