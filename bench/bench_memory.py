@@ -102,9 +102,8 @@ FINDINGS = [
     "the objects the garbage collector tracks, and /proc/PID/smaps every few minutes): no kind of object grows "
     "in number; the Python heap is flat (24,799 KiB 3 minutes after the warm-up, 24,785 KiB 12 minutes later); "
     "what grows is resident pages of anonymous mappings: the interpreter's 1 MiB object arenas touching pages "
-    "they had not used yet, now and then one more arena, and a thread's malloc arena by a few KiB, in smaller "
-    "steps as the run goes on (in the 2-hour soak: about 0.8 MiB an hour in its first half hour, 0.15 in its "
-    "second hour). SQLite's page cache, which a long outage used to fill to 2,000 KiB per connection for "
+    "they had not used yet, now and then one more arena, and a thread's malloc arena by a few KiB, in steps "
+    "whose pace varies over the run (the table of RSS after each tenth of the soak shows it). SQLite's page cache, which a long outage used to fill to 2,000 KiB per connection for "
     "good, is bounded per connection (outbox 256 KiB, replay memory 128 KiB).",
 ]
 
