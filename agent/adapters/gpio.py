@@ -416,7 +416,7 @@ class PanelIO:
 
     def _rgb_writer(self, rgb: Any) -> Callable[[Level], None]:
         def write(level: Level) -> None:
-            rgb.value = tuple(1 if channel >= 0.5 else 0 for channel in _as_rgb(level))
+            rgb.value = tuple([1 if channel >= 0.5 else 0 for channel in _as_rgb(level)])  # of a list: see nmea._gsa
         return write
 
     def _channels_writer(self, leds: list[Any]) -> Callable[[Level], None]:

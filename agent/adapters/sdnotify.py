@@ -378,7 +378,7 @@ class Watchdog:
         with self._lock:
             checks = list(self._checks)
         runs = [(c, c.run()) for c in checks]
-        results = tuple((c.name, ok, detail) for c, (ok, detail) in runs)
+        results = tuple([(c.name, ok, detail) for c, (ok, detail) in runs])  # of a list: see nmea._gsa
         urgent = any(c.restart_now and not ok for c, (ok, _) in runs)
         verdict = Verdict(all(ok for _, ok, _ in results), results, urgent)
         self.last_verdict = verdict

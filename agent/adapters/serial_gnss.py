@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import serial
 import tenacity
@@ -99,7 +99,7 @@ class SerialGnssReader:
     def counters(self) -> ReaderCounters:
         """A snapshot of the counters (safe to read from any thread)."""
         return ReaderCounters(
-            **asdict(self._decoder.counters),
+            **vars(self._decoder.counters),  # flat: vars(), not asdict() (see status_report's "counters")
             opens=self._opens,
             open_failures=self._open_failures,
             losses=self._losses,

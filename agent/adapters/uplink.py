@@ -283,7 +283,7 @@ class Uplink:
             rec = group[0]
             backlog = rec.lane is Lane.BACKLOG
             topic = rec.topic + BACKLOG_SUFFIX if backlog else rec.topic
-            on_ack = self._ack_callback(tuple(r.id for r in group), backlog)
+            on_ack = self._ack_callback(tuple([r.id for r in group]), backlog)  # of a list: see nmea._gsa
             self._in_flight += 1
             self._backlog_in_flight += backlog
             if not self._link.publish(topic, payload, rec.qos, rec.retain, on_ack):

@@ -523,7 +523,10 @@ def _gsa(msg: pynmea2.TalkerSentence) -> Gsa:
     # CH-4701) send 24 PRN slots.
     f = msg.data
     dops = 14 if len(f) == 18 else len(f) - 3
-    prns = tuple(p for p in (_atoi(x) for x in f[2:dops]) if p > 0)
+    # tuple() of a list, not of a generator: CPython builds a generator's tuple at a guessed size
+    # of 10 and resizes it, so each GSA took a 10-slot tuple and gave back one of its own size to
+    # the interpreter's tuple free lists, which then filled (2,000 per size) at the 10 Hz rate.
+    prns = tuple([p for p in (_atoi(x) for x in f[2:dops]) if p > 0])
     mode = _text(msg, "mode_fix_type")
     return Gsa(talker=msg.talker, mode=_atoi(mode), mode_field=mode, prns=prns, hdop=_float(f[dops + 1]))
 
