@@ -27,8 +27,8 @@ over days, on the set-ups vehicles really run. So this benchmark measures:
   file, keepalives, the watchdog, the 1 s core tick) runs at its real rate.
   **Growth** is measured from the end of a warm-up of :data:`SOAK_WARMUP_S`
   (once the caches that fill with use have filled: SQLite's page cache,
-  bounded per connection, the TLS session, the fonts and glyphs drawn, the
-  interpreter's free lists): the median of the last tenth of the samples
+  bounded per connection, the TLS session, the fonts and glyphs drawn): the
+  median of the last tenth of the samples
   minus the median of the first tenth; medians, because CPython and glibc
   return memory to the system in steps. The slope of a straight line
   through the second half is reported beside it, to tell a level still being
