@@ -28,8 +28,8 @@ over days, on the set-ups vehicles really run. So this benchmark measures:
   **Growth** is measured from the end of a warm-up of :data:`SOAK_WARMUP_S`
   (once the caches that fill with use have filled: SQLite's page cache,
   bounded per connection, the TLS session, the fonts and glyphs drawn): the
-  median of the last tenth of the samples
-  minus the median of the first tenth; medians, because CPython and glibc
+  median of the last tenth of the samples minus the median of the first
+  tenth; medians, because CPython and glibc
   return memory to the system in steps. The slope of a straight line
   through the second half is reported beside it, to tell a level still being
   reached from a leak;
@@ -104,8 +104,9 @@ FINDINGS = [
     "+0.1 MiB in the first 10 minutes, then flat), and not fragmentation: the blocks in use grew with it, "
     "one for one with tuples parked on CPython's tuple free lists. tuple() of a generator takes a 10-slot "
     "tuple and gives back one of its own size, so each call moves a tuple onto a list only a full collection "
-    "empties (2,000 per size; the agent ran one, at its start, in 36 minutes): the decoder's GSA satellites at 10 Hz "
-    "(agent/core/nmea.py), the uplink's ids per publish, and dataclasses.asdict() in the 1 Hz status report. "
+    "empties (2,000 per size; the agent ran one, at its start, in 36 minutes): the decoder's GSA "
+    "satellites at 10 Hz (agent/core/nmea.py), the uplink's ids per publish, and dataclasses.asdict() in "
+    "the 1 Hz status report. "
     "Bounded (about 2.4 MiB for these paths), but sizes the sky produces rarely kept filling for hours. An "
     "earlier look had found the heap flat because tracemalloc's snapshots run full collections, which empty "
     "those lists. Those tuples are now built from lists and the flat counters read with vars() "
@@ -117,9 +118,9 @@ FINDINGS = [
     "motorcycle, over the 1 MiB goal, most of it in the first 40 minutes (RSS after each tenth: car 58.0, "
     "58.7, 59.2, 59.4, 59.4, 59.5, 59.5, 59.6, 59.6, 59.6, 59.7; motorcycle 61.3, 62.0, 62.5, 62.7, 62.7, "
     "62.8, 62.8, 62.8, 62.8, 62.9, 62.9 MiB). The soak in the table is of the changed code, 1.5 hours long "
-    "(`--soak --soak-hours 1.5`); a 2-hour soak of the changed code is still to be run. SQLite's page cache, which a long outage used to "
-    "fill to 2,000 KiB per connection for good, is bounded per connection (outbox 256 KiB, replay memory "
-    "128 KiB).",
+    "(`--soak --soak-hours 1.5`); a 2-hour soak of the changed code is still to be run. SQLite's page "
+    "cache, which a long outage used to fill to 2,000 KiB per connection for good, is bounded per "
+    "connection (outbox 256 KiB, replay memory 128 KiB).",
 ]
 
 
