@@ -126,10 +126,9 @@ FINDINGS = [
     "about 100 KiB), which the soak's 180 calls an hour fill in about 3 hours and the road's few in days; "
     "and the 1-, 4- and 6-slot tuple free lists, still filling by a few tuples a minute up to their 2,000. "
     "PSS moves with the other processes that map the same libraries (a test run and a second agent ran during "
-    "part of that soak), which is why the growth figure is RSS. "
-    "SQLite's page "
-    "cache, which a long outage used to fill to 2,000 KiB per connection for good, is bounded per "
-    "connection (outbox 256 KiB, replay memory 128 KiB).",
+    "part of that soak), which is why the growth figure is RSS. SQLite's page cache, which a long outage "
+    "used to fill to 2,000 KiB per connection for good, is bounded per connection (outbox 256 KiB, replay "
+    "memory 128 KiB).",
 ]
 
 
