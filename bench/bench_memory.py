@@ -29,10 +29,9 @@ over days, on the set-ups vehicles really run. So this benchmark measures:
   (once the caches that fill with use have filled: SQLite's page cache,
   bounded per connection, the TLS session, the fonts and glyphs drawn): the
   median of the last tenth of the samples minus the median of the first
-  tenth; medians, because CPython and glibc
-  return memory to the system in steps. The slope of a straight line
-  through the second half is reported beside it, to tell a level still being
-  reached from a leak;
+  tenth; medians, because CPython and glibc return memory to the system in
+  steps. The slope of a straight line through the second half is reported
+  beside it, to tell a level still being reached from a leak;
 * the **core fast-forwarded**: the core (``agent.core.unit.Unit``) takes the
   time as an argument, so it is driven here through two simulated days at
   1 Hz (every fix, every report, a call every 10 minutes, a status change
@@ -118,7 +117,7 @@ FINDINGS = [
     "motorcycle, over the 1 MiB goal, most of it in the first 40 minutes (RSS after each tenth: car 58.0, "
     "58.7, 59.2, 59.4, 59.4, 59.5, 59.5, 59.6, 59.6, 59.6, 59.7; motorcycle 61.3, 62.0, 62.5, 62.7, 62.7, "
     "62.8, 62.8, 62.8, 62.8, 62.9, 62.9 MiB). The soak in the table is of the changed code, 2 hours long "
-    "(`--soak`, 2026-12-07): 0.39 MiB car, 0.40 MiB motorcycle. What still rises, about 0.2 MiB an hour at "
+    "(`--soak`, 2026-12-07). What still rises, about 0.2 MiB an hour at "
     "the soak's rates, is caches that fill slowly and stop (a car run at those rates, sampled the same way): "
     "CPython's type attribute cache, which holds on to attribute names built afresh per call (paho rebuilds "
     "its 27 property names for each publish, strftime each report's time stamp; sys._clear_type_cache() freed "
@@ -429,9 +428,8 @@ def figures(r: dict) -> dict:
         f"{soak_s * 10 / 3600:.1f} hours of the road's 1 Hz reports (what only wall time moves, like the 1 Hz "
         "status file and the keepalives, runs at its real rate). Growth is measured from the end of the "
         "warm-up, once the caches that fill with use have filled (SQLite's page cache, bounded per connection; "
-        "the TLS session; the fonts and glyphs drawn): the median of the last "
-        "tenth of the samples minus that of the first tenth. `python -m bench --soak` soaks for 2 hours of wall "
-        "time (`--soak-hours N`).",
+        "the TLS session; the fonts and glyphs drawn): the median of the last tenth of the samples minus that "
+        "of the first tenth. `python -m bench --soak` soaks for 2 hours of wall time (`--soak-hours N`).",
         "RSS over the soak (MiB, at the end of the warm-up and after each tenth), to tell a level still being "
         "reached from a slope: " + "; ".join(shape) + ".",
         "Core: its hours can be fast-forwarded, because it takes the time as an argument; it is driven through "
