@@ -22,6 +22,7 @@ The format (see ``hil/README.md`` for the full reference)::
     gnss_rate_hz = 1                  # 1, 5 or 10
     route_offset_s = 0                # start that far along the route
     signed_dispatch = false           # true: the unit lists a rig dispatch key; calls and alarm messages are signed
+    keep_state = false                # true: start on the state directory the last run left (default: empty)
 
     [agent]                           # partial agent config merged over the rig's
     panel = { emergency_hold_s = 1.0 }
@@ -175,6 +176,8 @@ class Scenario:
     step_by_id: dict[str, Step] = field(default_factory=dict, compare=False)
     # The unit lists a dispatch key of the rig's and the rig's dispatcher signs (docs/mqtt-api.md).
     signed_dispatch: bool = False
+    # Start on the state directory the last run of this scenario left (default: an empty one).
+    keep_state: bool = False
 
     @property
     def needs_link_proxy(self) -> bool:
@@ -189,7 +192,7 @@ class Scenario:
         return Scenario(
             self.name, self.description, self.duration_s / speed, self.unit_kind, self.profile, self.gnss_rate_hz,
             self.route_offset_s, self.agent, steps, exps, self.source, {s.id: s for s in steps},
-            self.signed_dispatch,
+            self.signed_dispatch, self.keep_state,
         )
 
 
@@ -262,7 +265,7 @@ class _Parser:
             self.fail("scenario", "missing [scenario] table")
             head = {}
         known = {"name", "description", "duration_s", "unit_kind", "profile", "gnss_rate_hz", "route_offset_s",
-                 "signed_dispatch"}
+                 "signed_dispatch", "keep_state"}
         for key in head:
             if key not in known:
                 self.fail(f"scenario.{key}", "unknown key")
@@ -285,6 +288,10 @@ class _Parser:
         if not isinstance(signed, bool):
             self.fail("scenario.signed_dispatch", "must be true or false")
             signed = False
+        keep_state = head.get("keep_state", False)
+        if not isinstance(keep_state, bool):
+            self.fail("scenario.keep_state", "must be true or false")
+            keep_state = False
 
         agent = data.get("agent", {})
         if not isinstance(agent, dict):
@@ -300,7 +307,7 @@ class _Parser:
         if self.problems:
             raise ScenarioError(self.source, self.problems)
         return Scenario(name, description, float(duration), unit_kind, profile, int(rate), float(offset),
-                        agent, tuple(steps), tuple(expectations), self.source, by_id, signed)
+                        agent, tuple(steps), tuple(expectations), self.source, by_id, signed, keep_state)
 
     # ------------------------------------------------------------- steps
 
