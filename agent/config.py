@@ -35,6 +35,8 @@ from typing import Annotated, Any, Callable, Literal, Protocol, get_args
 
 from annotated_types import Ge, Gt, Le, Lt, MaxLen, MinLen
 
+from agent.problems import ProblemsError
+
 
 DEFAULT_PATH = Path("/etc/umps-agent/agent.toml")
 
@@ -590,14 +592,8 @@ def _plain(value: Any, secrets: Literal["clear", "mask", "omit"]) -> Any:
 # ------------------------------------------------------------------ loading
 
 
-class ConfigError(Exception):
+class ConfigError(ProblemsError):
     """The configuration is unusable; ``problems`` lists ``(key path, message)``."""
-
-    def __init__(self, source: str, problems: list[tuple[str, str]]):
-        self.source = source
-        self.problems = problems
-        lines = "\n".join(f"  {loc or '<file>'}: {msg}" for loc, msg in problems)
-        super().__init__(f"{source}: {len(problems)} problem(s)\n{lines}")
 
 
 class ConfigFileError(ConfigError):
