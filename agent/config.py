@@ -35,6 +35,8 @@ from typing import Annotated, Any, Callable, Literal, Protocol, get_args
 
 from annotated_types import Ge, Gt, Le, Lt, MaxLen, MinLen
 
+from agent.problems import ProblemsError
+
 
 DEFAULT_PATH = Path("/etc/umps-agent/agent.toml")
 
@@ -47,6 +49,13 @@ Language = Literal["fr", "ar"]
 # Unit ids become MQTT topic levels and client ids: no wildcards, no slashes.
 UNIT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 TOPIC_LEVEL_PATTERN = r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$"
+# What each pattern wants, in words: `config check` says this, never the regular expression.
+PATTERN_WORDS = {
+    UNIT_ID_PATTERN: "1 to 64 characters: letters (A-Z, a-z), digits, '_', '.' or '-', starting with a letter or "
+                     "a digit; no spaces, accents, '/', '+' or '#' (it becomes an MQTT topic level)",
+    TOPIC_LEVEL_PATTERN: "letters (A-Z, a-z), digits, '_', '.' or '-', with a single '/' between levels; no spaces, "
+                         "accents, '+' or '#', and no '/' at the start or the end (e.g. \"umps\" or \"police/kenitra\")",
+}
 
 
 # ------------------------------------------------------- schema metadata
@@ -647,14 +656,8 @@ def _plain(value: Any, secrets: Literal["clear", "mask", "omit"]) -> Any:
 # ------------------------------------------------------------------ loading
 
 
-class ConfigError(Exception):
+class ConfigError(ProblemsError):
     """The configuration is unusable; ``problems`` lists ``(key path, message)``."""
-
-    def __init__(self, source: str, problems: list[tuple[str, str]]):
-        self.source = source
-        self.problems = problems
-        lines = "\n".join(f"  {loc or '<file>'}: {msg}" for loc, msg in problems)
-        super().__init__(f"{source}: {len(problems)} problem(s)\n{lines}")
 
 
 class ConfigFileError(ConfigError):
@@ -698,6 +701,53 @@ def load_config(path: str | Path, validate: Validate) -> AgentConfig:
     except UnicodeDecodeError as exc:
         raise ConfigError(str(path), [("", f"not UTF-8: {exc}")]) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(path), [("", f"TOML syntax: {exc}")]) from None
+        raise ConfigError(str(path), [("", f"TOML syntax: {toml_syntax_message(raw.decode('utf-8'), exc)}")]) from None
     # TOML has types, as JSON has: "8883" in quotes is a string, not a port.
     return validate(data, str(path), strict=True)
+
+
+_AT = re.compile(r"\s*\((?:at line (\d+), column (\d+)|at end of document)\)$")
+
+
+def toml_syntax_message(text: str, exc: tomllib.TOMLDecodeError) -> str:
+    """tomllib's error in an installer's words: where, and what to do about an unclosed string.
+
+    tomllib reports a string left open on its line as "Illegal character '\\n'" (a basic
+    string may not hold a line break), and an open multi-line one only at the end of the file.
+    """
+    message = str(exc)
+    where = _AT.search(message)
+    what = message[: where.start()] if where else message
+    line = int(where.group(1)) if where and where.group(1) else None
+    lines = text.splitlines()
+    if what in ("Illegal character '\\n'", "Illegal character '\\r'") and line is not None:
+        quote = _opening_quote(lines[line - 1] if line <= len(lines) else "")
+        return (f"line {line}: unterminated string: the {quote} opened on this line is not closed before its end "
+                f"(close it with {quote} on the same line; text over several lines goes between {quote * 3})"
+                + _quoted(lines, line))
+    if what in ("Unterminated string", 'Expected "\'"'):
+        start = _last_open_line(lines)
+        where_text = f"line {start}: " if start else ""
+        return (f"{where_text}unterminated string: a quote opened here is never closed before the end of the file"
+                + (_quoted(lines, start) if start else ""))
+    if line is not None:
+        return f"line {line}, column {where.group(2)}: {what}" + _quoted(lines, line)  # type: ignore[union-attr]
+    return message
+
+
+def _opening_quote(line: str) -> str:
+    """The quote character of the string left open on ``line`` (TOML's basic ``"`` unless a ``'`` opens it)."""
+    body = line.split("=", 1)[-1].lstrip()
+    return "'" if body.startswith("'") else '"'
+
+
+def _last_open_line(lines: list[str]) -> int | None:
+    """The last line with an odd number of quotes of one kind: where a string was opened and left."""
+    for number in range(len(lines), 0, -1):
+        if lines[number - 1].count('"') % 2 or lines[number - 1].count("'") % 2:
+            return number
+    return None
+
+
+def _quoted(lines: list[str], line: int) -> str:
+    return f"; the line reads: {lines[line - 1].strip()}" if 0 < line <= len(lines) else ""
