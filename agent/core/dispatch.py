@@ -40,7 +40,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, get_args
 
 from . import inbound_text
-from .messages import CallMessage, Response, validate_call
+from .messages import NEW_CALL_NEEDS, CallMessage, Response, validate_call
 
 
 MAX_CALL_BYTES = 16 * 1024
@@ -195,6 +195,12 @@ def parse_call(payload: bytes) -> CallMessage | Rejected:
     call_id = data.get("id") if isinstance(data.get("id"), str) and len(data["id"]) <= 64 else None
     message = validate_call(data)
     if isinstance(message, list):
+        # Every problem at once, the fields a new call lacks too: a dispatcher fixes them in one go.
+        if data.get("action") == "new":
+            named = {problem.split(":", 1)[0].split(".", 1)[0] for problem in message}
+            missing = [name for name in NEW_CALL_NEEDS if data.get(name) is None and name not in named]
+            if missing:
+                message.append(f"a new call needs: {', '.join(missing)}")
         return Rejected(call_id, "; ".join(message))
     if message.action == "new":
         missing = message.missing_for_new()

@@ -19,7 +19,7 @@ import datetime as dt
 from typing import Any
 
 from agent.config import STATUS_CODES
-from agent.core import geo
+from agent.core import geo, screen_rules
 from agent.core.dispatch import Call, iso
 from agent.core.emergency import EmergencyState
 from agent.core.i18n import LANGUAGES, Catalog, status_overrides
@@ -101,12 +101,13 @@ def spoken_text(unit: Unit, call_id: str, now: Now) -> str | None:
 
 
 def screen_snapshot(unit: Unit, now: Now, *, backlog: int = 0) -> dict[str, Any]:
-    """The touchscreen snapshot (contract: :mod:`agent.adapters.web_ui`)."""
+    """The touchscreen snapshot (contract: :mod:`agent.adapters.web_ui`), with the page's rules
+    (:mod:`.screen_rules`) filled in."""
     cfg = unit.config
     cats = catalogs(unit)
     ui_lang = cfg.ui.language
     fix = _position(unit, now)
-    return {
+    return screen_rules.complete({
         "unit": {"id": cfg.unit.id, "kind": cfg.unit.kind, "name": cfg.unit.name or cfg.unit.id},
         "lang": ui_lang,
         "theme": cfg.ui.theme,
@@ -126,7 +127,7 @@ def screen_snapshot(unit: Unit, now: Now, *, backlog: int = 0) -> dict[str, Any]
         "emergency": _emergency(unit, now),
         "call": _call(unit.calls.shown(), fix),
         "notice": _notice(unit, now, cats[ui_lang]),
-    }
+    })
 
 
 def _gnss(unit: Unit, now: Now) -> dict[str, Any]:
