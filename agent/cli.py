@@ -9,6 +9,7 @@ Subcommands:
 ``gnss decode PATH|-``  decode an NMEA capture offline, one JSON line per epoch
 ``gnss watch``          live fixes and counters from the receiver, for installers
 ``admin ...``           fleet admin and dispatch tools: keygen, pubkey, sign, sign-cmd, sign-dispatch
+``imu ...``             the crash sensor: setup (root), calibrate, watch (agent/imu_tools.py)
 
 Exit codes: 0 success, 1 runtime failure, 2 bad usage or invalid config.
 """
@@ -59,7 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="watch even while the running agent reads the same port (it may then report the "
                             "receiver lost to dispatch)")
 
-    from agent import admin_tools, telemetry_tools
+    from agent import admin_tools, imu_tools, telemetry_tools
+
+    imu = sub.add_parser("imu", help="the crash sensor: setup, calibrate, watch")
+    imu_tools.register(imu.add_subparsers(dest="imu_command", required=True, metavar="ACTION"), config_opt)
 
     telemetry_tools.register(sub.add_parser("decode", help="telemetry payloads or captures (CBOR or JSON) as JSON reports"))
     admin = sub.add_parser("admin", help="fleet admin tools: signing keys, signed config pushes and commands")
@@ -76,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         "gnss": cmd_gnss,
         "admin": cmd_admin,
         "decode": cmd_decode,
+        "imu": cmd_imu,
     }[args.command]
     try:
         return handler(args)
@@ -327,6 +332,15 @@ def cmd_admin(args: argparse.Namespace) -> int:
     from agent import admin_tools
 
     return admin_tools.run(args)
+
+
+def cmd_imu(args: argparse.Namespace) -> int:
+    from agent import imu_tools
+
+    config = _load(args.config)
+    if config is None:
+        return EXIT_USAGE
+    return imu_tools.run(args, config)
 
 
 def cmd_decode(args: argparse.Namespace) -> int:

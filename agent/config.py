@@ -436,6 +436,62 @@ class DisplayConfig:
     mirror_png: str = ""
 
 
+# -------------------------------------------------------------------- imu
+
+Axis = Literal["+x", "-x", "+y", "-y", "+z", "-z"]
+
+
+@section
+class ImuConfig:
+    """The crash sensor (firmware-config/imu.md) and the rules that read it (docs/crash-detection.md).
+
+    Every threshold is explained, with the case it is set against, in the docs; the defaults
+    are the published ones (2 g with 25 km/h before the impact, 4 g for 20 ms, a roll past
+    60 degrees held).
+    """
+
+    enabled: bool = False  # a unit without the sensor leaves it off
+    # The IIO device: its `name` (mpu6050, mpu9250...), "iio:deviceN", or "auto" (the first known chip).
+    device: Annotated[str, MinLen(1)] = "auto"
+    sysfs_dir: Path = Path("/sys/bus/iio/devices")
+    dev_dir: Path = Path("/dev")
+    rate_hz: Annotated[int, Ge(100), Le(1000)] = 100  # two samples in a 20 ms impact at least
+    wake_hz: Annotated[float, Ge(1), Le(50)] = 10.0  # reads a second: impact to alarm within ~1/wake_hz
+    # How the board sits when no calibration is stored (umps-agent imu calibrate): its axes
+    # pointing forward and up. A car's calibration keeps forward_axis (a car cannot lean).
+    forward_axis: Axis = "+x"
+    up_axis: Axis = "+z"
+    # Severe, at once: an impact along the vehicle (forward or sideways) of impact_g with at
+    # least impact_min_speed_kmh before it, or of hard_impact_g in any direction; each held
+    # impact_hold_ms (a pothole's or a kerb's spike is shorter).
+    impact_g: Annotated[float, Ge(1.0), Le(16)] = 2.0
+    impact_min_speed_kmh: Annotated[float, Ge(5), Le(200)] = 25.0
+    hard_impact_g: Annotated[float, Ge(2.0), Le(16)] = 4.0
+    impact_hold_ms: Annotated[int, Ge(10), Le(200)] = 20
+    # On its side: tilted past roll_limit_deg for roll_hold_s; then still for still_s. Severe
+    # after impact_min_speed_kmh, minor below it.
+    roll_limit_deg: Annotated[float, Ge(30), Le(90)] = 60.0
+    roll_hold_s: Annotated[float, Ge(0.2), Le(10)] = 1.0
+    still_s: Annotated[float, Ge(0.5), Le(30)] = 2.0
+    still_g: Annotated[float, Gt(0), Le(0.5)] = 0.05  # "no motion": accelerometer within this of its mean
+    still_dps: Annotated[float, Gt(0), Le(50)] = 5.0  # and the gyroscope below this
+    # Parked: ignition off, or slower than 3 km/h (or no GNSS and no motion) for this long.
+    parked_after_s: Annotated[float, Ge(5), Le(3600)] = 30.0
+    crash_cancel_s: Annotated[float, Ge(5), Le(120)] = 25.0  # the pre-alarm's cancel window
+    minor_prompt_s: Annotated[float, Ge(3), Le(60)] = 10.0  # the minor prompt's
+    man_down_s: Annotated[float, Ge(0), Le(600)] = 30.0  # down and still this long after a fall: alarm; 0: off
+    trace_before_s: Annotated[float, Ge(5), Le(30)] = 15.0  # the crash trace around the impact
+    trace_after_s: Annotated[float, Ge(5), Le(30)] = 15.0
+
+    def __post_init__(self) -> None:
+        if self.forward_axis[1] == self.up_axis[1]:
+            raise ValueError(f"forward_axis {self.forward_axis} and up_axis {self.up_axis} must be different axes")
+        if self.hard_impact_g < self.impact_g:
+            raise ValueError(f"hard_impact_g ({self.hard_impact_g}) must not be below impact_g ({self.impact_g})")
+        if self.man_down_s and self.man_down_s < self.still_s:
+            raise ValueError(f"man_down_s ({self.man_down_s}) must be 0 (off) or at least still_s ({self.still_s})")
+
+
 # --------------------------------------------------------------- security
 
 
@@ -505,6 +561,7 @@ class AgentConfig:
     display: DisplayConfig = field(default_factory=DisplayConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    imu: ImuConfig = field(default_factory=ImuConfig)
 
     def __post_init__(self) -> None:
         panel_pins = {spec.pin: name for name, spec in [*self.gpio.inputs.items(), *self.gpio.outputs.items()]}

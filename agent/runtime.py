@@ -50,6 +50,7 @@ from typing import Any
 
 from agent import __version__
 from agent.adapters import sdnotify, serial_urls
+from agent.adapters.alarm_ids import random_alarm_id
 from agent.adapters.clock import SystemClock, UnitTime
 from agent.adapters.config_store import load_effective, write_atomic
 from agent.adapters.encryption import EncryptionError, check_encrypted
@@ -203,7 +204,8 @@ class Runtime:
         self.outbox = Outbox(state_dir, max_backlog_reports=cfg.storage.max_backlog_reports,
                              commit_interval_s=cfg.storage.commit_interval_s, exclusive=True)
         now = self.clock.now()
-        self.unit = Unit(cfg, self.outbox.next_seq(), now, config_version=self.cfg_state.version)
+        self.unit = Unit(cfg, self.outbox.next_seq(), now, config_version=self.cfg_state.version,
+                         alarm_ids=random_alarm_id)
         self._restore_state(now)
         # The ignition's level is on the inbox before the first LinkUp: the first status says it.
         self._start_power()
@@ -306,6 +308,8 @@ class Runtime:
     def _next_deadline(self) -> float:
         assert self.unit is not None
         deadline = min(self.unit.next_deadline(), self._next_status_write)
+        if self.display is not None and (redraw := views.next_redraw(self.unit, time.monotonic())) is not None:
+            deadline = min(deadline, redraw)  # the rider display's hold bar and cancel countdown move
         guard = self.remote.deadline()
         return deadline if guard is None else min(deadline, guard)
 
@@ -412,7 +416,8 @@ class Runtime:
             self._pending_restore = self.unit.restore(state, now)
         except (ValueError, KeyError, TypeError) as exc:
             log.error("stored unit state %s does not fit (%s); starting from the defaults", self.state_file.path, exc)
-            self.unit = Unit(self.config, self.unit.next_seq, now, config_version=self.cfg_state.version)
+            self.unit = Unit(self.config, self.unit.next_seq, now, config_version=self.cfg_state.version,
+                             alarm_ids=random_alarm_id)
         self.state_file.mark_stored(self.unit.persistent_state())
 
     # ------------------------------------- remote requests, config changes
