@@ -215,9 +215,10 @@ config pushes and commands (admin key). The demo signs its own calls with the di
 
 Send a signed call yourself, in one line (watch the answer: {watch} -t '{base}/call/#'):
   echo '{call_json}' | {umps} admin sign-dispatch --key {dispatch} --unit {unit} call - | {pub} -t {base}/call -s
-Acknowledge, then clear, the crew's alarm as dispatch:
-  {umps} admin sign-dispatch --key {dispatch} --unit {unit} alarm/ack | {pub} -t {base}/alarm/ack -s
-  {umps} admin sign-dispatch --key {dispatch} --unit {unit} alarm/clear | {pub} -t {base}/alarm/clear -s
+Acknowledge, then clear, the crew's alarm as dispatch, named by the id of its alarm message:
+  ALARM=$({watch.replace(' -v', '')} -t {base}/alarm -C 1 -W 10 | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+  {umps} admin sign-dispatch --key {dispatch} --unit {unit} alarm/ack --alarm-id "$ALARM" | {pub} -t {base}/alarm/ack -s
+  {umps} admin sign-dispatch --key {dispatch} --unit {unit} alarm/clear --alarm-id "$ALARM" | {pub} -t {base}/alarm/clear -s
 A signed command and a signed config push, as a fleet admin (watch: {watch} -t '{base}/+/result'):
   {umps} admin sign-cmd --key {admin} --unit {unit} report_position | {pub} -t {base}/cmd -s
   printf '[telemetry]\\nrate_hz = 2\\n' > /tmp/push.toml && {umps} admin sign --key {admin} --unit {unit} --version 1 /tmp/push.toml | {pub} -t {base}/config/set -s
@@ -231,7 +232,8 @@ Send a test call yourself, in one line (watch the answer: {watch} -t '{base}/cal
 The unit has no keys: it takes unsigned calls, pushes and commands, and a result says in
 "warnings" when it ignored a "sig". `umps-hil demo --signed` runs a unit that checks them.
 """
-    return text + f"\nA P1 call arrives by itself in {args.call_at:g} s. Ctrl-C or quit to stop.\n\n"
+    return text + (f"More lines for a dispatcher or an admin: docs/recipes.md.\n"
+                   f"\nA P1 call arrives by itself in {args.call_at:g} s. Ctrl-C or quit to stop.\n\n")
 
 
 def _remove_workdir(workdir: Path, own: bool, failed: bool) -> None:

@@ -272,6 +272,16 @@ def test_a_signed_motorcycle_demo_prints_the_signing_lines_that_work(tmp_path, r
     assert done.returncode == 0, done.stderr
     assert demo.wait("config/result", lambda b: b.get("version") == 1)["ok"] is True
 
+    # The rider raises the alarm; dispatch acknowledges it with the printed signed lines.
+    demo.type("hold emergency 2.5")
+    demo.wait("alarm", lambda b: b.get("active") is True)
+    lines = [ln.strip() for ln in demo.lines]
+    lookup = next(ln for ln in lines if ln.startswith("ALARM=$("))
+    ack = next(ln for ln in lines if "alarm/ack --alarm-id" in ln)
+    done = subprocess.run(["bash", "-c", f"{lookup}\n{ack}"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    demo.wait("alarm", lambda b: b.get("state") == "acknowledged")
+
     # A motorcycle has no busy button, and the prompt says so.
     mark = demo.type("tap busy")
     assert "out_of_service" in demo.wait_line(r"a motorcycle has no 'busy' button", start=mark).string
