@@ -169,7 +169,7 @@ build_venv() {
     # Build from a copy: pip would otherwise leave root-owned build/ and
     # *.egg-info directories in the checkout.
     BUILD_TMP=$(mktemp -d)
-    cp -r "$SRC/pyproject.toml" "$SRC/setup.cfg" "$SRC/agent" "$BUILD_TMP/"
+    cp -r "$SRC/pyproject.toml" "$SRC/agent" "$BUILD_TMP/"
     for extra in hil README.md LICENSE; do
         [ -e "$SRC/$extra" ] && cp -r "$SRC/$extra" "$BUILD_TMP/"
     done
