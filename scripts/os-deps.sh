@@ -9,7 +9,7 @@ have() { command -v "$1" >/dev/null 2>&1; }
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 # mosquitto lives in /usr/sbin, which is not on every user's PATH.
 have mosquitto || [[ -x /usr/sbin/mosquitto ]] || need+=(mosquitto)
-have mosquitto_passwd || need+=(mosquitto-clients)
+have mosquitto_passwd || [[ -x /usr/bin/mosquitto_passwd ]] || need+=(mosquitto)
 have chromium || need+=(chromium)
 [[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]] || need+=(fonts-dejavu-core)
 have espeak-ng || need+=(espeak-ng)
