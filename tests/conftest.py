@@ -1,4 +1,5 @@
-"""Shared fixtures: a real Mosquitto per test, subscribers, the black-holing proxy, test PKI.
+"""Shared fixtures: a real Mosquitto per test, subscribers, the black-holing proxy, test PKI,
+one headless Chromium per test process.
 
 Also the ``--run-slow`` option: tests marked ``slow`` run only with it.
 """
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.broker import Broker, Recorder
+from hil.browser import chromium_missing, launch
 from hil.pki import TlsFiles, make_pki
 from tests.support.netproxy import NetProxy
 
@@ -90,3 +92,21 @@ def netproxy_factory() -> Iterator[Callable[..., NetProxy]]:
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
     """A test CA and a server certificate for localhost / 127.0.0.1."""
     return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """Debian's Chromium (``hil.browser``), started once per test process (per xdist worker).
+
+    Each test makes its own context (``browser.new_context()``) and closes it, so
+    no page, storage or cookie is shared between tests.
+    """
+    missing = chromium_missing()
+    if missing:
+        pytest.skip(missing)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = launch(pw)
+        yield chromium
+        chromium.close()

@@ -13,7 +13,6 @@ import copy
 import http.client
 import io
 import json
-import os
 import threading
 import wave
 from pathlib import Path
@@ -22,23 +21,15 @@ import pytest
 
 from agent.adapters.web_ui import WebUi
 from agent.core.events import ButtonPressed, ButtonReleased
+from hil.browser import chromium_missing
 from hil.wait import poll_until
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    # As in the car's kiosk: a call alert may sound before anyone touched the screen.
-    "--autoplay-policy=no-user-gesture-required",
-]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "ui"
 WIDTH, HEIGHT = 800, 480
 TIMEOUT_S = 5.0
 
 browser_test = pytest.mark.browser
-needs_chromium = pytest.mark.skipif(
-    not os.path.exists(CHROMIUM), reason=f"Debian chromium not installed at {CHROMIUM}"
-)
+needs_chromium = pytest.mark.skipif(chromium_missing() is not None, reason=str(chromium_missing()))
 
 LABELS = {
     "fr": {"available": "Disponible", "en_route": "En route", "on_scene": "Sur place",
@@ -379,18 +370,6 @@ def test_busy_port_is_an_error_at_start(ui, recorder):
 
 
 # ------------------------------------------------------------- the browser
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"Debian chromium not installed at {CHROMIUM}")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
