@@ -1,7 +1,7 @@
 """Shared fixtures: a real Mosquitto per test, subscribers, the black-holing proxy, test PKI,
 one headless Chromium per test process.
 
-Also the ``--run-slow`` option: tests marked ``slow`` run only with it.
+Also the ``--run-slow`` option: tests marked ``slow`` run only with it (otherwise deselected).
 """
 
 from __future__ import annotations
@@ -22,12 +22,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without ``--run-slow``, the slow tests are deselected (not thousands of skips to hand out
+    to the workers and report one by one)."""
     if config.getoption("--run-slow"):
         return
-    skip = pytest.mark.skip(reason="slow: run with --run-slow")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+    slow = [item for item in items if "slow" in item.keywords]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if "slow" not in item.keywords]
 
 
 @pytest.fixture
