@@ -8,8 +8,11 @@ have() { command -v "$1" >/dev/null 2>&1; }
 # Debian splits venv (and its pip) out of python3.
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 # mosquitto lives in /usr/sbin, which is not on every user's PATH.
-have mosquitto || [[ -x /usr/sbin/mosquitto ]] || need+=(mosquitto)
-have mosquitto_passwd || [[ -x /usr/bin/mosquitto_passwd ]] || need+=(mosquitto)
+# The package also ships mosquitto_passwd, which hashes the rig's password files.
+have mosquitto && have mosquitto_passwd || [[ -x /usr/sbin/mosquitto && -x /usr/bin/mosquitto_passwd ]] \
+    || need+=(mosquitto)
+# mosquitto_pub and mosquitto_sub: what the demo and the docs tell people to type.
+have mosquitto_pub || need+=(mosquitto-clients)
 have chromium || need+=(chromium)
 [[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]] || need+=(fonts-dejavu-core)
 have espeak-ng || need+=(espeak-ng)
