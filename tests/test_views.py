@@ -7,6 +7,7 @@ import json
 import pytest
 
 from agent.core import views
+from agent.core.dispatch import READ_S
 from agent.core.emergency import EmergencyState
 from tests.support.unit_rig import Rig, call_payload, config
 
@@ -18,7 +19,7 @@ def test_idle_unit_without_a_fix():
     snap = views.screen_snapshot(rig.unit, rig.now(), backlog=7)
     assert snap["gnss"] == {"mode": 0, "lat": None, "lon": None, "speed": None, "track": None, "age": None,
                             "receiver": "no_fix", "stale": False, "heading_deg": None}
-    assert snap["link"] == {"online": False, "backlog": 7}
+    assert snap["link"] == {"online": False, "backlog": 7, "since_s": 0.0, "alert_after_s": 10.0}
     assert snap["call"] is None and snap["notice"] is None
     assert snap["status_buttons"] == ["available", "en_route", "on_scene", "busy", "out_of_service"]
     assert {"ack", "decline", "cleared", "emergency"} <= set(snap["inputs"])
@@ -39,7 +40,7 @@ def test_a_new_call_seen_from_the_current_fix():
     assert snap["call"]["acknowledged"] is False
     rider = views.rider_view(rig.unit, rig.now(), "10:20")
     assert rider.lang == "ar" and rider.call.priority == 1 and rider.call.distance_m == pytest.approx(1000.8, abs=2)
-    rig.press("ack")
+    rig.after(READ_S).press("ack")
     assert views.indicator_view(rig.unit, rig.now()).call_acknowledged
 
 

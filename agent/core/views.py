@@ -58,6 +58,7 @@ def indicator_view(unit: Unit, now: Now) -> IndicatorView:
 
 
 def _summary(unit: Unit, call: Call, now: Now) -> CallSummary:
+    age = unit.call_age(call, now)
     return summarize_call(
         call_id=call.id,
         priority=call.priority,
@@ -65,9 +66,10 @@ def _summary(unit: Unit, call: Call, now: Now) -> CallSummary:
         address=call.address,
         location=call.location,
         fix=_position(unit, now),
-        age_s=max(0.0, (now.wall - call.created).total_seconds()),
+        age_s=None if age.age_s is None else age.age_s + max(0.0, now.mono - call.received_mono),
         code=call.code,
         address_short=call.address_short,
+        stale=bool(age.stale),
     )
 
 
@@ -148,17 +150,19 @@ def screen_snapshot(unit: Unit, now: Now, *, backlog: int = 0) -> dict[str, Any]
         "now": iso(now.wall),
         "status": unit.status.state,
         "status_since": iso(unit.status_since) if unit.status_since else None,
+        # Seconds since this run began: the status was set before it when status_since is null.
+        "started_s": round(now.mono - unit.started_mono, 1),
         "status_labels": {lang: {code: cat.status(code) for code in STATUS_CODES} for lang, cat in cats.items()},
         "status_buttons": list(cfg.status_buttons),
         # The alarm control cancels only inside the window, and says so only then.
         "inputs": [*cfg.status_buttons, *SCREEN_INPUTS, *(["emergency_cancel"] if unit.emergency.cancellable else [])],
         "siren": unit.siren,
-        "link": {"online": unit.link_up, "backlog": backlog},
+        "link": {"online": unit.link_up, "backlog": backlog, "since_s": round(now.mono - _link_since(unit), 1)},
         "gnss": _gnss(unit, now),
         # Parked: ignition off and nothing to do (agent/core/power.py); ignition null: no line.
         "power": {"ignition": unit.parking.ignition_json, "parked": unit.parked},
         "emergency": _emergency(unit, now),
-        "call": _call(unit.calls.shown(), fix),
+        "call": _call(unit, unit.calls.shown(), fix, now),
         "waiting": unit.calls.waiting(),
         "notice": _notice(unit, now, cats[ui_lang]),
     })
@@ -189,10 +193,22 @@ def _emergency(unit: Unit, now: Now) -> dict[str, Any]:
     }
 
 
-def _call(call: Call | None, fix) -> dict[str, Any] | None:
+def _link_since(unit: Unit) -> float:
+    return unit.link_since if unit.link_since is not None else unit.started_mono
+
+
+def _call(unit: Unit, call: Call | None, fix, now: Now) -> dict[str, Any] | None:
     if call is None:
         return None
     body = call.to_json()
+    # Its age now, on trusted time only (null: unverified, never guessed from an unsynchronised clock).
+    age = unit.call_age(call, now)
+    body.update(
+        age_s=None if age.age_s is None else round(age.age_s + max(0.0, now.mono - call.received_mono), 1),
+        stale=age.stale,
+        # The call just took the screen: the crew's answer is taken after this many seconds.
+        answer_in_s=round(unit.calls.read_left(now.mono), 2) if call.id == unit.calls.shown_id else 0.0,
+    )
     distance = bearing = None
     if call.location is not None and fix is not None:
         distance = geo.distance_m(fix.lat, fix.lon, *call.location)
@@ -211,11 +227,18 @@ def _notice(unit: Unit, now: Now, catalog: Catalog) -> dict[str, Any] | None:
     if notice is None or now.mono - notice.mono > NOTICE_S:
         return None
     key = {"refused": "status.refused", "cancelled": "call.cancelled"}.get(notice.kind, "status.refused")
+    if notice.kind == "refused" and notice.detail == "not_read":
+        key = "call.read_first"  # a call that took the screen a moment ago: read it, then answer
     body: dict[str, Any] = {"kind": notice.kind, "text": catalog(key), "id": int(notice.mono * 1000)}
     if notice.kind == "cancelled":
-        # Which call, and the dispatcher's reason when they gave one (shown as they wrote it).
+        # Which call (its id and address too: another call of the same nature may be on the screen),
+        # and the dispatcher's reason when they gave one (shown as they wrote it).
         body["subject"] = notice.subject or None
         body["reason"] = notice.detail or None
+        body["call_id"] = notice.ref or None
+        body["address"] = notice.place or None
+        shown = unit.calls.shown()
+        body["same_nature_shown"] = bool(shown and shown.id != notice.ref and shown.nature == notice.subject)
     return body
 
 

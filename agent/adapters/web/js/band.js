@@ -1,4 +1,5 @@
-// The band under the top bar: the agent lost, the alarm, the newest notice.
+// The band under the top bar: the agent lost, the link down for a while, the
+// alarm, the newest notice.
 // It takes its room from the call card's region (the grid row grows), never
 // lies over a control; when it grows or shrinks, the card's texts are fitted
 // again (the hook set by onResize).
@@ -6,9 +7,9 @@
 import { $, setText } from "./dom.js";
 import { alarmState } from "./alarm.js";
 import { fitText } from "./fit.js";
-import { current } from "./snapshot.js";
+import { current, secondsSinceSnapshot } from "./snapshot.js";
 import { isConnected } from "./stream.js";
-import { t } from "./strings.js";
+import { formatDuration, t } from "./strings.js";
 
 const NOTICE_MS = 8000;
 
@@ -28,6 +29,19 @@ export function renderBand() {
   linkEl.hidden = connected && !!snap;
   if (!linkEl.hidden) setText(linkEl, connected ? t("waiting") : t("disconnected"));
 
+  // Offline for more than a moment: said in big letters, readable from the driver's seat.
+  const offlineEl = $("#band-offline");
+  const link = (snap && snap.link) || {};
+  const offlineFor = typeof link.since_s === "number" ? link.since_s + secondsSinceSnapshot() : null;
+  offlineEl.hidden = !snap || !connected || link.online !== false || offlineFor === null ||
+    offlineFor < (link.alert_after_s ?? Infinity);
+  if (!offlineEl.hidden) {
+    let text = t("offline_long", { t: formatDuration(offlineFor) });
+    if (link.backlog > 0) text += t("offline_backlog", { n: link.backlog });
+    setText(offlineEl, text);
+  }
+  $("#app").classList.toggle("link-lost", !offlineEl.hidden);
+
   const alarmEl = $("#band-alarm");
   const em = alarmState();
   alarmEl.hidden = !["pending", "active", "acknowledged"].includes(em.shown);
@@ -44,8 +58,8 @@ export function renderBand() {
   }
   const band = $("#band");
   const wasHidden = band.hidden;
-  band.hidden = linkEl.hidden && alarmEl.hidden && noticeEl.hidden;
-  for (const el of [linkEl, alarmEl, noticeEl]) if (!el.hidden) fitText(el, 0.7);
+  band.hidden = linkEl.hidden && offlineEl.hidden && alarmEl.hidden && noticeEl.hidden;
+  for (const el of [linkEl, offlineEl, alarmEl, noticeEl]) if (!el.hidden) fitText(el, 0.7);
   return wasHidden !== band.hidden;
 }
 
@@ -60,10 +74,14 @@ export function renderNotice(next) {
   lastNoticeKey = key;
   let text = next.text;
   if (next.kind === "cancelled") {
-    // Which call, and the dispatcher's reason as they wrote it.
+    // Which call (nature, address and id: another call of the same nature may be on the
+    // screen, and it stays), and the dispatcher's reason as they wrote it.
     text = t("notice_cancelled");
     if (next.subject) text += t("notice_subject", { s: next.subject });
+    if (next.address) text += t("notice_address", { a: next.address });
+    if (next.call_id) text += t("notice_call_id", { id: next.call_id });
     if (next.reason) text += ` – ${t("notice_reason", { r: next.reason })}`;
+    if (next.same_nature_shown) text += t("notice_other_stays");
   }
   showNotice(text, next.kind);
 }
