@@ -212,9 +212,6 @@ def exercise(rig: Rig, i: int) -> None:
     assert rig.tap is not None and rig.gpio is not None
     rig.tap.publish(topic("call"), call(i))
     rig.tap.wait_message(lambda m: m.topic == topic("call/response") and f'"MEM-{i}"'.encode() in m.payload, 5.0)
-    from agent.core.dispatch import READ_S
-
-    time.sleep(READ_S)  # the crew reads the call before accepting it (a press at once is refused)
     rig.gpio.hold(INPUT_PINS["ack"], 0.1)
     rig.gpio.hold(INPUT_PINS["en_route" if i % 2 else "available"], 0.1)
     if rig.ui_enabled:
@@ -337,7 +334,6 @@ def core_soak(hours: float) -> dict:
         if second % 600 == 0:
             i = second // 600
             effects += len(unit.handle(MessageReceived("call", call(i), t), now(t)))
-        if second % 600 == 2:  # read, then accepted
             effects += len(unit.handle(ButtonPressed("ack", t), now(t)))
             effects += len(unit.handle(ButtonReleased("ack", t), now(t)))
         if second % 600 == 300:

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from agent.core.dispatch import READ_S
 from hil.agent_proc import deep_merge
 from hil.engine import Rig as HilRig
 from hil.engine import RigOptions
@@ -111,7 +110,6 @@ def test_reports_position_and_status_and_answers_a_call(rig):
             "location": {"lat": 34.2610, "lon": -6.5802}, "created": "2026-11-25T10:00:00Z"}
     rig.publish("call", json.dumps(call).encode())
     rig.wait("call/response", lambda b: b["id"] == "C-1" and b["response"] == "received")
-    time.sleep(READ_S)  # the rider reads the call first: a press the moment it shows is refused
     rig.gpio.hold(PINS["ack"], 0.1)
     rig.wait("call/response", lambda b: b["response"] == "accepted")
     # A broken call is answered, never shown, never fatal.

@@ -31,13 +31,27 @@ def test_the_table_lists_every_pair_and_only_moves_forward():
     assert TRANSITIONS["accepted"]["declined"] == Refuse("not_allowed")  # too late: dispatch counts on it
 
 
-def test_an_answer_within_a_moment_of_the_call_taking_the_screen_is_refused():
+def test_an_answer_within_a_moment_of_a_call_taking_anothers_place_is_refused():
     book = CallBook()
-    book.receive(call_payload(id="A"), WALL0, 10.0)
+    book.receive(call_payload(id="A", priority=3), WALL0, 10.0)
     book.respond("received", "A", 10.0)
-    refused = book.respond("accepted", None, 10.0 + READ_S - 0.01)
+    # Onto a screen that showed no call: answered at once.
+    assert not book.unread(10.0) and book.read_left(10.0) == 0.0
+    book.receive(call_payload(id="B", priority=1), WALL0, 12.0)  # more urgent: it takes A's place
+    book.respond("received", "B", 12.0)
+    refused = book.respond("accepted", None, 12.0 + READ_S - 0.01)
     assert isinstance(refused, ResponseRefused) and refused.reason == "not_read"
-    assert book.respond("accepted", None, 10.0 + READ_S).call.state == "accepted"
+    declined = book.respond("declined", None, 12.0 + READ_S - 0.01)
+    assert isinstance(declined, ResponseRefused) and declined.reason == "not_read"
+    assert book.respond("accepted", None, 12.0 + READ_S).call.state == "accepted"
+    assert book.shown().id == "A"  # A is back: it took B's place, so it waits its moment too
+    assert book.unread(12.0 + READ_S + 0.5) and not book.unread(12.0 + 2 * READ_S)
+
+
+def test_the_first_call_on_an_idle_screen_is_accepted_at_once():
+    rig = Rig()
+    rig.message("call", call_payload(id="A"))
+    assert responses(rig.press("ack", source="touch")) == [("A", "accepted")]
 
 
 def test_the_second_press_does_not_accept_the_call_that_slid_in_unread():

@@ -190,7 +190,6 @@ def test_a_car_crew_and_a_dispatcher_through_the_demo_prompt(tmp_path, request):
     start = len(fixes())
 
     # The crew accepts the call shown (the P1), then declines the other one.
-    time.sleep(1.5)  # read first: an answer within a second of a call taking the screen is refused
     demo.type("accept")
     demo.wait("call/response", lambda b: b["id"] == "C-DEMO-0001" and b["response"] == "accepted")
     demo.wait_latest("status", lambda b: (b.get("call") or {}).get("id") == "C-DEMO-0002")

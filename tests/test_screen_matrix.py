@@ -32,7 +32,6 @@ from allpairspy import AllPairs
 
 from agent.adapters.web_ui import WebUi
 from agent.core import views
-from agent.core.dispatch import READ_S
 from tests.support.unit_rig import Rig, call_payload, config
 from tests.test_web_ui import (  # noqa: F401  (fixtures)
     ARTIFACTS, CHROMIUM, HEIGHT, TIMEOUT_S, WIDTH, browser, needs_chromium,
@@ -98,7 +97,7 @@ def drive(case: tuple) -> dict:
         rig.message("call", call_payload(id="KEN-2026-1125-0042", priority=1, location={"lat": 34.2655, "lon": -6.5750},
                                          created="2026-11-25T20:00:30Z", **text))
         if want["call"] in ("accepted", "en_route", "on_scene"):
-            rig.after(READ_S).press("ack", source="touch")  # once read
+            rig.press("ack", source="touch")
         if want["call"] in ("en_route", "on_scene"):
             rig.press(want["call"], source="touch")
 

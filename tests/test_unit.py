@@ -8,7 +8,6 @@ import json
 
 import pytest
 
-from agent.core.dispatch import READ_S
 from agent.core.effects import Feedback
 from agent.core.publish import Lane
 from agent.core.unit import SUBSCRIPTIONS, Unit
@@ -164,7 +163,7 @@ def test_unknown_topic_is_counted_not_fatal():
 def test_status_message_carries_the_call_being_shown():
     rig = Rig()
     rig.message("call", call_payload())
-    rig.after(READ_S).press("ack")
+    rig.press("ack")
     out = rig.after(1).press("en_route")
     msg = status_of(out)
     assert msg["status"] == "en_route"

@@ -18,7 +18,7 @@ def responses(effects) -> list[tuple[str, str]]:
 
 def accepted_call(rig: Rig, **fields) -> Rig:
     rig.message("call", call_payload(**fields))
-    rig.after(READ_S).press("ack")  # read first: a call just shown is not answered by the same press
+    rig.press("ack")
     return rig
 
 
@@ -121,7 +121,7 @@ def test_ack_decline_cleared_without_a_call_are_refused():
 def test_decline_closes_an_unaccepted_call():
     rig = Rig()
     rig.message("call", call_payload())
-    out = rig.after(READ_S).press("decline")
+    out = rig.press("decline")
     assert responses(out) == [("C-1001", "declined")]
     assert rig.unit.calls.shown() is None
     assert pubs(rig.message("call", call_payload()), "call/response") == []  # a redelivery stays closed
@@ -184,7 +184,7 @@ def test_cancel_before_new_suppresses_the_late_new():
 def test_calls_survive_a_restart_and_a_redelivery_is_no_second_alert():
     rig = accepted_call(Rig())
     rig.message("call", call_payload(id="C-2", priority=3))
-    rig.after(READ_S).press("decline")  # C-2 declined and closed
+    rig.after(READ_S).press("decline")  # C-2 declined and closed, once read (it took C-1001's place)
     stored = json.loads(json.dumps(rig.unit.persistent_state()))
     again = Rig(t0=T0 + 100)
     assert again.unit.restore(stored, now(again.t)) == []
@@ -246,7 +246,7 @@ def test_retained_status_follows_the_call():
     rig = Rig()
     out = rig.message("call", call_payload())
     assert one(out, "status")["call"] == {"id": "C-1001", "state": "received"}
-    out = rig.after(READ_S).press("ack")
+    out = rig.press("ack")
     assert one(out, "status")["call"] == {"id": "C-1001", "state": "accepted"}
     out = rig.message("call", call_payload(action="cancel"))
     assert one(out, "status")["call"] is None
@@ -258,7 +258,7 @@ def test_ack_accepts_the_call_waiting_while_another_is_worked():
     rig = accepted_call(Rig(), id="C-1", priority=2)
     rig.press("en_route")
     rig.message("call", call_payload(id="C-2", priority=3))
-    out = rig.after(READ_S).press("ack")
+    out = rig.after(READ_S).press("ack")  # it came over the call being worked: read it first
     assert responses(out) == [("C-2", "accepted")]
     assert rig.unit.calls.calls["C-1"].state == "en_route"
 

@@ -4,7 +4,6 @@ import json
 
 import pytest
 
-from agent.core.dispatch import READ_S
 from agent.core.effects import Feedback
 from agent.core.publish import Lane
 from tests.support.unit_rig import T0, Rig, alarm_uuid, body, call_payload, iso, now, one, pubs
@@ -111,7 +110,7 @@ def test_ack_after_the_window_still_accepts_a_waiting_call():
     rig = raised(Rig())
     rig.run_until(rig.t + WINDOW)
     rig.message("call", call_payload())
-    out = rig.after(READ_S).press("ack")  # once the call has been read
+    out = rig.press("ack")
     assert [body(p)["response"] for p in pubs(out, "call/response")] == ["accepted"]
     assert rig.unit.emergency.state == "active"
 
@@ -255,7 +254,7 @@ def test_status_republished_after_restart_names_the_restored_call():
     from tests.support.unit_rig import call_payload
     rig = Rig()
     rig.message("call", call_payload())
-    rig.after(READ_S).press("ack")
+    rig.press("ack")
     raised(rig, at=rig.t + 1)
     stored = json.loads(json.dumps(rig.unit.persistent_state()))
     again = Rig(t0=T0 + 600)

@@ -15,7 +15,6 @@ import json
 import pytest
 
 from agent.config_validate import parse_config
-from agent.core.dispatch import READ_S
 from agent.core.remote_config import ConfigState, handle_config_set
 from agent.core.unit import Now
 from tests.support.unit_rig import T0, Rig, body, call_payload, config, one, pubs, wall
@@ -96,7 +95,7 @@ def test_a_call_is_shown_and_answered_whatever_the_system_clock_says():
 def test_an_alarm_in_the_middle_of_a_call_leaves_the_call_and_the_call_leaves_the_alarm():
     rig = Rig(synced=False)
     rig.message("call", call_payload())
-    rig.after(READ_S).press("ack")  # accepted, once read
+    rig.press("ack")  # accepted
     rig.after(1).press("en_route")
     rig.press("emergency")
     out = rig.run_until(rig.t + HOLD)

@@ -28,12 +28,15 @@ Rules
           --on_scene--> on_scene --cleared--> (closed)
       new/received --declined--> (closed)              dispatch cancel --> (closed)
 
-* A call must be read before it is answered. A call that took the screen less
-  than ``READ_S`` (1 s) ago (it arrived, it was more urgent than the one
-  shown, or it slid in once the one before was accepted) cannot be accepted or
-  declined: the press that does it began before the crew could see it (a
-  gloved double press, a finger already on its way). It is refused
-  ``not_read``, and the same press a moment later is taken.
+* A call must be read before it is answered. A call that took the place of
+  another on the screen less than ``READ_S`` (1 s) ago (it was more urgent
+  than the one shown, or it slid in once the one before was accepted, or it
+  came over the call being worked) cannot be accepted or declined: the press
+  that does it began before the crew could see it (a gloved double press
+  after accepting the call before, a finger on its way to that call's
+  controls). It is refused ``not_read``, and the same press a moment later is
+  taken. A call that comes onto a screen showing no call is answered at once:
+  nothing the crew was doing was aimed at a call's answer.
 * One call is shown at a time: the most urgent one the crew has not yet
   accepted, else the one they are working. Closed calls leave the book.
 * A call's age is judged only on trusted time (the unit's clock synchronised,
@@ -444,12 +447,14 @@ class CallBook:
         return READ_S - (now_mono - self.shown_since)
 
     def _track_shown(self, now_mono: float | None) -> None:
-        """Note when another call took the screen (for the read rule)."""
+        """Note when a call took the place of another on the screen (for the read rule)."""
         shown = self.shown()
         shown_id = shown.id if shown is not None else None
         if shown_id != self.shown_id:
+            # On a screen that showed no call, nothing of the crew's was aimed at a call's answer.
+            replaced = self.shown_id is not None
             self.shown_id = shown_id
-            self.shown_since = now_mono if shown_id is not None else None
+            self.shown_since = now_mono if shown_id is not None and replaced else None
 
     # -- views
 
