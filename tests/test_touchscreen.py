@@ -171,7 +171,7 @@ def test_a_cancel_notice_names_the_call_and_says_the_one_shown_stays(page, ui, l
                                "reason": "doublon", "call_id": "KEN-41", "address": "Marché central",
                                "same_nature_shown": True}))
     notice = page.locator("#band-notice")
-    expect(notice).to_contain_text("KEN-41")
+    expect(notice).to_contain_text(nature)
     expect(notice).to_contain_text("Marché central")
     expect(notice).to_contain_text("l'appel affiché reste en cours" if lang == "fr" else "البلاغ المعروض ما زال قائما")
     check_layout(page)

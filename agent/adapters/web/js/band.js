@@ -6,14 +6,14 @@
 
 import { $, setText } from "./dom.js";
 import { alarmState } from "./alarm.js";
-import { fitText } from "./fit.js";
+import { fitText, overflows } from "./fit.js";
 import { current, secondsSinceSnapshot } from "./snapshot.js";
 import { isConnected } from "./stream.js";
 import { formatDuration, t } from "./strings.js";
 
 const NOTICE_MS = 8000;
 
-let notice = null; // {text, kind, until}
+let notice = null; // {texts, kind, until}: texts from the fullest to the shortest
 let lastNoticeKey = null;
 let resized = () => {};
 
@@ -52,14 +52,19 @@ export function renderBand() {
 
   const noticeEl = $("#band-notice");
   noticeEl.hidden = !notice;
-  if (notice) {
-    noticeEl.className = `band-line ${notice.kind || ""}`;
-    setText(noticeEl, notice.text);
-  }
+  if (notice) noticeEl.className = `band-line ${notice.kind || ""}`;
   const band = $("#band");
   const wasHidden = band.hidden;
   band.hidden = linkEl.hidden && offlineEl.hidden && alarmEl.hidden && noticeEl.hidden;
-  for (const el of [linkEl, offlineEl, alarmEl, noticeEl]) if (!el.hidden) fitText(el, 0.7);
+  for (const el of [linkEl, offlineEl, alarmEl]) if (!el.hidden) fitText(el, 0.7);
+  if (notice) {
+    // The fullest form that fits its three lines (a long address gives way before the cut).
+    for (const text of notice.texts) {
+      setText(noticeEl, text);
+      fitText(noticeEl, 0.7);
+      if (!overflows(noticeEl)) break;
+    }
+  }
   return wasHidden !== band.hidden;
 }
 
@@ -72,21 +77,21 @@ export function renderNotice(next) {
   const key = JSON.stringify(next);
   if (key === lastNoticeKey) return;
   lastNoticeKey = key;
-  let text = next.text;
+  let texts = [next.text];
   if (next.kind === "cancelled") {
-    // Which call (nature, address and id: another call of the same nature may be on the
-    // screen, and it stays), and the dispatcher's reason as they wrote it.
-    text = t("notice_cancelled");
-    if (next.subject) text += t("notice_subject", { s: next.subject });
-    if (next.address) text += t("notice_address", { a: next.address });
-    if (next.call_id) text += t("notice_call_id", { id: next.call_id });
-    if (next.reason) text += ` – ${t("notice_reason", { r: next.reason })}`;
-    if (next.same_nature_shown) text += t("notice_other_stays");
+    // Which call (its nature, and its address: another call of the same nature may be on
+    // the screen, and then the notice says that one stays), and the dispatcher's reason
+    // as they wrote it. Shorter forms for a band too small for it all.
+    const head = t("notice_cancelled") + (next.subject ? t("notice_subject", { s: next.subject }) : "");
+    const where = next.address ? t("notice_address", { a: next.address }) : "";
+    const why = next.reason ? ` – ${t("notice_reason", { r: next.reason })}` : "";
+    const stays = next.same_nature_shown ? t("notice_other_stays") : "";
+    texts = [head + where + why + stays, head + why + stays, head + stays];
   }
-  showNotice(text, next.kind);
+  showNotice(texts, next.kind);
 }
 
-export function showNotice(text, kind) {
-  notice = { text, kind, until: performance.now() + NOTICE_MS };
+export function showNotice(texts, kind) {
+  notice = { texts: Array.isArray(texts) ? texts : [texts], kind, until: performance.now() + NOTICE_MS };
   if (renderBand()) resized();
 }
