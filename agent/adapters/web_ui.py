@@ -96,6 +96,8 @@ A JSON object; times are ISO 8601 UTC strings (``2024-03-01T10:20:30Z``)::
                      "acknowledged": bool,     # accepted or declined by the crew
                      "distance_m": float|null, "bearing_deg": float|null,
                      "updated": ISO,
+                     "age_verified": bool,     # optional (default true): false while the unit has no
+                                               # trusted time, so "created" cannot be compared with "now"
                      "age_s": float|null,      # its age now, on trusted time (null: unverified)
                      "stale": bool|null,       # already older than the limit when it arrived
                      "answer_in_s": float},    # it took the screen a moment ago: answers are

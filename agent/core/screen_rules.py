@@ -107,7 +107,8 @@ def _call(call: Mapping[str, Any], now: Any) -> dict[str, Any]:
     """A call's age from the snapshot's own clock, when its producer did not judge it."""
     c = dict(call)
     if "age_s" not in c:
-        age = _seconds_between(c.get("created"), now)
+        # Without trusted time (age_verified false) the snapshot's clock says nothing of the age.
+        age = None if c.get("age_verified") is False else _seconds_between(c.get("created"), now)
         c["age_s"] = None if age is None else round(max(0.0, age), 1)
     if "stale" not in c:
         c["stale"] = None if c["age_s"] is None else bool(DEFAULT_STALE_CALL_S) and c["age_s"] > DEFAULT_STALE_CALL_S

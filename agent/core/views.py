@@ -66,7 +66,9 @@ def _summary(unit: Unit, call: Call, now: Now) -> CallSummary:
         address=call.address,
         location=call.location,
         fix=_position(unit, now),
+        # Counted on the unit's best clock; unknown (None) without trusted time, never guessed.
         age_s=None if age.age_s is None else age.age_s + max(0.0, now.mono - call.received_mono),
+        age_verified=age.verified,
         code=call.code,
         address_short=call.address_short,
         stale=bool(age.stale),
@@ -147,7 +149,7 @@ def screen_snapshot(unit: Unit, now: Now, *, backlog: int = 0) -> dict[str, Any]
         "lang": ui_lang,
         "theme": cfg.ui.theme,
         "sound": cfg.ui.sound,
-        "now": iso(now.wall),
+        "now": iso(unit.best_time(now)[0]),  # the page's clock, and what a call's age is counted from
         "status": unit.status.state,
         "status_since": iso(unit.status_since) if unit.status_since else None,
         # Seconds since this run began: the status was set before it when status_since is null.
@@ -218,6 +220,7 @@ def _call(unit: Unit, call: Call | None, fix, now: Now) -> dict[str, Any] | None
         distance_m=round(distance, 1) if distance is not None else None,
         bearing_deg=round(bearing, 1) if bearing is not None else None,
         updated=body["updated"] or body["created"],
+        age_verified=age.verified,  # false while the unit has no trusted time
     )
     return body
 

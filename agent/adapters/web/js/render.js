@@ -231,9 +231,14 @@ export function tick() {
   renderSince();
   const call = snap.call;
   if (call) {
-    // The agent's judgement of the age (trusted time only), counted on between snapshots.
-    const age = typeof call.age_s === "number" ? call.age_s + secondsSinceSnapshot() : null;
-    for (const el of $$("#call .age, #takeover .age")) setText(el, age === null ? t("age_unverified") : formatDuration(age));
+    // The agent's judgement of the age, counted on between snapshots. Without trusted time on
+    // the unit "created" cannot be compared with "now": say so, never guess.
+    const unverified = call.age_verified === false || typeof call.age_s !== "number";
+    const age = unverified ? null : call.age_s + secondsSinceSnapshot();
+    for (const el of $$("#call .age, #takeover .age")) {
+      setText(el, unverified ? t("age_unverified") : formatDuration(age));
+      el.classList.toggle("unverified", unverified);
+    }
     // A call that has just taken the screen is answered a moment later (the agent's read rule).
     const reading = typeof call.answer_in_s === "number" && call.answer_in_s - secondsSinceSnapshot() > 0;
     $("#btn-accept").classList.toggle("reading", reading);
