@@ -50,6 +50,7 @@ from typing import Any
 
 from agent import __version__
 from agent.adapters import sdnotify, serial_urls
+from agent.adapters.alarm_ids import random_alarm_id
 from agent.adapters.clock import SystemClock, UnitTime
 from agent.adapters.config_store import load_effective, write_atomic
 from agent.adapters.encryption import EncryptionError, check_encrypted
@@ -60,6 +61,7 @@ from agent.adapters.power import PowerInputs, power_off
 from agent.adapters.remote_worker import RemoteWorker
 from agent.adapters.replay_store import ReplayStore
 from agent.adapters.secrets_version import SecretsVersion
+from agent.adapters.time_floor_store import TimeFloorStore
 from agent.adapters.serial_gnss import SerialGnssReader
 from agent.adapters.state_file import UnitStateFile
 from agent.adapters.uplink import Uplink
@@ -153,6 +155,7 @@ class Runtime:
         self._disk = DiskCheck()  # disk_ok in the status report
         self.started_mono = time.monotonic()
         self._stopping = threading.Event()
+        self._screens_lock = threading.Lock()  # the start brings the screens up while the core runs
         # Set when the agent asks itself to stop (power fail, parked too long); run_agent waits on it.
         self.exit_requested = threading.Event()
         self.exit_reason: str | None = None
@@ -194,26 +197,33 @@ class Runtime:
             # Raises EncryptionError: the unit refuses to write positions to a plain SD card.
             log.info("state directory %s: %s", state_dir, check_encrypted(state_dir))
         self.replay = ReplayStore(state_dir)
+        # The floor of authenticated time, kept on the card (memory only when it cannot be).
+        self.clock.floor = TimeFloorStore(state_dir, time.monotonic())
         self.secrets = SecretsVersion(state_dir)
         self.state_file = UnitStateFile(state_dir)
         self.secrets.update(cfg)
         self.worker = RemoteWorker(self.cfg_state, self.store, self.replay, post=lambda e: self._post(e, force=True),
-                                   clock=self.clock.best_time, validate=self.validate)
+                                   clock=self.clock.judging_clock, validate=self.validate, floor=self.clock.floor)
         self.worker.start()
         self.outbox = Outbox(state_dir, max_backlog_reports=cfg.storage.max_backlog_reports,
                              commit_interval_s=cfg.storage.commit_interval_s, exclusive=True)
         now = self.clock.now()
-        self.unit = Unit(cfg, self.outbox.next_seq(), now, config_version=self.cfg_state.version)
+        self.unit = Unit(cfg, self.outbox.next_seq(), now, config_version=self.cfg_state.version,
+                         alarm_ids=random_alarm_id)
         self._restore_state(now)
         # The ignition's level is on the inbox before the first LinkUp: the first status says it.
         self._start_power()
         self._start_link()
         self._start_gnss()
         self._start_panel()
-        self._start_screens()
         self.remote.resume(now.mono, self.cfg_state)
         self._core_thread = threading.Thread(target=self._core_loop, name="core", daemon=True)
         self._core_thread.start()
+        # The core runs before the screens come up: the touchscreen's server takes seconds to start
+        # (longer on a Pi), and an alarm held meanwhile must go out then, not once the page is up.
+        # The screens get their first picture at the core's next round (at most MAX_IDLE_S).
+        with self._screens_lock:
+            self._start_screens()
         self._start_watchdog()
         self.notifier.ready(self._status_line())
         log.info("umps-agent %s running as unit %s (%s), config version %d",
@@ -235,6 +245,7 @@ class Runtime:
             if self._core_thread.is_alive():
                 log.error("core thread did not stop within 10 s")
         self._quietly("remote worker", lambda: self.worker and self.worker.stop())
+        self._quietly("time floor", lambda: self.clock.floor.save(time.monotonic()))
         self._quietly("replay memory", lambda: self.replay and self.replay.close())
         self._quietly("screens", self._stop_screens)
         self._quietly("uplink", lambda: self.uplink and self.uplink.stop())
@@ -295,6 +306,7 @@ class Runtime:
                 self._handle(event)
                 self.events_handled += 1
                 self.clock.gnss_offset = self.unit.timebase.gnss_offset
+                self._keep_time_floor()
                 failed = False
             except Exception:  # noqa: BLE001 - one bad event never stops the unit
                 failed = True
@@ -303,9 +315,16 @@ class Runtime:
                     log.exception("error handling %s (%d so far); carrying on", type(event).__name__,
                                   self.core_errors)
 
+    def _keep_time_floor(self) -> None:
+        """A trusted clock is proof of the time: the floor follows it, and is stored now and then."""
+        self.clock.best_time()
+        self.clock.floor.maybe_save(time.monotonic())
+
     def _next_deadline(self) -> float:
         assert self.unit is not None
         deadline = min(self.unit.next_deadline(), self._next_status_write)
+        if self.display is not None and (redraw := views.next_redraw(self.unit, time.monotonic())) is not None:
+            deadline = min(deadline, redraw)  # the rider display's hold bar and cancel countdown move
         guard = self.remote.deadline()
         return deadline if guard is None else min(deadline, guard)
 
@@ -412,7 +431,8 @@ class Runtime:
             self._pending_restore = self.unit.restore(state, now)
         except (ValueError, KeyError, TypeError) as exc:
             log.error("stored unit state %s does not fit (%s); starting from the defaults", self.state_file.path, exc)
-            self.unit = Unit(self.config, self.unit.next_seq, now, config_version=self.cfg_state.version)
+            self.unit = Unit(self.config, self.unit.next_seq, now, config_version=self.cfg_state.version,
+                             alarm_ids=random_alarm_id)
         self.state_file.mark_stored(self.unit.persistent_state())
 
     # ------------------------------------- remote requests, config changes
@@ -441,18 +461,20 @@ class Runtime:
                                    commit_interval_s=cfg.storage.commit_interval_s)
         if cfg.logging.level != old.logging.level:
             logging.getLogger().setLevel(cfg.logging.level)
-        if cfg.display.speech != old.display.speech:
-            self._quietly("speech", self._stop_speech)
-            self._start_speech()
+        with self._screens_lock:  # the start may still be bringing the screens up
+            if cfg.display.speech != old.display.speech:
+                self._quietly("speech", self._stop_speech)
+                self._start_speech()
         if "gnss" in reinit:
             self._quietly("gnss", self._stop_gnss)
             self._start_gnss()
         if "gpio" in reinit:
             self._quietly("panel", self._stop_panel)
             self._start_panel()
-        if "display" in reinit or (self.display is not None and cfg.panel.labels != old.panel.labels):
-            self._quietly("display", self._stop_display)
-            self._start_display()
+        with self._screens_lock:
+            if "display" in reinit or (self.display is not None and cfg.panel.labels != old.panel.labels):
+                self._quietly("display", self._stop_display)
+                self._start_display()
         if "mqtt" in reinit:
             self._restart_link()
         self._shown_revision = -1

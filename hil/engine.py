@@ -53,6 +53,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from agent.adapters.clock import CLOCK_ENV
 from agent.admin_tools import public_text
 from agent.config import AgentConfig, ConfigError, load_config
 from agent import admin_tools
@@ -73,6 +74,7 @@ from hil.runlog import ActionRecord, Msg, PinSample, RunLog, TruthSample
 from hil.scenario import Scenario, Step
 
 ONLINE_TIMEOUT_S = 45.0
+AGENT_LINES_KEPT = 10_000  # the agent's output lines a run log keeps (the newest), for the report
 UNIT_ID = "HIL-01"
 PREFIX = "umps"
 
@@ -109,6 +111,10 @@ class RigOptions:
     broker_persistence: bool = True
     quick_timings: bool = True  # hil.agent_proc.QUICK_TIMINGS; False: a vehicle's timings
     runtime_dir: Path | None = None  # None: <workdir>/run
+    # False: the agent starts from an empty state directory (and runtime directory), whatever a
+    # past run left in ``workdir``. True: it starts on what is there (a restart within a run
+    # always keeps the state; this is about the first start).
+    keep_state: bool = False
     # Bench mode: a real unit runs its own agent with this config (pins, unit id, prefix);
     # the rig drives its pins through a pigpio daemon and sends NMEA out of a serial port.
     unit_config: Path | None = None
@@ -121,6 +127,10 @@ class RigOptions:
     # key the real unit lists.
     signed_dispatch: bool = False
     dispatch_key: Path | None = None
+    # A cold boot: the agent takes its clock as never synchronised (UMPS_AGENT_CLOCK), and the
+    # receiver has no fix ("fix_lost") or is unplugged from before the agent's first read.
+    clock_unsynchronised: bool = False
+    gnss_at_start: str = "fix"
     # A fleet broker with passwords and ACLs (``broker`` given): the rig's recorder and
     # dispatcher log in with this (a dispatch role reads the fleet and sends calls).
     tap_login: tuple[str, str] | None = None
@@ -134,6 +144,10 @@ class Rig:
     """Broker, emulators, recorder and peers, and the agent; up() and down()."""
 
     def __init__(self, options: RigOptions, progress: Progress = _quiet, stop: threading.Event | None = None):
+        # Resolved once: the agent's config, its process and the rig's files agree wherever the caller stands.
+        options.workdir = Path(options.workdir).resolve()
+        if options.runtime_dir is not None:
+            options.runtime_dir = Path(options.runtime_dir).resolve()
         self.opt = options
         self.stop_requested = stop or threading.Event()
         self.progress = progress
@@ -149,6 +163,7 @@ class Rig:
         self.dispatcher: Dispatcher | None = None
         self.admin: Admin | None = None
         self.agent: agent_proc.AgentProcess | None = None
+        self.agents: list[agent_proc.AgentProcess] = []  # each one this rig started, the current one last
         self.config: AgentConfig | None = None
         self.config_path: Path | None = None
         self.gnss_path: str = ""
@@ -174,6 +189,10 @@ class Rig:
 
     def _up(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if not self.opt.keep_state and self.opt.unit_config is None:
+            # A fresh unit: no alarm, seq or call carried over from a past run in this directory.
+            for stale in (self.state_dir, self.opt.runtime_dir or self.workdir / "run"):
+                shutil.rmtree(stale, ignore_errors=True)
         if self.opt.tls:
             self.pki = make_pki(self.workdir / "pki")
         if self.opt.broker is None:
@@ -217,8 +236,13 @@ class Rig:
             self.gnss_path = self.gnss.serve_pty(self.workdir / "gnss0")
             self.peer_ptys = [self.gnss.serve_pty(self.workdir / f"gnss-peer{k}")
                               for k in range(self.opt.extra_gnss_ptys)]
+            if self.opt.gnss_at_start == "fix_lost":
+                self.gnss.inject("fix_lost", None)
+            elif self.opt.gnss_at_start == "unplugged":
+                self.gnss.inject("unplug", None)
             self.gnss.start()
-            self.progress(f"gnss      NMEA at {self.opt.gnss_rate_hz} Hz on {self.gnss_path}")
+            self.progress(f"gnss      NMEA at {self.opt.gnss_rate_hz} Hz on {self.gnss_path}"
+                          + ("" if self.opt.gnss_at_start == "fix" else f" ({self.opt.gnss_at_start} from the start)"))
         else:
             self.gnss_path = str(self.workdir / "no-gnss")
         self.progress(f"gpio      pigpio protocol on 127.0.0.1:{self.gpio.port}")
@@ -229,6 +253,11 @@ class Rig:
         if self.opt.start_agent:
             self.start_agent()
 
+    @property
+    def state_dir(self) -> Path:
+        """The agent's ``[storage] state_dir`` (see ``hil.agent_proc.rig_config``)."""
+        return self.workdir / "state"
+
     def start_agent(self) -> None:
         """Start the agent process (again); ``t = 0`` once it is online and has told systemd it is up."""
         assert self.config_path is not None and self.tap is not None
@@ -236,7 +265,9 @@ class Rig:
         self._release_agent()
         if isinstance(self.gpio, PigpioEmulator):  # the emulated pins as at power-on, not as the last agent left them
             self.gpio.set_pulls(self.boot_pulls)
-        self.agent = agent_proc.AgentProcess(self.config_path, self.workdir / "agent.log", self.opt.agent_cmd).start()
+        self.agent = agent_proc.AgentProcess(self.config_path, self.workdir / "agent.log", self.opt.agent_cmd,
+                                             env=self._agent_env()).start()
+        self.agents.append(self.agent)
         self.progress(f"agent     pid {self.agent.pid}: {' '.join(self.agent.argv)}")
         self._wait_online(mark)
 
@@ -244,6 +275,10 @@ class Rig:
         """What the last agent process held (its output copier, its NOTIFY_SOCKET), once it is gone."""
         if self.agent is not None and self.agent.exit_code() is not None:
             self.agent.stop()
+
+    def _agent_env(self) -> dict[str, str] | None:
+        """The agent's environment beyond the rig's: its clock taken as never synchronised, for a cold boot."""
+        return {CLOCK_ENV: "unsynchronised"} if self.opt.clock_unsynchronised else None
 
     def stop_agent(self) -> int | None:
         """Stop the agent (SIGTERM, then SIGKILL); its exit code."""
@@ -554,7 +589,9 @@ class Rig:
         self._drive_power("power_fail", False)
         assert self.config_path is not None
         self._release_agent()
-        self.agent = agent_proc.AgentProcess(self.config_path, self.workdir / "agent.log", self.opt.agent_cmd).start()
+        self.agent = agent_proc.AgentProcess(self.config_path, self.workdir / "agent.log", self.opt.agent_cmd,
+                                             env=self._agent_env()).start()
+        self.agents.append(self.agent)
         self.power_off = False
         self.progress(f"[{self.now():6.2f} s] power back: agent pid {self.agent.pid}")
 
@@ -573,8 +610,10 @@ class Rig:
         if self.gnss is not None:
             emu_t0 = time.monotonic() - self.gnss.elapsed
             truth = [TruthSample(self._rel(emu_t0 + p.t), p.utc, p.lat, p.lon, p.fix) for p in self.gnss.truth()]
+        # Every agent process of the run (a power cycle starts another), each line at its rig time.
+        lines = [(round(self._rel(t), 3), line.rstrip("\n")) for agent in self.agents for t, line in agent.lines]
         return RunLog(messages, actions, pins, truth, end_t, agent_exit,
-                      self.agent.output_tail() if self.agent else "")
+                      self.agent.output_tail() if self.agent else "", lines[-AGENT_LINES_KEPT:])
 
 
 def _is_birth(m: Message) -> bool:
@@ -610,12 +649,17 @@ def run_scenario(scenario: Scenario, *, workdir: Path | None = None, agent_cmd: 
     started = time.monotonic()
     stop = stop or threading.Event()
     own_tmp = workdir is None
-    workdir = Path(tempfile.mkdtemp(prefix=f"umps-hil-{scenario.name}-")) if workdir is None else workdir
+    workdir = Path(tempfile.mkdtemp(prefix=f"umps-hil-{scenario.name}-")) if workdir is None else workdir.resolve()
     if workdir.exists():
-        shutil.rmtree(workdir)  # the scenario's own directory: a fresh unit and broker each run
+        # The scenario's own directory: a fresh unit and broker each run (its state kept if it asks).
+        for entry in workdir.iterdir():
+            if scenario.keep_state and entry.name == "state":
+                continue
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
     options = RigOptions(workdir=workdir, unit_kind=scenario.unit_kind, gnss_rate_hz=scenario.gnss_rate_hz,
                          route_offset_s=scenario.route_offset_s, agent_overrides=dict(scenario.agent),
-                         signed_dispatch=scenario.signed_dispatch,
+                         signed_dispatch=scenario.signed_dispatch, keep_state=scenario.keep_state,
+                         clock_unsynchronised=scenario.clock == "unsynchronised", gnss_at_start=scenario.gnss_at_start,
                          agent_cmd=agent_cmd, broker=broker, link_proxy=scenario.needs_link_proxy, **bench)
     rig = Rig(options, progress, stop)
     actions: list[ActionRecord] = []

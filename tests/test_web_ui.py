@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from agent.adapters.web_ui import WebUi
+from agent.core import screen_rules
 from agent.core.events import ButtonPressed, ButtonReleased
 from hil.browser import chromium_missing
 from tests.support.broker import wait_until
@@ -249,7 +250,8 @@ def test_update_rejects_non_json_and_keeps_the_last_good_snapshot(ui):
     assert ui.update(bad) is False
     assert ui.update(snapshot(now=object())) is False
     assert ui.rejected_snapshots == 2
-    assert json.loads(request(ui, "GET", "/api/snapshot")[2]) == good
+    # The good one, with the page's rules derived from it (agent/core/screen_rules.py).
+    assert json.loads(request(ui, "GET", "/api/snapshot")[2]) == screen_rules.complete(good)
 
 
 class SseReader:
@@ -474,6 +476,10 @@ def test_new_call_takes_the_screen_with_sound_until_accepted(page, ui, recorder)
 def test_decline_posts_decline(page, ui, recorder):
     expect = open_page(page, ui, snapshot(call=call(priority=2)))
     expect(page.locator("#takeover")).to_have_attribute("data-priority", "2")
+    page.locator("#btn-decline").click()
+    # A decline cannot be taken back once dispatch has it: the first touch asks to confirm.
+    expect(page.locator("#btn-decline")).to_have_text("Confirmer le refus ?")
+    assert recorder.events == []
     page.locator("#btn-decline").click()
     recorder.wait_for(is_event(ButtonPressed, "decline"))
 

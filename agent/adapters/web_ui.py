@@ -37,7 +37,8 @@ the style sheet falls back to local fonts otherwise).
 HTTP API
 --------
 ``GET /``                   the page
-``GET /static/<asset>``     ``app.js``, ``style.css``, ``i18n/fr.json``, ``i18n/ar.json``
+``GET /static/<asset>``     ``app.js`` and its ES modules ``js/*.js``, ``style.css``,
+                            ``i18n/fr.json``, ``i18n/ar.json``
 ``GET /sounds/p<1-3>.wav``  call alert per priority
 ``GET /fonts/<file>.ttf``   DejaVu Sans Condensed (regular, bold)
 ``GET /api/snapshot``       the current snapshot (``null`` before the first)
@@ -66,7 +67,8 @@ A JSON object; times are ISO 8601 UTC strings (``2024-03-01T10:20:30Z``)::
      "lang": "fr"|"ar", "theme": "auto"|"day"|"night", "sound": bool,
      "now": ISO,                          # the agent's time of the snapshot
      "status": code,                      # current unit status
-     "status_since": ISO|null,            # optional: when it was set
+     "status_since": ISO|null,            # optional: when it was set (null: before this run)
+     "started_s": float,                  # optional: seconds since this run began
      "status_labels": {code: label},      # in "lang", for every status code; or
                                           # {"fr": {code: label}, "ar": {...}}, so a
                                           # language chosen on the screen shows the
@@ -75,14 +77,16 @@ A JSON object; times are ISO 8601 UTC strings (``2024-03-01T10:20:30Z``)::
      "inputs": [name, ...],               # every input the page may post now
                                           # ("emergency_cancel" only in the cancel window)
      "siren": bool,
-     "link": {"online": bool, "backlog": int},
+     "link": {"online": bool, "backlog": int,
+              "since_s": float},           # optional: seconds since the link last changed
      "gnss": {"mode": 0-3, "lat": float|null, "lon": float|null,
               "speed": m/s|null, "track": deg|null, "age": s|null,
               "receiver": "ok"|"no_fix"|"lost"},  # optional; "lost": receiver silent/unplugged
      "emergency": {"state": "none"|"holding"|"pending"|"active"|"acknowledged",
                    "since": ISO|null,
                    "cancel_deadline_s": float|null,   # seconds left to cancel, at "now"
-                   "hold_s": float},                  # optional: hold time (default 2)
+                   "hold_s": float},                  # optional: hold time (default: the
+                                                      # configured default, screen_rules)
      "call": null | {"id": str, "priority": 1|2|3, "nature": str, "code": str|null,
                      "address": str, "address_short": str|null,
                      "location": {"lat", "lon"}|null,
@@ -91,14 +95,35 @@ A JSON object; times are ISO 8601 UTC strings (``2024-03-01T10:20:30Z``)::
                               |"cleared"|"cancelled",
                      "acknowledged": bool,     # accepted or declined by the crew
                      "distance_m": float|null, "bearing_deg": float|null,
-                     "updated": ISO},
+                     "updated": ISO,
+                     "age_verified": bool,     # optional (default true): false while the unit has no
+                                               # trusted time, so "created" cannot be compared with "now"
+                     "age_s": float|null,      # its age now, on trusted time (null: unverified)
+                     "stale": bool|null,       # already older than the limit when it arrived
+                     "answer_in_s": float},    # it took the screen a moment ago: answers are
+                                               # taken after this many seconds (the read rule)
+     "waiting": int,                      # calls not yet accepted behind the one shown
      "notice": null | {"kind": "refused"|"cancelled"|..., "text": str,
                        "id": str|int,         # optional id: same text twice shows twice
                        "subject": str|null,   # optional, "cancelled": the call's nature
-                       "reason": str|null}}   # optional, "cancelled": the dispatcher's reason
+                       "reason": str|null,    # optional, "cancelled": the dispatcher's reason
+                       "call_id": str|null,   # optional, "cancelled": the call's id and address,
+                       "address": str|null,
+                       "same_nature_shown": bool},  # another call of the same nature is shown
+     # The page's rules, derived from the fields above by agent/core/screen_rules.py
+     # (update() fills in those a snapshot does not carry; the page decides nothing itself):
+     "takeover": bool,                    # the call takes the whole screen (new, unanswered)
+     "call_controls": [input, ...],       # the call's next steps that have a button
+     "alert": null | {"call_id": str, "url": str, "loop": bool, "plays": int},
+     "emergency": {..., "control": "hold"|"cancel"|"none",   # what a touch on it does now
+                   "at_deadline": null | {"state": str, "control": str}},  # when the window closes
+     "gnss": {..., "stale": bool, "heading_deg": float|null},  # heading-up while moving
+     "link": {..., "alert_after_s": float},  # offline this long: said in big letters
+     "confirm": {input: float},           # inputs that take a second touch within s seconds
+     "call": {..., "age_s", "stale", "answer_in_s"}}  # from "now" and "created" when not given
 
-The page shows a call fullscreen (with its alert sound) while ``call`` is
-present and ``acknowledged`` is false; ``bearing_deg`` is true bearing from
+The page shows a call fullscreen (with its alert sound) while ``takeover``
+is true (the call is present and ``acknowledged`` is false); ``bearing_deg`` is true bearing from
 the unit to the incident (the page turns it heading-up when ``gnss.speed`` says
 the unit is moving). A touch on the emergency button posts ``emergency``
 press on pointer down and release on pointer up / cancel / leave: the core
@@ -141,6 +166,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from agent.adapters.web_ui_sounds import alert_sounds
+from agent.core import screen_rules
 from agent.core.events import ButtonPressed, ButtonReleased
 
 log = logging.getLogger(__name__)
@@ -154,6 +180,8 @@ ASSETS = {
     "style.css": "text/css; charset=utf-8",
     "i18n/fr.json": "application/json",
     "i18n/ar.json": "application/json",
+    # The page's ES modules, one per concern (app.js says which).
+    **{f"js/{path.name}": "text/javascript; charset=utf-8" for path in sorted((WEB_DIR / "js").glob("*.js"))},
 }
 MAX_INPUT_BYTES = 1024
 MAX_INPUT_NAME = 64
@@ -298,6 +326,7 @@ class WebUi:
         plain JSON data (e.g. a NaN); the screen then keeps the previous one.
         """
         try:
+            snapshot = screen_rules.complete(snapshot)  # the page's rules, from the snapshot's state
             blob = json.dumps(snapshot, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
             raw_inputs = snapshot.get("inputs") or []
             inputs = frozenset(name for name in raw_inputs if isinstance(name, str))

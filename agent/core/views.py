@@ -16,10 +16,11 @@ device.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Any
 
 from agent.config import STATUS_CODES
-from agent.core import geo
+from agent.core import geo, screen_rules
 from agent.core.dispatch import Call, iso
 from agent.core.emergency import EmergencyState
 from agent.core.i18n import LANGUAGES, Catalog, status_overrides
@@ -57,6 +58,7 @@ def indicator_view(unit: Unit, now: Now) -> IndicatorView:
 
 
 def _summary(unit: Unit, call: Call, now: Now) -> CallSummary:
+    age = unit.call_age(call, now)
     return summarize_call(
         call_id=call.id,
         priority=call.priority,
@@ -64,9 +66,12 @@ def _summary(unit: Unit, call: Call, now: Now) -> CallSummary:
         address=call.address,
         location=call.location,
         fix=_position(unit, now),
-        age_s=max(0.0, (now.wall - call.created).total_seconds()),
+        # Counted on the unit's best clock; unknown (None) without trusted time, never guessed.
+        age_s=None if age.age_s is None else age.age_s + max(0.0, now.mono - call.received_mono),
+        age_verified=age.verified,
         code=call.code,
         address_short=call.address_short,
+        stale=bool(age.stale),
     )
 
 
@@ -78,6 +83,13 @@ def _position(unit: Unit, now: Now):
 def rider_view(unit: Unit, now: Now, clock: str | None = None) -> PanelView:
     call = unit.calls.shown()
     state = unit.emergency.state
+    deadline = unit.emergency.next_deadline()
+    hold = cancel_left = None
+    if state is EmergencyState.HOLDING and deadline is not None:
+        # In tenths: the display redraws when the bar grows, not at every tick.
+        hold = min(1.0, max(0.0, round(1.0 - (deadline - now.mono) / unit.emergency.hold_s, 1)))
+    elif state is EmergencyState.PENDING and deadline is not None:
+        cancel_left = max(0, math.ceil(deadline - now.mono))
     return PanelView(
         lang=unit.config.panel.language,
         status=unit.status.state,
@@ -89,7 +101,32 @@ def rider_view(unit: Unit, now: Now, clock: str | None = None) -> PanelView:
         call=_summary(unit, call, now) if call else None,
         clock=clock,
         parked=unit.parked,
+        waiting=unit.calls.waiting(),
+        hold_progress=hold,
+        cancel_left_s=cancel_left,
     )
+
+
+# While something on the rider display moves with time alone, how often it is redrawn.
+HOLD_REDRAW_S = 0.2
+
+
+def next_redraw(unit: Unit, mono: float) -> float | None:
+    """When the rider display next changes with time alone (the hold's bar, the cancel countdown).
+
+    The shell wakes the core then, so the views are built again; None: nothing moves.
+    """
+    deadline = unit.emergency.next_deadline()
+    if deadline is None:
+        return None
+    if unit.emergency.state is EmergencyState.HOLDING:
+        return min(deadline, mono + HOLD_REDRAW_S)
+    if unit.emergency.state is EmergencyState.PENDING:
+        left = deadline - mono
+        # The moment the whole seconds left (rounded up) drop by one.
+        step = left - math.floor(left) or 1.0
+        return min(deadline, mono + step)
+    return None
 
 
 def spoken_text(unit: Unit, call_id: str, now: Now) -> str | None:
@@ -101,32 +138,36 @@ def spoken_text(unit: Unit, call_id: str, now: Now) -> str | None:
 
 
 def screen_snapshot(unit: Unit, now: Now, *, backlog: int = 0) -> dict[str, Any]:
-    """The touchscreen snapshot (contract: :mod:`agent.adapters.web_ui`)."""
+    """The touchscreen snapshot (contract: :mod:`agent.adapters.web_ui`), with the page's rules
+    (:mod:`.screen_rules`) filled in."""
     cfg = unit.config
     cats = catalogs(unit)
     ui_lang = cfg.ui.language
     fix = _position(unit, now)
-    return {
+    return screen_rules.complete({
         "unit": {"id": cfg.unit.id, "kind": cfg.unit.kind, "name": cfg.unit.name or cfg.unit.id},
         "lang": ui_lang,
         "theme": cfg.ui.theme,
         "sound": cfg.ui.sound,
-        "now": iso(now.wall),
+        "now": iso(unit.best_time(now)[0]),  # the page's clock, and what a call's age is counted from
         "status": unit.status.state,
         "status_since": iso(unit.status_since) if unit.status_since else None,
+        # Seconds since this run began: the status was set before it when status_since is null.
+        "started_s": round(now.mono - unit.started_mono, 1),
         "status_labels": {lang: {code: cat.status(code) for code in STATUS_CODES} for lang, cat in cats.items()},
         "status_buttons": list(cfg.status_buttons),
         # The alarm control cancels only inside the window, and says so only then.
         "inputs": [*cfg.status_buttons, *SCREEN_INPUTS, *(["emergency_cancel"] if unit.emergency.cancellable else [])],
         "siren": unit.siren,
-        "link": {"online": unit.link_up, "backlog": backlog},
+        "link": {"online": unit.link_up, "backlog": backlog, "since_s": round(now.mono - _link_since(unit), 1)},
         "gnss": _gnss(unit, now),
         # Parked: ignition off and nothing to do (agent/core/power.py); ignition null: no line.
         "power": {"ignition": unit.parking.ignition_json, "parked": unit.parked},
         "emergency": _emergency(unit, now),
-        "call": _call(unit.calls.shown(), fix),
+        "call": _call(unit, unit.calls.shown(), fix, now),
+        "waiting": unit.calls.waiting(),
         "notice": _notice(unit, now, cats[ui_lang]),
-    }
+    })
 
 
 def _gnss(unit: Unit, now: Now) -> dict[str, Any]:
@@ -154,10 +195,22 @@ def _emergency(unit: Unit, now: Now) -> dict[str, Any]:
     }
 
 
-def _call(call: Call | None, fix) -> dict[str, Any] | None:
+def _link_since(unit: Unit) -> float:
+    return unit.link_since if unit.link_since is not None else unit.started_mono
+
+
+def _call(unit: Unit, call: Call | None, fix, now: Now) -> dict[str, Any] | None:
     if call is None:
         return None
     body = call.to_json()
+    # Its age now, on trusted time only (null: unverified, never guessed from an unsynchronised clock).
+    age = unit.call_age(call, now)
+    body.update(
+        age_s=None if age.age_s is None else round(age.age_s + max(0.0, now.mono - call.received_mono), 1),
+        stale=age.stale,
+        # The call just took the screen: the crew's answer is taken after this many seconds.
+        answer_in_s=round(unit.calls.read_left(now.mono), 2) if call.id == unit.calls.shown_id else 0.0,
+    )
     distance = bearing = None
     if call.location is not None and fix is not None:
         distance = geo.distance_m(fix.lat, fix.lon, *call.location)
@@ -167,6 +220,7 @@ def _call(call: Call | None, fix) -> dict[str, Any] | None:
         distance_m=round(distance, 1) if distance is not None else None,
         bearing_deg=round(bearing, 1) if bearing is not None else None,
         updated=body["updated"] or body["created"],
+        age_verified=age.verified,  # false while the unit has no trusted time
     )
     return body
 
@@ -176,11 +230,18 @@ def _notice(unit: Unit, now: Now, catalog: Catalog) -> dict[str, Any] | None:
     if notice is None or now.mono - notice.mono > NOTICE_S:
         return None
     key = {"refused": "status.refused", "cancelled": "call.cancelled"}.get(notice.kind, "status.refused")
+    if notice.kind == "refused" and notice.detail == "not_read":
+        key = "call.read_first"  # a call that took the screen a moment ago: read it, then answer
     body: dict[str, Any] = {"kind": notice.kind, "text": catalog(key), "id": int(notice.mono * 1000)}
     if notice.kind == "cancelled":
-        # Which call, and the dispatcher's reason when they gave one (shown as they wrote it).
+        # Which call (its id and address too: another call of the same nature may be on the screen),
+        # and the dispatcher's reason when they gave one (shown as they wrote it).
         body["subject"] = notice.subject or None
         body["reason"] = notice.detail or None
+        body["call_id"] = notice.ref or None
+        body["address"] = notice.place or None
+        shown = unit.calls.shown()
+        body["same_nature_shown"] = bool(shown and shown.id != notice.ref and shown.nature == notice.subject)
     return body
 
 
