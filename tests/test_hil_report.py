@@ -209,9 +209,10 @@ def test_each_dashed_step_line_of_the_cadence_plot_is_labelled():
 def test_in_a_browser_the_cause_is_on_the_first_screen(tmp_path):
     # What a person sees on opening report.html on a laptop: the failure and the agent's lines
     # without scrolling. The page is saved under test-artifacts/ui/hil-report/.
-    chromium = Path("/usr/bin/chromium")
-    if not chromium.exists():
-        pytest.skip(f"Debian chromium not installed at {chromium}")
+    from hil.browser import chromium_missing, launch
+
+    if chromium_missing():
+        pytest.skip(chromium_missing())
     from playwright.sync_api import sync_playwright
 
     r = make_result()
@@ -220,9 +221,7 @@ def test_in_a_browser_the_cause_is_on_the_first_screen(tmp_path):
     artifacts = ROOT / "test-artifacts" / "ui" / "hil-report"
     artifacts.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(chromium), args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = launch(pw)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 800})
             page.goto(paths["html"].as_uri())
