@@ -4,7 +4,9 @@
 ``[security] dispatch_keys`` is set) arrive from the MQTT link straight here,
 never through the core. For each, this thread verifies the signature
 (libsodium), validates (pydantic, in this process), consults and updates the
-durable replay memory, stores an accepted config layer, and posts **one**
+durable replay memory (a config push or a command it cannot judge, because
+that memory cannot be read, is refused and says why; a dispatch message never
+is: a spare memory in RAM stands in), stores an accepted config layer, and posts **one**
 result event to the core's inbox:
 
 - :class:`ConfigDone` for ``config/set`` (accepted and stored, or refused);
@@ -49,7 +51,7 @@ from agent.core.events import DispatchRefused, MessageReceived
 from agent.core.key_rules import ConfigChange
 from agent.core.remote_command import COMMANDS, CommandOutcome, CommandResult, parse_command
 from agent.core.remote_config import ConfigResult, ConfigState, handle_config_set
-from agent.core.replay import ReplayMemory
+from agent.core.replay import ReplayMemory, WithSpare
 from agent.core.requests import Problem, decode_payload
 from agent.core.rollback_guard import Armed
 from agent.core.signed_dispatch import DISPATCH_TOPICS, check_dispatch
@@ -120,6 +122,8 @@ class RemoteWorker:
         self.state = state  # written by the worker thread only; read (whole) by the others
         self.store = store
         self.replay = replay
+        # Calls and alarm answers are never refused for want of a disk (agent.core.replay.WithSpare).
+        self._dispatch_memory = WithSpare(replay)
         self._post = post
         self._clock = clock
         self.validate = validate
@@ -232,6 +236,15 @@ class RemoteWorker:
                     log.warning("%s refused: its expiry %s", job.kind, UNJUDGEABLE)
                     self._answer_failure(job, UNJUDGEABLE, loc="expires")
                 return
+            # A replay memory that cannot be read (or was replaced) must not pass for an empty one.
+            refusal = getattr(self.replay, "refusal", None)
+            problem = refusal(job.kind, now, source in TRUSTED_TIME_SOURCES) if (
+                refusal is not None and job.kind in REQUEST_TOPICS) else None
+            if problem is not None:
+                if self._commit(job):
+                    log.warning("%s refused: %s", job.kind, problem)
+                    self._answer_failure(job, problem)
+                return
         if job.kind == "config/set":
             self._config_set(job, now)
         elif job.kind == "cmd":
@@ -258,6 +271,12 @@ class RemoteWorker:
         return data is not None and "expires" in data
 
     def _config_set(self, job: _Job, now: dt.datetime) -> None:
+        if self.store.unreadable is not None:
+            # The highest version a stored layer holds is unknown: an old push could pass for new.
+            if self._commit(job):
+                self._answer_failure(job, f"cannot be judged now: the unit's stored remote config cannot be read"
+                                          f" ({self.store.unreadable}); nothing was applied")
+            return
         outcome = handle_config_set(job.payload, self.state, now, self.validate, self.replay)
         if not self._commit(job):
             return
@@ -280,7 +299,7 @@ class RemoteWorker:
         self._post(ConfigDone(outcome.result, new_state, outcome.change))
 
     def _dispatch(self, job: _Job, now: dt.datetime) -> None:
-        verdict = check_dispatch(job.kind, job.payload, self.state.config, now, self.replay)
+        verdict = check_dispatch(job.kind, job.payload, self.state.config, now, self._dispatch_memory)
         if not self._commit(job):
             return
         now = time.monotonic()

@@ -81,7 +81,7 @@ def check_dispatch(
     if problems:
         return DispatchVerdict(False, shown, _text(problems))
     if not recent.remember(key, expires, now):
-        return DispatchVerdict(False, shown, "the unit's replay memory is full; send it again later")
+        return DispatchVerdict(False, shown, "the unit could not keep this message's id (its replay memory is full or cannot be written); send it again later")
     return DispatchVerdict(True, shown)
 
 
