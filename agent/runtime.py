@@ -50,6 +50,7 @@ from typing import Any
 
 from agent import __version__
 from agent.adapters import sdnotify, serial_urls
+from agent.adapters.alarm_ids import random_alarm_id
 from agent.adapters.clock import SystemClock, UnitTime
 from agent.adapters.config_store import load_effective, write_atomic
 from agent.adapters.encryption import EncryptionError, check_encrypted
@@ -60,6 +61,7 @@ from agent.adapters.power import PowerInputs, power_off
 from agent.adapters.remote_worker import RemoteWorker
 from agent.adapters.replay_store import ReplayStore
 from agent.adapters.secrets_version import SecretsVersion
+from agent.adapters.time_floor_store import TimeFloorStore
 from agent.adapters.serial_gnss import SerialGnssReader
 from agent.adapters.state_file import UnitStateFile
 from agent.adapters.uplink import Uplink
@@ -202,18 +204,21 @@ class Runtime:
             log.info("state directory %s: %s", state_dir, check_encrypted(state_dir))
         # Each store opens whatever the card does (full, read-only, damaged), never raising.
         self.replay = ReplayStore(state_dir)
+        # The floor of authenticated time, kept on the card (memory only when it cannot be).
+        self.clock.floor = TimeFloorStore(state_dir, time.monotonic())
         self.secrets = SecretsVersion(state_dir)
         self.state_file = UnitStateFile(state_dir)
         self.state_file.prepare()
         self.secrets.update(cfg)
         self.worker = RemoteWorker(self.cfg_state, self.store, self.replay, post=lambda e: self._post(e, force=True),
-                                   clock=self.clock.best_time, validate=self.validate)
+                                   clock=self.clock.judging_clock, validate=self.validate, floor=self.clock.floor)
         self.worker.start()
         self.outbox = Outbox(state_dir, max_backlog_reports=cfg.storage.max_backlog_reports,
                              commit_interval_s=cfg.storage.commit_interval_s, exclusive=True,
                              ram_dir=runtime_dir(cfg))
         now = self.clock.now()
-        self.unit = Unit(cfg, self.outbox.next_seq(), now, config_version=self.cfg_state.version)
+        self.unit = Unit(cfg, self.outbox.next_seq(), now, config_version=self.cfg_state.version,
+                         alarm_ids=random_alarm_id)
         self._restore_state(now)
         self.storage = self._storage_health()
         if not self.storage.durable:  # the first status says so
@@ -250,6 +255,7 @@ class Runtime:
                 log.error("core thread did not stop within 10 s")
         self._quietly("storage", lambda: self.storage and self.storage.stop())
         self._quietly("remote worker", lambda: self.worker and self.worker.stop())
+        self._quietly("time floor", lambda: self.clock.floor.save(time.monotonic()))
         self._quietly("replay memory", lambda: self.replay and self.replay.close())
         self._quietly("screens", self._stop_screens)
         self._quietly("uplink", lambda: self.uplink and self.uplink.stop())
@@ -310,6 +316,7 @@ class Runtime:
                 self._handle(event)
                 self.events_handled += 1
                 self.clock.gnss_offset = self.unit.timebase.gnss_offset
+                self._keep_time_floor()
                 failed = False
             except Exception:  # noqa: BLE001 - one bad event never stops the unit
                 failed = True
@@ -318,9 +325,16 @@ class Runtime:
                     log.exception("error handling %s (%d so far); carrying on", type(event).__name__,
                                   self.core_errors)
 
+    def _keep_time_floor(self) -> None:
+        """A trusted clock is proof of the time: the floor follows it, and is stored now and then."""
+        self.clock.best_time()
+        self.clock.floor.maybe_save(time.monotonic())
+
     def _next_deadline(self) -> float:
         assert self.unit is not None
         deadline = min(self.unit.next_deadline(), self._next_status_write)
+        if self.display is not None and (redraw := views.next_redraw(self.unit, time.monotonic())) is not None:
+            deadline = min(deadline, redraw)  # the rider display's hold bar and cancel countdown move
         guard = self.remote.deadline()
         return deadline if guard is None else min(deadline, guard)
 
@@ -427,7 +441,8 @@ class Runtime:
             self._pending_restore = self.unit.restore(state, now)
         except (ValueError, KeyError, TypeError) as exc:
             log.error("stored unit state %s does not fit (%s); starting from the defaults", self.state_file.path, exc)
-            self.unit = Unit(self.config, self.unit.next_seq, now, config_version=self.cfg_state.version)
+            self.unit = Unit(self.config, self.unit.next_seq, now, config_version=self.cfg_state.version,
+                             alarm_ids=random_alarm_id)
         self.state_file.mark_stored(self.unit.persistent_state())
 
     # ------------------------------------- remote requests, config changes
@@ -721,13 +736,15 @@ class Runtime:
         """Every store of the state directory, each saying why it is not durable (agent/storage_health.py)."""
         assert self.outbox is not None and self.replay is not None
         outbox, replay, store, state_file = self.outbox, self.replay, self.store, self.state_file
-        assert state_file is not None
+        floor = self.clock.floor
+        assert state_file is not None and floor is not None
         return StorageHealth([
             Store("outbox", outbox.health, outbox.recover),
             Store("replay memory", lambda: replay.problem, replay.recover),
             # The core thread writes the state again at its next event or tick.
             Store("unit state", lambda: state_file.problem),
             Store("remote config", lambda: store.unreadable and f"stored remote config unreadable ({store.unreadable})"),
+            Store("time floor", lambda: floor.write_failures and "time floor not stored (kept in memory)"),
         ], on_change=lambda durable, reason: self._post(StorageChanged(durable, reason, time.monotonic()), force=True))
 
     def _disk_ok(self, now_mono: float) -> bool:

@@ -27,6 +27,7 @@ from agent.config_validate import parse_config
 from agent.core.events import MessageReceived
 from agent.core.remote_config import ConfigState
 from agent.core.replay import ReplayUnavailable
+from agent.core.time_floor import UnitClock
 from tests.support.disk import fill, small_tmpfs
 
 NOW = dt.datetime(2026, 11, 25, 20, 0, tzinfo=dt.timezone.utc)
@@ -94,6 +95,9 @@ def test_a_damaged_memory_is_set_aside_and_commands_wait_out_their_longest_life(
     # judged by their versions, which the config store keeps.
     assert "refused until 2026-11-26T20:00:00" in (store.refusal("cmd", NOW, trusted=True) or "")
     assert store.refusal("config/set", NOW, trusted=True) is None
+    # A command signed as issued after the loss cannot be a replay of one the lost memory held.
+    assert store.refusal("cmd", later(1), trusted=True, issued=later(0.5)) is None
+    assert store.refusal("cmd", later(1), trusted=True, issued=later(-0.5)) is not None
     store.close()
     store = ReplayStore(tmp_path)  # the date survives a restart
     assert store.refusal("cmd", later(23), trusted=True) is not None
@@ -121,7 +125,7 @@ def worker_on(tmp_path: Path) -> Iterator[Any]:
                              "security": {"dispatch_keys": [admin_tools.public_text(DISPATCH_KEY)]}})
         inbox = Inbox()
         worker = RemoteWorker(ConfigState.initial(base), ConfigStore(tmp_path / "config", parse_config),
-                              ReplayStore(state), post=inbox.post, clock=lambda: (NOW, "gnss"),
+                              ReplayStore(state), post=inbox.post, clock=lambda: UnitClock(NOW),
                               validate=parse_config)
         worker.start()
         made.append(worker)

@@ -34,7 +34,7 @@ When the card misbehaves (agent/adapters/sqlite_files.py):
   command sent before the loss could come back: commands are refused for
   their longest life (:data:`~agent.core.remote_command.COMMAND_MAX_LIFETIME`,
   24 h) from the loss, a row ``:lost`` whose ``expires`` is that end (pruned
-  with the rest). Config pushes stay judged: their version numbers, kept by
+  with the rest), unless their signed ``issued`` is after the loss. Config pushes stay judged: their version numbers, kept by
   the config store, refuse an old push on their own.
 """
 
@@ -91,8 +91,11 @@ class ReplayStore:
                 return f"replay memory cannot be written ({self._unwritable})"
             return None
 
-    def refusal(self, topic: str, now: dt.datetime, trusted: bool) -> str | None:
-        """Why a ``config/set`` or ``cmd`` cannot be judged now (None: judge it as usual)."""
+    def refusal(self, topic: str, now: dt.datetime, trusted: bool, issued: dt.datetime | None = None) -> str | None:
+        """Why a ``config/set`` or ``cmd`` cannot be judged now (None: judge it as usual).
+
+        ``issued``: the request's signed issue time, when it has one: a command issued after
+        a damaged memory was replaced cannot be a replay of one it held."""
         with self._lock:
             if self._db is None:
                 return (f"cannot be judged now: the unit's replay memory cannot be read ({self._unreadable}), so a "
@@ -110,6 +113,9 @@ class ReplayStore:
                 return ("cannot be judged now: the unit's replay memory was damaged and replaced, and the unit has no "
                         "trusted time to date that; nothing was applied")
             row = self._db.execute("SELECT expires FROM accepted WHERE key = ?", (LOST_KEY,)).fetchone()
+            lost_at = row[0] - COMMAND_MAX_LIFETIME.total_seconds() if row is not None else None
+            if lost_at is not None and issued is not None and issued.timestamp() >= lost_at:
+                return None
             if row is not None and row[0] > now.timestamp():
                 until = dt.datetime.fromtimestamp(row[0], dt.timezone.utc).isoformat(timespec="seconds")
                 return (f"refused until {until}: the unit's replay memory was damaged and replaced, and a command "

@@ -56,6 +56,7 @@ class CallSummary:
     relative_bearing_deg: float | None = None
     age_s: float | None = None
     has_location: bool = True  # False: dispatch sent no coordinates for the call
+    age_verified: bool = True  # False: the unit has no trusted time, so the call's age is not known
     code: str | None = None  # the dispatcher's short form of the nature, when the call has one
     address_short: str | None = None  # and of the address
 
@@ -85,7 +86,11 @@ class PanelView:
     ``gnss_fix`` is the gpsd fix mode (0 unknown, 1 none, 2 2D, 3 3D).
     ``clock`` is the local time of day as "HH:MM" (the caller owns the clock
     and the time zone). ``emergency`` outranks a call: an officer in danger
-    sees the alarm state, not the call.
+    sees the alarm state, not the call. A hold of the emergency button is not
+    an alarm yet: the screen stays, with the hold's ``hold_progress`` over it.
+    Values that move with time are rounded (``hold_progress`` to tenths,
+    ``cancel_left_s`` to whole seconds) so the display redraws only when the
+    picture changes.
     """
 
     lang: str = "fr"
@@ -97,6 +102,9 @@ class PanelView:
     clock: str | None = None
     gnss_lost: bool = False  # the receiver itself is silent or unplugged (not just no fix)
     parked: bool = False  # ignition off and nothing to do: reports at the parked rate (agent/core/power.py)
+    waiting: int = 0  # calls waiting behind the one on show, not yet accepted
+    hold_progress: float | None = None  # 0..1 while the emergency button is held (not yet an alarm)
+    cancel_left_s: int | None = None  # whole seconds left to cancel a pending alarm (with the ack button)
 
     def __post_init__(self) -> None:
         if self.lang not in LANGUAGES:
@@ -107,6 +115,12 @@ class PanelView:
             raise ValueError(f"gnss_fix must be a fix mode 0..3, got {self.gnss_fix!r}")
         if self.emergency not in EMERGENCY_STATES:
             raise ValueError(f"emergency must be one of {EMERGENCY_STATES}, got {self.emergency!r}")
+        if not isinstance(self.waiting, int) or self.waiting < 0:
+            raise ValueError(f"waiting must be a count >= 0, got {self.waiting!r}")
+        if self.hold_progress is not None and not 0.0 <= self.hold_progress <= 1.0:
+            raise ValueError(f"hold_progress must be within 0..1, got {self.hold_progress!r}")
+        if self.cancel_left_s is not None and self.cancel_left_s < 0:
+            raise ValueError(f"cancel_left_s must be >= 0, got {self.cancel_left_s!r}")
 
     @property
     def has_fix(self) -> bool:
@@ -122,6 +136,7 @@ def summarize_call(
     location: tuple[float, float] | None,
     fix: Fix | None,
     age_s: float | None = None,
+    age_verified: bool = True,
     min_speed_mps: float = MIN_SPEED_FOR_TRACK_MPS,
     code: str | None = None,
     address_short: str | None = None,
@@ -152,6 +167,7 @@ def summarize_call(
         relative_bearing_deg=relative,
         age_s=age_s,
         has_location=location is not None,
+        age_verified=age_verified,
         code=code.strip() or None if code else None,
         address_short=address_short.strip() or None if address_short else None,
     )

@@ -16,6 +16,7 @@ device.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Any
 
 from agent.config import STATUS_CODES
@@ -25,6 +26,7 @@ from agent.core.emergency import EmergencyState
 from agent.core.i18n import LANGUAGES, Catalog, status_overrides
 from agent.core.indicators import IndicatorView
 from agent.core.panel_view import CallSummary, PanelView, spoken_call, summarize_call
+from agent.core.telemetry import TRUSTED_TIME_SOURCES
 from agent.core.unit import CALL_INPUTS, Now, Unit
 
 # How long a notice (a refused press, a cancelled call) stays on the screens.
@@ -64,7 +66,9 @@ def _summary(unit: Unit, call: Call, now: Now) -> CallSummary:
         address=call.address,
         location=call.location,
         fix=_position(unit, now),
-        age_s=max(0.0, (now.wall - call.created).total_seconds()),
+        # Counted on the unit's best clock; unknown (None) without trusted time, never guessed.
+        age_s=max(0.0, (unit.best_time(now)[0] - call.created).total_seconds()) if _time_trusted(unit, now) else None,
+        age_verified=_time_trusted(unit, now),
         code=call.code,
         address_short=call.address_short,
     )
@@ -78,6 +82,13 @@ def _position(unit: Unit, now: Now):
 def rider_view(unit: Unit, now: Now, clock: str | None = None) -> PanelView:
     call = unit.calls.shown()
     state = unit.emergency.state
+    deadline = unit.emergency.next_deadline()
+    hold = cancel_left = None
+    if state is EmergencyState.HOLDING and deadline is not None:
+        # In tenths: the display redraws when the bar grows, not at every tick.
+        hold = min(1.0, max(0.0, round(1.0 - (deadline - now.mono) / unit.emergency.hold_s, 1)))
+    elif state is EmergencyState.PENDING and deadline is not None:
+        cancel_left = max(0, math.ceil(deadline - now.mono))
     return PanelView(
         lang=unit.config.panel.language,
         status=unit.status.state,
@@ -89,7 +100,32 @@ def rider_view(unit: Unit, now: Now, clock: str | None = None) -> PanelView:
         call=_summary(unit, call, now) if call else None,
         clock=clock,
         parked=unit.parked,
+        waiting=unit.calls.waiting(),
+        hold_progress=hold,
+        cancel_left_s=cancel_left,
     )
+
+
+# While something on the rider display moves with time alone, how often it is redrawn.
+HOLD_REDRAW_S = 0.2
+
+
+def next_redraw(unit: Unit, mono: float) -> float | None:
+    """When the rider display next changes with time alone (the hold's bar, the cancel countdown).
+
+    The shell wakes the core then, so the views are built again; None: nothing moves.
+    """
+    deadline = unit.emergency.next_deadline()
+    if deadline is None:
+        return None
+    if unit.emergency.state is EmergencyState.HOLDING:
+        return min(deadline, mono + HOLD_REDRAW_S)
+    if unit.emergency.state is EmergencyState.PENDING:
+        left = deadline - mono
+        # The moment the whole seconds left (rounded up) drop by one.
+        step = left - math.floor(left) or 1.0
+        return min(deadline, mono + step)
+    return None
 
 
 def spoken_text(unit: Unit, call_id: str, now: Now) -> str | None:
@@ -112,7 +148,7 @@ def screen_snapshot(unit: Unit, now: Now, *, backlog: int = 0) -> dict[str, Any]
         "lang": ui_lang,
         "theme": cfg.ui.theme,
         "sound": cfg.ui.sound,
-        "now": iso(now.wall),
+        "now": iso(unit.best_time(now)[0]),  # the page's clock, and what a call's age is counted from
         "status": unit.status.state,
         "status_since": iso(unit.status_since) if unit.status_since else None,
         "status_labels": {lang: {code: cat.status(code) for code in STATUS_CODES} for lang, cat in cats.items()},
@@ -125,7 +161,8 @@ def screen_snapshot(unit: Unit, now: Now, *, backlog: int = 0) -> dict[str, Any]
         # Parked: ignition off and nothing to do (agent/core/power.py); ignition null: no line.
         "power": {"ignition": unit.parking.ignition_json, "parked": unit.parked},
         "emergency": _emergency(unit, now),
-        "call": _call(unit.calls.shown(), fix),
+        "call": _call(unit.calls.shown(), fix, age_verified=_time_trusted(unit, now)),
+        "waiting": unit.calls.waiting(),
         "notice": _notice(unit, now, cats[ui_lang]),
     })
 
@@ -155,7 +192,12 @@ def _emergency(unit: Unit, now: Now) -> dict[str, Any]:
     }
 
 
-def _call(call: Call | None, fix) -> dict[str, Any] | None:
+def _time_trusted(unit: Unit, now: Now) -> bool:
+    """Can a call's ``created`` be compared with the unit's clock? Not without trusted time."""
+    return unit.time_source(now) in TRUSTED_TIME_SOURCES
+
+
+def _call(call: Call | None, fix, *, age_verified: bool = True) -> dict[str, Any] | None:
     if call is None:
         return None
     body = call.to_json()
@@ -168,6 +210,7 @@ def _call(call: Call | None, fix) -> dict[str, Any] | None:
         distance_m=round(distance, 1) if distance is not None else None,
         bearing_deg=round(bearing, 1) if bearing is not None else None,
         updated=body["updated"] or body["created"],
+        age_verified=age_verified,
     )
     return body
 
