@@ -9,6 +9,7 @@ has seen it: help knows).
 
     state         input / deadline               next          event
     NONE          press                          HOLDING       HoldStarted
+    NONE, HOLDING raise_now (a crash detected)    PENDING       AlarmRaised
     HOLDING       release before hold_s          NONE          HoldAborted
     HOLDING       held for hold_s (deadline)     PENDING       AlarmRaised
     PENDING       cancel (the ``ack`` button)    NONE          AlarmCancelled
@@ -196,6 +197,20 @@ class Emergency:
             events.append(HoldStarted(now, self._state, None, self._deadline))
         # Any other state: an alarm is already out (or being held); another press must never
         # change it, least of all withdraw it.
+        return events
+
+    def raise_now(self, now: float, cancel_s: float) -> list[EmergencyEvent]:
+        """Raise the alarm without a hold (a crash detected, agent/core/officer_down.py), with its own
+        cancel window ``cancel_s``. From NONE, or HOLDING (a hold in progress ends in this alarm);
+        an alarm already out stays as it is."""
+        events = self._advance(now)
+        if self._state in (EmergencyState.NONE, EmergencyState.HOLDING):
+            self._last_id += 1
+            self._alarm_id = self._last_id
+            self._state = EmergencyState.PENDING
+            self._pressed_at = None
+            self._deadline = now + max(0.0, cancel_s)
+            events.append(AlarmRaised(now, self._state, self._alarm_id, self._deadline))
         return events
 
     def release(self, now: float) -> list[EmergencyEvent]:

@@ -56,6 +56,7 @@ class Command:
     expires: dt.datetime | None = None
 
     warnings: tuple[Problem, ...] = ()  # said in the result, whatever running it gives
+    trace: str | None = None  # crash_trace: the trace to send again
 
     def done(self, errors: tuple[Problem, ...] = ()) -> CommandResult:
         return CommandResult(self.id, not errors, self.command, errors, self.warnings)
@@ -87,6 +88,8 @@ def parse_command(payload: bytes, config: AgentConfig, now: dt.datetime, recent:
     shown = name if isinstance(name, str) and name in COMMANDS else None
 
     problems += [Problem(loc, msg) for loc, msg in messages.request_problems(messages.CommandRequest, data)]
+    if shown == "crash_trace" and data.get("trace") is None:
+        problems.append(Problem("trace", "required for crash_trace: the trace's id (an alarm's crash.trace)"))
     signed = bool(config.security.admin_keys)
     expires = read_expiry(data, problems, required=signed, why="for signed commands")
     if problems:
@@ -105,4 +108,5 @@ def parse_command(payload: bytes, config: AgentConfig, now: dt.datetime, recent:
         return reject(problems, rid, shown)
     if not recent.remember(key, expires, now):
         return reject([Problem("id", "the unit's replay memory is full; try again later")], rid, shown)
-    return CommandOutcome(command=Command(rid, shown, expires, warnings))  # type: ignore[arg-type]
+    trace = data.get("trace") if shown == "crash_trace" else None
+    return CommandOutcome(command=Command(rid, shown, expires, warnings, trace))  # type: ignore[arg-type]
