@@ -17,11 +17,11 @@ sub-parser; ``main`` runs them alone: ``python -m agent.admin_tools``):
 ``sign-cmd --key KEYFILE --unit U [--id ID] [--expires-in S] [--trace ID] COMMAND``
     Print a signed ``cmd`` request (``report_position``, ``flush_backlog``, ``crash_trace``
     with ``--trace``: the id in an alarm's ``crash.trace``).
-``sign-dispatch --key KEYFILE --unit U [--expires-in S] TOPIC [FILE] [--alarm-id N]``
+``sign-dispatch --key KEYFILE --unit U [--expires-in S] TOPIC [FILE] [--alarm-id ID]``
     For dispatch software: print a signed ``call`` (FILE: the call as JSON),
-    ``alarm/ack`` or ``alarm/clear`` (``--alarm-id``: the alarm it names; none:
-    the current alarm), for a unit with ``[security] dispatch_keys``. The same
-    from Python: :func:`dispatch_request`.
+    ``alarm/ack`` or ``alarm/clear`` (``--alarm-id``, required: the ``id`` of
+    the unit's ``alarm`` message, the alarm it answers), for a unit with
+    ``[security] dispatch_keys``. The same from Python: :func:`dispatch_request`.
 
 The output is the JSON payload to publish, e.g. with
 ``mosquitto_pub -q 1 -t umps/U/config/set -f request.json``.
@@ -39,6 +39,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent.core import alarm_id
 from agent.core.remote_command import COMMANDS
 from agent.core.signed_dispatch import DISPATCH_MAX_LIFETIME, DISPATCH_TOPICS
 
@@ -192,7 +193,7 @@ def dispatch_request(
     lifetime_s: float = DEFAULT_DISPATCH_LIFETIME_S,
     now: dt.datetime | None = None,
 ) -> dict[str, Any]:
-    """``message`` (a ``call``, or ``{"id": N}`` / ``{}`` for ``alarm/ack`` and ``alarm/clear``)
+    """``message`` (a ``call``, or ``{"id": "<alarm id>"}`` for ``alarm/ack`` and ``alarm/clear``)
     with ``expires`` and ``sig``, for a unit with ``[security] dispatch_keys``."""
     if topic not in DISPATCH_TOPICS:
         raise AdminToolError(f"unknown dispatch topic {topic!r}; known: {', '.join(DISPATCH_TOPICS)}")
@@ -243,7 +244,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--unit", required=True)
     p.add_argument("--expires-in", type=float, default=DEFAULT_DISPATCH_LIFETIME_S, metavar="SECONDS",
                    help="at most 3600")
-    p.add_argument("--alarm-id", type=int, help="alarm/ack, alarm/clear: the alarm (default: the current one)")
+    p.add_argument("--alarm-id", metavar="ID",
+                   help="alarm/ack, alarm/clear (required): the id of the unit's alarm message, a UUID")
     p.add_argument("topic", choices=DISPATCH_TOPICS)
     p.add_argument("file", type=Path, nargs="?", help="call: the call message as JSON ('-': stdin)")
     p.set_defaults(func=_cmd_sign_dispatch)
@@ -297,7 +299,14 @@ def _cmd_sign_dispatch(args: argparse.Namespace) -> int:
     else:
         if args.file is not None:
             raise AdminToolError(f"{args.topic} takes no file; name the alarm with --alarm-id")
-        message = {} if args.alarm_id is None else {"id": args.alarm_id}
+        if args.alarm_id is None:
+            raise AdminToolError(f"{args.topic} needs --alarm-id: the id of the unit's alarm message (a signed "
+                                 "answer must name its alarm, so that it can never touch a later one)")
+        named = alarm_id.normalise(args.alarm_id)
+        if named is None:
+            raise AdminToolError(f"--alarm-id {args.alarm_id!r} is not an alarm id: the unit's alarm message gives "
+                                 f"it, a UUID such as {alarm_id.EXAMPLE}")
+        message = {"id": named}
     signed = dispatch_request(load_private_key(args.key), args.unit, args.topic, message, lifetime_s=args.expires_in)
     print(json.dumps(signed, ensure_ascii=False))
     return 0

@@ -45,12 +45,12 @@ import queue
 import signal
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 from agent import __version__
 from agent.adapters import sdnotify, serial_urls
+from agent.adapters.alarm_ids import random_alarm_id
 from agent.adapters.clock import SystemClock, UnitTime
 from agent.adapters.config_store import load_effective, write_atomic
 from agent.adapters.encryption import EncryptionError, check_encrypted
@@ -314,6 +314,8 @@ class Runtime:
     def _next_deadline(self) -> float:
         assert self.unit is not None
         deadline = min(self.unit.next_deadline(), self._next_status_write)
+        if self.display is not None and (redraw := views.next_redraw(self.unit, time.monotonic())) is not None:
+            deadline = min(deadline, redraw)  # the rider display's hold bar and cancel countdown move
         guard = self.remote.deadline()
         return deadline if guard is None else min(deadline, guard)
 
@@ -605,7 +607,7 @@ class Runtime:
 
     def _new_unit(self, cfg: AgentConfig, next_seq: int, now: Now) -> Unit:
         """The unit, with its crash sensor's mounting as calibrated (``umps-agent imu calibrate``)."""
-        unit = Unit(cfg, next_seq, now, config_version=self.cfg_state.version, trace_ids=lambda: uuid.uuid4().hex)
+        unit = Unit(cfg, next_seq, now, config_version=self.cfg_state.version, alarm_ids=random_alarm_id)
         if unit.officer.watch is not None:
             from agent.imu_tools import load_mounting
 

@@ -69,6 +69,7 @@ def shift_reports(encoding: str, count: int, *, call_from: int, first_seq: int =
     from agent.config_validate import parse_config
     from agent.core.events import FixReceived, MessageReceived, SirenChanged, Tick
     from agent.core.gnss import GnssDecoder
+    from agent.adapters.alarm_ids import random_alarm_id
     from agent.core.unit import Now, Unit
     from hil.gnss_sources import RouteSource
 
@@ -81,7 +82,7 @@ def shift_reports(encoding: str, count: int, *, call_from: int, first_seq: int =
     def now(t: float) -> Now:
         return Now(t0 + t, start + dt.timedelta(seconds=t), True)
 
-    unit = Unit(config, first_seq, now(0))
+    unit = Unit(config, first_seq, now(0), alarm_ids=random_alarm_id)
     out = []
     t = 0.0
     while len(out) < count:

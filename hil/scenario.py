@@ -24,6 +24,7 @@ The format (see ``hil/README.md`` for the full reference)::
     gnss_rate_hz = 1                  # 1, 5 or 10
     route_offset_s = 0                # start that far along the route
     signed_dispatch = false           # true: the unit lists a rig dispatch key; calls and alarm messages are signed
+    keep_state = false                # true: start on the state directory the last run left (default: empty)
 
     [agent]                           # partial agent config merged over the rig's
     panel = { emergency_hold_s = 1.0 }
@@ -114,6 +115,8 @@ class Scenario:
     step_by_id: dict[str, Step] = field(default_factory=dict, compare=False)
     # The unit lists a dispatch key of the rig's and the rig's dispatcher signs (docs/mqtt-api.md).
     signed_dispatch: bool = False
+    # Start on the state directory the last run of this scenario left (default: an empty one).
+    keep_state: bool = False
 
     @property
     def needs_link_proxy(self) -> bool:
@@ -128,7 +131,7 @@ class Scenario:
         return Scenario(
             self.name, self.description, self.duration_s / speed, self.unit_kind, self.profile, self.gnss_rate_hz,
             self.route_offset_s, self.agent, steps, exps, self.source, {s.id: s for s in steps},
-            self.signed_dispatch,
+            self.signed_dispatch, self.keep_state,
         )
 
 
@@ -202,7 +205,7 @@ def parse_scenario(text: str, source: str = "<scenario>", *, default_name: str =
     by_id = {s.id: s for s in steps}
     return Scenario(head.name or default_name, head.description, head.duration_s, head.unit_kind, head.profile,
                     head.gnss_rate_hz, head.route_offset_s, file.agent, tuple(steps), tuple(expectations), source,
-                    by_id, head.signed_dispatch)
+                    by_id, head.signed_dispatch, head.keep_state)
 
 
 def _default_id(item: dict[str, Any]) -> str | None:

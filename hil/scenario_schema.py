@@ -101,6 +101,8 @@ class Head(_Table):
     route_offset_s: float = 0.0
     # The unit lists a dispatch key of the rig's and the rig's dispatcher signs (docs/mqtt-api.md).
     signed_dispatch: bool = False
+    # Start on the state directory the last run of this scenario left (default: an empty one).
+    keep_state: bool = False
 
 
 class File(_Table):

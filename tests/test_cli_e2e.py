@@ -73,20 +73,26 @@ def test_sign_dispatch_makes_messages_a_unit_with_dispatch_keys_accepts(tmp_path
     config = parse_config({"unit": {"id": UNIT, "kind": "car"}, "security": {"dispatch_keys": [public]}})
     call = tmp_path / "call.json"
     call.write_text(json.dumps({"id": "C-7", "action": "cancel"}))
+    alarm = "8F14E45F-CEEA-4E7A-9B3C-1D2E3F405A6B"  # as a dispatch database may print it
     signed = []
-    for args in (["call", str(call)], ["alarm/ack", "--alarm-id", "3"], ["alarm/clear"]):
+    for args in (["call", str(call)], ["alarm/ack", "--alarm-id", alarm], ["alarm/clear", "--alarm-id", alarm]):
         done = umps("admin", "sign-dispatch", "--key", str(key), "--unit", UNIT, *args)
         assert done.returncode == 0, done.stderr
         signed.append((args[0], done.stdout))
-    assert json.loads(signed[1][1])["id"] == 3 and "id" not in json.loads(signed[2][1])
+    assert json.loads(signed[1][1])["id"] == json.loads(signed[2][1])["id"] == alarm.lower()
     now = dt.datetime.now(dt.timezone.utc)
     for topic, payload in signed:
         assert check_dispatch(topic, payload, config, now, RecentIds()).accepted, topic
-    # Bad usage: no call file, a file for an alarm message, a life over 1 h.
+    # Bad usage: no call file, a file for an alarm message, a life over 1 h, an answer naming no alarm
+    # or a numbered one (alarm ids are UUIDs).
     assert umps("admin", "sign-dispatch", "--key", str(key), "--unit", UNIT, "call").returncode == 2
     assert umps("admin", "sign-dispatch", "--key", str(key), "--unit", UNIT, "alarm/clear", str(call)).returncode == 2
     assert umps("admin", "sign-dispatch", "--key", str(key), "--unit", UNIT, "--expires-in", "7200",
-                "alarm/clear").returncode == 2
+                "alarm/clear", "--alarm-id", alarm).returncode == 2
+    unnamed = umps("admin", "sign-dispatch", "--key", str(key), "--unit", UNIT, "alarm/clear")
+    assert unnamed.returncode == 2 and b"needs --alarm-id" in unnamed.stderr
+    numbered = umps("admin", "sign-dispatch", "--key", str(key), "--unit", UNIT, "alarm/ack", "--alarm-id", "3")
+    assert numbered.returncode == 2 and b"not an alarm id" in numbered.stderr
 
 
 def test_config_check_accepts_a_good_file_and_names_every_problem_of_a_bad_one(tmp_path):

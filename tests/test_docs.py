@@ -32,6 +32,7 @@ from typing import Any
 
 import pytest
 
+from agent.adapters.alarm_ids import random_alarm_id
 from agent.adapters.mqtt import OFFLINE_PAYLOAD, birth_payload, offline_payload
 from agent.adapters.uplink import BACKLOG_SUFFIX
 from agent.config_validate import parse_config
@@ -243,7 +244,7 @@ def _now(mono: float, synced: bool = True) -> Now:
 def published() -> list[Publish]:
     """What the core publishes through a patrol: a call worked through, rejections, an alarm."""
     config = parse_config({"unit": {"id": "KEN-M-07", "kind": "car"}})
-    unit = Unit(config, next_seq=1, now=_now(100))
+    unit = Unit(config, next_seq=1, now=_now(100), alarm_ids=random_alarm_id)
     fix = Fix(mode=3, time=dt.time(10, 20, 30, 500000), date=dt.date(2024, 3, 1), lat=34.26101, lon=-6.58021,
               alt=12.5, speed=13.2, track=271.3, hdop=0.9, sats=11)
     out: list[Any] = []
@@ -267,7 +268,8 @@ def published() -> list[Publish]:
     out += unit.handle(ButtonPressed("emergency", 106.0), _now(106.0))
     out += unit.handle(Tick(108.1), _now(108.1))
     out += unit.handle(Tick(113.2), _now(113.2))  # fix now stale: mode 1, last position kept
-    out += unit.handle(MessageReceived("alarm/ack", b'{"id": 2}', 113.3), _now(113.3))
+    named = json.dumps({"id": unit.emergency.alarm_id}).encode()  # dispatch names the second alarm
+    out += unit.handle(MessageReceived("alarm/ack", named, 113.3), _now(113.3))
     out += unit.handle(MessageReceived("alarm/clear", b"", 113.4), _now(113.4))
     out += unit.handle(ButtonPressed("available", 113.5), _now(113.5))
     return [item for item in out if isinstance(item, Publish)]

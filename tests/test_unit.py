@@ -11,7 +11,7 @@ import pytest
 from agent.core.effects import Feedback
 from agent.core.publish import Lane
 from agent.core.unit import SUBSCRIPTIONS, Unit
-from tests.support.unit_rig import T0, Rig, body, call_payload, config, iso, now, one, pubs
+from tests.support.unit_rig import T0, Rig, alarm_ids, alarm_uuid, body, call_payload, config, iso, now, one, pubs
 
 
 def status_of(effects) -> dict:
@@ -133,7 +133,7 @@ def test_link_up_republishes_an_active_alarm_too():
     assert rig.unit.emergency.state == "active"
     out = rig.link_up()
     alarm = one(out, "alarm")
-    assert alarm["active"] is True and alarm["state"] == "active" and alarm["id"] == 1
+    assert alarm["active"] is True and alarm["state"] == "active" and alarm["id"] == alarm_uuid(1)
     assert [p.lane for p in pubs(out, "alarm")] == [Lane.EMERGENCY]
     assert status_of(out)["emergency"] is True
 
@@ -181,7 +181,7 @@ def test_persistent_state_is_json():
 
 
 def test_unit_constructor_contract():
-    unit = Unit(config(), 5, now(T0))
+    unit = Unit(config(), 5, now(T0), alarm_ids=alarm_ids())
     assert unit.next_seq == 5 and unit.link_up is False and unit.siren is False
     assert unit.last_valid is None and unit.notice is None and unit.calls.shown() is None
     assert isinstance(unit.next_deadline(), float)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 
 from agent.core.panel_view import PanelView
 
@@ -29,13 +31,20 @@ class DisplayWorker:
     view comes.
     """
 
-    def __init__(self, display, name: str = "panel-display", page_s: float = PAGE_S) -> None:
+    def __init__(self, display, name: str = "panel-display", page_s: float = PAGE_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.display = display
         self.page_s = page_s
+        self._clock = clock
         self._wake = threading.Condition()
         self._pending: PanelView | None = None
         self._busy = False
         self._stopping = False
+        # When the next page turns, and what the pages on show are made of. A new view with
+        # the same paged text (the distance changed) keeps the timer: pages turn every page_s
+        # whatever else the view does; another text starts a new one.
+        self._turn_at: float | None = None
+        self._paged: object = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -60,17 +69,23 @@ class DisplayWorker:
     def _run(self) -> None:
         while True:
             with self._wake:
-                paging = getattr(self.display, "pages", 1) > 1
-                woken = self._wake.wait_for(lambda: self._pending is not None or self._stopping,
-                                            self.page_s if paging else None)
+                turn_at = self._turn_at
+                timeout = None if turn_at is None else max(0.0, turn_at - self._clock())
+                self._wake.wait_for(lambda: self._pending is not None or self._stopping, timeout)
                 if self._stopping:
                     return
                 view, self._pending, self._busy = self._pending, None, True
             try:
-                if woken:
+                if view is not None:
                     self.display.show(view)
-                else:
+                    self._shown()
+                if self._turn_at is not None and self._clock() >= self._turn_at:
                     self.display.turn_page()
+                    # On time, not from whenever this thread got round to it; a late thread
+                    # (a slow bus) starts a fresh interval rather than turning twice at once.
+                    self._turn_at += self.page_s
+                    if self._turn_at <= self._clock():
+                        self._turn_at = self._clock() + self.page_s
             except Exception:  # show() is not supposed to raise; never let the worker die
                 log.exception("panel display worker: drawing failed")
             finally:
@@ -78,3 +93,12 @@ class DisplayWorker:
                     self._busy = False
                     self._wake.notify_all()
 
+    def _shown(self) -> None:
+        """After a new view: keep, start or stop the page timer."""
+        pages = getattr(self.display, "pages", 1)
+        paged = getattr(self.display, "page_key", None)
+        if pages < 2:
+            self._turn_at = None
+        elif paged != self._paged or self._turn_at is None:
+            self._turn_at = self._clock() + self.page_s
+        self._paged = paged

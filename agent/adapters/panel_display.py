@@ -47,6 +47,7 @@ class PanelDisplay:
         self._last_view: PanelView | None = None
         self._page = 0
         self.pages = 1  # pages of the view on show (more than one: the worker turns them)
+        self.page_key: tuple | None = None  # what those pages are made of (PanelLayout.page_key)
         self.errors = 0
         self.frames = 0
 
@@ -69,6 +70,11 @@ class PanelDisplay:
         """How many pages ``view`` takes (1 unless a long nature or address is paged)."""
         return self.layout.render(view, 0).pages
 
+    @property
+    def page(self) -> int:
+        """The page of the view on show (0 is the first)."""
+        return self._page
+
     def turn_page(self) -> bool:
         """Show the next page of the view on show (the worker calls it every ``PAGE_S``)."""
         if self._last_view is None or self.pages < 2:
@@ -77,16 +83,25 @@ class PanelDisplay:
         return self._draw(self._last_view)
 
     def show(self, view: PanelView, force: bool = False) -> bool:
-        """Put ``view`` on the device unless it is already there; False if the device failed."""
+        """Put ``view`` on the device unless it is already there; False if the device failed.
+
+        The page on show stays while the paged text does (``page_key``): the distance
+        changes every second and must not send the rider back to page 1.
+        """
         if view == self._last_view and not force:
             return True
-        if view != self._last_view:
-            self._page = 0  # a new call starts on its first page
+        key = self.layout.page_key(view)
+        if key != self.page_key:
+            self._page = 0  # another call, or another text: it starts on its first page
+            self.page_key = key
         return self._draw(view)
 
     def _draw(self, view: PanelView) -> bool:
         try:
             frame = self.layout.render(view, self._page)
+            if self._page >= frame.pages:  # the text now takes fewer pages
+                self._page = 0
+                frame = self.layout.render(view, 0)
             image, self.pages = frame.image, frame.pages
             self.device.display(image)
         except (OSError, RuntimeError, ValueError) as exc:

@@ -26,12 +26,13 @@ never mirrored: they point at a real place.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from PIL import Image, ImageDraw
+from PIL import Image, ImageChops, ImageDraw
 
-from agent.adapters.display_text import DisplayError, FontSet, has_rtl
+from agent.adapters.display_text import DisplayError, FontSet
 from agent.adapters.panel_paint import BLACK, MARK_W, WHITE, Box, Flow, Painter, Placed, arrow_polygon
 from agent.core import geo
 from agent.core.i18n import Catalog
@@ -40,6 +41,7 @@ from agent.core.panel_view import CallSummary, PanelView
 MIN_SIZE = (128, 64)
 NATURE_SIZES = [16, 15, 14, 13, 12]
 ADDRESS_SIZES = [13, 12, 11]
+HOLD_BAR_H = 20  # the hold bar over the bottom of the screen (the call's guidance row)
 
 
 @dataclass(frozen=True)
@@ -79,10 +81,24 @@ class PanelLayout:
         if view.emergency != "none":
             self._emergency(painter, view, catalog)
         elif view.call is not None:
-            pages = self._call(painter, view.call, catalog, page, view.gnss_lost)
+            pages = self._call(painter, view, page)
         else:
             self._idle(painter, view, catalog)
+        if view.emergency == "none" and view.hold_progress is not None:
+            self._hold(painter, view.hold_progress, catalog)
         return Frame(image, painter.placed, pages)
+
+    @staticmethod
+    def page_key(view: PanelView) -> tuple | None:
+        """What the pages of ``view`` are made of: while it stays the same, so does the page on show.
+
+        The distance, the arrow, the hold bar and the count of waiting calls change
+        without turning the page; another call or another text starts again on page 1.
+        """
+        if view.emergency != "none" or view.call is None:
+            return None
+        call = view.call
+        return (view.lang, call.id, call.nature, call.address, call.code, call.address_short)
 
     # ----------------------------------------------------------- screens
 
@@ -116,8 +132,10 @@ class PanelLayout:
         p.text("status", (0, bar + 3, w, footer - 1), c.status(view.status), [26, 24, 22, 20, 18, 16, 14],
                bold=True, align="center")
 
-    def _call(self, p: Painter, call: CallSummary, c: Catalog, page: int = 0, gnss_lost: bool = False) -> int:
+    def _call(self, p: Painter, view: PanelView, page: int = 0) -> int:
         """Draw page ``page`` of the call screen; returns how many pages it has."""
+        call, c = view.call, self._catalogs[view.lang]
+        assert call is not None
         w, h = p.width, p.height
         top = round(h * 0.42)  # priority box and nature
         mid = round(h * 0.66)  # address
@@ -131,24 +149,22 @@ class PanelLayout:
             ink = BLACK
         inner = (pbox[0] + 2, pbox[1], pbox[2] - 2, pbox[3])
         p.text("priority", inner, c.priority_short(call.priority), [22, 20, 18, 16], bold=True, align="center", fill=ink)
+
+        # Every text in bold: a 1-px stroke washes out in sunlight and blurs with the engine's
+        # vibration; DejaVu Sans Bold keeps a 2-px stroke down to the smallest size used here.
         def nature_flow(text: str, end: int, bigger: Sequence[int] = ()) -> Flow:
-            sizes, weights = [*bigger, *NATURE_SIZES], [True] * (len(bigger) + len(NATURE_SIZES))
-            if not has_rtl(text):  # Latin stays legible in regular weight: two more steps before pages
-                sizes, weights = sizes + [12, 11], weights + [False, False]
-            return p.flow(text, p.box(38, 0, end, top), sizes, bold=weights)
+            return p.flow(text, p.box(38, 0, end, top), [*bigger, *NATURE_SIZES], bold=True)
 
         def layout(end: int) -> tuple[Flow, Flow | None]:
             nature = nature_flow(call.nature or "—", end)
             if nature.pages > 1 and call.code:
                 # The dispatcher's short form reads in one glance where the full nature needs pages.
                 nature = nature_flow(call.code, end, [20, 18])
-            # Arabic strokes are thin at this size in one bit per pixel: draw it bold.
-            address = p.flow(call.address, (0, top + 1, end, mid), ADDRESS_SIZES, bold=has_rtl(call.address),
+            address = p.flow(call.address, (0, top + 1, end, mid), ADDRESS_SIZES, bold=True,
                              max_lines=1) if call.address else None
             if address is not None and address.pages > 1 and call.address_short:
                 # The dispatcher's short address, where the full one would need pages.
-                address = p.flow(call.address_short, (0, top + 1, end, mid), ADDRESS_SIZES,
-                                 bold=has_rtl(call.address_short), max_lines=1)
+                address = p.flow(call.address_short, (0, top + 1, end, mid), ADDRESS_SIZES, bold=True, max_lines=1)
             return nature, address
 
         nature, address = layout(w)
@@ -163,22 +179,36 @@ class PanelLayout:
         if address is not None:
             p.draw_flow("address", p.box(0, top + 1, end, mid), address, page)
         # The last pixel row stays dark: nothing may touch the display's edge.
-        self._guidance(p, call, c, (0, mid + 1, w, h - 1), gnss_lost)
+        row = (0, mid + 1, w, h - 1)
+        if view.waiting:
+            row = self._waiting(p, view.waiting, row)
+        self._guidance(p, call, c, row, view.gnss_lost)
         return pages
 
+    @staticmethod
+    def _waiting(p: Painter, count: int, row: Box) -> Box:
+        """"+N" in an inverted box at the row's end: calls waiting behind this one. Returns the row left."""
+        font = p.fonts.get(14, True)
+        text = f"+{count}" if count < 100 else "+99"
+        width = math.ceil(p.draw.textlength(text, font=font)) + 6
+        badge = p.box(row[2] - width, row[1] + 1, row[2], row[3])
+        p.draw.rectangle((badge[0], badge[1], badge[2] - 1, badge[3] - 1), fill=WHITE)
+        inner = (badge[0] + 1, badge[1], badge[2] - 1, badge[3])
+        p.text("waiting", inner, text, [14, 13, 12], bold=True, align="center", fill=BLACK)
+        return (row[0], row[1], row[2] - width - 2, row[3])
+
     def _guidance(self, p: Painter, call: CallSummary, c: Catalog, row: Box, gnss_lost: bool = False) -> None:
-        """The bottom row: arrow (or target, or question mark) and distance."""
-        w = p.width
+        """The bottom row (``row`` in left-to-right terms): arrow (or target) and distance, or why not."""
         size = row[3] - row[1]
-        icon = p.box(0, row[1], size, row[3])
-        text_box = p.box(size + 4, row[1], w, row[3])
+        icon = p.box(row[0], row[1], row[0] + size, row[3])
+        text_box = p.box(row[0] + size + 4, row[1], row[2], row[3])
+        whole = p.box(*row)
         cx, cy = (icon[0] + icon[2] - 1) / 2, (icon[1] + icon[3] - 1) / 2
         if call.distance_m is None:
             # Whose position is missing, in words across the whole row: the call's place (dispatch
             # sent none) or this unit's own (no fix, or the receiver unplugged).
             key = "call.no_location" if not call.has_location else "gnss.lost" if gnss_lost else "gnss.no_fix"
-            p.text("distance", row, c(key), [16, 14, 13, 12, 12, 11], bold=[True] * 4 + [False, False],
-                   align="center")
+            p.text("distance", whole, c(key), [16, 14, 13, 12, 11, 10], bold=True, align="center")
             return
         if call.near:  # a target: the unit is there
             p.draw.ellipse((icon[0] + 1, icon[1] + 1, icon[2] - 2, icon[3] - 2), outline=WHITE, width=2)
@@ -188,6 +218,7 @@ class PanelLayout:
             return
         distance = geo.format_distance(call.distance_m, c.lang)
         if call.relative_bearing_deg is not None:
+            # The arrow is as long as the row is high, the digits' own height: read at a glance.
             self._arrow(p, icon, call.relative_bearing_deg)
             p.text("distance", text_box, distance, [20, 18, 16, 14], bold=True)
             return
@@ -195,8 +226,7 @@ class PanelLayout:
         # direction instead, on the whole row: Arabic names are long ("شمال غرب").
         if call.compass:
             distance = f"{distance} {c.compass(call.compass)}"
-        p.text("distance", (row[0], row[1], w, row[3]), distance, [20, 18, 16, 14, 13, 12, 12, 11],
-               bold=[True] * 6 + [False, False])
+        p.text("distance", whole, distance, [20, 18, 16, 14, 13, 12, 11, 10], bold=True)
 
     @staticmethod
     def _arrow(p: Painter, icon: Box, angle_deg: float) -> None:
@@ -209,7 +239,7 @@ class PanelLayout:
         scale = 4
         w, h = icon[2] - icon[0], icon[3] - icon[1]
         big = Image.new("L", (w * scale, h * scale), 0)
-        radius = (min(w, h) / 2 - 0.5) * scale
+        radius = min(w, h) / 2 * scale
         ImageDraw.Draw(big).polygon(arrow_polygon(w * scale / 2, h * scale / 2, radius, angle_deg), fill=255)
         mask = big.resize((w, h), Image.Resampling.BOX).point(lambda v: 255 if v >= 128 else 0, mode="1")
         p.image.paste(WHITE, (icon[0], icon[1]), mask)
@@ -224,22 +254,61 @@ class PanelLayout:
         else:
             ink = BLACK
             p.draw.rectangle((0, 0, w - 1, h - 1), fill=WHITE)
+        if state == "pending" and view.cancel_left_s is not None:
+            # Which button withdraws it, and for how long still: the rider's one chance to undo.
+            split = round(h * 0.42)
+            p.text("emergency-title", (5, 3, w - 5, split), c("emergency.title"), [24, 22, 20, 18], bold=True,
+                   align="center", fill=ink)
+            seconds = c("emergency.seconds_left", seconds=view.cancel_left_s)
+            count = p.text("cancel-countdown", p.box(w - 46, split, w - 5, h - 4), seconds, [24, 22, 20, 18, 16],
+                           bold=True, align="end", fill=ink)
+            used = (count.ink[2] - count.ink[0]) if count else 0
+            box = p.box(6, split + 1, w - 8 - used, h - 4)
+            flow = p.flow(c("emergency.cancel_with"), box, [13, 12, 11, 10], bold=True, max_lines=2)
+            p.draw_flow("cancel-button", box, flow, 0, fill=ink)
+            return
         split = round(h * 0.58)
         p.text("emergency-title", (5, 3, w - 5, split), c("emergency.title"), [28, 26, 24, 22, 20], bold=True,
                align="center", fill=ink)
         message = {"pending": "emergency.pending", "active": "emergency.active",
                    "acknowledged": "emergency.acknowledged"}[state]
-        sizes, weights = [15, 14, 13, 12, 12, 11], [True, True, True, True, False, False]
+        sizes = [15, 14, 13, 12, 11, 10]
         if state == "acknowledged":  # help knows: a black band with a check mark
             p.draw.rectangle((0, split, w - 1, h - 1), fill=BLACK)
             mark = p.box(4, split + 2, 22, h - 2)
             mx, my = mark[0], (mark[1] + mark[3]) / 2
             p.draw.line((mx + 1, my, mx + 6, my + 6, mx + 16, my - 6), fill=WHITE, width=3)
             p.shape("check", mark)
-            p.text("emergency-state", p.box(24, split + 1, w - 2, h - 1), c(message), sizes, bold=weights, fill=WHITE)
+            p.text("emergency-state", p.box(24, split + 1, w - 2, h - 1), c(message), sizes, bold=True, fill=WHITE)
         else:
-            p.text("emergency-state", (5, split, w - 5, h - 4), c(message), sizes, bold=weights,
+            p.text("emergency-state", (5, split, w - 5, h - 4), c(message), sizes, bold=True,
                    align="center", fill=ink)
+
+    @staticmethod
+    def _hold(p: Painter, progress: float, c: Catalog) -> None:
+        """The emergency button held: a bar over the bottom row fills until the alarm goes out.
+
+        The text reads white on black and black on white where the bar has passed (XOR).
+        """
+        w, h = p.width, p.height
+        band = (0, h - HOLD_BAR_H, w, h - 1)
+        p.draw.rectangle((band[0], band[1] - 1, band[2] - 1, band[3]), fill=BLACK)  # clear what was there
+        bar = Image.new("1", (w, band[3] - band[1]), 0)
+        bar_draw = ImageDraw.Draw(bar)
+        bar_draw.rectangle((0, 0, w - 1, bar.height - 1), outline=1, width=1)
+        filled = round((w - 2) * progress)
+        x0, _, x1, _ = p.box(1, 0, 1 + filled, 1)  # it fills from the start side: right in Arabic
+        if filled:
+            bar_draw.rectangle((x0, 1, x1 - 1, bar.height - 2), fill=1)
+        text = Image.new("1", bar.size, 0)
+        shadow = Painter(text, p.fonts, p.rtl)
+        placed = shadow.text("hold", (2, 1, w - 2, bar.height - 1), c("emergency.holding"), [14, 13, 12, 11, 10],
+                             bold=True, align="center", fill=WHITE)
+        p.image.paste(WHITE, (0, band[1]), ImageChops.logical_xor(bar, text))
+        p.shape("hold-bar", (x0, band[1], x1, band[3]))
+        if placed:
+            p.placed.append(Placed("hold", placed.text, band, placed.ink and (
+                placed.ink[0], placed.ink[1] + band[1], placed.ink[2], placed.ink[3] + band[1])))
 
     def _link_icon(self, p: Painter, box: Box, up: bool) -> None:
         """Three rising bars: filled when the link is up, hollow and crossed out when down."""

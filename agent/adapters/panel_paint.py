@@ -213,9 +213,14 @@ class Flow:
 
 
 def arrow_polygon(cx: float, cy: float, radius: float, angle_deg: float) -> list[tuple[float, float]]:
-    """A navigation arrow centred on (cx, cy) pointing ``angle_deg`` clockwise from screen-up."""
-    # Tip, right wing, notch, left wing; y grows downwards on screen.
-    shape = [(0.0, -1.0), (0.72, 0.85), (0.0, 0.42), (-0.72, 0.85)]
+    """A navigation arrow centred on (cx, cy) pointing ``angle_deg`` clockwise from screen-up.
+
+    A wide head on a straight shaft, every point within ``radius``: its tip and tail cannot
+    be taken for each other (a notched "cursor" shape can), and it stays inside its square
+    at every angle.
+    """
+    # Tip, right barb, shaft right, tail right, tail left, shaft left, left barb; y grows downwards.
+    shape = [(0.0, -1.0), (0.86, -0.08), (0.3, -0.08), (0.3, 0.95), (-0.3, 0.95), (-0.3, -0.08), (-0.86, -0.08)]
     a = math.radians(angle_deg)
     cos_a, sin_a = math.cos(a), math.sin(a)
     return [(cx + radius * (x * cos_a - y * sin_a), cy + radius * (x * sin_a + y * cos_a)) for x, y in shape]

@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 TIMEOUT_S = 10.0
 QUEUE_SIZE = 64
 REQUEST_TOPICS = ("config/set", "cmd")
+ALARM_TOPICS = ("alarm/ack", "alarm/clear")
 UNJUDGEABLE = ("cannot be judged yet: the unit has no trusted time (no GNSS fix and the system clock "
                "not synchronised); send it again once the unit reports time_source gnss or system")
 
@@ -227,7 +228,8 @@ class RemoteWorker:
             # Expiry and the replay window are judged on the unit's best clock (``clock``: UTC and
             # its time_source); an expiry it cannot trust yet is refused, never guessed.
             now, source = self._clock()
-            if source not in TRUSTED_TIME_SOURCES and self._has_expiry(job):
+            # An answer to an alarm needs no clock: its alarm id makes it fresh (signed_dispatch).
+            if source not in TRUSTED_TIME_SOURCES and job.kind not in ALARM_TOPICS and self._has_expiry(job):
                 if self._commit(job):
                     log.warning("%s refused: its expiry %s", job.kind, UNJUDGEABLE)
                     self._answer_failure(job, UNJUDGEABLE, loc="expires")
@@ -294,8 +296,7 @@ class RemoteWorker:
             self._post(DispatchRefused(job.kind, verdict.id, verdict.error or "refused", now))
 
     def _answer_failure(self, job: _Job, message: str, loc: str = "") -> None:
-        ref = _peek_id(job.payload)
-        rid = ref if isinstance(ref, str) else None
+        ref = rid = _peek_id(job.payload)
         if job.kind == "config/set":
             self._post(ConfigDone(ConfigResult(rid, False, self.state.version, (Problem(loc, message),))))
         elif job.kind == "cmd":
@@ -313,8 +314,6 @@ def _peek(payload: bytes, member: str) -> Any:
         return None
 
 
-def _peek_id(payload: bytes) -> str | int | None:
+def _peek_id(payload: bytes) -> str | None:
     value = _peek(payload, "id")
-    if isinstance(value, str):
-        return value[:128]
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    return value[:128] if isinstance(value, str) else None

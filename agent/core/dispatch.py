@@ -312,6 +312,11 @@ class CallBook:
             return min(waiting, key=lambda c: (c.priority, c.received_mono))
         return self.working()
 
+    def waiting(self) -> int:
+        """How many calls wait behind the one on show, not yet accepted (the screens show the count)."""
+        shown = self.shown()
+        return sum(1 for c in self.calls.values() if not c.acknowledged and (shown is None or c.id != shown.id))
+
     def working(self) -> Call | None:
         """The call the crew is working: the newest one they accepted (even while another waits)."""
         working = [c for c in self.calls.values() if c.acknowledged]

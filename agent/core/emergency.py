@@ -52,9 +52,13 @@ Dispatch acknowledging during the window ends the window: once a dispatcher has 
 on the alarm, only dispatch may clear it. Dispatch may clear at any point (including a
 pending alarm it has resolved by radio).
 
-Alarm ids: each raise takes the next ``alarm_id`` (kept in the snapshot, never reused).
-``dispatch_ack``/``dispatch_clear`` may name the alarm they mean; one naming another
-alarm is ignored, so a stale or replayed clear can never clear a new alarm.
+Alarm ids: each raise takes a new id from ``new_id`` (a random UUID on a real unit, see
+:mod:`agent.core.alarm_id`), kept in the snapshot while the alarm is out. No two alarms
+share an id, across restarts, units and reinstalls. ``dispatch_ack``/``dispatch_clear``
+name the alarm they mean; one naming another alarm is ignored, so a stale or replayed
+answer can never touch a new alarm, with or without a clock. ``None`` means the current
+alarm: only an unsigned unit takes that (:mod:`agent.core.signed_dispatch` refuses a signed
+answer that does not name its alarm).
 
 Time: every method takes ``now``, monotonic seconds. Deadlines are processed lazily
 and exactly: each call first applies every deadline that has passed by ``now``, stamping
@@ -65,16 +69,19 @@ Restarts and power loss: ``snapshot()`` is a small JSON-able dict the caller sto
 every change; ``restore(data, now)`` puts it back. A live alarm survives. A PENDING alarm
 restored after a restart comes back ACTIVE: the power went during the window, maybe
 pulled by someone else, and the officer had the chance to cancel before. A hold in
-progress does not survive (the finger is not on the button after a reboot).
+progress does not survive (the finger is not on the button after a reboot). A snapshot of
+the first version (numbered ids, before an update) is still read: its live alarm comes back
+with a new id, since a number can no longer name it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
 
 
 class EmergencyState(StrEnum):
@@ -96,7 +103,7 @@ class EmergencyEvent:
 
     at: float
     state: EmergencyState
-    alarm_id: int | None
+    alarm_id: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +154,7 @@ class CancelRefused(EmergencyEvent):
 class Emergency:
     """The alarm of one unit. See the module docstring for the rules."""
 
-    def __init__(self, hold_s: float = 2.0, cancel_s: float = 5.0):
+    def __init__(self, hold_s: float = 2.0, cancel_s: float = 5.0, *, new_id: Callable[[], str]):
         if not hold_s > 0:
             raise ValueError(f"hold_s must be > 0, not {hold_s!r}")
         if not cancel_s >= 0:
@@ -157,8 +164,8 @@ class Emergency:
         self._state = EmergencyState.NONE
         self._pressed_at: float | None = None
         self._deadline: float | None = None
-        self._alarm_id: int | None = None
-        self._last_id = 0
+        self._alarm_id: str | None = None
+        self._new_id = new_id
 
     # ------------------------------------------------------------- reading
 
@@ -167,7 +174,7 @@ class Emergency:
         return self._state
 
     @property
-    def alarm_id(self) -> int | None:
+    def alarm_id(self) -> str | None:
         """The id of the alarm that is out, else None."""
         return self._alarm_id
 
@@ -205,8 +212,7 @@ class Emergency:
         an alarm already out stays as it is."""
         events = self._advance(now)
         if self._state in (EmergencyState.NONE, EmergencyState.HOLDING):
-            self._last_id += 1
-            self._alarm_id = self._last_id
+            self._alarm_id = self._new_id()
             self._state = EmergencyState.PENDING
             self._pressed_at = None
             self._deadline = now + max(0.0, cancel_s)
@@ -233,7 +239,7 @@ class Emergency:
             events.append(CancelRefused(now, self._state, self._alarm_id))
         return events
 
-    def dispatch_ack(self, now: float, alarm_id: int | None = None) -> list[EmergencyEvent]:
+    def dispatch_ack(self, now: float, alarm_id: str | None = None) -> list[EmergencyEvent]:
         """Dispatch has seen the alarm (``alarm/ack``)."""
         events = self._advance(now)
         if self._state in (EmergencyState.PENDING, EmergencyState.ACTIVE) and self._names_current(alarm_id):
@@ -242,7 +248,7 @@ class Emergency:
             events.append(AlarmAcknowledged(now, self._state, self._alarm_id))
         return events
 
-    def dispatch_clear(self, now: float, alarm_id: int | None = None) -> list[EmergencyEvent]:
+    def dispatch_clear(self, now: float, alarm_id: str | None = None) -> list[EmergencyEvent]:
         """Dispatch ends the alarm (``alarm/clear``)."""
         events = self._advance(now)
         if self._state in ALARM_OUT and self._names_current(alarm_id):
@@ -264,7 +270,6 @@ class Emergency:
             "version": SNAPSHOT_VERSION,
             "state": state.value,
             "alarm_id": self._alarm_id if state in ALARM_OUT else None,
-            "last_id": self._last_id,
         }
 
     def restore(self, data: dict[str, Any], now: float) -> list[EmergencyEvent]:
@@ -272,15 +277,14 @@ class Emergency:
 
         Returns ``[AlarmRestored]`` when an alarm is live (republish it), else ``[]``.
         """
-        state, alarm_id, last_id = _parse_snapshot(data)
+        state, alarm_id = _parse_snapshot(data)
         self._reset()
-        self._last_id = last_id
         if state is EmergencyState.NONE or state is EmergencyState.HOLDING:
             return []
         # A pending alarm interrupted by a restart comes back active (see module docstring).
         self._state = EmergencyState.ACTIVE if state is EmergencyState.PENDING else state
-        self._alarm_id = alarm_id
-        return [AlarmRestored(now, self._state, alarm_id)]
+        self._alarm_id = alarm_id if alarm_id is not None else self._new_id()
+        return [AlarmRestored(now, self._state, self._alarm_id)]
 
     # ------------------------------------------------------------ internals
 
@@ -289,8 +293,7 @@ class Emergency:
         while self._deadline is not None and now >= self._deadline:
             due = self._deadline
             if self._state is EmergencyState.HOLDING:
-                self._last_id += 1
-                self._alarm_id = self._last_id
+                self._alarm_id = self._new_id()
                 self._state = EmergencyState.PENDING
                 self._pressed_at = None
                 self._deadline = due + self.cancel_s
@@ -303,7 +306,7 @@ class Emergency:
                 self._deadline = None
         return events
 
-    def _names_current(self, alarm_id: int | None) -> bool:
+    def _names_current(self, alarm_id: str | None) -> bool:
         return alarm_id is None or alarm_id == self._alarm_id
 
     def _reset(self) -> None:
@@ -313,23 +316,37 @@ class Emergency:
         self._alarm_id = None
 
 
-def _parse_snapshot(data: Any) -> tuple[EmergencyState, int | None, int]:
+def _parse_snapshot(data: Any) -> tuple[EmergencyState, str | None]:
+    """The state and the alarm id; a first-version snapshot's numbered id comes back as None
+    (the caller gives the live alarm a new id)."""
     if not isinstance(data, dict):
         raise ValueError(f"emergency snapshot must be a dict, not {type(data).__name__}")
-    if data.get("version") != SNAPSHOT_VERSION:
-        raise ValueError(f"emergency snapshot version {data.get('version')!r} is not {SNAPSHOT_VERSION}")
+    version = data.get("version")
+    if version not in (1, SNAPSHOT_VERSION):
+        raise ValueError(f"emergency snapshot version {version!r} is not 1 or {SNAPSHOT_VERSION}")
     try:
         state = EmergencyState(data.get("state"))
     except ValueError:
         raise ValueError(f"emergency snapshot state {data.get('state')!r} is not one of "
                          f"{[s.value for s in EmergencyState]}") from None
-    last_id = data.get("last_id")
+    alarm_id = data.get("alarm_id")
+    if version == 1:
+        _check_numbered(state, alarm_id, data.get("last_id"))
+        return state, None
+    if state in ALARM_OUT:
+        if not isinstance(alarm_id, str) or not 0 < len(alarm_id) <= 64:
+            raise ValueError(f"emergency snapshot alarm_id {alarm_id!r} is not an alarm id")
+    elif alarm_id is not None:
+        raise ValueError(f"emergency snapshot has alarm_id {alarm_id!r} but no alarm")
+    return state, alarm_id
+
+
+def _check_numbered(state: EmergencyState, alarm_id: Any, last_id: Any) -> None:
+    """The first version's rules: ids counted from 1 up to ``last_id``."""
     if type(last_id) is not int or last_id < 0:
         raise ValueError(f"emergency snapshot last_id {last_id!r} is not a non-negative integer")
-    alarm_id = data.get("alarm_id")
     if state in ALARM_OUT:
         if type(alarm_id) is not int or not 0 < alarm_id <= last_id:
             raise ValueError(f"emergency snapshot alarm_id {alarm_id!r} is not an id up to last_id {last_id}")
     elif alarm_id is not None:
         raise ValueError(f"emergency snapshot has alarm_id {alarm_id!r} but no alarm")
-    return state, alarm_id, last_id

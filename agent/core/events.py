@@ -143,7 +143,7 @@ class DispatchRefused:
     """A ``call``, ``alarm/ack`` or ``alarm/clear`` that failed the signed-dispatch checks."""
 
     topic: str
-    id: str | int | None
+    id: str | None
     error: str
     mono: float
 

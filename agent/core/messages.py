@@ -32,12 +32,14 @@ from typing_extensions import TypeAliasType
 from agent.config import UNIT_ID_PATTERN
 from agent.config import StatusCode as _StatusCodes
 
-from . import inbound_text, telemetry_cbor
+from . import alarm_id, inbound_text, telemetry_cbor
 from .json_types import json_type
 
 REF = "#/components/schemas/{model}"
 
 CALL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$"
+# The unit writes alarm ids in lower case; it reads them in either case.
+INBOUND_ALARM_ID_PATTERN = r"^\s*[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\s*$"
 _CALL_ID = re.compile(CALL_ID_PATTERN)
 ACTIONS = ("new", "update", "cancel")
 PRIORITIES = (1, 2, 3)
@@ -220,11 +222,32 @@ class CallMessage(Inbound):
         return [name for name in NEW_CALL_NEEDS if getattr(self, name) is None]
 
 
-class AlarmRef(Inbound):
-    """Names the alarm; an empty MQTT payload, or id null, means the current alarm. A message naming another alarm, or not of this shape, is ignored. With [security] dispatch_keys set, an empty payload is refused: the message must carry expires and sig."""
+def _alarm_ref_id(value: Any) -> str | None:
+    if value is None:
+        return None
+    normal = alarm_id.normalise(value)
+    if normal is None:
+        text = f"must be the id of the unit's alarm message, a UUID such as \"{alarm_id.EXAMPLE}\""
+        if not isinstance(value, str):
+            text += f", not {json_type(value)}"
+        if isinstance(value, int) and not isinstance(value, bool):
+            text += " (alarm ids are no longer numbers: docs/mqtt-api.md)"
+        raise _problem(text)
+    return normal
 
-    id: Annotated[int | None, Field(default=None, ge=1, strict=True)]
-    expires: _EXPIRES
+
+_ALARM_EXPIRES = Annotated[Any, WithJsonSchema({
+    "type": "string", "format": "date-time",
+    "description": "required when the unit has dispatch keys, but not judged: the alarm id, not the clock, makes an "
+                   "answer fresh (docs/safety.md)",
+}), Field(default=None, exclude=True)]
+
+
+class AlarmRef(Inbound):
+    """Names the alarm by the id of the unit's alarm message. With [security] dispatch_keys set, the id is required and the message must carry expires and sig. Without them, an empty MQTT payload, or id null, means the current alarm. A message naming another alarm, or not of this shape, is ignored."""
+
+    id: Annotated[str | None, Field(default=None, pattern=INBOUND_ALARM_ID_PATTERN), BeforeValidator(_alarm_ref_id)]
+    expires: _ALARM_EXPIRES
     sig: _SIG
 
 
@@ -477,7 +500,8 @@ class Alarm(Outbound):
     unit: UnitId
     active: Annotated[bool, Field(description="true while pending, active or acknowledged")]
     state: Literal["pending", "active", "acknowledged", "cancelled", "cleared"]
-    id: Annotated[int, Field(ge=1, description="the alarm's number on this unit, never reused")]
+    id: Annotated[str, Field(pattern=alarm_id.ALARM_ID_PATTERN, examples=[alarm_id.EXAMPLE], description=(
+        "the alarm's id: a random UUID, new for each alarm, never shared with another alarm of any unit"))]
     ts: Timestamp
     fix: Fix
     status: StatusCode
@@ -541,7 +565,8 @@ class CallRejected(Outbound):
 
 
 class AlarmRejected(Outbound):
-    id: Annotated[int | None, Field(description="the alarm id the message named, when it could be read")]
+    id: Annotated[str | None, Field(pattern=alarm_id.ALARM_ID_PATTERN,
+                                    description="the alarm id the message named, when it could be read")]
     error: Annotated[str, Field(min_length=1, description="the reason, for a dispatcher")]
     ts: Timestamp
     time_source: TimeSource

@@ -15,6 +15,17 @@ The rest of the message is the contract it always was (``docs/mqtt-api.md``),
 checked afterwards by the core as for an unsigned one; ``sig`` and
 ``expires`` are members the call and alarm parsers ignore.
 
+``alarm/ack`` and ``alarm/clear`` need no clock and no disk (``docs/safety.md``):
+an answer to an alarm is fresh because it names the alarm, by an id no other
+alarm ever had (:mod:`agent.core.alarm_id`), not because of its ``expires``.
+So a signed one must name its alarm (``id``; an answer to "the current alarm"
+could be replayed against a later one and is refused), its ``expires`` must be
+well formed but is not judged, and it is not looked up in the replay memory:
+the core applies it to the alarm it names only, and a copy of one already
+applied changes nothing. A dispatcher's answer delayed past its expiry by a
+dead zone, a unit whose clock is not yet set, or a replay memory that cannot
+be written never stand between dispatch and the officer.
+
 A refused message never reaches the crew or the alarm: a call is answered on
 ``call/rejected``, an ack or clear on ``alarm/rejected`` and the alarm stays
 as it was. A copy of a message already accepted (the replay memory, kept
@@ -30,7 +41,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.config import AgentConfig
-from agent.core import signing
+from agent.core import alarm_id, signing
+from agent.core.messages import validate_alarm_ref
 from agent.core.replay import ReplayMemory, message_key
 from agent.core.requests import Problem, check_expiry, check_signature, decode_payload, read_expiry
 
@@ -43,7 +55,7 @@ class DispatchVerdict:
     """``accepted``: hand the message to the core; else ``replay`` (drop it) or ``error`` (refuse it)."""
 
     accepted: bool
-    id: str | int | None = None  # the call or alarm id, when readable
+    id: str | None = None  # the call or alarm id, when readable
     error: str | None = None
     replay: bool = False
 
@@ -69,11 +81,15 @@ def check_dispatch(
         return DispatchVerdict(False, None, _text(problems))
     shown = _shown_id(topic, data)
     expires = read_expiry(data, problems, required=True, why="on signed dispatch messages")
+    if topic != "call":
+        _check_alarm_answer(topic, data, problems)
     if problems:
         return DispatchVerdict(False, shown, _text(problems))
     bad_sig = check_signature(config.security.dispatch_keys, config.unit.id, data, topic, "dispatch")  # type: ignore[arg-type]
     if bad_sig is not None:
         return DispatchVerdict(False, shown, _text([bad_sig]))
+    if topic != "call":
+        return DispatchVerdict(True, shown)  # the alarm id makes it fresh: no clock, no replay memory
     key = message_key(topic, signing.signed_bytes(config.unit.id, topic, data))  # type: ignore[arg-type]
     if recent.seen(key):
         return DispatchVerdict(False, shown, "this message was already handled", replay=True)
@@ -85,11 +101,21 @@ def check_dispatch(
     return DispatchVerdict(True, shown)
 
 
-def _shown_id(topic: str, data: dict[str, Any]) -> str | int | None:
+def _check_alarm_answer(topic: str, data: dict[str, Any], problems: list[Problem]) -> None:
+    """A signed ``alarm/ack`` or ``alarm/clear`` names its alarm, by a well-formed id."""
+    ref = validate_alarm_ref(data)
+    if isinstance(ref, list):
+        problems.extend(Problem("id", text.removeprefix("id: ")) for text in ref)
+    elif ref.id is None:
+        problems.append(Problem("id", f"required on a signed {topic}: name the alarm (the id of the unit's alarm "
+                                      "message); an answer to \"the current alarm\" could be replayed against a later one"))
+
+
+def _shown_id(topic: str, data: dict[str, Any]) -> str | None:
     value = data.get("id")
     if topic == "call":
         return value if isinstance(value, str) and 0 < len(value) <= 64 else None
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    return alarm_id.normalise(value)
 
 
 def _text(problems: list[Problem]) -> str:

@@ -44,7 +44,7 @@ from typing import Any
 
 from agent.config import STATUS_CODES, AgentConfig
 
-from . import inbound_text
+from . import alarm_id, inbound_text
 from .dispatch import Alert, CallBook, Cancelled, Ignored, Rejected, Response, ResponseRefused, Updated, iso
 from .crash_watch import CrashTrace
 from .effects import Announce, Feedback, Shutdown, Speak, StoreCrashTrace
@@ -107,6 +107,8 @@ class Unit:
     next_seq: int
     now: Now
     config_version: int = 0
+    # A new alarm id at each raise (agent.core.alarm_id): random on a real unit, drawn by the shell.
+    alarm_ids: Callable[[], str] = field(kw_only=True, repr=False)
     status: StatusMachine = field(init=False)
     emergency: Emergency = field(init=False)
     calls: CallBook = field(default_factory=CallBook)
@@ -124,8 +126,6 @@ class Unit:
     status_since: dt.datetime | None = None  # when the current status was set (None: before this run)
     counters: Counters = field(default_factory=Counters)
     revision: int = 0  # bumped on every change a screen or LED shows
-    # A new unique id for each crash trace (random on a real unit: the shell draws it).
-    trace_ids: Callable[[], str] | None = field(default=None, kw_only=True, repr=False)
     officer: OfficerDown = field(init=False)
     _status_sent: tuple[Any, ...] | None = field(default=None, init=False, repr=False)
     _fix_shown: bool = field(default=False, init=False, repr=False)
@@ -133,8 +133,8 @@ class Unit:
     def __post_init__(self) -> None:
         panel = self.config.panel
         self.status = StatusMachine(panel.default_status, self.config.status_buttons)
-        self.emergency = Emergency(panel.emergency_hold_s, panel.emergency_cancel_s)
-        self.officer = OfficerDown(self.config, self.trace_ids or _counter("trace"))
+        self.emergency = Emergency(panel.emergency_hold_s, panel.emergency_cancel_s, new_id=self.alarm_ids)
+        self.officer = OfficerDown(self.config, self.alarm_ids)
         self.schedule = ReportSchedule.start(self.config.telemetry.rate_hz, self.now.mono)
         self._status_sent = self._status_key()
 
@@ -438,7 +438,7 @@ class Unit:
 
     # ----------------------------------------------------------- messages
 
-    def _refuse_dispatch(self, topic: str, ref: str | int | None, error: str, now: Now, out: list[Any]) -> None:
+    def _refuse_dispatch(self, topic: str, ref: str | None, error: str, now: Now, out: list[Any]) -> None:
         """A dispatch message that failed the signed-dispatch checks: answered, never acted on."""
         self.counters.dispatch_refused += 1
         if topic == "call":
@@ -446,7 +446,7 @@ class Unit:
             out.append(self._rejected(CallRejected, ref, error, now))
         else:
             # The alarm stays as it was: an unauthenticated clear must never clear it.
-            out.append(self._rejected(AlarmRejected, ref, error, now))
+            out.append(self._rejected(AlarmRejected, alarm_id.normalise(ref), error, now))
 
     def _rejected(self, model: type[CallRejected] | type[AlarmRejected], ref: Any, error: str, now: Now) -> Publish:
         topic = "call/rejected" if model is CallRejected else "alarm/rejected"
@@ -461,6 +461,11 @@ class Unit:
                 alarm_id = _alarm_id(payload)
             except ValueError:
                 self.counters.messages_ignored += 1  # a garbled clear must never clear anything
+                return
+            if alarm_id is None and self.config.security.dispatch_keys:
+                # Signed dispatch names its alarm (signed_dispatch refuses one that does not): "the current
+                # alarm" is an unsigned unit's shorthand, and a replayed one could end a later alarm.
+                self.counters.messages_ignored += 1
                 return
             method = self.emergency.dispatch_ack if topic == "alarm/ack" else self.emergency.dispatch_clear
             self._emergency_events(method(now.mono, alarm_id), now, out)
@@ -531,7 +536,7 @@ class Unit:
         if trace.complete:
             out.append(Publish("crash/trace", payload, Lane.BACKLOG, qos=1, retain=False))
 
-    def _alarm_message(self, state: str, now: Now, alarm_id: int | None = None,
+    def _alarm_message(self, state: str, now: Now, alarm_id: str | None = None,
                        cancel_until: float | None = None) -> Publish:
         active = state in ("pending", "active", "acknowledged")
         body: dict[str, Any] = {
@@ -646,14 +651,9 @@ def _json(body: dict[str, Any]) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def _counter(prefix: str) -> Callable[[], str]:
-    """Ids ``<prefix>-1``, ``-2``... for a unit given no generator (tests); a real unit draws random ones."""
-    count = iter(range(1, 1 << 62))
-    return lambda: f"{prefix}-{next(count)}"
-
-
-def _alarm_id(payload: bytes) -> int | None:
-    """``alarm/ack`` and ``alarm/clear`` may name the alarm: ``{"id": 3}``; empty means the current one.
+def _alarm_id(payload: bytes) -> str | None:
+    """``alarm/ack`` and ``alarm/clear`` name the alarm: ``{"id": "<uuid>"}``; empty means the current one
+    (only a unit without dispatch keys gets that far: a signed answer must name its alarm).
 
     Raises ValueError for anything else.
     """
