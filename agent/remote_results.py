@@ -107,11 +107,12 @@ class RemoteResults:
                 self._publish(unit.report(now))
             elif command.command == "crash_trace":
                 # The trace again on crash/trace (backlog lane), from the card or memory: as stored.
-                body = traces.get(command.trace) if traces is not None and command.trace else None
-                if body is None:
+                parts = traces.get(command.trace) if traces is not None and command.trace else None
+                if parts is None:
                     self._answer("cmd/result", command.done((Problem("trace", "no such crash trace on this unit"),)))
                     return
-                self._publish(Publish("crash/trace", body, Lane.BACKLOG))
+                for part in parts:
+                    self._publish(Publish("crash/trace", part, Lane.BACKLOG))
             self._answer("cmd/result", command.done())
             return
         if isinstance(event, ConfigStateChanged):

@@ -368,7 +368,7 @@ class Runtime:
                 self.guards["speech"].run(self._speak, effect.call_id, now)
         elif isinstance(effect, StoreCrashTrace):
             if self.traces is not None:
-                self._quietly("crash trace", lambda: self.traces and self.traces.store(effect.trace_id, effect.body,
+                self._quietly("crash trace", lambda: self.traces and self.traces.store(effect.trace_id, effect.parts,
                                                                                       effect.complete))
         elif isinstance(effect, Announce):
             if self.speaker is not None:

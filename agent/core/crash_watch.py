@@ -176,6 +176,9 @@ class CrashWatch:
         """Traces the sensor's silence left open: complete them with what came."""
         if not self._open:
             return []
+        last = self._last_sample_t if self._last_sample_t is not None else float("-inf")
+        if now - last < TRACE_GRACE_S:
+            return []  # samples are still coming: they close it
         return self._close(lambda o: now >= o.until + TRACE_GRACE_S)
 
     def next_deadline(self) -> float | None:

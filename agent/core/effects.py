@@ -40,7 +40,7 @@ class Shutdown:
 
 @dataclass(frozen=True, slots=True)
 class StoreCrashTrace:
-    """Store a crash trace at once (agent/core/crash_watch.py): its ``crash/trace`` message body.
+    """Store a crash trace at once (agent/core/crash_watch.py): its ``crash/trace`` messages.
 
     Handed out at the finding (``complete`` False: what came before and the impact) and again
     complete; the shell writes it to the state directory (in memory when the disk fails) and
@@ -48,7 +48,7 @@ class StoreCrashTrace:
     """
 
     trace_id: str
-    body: bytes
+    parts: tuple[bytes, ...]  # each a crash/trace message
     complete: bool
 
 

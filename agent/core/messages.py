@@ -530,17 +530,20 @@ class CrashTraceMessage(Outbound):
 
     unit: UnitId
     id: Annotated[str, Field(pattern=TRACE_ID_PATTERN, description="the trace's id, unique; the alarm's crash.trace")]
-    alarm: Annotated[str | int | None, Field(description="the alarm the finding raised (its id), or null (a minor "
+    alarm: Annotated[str | None, Field(description="the alarm the finding raised (its id), or null (a minor "
                                                          "finding: a prompt only)")]
     complete: Annotated[bool, Field(description="false: only what came before and the impact (the unit stopped "
                                                 "before the span after it had passed)")]
+    part: Annotated[int, Field(ge=1, description="this message's part of the trace, from 1 (the samples are split in "
+                                                 "parts of at most 800; every part carries the rest)")]
+    parts: Annotated[int, Field(ge=1, description="how many parts the trace has")]
     cause: CrashCause
     severity: CrashSeverity
     impact_ts: Timestamp
     peak_g: Annotated[float, Field(ge=0)]
     speed_before: Annotated[float | None, Field(ge=0)]
     roll_deg: Annotated[float, Field(ge=0, le=180)]
-    rate_hz: Annotated[float, Field(gt=0)]
+    rate_hz: Annotated[float, Field(ge=1)]
     from_s: Annotated[float, Field(le=0, description="the span, seconds from the impact")]
     to_s: Annotated[float, Field(ge=0)]
     imu: TraceSamples

@@ -70,6 +70,8 @@ SUBSCRIPTIONS = ("call", "alarm/ack", "alarm/clear", "config/set", "cmd")
 DISPATCH_TOPICS = ("call", "alarm/ack", "alarm/clear")
 
 CALL_INPUTS = ("ack", "decline", "cleared")
+# Samples in one crash/trace message: at most ~40 kB, well under the fleet broker's 64 KiB packets.
+TRACE_PART_SAMPLES = 800
 
 
 @dataclass(frozen=True, slots=True)
@@ -523,18 +525,25 @@ class Unit:
             self._store_trace(decision.trace, now, out)  # type: ignore[union-attr]
 
     def _store_trace(self, trace: CrashTrace, now: Now, out: list[Any]) -> None:
-        """A crash trace on the card at once; complete, also on ``crash/trace`` (backlog lane)."""
+        """A crash trace on the card at once; complete, also on ``crash/trace`` (backlog lane), in parts
+        small enough for the fleet broker's packet limit (``TRACE_PART_SAMPLES`` samples each)."""
         f = trace.finding
-        body = CrashTraceMessage(
-            unit=self.config.unit.id, id=trace.id, alarm=self.officer.alarm_of(trace.id), complete=trace.complete,
-            cause=f.cause, severity=f.severity, impact_ts=self._ts_at(f.at, now), **{
-                k: v for k, v in trace.summary().items() if k in ("peak_g", "speed_before", "roll_deg")},
-            **trace.body(), ts=self._ts(now), time_source=self.time_source(now),
-        ).to_json()
-        payload = _json(body)
-        out.append(StoreCrashTrace(trace.id, payload, trace.complete))
+        head = {
+            "unit": self.config.unit.id, "id": trace.id, "alarm": self.officer.alarm_of(trace.id),
+            "complete": trace.complete, "cause": f.cause, "severity": f.severity, "impact_ts": self._ts_at(f.at, now),
+            **{k: v for k, v in trace.summary().items() if k in ("peak_g", "speed_before", "roll_deg")},
+        }
+        body = trace.body()
+        rows = body["imu"]["samples"]
+        count = max(1, -(-len(rows) // TRACE_PART_SAMPLES))
+        parts = []
+        for k in range(count):
+            part = {**body, "imu": {**body["imu"], "samples": rows[k * TRACE_PART_SAMPLES:(k + 1) * TRACE_PART_SAMPLES]}}
+            parts.append(_json(CrashTraceMessage(**head, part=k + 1, parts=count, **part, ts=self._ts(now),
+                                                 time_source=self.time_source(now)).to_json()))
+        out.append(StoreCrashTrace(trace.id, tuple(parts), trace.complete))
         if trace.complete:
-            out.append(Publish("crash/trace", payload, Lane.BACKLOG, qos=1, retain=False))
+            out += [Publish("crash/trace", payload, Lane.BACKLOG, qos=1, retain=False) for payload in parts]
 
     def _alarm_message(self, state: str, now: Now, alarm_id: str | None = None,
                        cancel_until: float | None = None) -> Publish:
