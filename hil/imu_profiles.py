@@ -384,6 +384,13 @@ def _parked_drop(m: Motion) -> Motion:
     return m.tip_over().still(30.0)
 
 
+def _tip_over(m: Motion) -> Motion:
+    """Already parked on its stand, ignition off: it falls over (a scenario's parked drop)."""
+    m.set_ignition(False)
+    m.lean = STAND_LEAN_DEG
+    return m.still(3.0).tip_over().still(20.0)
+
+
 def _stopped_drop(m: Motion) -> Motion:
     """No ignition line: the speed says parked (still for longer than parked_after_s), then it falls."""
     m.cruise(5.0, 30.0).brake(0.0, 0.4).still(3.0).kick_stand_out().still(45.0)
@@ -404,6 +411,7 @@ PROFILES: dict[str, tuple[str, Expect, Callable[[Motion], Motion]]] = {
     "parked-drop": ("parked, ignition off, the motorcycle falls off its stand", "none", _parked_drop),
     "parked-drop-no-ignition": ("parked 45 s with no ignition line (GNSS at 0 km/h), then it falls off its stand",
                                 "none", _stopped_drop),
+    "tip-over": ("already parked on its side stand, ignition off: it falls over onto its left side", "none", _tip_over),
     "low-side-30": ("a low-side at 30 km/h: down on the right side in a bend, a slide", "severe",
                     lambda m: m.low_side(30.0).still(20.0)),
     "low-side-50": ("a low-side at 50 km/h", "severe", lambda m: m.low_side(50.0).still(20.0)),
