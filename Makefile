@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.stamp-$(shell cksum pyproject.toml | cut -d' ' -f1)
 export PATH := $(CURDIR)/$(BIN):$(PATH):/usr/sbin:/sbin
 
-.PHONY: help setup os-deps test test-all bench demo install uninstall clean
+.PHONY: help setup os-deps demo-deps test test-all bench demo install uninstall clean
 
 help:
 	@echo "make demo       run the agent against the emulated vehicle (rig)"
@@ -25,8 +25,13 @@ $(STAMP): pyproject.toml
 
 setup: os-deps $(STAMP)
 
+# What the tests need (CI: root, no terminal: installed as needed).
 os-deps:
-	@scripts/os-deps.sh
+	@scripts/os-deps.sh test
+
+# Only what the demo needs; a package that changes the host's services waits for a yes.
+demo-deps:
+	@scripts/os-deps.sh demo
 
 test: setup
 	$(BIN)/python -m pytest -q
@@ -39,7 +44,7 @@ BENCH_FLAGS ?=
 bench: setup
 	$(BIN)/python -m bench $(BENCH_FLAGS)
 
-demo: setup
+demo: demo-deps $(STAMP)
 	$(BIN)/umps-hil demo
 
 install:

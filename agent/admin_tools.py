@@ -23,6 +23,10 @@ sub-parser; ``main`` runs them alone: ``python -m agent.admin_tools``):
     the unit's ``alarm`` message, the alarm it answers), for a unit with
     ``[security] dispatch_keys``. The same from Python: :func:`dispatch_request`.
 
+Every signed request also carries ``issued``, the time it was signed (to the second,
+rounded down): a unit that has no trusted clock yet takes it as proof of the time, and
+refuses what expired before it (``docs/safety.md``). Sign on a machine whose clock is set.
+
 The output is the JSON payload to publish, e.g. with
 ``mosquitto_pub -q 1 -t umps/U/config/set -f request.json``.
 """
@@ -136,6 +140,12 @@ def _expiry(now: dt.datetime, lifetime_s: float) -> str:
     return when.astimezone(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def _issued(now: dt.datetime) -> str:
+    """When a request is signed, to the second, rounded down: a unit without a trusted clock takes it
+    as proof that it is at least that time (agent.core.time_floor)."""
+    return _expiry(now, 0)
+
+
 def config_request(
     private_key: Ed25519PrivateKey | None,
     unit_id: str,
@@ -155,7 +165,7 @@ def config_request(
         return request
     from agent.core import signing
 
-    return signing.sign_request(private_key, unit_id, request, "config/set")
+    return signing.sign_request(private_key, unit_id, {**request, "issued": _issued(now)}, "config/set")
 
 
 def command_request(
@@ -181,7 +191,7 @@ def command_request(
         return request
     from agent.core import signing
 
-    return signing.sign_request(private_key, unit_id, request, "cmd")
+    return signing.sign_request(private_key, unit_id, {**request, "issued": _issued(now)}, "cmd")
 
 
 def dispatch_request(
@@ -194,14 +204,15 @@ def dispatch_request(
     now: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """``message`` (a ``call``, or ``{"id": "<alarm id>"}`` for ``alarm/ack`` and ``alarm/clear``)
-    with ``expires`` and ``sig``, for a unit with ``[security] dispatch_keys``."""
+    with ``expires``, ``issued`` and ``sig``, for a unit with ``[security] dispatch_keys``."""
     if topic not in DISPATCH_TOPICS:
         raise AdminToolError(f"unknown dispatch topic {topic!r}; known: {', '.join(DISPATCH_TOPICS)}")
     if not 0 < lifetime_s <= DISPATCH_MAX_LIFETIME.total_seconds():
         raise AdminToolError(f"a dispatch message may be valid for at most {DISPATCH_MAX_LIFETIME.total_seconds():g} s")
     now = now or dt.datetime.now(dt.timezone.utc)
-    body = {k: v for k, v in (message or {}).items() if k not in ("sig", "expires")}
+    body = {k: v for k, v in (message or {}).items() if k not in ("sig", "expires", "issued")}
     body["expires"] = _expiry(now, lifetime_s)
+    body["issued"] = _issued(now)
     from agent.core import signing
 
     return signing.sign_request(private_key, unit_id, body, topic)  # type: ignore[arg-type]

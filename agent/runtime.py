@@ -63,6 +63,7 @@ from agent.adapters.power import PowerInputs, power_off
 from agent.adapters.remote_worker import RemoteWorker
 from agent.adapters.replay_store import ReplayStore
 from agent.adapters.secrets_version import SecretsVersion
+from agent.adapters.time_floor_store import TimeFloorStore
 from agent.adapters.serial_gnss import SerialGnssReader
 from agent.adapters.state_file import UnitStateFile
 from agent.adapters.uplink import Uplink
@@ -200,11 +201,13 @@ class Runtime:
             # Raises EncryptionError: the unit refuses to write positions to a plain SD card.
             log.info("state directory %s: %s", state_dir, check_encrypted(state_dir))
         self.replay = ReplayStore(state_dir)
+        # The floor of authenticated time, kept on the card (memory only when it cannot be).
+        self.clock.floor = TimeFloorStore(state_dir, time.monotonic())
         self.secrets = SecretsVersion(state_dir)
         self.state_file = UnitStateFile(state_dir)
         self.secrets.update(cfg)
         self.worker = RemoteWorker(self.cfg_state, self.store, self.replay, post=lambda e: self._post(e, force=True),
-                                   clock=self.clock.best_time, validate=self.validate)
+                                   clock=self.clock.judging_clock, validate=self.validate, floor=self.clock.floor)
         self.worker.start()
         self.outbox = Outbox(state_dir, max_backlog_reports=cfg.storage.max_backlog_reports,
                              commit_interval_s=cfg.storage.commit_interval_s, exclusive=True)
@@ -243,6 +246,7 @@ class Runtime:
             if self._core_thread.is_alive():
                 log.error("core thread did not stop within 10 s")
         self._quietly("remote worker", lambda: self.worker and self.worker.stop())
+        self._quietly("time floor", lambda: self.clock.floor.save(time.monotonic()))
         self._quietly("replay memory", lambda: self.replay and self.replay.close())
         self._quietly("screens", self._stop_screens)
         self._quietly("uplink", lambda: self.uplink and self.uplink.stop())
@@ -303,6 +307,7 @@ class Runtime:
                 self._handle(event)
                 self.events_handled += 1
                 self.clock.gnss_offset = self.unit.timebase.gnss_offset
+                self._keep_time_floor()
                 failed = False
             except Exception:  # noqa: BLE001 - one bad event never stops the unit
                 failed = True
@@ -310,6 +315,11 @@ class Runtime:
                 if self.core_errors in (1, 10, 100) or self.core_errors % 1000 == 0:
                     log.exception("error handling %s (%d so far); carrying on", type(event).__name__,
                                   self.core_errors)
+
+    def _keep_time_floor(self) -> None:
+        """A trusted clock is proof of the time: the floor follows it, and is stored now and then."""
+        self.clock.best_time()
+        self.clock.floor.maybe_save(time.monotonic())
 
     def _next_deadline(self) -> float:
         assert self.unit is not None

@@ -73,6 +73,7 @@ from hil.runlog import ActionRecord, Msg, PinSample, RunLog, TruthSample
 from hil.scenario import Scenario, Step
 
 ONLINE_TIMEOUT_S = 45.0
+AGENT_LINES_KEPT = 10_000  # the agent's output lines a run log keeps (the newest), for the report
 UNIT_ID = "HIL-01"
 PREFIX = "umps"
 
@@ -160,6 +161,7 @@ class Rig:
         self.dispatcher: Dispatcher | None = None
         self.admin: Admin | None = None
         self.agent: agent_proc.AgentProcess | None = None
+        self.agents: list[agent_proc.AgentProcess] = []  # each one this rig started, the current one last
         self.config: AgentConfig | None = None
         self.config_path: Path | None = None
         self.gnss_path: str = ""
@@ -261,6 +263,7 @@ class Rig:
         if isinstance(self.gpio, PigpioEmulator):  # the emulated pins as at power-on, not as the last agent left them
             self.gpio.set_pulls(self.boot_pulls)
         self.agent = agent_proc.AgentProcess(self.config_path, self.workdir / "agent.log", self.opt.agent_cmd).start()
+        self.agents.append(self.agent)
         self.progress(f"agent     pid {self.agent.pid}: {' '.join(self.agent.argv)}")
         self._wait_online(mark)
 
@@ -584,6 +587,7 @@ class Rig:
         self._drive_power("power_fail", False)
         assert self.config_path is not None
         self.agent = agent_proc.AgentProcess(self.config_path, self.workdir / "agent.log", self.opt.agent_cmd).start()
+        self.agents.append(self.agent)
         self.power_off = False
         self.progress(f"[{self.now():6.2f} s] power back: agent pid {self.agent.pid}")
 
@@ -602,8 +606,10 @@ class Rig:
         if self.gnss is not None:
             emu_t0 = time.monotonic() - self.gnss.elapsed
             truth = [TruthSample(self._rel(emu_t0 + p.t), p.utc, p.lat, p.lon, p.fix) for p in self.gnss.truth()]
+        # Every agent process of the run (a power cycle starts another), each line at its rig time.
+        lines = [(round(self._rel(t), 3), line.rstrip("\n")) for agent in self.agents for t, line in agent.lines]
         return RunLog(messages, actions, pins, truth, end_t, agent_exit,
-                      self.agent.output_tail() if self.agent else "")
+                      self.agent.output_tail() if self.agent else "", lines[-AGENT_LINES_KEPT:])
 
 
 def _is_birth(m: Message) -> bool:

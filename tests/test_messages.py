@@ -166,7 +166,7 @@ def test_request_models_and_their_generated_schemas_agree(doc, name, model, body
 
 def test_a_request_names_unknown_members_first_then_every_wrong_one():
     assert messages.request_problems(messages.ConfigSet, {"id": 7, "config": [1], "unit": 1}) == [
-        ("unit", "unknown key; known: id, version, config, expires, sig"),
+        ("unit", "unknown key; known: id, version, config, expires, issued, sig"),
         ("id", "must be a string, not a number"),
         ("version", "required"),
         ("config", "must be an object, not an array"),

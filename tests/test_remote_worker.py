@@ -20,13 +20,16 @@ from agent import admin_tools
 from agent.adapters.config_store import CURRENT_NAME, ConfigStore
 from agent.adapters.remote_worker import CommandDone, ConfigDone, ConfigStateChanged, RemoteWorker
 from agent.adapters.replay_store import ReplayStore
+from agent.adapters.time_floor_store import TimeFloorStore
 from agent.config_validate import parse_config
 from agent.core.events import DispatchRefused, MessageReceived
 from agent.core.remote_config import ConfigState
 from agent.core.rollback_guard import Armed
+from agent.core.time_floor import UnitClock
 
 NOW = dt.datetime(2026, 11, 25, 20, 0, tzinfo=dt.timezone.utc)
 DISPATCH_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(100, 132)))
+ADMIN_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 UNIT = "KEN-C-01"
 ALARM = "8f14e45f-ceea-4e7a-9b3c-1d2e3f405a6b"
 CALL = {"id": "C-7", "action": "new", "priority": 1, "nature": "Vol", "address": "Rue 12",
@@ -51,13 +54,15 @@ def make(tmp_path):
     made: list[RemoteWorker] = []
 
     def build(validate=None, security: dict | None = None, store: ConfigStore | None = None,
-              source: str = "gnss") -> tuple[RemoteWorker, Inbox]:
+              source: str = "gnss", floor: dt.datetime | None = None,
+              floor_store: TimeFloorStore | None = None) -> tuple[RemoteWorker, Inbox]:
         base = parse_config({"unit": {"id": UNIT, "kind": "car"}, "storage": {"state_dir": str(tmp_path)},
                              **({"security": security} if security else {})})
         inbox = Inbox()
         worker = RemoteWorker(ConfigState.initial(base), store or ConfigStore(tmp_path, parse_config),
-                              ReplayStore(tmp_path), post=inbox.post, clock=lambda: (NOW, source),
-                              validate=validate or parse_config)
+                              ReplayStore(tmp_path), post=inbox.post,
+                              clock=lambda: UnitClock(NOW, source != "system_unsynced", floor),
+                              validate=validate or parse_config, floor=floor_store)
         worker.start()
         made.append(worker)
         return worker, inbox
@@ -177,17 +182,65 @@ def test_confirm_and_rollback_are_stored_by_the_worker(make, tmp_path) -> None:
     assert rolled.state.version == 1 and rolled.state.config.mqtt.host == "other-broker"
 
 
-def test_without_trusted_time_an_expiry_is_refused_not_guessed(make) -> None:
-    worker, inbox = make(security={"dispatch_keys": [admin_tools.public_text(DISPATCH_KEY)]}, source="system_unsynced")
-    worker.submit("cmd", json.dumps({"id": "c1", "command": "flush_backlog", "expires": "2026-11-25T20:05:00Z"}).encode())
+def test_without_trusted_time_the_floor_judges_and_a_config_push_waits(make, tmp_path) -> None:
+    # No GNSS time, the system clock not synchronised; the unit has proof that it is at least FLOOR.
+    floor = NOW - dt.timedelta(minutes=30)
+    worker, inbox = make(security={"dispatch_keys": [admin_tools.public_text(DISPATCH_KEY)]}, source="system_unsynced",
+                         floor=floor)
+
+    def cmd(rid: str, expires: dt.datetime) -> bytes:
+        return json.dumps({"id": rid, "command": "flush_backlog", "expires": iso(expires)}).encode()
+
+    # A command the floor proves expired is refused as expired; one it cannot judge runs (no clock needed).
+    worker.submit("cmd", cmd("c1", floor - dt.timedelta(seconds=1)))
     refused = inbox.next().outcome.rejected
-    assert refused is not None and refused.command == "flush_backlog"
-    assert [(p.loc, "cannot be judged yet" in p.msg) for p in refused.errors] == [("expires", True)]
-    worker.submit("cmd", json.dumps({"id": "c2", "command": "flush_backlog"}).encode())  # no clock needed
+    assert refused is not None and [p.loc for p in refused.errors] == ["expires"]
+    assert "expired at" in refused.errors[0].msg and "proof that it is at least" in refused.errors[0].msg
+    worker.submit("cmd", cmd("c2", floor + dt.timedelta(minutes=5)))
     assert inbox.next().outcome.command is not None
+    worker.submit("cmd", cmd("c2", floor + dt.timedelta(minutes=5)))  # and a copy is still refused by its id
+    assert inbox.next().outcome.rejected.errors[0].msg == "this command was already handled"
+    # A config push waits for trusted time, unless the floor already proves it expired.
+    worker.submit("config/set", json.dumps({"id": "r1", "version": 1, "config": {"telemetry": {"rate_hz": 2}},
+                                            "expires": iso(NOW + dt.timedelta(days=1))}).encode())
+    waits = inbox.next().result
+    assert not waits.ok and [(p.loc, "cannot be judged yet" in p.msg) for p in waits.errors] == [("expires", True)]
+    worker.submit("config/set", json.dumps({"id": "r2", "version": 1, "config": {"telemetry": {"rate_hz": 2}},
+                                            "expires": iso(floor - dt.timedelta(hours=1))}).encode())
+    assert "proof that it is at least" in inbox.next().result.errors[0].msg
+    # A signed call is shown; one the floor proves expired is refused.
+    call = admin_tools.dispatch_request(DISPATCH_KEY, UNIT, "call", CALL, now=NOW)
+    worker.submit("call", json.dumps(call).encode())
+    shown = inbox.next()
+    assert isinstance(shown, MessageReceived) and shown.verified
+    old = admin_tools.dispatch_request(DISPATCH_KEY, UNIT, "call", {**CALL, "id": "C-OLD"}, now=floor - dt.timedelta(hours=1))
+    worker.submit("call", json.dumps(old).encode())
+    refused = inbox.next()
+    assert isinstance(refused, DispatchRefused) and refused.id == "C-OLD" and "proof that it is at least" in refused.error
     # Dispatch's answer to an alarm needs no clock: its alarm id, not its expiry, makes it fresh.
     clear = json.dumps(admin_tools.dispatch_request(DISPATCH_KEY, UNIT, "alarm/clear", {"id": ALARM},
                                                     now=NOW)).encode()
     worker.submit("alarm/clear", clear)
     dispatch = inbox.next()
     assert isinstance(dispatch, MessageReceived) and dispatch.verified and dispatch.payload == clear
+
+
+def test_a_signed_request_raises_the_floor_by_its_issued_time(make, tmp_path) -> None:
+    store = TimeFloorStore(tmp_path, time.monotonic())
+    worker, inbox = make(security={"dispatch_keys": [admin_tools.public_text(DISPATCH_KEY)]}, source="system_unsynced",
+                         floor_store=store)
+    assert store.at(time.monotonic()) is None
+    signed_at = NOW - dt.timedelta(minutes=2)
+    worker.submit("call", json.dumps(admin_tools.dispatch_request(DISPATCH_KEY, UNIT, "call", CALL, now=signed_at)).encode())
+    assert inbox.next().verified
+    proven = store.at(time.monotonic())
+    assert proven is not None and signed_at - dt.timedelta(seconds=1) <= proven < signed_at + dt.timedelta(seconds=30)
+    # A forged one proves nothing: only a key the unit trusts can vouch for the time.
+    forged = admin_tools.dispatch_request(ADMIN_KEY, UNIT, "call", {**CALL, "id": "C-F"}, now=NOW + dt.timedelta(days=9))
+    worker.submit("call", json.dumps(forged).encode())
+    assert isinstance(inbox.next(), DispatchRefused)
+    assert store.at(time.monotonic()) < NOW
+
+
+def iso(when: dt.datetime) -> str:
+    return when.astimezone(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -150,6 +150,8 @@ def _call_lines(call: CallSummary, c: Catalog, cols: int, rows: int, waiting: in
             guide = f"{distance} {c.compass(call.compass)}" if call.compass else distance
     # Calls waiting behind this one, at the end of the bottom row.
     more = f" +{min(waiting, 99)}" if waiting else ""
+    if not call.age_verified:  # no trusted time: the call may be older than it looks (docs/safety.md)
+        more = " age?" + more
     guide = _clip(guide, cols - len(more)).ljust(cols - len(more)) + more if more else _clip(guide, cols)
     if rows <= 2:
         if len(head + nature) > cols and call.code and not _has_arabic(call.code):

@@ -10,7 +10,10 @@ for a few seconds, because it is asked on every event.
 :class:`UnitTime` is the unit's time as every part of the agent reads it: the
 system clock while it is synchronised, else the receiver's UTC carried forward
 on the monotonic clock (:func:`agent.core.telemetry.best_time`), with the
-``time_source`` every message the unit sends carries.
+``time_source`` every message the unit sends carries. It also keeps the floor
+of authenticated time fed (:mod:`agent.core.time_floor`): every trusted reading
+is a proof, and :meth:`UnitTime.judging_clock` is what remote requests are
+judged against.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ import ctypes.util
 import datetime as dt
 import time
 
+from agent.adapters.time_floor_store import TimeFloorStore
 from agent.core.dispatch import iso
-from agent.core.telemetry import best_time
+from agent.core.telemetry import TRUSTED_TIME_SOURCES, best_time
+from agent.core.time_floor import UnitClock
 from agent.core.unit import Now
 
 TIME_ERROR = 5
@@ -66,18 +71,29 @@ class UnitTime:
     offset (UTC - monotonic, one float: :attr:`gnss_offset`) after every event it handles;
     the remote-request worker, the MQTT link's birth message and the answers read it."""
 
-    def __init__(self, clock: SystemClock | None = None) -> None:
+    def __init__(self, clock: SystemClock | None = None, floor: TimeFloorStore | None = None) -> None:
         self.clock = clock or SystemClock()
         self.gnss_offset: float | None = None  # set by the core thread only
+        self.floor = floor or TimeFloorStore(None, time.monotonic())
 
     def now(self) -> Now:
         """The time of an event handled now."""
         return Now(time.monotonic(), self.clock.utc(), self.clock.synced())
 
     def best_time(self, now: Now | None = None) -> tuple[dt.datetime, str]:
-        """UTC from the unit's best clock, and its ``time_source``."""
+        """UTC from the unit's best clock, and its ``time_source``; a trusted reading feeds the floor."""
         now = now or self.now()
-        return best_time(now.mono, now.wall, now.wall_synced, self.gnss_offset)
+        utc, source = best_time(now.mono, now.wall, now.wall_synced, self.gnss_offset)
+        if source in TRUSTED_TIME_SOURCES:
+            self.floor.trust(utc, now.mono)
+        return utc, source
+
+    def judging_clock(self) -> UnitClock:
+        """What a remote request is judged against now: the best UTC, whether it is trusted, the floor."""
+        now = self.now()
+        utc, source = self.best_time(now)
+        trusted = source in TRUSTED_TIME_SOURCES
+        return UnitClock(utc, trusted, None if trusted else self.floor.at(now.mono))
 
     def stamp(self) -> dict[str, str]:
         """``ts`` and ``time_source`` of a message sent now."""

@@ -184,6 +184,8 @@ class PanelLayout:
         row = (0, mid + 1, w, h - 1)
         if view.waiting:
             row = self._waiting(p, view.waiting, row)
+        if not call.age_verified:
+            row = self._age_unverified(p, c, row)
         self._guidance(p, call, c, row, view.gnss_lost)
         return pages
 
@@ -197,6 +199,20 @@ class PanelLayout:
         p.draw.rectangle((badge[0], badge[1], badge[2] - 1, badge[3] - 1), fill=WHITE)
         inner = (badge[0] + 1, badge[1], badge[2] - 1, badge[3])
         p.text("waiting", inner, text, [14, 13, 12], bold=True, align="center", fill=BLACK)
+        return (row[0], row[1], row[2] - width - 2, row[3])
+
+    @staticmethod
+    def _age_unverified(p: Painter, c: Catalog, row: Box) -> Box:
+        """A boxed "?" at the row's end: the unit has no trusted time, so this call may be older than
+        it looks (docs/safety.md, docs/rider-panel.md). One glyph, so the distance keeps its room.
+        Returns the row left."""
+        font = p.fonts.get(14, True)
+        text = c("call.age_unverified")
+        width = math.ceil(p.draw.textlength(text, font=font)) + 6
+        badge = p.box(row[2] - width, row[1] + 1, row[2], row[3])
+        p.draw.rectangle((badge[0], badge[1], badge[2] - 1, badge[3] - 1), outline=WHITE, width=1)
+        inner = (badge[0] + 1, badge[1], badge[2] - 1, badge[3])
+        p.text("age-unverified", inner, text, [14, 13, 12], bold=True, align="center")
         return (row[0], row[1], row[2] - width - 2, row[3])
 
     def _guidance(self, p: Painter, call: CallSummary, c: Catalog, row: Box, gnss_lost: bool = False) -> None:

@@ -15,6 +15,11 @@ result event to the core's inbox:
 - :class:`ConfigStateChanged` after the core asked to confirm or roll back a
   broker change (the config store has one writer: this thread).
 
+Each request is judged against the unit's clock as :class:`~agent.core.time_floor.UnitClock`
+gives it (the best UTC, whether it is trusted, the floor of authenticated time); the ``issued``
+time of a request whose signature held raises that floor (``floor``), as of when the request
+arrived.
+
 The core thread only applies what comes back: it never waits for a
 signature, a validation or an fsync. A job that has not reached its commit
 point within :data:`TIMEOUT_S` (well under the 30 s systemd watchdog) is
@@ -44,25 +49,23 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from agent.adapters.config_store import ConfigStore, ConfigStoreError
+from agent.adapters.time_floor_store import TimeFloorStore
 from agent.config import Validate
 from agent.core.events import DispatchRefused, MessageReceived
 from agent.core.key_rules import ConfigChange
 from agent.core.remote_command import COMMANDS, CommandOutcome, CommandResult, parse_command
-from agent.core.remote_config import ConfigResult, ConfigState, handle_config_set
+from agent.core.remote_config import ConfigOutcome, ConfigResult, ConfigState, handle_config_set
 from agent.core.replay import ReplayMemory
-from agent.core.requests import Problem, decode_payload
+from agent.core.requests import Problem
 from agent.core.rollback_guard import Armed
-from agent.core.signed_dispatch import DISPATCH_TOPICS, check_dispatch
-from agent.core.telemetry import TRUSTED_TIME_SOURCES
+from agent.core.signed_dispatch import DISPATCH_TOPICS, DispatchVerdict, check_dispatch
+from agent.core.time_floor import UnitClock
 
 log = logging.getLogger(__name__)
 
 TIMEOUT_S = 10.0
 QUEUE_SIZE = 64
 REQUEST_TOPICS = ("config/set", "cmd")
-ALARM_TOPICS = ("alarm/ack", "alarm/clear")
-UNJUDGEABLE = ("cannot be judged yet: the unit has no trusted time (no GNSS fix and the system clock "
-               "not synchronised); send it again once the unit reports time_source gnss or system")
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,7 @@ class _Job:
     kind: str  # a request topic, "confirm" or "rollback"
     payload: bytes = b""
     arg: Any = None
+    received: float = field(default_factory=time.monotonic)  # when it arrived: what an ``issued`` proves
     started: float | None = None
     committed: bool = False
     abandoned: bool = False
@@ -114,15 +118,17 @@ class RemoteWorker:
         store: ConfigStore,
         replay: ReplayMemory,
         post: Callable[[Any], None],
-        clock: Callable[[], tuple[dt.datetime, str]],
+        clock: Callable[[], UnitClock],
         validate: Validate,
         timeout_s: float = TIMEOUT_S,
+        floor: TimeFloorStore | None = None,
     ) -> None:
         self.state = state  # written by the worker thread only; read (whole) by the others
         self.store = store
         self.replay = replay
         self._post = post
         self._clock = clock
+        self.floor = floor  # the floor of authenticated time, raised by signed requests' issued
         self.validate = validate
         self.timeout_s = timeout_s
         self.stats = WorkerStats()
@@ -224,24 +230,26 @@ class RemoteWorker:
             return True
 
     def _do(self, job: _Job) -> None:
-        if job.kind in REQUEST_TOPICS + DISPATCH_TOPICS:
-            # Expiry and the replay window are judged on the unit's best clock (``clock``: UTC and
-            # its time_source); an expiry it cannot trust yet is refused, never guessed.
-            now, source = self._clock()
-            # An answer to an alarm needs no clock: its alarm id makes it fresh (signed_dispatch).
-            if source not in TRUSTED_TIME_SOURCES and job.kind not in ALARM_TOPICS and self._has_expiry(job):
-                if self._commit(job):
-                    log.warning("%s refused: its expiry %s", job.kind, UNJUDGEABLE)
-                    self._answer_failure(job, UNJUDGEABLE, loc="expires")
-                return
+        # Expiry and the replay window are judged on the unit's clock (``clock``: its best UTC,
+        # whether that is trusted, and the floor of authenticated time). Without a trusted clock a
+        # config push waits, a command and a call are taken unless the floor proves them expired,
+        # and an answer to an alarm needs no clock at all (agent.core.time_floor, signed_dispatch).
         if job.kind == "config/set":
-            self._config_set(job, now)
+            clock = self._clock()
+            outcome = handle_config_set(job.payload, self.state, clock, self.validate, self.replay)
+            self._proof(outcome.issued, job, clock)
+            self._config_set(job, outcome)
         elif job.kind == "cmd":
-            outcome = parse_command(job.payload, self.state.config, now, self.replay)
+            clock = self._clock()
+            command = parse_command(job.payload, self.state.config, clock, self.replay)
+            self._proof(command.issued, job, clock)
             if self._commit(job):
-                self._post(CommandDone(outcome))
+                self._post(CommandDone(command))
         elif job.kind in DISPATCH_TOPICS:
-            self._dispatch(job, now)
+            clock = self._clock()
+            verdict = check_dispatch(job.kind, job.payload, self.state.config, clock, self.replay)
+            self._proof(verdict.issued, job, clock)
+            self._dispatch(job, verdict)
         elif job.kind == "confirm":
             if self.state.pending and self.state.version == job.arg:
                 try:
@@ -254,13 +262,12 @@ class RemoteWorker:
             self.state = self.store.rollback(self.state)
             self._post(ConfigStateChanged(self.state, job.arg, rolled))
 
-    def _has_expiry(self, job: _Job) -> bool:
-        # A signed request without one is refused anyway, and that needs no clock.
-        data, _ = decode_payload(job.payload)
-        return data is not None and "expires" in data
+    def _proof(self, issued: dt.datetime | None, job: _Job, clock: UnitClock) -> None:
+        """A request signed by a trusted key said when it was issued: the floor may rise."""
+        if issued is not None and self.floor is not None:
+            self.floor.prove(issued, job.received, clock.now if clock.trusted else None)
 
-    def _config_set(self, job: _Job, now: dt.datetime) -> None:
-        outcome = handle_config_set(job.payload, self.state, now, self.validate, self.replay)
+    def _config_set(self, job: _Job, outcome: ConfigOutcome) -> None:
         if not self._commit(job):
             return
         if not outcome.accepted:
@@ -281,12 +288,14 @@ class RemoteWorker:
         self.state = new_state
         self._post(ConfigDone(outcome.result, new_state, outcome.change))
 
-    def _dispatch(self, job: _Job, now: dt.datetime) -> None:
-        verdict = check_dispatch(job.kind, job.payload, self.state.config, now, self.replay)
+    def _dispatch(self, job: _Job, verdict: DispatchVerdict) -> None:
         if not self._commit(job):
             return
         now = time.monotonic()
         if verdict.accepted:
+            if verdict.unjudged:
+                log.warning("took a signed %s (id %r) whose expiry cannot be judged: the unit has no trusted time "
+                            "and nothing proves it expired", job.kind, verdict.id)
             self._post(MessageReceived(job.kind, job.payload, now, verified=True))
         elif verdict.replay:
             self.stats.replays_dropped += 1

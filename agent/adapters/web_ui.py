@@ -93,7 +93,9 @@ A JSON object; times are ISO 8601 UTC strings (``2024-03-01T10:20:30Z``)::
                               |"cleared"|"cancelled",
                      "acknowledged": bool,     # accepted or declined by the crew
                      "distance_m": float|null, "bearing_deg": float|null,
-                     "updated": ISO},
+                     "updated": ISO,
+                     "age_verified": bool},    # optional (default true): false while the unit has no
+                                               # trusted time, so "created" cannot be compared with "now"
      "notice": null | {"kind": "refused"|"cancelled"|..., "text": str,
                        "id": str|int,         # optional id: same text twice shows twice
                        "subject": str|null,   # optional, "cancelled": the call's nature

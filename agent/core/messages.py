@@ -144,7 +144,13 @@ def _created(value: Any) -> dt.datetime | None:
 # documented with the message, ignored by its model.
 _EXPIRES = Annotated[Any, WithJsonSchema({
     "type": "string", "format": "date-time",
-    "description": "required when the unit has dispatch keys: in the future and at most 1 h ahead on the unit's clock",
+    "description": "required when the unit has dispatch keys: in the future and at most 1 h ahead on the unit's clock; "
+                   "without trusted time, refused only when before the latest time the unit has proof of",
+}), Field(default=None, exclude=True)]
+_ISSUED = Annotated[Any, WithJsonSchema({
+    "type": "string", "format": "date-time",
+    "description": "optional, signed: when the message was signed; not after expires nor more than its longest life "
+                   "before it. Proof of the time for a unit that has no trusted clock yet (docs/safety.md)",
 }), Field(default=None, exclude=True)]
 _SIG = Annotated[Any, WithJsonSchema({
     "type": "string",
@@ -216,6 +222,7 @@ class CallMessage(Inbound):
     location: Annotated[CallLocation | None, BeforeValidator(_location), Field(default=None)]
     created: Annotated[dt.datetime | None, BeforeValidator(_created), Field(default=None, description="ISO 8601 with a time zone")]
     expires: _EXPIRES
+    issued: _ISSUED
     sig: _SIG
 
     def missing_for_new(self) -> list[str]:
@@ -248,6 +255,7 @@ class AlarmRef(Inbound):
 
     id: Annotated[str | None, Field(default=None, pattern=INBOUND_ALARM_ID_PATTERN), BeforeValidator(_alarm_ref_id)]
     expires: _ALARM_EXPIRES
+    issued: _ISSUED
     sig: _SIG
 
 
@@ -306,6 +314,13 @@ def _signature_members(lifetime: str, sig: str) -> tuple[Any, Any]:
     return expires, signature
 
 
+_REQUEST_ISSUED = Annotated[Any, WithJsonSchema({
+    "type": "string", "format": "date-time",
+    "description": "optional, signed: when the request was signed; not after expires nor more than its longest life "
+                   "before it. Proof of the time for a unit without a trusted clock yet",
+}), Field(default=None, exclude=True)]
+
+
 class Request(BaseModel):
     """A remote request's members: unknown ones are refused."""
 
@@ -313,9 +328,11 @@ class Request(BaseModel):
 
 
 _CONFIG_EXPIRES, _CONFIG_SIG = _signature_members(
-    "at most 8 days ahead; required when the unit has admin keys",
+    "at most 8 days ahead; required when the unit has admin keys; without trusted time the push waits for it",
     "base64 Ed25519 signature; required when the unit has admin keys")
-_COMMAND_EXPIRES, _COMMAND_SIG = _signature_members("at most 24 h ahead; required when the unit has admin keys", "")
+_COMMAND_EXPIRES, _COMMAND_SIG = _signature_members(
+    "at most 24 h ahead; required when the unit has admin keys; without trusted time, refused only when before the "
+    "latest time the unit has proof of", "")
 
 
 class ConfigSet(Request):
@@ -326,6 +343,7 @@ class ConfigSet(Request):
     config: Annotated[dict[str, Any], Field(description="partial config, same keys as the TOML file; null removes a pushed value"),
                       BeforeValidator(_object)]
     expires: _CONFIG_EXPIRES  # type: ignore[valid-type]
+    issued: _REQUEST_ISSUED
     sig: _CONFIG_SIG  # type: ignore[valid-type]
 
 
@@ -344,6 +362,7 @@ class CommandRequest(Request):
         "crash_trace: the trace to send again (an alarm's crash.trace, a crash/trace message's id)")),
         BeforeValidator(_trace_ref)]
     expires: _COMMAND_EXPIRES  # type: ignore[valid-type]
+    issued: _REQUEST_ISSUED
     sig: _COMMAND_SIG  # type: ignore[valid-type]
 
 

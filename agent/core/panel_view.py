@@ -56,6 +56,7 @@ class CallSummary:
     relative_bearing_deg: float | None = None
     age_s: float | None = None
     has_location: bool = True  # False: dispatch sent no coordinates for the call
+    age_verified: bool = True  # False: the unit has no trusted time, so the call's age is not known
     code: str | None = None  # the dispatcher's short form of the nature, when the call has one
     address_short: str | None = None  # and of the address
 
@@ -140,6 +141,7 @@ def summarize_call(
     location: tuple[float, float] | None,
     fix: Fix | None,
     age_s: float | None = None,
+    age_verified: bool = True,
     min_speed_mps: float = MIN_SPEED_FOR_TRACK_MPS,
     code: str | None = None,
     address_short: str | None = None,
@@ -170,6 +172,7 @@ def summarize_call(
         relative_bearing_deg=relative,
         age_s=age_s,
         has_location=location is not None,
+        age_verified=age_verified,
         code=code.strip() or None if code else None,
         address_short=address_short.strip() or None if address_short else None,
     )

@@ -9,7 +9,15 @@ decides who may send them, as before). With keys, a message must carry:
   ``"alarm/ack"``, ``"alarm/clear"``), in the canonical form of
   :mod:`agent.core.signing`, exactly as admin requests are signed;
 - ``expires``: ISO 8601 with a zone, in the future and at most
-  :data:`DISPATCH_MAX_LIFETIME` ahead on the unit's clock.
+  :data:`DISPATCH_MAX_LIFETIME` ahead on the unit's clock;
+- optionally ``issued``, when it was signed: not after ``expires`` nor more than
+  :data:`DISPATCH_MAX_LIFETIME` before it, and proof of the time for the unit's
+  floor (:mod:`agent.core.time_floor`).
+
+A signed call is never refused only because its expiry cannot be judged: without
+trusted time it is refused when the floor of authenticated time proves it
+expired, and taken otherwise (the screens mark its age unverified while the
+unit has no trusted time). Its copies are still dropped by the replay memory.
 
 The rest of the message is the contract it always was (``docs/mqtt-api.md``),
 checked afterwards by the core as for an unsigned one; ``sig`` and
@@ -44,7 +52,8 @@ from agent.config import AgentConfig
 from agent.core import alarm_id, signing
 from agent.core.messages import validate_alarm_ref
 from agent.core.replay import ReplayMemory, message_key
-from agent.core.requests import Problem, check_expiry, check_signature, decode_payload, read_expiry
+from agent.core.requests import Problem, check_signature, decode_payload, judge_expiry, read_expiry, read_issued
+from agent.core.time_floor import Expiry, UnitClock
 
 DISPATCH_TOPICS = signing.DISPATCH_PURPOSES
 DISPATCH_MAX_LIFETIME = dt.timedelta(hours=1)
@@ -58,6 +67,8 @@ class DispatchVerdict:
     id: str | None = None  # the call or alarm id, when readable
     error: str | None = None
     replay: bool = False
+    issued: dt.datetime | None = None  # its issued, once the signature held: proof of the time
+    unjudged: bool = False  # accepted without trusted time: its expiry could not be judged
 
 
 def signing_required(config: AgentConfig) -> bool:
@@ -65,11 +76,11 @@ def signing_required(config: AgentConfig) -> bool:
 
 
 def check_dispatch(
-    topic: str, payload: bytes, config: AgentConfig, now: dt.datetime, recent: ReplayMemory
+    topic: str, payload: bytes, config: AgentConfig, now: dt.datetime | UnitClock, recent: ReplayMemory
 ) -> DispatchVerdict:
-    """Judge one dispatch message; an accepted one is remembered in ``recent``."""
-    if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware")
+    """Judge one dispatch message at ``now`` (a trusted UTC time, or the unit's
+    :class:`~agent.core.time_floor.UnitClock`); an accepted call is remembered in ``recent``."""
+    clock = UnitClock.of(now)
     if topic not in DISPATCH_TOPICS:
         raise ValueError(f"not a dispatch topic: {topic}")
     if not signing_required(config):
@@ -81,6 +92,10 @@ def check_dispatch(
         return DispatchVerdict(False, None, _text(problems))
     shown = _shown_id(topic, data)
     expires = read_expiry(data, problems, required=True, why="on signed dispatch messages")
+    # An alarm answer's issued only ever serves as proof: a stamp that does not fit its expiry
+    # must not stop dispatch's answer to an officer.
+    stamp_problems: list[Problem] = problems if topic == "call" else []
+    stamped = read_issued(data, stamp_problems, expires, DISPATCH_MAX_LIFETIME, "a dispatch message")
     if topic != "call":
         _check_alarm_answer(topic, data, problems)
     if problems:
@@ -88,17 +103,19 @@ def check_dispatch(
     bad_sig = check_signature(config.security.dispatch_keys, config.unit.id, data, topic, "dispatch")  # type: ignore[arg-type]
     if bad_sig is not None:
         return DispatchVerdict(False, shown, _text([bad_sig]))
+    issued = stamped
     if topic != "call":
-        return DispatchVerdict(True, shown)  # the alarm id makes it fresh: no clock, no replay memory
+        # The alarm id makes it fresh: no clock, no replay memory.
+        return DispatchVerdict(True, shown, issued=issued)
     key = message_key(topic, signing.signed_bytes(config.unit.id, topic, data))  # type: ignore[arg-type]
     if recent.seen(key):
-        return DispatchVerdict(False, shown, "this message was already handled", replay=True)
-    check_expiry(expires, now, problems, DISPATCH_MAX_LIFETIME, "a dispatch message")
+        return DispatchVerdict(False, shown, "this message was already handled", replay=True, issued=issued)
+    judged = judge_expiry(expires, clock, problems, DISPATCH_MAX_LIFETIME, "a dispatch message")
     if problems:
-        return DispatchVerdict(False, shown, _text(problems))
-    if not recent.remember(key, expires, now):
-        return DispatchVerdict(False, shown, "the unit's replay memory is full; send it again later")
-    return DispatchVerdict(True, shown)
+        return DispatchVerdict(False, shown, _text(problems), issued=issued)
+    if not recent.remember(key, expires, clock.proven):
+        return DispatchVerdict(False, shown, "the unit's replay memory is full; send it again later", issued=issued)
+    return DispatchVerdict(True, shown, issued=issued, unjudged=judged is Expiry.UNJUDGED)
 
 
 def _check_alarm_answer(topic: str, data: dict[str, Any], problems: list[Problem]) -> None:

@@ -26,6 +26,7 @@ from agent.core.emergency import EmergencyState
 from agent.core.i18n import LANGUAGES, Catalog, status_overrides
 from agent.core.indicators import IndicatorView
 from agent.core.panel_view import CallSummary, PanelView, spoken_call, summarize_call
+from agent.core.telemetry import TRUSTED_TIME_SOURCES
 from agent.core.unit import CALL_INPUTS, Now, Unit
 
 # How long a notice (a refused press, a cancelled call) stays on the screens.
@@ -67,7 +68,9 @@ def _summary(unit: Unit, call: Call, now: Now) -> CallSummary:
         address=call.address,
         location=call.location,
         fix=_position(unit, now),
-        age_s=max(0.0, (now.wall - call.created).total_seconds()),
+        # Counted on the unit's best clock; unknown (None) without trusted time, never guessed.
+        age_s=max(0.0, (unit.best_time(now)[0] - call.created).total_seconds()) if _time_trusted(unit, now) else None,
+        age_verified=_time_trusted(unit, now),
         code=call.code,
         address_short=call.address_short,
     )
@@ -168,7 +171,7 @@ def screen_snapshot(unit: Unit, now: Now, *, backlog: int = 0) -> dict[str, Any]
         "lang": ui_lang,
         "theme": cfg.ui.theme,
         "sound": cfg.ui.sound,
-        "now": iso(now.wall),
+        "now": iso(unit.best_time(now)[0]),  # the page's clock, and what a call's age is counted from
         "status": unit.status.state,
         "status_since": iso(unit.status_since) if unit.status_since else None,
         "status_labels": {lang: {code: cat.status(code) for code in STATUS_CODES} for lang, cat in cats.items()},
@@ -184,7 +187,7 @@ def screen_snapshot(unit: Unit, now: Now, *, backlog: int = 0) -> dict[str, Any]
         "power": {"ignition": unit.parking.ignition_json, "parked": unit.parked},
         "emergency": _emergency(unit, now),
         "crash": _crash(unit, now, cats[ui_lang]),
-        "call": _call(unit.calls.shown(), fix),
+        "call": _call(unit.calls.shown(), fix, age_verified=_time_trusted(unit, now)),
         "waiting": unit.calls.waiting(),
         "notice": _notice(unit, now, cats[ui_lang]),
     })
@@ -225,7 +228,12 @@ def _crash(unit: Unit, now: Now, catalog: Catalog) -> dict[str, Any] | None:
     return {"prompt_s": seconds, "alarm": unit.officer.prompt is None, "text": catalog("crash.prompt", seconds=seconds)}
 
 
-def _call(call: Call | None, fix) -> dict[str, Any] | None:
+def _time_trusted(unit: Unit, now: Now) -> bool:
+    """Can a call's ``created`` be compared with the unit's clock? Not without trusted time."""
+    return unit.time_source(now) in TRUSTED_TIME_SOURCES
+
+
+def _call(call: Call | None, fix, *, age_verified: bool = True) -> dict[str, Any] | None:
     if call is None:
         return None
     body = call.to_json()
@@ -238,6 +246,7 @@ def _call(call: Call | None, fix) -> dict[str, Any] | None:
         distance_m=round(distance, 1) if distance is not None else None,
         bearing_deg=round(bearing, 1) if bearing is not None else None,
         updated=body["updated"] or body["created"],
+        age_verified=age_verified,
     )
     return body
 

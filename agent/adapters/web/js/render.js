@@ -224,8 +224,13 @@ export function tick() {
   renderSince();
   const call = snap.call;
   if (call) {
-    const age = secondsSince(call.created);
-    for (const el of $$("#call .age, #takeover .age")) setText(el, age === null ? "" : formatDuration(age));
+    // Without trusted time on the unit, "created" cannot be compared with "now": say so, never guess.
+    const age = call.age_verified === false ? null : secondsSince(call.created);
+    const text = call.age_verified === false ? t("age_unverified") : age === null ? "" : formatDuration(age);
+    for (const el of $$("#call .age, #takeover .age")) {
+      setText(el, text);
+      el.classList.toggle("unverified", call.age_verified === false);
+    }
   }
   renderSos();
   if (bandChanged) refitCall();
