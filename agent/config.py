@@ -398,6 +398,9 @@ class PanelConfig:
     default_status: StatusCode = "available"
     emergency_hold_s: Annotated[float, Ge(0.5), Le(10)] = 2.0
     emergency_cancel_s: Annotated[float, Ge(0), Le(60)] = 5.0
+    # A call already older than this when it reaches the unit is flagged stale on the screens
+    # and in its "received" (judged on trusted time only); 0: never flagged.
+    stale_call_after_s: Annotated[float, Ge(0), Le(30 * 86400)] = 3600.0
     language: Language = "fr"
     # Overrides of the status labels, per language: {"fr": {"busy": "Occupé"}}.
     labels: dict[Language, dict[StatusCode, Annotated[str, MinLen(1), MaxLen(40)]]] = field(default_factory=dict)

@@ -253,25 +253,26 @@ def published() -> list[Publish]:
     out += unit.handle(LinkUp("broker", 101.4), _now(101.4))
     out += unit.handle(FixReceived(fix, 102.0), _now(102.0))
     out += unit.handle(MessageReceived("call", json.dumps(CALL).encode(), 102.1), _now(102.1))
-    for mono, name in ((102.2, "ack"), (102.3, "en_route"), (102.4, "on_scene")):
+    # The crew answers once the call has been on the screen for READ_S (1 s).
+    for mono, name in ((103.2, "ack"), (103.3, "en_route"), (103.4, "on_scene")):
         out += unit.handle(ButtonPressed(name, mono), _now(mono))
-    out += unit.handle(SirenChanged(True, 102.5), _now(102.5))
+    out += unit.handle(SirenChanged(True, 103.5), _now(103.5))
     second = {**CALL, "id": "C-2024-0043", "priority": 3}
-    out += unit.handle(MessageReceived("call", json.dumps(second).encode(), 102.6), _now(102.6))
-    out += unit.handle(ButtonPressed("decline", 102.7), _now(102.7))
+    out += unit.handle(MessageReceived("call", json.dumps(second).encode(), 103.6), _now(103.6))
+    out += unit.handle(ButtonPressed("decline", 104.7), _now(104.7))
     for bad in (b"\xff\xfe", b"[1, 2]", b'{"id": "C-9", "action": "new", "priority": 5}', b"x" * 20000):
-        out += unit.handle(MessageReceived("call", bad, 102.8), _now(102.8))
+        out += unit.handle(MessageReceived("call", bad, 104.8), _now(104.8))
     # An alarm: raised, cancelled in its window; raised again, activated, acknowledged, cleared.
-    out += unit.handle(ButtonPressed("emergency", 103.0), _now(103.0))
-    out += unit.handle(Tick(105.1), _now(105.1))
-    out += unit.handle(ButtonPressed("ack", 105.5), _now(105.5))
-    out += unit.handle(ButtonPressed("emergency", 106.0), _now(106.0))
-    out += unit.handle(Tick(108.1), _now(108.1))
-    out += unit.handle(Tick(113.2), _now(113.2))  # fix now stale: mode 1, last position kept
+    out += unit.handle(ButtonPressed("emergency", 105.0), _now(105.0))
+    out += unit.handle(Tick(107.1), _now(107.1))
+    out += unit.handle(ButtonPressed("ack", 107.5), _now(107.5))
+    out += unit.handle(ButtonPressed("emergency", 108.0), _now(108.0))
+    out += unit.handle(Tick(110.1), _now(110.1))
+    out += unit.handle(Tick(115.2), _now(115.2))  # fix now stale: mode 1, last position kept
     named = json.dumps({"id": unit.emergency.alarm_id}).encode()  # dispatch names the second alarm
-    out += unit.handle(MessageReceived("alarm/ack", named, 113.3), _now(113.3))
-    out += unit.handle(MessageReceived("alarm/clear", b"", 113.4), _now(113.4))
-    out += unit.handle(ButtonPressed("available", 113.5), _now(113.5))
+    out += unit.handle(MessageReceived("alarm/ack", named, 115.3), _now(115.3))
+    out += unit.handle(MessageReceived("alarm/clear", b"", 115.4), _now(115.4))
+    out += unit.handle(ButtonPressed("available", 115.5), _now(115.5))
     return [item for item in out if isinstance(item, Publish)]
 
 

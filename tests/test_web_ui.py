@@ -500,6 +500,10 @@ def test_decline_posts_decline(page, ui, recorder):
     expect = open_page(page, ui, snapshot(call=call(priority=2)))
     expect(page.locator("#takeover")).to_have_attribute("data-priority", "2")
     page.locator("#btn-decline").click()
+    # A decline cannot be taken back once dispatch has it: the first touch asks to confirm.
+    expect(page.locator("#btn-decline")).to_have_text("Confirmer le refus ?")
+    assert recorder.events == []
+    page.locator("#btn-decline").click()
     recorder.wait_for(is_event(ButtonPressed, "decline"))
 
 

@@ -136,6 +136,8 @@ def char_lines(view: PanelView, catalog: Catalog | None = None, cols: int = 20, 
 def _call_lines(call: CallSummary, c: Catalog, cols: int, rows: int, waiting: int = 0) -> list[str]:
     arabic = c("call.text_unavailable")
     nature = arabic if _has_arabic(call.nature) else call.nature
+    if call.stale:  # old when it arrived: said before anything else
+        nature = f"{c('call.stale_tag')} {nature}"
     address = arabic if _has_arabic(call.address) else call.address
     head = f"{c.priority_short(call.priority)} "
     if call.distance_m is None:

@@ -100,7 +100,7 @@ class PanelLayout:
         if view.emergency != "none" or view.call is None:
             return None
         call = view.call
-        return (view.lang, call.id, call.nature, call.address, call.code, call.address_short)
+        return (view.lang, call.id, call.nature, call.address, call.code, call.address_short, call.stale)
 
     # ----------------------------------------------------------- screens
 
@@ -157,11 +157,14 @@ class PanelLayout:
         def nature_flow(text: str, end: int, bigger: Sequence[int] = ()) -> Flow:
             return p.flow(text, p.box(38, 0, end, top), [*bigger, *NATURE_SIZES], bold=True)
 
+        # A call already old when it arrived says so first: the crew must not take it for a fresh one.
+        stale = f"{c('call.stale_tag')} · " if call.stale else ""
+
         def layout(end: int) -> tuple[Flow, Flow | None]:
-            nature = nature_flow(call.nature or "—", end)
+            nature = nature_flow(stale + (call.nature or "—"), end)
             if nature.pages > 1 and call.code:
                 # The dispatcher's short form reads in one glance where the full nature needs pages.
-                nature = nature_flow(call.code, end, [20, 18])
+                nature = nature_flow(stale + call.code, end, [20, 18])
             address = p.flow(call.address, (0, top + 1, end, mid), ADDRESS_SIZES, bold=True,
                              max_lines=1) if call.address else None
             if address is not None and address.pages > 1 and call.address_short:

@@ -67,7 +67,8 @@ A JSON object; times are ISO 8601 UTC strings (``2024-03-01T10:20:30Z``)::
      "lang": "fr"|"ar", "theme": "auto"|"day"|"night", "sound": bool,
      "now": ISO,                          # the agent's time of the snapshot
      "status": code,                      # current unit status
-     "status_since": ISO|null,            # optional: when it was set
+     "status_since": ISO|null,            # optional: when it was set (null: before this run)
+     "started_s": float,                  # optional: seconds since this run began
      "status_labels": {code: label},      # in "lang", for every status code; or
                                           # {"fr": {code: label}, "ar": {...}}, so a
                                           # language chosen on the screen shows the
@@ -76,7 +77,8 @@ A JSON object; times are ISO 8601 UTC strings (``2024-03-01T10:20:30Z``)::
      "inputs": [name, ...],               # every input the page may post now
                                           # ("emergency_cancel" only in the cancel window)
      "siren": bool,
-     "link": {"online": bool, "backlog": int},
+     "link": {"online": bool, "backlog": int,
+              "since_s": float},           # optional: seconds since the link last changed
      "gnss": {"mode": 0-3, "lat": float|null, "lon": float|null,
               "speed": m/s|null, "track": deg|null, "age": s|null,
               "receiver": "ok"|"no_fix"|"lost"},  # optional; "lost": receiver silent/unplugged
@@ -94,12 +96,20 @@ A JSON object; times are ISO 8601 UTC strings (``2024-03-01T10:20:30Z``)::
                      "acknowledged": bool,     # accepted or declined by the crew
                      "distance_m": float|null, "bearing_deg": float|null,
                      "updated": ISO,
-                     "age_verified": bool},    # optional (default true): false while the unit has no
+                     "age_verified": bool,     # optional (default true): false while the unit has no
                                                # trusted time, so "created" cannot be compared with "now"
+                     "age_s": float|null,      # its age now, on trusted time (null: unverified)
+                     "stale": bool|null,       # already older than the limit when it arrived
+                     "answer_in_s": float},    # it took the screen a moment ago: answers are
+                                               # taken after this many seconds (the read rule)
+     "waiting": int,                      # calls not yet accepted behind the one shown
      "notice": null | {"kind": "refused"|"cancelled"|..., "text": str,
                        "id": str|int,         # optional id: same text twice shows twice
                        "subject": str|null,   # optional, "cancelled": the call's nature
-                       "reason": str|null},   # optional, "cancelled": the dispatcher's reason
+                       "reason": str|null,    # optional, "cancelled": the dispatcher's reason
+                       "call_id": str|null,   # optional, "cancelled": the call's id and address,
+                       "address": str|null,
+                       "same_nature_shown": bool},  # another call of the same nature is shown
      # The page's rules, derived from the fields above by agent/core/screen_rules.py
      # (update() fills in those a snapshot does not carry; the page decides nothing itself):
      "takeover": bool,                    # the call takes the whole screen (new, unanswered)
@@ -107,7 +117,10 @@ A JSON object; times are ISO 8601 UTC strings (``2024-03-01T10:20:30Z``)::
      "alert": null | {"call_id": str, "url": str, "loop": bool, "plays": int},
      "emergency": {..., "control": "hold"|"cancel"|"none",   # what a touch on it does now
                    "at_deadline": null | {"state": str, "control": str}},  # when the window closes
-     "gnss": {..., "stale": bool, "heading_deg": float|null}}  # heading-up while moving
+     "gnss": {..., "stale": bool, "heading_deg": float|null},  # heading-up while moving
+     "link": {..., "alert_after_s": float},  # offline this long: said in big letters
+     "confirm": {input: float},           # inputs that take a second touch within s seconds
+     "call": {..., "age_s", "stale", "answer_in_s"}}  # from "now" and "created" when not given
 
 The page shows a call fullscreen (with its alert sound) while ``takeover``
 is true (the call is present and ``acknowledged`` is false); ``bearing_deg`` is true bearing from

@@ -577,6 +577,14 @@ class CallResponse(Outbound):
     ts: Timestamp
     fix: Fix
     time_source: TimeSource
+    # Only on "received": how old the call was when it reached the unit, judged on trusted time.
+    age_s: Annotated[float | None, Field(
+        ge=0, description='only on "received": seconds from the call\'s created to its arrival on the unit, by '
+                          'trusted time (time_source system or gnss); null when the unit has no trusted time and '
+                          'cannot judge it')] = None
+    stale: Annotated[bool | None, Field(
+        description='only on "received": the call was older than the unit\'s [panel] stale_call_after_s (default '
+                    '1 h) on arrival; the crew\'s screens flag it. null: no trusted time, the age is unverified')] = None
 
 
 class CallRejected(Outbound):

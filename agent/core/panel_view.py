@@ -59,6 +59,7 @@ class CallSummary:
     age_verified: bool = True  # False: the unit has no trusted time, so the call's age is not known
     code: str | None = None  # the dispatcher's short form of the nature, when the call has one
     address_short: str | None = None  # and of the address
+    stale: bool = False  # already older than [panel] stale_call_after_s when it arrived (trusted time)
 
     def __post_init__(self) -> None:
         if self.priority not in (1, 2, 3):
@@ -145,6 +146,7 @@ def summarize_call(
     min_speed_mps: float = MIN_SPEED_FOR_TRACK_MPS,
     code: str | None = None,
     address_short: str | None = None,
+    stale: bool = False,
 ) -> CallSummary:
     """The call as the panel shows it, seen from the vehicle's current fix.
 
@@ -175,6 +177,7 @@ def summarize_call(
         age_verified=age_verified,
         code=code.strip() or None if code else None,
         address_short=address_short.strip() or None if address_short else None,
+        stale=stale,
     )
 
 

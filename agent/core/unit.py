@@ -45,9 +45,13 @@ from typing import Any
 from agent.config import STATUS_CODES, AgentConfig
 
 from . import alarm_id, inbound_text
-from .dispatch import Alert, CallBook, Cancelled, Ignored, Rejected, Response, ResponseRefused, Updated, iso
+from .dispatch import (
+    READ_FIRST, Alert, Call, CallAge, CallBook, Cancelled, Ignored, Rejected, Response, ResponseRefused, Updated,
+    call_age, iso,
+)
+from .effects import Feedback, Shutdown, Speak
 from .crash_watch import CrashTrace
-from .effects import Announce, Feedback, Shutdown, Speak, StoreCrashTrace
+from .effects import Announce, StoreCrashTrace
 from .emergency import (
     AlarmAcknowledged, AlarmActivated, AlarmCancelled, AlarmCleared, AlarmRaised, AlarmRestored, CancelRefused,
     Emergency, EmergencyEvent, EmergencyState, HoldAborted,
@@ -63,7 +67,7 @@ from .power import Parking
 from .publish import Lane, Publish
 from .status import StatusMachine
 from . import telemetry_cbor
-from .telemetry import FIX_STALE_S, ReportSchedule, TimeBase, fix_json
+from .telemetry import FIX_STALE_S, TRUSTED_TIME_SOURCES, ReportSchedule, TimeBase, fix_json
 
 # Inbound topics (relative to <prefix>/<unit>/) the unit subscribes to.
 SUBSCRIPTIONS = ("call", "alarm/ack", "alarm/clear", "config/set", "cmd")
@@ -91,6 +95,8 @@ class Notice:
     detail: str
     mono: float
     subject: str = ""  # what it is about (the cancelled call's nature)
+    ref: str = ""  # the cancelled call's id
+    place: str = ""  # and its address: another call of the same nature must not be mistaken for it
 
 
 @dataclass
@@ -119,6 +125,7 @@ class Unit:
     siren: bool = False
     parking: Parking = field(default_factory=Parking)
     link_up: bool = False
+    link_since: float | None = None  # monotonic time of the last link change (None: down since the start)
     gnss_lost: bool = False
     last_epoch: Fix | None = None
     last_epoch_mono: float | None = None
@@ -131,8 +138,10 @@ class Unit:
     officer: OfficerDown = field(init=False)
     _status_sent: tuple[Any, ...] | None = field(default=None, init=False, repr=False)
     _fix_shown: bool = field(default=False, init=False, repr=False)
+    started_mono: float = field(default=0.0, init=False)  # when this run began (monotonic)
 
     def __post_init__(self) -> None:
+        self.started_mono = self.now.mono
         panel = self.config.panel
         self.status = StatusMachine(panel.default_status, self.config.status_buttons)
         self.emergency = Emergency(panel.emergency_hold_s, panel.emergency_cancel_s, new_id=self.alarm_ids)
@@ -197,8 +206,12 @@ class Unit:
     def handle(self, event: Any, now: Now) -> list[Any]:
         self.now = now
         out: list[Any] = []
-        # Deadlines first, so an event is always judged against up-to-date state.
-        self._emergency_events(self.emergency.tick(now.mono), now, out)
+        # The alarm is timed by the events' own times (a button's edge), not by when the core got to
+        # them: a press and release queued while the core was busy (at start, the screens take
+        # seconds) are a hold of their real length, and an ack inside the window cancels even if
+        # handled after it. Deadlines first, up to the event's time, so it meets up-to-date state.
+        at = min(getattr(event, "mono", now.mono), now.mono)
+        self._emergency_events(self.emergency.tick(at), now, out)
         self._officer_tick(now, out)
         match event:
             case FixReceived(fix=fix, mono=mono):
@@ -215,11 +228,11 @@ class Unit:
                 self.gnss_lost = False
                 self.revision += 1
             case ButtonPressed(name=name, source=source):
-                self._on_press(name, source, now, out)
+                self._on_press(name, source, now, out, at)
             case ButtonReleased(name="emergency"):
-                self._emergency_events(self.emergency.release(now.mono), now, out)
+                self._emergency_events(self.emergency.release(at), now, out)
             case ButtonReleased(name="silent_emergency") if self.config.panel.silent_gesture == "input":
-                self._emergency_events(self.emergency.release(now.mono), now, out)
+                self._emergency_events(self.emergency.release(at), now, out)
             case SirenChanged(on=on) if on != self.siren:
                 self.siren = on
                 out.append(self._status_message(now))
@@ -230,12 +243,14 @@ class Unit:
                 self.revision += 1
             case LinkUp():
                 self.link_up = True
+                self.link_since = now.mono
                 self.revision += 1
                 out.append(self._status_message(now))
                 if self.emergency.alarm_out:
                     out.append(self._alarm_message(self.emergency.state.value, now))
             case LinkDown():
                 self.link_up = False
+                self.link_since = now.mono
                 self.revision += 1
             case MessageReceived(topic=topic, verified=False) if (
                     topic in DISPATCH_TOPICS and self.config.security.dispatch_keys):
@@ -317,15 +332,15 @@ class Unit:
 
     # ------------------------------------------------------------- inputs
 
-    def _on_press(self, name: str, source: str, now: Now, out: list[Any]) -> None:
+    def _on_press(self, name: str, source: str, now: Now, out: list[Any], at: float) -> None:
         gesture = self.config.panel.silent_gesture
         if name == "emergency":
-            self._emergency_events(self.emergency.press(now.mono), now, out)
+            self._emergency_events(self.emergency.press(at), now, out)
         elif name == "silent_emergency" and gesture == "input":
             # The hidden switch: a hold like the emergency button's, silent from the first moment.
             if self.emergency.state is EmergencyState.NONE:
                 self.officer.silent_hold = True
-            self._emergency_events(self.emergency.press(now.mono), now, out)
+            self._emergency_events(self.emergency.press(at), now, out)
         elif name == "ack" and source != "touch" and gesture == "emergency+ack" and \
                 self.emergency.state is EmergencyState.HOLDING:
             # ``ack`` joining a held ``emergency``: the silent emergency. No chirp, no beep, nothing shown.
@@ -336,15 +351,18 @@ class Unit:
             # own for that ("emergency_cancel"): there ``ack`` is the "accept" button and only accepts.
             panel = source != "touch"
             if panel and self.emergency.cancellable:
-                self._emergency_events(self.emergency.cancel(now.mono), now, out)
+                self._emergency_events(self.emergency.cancel(at), now, out)
             elif panel and self.officer.dismiss():
                 self.revision += 1  # the crash prompt answered: the rider is conscious
                 out.append(Feedback("accepted"))
             elif self._respond("accepted", now, out):
                 out.append(Feedback("accepted"))
+            elif self.calls.unread(now.mono):
+                # The call took the screen a moment ago: this press began before it could be read.
+                self._refuse("not_read", now, out)
             elif panel and self.emergency.alarm_out:
                 # Nothing to accept: the officer is trying to cancel after the window (refused, and why).
-                self._emergency_events(self.emergency.cancel(now.mono), now, out)
+                self._emergency_events(self.emergency.cancel(at), now, out)
             else:
                 self._refuse("no_call", now, out)
         elif name == "emergency_cancel":
@@ -352,7 +370,7 @@ class Unit:
             # same rule as ``ack`` but never anything else, so a tap that lands after the window
             # closed is refused and cannot accept a call instead.
             if self.emergency.alarm_out:
-                self._emergency_events(self.emergency.cancel(now.mono), now, out)
+                self._emergency_events(self.emergency.cancel(at), now, out)
             elif self.officer.dismiss():
                 self.revision += 1
                 out.append(Feedback("accepted"))
@@ -393,6 +411,8 @@ class Unit:
         """A press that answers a call (ack, decline, cleared): accepted, or refused when there is none."""
         if self._respond(response, now, out, call_id):
             out.append(Feedback("accepted"))
+        elif response in READ_FIRST and self.calls.unread(now.mono, call_id):
+            self._refuse("not_read", now, out)  # the call took the screen a moment ago
         else:
             self._refuse("no_call", now, out)
 
@@ -405,12 +425,18 @@ class Unit:
     # -------------------------------------------------------------- calls
 
     def _respond(self, response: str, now: Now, out: list[Any], call_id: str | None = None, *, set_status: bool = True) -> bool:
-        result = self.calls.respond(response, call_id)
+        result = self.calls.respond(response, call_id, now.mono)
         if isinstance(result, ResponseRefused):
             return False
         assert isinstance(result, Response)
+        extra: dict[str, Any] = {}
+        if response == "received":
+            # How old the call was on arrival, on trusted time only (null: unverified).
+            age = self.call_age(result.call, now)
+            extra = {"age_s": age.age_s, "stale": age.stale}
         out.append(self._message("call/response", CallResponse(
             id=result.call.id, response=response, ts=self._ts(now), fix=self.fix(now), time_source=self.time_source(now),
+            **extra,
         ).to_json(), Lane.STATUS))
         if set_status and result.status is not None:
             self._set_status(result.status, now, out, from_crew=False)
@@ -431,7 +457,7 @@ class Unit:
             case Updated():
                 self.revision += 1
             case Cancelled(call=call, reason=reason) if call is not None:
-                self.notice = Notice("cancelled", reason or "", now.mono, call.nature)
+                self.notice = Notice("cancelled", reason or "", now.mono, call.nature, call.id, call.address)
                 self.revision += 1
             case Cancelled():
                 pass  # cancelled before it arrived: the crew never saw it, nothing to tell them
@@ -621,6 +647,11 @@ class Unit:
     def best_time(self, now: Now) -> tuple[dt.datetime, str]:
         """UTC from the unit's best clock, and which one (``time_source``); see :class:`TimeBase`."""
         return self.timebase.now(now.mono, now.wall, now.wall_synced)
+
+    def call_age(self, call: Call, now: Now) -> CallAge:
+        """How old ``call`` was when it reached the unit, on trusted time only (``dispatch.call_age``)."""
+        when, source = self.best_time(now)
+        return call_age(call, when, source in TRUSTED_TIME_SOURCES, now.mono, self.config.panel.stale_call_after_s)
 
     def time_source(self, now: Now) -> str:
         return self.best_time(now)[1]

@@ -26,7 +26,6 @@ from agent.core.emergency import EmergencyState
 from agent.core.i18n import LANGUAGES, Catalog, status_overrides
 from agent.core.indicators import IndicatorView
 from agent.core.panel_view import CallSummary, PanelView, spoken_call, summarize_call
-from agent.core.telemetry import TRUSTED_TIME_SOURCES
 from agent.core.unit import CALL_INPUTS, Now, Unit
 
 # How long a notice (a refused press, a cancelled call) stays on the screens.
@@ -61,6 +60,7 @@ def indicator_view(unit: Unit, now: Now) -> IndicatorView:
 
 
 def _summary(unit: Unit, call: Call, now: Now) -> CallSummary:
+    age = unit.call_age(call, now)
     return summarize_call(
         call_id=call.id,
         priority=call.priority,
@@ -69,10 +69,11 @@ def _summary(unit: Unit, call: Call, now: Now) -> CallSummary:
         location=call.location,
         fix=_position(unit, now),
         # Counted on the unit's best clock; unknown (None) without trusted time, never guessed.
-        age_s=max(0.0, (unit.best_time(now)[0] - call.created).total_seconds()) if _time_trusted(unit, now) else None,
-        age_verified=_time_trusted(unit, now),
+        age_s=None if age.age_s is None else age.age_s + max(0.0, now.mono - call.received_mono),
+        age_verified=age.verified,
         code=call.code,
         address_short=call.address_short,
+        stale=bool(age.stale),
     )
 
 
@@ -174,6 +175,8 @@ def screen_snapshot(unit: Unit, now: Now, *, backlog: int = 0) -> dict[str, Any]
         "now": iso(unit.best_time(now)[0]),  # the page's clock, and what a call's age is counted from
         "status": unit.status.state,
         "status_since": iso(unit.status_since) if unit.status_since else None,
+        # Seconds since this run began: the status was set before it when status_since is null.
+        "started_s": round(now.mono - unit.started_mono, 1),
         "status_labels": {lang: {code: cat.status(code) for code in STATUS_CODES} for lang, cat in cats.items()},
         "status_buttons": list(cfg.status_buttons),
         # The alarm control cancels only inside the window, and says so only then.
@@ -181,13 +184,13 @@ def screen_snapshot(unit: Unit, now: Now, *, backlog: int = 0) -> dict[str, Any]
                    *(["emergency_cancel"] if (unit.emergency.cancellable and not unit.officer.hidden)
                      or unit.officer.prompt is not None else [])],
         "siren": unit.siren,
-        "link": {"online": unit.link_up, "backlog": backlog},
+        "link": {"online": unit.link_up, "backlog": backlog, "since_s": round(now.mono - _link_since(unit), 1)},
         "gnss": _gnss(unit, now),
         # Parked: ignition off and nothing to do (agent/core/power.py); ignition null: no line.
         "power": {"ignition": unit.parking.ignition_json, "parked": unit.parked},
         "emergency": _emergency(unit, now),
         "crash": _crash(unit, now, cats[ui_lang]),
-        "call": _call(unit.calls.shown(), fix, age_verified=_time_trusted(unit, now)),
+        "call": _call(unit, unit.calls.shown(), fix, now),
         "waiting": unit.calls.waiting(),
         "notice": _notice(unit, now, cats[ui_lang]),
     })
@@ -228,15 +231,22 @@ def _crash(unit: Unit, now: Now, catalog: Catalog) -> dict[str, Any] | None:
     return {"prompt_s": seconds, "alarm": unit.officer.prompt is None, "text": catalog("crash.prompt", seconds=seconds)}
 
 
-def _time_trusted(unit: Unit, now: Now) -> bool:
-    """Can a call's ``created`` be compared with the unit's clock? Not without trusted time."""
-    return unit.time_source(now) in TRUSTED_TIME_SOURCES
+def _link_since(unit: Unit) -> float:
+    return unit.link_since if unit.link_since is not None else unit.started_mono
 
 
-def _call(call: Call | None, fix, *, age_verified: bool = True) -> dict[str, Any] | None:
+def _call(unit: Unit, call: Call | None, fix, now: Now) -> dict[str, Any] | None:
     if call is None:
         return None
     body = call.to_json()
+    # Its age now, on trusted time only (null: unverified, never guessed from an unsynchronised clock).
+    age = unit.call_age(call, now)
+    body.update(
+        age_s=None if age.age_s is None else round(age.age_s + max(0.0, now.mono - call.received_mono), 1),
+        stale=age.stale,
+        # The call just took the screen: the crew's answer is taken after this many seconds.
+        answer_in_s=round(unit.calls.read_left(now.mono), 2) if call.id == unit.calls.shown_id else 0.0,
+    )
     distance = bearing = None
     if call.location is not None and fix is not None:
         distance = geo.distance_m(fix.lat, fix.lon, *call.location)
@@ -246,7 +256,7 @@ def _call(call: Call | None, fix, *, age_verified: bool = True) -> dict[str, Any
         distance_m=round(distance, 1) if distance is not None else None,
         bearing_deg=round(bearing, 1) if bearing is not None else None,
         updated=body["updated"] or body["created"],
-        age_verified=age_verified,
+        age_verified=age.verified,  # false while the unit has no trusted time
     )
     return body
 
@@ -256,11 +266,18 @@ def _notice(unit: Unit, now: Now, catalog: Catalog) -> dict[str, Any] | None:
     if notice is None or now.mono - notice.mono > NOTICE_S:
         return None
     key = {"refused": "status.refused", "cancelled": "call.cancelled"}.get(notice.kind, "status.refused")
+    if notice.kind == "refused" and notice.detail == "not_read":
+        key = "call.read_first"  # a call that took the screen a moment ago: read it, then answer
     body: dict[str, Any] = {"kind": notice.kind, "text": catalog(key), "id": int(notice.mono * 1000)}
     if notice.kind == "cancelled":
-        # Which call, and the dispatcher's reason when they gave one (shown as they wrote it).
+        # Which call (its id and address too: another call of the same nature may be on the screen),
+        # and the dispatcher's reason when they gave one (shown as they wrote it).
         body["subject"] = notice.subject or None
         body["reason"] = notice.detail or None
+        body["call_id"] = notice.ref or None
+        body["address"] = notice.place or None
+        shown = unit.calls.shown()
+        body["same_nature_shown"] = bool(shown and shown.id != notice.ref and shown.nature == notice.subject)
     return body
 
 
