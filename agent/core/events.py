@@ -192,3 +192,12 @@ class ImuState:
     state: str
     detail: str
     mono: float
+
+
+@dataclass(frozen=True, slots=True)
+class StorageChanged:
+    """Whether everything the unit keeps reaches its card (agent/storage_health.py), and why not."""
+
+    durable: bool
+    reason: str | None
+    mono: float
