@@ -155,6 +155,7 @@ class Runtime:
         self._disk = DiskCheck()  # disk_ok in the status report
         self.started_mono = time.monotonic()
         self._stopping = threading.Event()
+        self._screens_lock = threading.Lock()  # the start brings the screens up while the core runs
         # Set when the agent asks itself to stop (power fail, parked too long); run_agent waits on it.
         self.exit_requested = threading.Event()
         self.exit_reason: str | None = None
@@ -215,10 +216,14 @@ class Runtime:
         self._start_link()
         self._start_gnss()
         self._start_panel()
-        self._start_screens()
         self.remote.resume(now.mono, self.cfg_state)
         self._core_thread = threading.Thread(target=self._core_loop, name="core", daemon=True)
         self._core_thread.start()
+        # The core runs before the screens come up: the touchscreen's server takes seconds to start
+        # (longer on a Pi), and an alarm held meanwhile must go out then, not once the page is up.
+        # The screens get their first picture at the core's next round (at most MAX_IDLE_S).
+        with self._screens_lock:
+            self._start_screens()
         self._start_watchdog()
         self.notifier.ready(self._status_line())
         log.info("umps-agent %s running as unit %s (%s), config version %d",
@@ -456,18 +461,20 @@ class Runtime:
                                    commit_interval_s=cfg.storage.commit_interval_s)
         if cfg.logging.level != old.logging.level:
             logging.getLogger().setLevel(cfg.logging.level)
-        if cfg.display.speech != old.display.speech:
-            self._quietly("speech", self._stop_speech)
-            self._start_speech()
+        with self._screens_lock:  # the start may still be bringing the screens up
+            if cfg.display.speech != old.display.speech:
+                self._quietly("speech", self._stop_speech)
+                self._start_speech()
         if "gnss" in reinit:
             self._quietly("gnss", self._stop_gnss)
             self._start_gnss()
         if "gpio" in reinit:
             self._quietly("panel", self._stop_panel)
             self._start_panel()
-        if "display" in reinit or (self.display is not None and cfg.panel.labels != old.panel.labels):
-            self._quietly("display", self._stop_display)
-            self._start_display()
+        with self._screens_lock:
+            if "display" in reinit or (self.display is not None and cfg.panel.labels != old.panel.labels):
+                self._quietly("display", self._stop_display)
+                self._start_display()
         if "mqtt" in reinit:
             self._restart_link()
         self._shown_revision = -1

@@ -52,6 +52,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from agent.adapters.clock import CLOCK_ENV
 from agent.admin_tools import public_text
 from agent.config import AgentConfig, ConfigError, load_config
 from agent import admin_tools
@@ -125,6 +126,10 @@ class RigOptions:
     # key the real unit lists.
     signed_dispatch: bool = False
     dispatch_key: Path | None = None
+    # A cold boot: the agent takes its clock as never synchronised (UMPS_AGENT_CLOCK), and the
+    # receiver has no fix ("fix_lost") or is unplugged from before the agent's first read.
+    clock_unsynchronised: bool = False
+    gnss_at_start: str = "fix"
     # A fleet broker with passwords and ACLs (``broker`` given): the rig's recorder and
     # dispatcher log in with this (a dispatch role reads the fleet and sends calls).
     tap_login: tuple[str, str] | None = None
@@ -230,8 +235,13 @@ class Rig:
             self.gnss_path = self.gnss.serve_pty(self.workdir / "gnss0")
             self.peer_ptys = [self.gnss.serve_pty(self.workdir / f"gnss-peer{k}")
                               for k in range(self.opt.extra_gnss_ptys)]
+            if self.opt.gnss_at_start == "fix_lost":
+                self.gnss.inject("fix_lost", None)
+            elif self.opt.gnss_at_start == "unplugged":
+                self.gnss.inject("unplug", None)
             self.gnss.start()
-            self.progress(f"gnss      NMEA at {self.opt.gnss_rate_hz} Hz on {self.gnss_path}")
+            self.progress(f"gnss      NMEA at {self.opt.gnss_rate_hz} Hz on {self.gnss_path}"
+                          + ("" if self.opt.gnss_at_start == "fix" else f" ({self.opt.gnss_at_start} from the start)"))
         else:
             self.gnss_path = str(self.workdir / "no-gnss")
         self.progress(f"gpio      pigpio protocol on 127.0.0.1:{self.gpio.port}")
@@ -253,10 +263,15 @@ class Rig:
         mark = self.tap.mark()
         if isinstance(self.gpio, PigpioEmulator):  # the emulated pins as at power-on, not as the last agent left them
             self.gpio.set_pulls(self.boot_pulls)
-        self.agent = agent_proc.AgentProcess(self.config_path, self.workdir / "agent.log", self.opt.agent_cmd).start()
+        self.agent = agent_proc.AgentProcess(self.config_path, self.workdir / "agent.log", self.opt.agent_cmd,
+                                             env=self._agent_env()).start()
         self.agents.append(self.agent)
         self.progress(f"agent     pid {self.agent.pid}: {' '.join(self.agent.argv)}")
         self._wait_online(mark)
+
+    def _agent_env(self) -> dict[str, str] | None:
+        """The agent's environment beyond the rig's: its clock taken as never synchronised, for a cold boot."""
+        return {CLOCK_ENV: "unsynchronised"} if self.opt.clock_unsynchronised else None
 
     def stop_agent(self) -> int | None:
         """Stop the agent (SIGTERM, then SIGKILL); its exit code."""
@@ -553,7 +568,8 @@ class Rig:
             raise RigError("the agent is still running (the power was never cut)")
         self._drive_power("power_fail", False)
         assert self.config_path is not None
-        self.agent = agent_proc.AgentProcess(self.config_path, self.workdir / "agent.log", self.opt.agent_cmd).start()
+        self.agent = agent_proc.AgentProcess(self.config_path, self.workdir / "agent.log", self.opt.agent_cmd,
+                                             env=self._agent_env()).start()
         self.agents.append(self.agent)
         self.power_off = False
         self.progress(f"[{self.now():6.2f} s] power back: agent pid {self.agent.pid}")
@@ -622,6 +638,7 @@ def run_scenario(scenario: Scenario, *, workdir: Path | None = None, agent_cmd: 
     options = RigOptions(workdir=workdir, unit_kind=scenario.unit_kind, gnss_rate_hz=scenario.gnss_rate_hz,
                          route_offset_s=scenario.route_offset_s, agent_overrides=dict(scenario.agent),
                          signed_dispatch=scenario.signed_dispatch, keep_state=scenario.keep_state,
+                         clock_unsynchronised=scenario.clock == "unsynchronised", gnss_at_start=scenario.gnss_at_start,
                          agent_cmd=agent_cmd, broker=broker, link_proxy=scenario.needs_link_proxy, **bench)
     rig = Rig(options, progress, stop)
     actions: list[ActionRecord] = []

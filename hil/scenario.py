@@ -25,6 +25,8 @@ The format (see ``hil/README.md`` for the full reference)::
     route_offset_s = 0                # start that far along the route
     signed_dispatch = false           # true: the unit lists a rig dispatch key; calls and alarm messages are signed
     keep_state = false                # true: start on the state directory the last run left (default: empty)
+    clock = "host"                    # "unsynchronised": the agent takes its clock as never synchronised
+    gnss_at_start = "fix"             # "fix_lost" or "unplugged": no GNSS from before the agent starts
 
     [agent]                           # partial agent config merged over the rig's
     panel = { emergency_hold_s = 1.0 }
@@ -117,6 +119,8 @@ class Scenario:
     signed_dispatch: bool = False
     # Start on the state directory the last run of this scenario left (default: an empty one).
     keep_state: bool = False
+    clock: str = "host"  # "unsynchronised": the agent's system clock taken as never synchronised
+    gnss_at_start: str = "fix"  # "fix_lost" or "unplugged" from before the agent starts
 
     @property
     def needs_link_proxy(self) -> bool:
@@ -131,7 +135,7 @@ class Scenario:
         return Scenario(
             self.name, self.description, self.duration_s / speed, self.unit_kind, self.profile, self.gnss_rate_hz,
             self.route_offset_s, self.agent, steps, exps, self.source, {s.id: s for s in steps},
-            self.signed_dispatch, self.keep_state,
+            self.signed_dispatch, self.keep_state, self.clock, self.gnss_at_start,
         )
 
 
@@ -205,7 +209,7 @@ def parse_scenario(text: str, source: str = "<scenario>", *, default_name: str =
     by_id = {s.id: s for s in steps}
     return Scenario(head.name or default_name, head.description, head.duration_s, head.unit_kind, head.profile,
                     head.gnss_rate_hz, head.route_offset_s, file.agent, tuple(steps), tuple(expectations), source,
-                    by_id, head.signed_dispatch, head.keep_state)
+                    by_id, head.signed_dispatch, head.keep_state, head.clock, head.gnss_at_start)
 
 
 def _default_id(item: dict[str, Any]) -> str | None:

@@ -103,6 +103,12 @@ class Head(_Table):
     signed_dispatch: bool = False
     # Start on the state directory the last run of this scenario left (default: an empty one).
     keep_state: bool = False
+    # "unsynchronised": the agent takes its system clock as never synchronised (a unit booted without
+    # NTP), whatever the host's is (agent.adapters.clock, UMPS_AGENT_CLOCK).
+    clock: Literal["host", "unsynchronised"] = "host"
+    # The receiver as the agent starts: "fix", or "fix_lost" (talking, no position: a garage, a
+    # tunnel) or "unplugged" from before the agent's first read, until a step changes it.
+    gnss_at_start: Literal["fix", "fix_lost", "unplugged"] = "fix"
 
 
 class File(_Table):

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from agent.adapters.clock import UnitTime
+from agent.adapters.clock import CLOCK_ENV, SystemClock, UnitTime
 from agent.adapters.time_floor_store import FILE_NAME, STORE_EVERY_S, TimeFloorStore
 from agent.core.time_floor import EPOCH, TRUST_SKEW, Expiry, TimeFloor, UnitClock, lifetime_problem
 from agent.core.unit import Now
@@ -185,3 +185,18 @@ def test_every_trusted_reading_feeds_the_floor_and_requests_are_judged_by_it(tmp
     assert not judged.trusted and judged.floor is not None and abs((judged.floor - T).total_seconds()) < 5
     synced = UnitTime(FixedClock(synced=True), floor)
     assert synced.best_time(Now(time.monotonic(), T, True)) == (T, "system")
+
+
+def test_the_environment_can_take_the_clock_as_never_synchronised(monkeypatch):
+    # What a unit booted without NTP sees, on a machine whose clock is set (the rig's cold boots).
+    def kernel_says_synced(_buf) -> int:
+        return 0  # TIME_OK
+
+    monkeypatch.delenv(CLOCK_ENV, raising=False)
+    clock = SystemClock()
+    clock._adjtimex = kernel_says_synced
+    assert clock.synced() is True
+    monkeypatch.setenv(CLOCK_ENV, "unsynchronised")
+    cold = SystemClock()
+    cold._adjtimex = kernel_says_synced
+    assert cold.synced() is False

@@ -7,6 +7,13 @@ kernel knows: ``adjtimex(2)`` returns ``TIME_ERROR`` while the clock is
 unsynchronised. This is read through ``ctypes`` (no extra package) and cached
 for a few seconds, because it is asked on every event.
 
+``UMPS_AGENT_CLOCK=unsynchronised`` in the agent's environment makes it take its
+system clock as never synchronised, whatever the kernel says: the state of a
+unit booted without NTP. The rig uses it (``clock = "unsynchronised"`` in a
+scenario) to play a cold boot on a machine whose clock is set; an installer can
+use it to see the unit as it is before chrony locks on. It can only make the
+unit trust its clock less, never more.
+
 :class:`UnitTime` is the unit's time as every part of the agent reads it: the
 system clock while it is synchronised, else the receiver's UTC carried forward
 on the monotonic clock (:func:`agent.core.telemetry.best_time`), with the
@@ -21,6 +28,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import datetime as dt
+import os
 import time
 
 from agent.adapters.time_floor_store import TimeFloorStore
@@ -30,6 +38,7 @@ from agent.core.time_floor import UnitClock
 from agent.core.unit import Now
 
 TIME_ERROR = 5
+CLOCK_ENV = "UMPS_AGENT_CLOCK"
 
 
 class _Timex(ctypes.Structure):
@@ -40,7 +49,10 @@ class _Timex(ctypes.Structure):
 
 
 class SystemClock:
-    def __init__(self, *, recheck_s: float = 10.0, monotonic=time.monotonic):
+    def __init__(self, *, recheck_s: float = 10.0, monotonic=time.monotonic, never_synced: bool | None = None):
+        if never_synced is None:
+            never_synced = os.environ.get(CLOCK_ENV, "") == "unsynchronised"
+        self._never_synced = never_synced
         self._recheck_s = recheck_s
         self._monotonic = monotonic
         self._checked_at: float | None = None
@@ -59,7 +71,7 @@ class SystemClock:
         return self._synced
 
     def _query(self) -> bool:
-        if self._adjtimex is None:
+        if self._adjtimex is None or self._never_synced:
             return False
         buf = _Timex()
         state = self._adjtimex(ctypes.byref(buf))

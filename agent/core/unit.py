@@ -188,8 +188,12 @@ class Unit:
     def handle(self, event: Any, now: Now) -> list[Any]:
         self.now = now
         out: list[Any] = []
-        # Deadlines first, so an event is always judged against up-to-date state.
-        self._emergency_events(self.emergency.tick(now.mono), now, out)
+        # The alarm is timed by the events' own times (a button's edge), not by when the core got to
+        # them: a press and release queued while the core was busy (at start, the screens take
+        # seconds) are a hold of their real length, and an ack inside the window cancels even if
+        # handled after it. Deadlines first, up to the event's time, so it meets up-to-date state.
+        at = min(getattr(event, "mono", now.mono), now.mono)
+        self._emergency_events(self.emergency.tick(at), now, out)
         match event:
             case FixReceived(fix=fix, mono=mono):
                 self._on_fix(fix, mono, now, out)
@@ -200,9 +204,9 @@ class Unit:
                 self.gnss_lost = False
                 self.revision += 1
             case ButtonPressed(name=name, source=source):
-                self._on_press(name, source, now, out)
+                self._on_press(name, source, now, out, at)
             case ButtonReleased(name="emergency"):
-                self._emergency_events(self.emergency.release(now.mono), now, out)
+                self._emergency_events(self.emergency.release(at), now, out)
             case SirenChanged(on=on) if on != self.siren:
                 self.siren = on
                 out.append(self._status_message(now))
@@ -296,15 +300,15 @@ class Unit:
 
     # ------------------------------------------------------------- inputs
 
-    def _on_press(self, name: str, source: str, now: Now, out: list[Any]) -> None:
+    def _on_press(self, name: str, source: str, now: Now, out: list[Any], at: float) -> None:
         if name == "emergency":
-            self._emergency_events(self.emergency.press(now.mono), now, out)
+            self._emergency_events(self.emergency.press(at), now, out)
         elif name == "ack":
             # The panel's ``ack`` is also its alarm cancel. The touchscreen has a control of its
             # own for that ("emergency_cancel"): there ``ack`` is the "accept" button and only accepts.
             panel = source != "touch"
             if panel and self.emergency.cancellable:
-                self._emergency_events(self.emergency.cancel(now.mono), now, out)
+                self._emergency_events(self.emergency.cancel(at), now, out)
             elif self._respond("accepted", now, out):
                 out.append(Feedback("accepted"))
             elif self.calls.unread(now.mono):
@@ -312,7 +316,7 @@ class Unit:
                 self._refuse("not_read", now, out)
             elif panel and self.emergency.alarm_out:
                 # Nothing to accept: the officer is trying to cancel after the window (refused, and why).
-                self._emergency_events(self.emergency.cancel(now.mono), now, out)
+                self._emergency_events(self.emergency.cancel(at), now, out)
             else:
                 self._refuse("no_call", now, out)
         elif name == "emergency_cancel":
@@ -320,7 +324,7 @@ class Unit:
             # same rule as ``ack`` but never anything else, so a tap that lands after the window
             # closed is refused and cannot accept a call instead.
             if self.emergency.alarm_out:
-                self._emergency_events(self.emergency.cancel(now.mono), now, out)
+                self._emergency_events(self.emergency.cancel(at), now, out)
             else:
                 self._refuse("no_alarm", now, out)
         elif name == "decline":
