@@ -327,3 +327,60 @@ def test_bad_timings_are_refused():
         emergency(0.0, 5.0)
     with pytest.raises(ValueError):
         emergency(2.0, -1.0)
+
+
+# -------------------------------------------------------------------- the table
+
+
+def test_the_table_says_what_every_input_does_in_every_state_and_why():
+    from agent.core.emergency import TRANSITIONS, Input
+
+    assert set(TRANSITIONS) == set(S)
+    for state, rules in TRANSITIONS.items():
+        assert set(rules) == set(Input), f"{state}: nothing may be decided by omission"
+        for given, rule in rules.items():
+            assert rule.why.strip(), f"{state} / {given}: the rule says why"
+            assert rule.deadline in ("keep", "hold", "window", "clear"), (state, given)
+            if rule.ends:
+                assert rule.to is S.NONE, (state, given)
+            if rule.named:
+                # Only dispatch answers name an alarm, and only they may be ignored for naming another.
+                assert given in (Input.DISPATCH_ACK, Input.DISPATCH_CLEAR), (state, given)
+            elif given in (Input.DISPATCH_ACK, Input.DISPATCH_CLEAR):
+                assert rule.to is None, f"{state} / {given}: an answer that changes the alarm must name it"
+        # A deadline always moves on (else tick would loop): it clears, or starts the next one.
+        assert rules[Input.DEADLINE].deadline in ("clear", "window"), state
+
+
+def test_the_machine_does_what_the_table_says():
+    # Each (state, input) that changes the state, walked from a real machine.
+    from agent.core.emergency import TRANSITIONS, Input
+
+    def machine_in(state) -> Emergency:
+        em = emergency()
+        if state is S.NONE:
+            return em
+        em.press(T0)
+        if state is not S.HOLDING:
+            em.tick(T0 + 2.0)
+        if state in (S.ACTIVE, S.ACKNOWLEDGED):
+            em.tick(T0 + 7.0)
+        if state is S.ACKNOWLEDGED:
+            em.dispatch_ack(T0 + 8.0)
+        assert em.state is state
+        return em
+
+    feed = {Input.PRESS: "press", Input.RELEASE: "release", Input.CANCEL: "cancel",
+            Input.DISPATCH_ACK: "dispatch_ack", Input.DISPATCH_CLEAR: "dispatch_clear"}
+    for state, rules in TRANSITIONS.items():
+        for given, rule in rules.items():
+            em = machine_in(state)
+            at = T0 + 9.0 if state in (S.ACTIVE, S.ACKNOWLEDGED) else T0 + (2.0 if state is S.PENDING else 1.0)
+            if given is Input.DEADLINE:
+                if em.next_deadline() is None:
+                    continue
+                events = em.tick(em.next_deadline())
+            else:
+                events = getattr(em, feed[given])(at)
+            assert em.state is (rule.to or state), (state, given)
+            assert [type(e) for e in events] == ([rule.event] if rule.event else []), (state, given)

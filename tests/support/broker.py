@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from hil.broker import Broker as _Broker
-from hil.broker import BrokerUnavailable, TlsListener, free_port, password_line, wait_port, write_password_file
+from hil.broker import BrokerUnavailable, TlsListener, free_port, wait_port, write_password_file
 from hil.broker import mosquitto_path as _mosquitto_path
 from hil.pki import TlsFiles
 from hil.recorder import ClientTls
@@ -35,8 +35,8 @@ from hil.recorder import Recorder as _Recorder
 from hil.wait import poll_until
 
 __all__ = [
-    "Broker", "Received", "Recorder", "TlsListener", "free_port", "mosquitto_path", "password_line",
-    "wait_port", "wait_until", "write_password_file",
+    "Broker", "Received", "Recorder", "TlsListener", "free_port", "mosquitto_path", "wait_port", "wait_until",
+    "write_password_file",
 ]
 
 
