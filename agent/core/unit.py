@@ -45,9 +45,9 @@ from typing import Any
 from agent.config import STATUS_CODES, AgentConfig
 
 from . import alarm_id, inbound_text
+from .call import Call, CallAge, call_age
 from .dispatch import (
-    READ_FIRST, Alert, Call, CallAge, CallBook, Cancelled, Ignored, Rejected, Response, ResponseRefused, Updated,
-    call_age, iso,
+    READ_FIRST, Alert, CallBook, Cancelled, Ignored, Rejected, Response, ResponseRefused, Updated, iso,
 )
 from .effects import Feedback, Shutdown, Speak
 from .crash_watch import CrashTrace
