@@ -54,7 +54,9 @@ from agent.adapters.alarm_ids import random_alarm_id
 from agent.adapters.clock import SystemClock, UnitTime
 from agent.adapters.config_store import load_effective, write_atomic
 from agent.adapters.encryption import EncryptionError, check_encrypted
+from agent.adapters.crash_traces import TraceStore
 from agent.adapters.gpio import PanelIO, PinFactoryError, make_pin_factory, panel_buttons
+from agent.adapters.imu_reader import ImuReader
 from agent.adapters.mqtt import MqttLink, MqttSettings, birth_payload
 from agent.adapters.outbox import Outbox
 from agent.adapters.power import PowerInputs, power_off
@@ -69,10 +71,10 @@ from agent.adapters.uplink import Uplink
 from agent.config import AgentConfig, Validate
 from agent.config_validate import parse_config
 from agent.core import views
-from agent.core.effects import Feedback, Shutdown, Speak
+from agent.core.effects import Announce, Feedback, Shutdown, Speak, StoreCrashTrace
 from agent.core.events import (
-    FixReceived, GnssLost, GnssRestored, IgnitionChanged, LinkDown, LinkUp, MessageReceived, Stop, StorageChanged,
-    Tick,
+    FixReceived, GnssLost, GnssRestored, IgnitionChanged, ImuSamples, ImuState, LinkDown, LinkUp, MessageReceived,
+    Stop, StorageChanged, Tick,
 )
 from agent.core.indicators import feedback, indicator_plan
 from agent.core.publish import Publish
@@ -182,6 +184,8 @@ class Runtime:
         self.link: MqttLink | None = None
         self.uplink: Uplink | None = None
         self.panel: PanelIO | None = None
+        self.imu: ImuReader | None = None
+        self.traces: TraceStore | None = None
         self.web = None
         self.display = None
         self.speaker = None
@@ -220,8 +224,8 @@ class Runtime:
                              commit_interval_s=cfg.storage.commit_interval_s, exclusive=True,
                              ram_dir=runtime_dir(cfg))
         now = self.clock.now()
-        self.unit = Unit(cfg, self.outbox.next_seq(), now, config_version=self.cfg_state.version,
-                         alarm_ids=random_alarm_id)
+        self.traces = TraceStore(state_dir)
+        self.unit = self._new_unit(cfg, self.outbox.next_seq(), now)
         self._restore_state(now)
         # The last known fix, stored at times (agent/core/last_fix.py): reported until a new one comes.
         self.last_fix = LastFixKeeper(LastFixStore(state_dir, runtime_dir(cfg)), boot_id())
@@ -234,6 +238,7 @@ class Runtime:
         self._start_link()
         self._start_gnss()
         self._start_panel()
+        self._start_imu()
         self.remote.resume(now.mono, self.cfg_state)
         self._core_thread = threading.Thread(target=self._core_loop, name="core", daemon=True)
         self._core_thread.start()
@@ -255,7 +260,7 @@ class Runtime:
         self.notifier.stopping(f"stopping: {reason}")
         log.info("stopping: %s", reason)
         for name, fn in (("watchdog", lambda: self.watchdog and self.watchdog.stop()), ("gnss", self._stop_gnss),
-                         ("panel", self._stop_panel), ("power", self._stop_power)):
+                         ("panel", self._stop_panel), ("imu", self._stop_imu), ("power", self._stop_power)):
             self._quietly(name, fn)
         self._stopping.set()
         self._post(Stop(reason, time.monotonic()), force=True)
@@ -359,7 +364,7 @@ class Runtime:
             log.warning("ignoring a %s that did not come through the remote-request worker", event.topic)
             effects = unit.handle(Tick(now.mono), now)
         elif isinstance(event, RESULTS):
-            self.remote.handle(event, now, config=self.config, unit=unit, uplink=self.uplink)
+            self.remote.handle(event, now, config=self.config, unit=unit, uplink=self.uplink, traces=self.traces)
             effects = unit.handle(Tick(now.mono), now)
         else:
             effects = unit.handle(event, now)
@@ -395,6 +400,14 @@ class Runtime:
         elif isinstance(effect, Speak):
             if self.speaker is not None:
                 self.guards["speech"].run(self._speak, effect.call_id, now)
+        elif isinstance(effect, StoreCrashTrace):
+            if self.traces is not None:
+                self._quietly("crash trace", lambda: self.traces and self.traces.store(effect.trace_id, effect.parts,
+                                                                                      effect.complete))
+        elif isinstance(effect, Announce):
+            if self.speaker is not None:
+                text = views.spoken_prompt(self.unit, effect.seconds)
+                self.guards["speech"].run(lambda: self.speaker and self.speaker.speak(text, self.config.panel.language))
         else:
             log.error("unknown effect %r", effect)
 
@@ -454,8 +467,7 @@ class Runtime:
             self._pending_restore = self.unit.restore(state, now)
         except (ValueError, KeyError, TypeError) as exc:
             log.error("stored unit state %s does not fit (%s); starting from the defaults", self.state_file.path, exc)
-            self.unit = Unit(self.config, self.unit.next_seq, now, config_version=self.cfg_state.version,
-                             alarm_ids=random_alarm_id)
+            self.unit = self._new_unit(self.config, self.unit.next_seq, now)
         self.state_file.mark_stored(self.unit.persistent_state())
 
     # ------------------------------------- remote requests, config changes
@@ -635,6 +647,31 @@ class Runtime:
             log.error("panel I/O unavailable: %s", exc)
             self.panel = None
 
+    def _new_unit(self, cfg: AgentConfig, next_seq: int, now: Now) -> Unit:
+        """The unit, with its crash sensor's mounting as calibrated (``umps-agent imu calibrate``)."""
+        unit = Unit(cfg, next_seq, now, config_version=self.cfg_state.version, alarm_ids=random_alarm_id)
+        if unit.officer.watch is not None:
+            from agent.imu_tools import load_mounting
+
+            mounting, problem = load_mounting(cfg)
+            if problem:
+                log.error("crash sensor mounting: %s", problem)
+            unit.officer.watch.mounting = mounting
+        return unit
+
+    def _start_imu(self) -> None:
+        imu = self.config.imu
+        if not imu.enabled:
+            return
+        self.imu = ImuReader(imu, on_samples=lambda batch: self._post(ImuSamples(batch, time.monotonic())),
+                             on_state=lambda state, why: self._post(ImuState(state, why, time.monotonic()), force=True))
+        self.imu.start()
+
+    def _stop_imu(self) -> None:
+        if self.imu is not None:
+            self.imu.stop()
+            self.imu = None
+
     def _stop_panel(self) -> None:
         if self.panel is not None:
             self.panel.close()
@@ -744,6 +781,7 @@ class Runtime:
             disk_ok=self._disk_ok(now.mono), panel=self.panel is not None,
             inbox_dropped=self.dropped_events, core_errors=self.core_errors,
             outputs={name: guard.snapshot() for name, guard in self.guards.items()},
+            imu=self.imu.counters if self.imu else None, traces=self.traces,
             storage=self.storage.snapshot() if self.storage else None,
         )
 

@@ -429,7 +429,7 @@ def command(payload: Any, config: AgentConfig | None = None, recent: RecentIds |
 
 @pytest.mark.parametrize("name", COMMANDS)
 def test_commands_are_accepted(name: str) -> None:
-    outcome = command({"id": "c1", "command": name})
+    outcome = command({"id": "c1", "command": name, **({"trace": "8f14e45f"} if name == "crash_trace" else {})})
     assert outcome.rejected is None and outcome.command is not None
     assert outcome.command.command == name
     assert outcome.command.done().as_dict() == {"id": "c1", "ok": True, "command": name, "errors": []}

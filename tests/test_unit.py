@@ -179,7 +179,7 @@ def test_persistent_state_is_json():
     rig.run_until(T0 + 3)
     state = rig.unit.persistent_state()
     assert json.loads(json.dumps(state)) == json.loads(json.dumps(state, sort_keys=True))
-    assert set(state) == {"status", "status_since", "emergency", "calls"}
+    assert set(state) == {"status", "status_since", "emergency", "alarm", "calls"}
 
 
 def test_unit_constructor_contract():

@@ -109,6 +109,9 @@ class PanelView:
     waiting: int = 0  # calls waiting behind the one on show, not yet accepted
     hold_progress: float | None = None  # 0..1 while the emergency button is held (not yet an alarm)
     cancel_left_s: int | None = None  # whole seconds left to cancel a pending alarm (with the ack button)
+    # A crash found (agent/core/officer_down.py): whole seconds left to cancel its pre-alarm or answer its
+    # prompt with ack; the display then says "Chute détectée – appuyez ACK pour annuler (N s)".
+    crash_prompt_s: int | None = None
 
     def __post_init__(self) -> None:
         if self.lang not in LANGUAGES:
@@ -125,6 +128,8 @@ class PanelView:
             raise ValueError(f"hold_progress must be within 0..1, got {self.hold_progress!r}")
         if self.cancel_left_s is not None and self.cancel_left_s < 0:
             raise ValueError(f"cancel_left_s must be >= 0, got {self.cancel_left_s!r}")
+        if self.crash_prompt_s is not None and self.crash_prompt_s < 0:
+            raise ValueError(f"crash_prompt_s must be >= 0, got {self.crash_prompt_s!r}")
 
     @property
     def has_fix(self) -> bool:

@@ -53,7 +53,9 @@ def indicator_view(unit: Unit, now: Now) -> IndicatorView:
         gnss_fix=unit.has_fix(now.mono),
         call_priority=call.priority if call else None,  # steady once accepted, blinking until then
         call_acknowledged=bool(call and call.acknowledged),
-        emergency=unit.emergency.state,
+        # The silent emergency shows nothing, its hold included; a crash prompt sounds like a pending alarm.
+        emergency=EmergencyState.NONE if unit.officer.hidden else unit.emergency.state,
+        crash_prompt=unit.officer.prompt is not None,
     )
 
 
@@ -92,7 +94,7 @@ def _position_age(unit: Unit, now: Now) -> float | None:
 
 def rider_view(unit: Unit, now: Now, clock: str | None = None) -> PanelView:
     call = unit.calls.shown()
-    state = unit.emergency.state
+    state = EmergencyState.NONE if unit.officer.hidden else unit.emergency.state
     deadline = unit.emergency.next_deadline()
     hold = cancel_left = None
     if state is EmergencyState.HOLDING and deadline is not None:
@@ -114,7 +116,20 @@ def rider_view(unit: Unit, now: Now, clock: str | None = None) -> PanelView:
         waiting=unit.calls.waiting(),
         hold_progress=hold,
         cancel_left_s=cancel_left,
+        crash_prompt_s=crash_prompt_s(unit, now.mono),
     )
+
+
+def crash_prompt_s(unit: Unit, mono: float) -> int | None:
+    """Whole seconds left to cancel a crash's pre-alarm or answer its prompt (None: no crash shown)."""
+    officer = unit.officer
+    if officer.prompt is not None:
+        return max(0, math.ceil(officer.prompt.until - mono))
+    info, deadline = officer.info, unit.emergency.next_deadline()
+    if info is not None and info.reason != "button" and unit.emergency.state is EmergencyState.PENDING \
+            and deadline is not None:
+        return max(0, math.ceil(deadline - mono))
+    return None
 
 
 # While something on the rider display moves with time alone, how often it is redrawn.
@@ -126,8 +141,11 @@ def next_redraw(unit: Unit, mono: float) -> float | None:
 
     The shell wakes the core then, so the views are built again; None: nothing moves.
     """
+    if unit.officer.prompt is not None:  # the crash prompt's countdown
+        left = unit.officer.prompt.until - mono
+        return mono + (left - math.floor(left) or 1.0)
     deadline = unit.emergency.next_deadline()
-    if deadline is None:
+    if deadline is None or unit.officer.hidden:
         return None
     if unit.emergency.state is EmergencyState.HOLDING:
         return min(deadline, mono + HOLD_REDRAW_S)
@@ -137,6 +155,11 @@ def next_redraw(unit: Unit, mono: float) -> float | None:
         step = left - math.floor(left) or 1.0
         return min(deadline, mono + step)
     return None
+
+
+def spoken_prompt(unit: Unit, seconds: int) -> str:
+    """The crash prompt for the helmet intercom: "Chute détectée – appuyez ACK pour annuler (25 s)"."""
+    return catalogs(unit)[unit.config.panel.language]("crash.prompt", seconds=seconds)
 
 
 def spoken_text(unit: Unit, call_id: str, now: Now) -> str | None:
@@ -167,13 +190,16 @@ def screen_snapshot(unit: Unit, now: Now, *, backlog: int = 0) -> dict[str, Any]
         "status_labels": {lang: {code: cat.status(code) for code in STATUS_CODES} for lang, cat in cats.items()},
         "status_buttons": list(cfg.status_buttons),
         # The alarm control cancels only inside the window, and says so only then.
-        "inputs": [*cfg.status_buttons, *SCREEN_INPUTS, *(["emergency_cancel"] if unit.emergency.cancellable else [])],
+        "inputs": [*cfg.status_buttons, *SCREEN_INPUTS,
+                   *(["emergency_cancel"] if (unit.emergency.cancellable and not unit.officer.hidden)
+                     or unit.officer.prompt is not None else [])],
         "siren": unit.siren,
         "link": {"online": unit.link_up, "backlog": backlog, "since_s": round(now.mono - _link_since(unit), 1)},
         "gnss": _gnss(unit, now),
         # Parked: ignition off and nothing to do (agent/core/power.py); ignition null: no line.
         "power": {"ignition": unit.parking.ignition_json, "parked": unit.parked},
         "emergency": _emergency(unit, now),
+        "crash": _crash(unit, now, cats[ui_lang]),
         "call": _call(unit, unit.calls.shown(), fix, now),
         "waiting": unit.calls.waiting(),
         "notice": _notice(unit, now, cats[ui_lang]),
@@ -196,6 +222,8 @@ def _gnss(unit: Unit, now: Now) -> dict[str, Any]:
 
 def _emergency(unit: Unit, now: Now) -> dict[str, Any]:
     em = unit.emergency
+    if unit.officer.hidden:  # the silent emergency: the screen shows no alarm, no hold
+        return {"state": "none", "since": None, "cancel_deadline_s": None, "hold_s": em.hold_s}
     deadline = em.next_deadline() if em.state is EmergencyState.PENDING else None
     return {
         "state": em.state.value,
@@ -203,6 +231,14 @@ def _emergency(unit: Unit, now: Now) -> dict[str, Any]:
         "cancel_deadline_s": round(max(0.0, deadline - now.mono), 2) if deadline is not None else None,
         "hold_s": em.hold_s,
     }
+
+
+def _crash(unit: Unit, now: Now, catalog: Catalog) -> dict[str, Any] | None:
+    """A crash's pre-alarm or prompt on the screen: its text and seconds left (None: none shown)."""
+    seconds = crash_prompt_s(unit, now.mono)
+    if seconds is None:
+        return None
+    return {"prompt_s": seconds, "alarm": unit.officer.prompt is None, "text": catalog("crash.prompt", seconds=seconds)}
 
 
 def _link_since(unit: Unit) -> float:
