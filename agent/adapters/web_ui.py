@@ -104,6 +104,10 @@ A JSON object; times are ISO 8601 UTC strings (``2024-03-01T10:20:30Z``)::
                      "stale": bool|null,       # already older than the limit when it arrived
                      "answer_in_s": float},    # it took the screen a moment ago: answers are
                                                # taken after this many seconds (the read rule)
+     "crash": null | {"prompt_s": int,    # a crash found (agent/core/officer_down.py): seconds left
+                      "alarm": bool,       # true: the pre-alarm's window; false: a minor prompt
+                      "text": str},        # "Chute détectée – appuyez ACK pour annuler (N s)", in the
+                                           # screen's language; the band shows it
      "waiting": int,                      # calls not yet accepted behind the one shown
      "notice": null | {"kind": "refused"|"cancelled"|..., "text": str,
                        "id": str|int,         # optional id: same text twice shows twice
