@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
-from agent.adapters.remote_worker import CommandDone, ConfigDone, ConfigStateChanged
+from agent.core.events import CommandDone, ConfigDone, ConfigStateChanged, WorkerResult
 from agent.core.key_rules import ConfigChange
 from agent.core.publish import Lane, Publish
 from agent.core.remote_config import current_message, rolled_back_result
@@ -43,9 +43,6 @@ if TYPE_CHECKING:
     from agent.core.unit import Now, Unit
 
 log = logging.getLogger(__name__)
-
-RESULTS = (ConfigDone, CommandDone, ConfigStateChanged)  # the worker's events this module takes
-
 
 def config_current(state: ConfigState, secrets_version: int | None, stamp: dict[str, str]) -> Publish:
     """The retained ``config/current``: the unit's config version, hash and secrets version."""
@@ -91,7 +88,7 @@ class RemoteResults:
         armed = self.guard.armed
         return None if armed is None else armed.deadline + 0.01
 
-    def handle(self, event: Any, now: Now, *, config: AgentConfig, unit: Unit, uplink: Uplink | None,
+    def handle(self, event: WorkerResult, now: Now, *, config: AgentConfig, unit: Unit, uplink: Uplink | None,
                traces: TraceStore | None = None) -> None:
         """Carry out what the worker decided (and, for config, already stored)."""
         if isinstance(event, CommandDone):

@@ -46,7 +46,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
 from agent import __version__
 from agent.adapters import sdnotify, serial_urls
@@ -71,18 +71,20 @@ from agent.adapters.uplink import Uplink
 from agent.config import AgentConfig, Validate
 from agent.config_validate import parse_config
 from agent.core import views
-from agent.core.effects import Announce, Feedback, Shutdown, Speak, StoreCrashTrace
+from agent.core import inbound
+from agent.core.effects import Announce, Effect, Feedback, Shutdown, Speak, StoreCrashTrace
 from agent.core.events import (
-    FixReceived, GnssLost, GnssRestored, IgnitionChanged, ImuSamples, ImuState, LinkDown, LinkUp, MessageReceived,
-    Stop, StorageChanged, Tick,
+    CommandDone, ConfigDone, ConfigStateChanged, Event, FixReceived, GnssLost, GnssRestored, IgnitionChanged,
+    ImuSamples, ImuState, LinkDown, LinkUp, MessageReceived, Stop, StorageChanged, Tick,
 )
 from agent.core.indicators import feedback, indicator_plan
 from agent.core.publish import Publish
 from agent.core.remote_config import ConfigState
 from agent.core.rollback_guard import RollbackGuard
-from agent.core.unit import SUBSCRIPTIONS, Now, Unit
+from agent.core.inbound import SUBSCRIPTIONS
+from agent.core.unit import Now, Unit
 from agent.output_guard import OutputGuard
-from agent.remote_results import RESULTS, RemoteResults, config_current
+from agent.remote_results import RemoteResults, config_current
 from agent.status_report import (
     STATUS_EVERY_S, STATUS_FILE, DiskCheck, build_report, runtime_dir, status_line, write_status_file,
 )
@@ -102,9 +104,6 @@ REPORT_MAX_GAP_S = 10.0
 # ... and, while events wait in the inbox, one handled at least this often.
 INBOX_MAX_STALL_S = 10.0
 WATCHDOG_CHECK_EVERY_S = 2.0  # checks (and pings) this often at most, so a stall is seen quickly
-# Topics whose retained copy is stale by definition: an old ack or clear must never touch a new alarm.
-# (A retained command would run again at every connect.)
-NEVER_RETAINED = ("alarm/ack", "alarm/clear", "cmd")
 EXIT_OK, EXIT_FAILURE = 0, 1
 # Every output refreshed behind its own guard (agent.output_guard), by its name in `umps-agent status`.
 OUTPUTS = ("touchscreen", "display", "leds", "speech", "state_file", "status_file", "outbox")
@@ -150,7 +149,7 @@ class Runtime:
         self.clock = UnitTime(clock)  # the time of events, and every message's ts and time_source
         self.notifier = notifier or sdnotify.Notifier()
         self._injected_factory = pin_factory
-        self.inbox: queue.Queue[Any] = queue.Queue(maxsize=INBOX_SIZE)
+        self.inbox: queue.Queue[Event] = queue.Queue(maxsize=INBOX_SIZE)
         self.dropped_events = 0
         self.core_errors = 0
         self.events_handled = 0  # handled without an error: what the watchdog calls progress
@@ -192,7 +191,7 @@ class Runtime:
         self.outbox: Outbox | None = None
         self.unit: Unit | None = None
         self.watchdog: sdnotify.Watchdog | None = None
-        self._pending_restore: list[Any] = []  # effects of the restored state, run once the uplink exists
+        self._pending_restore: list[Effect] = []  # effects of the restored state, run once the uplink exists
         self.guards = {name: OutputGuard(name.replace("_", " "), log) for name in OUTPUTS}
 
     # ------------------------------------------------------------ lifecycle
@@ -289,7 +288,7 @@ class Runtime:
 
     # ---------------------------------------------------------------- inbox
 
-    def _post(self, event: Any, force: bool = False) -> None:
+    def _post(self, event: Event, force: bool = False) -> None:
         """What every adapter calls. A full inbox drops and counts the event; ``force`` (state
         changes: link, receiver, stop) waits up to a second first, never longer, so a stuck
         core cannot freeze an adapter's thread (the watchdog deals with a stuck core)."""
@@ -303,7 +302,7 @@ class Runtime:
             if self.dropped_events in (1, 10, 100) or self.dropped_events % 1000 == 0:
                 log.error("inbox full: %d events dropped so far (last %s)", self.dropped_events, type(event).__name__)
 
-    def post(self, event: Any) -> None:
+    def post(self, event: Event) -> None:
         """Post an event from outside the adapters (touch, tests, the rig)."""
         self._post(event)
 
@@ -353,21 +352,19 @@ class Runtime:
         guard = self.remote.deadline()
         return deadline if guard is None else min(deadline, guard)
 
-    def _handle(self, event: Any) -> None:
+    def _handle(self, event: Event) -> None:
         unit = self.unit
         assert unit is not None
         now = self.clock.now()
-        if isinstance(event, MessageReceived) and event.retained and event.topic in NEVER_RETAINED:
-            log.warning("ignoring a retained %s (stale by definition; senders must not retain it)", event.topic)
-            effects = unit.handle(Tick(now.mono), now)
-        elif isinstance(event, MessageReceived) and event.topic in ("config/set", "cmd"):
-            log.warning("ignoring a %s that did not come through the remote-request worker", event.topic)
-            effects = unit.handle(Tick(now.mono), now)
-        elif isinstance(event, RESULTS):
-            self.remote.handle(event, now, config=self.config, unit=unit, uplink=self.uplink, traces=self.traces)
-            effects = unit.handle(Tick(now.mono), now)
-        else:
-            effects = unit.handle(event, now)
+        match event:
+            case MessageReceived() if (why := inbound.dropped(event)) is not None:
+                log.warning("%s", why)
+                effects = unit.handle(Tick(now.mono), now)
+            case ConfigDone() | CommandDone() | ConfigStateChanged():
+                self.remote.handle(event, now, config=self.config, unit=unit, uplink=self.uplink, traces=self.traces)
+                effects = unit.handle(Tick(now.mono), now)
+            case _:
+                effects = unit.handle(event, now)
         # The crew's screens first: a call is on the displays before its "received" receipt
         # is stored (fsync) and sent, as the receipt says.
         if unit.revision != self._shown_revision or isinstance(event, Tick):
@@ -383,33 +380,33 @@ class Runtime:
             self._next_status_write = now.mono + STATUS_EVERY_S
             self._write_status(now)
 
-    def _execute(self, effect: Any, now: Now) -> None:
-        if isinstance(effect, Publish):
-            if effect.seq is not None:
-                self.reports_made += 1
-                self._last_report_mono = now.mono
-                self._last_report_period = self.unit.schedule.period if self.unit else 1.0
-            self._publish(effect)
-        elif isinstance(effect, Feedback):
-            if self.panel is not None:
-                self.guards["leds"].run(lambda: self.panel.apply(feedback(effect.kind, self.config.panel.patterns)))
-        elif isinstance(effect, Shutdown):
-            log.warning("parked with the ignition off for %g s: stopping and powering off",
-                        self.config.power.shutdown_after_s)
-            self.request_exit(effect.reason)
-        elif isinstance(effect, Speak):
-            if self.speaker is not None:
-                self.guards["speech"].run(self._speak, effect.call_id, now)
-        elif isinstance(effect, StoreCrashTrace):
-            if self.traces is not None:
-                self._quietly("crash trace", lambda: self.traces and self.traces.store(effect.trace_id, effect.parts,
-                                                                                      effect.complete))
-        elif isinstance(effect, Announce):
-            if self.speaker is not None:
-                text = views.spoken_prompt(self.unit, effect.seconds)
-                self.guards["speech"].run(lambda: self.speaker and self.speaker.speak(text, self.config.panel.language))
-        else:
-            log.error("unknown effect %r", effect)
+    def _execute(self, effect: Effect, now: Now) -> None:
+        match effect:
+            case Publish():
+                if effect.seq is not None:
+                    self.reports_made += 1
+                    self._last_report_mono = now.mono
+                    self._last_report_period = self.unit.schedule.period if self.unit else 1.0
+                self._publish(effect)
+            case Feedback(kind=kind):
+                if self.panel is not None:
+                    self.guards["leds"].run(lambda: self.panel.apply(feedback(kind, self.config.panel.patterns)))
+            case Shutdown(reason=reason):
+                log.warning("parked with the ignition off for %g s: stopping and powering off",
+                            self.config.power.shutdown_after_s)
+                self.request_exit(reason)
+            case Speak(call_id=call_id):
+                if self.speaker is not None:
+                    self.guards["speech"].run(self._speak, call_id, now)
+            case StoreCrashTrace(trace_id=trace_id, parts=parts, complete=complete):
+                if self.traces is not None:
+                    self._quietly("crash trace", lambda: self.traces and self.traces.store(trace_id, parts, complete))
+            case Announce(seconds=seconds):
+                if self.speaker is not None:
+                    text = views.spoken_prompt(self.unit, seconds)
+                    self.guards["speech"].run(lambda: self.speaker and self.speaker.speak(text, self.config.panel.language))
+            case _:
+                assert_never(effect)
 
     def _speak(self, call_id: str, now: Now) -> None:
         text = views.spoken_text(self.unit, call_id, now)
@@ -475,7 +472,7 @@ class Runtime:
     def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
         """From the MQTT thread: remote requests to the worker, the rest to the core."""
         worker = self.worker
-        if worker is not None and not (retained and topic in NEVER_RETAINED) and worker.wants(topic):
+        if worker is not None and worker.wants(topic, retained):  # agent/core/inbound.py says which
             worker.submit(topic, payload)
         else:
             self._post(MessageReceived(topic, payload, time.monotonic(), retained))

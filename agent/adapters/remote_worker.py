@@ -54,8 +54,9 @@ from typing import Any, Callable
 from agent.adapters.config_store import ConfigStore, ConfigStoreError
 from agent.adapters.time_floor_store import TimeFloorStore
 from agent.config import Validate
-from agent.core.events import DispatchRefused, MessageReceived
-from agent.core.key_rules import ConfigChange
+# The result events live in the core (agent.core.events): the inbox carries one closed union.
+from agent.core.events import CommandDone, ConfigDone, ConfigStateChanged, DispatchRefused, MessageReceived
+from agent.core.inbound import REQUEST_TOPICS, to_worker
 from agent.core.remote_command import COMMANDS, CommandOutcome, CommandResult, parse_command
 from agent.core.remote_config import ConfigOutcome, ConfigResult, ConfigState, handle_config_set
 from agent.core.replay import ReplayMemory, WithSpare
@@ -68,30 +69,6 @@ log = logging.getLogger(__name__)
 
 TIMEOUT_S = 10.0
 QUEUE_SIZE = 64
-REQUEST_TOPICS = ("config/set", "cmd")
-
-
-@dataclass(frozen=True)
-class ConfigDone:
-    """``config/set`` answered. ``state`` is set when a new layer was accepted and stored."""
-
-    result: ConfigResult
-    state: ConfigState | None = None
-    change: ConfigChange = field(default_factory=ConfigChange)
-
-
-@dataclass(frozen=True)
-class CommandDone:
-    outcome: CommandOutcome
-
-
-@dataclass(frozen=True)
-class ConfigStateChanged:
-    """The stored config after a confirm or a rollback the core asked for."""
-
-    state: ConfigState
-    rolled_back: Armed | None = None  # the change undone, for a rollback
-    rolled_version: int = 0
 
 
 @dataclass
@@ -160,11 +137,9 @@ class RemoteWorker:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
-    def wants(self, topic: str) -> bool:
-        """Is ``topic`` handled here (rather than by the core directly)?"""
-        if topic in REQUEST_TOPICS:
-            return True
-        return topic in DISPATCH_TOPICS and bool(self.state.config.security.dispatch_keys)
+    def wants(self, topic: str, retained: bool = False) -> bool:
+        """Is this message handled here (rather than by the core directly)? (agent/core/inbound.py)"""
+        return to_worker(topic, retained, signed_dispatch=bool(self.state.config.security.dispatch_keys))
 
     def submit(self, topic: str, payload: bytes) -> bool:
         """From the MQTT thread: never blocks. False (counted) when the queue is full."""

@@ -6,11 +6,17 @@ that follow from state alone (LED plan, screens, persisted state) are not
 effects: the runtime derives them from the core after each event. Remote
 configuration and commands are decided by :mod:`.remote_config` and carried
 out by the runtime directly.
+
+:data:`Effect` is the closed union of what the core hands out; the runtime's
+effect dispatcher matches on it, one case per class.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeAlias
+
+from .publish import Publish
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,3 +63,7 @@ class Announce:
     """Say the crash prompt on the helmet intercom (when speech is enabled): ``seconds`` to cancel."""
 
     seconds: int
+
+
+# Everything the core hands the shell: the closed union the runtime's dispatcher matches on.
+Effect: TypeAlias = Publish | Feedback | Speak | Shutdown | StoreCrashTrace | Announce

@@ -5,12 +5,27 @@ the outside world into one of these and return at once; the core thread
 handles them one at a time, in order. Times are ``float`` seconds on the
 monotonic clock (``mono``) unless the name says otherwise; wall-clock times
 are timezone-aware ``datetime`` objects in UTC.
+
+:data:`Event` is the closed union of them all: what the inbox carries. The
+remote-request worker's results (:class:`ConfigDone`, :class:`CommandDone`,
+:class:`ConfigStateChanged`) are in it too; the shell carries those out
+(agent/remote_results.py) rather than the unit. A new event class joins the
+union, and every ``match`` on an event names it or says why it needs not
+(``tests/test_architecture.py`` checks the union is closed).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeAlias
+
+from .key_rules import ConfigChange
+
+if TYPE_CHECKING:
+    from .remote_command import CommandOutcome
+    from .remote_config import ConfigResult, ConfigState
+    from .rollback_guard import Armed
 
 UTC = dt.timezone.utc
 
@@ -201,3 +216,43 @@ class StorageChanged:
     durable: bool
     reason: str | None
     mono: float
+
+
+# ------------------------------------------------- remote-request worker
+
+
+@dataclass(frozen=True)
+class ConfigDone:
+    """``config/set`` answered. ``state`` is set when a new layer was accepted and stored."""
+
+    result: ConfigResult
+    state: ConfigState | None = None
+    change: ConfigChange = field(default_factory=ConfigChange)
+
+
+@dataclass(frozen=True)
+class CommandDone:
+    """A ``cmd`` judged: ``outcome`` is the command to run, or why it was refused."""
+
+    outcome: CommandOutcome
+
+
+@dataclass(frozen=True)
+class ConfigStateChanged:
+    """The stored config after a confirm or a rollback the core asked for."""
+
+    state: ConfigState
+    rolled_back: Armed | None = None  # the change undone, for a rollback
+    rolled_version: int = 0
+
+
+# What the remote-request worker posts back (agent/adapters/remote_worker.py), besides
+# a verified MessageReceived or a DispatchRefused.
+WorkerResult: TypeAlias = ConfigDone | CommandDone | ConfigStateChanged
+
+# Everything the inbox carries: the closed union the core thread matches on.
+Event: TypeAlias = (
+    FixReceived | GnssLost | GnssRestored | ButtonPressed | ButtonReleased | SirenChanged | LinkUp | LinkDown
+    | MessageReceived | DispatchRefused | Tick | Stop | IgnitionChanged | ImuSamples | ImuState | StorageChanged
+    | WorkerResult
+)

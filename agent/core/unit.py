@@ -62,16 +62,13 @@ from .events import (
     ImuSamples, ImuState, LinkDown, LinkUp,
     MessageReceived, SirenChanged, StorageChanged, Tick,
 )
+from .inbound import DISPATCH_TOPICS, SUBSCRIPTIONS  # noqa: F401 - SUBSCRIPTIONS: the unit's topics, named here too
 from .officer_down import OfficerDown, Raise, Show, Store
 from .power import Parking
 from .publish import Lane, Publish
 from .status import StatusMachine
 from . import telemetry_cbor
 from .telemetry import FIX_STALE_S, TRUSTED_TIME_SOURCES, ReportSchedule, TimeBase, fix_json
-
-# Inbound topics (relative to <prefix>/<unit>/) the unit subscribes to.
-SUBSCRIPTIONS = ("call", "alarm/ack", "alarm/clear", "config/set", "cmd")
-DISPATCH_TOPICS = ("call", "alarm/ack", "alarm/clear")
 
 CALL_INPUTS = ("ack", "decline", "cleared")
 # Samples in one crash/trace message: at most ~40 kB, well under the fleet broker's 64 KiB packets.
