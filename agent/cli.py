@@ -9,6 +9,7 @@ Subcommands:
 ``gnss decode PATH|-``  decode an NMEA capture offline, one JSON line per epoch
 ``gnss watch``          live fixes and counters from the receiver, for installers
 ``admin ...``           fleet admin and dispatch tools: keygen, pubkey, sign, sign-cmd, sign-dispatch
+``imu ...``             the crash sensor: setup (root), calibrate, watch (agent/imu_tools.py)
 
 Exit codes: 0 success, 1 runtime failure, 2 bad usage or invalid config.
 """
@@ -55,8 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     watch = gnss_sub.add_parser("watch", parents=[config_opt], help="show live fixes and counters")
     watch.add_argument("--port", help="device path or pyserial URL (default: [gnss] port)")
     watch.add_argument("--baudrate", type=int, help="default: [gnss] baudrate, else 9600")
+    watch.add_argument("--force", action="store_true",
+                       help="watch even while the running agent reads the same port (it may then report the "
+                            "receiver lost to dispatch)")
 
-    from agent import admin_tools, telemetry_tools
+    from agent import admin_tools, imu_tools, telemetry_tools
+
+    imu = sub.add_parser("imu", help="the crash sensor: setup, calibrate, watch")
+    imu_tools.register(imu.add_subparsers(dest="imu_command", required=True, metavar="ACTION"), config_opt)
 
     telemetry_tools.register(sub.add_parser("decode", help="telemetry payloads or captures (CBOR or JSON) as JSON reports"))
     admin = sub.add_parser("admin", help="fleet admin tools: signing keys, signed config pushes and commands")
@@ -73,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         "gnss": cmd_gnss,
         "admin": cmd_admin,
         "decode": cmd_decode,
+        "imu": cmd_imu,
     }[args.command]
     try:
         return handler(args)
@@ -139,11 +147,16 @@ def cmd_config(args: argparse.Namespace) -> int:
     from agent.adapters.config_store import load_effective
     from agent.core.remote_config import current_message
 
-    path = args.config or _running_config() or DEFAULT_PATH
+    running = None if args.config else _running_config()
+    path = args.config or (running[0] if running else DEFAULT_PATH)
     if args.config is None and not path.exists():
         print(f"no running agent found ({', '.join(map(str, _status_files()))} absent) and no {path}; "
               "give --config PATH", file=sys.stderr)
         return EXIT_USAGE
+    if running is not None and not running[1]:
+        print(f"warning: no agent is running: this is the config of the agent (pid {running[2].get('pid')}) that "
+              f"wrote {running[3]} and stopped without removing it (a crash, kill -9 or a power cut); give "
+              f"--config PATH for another file (the unit's own is {DEFAULT_PATH})", file=sys.stderr)
     try:
         effective = load_effective(path, _in_process())
     except ConfigError as exc:
@@ -179,16 +192,32 @@ def cmd_gnss(args: argparse.Namespace) -> int:
                   "wrong baud rate (binary noise)?", file=sys.stderr)
         return EXIT_OK
     port, baudrate = args.port, args.baudrate
-    if port is None or baudrate is None:
-        if args.config.exists():
-            config = _load(args.config)
-            if config is None:
-                return EXIT_USAGE
-            port = port or config.gnss.port
-            baudrate = baudrate or config.gnss.baudrate
-        elif port is None:
-            print(f"umps-agent gnss watch: no --port and no config at {args.config}", file=sys.stderr)
+    status_files = _status_files()
+    if args.config.exists():
+        config = _load(args.config)
+        if config is None:
             return EXIT_USAGE
+        port = port or config.gnss.port
+        baudrate = baudrate or config.gnss.baudrate
+        from agent.status_report import STATUS_FILE, runtime_dir
+
+        status_files.insert(0, runtime_dir(config) / STATUS_FILE)
+    elif port is None:
+        print(f"umps-agent gnss watch: no --port and no config at {args.config}", file=sys.stderr)
+        return EXIT_USAGE
+    reader = gnss_tools.agent_reading(port, status_files)
+    if reader is not None:
+        pid, status_file = reader
+        # Two readers of one serial port each get part of its bytes: the agent then sees a broken
+        # receiver and tells dispatch "receiver": "lost" while the installer watches.
+        what = (f"the running agent (pid {pid}, {status_file}) reads {port}: two readers of one serial port each "
+                "get only part of its data, and the agent would tell dispatch the receiver is lost")
+        if not args.force:
+            print(f"umps-agent gnss watch: {what}.\n  The agent's own view of the receiver: umps-agent status (the "
+                  "gnss line).\n  To watch the receiver itself, stop the agent first (sudo systemctl stop "
+                  "umps-agent), or add --force to watch beside it anyway.", file=sys.stderr)
+            return EXIT_FAILURE
+        print(f"warning: {what}; watching anyway (--force)", file=sys.stderr)
     return gnss_tools.watch(port, baudrate or 9600, sys.stdout)
 
 
@@ -203,16 +232,21 @@ def _status_files() -> list[Path]:
     return [Path(d) / STATUS_FILE for d in dict.fromkeys(d for d in dirs if d)]
 
 
-def _running_config() -> Path | None:
-    """The config file of the agent running on this unit, from its status file; None if none runs."""
+def _running_config() -> tuple[Path, bool, dict, Path] | None:
+    """The config file named by an agent's status file: (config, whether that agent still runs,
+    the report, the status file); a live agent's first. None when no status file names one."""
+    from agent.status_report import agent_alive
+
+    found = []
     for path in _status_files():
         try:
-            config = json.loads(path.read_text()).get("config")
+            data = json.loads(path.read_text())
+            config = data.get("config")
         except (OSError, ValueError, AttributeError):
             continue
         if isinstance(config, str) and config:
-            return Path(config)
-    return None
+            found.append((Path(config), agent_alive(data) is not False, data, path))
+    return max(found, key=lambda f: f[1], default=None)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -240,21 +274,40 @@ def cmd_status(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"cannot read {path}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    from agent.status_report import agent_alive
+
+    age = time.time() - data.get("written", 0)
+    alive = agent_alive(data)
+    # One verdict for both forms: a script reading --json learns what a person reads.
+    healthy = alive is not False and age < STALE_AFTER_S
+    if alive is False:
+        print(f"the agent is not running: {path} is the last report of the agent (pid {data.get('pid')}) that "
+              f"wrote it {age:.0f} s ago and stopped without removing it (a crash, kill -9 or a power cut)",
+              file=sys.stderr)
+    elif not healthy:
+        print(f"the agent (pid {data.get('pid')}) has not updated {path} for {age:.0f} s: it may be stuck "
+              "(under systemd, its watchdog restarts it)", file=sys.stderr)
     if args.json:
         print(json.dumps(data, indent=2, ensure_ascii=False))
-        return EXIT_OK
-    age = time.time() - data.get("written", 0)
-    print(format_status(data, age))
-    return EXIT_OK if age < 10 else EXIT_FAILURE
+    else:
+        print(format_status(data, age, alive))
+    return EXIT_OK if healthy else EXIT_FAILURE
 
 
-def format_status(data: dict, age: float) -> str:
+STALE_AFTER_S = 10.0  # the agent rewrites its status file every second
+
+
+def format_status(data: dict, age: float, alive: bool | None = None) -> str:
     link = data.get("link", {})
     gnss = data.get("gnss", {})
     outbox = data.get("outbox", {})
+    if alive is False:
+        state = f"  NOT RUNNING: the last report of a stopped agent, {age:.0f} s old"
+    else:
+        state = "" if age < STALE_AFTER_S else f"  STALE: last update {age:.0f} s ago"
     lines = [
         f"unit        {data.get('unit')}  (agent {data.get('version')}, pid {data.get('pid')}, "
-        f"up {data.get('uptime_s', 0):.0f} s)" + ("" if age < 10 else f"  STALE: last update {age:.0f} s ago"),
+        f"up {data.get('uptime_s', 0):.0f} s)" + state,
         f"link        {'online to ' + str(link.get('broker')) if link.get('online') else 'OFFLINE'}"
         f"  (connects {link.get('connects', 0)}, drops {link.get('drops', 0)})",
         f"outbox      live {outbox.get('live', 0)}  backlog {outbox.get('backlog', 0)}  "
@@ -279,6 +332,15 @@ def cmd_admin(args: argparse.Namespace) -> int:
     from agent import admin_tools
 
     return admin_tools.run(args)
+
+
+def cmd_imu(args: argparse.Namespace) -> int:
+    from agent import imu_tools
+
+    config = _load(args.config)
+    if config is None:
+        return EXIT_USAGE
+    return imu_tools.run(args, config)
 
 
 def cmd_decode(args: argparse.Namespace) -> int:

@@ -35,6 +35,8 @@ from typing import Annotated, Any, Callable, Literal, Protocol, get_args
 
 from annotated_types import Ge, Gt, Le, Lt, MaxLen, MinLen
 
+from agent.problems import ProblemsError
+
 
 DEFAULT_PATH = Path("/etc/umps-agent/agent.toml")
 
@@ -47,6 +49,13 @@ Language = Literal["fr", "ar"]
 # Unit ids become MQTT topic levels and client ids: no wildcards, no slashes.
 UNIT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 TOPIC_LEVEL_PATTERN = r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$"
+# What each pattern wants, in words: `config check` says this, never the regular expression.
+PATTERN_WORDS = {
+    UNIT_ID_PATTERN: "1 to 64 characters: letters (A-Z, a-z), digits, '_', '.' or '-', starting with a letter or "
+                     "a digit; no spaces, accents, '/', '+' or '#' (it becomes an MQTT topic level)",
+    TOPIC_LEVEL_PATTERN: "letters (A-Z, a-z), digits, '_', '.' or '-', with a single '/' between levels; no spaces, "
+                         "accents, '+' or '#', and no '/' at the start or the end (e.g. \"umps\" or \"police/kenitra\")",
+}
 
 
 # ------------------------------------------------------- schema metadata
@@ -427,6 +436,62 @@ class DisplayConfig:
     mirror_png: str = ""
 
 
+# -------------------------------------------------------------------- imu
+
+Axis = Literal["+x", "-x", "+y", "-y", "+z", "-z"]
+
+
+@section
+class ImuConfig:
+    """The crash sensor (firmware-config/imu.md) and the rules that read it (docs/crash-detection.md).
+
+    Every threshold is explained, with the case it is set against, in the docs; the defaults
+    are the published ones (2 g with 25 km/h before the impact, 4 g for 20 ms, a roll past
+    60 degrees held).
+    """
+
+    enabled: bool = False  # a unit without the sensor leaves it off
+    # The IIO device: its `name` (mpu6050, mpu9250...), "iio:deviceN", or "auto" (the first known chip).
+    device: Annotated[str, MinLen(1)] = "auto"
+    sysfs_dir: Path = Path("/sys/bus/iio/devices")
+    dev_dir: Path = Path("/dev")
+    rate_hz: Annotated[int, Ge(100), Le(1000)] = 100  # two samples in a 20 ms impact at least
+    wake_hz: Annotated[float, Ge(1), Le(50)] = 10.0  # reads a second: impact to alarm within ~1/wake_hz
+    # How the board sits when no calibration is stored (umps-agent imu calibrate): its axes
+    # pointing forward and up. A car's calibration keeps forward_axis (a car cannot lean).
+    forward_axis: Axis = "+x"
+    up_axis: Axis = "+z"
+    # Severe, at once: an impact along the vehicle (forward or sideways) of impact_g with at
+    # least impact_min_speed_kmh before it, or of hard_impact_g in any direction; each held
+    # impact_hold_ms (a pothole's or a kerb's spike is shorter).
+    impact_g: Annotated[float, Ge(1.0), Le(16)] = 2.0
+    impact_min_speed_kmh: Annotated[float, Ge(5), Le(200)] = 25.0
+    hard_impact_g: Annotated[float, Ge(2.0), Le(16)] = 4.0
+    impact_hold_ms: Annotated[int, Ge(10), Le(200)] = 20
+    # On its side: tilted past roll_limit_deg for roll_hold_s; then still for still_s. Severe
+    # after impact_min_speed_kmh, minor below it.
+    roll_limit_deg: Annotated[float, Ge(30), Le(90)] = 60.0
+    roll_hold_s: Annotated[float, Ge(0.2), Le(10)] = 1.0
+    still_s: Annotated[float, Ge(0.5), Le(30)] = 2.0
+    still_g: Annotated[float, Gt(0), Le(0.5)] = 0.05  # "no motion": accelerometer within this of its mean
+    still_dps: Annotated[float, Gt(0), Le(50)] = 5.0  # and the gyroscope below this
+    # Parked: ignition off, or slower than 3 km/h (or no GNSS and no motion) for this long.
+    parked_after_s: Annotated[float, Ge(5), Le(3600)] = 30.0
+    crash_cancel_s: Annotated[float, Ge(5), Le(120)] = 25.0  # the pre-alarm's cancel window
+    minor_prompt_s: Annotated[float, Ge(3), Le(60)] = 10.0  # the minor prompt's
+    man_down_s: Annotated[float, Ge(0), Le(600)] = 30.0  # down and still this long after a fall: alarm; 0: off
+    trace_before_s: Annotated[float, Ge(5), Le(30)] = 15.0  # the crash trace around the impact
+    trace_after_s: Annotated[float, Ge(5), Le(30)] = 15.0
+
+    def __post_init__(self) -> None:
+        if self.forward_axis[1] == self.up_axis[1]:
+            raise ValueError(f"forward_axis {self.forward_axis} and up_axis {self.up_axis} must be different axes")
+        if self.hard_impact_g < self.impact_g:
+            raise ValueError(f"hard_impact_g ({self.hard_impact_g}) must not be below impact_g ({self.impact_g})")
+        if self.man_down_s and self.man_down_s < self.still_s:
+            raise ValueError(f"man_down_s ({self.man_down_s}) must be 0 (off) or at least still_s ({self.still_s})")
+
+
 # --------------------------------------------------------------- security
 
 
@@ -496,6 +561,7 @@ class AgentConfig:
     display: DisplayConfig = field(default_factory=DisplayConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    imu: ImuConfig = field(default_factory=ImuConfig)
 
     def __post_init__(self) -> None:
         panel_pins = {spec.pin: name for name, spec in [*self.gpio.inputs.items(), *self.gpio.outputs.items()]}
@@ -590,14 +656,8 @@ def _plain(value: Any, secrets: Literal["clear", "mask", "omit"]) -> Any:
 # ------------------------------------------------------------------ loading
 
 
-class ConfigError(Exception):
+class ConfigError(ProblemsError):
     """The configuration is unusable; ``problems`` lists ``(key path, message)``."""
-
-    def __init__(self, source: str, problems: list[tuple[str, str]]):
-        self.source = source
-        self.problems = problems
-        lines = "\n".join(f"  {loc or '<file>'}: {msg}" for loc, msg in problems)
-        super().__init__(f"{source}: {len(problems)} problem(s)\n{lines}")
 
 
 class ConfigFileError(ConfigError):
@@ -641,6 +701,53 @@ def load_config(path: str | Path, validate: Validate) -> AgentConfig:
     except UnicodeDecodeError as exc:
         raise ConfigError(str(path), [("", f"not UTF-8: {exc}")]) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(path), [("", f"TOML syntax: {exc}")]) from None
+        raise ConfigError(str(path), [("", f"TOML syntax: {toml_syntax_message(raw.decode('utf-8'), exc)}")]) from None
     # TOML has types, as JSON has: "8883" in quotes is a string, not a port.
     return validate(data, str(path), strict=True)
+
+
+_AT = re.compile(r"\s*\((?:at line (\d+), column (\d+)|at end of document)\)$")
+
+
+def toml_syntax_message(text: str, exc: tomllib.TOMLDecodeError) -> str:
+    """tomllib's error in an installer's words: where, and what to do about an unclosed string.
+
+    tomllib reports a string left open on its line as "Illegal character '\\n'" (a basic
+    string may not hold a line break), and an open multi-line one only at the end of the file.
+    """
+    message = str(exc)
+    where = _AT.search(message)
+    what = message[: where.start()] if where else message
+    line = int(where.group(1)) if where and where.group(1) else None
+    lines = text.splitlines()
+    if what in ("Illegal character '\\n'", "Illegal character '\\r'") and line is not None:
+        quote = _opening_quote(lines[line - 1] if line <= len(lines) else "")
+        return (f"line {line}: unterminated string: the {quote} opened on this line is not closed before its end "
+                f"(close it with {quote} on the same line; text over several lines goes between {quote * 3})"
+                + _quoted(lines, line))
+    if what in ("Unterminated string", 'Expected "\'"'):
+        start = _last_open_line(lines)
+        where_text = f"line {start}: " if start else ""
+        return (f"{where_text}unterminated string: a quote opened here is never closed before the end of the file"
+                + (_quoted(lines, start) if start else ""))
+    if line is not None:
+        return f"line {line}, column {where.group(2)}: {what}" + _quoted(lines, line)  # type: ignore[union-attr]
+    return message
+
+
+def _opening_quote(line: str) -> str:
+    """The quote character of the string left open on ``line`` (TOML's basic ``"`` unless a ``'`` opens it)."""
+    body = line.split("=", 1)[-1].lstrip()
+    return "'" if body.startswith("'") else '"'
+
+
+def _last_open_line(lines: list[str]) -> int | None:
+    """The last line with an odd number of quotes of one kind: where a string was opened and left."""
+    for number in range(len(lines), 0, -1):
+        if lines[number - 1].count('"') % 2 or lines[number - 1].count("'") % 2:
+            return number
+    return None
+
+
+def _quoted(lines: list[str], line: int) -> str:
+    return f"; the line reads: {lines[line - 1].strip()}" if 0 < line <= len(lines) else ""

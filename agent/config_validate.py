@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from agent.config import AgentConfig, ConfigError, error_location
+from agent.config import PATTERN_WORDS, AgentConfig, ConfigError, error_location
 
 # pydantic's error types for a stdlib dataclass, in the words the file's users know.
 MESSAGES = {"unexpected_keyword_argument": "unknown key", "missing_argument": "Field required"}
@@ -40,6 +40,10 @@ def problems(exc: ValidationError) -> list[tuple[str, str]]:
     out = []
     for err in exc.errors(include_url=False):
         msg = MESSAGES.get(err["type"], err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "string_pattern_mismatch":
+            pattern = (err.get("ctx") or {}).get("pattern", "")
+            msg = f"{json.dumps(err.get('input'), ensure_ascii=False)} is not allowed here: " + PATTERN_WORDS.get(
+                pattern, f"it must match the regular expression {pattern}")
         if err["type"] in ("int_type", "float_type", "bool_type") and isinstance(err.get("input"), str):
             msg += f' (got the string "{err["input"]}": write it without quotes)'
         if err["type"] == "unexpected_keyword_argument":

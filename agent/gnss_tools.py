@@ -6,21 +6,30 @@ through the same decoder the agent uses and prints one JSON object per epoch.
 prints each epoch and, every few seconds, the counters, so an installer can
 see at a glance whether the antenna has sky and the wiring is right.
 
+``watch`` must not compete with the running agent for the receiver: one serial
+port read by two processes gives each only part of the bytes, and the agent
+would report the receiver lost to dispatch. :func:`agent_reading` finds a live
+agent reading the same device from its status file (the port it reads is in the
+report), so the CLI can refuse.
+
 The CLI (``agent.cli``) parses arguments and calls these plain functions.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
+from collections.abc import Iterable
+from pathlib import Path
 from dataclasses import asdict
 from typing import BinaryIO, TextIO
 
 from agent.core.events import Fix
 from agent.core.gnss import GnssCounters, GnssDecoder, fix_to_json
 
-__all__ = ["decode", "watch", "format_counters"]
+__all__ = ["decode", "watch", "format_counters", "agent_reading"]
 
 _CHUNK = 64 * 1024
 
@@ -111,3 +120,25 @@ def watch(
         reader.stop()
         say("counters: " + format_counters(reader.counters))
     return 0 if seen else 1
+
+
+def same_device(a: str, b: str) -> bool:
+    """Whether two ports name one device (symlinks such as /dev/serial0 resolved); URLs by their text."""
+    if "://" in a or "://" in b:
+        return a == b
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def agent_reading(port: str, status_files: Iterable[Path]) -> tuple[int, Path] | None:
+    """(pid, status file) of a live agent that reads ``port``, from the agents' status files; else None."""
+    from agent.status_report import agent_alive
+
+    for path in dict.fromkeys(status_files):
+        try:
+            report = json.loads(path.read_text())
+            theirs = report["gnss"]["port"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if isinstance(theirs, str) and same_device(port, theirs) and agent_alive(report):
+            return report["pid"], path
+    return None

@@ -306,6 +306,8 @@ class Runtime:
     def _next_deadline(self) -> float:
         assert self.unit is not None
         deadline = min(self.unit.next_deadline(), self._next_status_write)
+        if self.display is not None and (redraw := views.next_redraw(self.unit, time.monotonic())) is not None:
+            deadline = min(deadline, redraw)  # the rider display's hold bar and cancel countdown move
         guard = self.remote.deadline()
         return deadline if guard is None else min(deadline, guard)
 

@@ -9,6 +9,13 @@ reader never sees half a report. The CLI reads the same file (``status``, and
 ``config show`` to find the running agent's config). The file is removed when
 the agent stops.
 
+A file left behind by an agent that did not stop cleanly (a crash, ``kill -9``, a
+power cut with ``/run`` on a disk) must not pass for a live agent, even while it is
+young, and a new process that happens to get the dead agent's pid must not either:
+the report carries the agent's ``pid``, the kernel's start time of that process
+(``pid_start``, ``/proc/<pid>/stat``) and the boot it ran in (``boot_id``), and
+:func:`agent_alive` checks all three.
+
 ``disk_ok`` in the report comes from :class:`DiskCheck`, which also lets the
 outbox commit again as soon as the state directory takes writes.
 """
@@ -34,6 +41,44 @@ if TYPE_CHECKING:
 STATUS_FILE = "status.json"
 STATUS_EVERY_S = 1.0  # `umps-agent status` tells the present within a second
 DISK_PROBE_EVERY_S = 1.0
+
+
+def process_start(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot (``/proc/<pid>/stat``); None if unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[19])  # field 22, counted after the command name
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
+_IDENTITY = {"pid": os.getpid(), "pid_start": process_start(os.getpid()), "boot_id": boot_id()}
+
+
+def agent_alive(report: dict[str, Any]) -> bool | None:
+    """Whether the agent that wrote ``report`` still runs: the same boot, its pid alive, and that
+    pid's process started when the agent's did (so not a newer process given the same pid).
+    None when the report does not say which process wrote it."""
+    pid = report.get("pid")
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return None
+    if report.get("boot_id") and boot_id() and report["boot_id"] != boot_id():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process (the service's own user): it exists
+    recorded, now = report.get("pid_start"), process_start(pid)
+    return recorded is None or now is None or recorded == now
 
 
 def runtime_dir(config: AgentConfig) -> Path:
@@ -71,7 +116,7 @@ def build_report(now: Now, *, unit: Unit, config: AgentConfig, config_path: Path
     return {
         "unit": config.unit.id,
         "version": __version__,
-        "pid": os.getpid(),
+        **_IDENTITY,  # pid, pid_start, boot_id: `umps-agent status` checks the writer still runs
         "config": str(config_path.resolve()),  # so `umps-agent status` / `config show` find it
         "uptime_s": round(now.mono - started_mono, 1),
         "written": time.time(),
@@ -87,6 +132,7 @@ def build_report(now: Now, *, unit: Unit, config: AgentConfig, config_path: Path
             "disk_ok": disk_ok,
         },
         "gnss": {
+            "port": config.gnss.port,  # `umps-agent gnss watch` will not compete with the agent for it
             "state": "lost" if unit.gnss_lost else ("fix" if unit.has_fix(now.mono) else "no fix"),
             "receiver": unit.receiver,
             "mode": fix["mode"],

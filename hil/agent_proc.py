@@ -7,6 +7,11 @@ factory = "pigpio"`` with the emulator's address, ``[mqtt]`` the rig's broker
 without TLS, ``[storage]`` directories in the run's work directory,
 ``[display] kind = "none"`` and the touchscreen UI on a free port.
 
+Paths resolve the same wherever the caller stands: the generated file holds
+absolute paths only (the run's directory is resolved first), and the agent
+runs in the run's directory, so a relative path a scenario or a user adds
+lands there too, never in the caller's or the repository's directory.
+
 ``rig_config(...)`` returns the dict, ``write_toml`` writes it (tomli-w),
 and the result is validated with the agent's own ``parse_config`` before the
 agent is started, so a scenario's bad ``[agent]`` table fails fast with the
@@ -73,7 +78,12 @@ def rig_config(*, unit_id: str, unit_kind: str, gnss_port: str, pigpio_port: int
                workdir: Path, ui_port: int, prefix: str = "umps", pigpio_host: str = "127.0.0.1",
                tls: ClientTls | None = None, admin_keys: tuple[str, ...] = (), runtime_dir: Path | None = None,
                quick: bool = True, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The agent's config for a rig run: a vehicle's, pointed at the rig's broker, emulators and directories."""
+    """The agent's config for a rig run: a vehicle's, pointed at the rig's broker, emulators and directories.
+
+    Every path in it is absolute (``workdir`` and ``runtime_dir`` are resolved against the caller's directory).
+    """
+    workdir = Path(workdir).resolve()
+    runtime_dir = Path(runtime_dir).resolve() if runtime_dir is not None else None
     mqtt_tls: dict[str, Any] = {"enabled": False}
     if tls is not None:
         mqtt_tls = {"enabled": True, "ca_file": str(tls.ca), "cert_file": str(tls.cert), "key_file": str(tls.key)}
@@ -141,7 +151,7 @@ class AgentProcess:
     def __init__(self, config_path: Path, log_path: Path, command: str = DEFAULT_AGENT_CMD,
                  env: dict[str, str] | None = None):
         self.config_path = config_path = Path(config_path).resolve()
-        self.log_path = log_path
+        self.log_path = Path(log_path).resolve()
         self.argv = [part.format(python=sys.executable, config=str(config_path)) for part in shlex.split(command)]
         if "{config}" not in command:
             self.argv += ["--config", str(config_path)]
@@ -155,7 +165,8 @@ class AgentProcess:
 
     def start(self) -> "AgentProcess":
         compileall.compile_dir(ROOT / "agent", quiet=1)
-        self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=subprocess.PIPE,
+        # In the run's directory: whatever the caller's directory, a relative path lands in the run's.
+        self.proc = subprocess.Popen(self.argv, cwd=self.config_path.parent, env=self.env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self._copier = threading.Thread(target=self._copy_output, args=(self.proc,), name="agent-log", daemon=True)
         self._copier.start()

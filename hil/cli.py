@@ -309,7 +309,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from hil.engine import Rig, RigError, RigOptions
 
     own_workdir = args.workdir is None  # ours to remove on the way out
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="umps-hil-demo-"))
+    workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="umps-hil-demo-"))).resolve()
     out = _printer()
     try:
         with socket.socket() as s:

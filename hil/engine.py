@@ -108,6 +108,10 @@ class RigOptions:
     broker_persistence: bool = True
     quick_timings: bool = True  # hil.agent_proc.QUICK_TIMINGS; False: a vehicle's timings
     runtime_dir: Path | None = None  # None: <workdir>/run
+    # False: the agent starts from an empty state directory (and runtime directory), whatever a
+    # past run left in ``workdir``. True: it starts on what is there (a restart within a run
+    # always keeps the state; this is about the first start).
+    keep_state: bool = False
     # Bench mode: a real unit runs its own agent with this config (pins, unit id, prefix);
     # the rig drives its pins through a pigpio daemon and sends NMEA out of a serial port.
     unit_config: Path | None = None
@@ -133,6 +137,10 @@ class Rig:
     """Broker, emulators, recorder and peers, and the agent; up() and down()."""
 
     def __init__(self, options: RigOptions, progress: Progress = _quiet, stop: threading.Event | None = None):
+        # Resolved once: the agent's config, its process and the rig's files agree wherever the caller stands.
+        options.workdir = Path(options.workdir).resolve()
+        if options.runtime_dir is not None:
+            options.runtime_dir = Path(options.runtime_dir).resolve()
         self.opt = options
         self.stop_requested = stop or threading.Event()
         self.progress = progress
@@ -173,6 +181,10 @@ class Rig:
 
     def _up(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if not self.opt.keep_state and self.opt.unit_config is None:
+            # A fresh unit: no alarm, seq or call carried over from a past run in this directory.
+            for stale in (self.state_dir, self.opt.runtime_dir or self.workdir / "run"):
+                shutil.rmtree(stale, ignore_errors=True)
         if self.opt.tls:
             self.pki = make_pki(self.workdir / "pki")
         if self.opt.broker is None:
@@ -227,6 +239,11 @@ class Rig:
         self.config_path = agent_proc.write_toml(self.workdir / "agent.toml", data)
         if self.opt.start_agent:
             self.start_agent()
+
+    @property
+    def state_dir(self) -> Path:
+        """The agent's ``[storage] state_dir`` (see ``hil.agent_proc.rig_config``)."""
+        return self.workdir / "state"
 
     def start_agent(self) -> None:
         """Start the agent process (again) and wait for its own birth message: that moment is ``t = 0``."""
@@ -589,12 +606,16 @@ def run_scenario(scenario: Scenario, *, workdir: Path | None = None, agent_cmd: 
     started = time.monotonic()
     stop = stop or threading.Event()
     own_tmp = workdir is None
-    workdir = Path(tempfile.mkdtemp(prefix=f"umps-hil-{scenario.name}-")) if workdir is None else workdir
+    workdir = Path(tempfile.mkdtemp(prefix=f"umps-hil-{scenario.name}-")) if workdir is None else workdir.resolve()
     if workdir.exists():
-        shutil.rmtree(workdir)  # the scenario's own directory: a fresh unit and broker each run
+        # The scenario's own directory: a fresh unit and broker each run (its state kept if it asks).
+        for entry in workdir.iterdir():
+            if scenario.keep_state and entry.name == "state":
+                continue
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
     options = RigOptions(workdir=workdir, unit_kind=scenario.unit_kind, gnss_rate_hz=scenario.gnss_rate_hz,
                          route_offset_s=scenario.route_offset_s, agent_overrides=dict(scenario.agent),
-                         signed_dispatch=scenario.signed_dispatch,
+                         signed_dispatch=scenario.signed_dispatch, keep_state=scenario.keep_state,
                          agent_cmd=agent_cmd, broker=broker, link_proxy=scenario.needs_link_proxy, **bench)
     rig = Rig(options, progress, stop)
     actions: list[ActionRecord] = []

@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hil.runlog import Msg, PinSample, RunLog
-from hil.scenario import COLOURS, Expectation, Scenario
+from hil.scenario import Expectation, Scenario
 from hil.scenario import match_text as _match_text
+from hil.scenario_schema import COLOURS
 from hil.seq_ledger import SeqLedger, ranges
 from hil.stats import percentile
 

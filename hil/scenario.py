@@ -1,9 +1,11 @@
 """Scenario files: a timeline of steps and the expectations that judge a run.
 
 A scenario is a TOML file (``hil/scenarios/*.toml`` ship with the rig). It is
-parsed once into frozen dataclasses; anything wrong is a
-:class:`ScenarioError` naming the file, the key path (``step[3].button``) and
-what is wrong, every problem at once, so an author fixes a file in one go.
+validated once by the pydantic models of ``hil.scenario_schema`` into frozen
+dataclasses; anything wrong is a :class:`ScenarioError` (the agent's
+``ProblemsError``, as a bad configuration is) naming the file, the key path
+(``step[3].button``) and what is wrong in plain words, with the nearest known
+key for a typo, every problem at once, so an author fixes a file in one go.
 
 Time: ``t = 0`` is the moment the agent under test announced itself on the
 broker (its ``online`` birth message), so start-up time never eats into a
@@ -22,6 +24,7 @@ The format (see ``hil/README.md`` for the full reference)::
     gnss_rate_hz = 1                  # 1, 5 or 10
     route_offset_s = 0                # start that far along the route
     signed_dispatch = false           # true: the unit lists a rig dispatch key; calls and alarm messages are signed
+    keep_state = false                # true: start on the state directory the last run left (default: empty)
 
     [agent]                           # partial agent config merged over the rig's
     panel = { emergency_hold_s = 1.0 }
@@ -40,102 +43,39 @@ The format (see ``hil/README.md`` for the full reference)::
     match = { status = "en_route" }
     within_ms = 500
 
-Step actions and their fields are in :data:`ACTIONS`; expectation kinds and
-theirs in :data:`EXPECT_KINDS`. Unknown keys are errors.
+Step actions and their fields are in :data:`ACTIONS` (one model each in
+``hil.scenario_schema.STEP_MODELS``); expectation kinds and theirs in
+:data:`EXPECT_KINDS` (``EXPECT_MODELS``). Unknown keys are errors.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.config import INPUT_NAMES, OUTPUT_NAMES
-from hil.gnss_faults import ALIASES, FAULT_KINDS
+from pydantic import BaseModel, ValidationError
+
+from agent.problems import ProblemsError
+from hil import scenario_schema as schema
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 
-# action -> (required fields, optional fields with defaults)
+# action -> (required fields, optional fields with defaults); kind -> the same. From the models.
 ACTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
-    "tap": (("button",), {"ms": 200.0}),
-    "press": (("button",), {}),
-    "release": (("button",), {}),
-    "hold": (("button", "seconds"), {}),
-    "bounce": (("button",), {"n": 6, "interval_ms": 2.0}),
-    "siren": (("on",), {}),
-    "gnss_fault": (("fault",), {"duration_s": None, "ratio": 1.0}),
-    "gnss_clear": ((), {"fault": None}),
-    "unplug": ((), {"duration_s": None}),
-    "replug": ((), {}),
-    "link_down": ((), {"mode": "blackhole"}),
-    "link_up": ((), {}),
-    "broker_stop": ((), {}),
-    "broker_kill": ((), {}),
-    "broker_start": ((), {}),
-    "call": (("call_id",), {"priority": 2, "nature": "Contrôle", "address": "Av. Mohammed V, Kénitra",
-                             "location": None, "details": None, "code": None}),
-    "call_update": (("call_id",), {"details": None, "priority": None, "address": None}),
-    "call_cancel": (("call_id",), {"reason": None}),
-    "alarm_ack": ((), {"alarm_id": None}),
-    "alarm_clear": ((), {"alarm_id": None}),
-    "config_push": (("request_id", "version"), {"config": None}),
-    "cmd": (("command",), {"request_id": None}),
-    "publish": (("topic", "payload"), {"qos": 1, "retain": False}),
-    # The vehicle's power: the ignition line; the hold-up supply's warning, then the cut after
-    # its hold-up time (and the power back after off_s, if given: the agent restarts on the same
-    # state); a cut without warning (kill -9), then the power back after off_s; the power back.
-    "ignition": (("on",), {}),
-    "power_fail": ((), {"hold_up_s": 2.0, "off_s": None}),
-    "power_cut": ((), {"off_s": 2.0}),
-    "power_on": ((), {}),
+    action: schema.fields_of(model, schema.Step) for action, model in schema.STEP_MODELS.items()
 }
-
-# kind -> (required fields, optional fields with defaults)
 EXPECT_KINDS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
-    # A message on `topic` matching `match`, within `within_ms` of the anchor.
-    "message": (("topic",), {"match": {}, "within_ms": 1000.0, "after": None, "at": None}),
-    # No message on `topic` matching `match` in the window [anchor, anchor + for_s].
-    "no_message": (("topic",), {"match": {}, "for_s": None, "after": None, "at": None}),
-    # Messages on `topic` matching `match`, in this order, each after the one before.
-    "sequence": (("topic", "matches"), {"within_ms": 1000.0, "after": None, "at": None}),
-    # Every telemetry seq from the first to the last made in [from_s, to_s] was
-    # delivered (live or backlog), none missing.
-    "telemetry_complete": ((), {"from_s": 0.0, "to_s": None, "settle_s": 15.0}),
-    # Live telemetry arrives every 1/rate_hz: the share of intervals within tolerance,
-    # and no interval longer than max_interval_s (default two periods).
-    "cadence": ((), {"rate_hz": 1.0, "tolerance": 0.5, "min_share": 0.9, "from_s": 0.0, "to_s": None,
-                     "max_interval_s": None}),
-    # Published positions stay within max_m of where the emulated vehicle was (p95).
-    "position": ((), {"max_m": 25.0, "from_s": 0.0, "to_s": None, "min_points": 5}),
-    # An LED (or the status RGB colour, or the buzzer) shows `state` within `within_ms`.
-    "led": (("led", "state"), {"within_ms": 1000.0, "hold_ms": 400.0, "after": None, "at": None}),
-    # The agent process is still running at the end (no crash).
-    "agent_alive": ((), {}),
-    # The consumer's seq account (hil/seq_ledger.py, docs/mqtt-api.md "Counting lost reports"):
-    # every seq received or inside a gap a birth declared; bounds on each count.
-    "seq_accounted": ((), {"lost_in_transit_max": 0, "declared_lost_min": 0, "declared_lost_max": None}),
+    kind: schema.fields_of(model, schema.Expect) for kind, model in schema.EXPECT_MODELS.items()
 }
 
-LED_STATES = ("on", "off", "blinking")
-COLOURS: dict[str, tuple[int, int, int]] = {
-    "off": (0, 0, 0), "green": (0, 1, 0), "blue": (0, 0, 1), "yellow": (1, 1, 0),
-    "red": (1, 0, 0), "magenta": (1, 0, 1), "white": (1, 1, 1), "cyan": (0, 1, 1),
-}
-LED_NAMES = ("status", *(n for n in OUTPUT_NAMES if not n.startswith("status_")))
-MATCH_OPERATORS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "exists", "contains", "null")
-PROFILES = ("short", "long")
 
-
-class ScenarioError(ValueError):
+class ScenarioError(ProblemsError):
     """A scenario file is unusable; ``problems`` lists ``(key path, message)``."""
-
-    def __init__(self, source: str, problems: list[tuple[str, str]]):
-        self.source = source
-        self.problems = problems
-        lines = "\n".join(f"  {loc or '<file>'}: {msg}" for loc, msg in problems)
-        super().__init__(f"{source}: {len(problems)} problem(s)\n{lines}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +115,8 @@ class Scenario:
     step_by_id: dict[str, Step] = field(default_factory=dict, compare=False)
     # The unit lists a dispatch key of the rig's and the rig's dispatcher signs (docs/mqtt-api.md).
     signed_dispatch: bool = False
+    # Start on the state directory the last run of this scenario left (default: an empty one).
+    keep_state: bool = False
 
     @property
     def needs_link_proxy(self) -> bool:
@@ -189,7 +131,7 @@ class Scenario:
         return Scenario(
             self.name, self.description, self.duration_s / speed, self.unit_kind, self.profile, self.gnss_rate_hz,
             self.route_offset_s, self.agent, steps, exps, self.source, {s.id: s for s in steps},
-            self.signed_dispatch,
+            self.signed_dispatch, self.keep_state,
         )
 
 
@@ -237,256 +179,154 @@ def shipped_scenarios() -> list[Path]:
 
 
 def parse_scenario(text: str, source: str = "<scenario>", *, default_name: str = "scenario") -> Scenario:
+    """The scenario in ``text``; raises :class:`ScenarioError` with every problem of the file."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(source, [("", f"TOML syntax: {exc}")]) from None
-    return _Parser(source, default_name).parse(data)
+    problems: list[tuple[str, str]] = []
+    file = _validate(schema.File, data, "", problems)
+    if file is None:  # the tables themselves are wrong: judge what can be judged
+        file = schema.File.model_construct(**{
+            "scenario": {}, "agent": {}, "step": [], "expect": [],
+            **{k: v for k, v in data.items() if k in schema.TABLES and isinstance(v, (dict, list))},
+        })
+    head = _validate(schema.Head, file.scenario if isinstance(file.scenario, dict) else {}, "scenario",
+                           problems)
+    raw_duration = file.scenario.get("duration_s") if isinstance(file.scenario, dict) else None
+    context = {"duration_s": raw_duration if schema.is_number(raw_duration) else None,
+               "step_ids": _step_ids(file.step)}
+    steps = _steps(file.step if isinstance(file.step, list) else [], context, problems)
+    expectations = _expectations(file.expect if isinstance(file.expect, list) else [], context, problems)
+    problems += [(f"agent.{key}", "is set by the rig (broker and state directory are the rig's)")
+                 for key in ("mqtt", "storage") if isinstance(file.agent, dict) and key in file.agent]
+    if problems or head is None:
+        raise ScenarioError(source, problems)
+    by_id = {s.id: s for s in steps}
+    return Scenario(head.name or default_name, head.description, head.duration_s, head.unit_kind, head.profile,
+                    head.gnss_rate_hz, head.route_offset_s, file.agent, tuple(steps), tuple(expectations), source,
+                    by_id, head.signed_dispatch, head.keep_state)
 
 
-class _Parser:
-    def __init__(self, source: str, default_name: str):
-        self.source = source
-        self.default_name = default_name
-        self.problems: list[tuple[str, str]] = []
-
-    def fail(self, loc: str, msg: str) -> None:
-        self.problems.append((loc, msg))
-
-    def parse(self, data: dict[str, Any]) -> Scenario:
-        for key in data:
-            if key not in ("scenario", "agent", "step", "expect"):
-                self.fail(key, "unknown table (known: scenario, agent, step, expect)")
-        head = data.get("scenario")
-        if not isinstance(head, dict):
-            self.fail("scenario", "missing [scenario] table")
-            head = {}
-        known = {"name", "description", "duration_s", "unit_kind", "profile", "gnss_rate_hz", "route_offset_s",
-                 "signed_dispatch"}
-        for key in head:
-            if key not in known:
-                self.fail(f"scenario.{key}", "unknown key")
-        name = self._str(head, "name", "scenario", self.default_name)
-        description = self._str(head, "description", "scenario", "")
-        duration = self._number(head, "duration_s", "scenario", None)
-        if duration is None:
-            self.fail("scenario.duration_s", "required: how long the run lasts, in seconds")
-            duration = 0.0
-        elif duration <= 0:
-            self.fail("scenario.duration_s", "must be > 0")
-        unit_kind = self._choice(head, "unit_kind", "scenario", ("car", "motorcycle"), "car")
-        profile = self._choice(head, "profile", "scenario", PROFILES, "short")
-        rate = head.get("gnss_rate_hz", 1)
-        if rate not in (1, 5, 10) or isinstance(rate, bool):
-            self.fail("scenario.gnss_rate_hz", f"must be 1, 5 or 10, not {rate!r}")
-            rate = 1
-        offset = self._number(head, "route_offset_s", "scenario", 0.0) or 0.0
-        signed = head.get("signed_dispatch", False)
-        if not isinstance(signed, bool):
-            self.fail("scenario.signed_dispatch", "must be true or false")
-            signed = False
-
-        agent = data.get("agent", {})
-        if not isinstance(agent, dict):
-            self.fail("agent", "must be a table (a partial agent configuration)")
-            agent = {}
-        for forbidden in ("mqtt", "storage"):
-            if forbidden in agent:
-                self.fail(f"agent.{forbidden}", "is set by the rig (broker and state directory are the rig's)")
-
-        steps = self._steps(data.get("step", []), duration)
-        by_id = {s.id: s for s in steps}
-        expectations = self._expectations(data.get("expect", []), by_id, duration)
-        if self.problems:
-            raise ScenarioError(self.source, self.problems)
-        return Scenario(name, description, float(duration), unit_kind, profile, int(rate), float(offset),
-                        agent, tuple(steps), tuple(expectations), self.source, by_id, signed)
-
-    # ------------------------------------------------------------- steps
-
-    def _steps(self, raw: Any, duration: float) -> list[Step]:
-        if not isinstance(raw, list):
-            self.fail("step", "must be an array of tables: [[step]]")
-            return []
-        steps: list[Step] = []
-        seen: set[str] = set()
-        for i, item in enumerate(raw):
-            loc = f"step[{i}]"
-            if not isinstance(item, dict):
-                self.fail(loc, "must be a table")
-                continue
-            action = item.get("action")
-            if action not in ACTIONS:
-                self.fail(f"{loc}.action", f"unknown action {action!r}; known: {', '.join(ACTIONS)}")
-                continue
-            at = self._number(item, "at", loc, None)
-            if at is None:
-                self.fail(f"{loc}.at", "required: when the step happens, in seconds")
-                continue
-            if at < 0 or (duration and at > duration):
-                self.fail(f"{loc}.at", f"must be within 0..duration_s ({duration}), not {at}")
-            required, optional = ACTIONS[action]
-            args = self._fields(item, loc, required, optional, extra=("at", "action", "id"))
-            step_id = item.get("id", f"{action}@{at:g}")
-            if not isinstance(step_id, str) or not step_id:
-                self.fail(f"{loc}.id", "must be a non-empty string")
-                step_id = f"{action}@{at:g}"
-            if step_id in seen:
-                self.fail(f"{loc}.id", f"duplicate step id {step_id!r}")
-            seen.add(step_id)
-            self._check_step(action, args, loc)
-            steps.append(Step(i, step_id, float(at), action, args))
-        return sorted(steps, key=lambda s: (s.at, s.index))
-
-    def _check_step(self, action: str, args: dict[str, Any], loc: str) -> None:
-        if "button" in args and args["button"] not in INPUT_NAMES:
-            self.fail(f"{loc}.button", f"unknown input {args['button']!r}; known: {', '.join(INPUT_NAMES)}")
-        if action == "tap" and not _is_number(args["ms"], positive=True):
-            self.fail(f"{loc}.ms", "must be a number of milliseconds > 0")
-        if action == "hold" and "seconds" in args and not _is_number(args["seconds"], positive=True):
-            self.fail(f"{loc}.seconds", "must be a number > 0")
-        if action in ("siren", "ignition") and not isinstance(args.get("on"), bool):
-            self.fail(f"{loc}.on", "must be true or false")
-        for key in ("hold_up_s", "off_s"):
-            if action in ("power_fail", "power_cut") and args.get(key) is not None \
-                    and not _is_number(args[key], positive=True):
-                self.fail(f"{loc}.{key}", "must be a number of seconds > 0")
-        if action in ("gnss_fault", "gnss_clear") and args.get("fault") is not None:
-            if args["fault"] not in FAULT_KINDS and args["fault"] not in ALIASES:
-                self.fail(f"{loc}.fault", f"unknown fault {args['fault']!r}; known: {', '.join(FAULT_KINDS + tuple(ALIASES))}")
-        if action == "gnss_fault" and args.get("fault") == "unplug":
-            self.fail(f"{loc}.fault", "use action = \"unplug\" for the receiver's plug")
-        for key in ("duration_s",):
-            if args.get(key) is not None and not _is_number(args[key], positive=True):
-                self.fail(f"{loc}.{key}", "must be a number > 0")
-        if action == "call" and args.get("priority") not in (1, 2, 3):
-            self.fail(f"{loc}.priority", "must be 1, 2 or 3")
-        if action == "config_push":
-            if not isinstance(args.get("version"), int) or isinstance(args.get("version"), bool):
-                self.fail(f"{loc}.version", "must be an integer")
-            if args.get("config") is not None and not isinstance(args["config"], dict):
-                self.fail(f"{loc}.config", "must be a table (a partial agent configuration)")
-        if action == "link_down" and args.get("mode") not in ("blackhole", "drop"):
-            self.fail(f"{loc}.mode", "must be \"blackhole\" (the link stalls) or \"drop\" (connections cut)")
-        if action == "cmd" and args.get("command") not in ("report_position", "flush_backlog"):
-            self.fail(f"{loc}.command", "must be \"report_position\" or \"flush_backlog\"")
-        if action == "publish":
-            if not isinstance(args.get("topic"), str) or not args["topic"] or "#" in args["topic"] or "+" in args["topic"]:
-                self.fail(f"{loc}.topic", "must be a topic under the unit (e.g. \"call\"), without wildcards")
-            if not isinstance(args.get("payload"), (str, dict)):
-                self.fail(f"{loc}.payload", "must be a string (sent as is) or a table (sent as JSON)")
-
-    # ------------------------------------------------------ expectations
-
-    def _expectations(self, raw: Any, steps: dict[str, Step], duration: float) -> list[Expectation]:
-        if not isinstance(raw, list):
-            self.fail("expect", "must be an array of tables: [[expect]]")
-            return []
-        out: list[Expectation] = []
-        for i, item in enumerate(raw):
-            loc = f"expect[{i}]"
-            if not isinstance(item, dict):
-                self.fail(loc, "must be a table")
-                continue
-            kind = item.get("kind")
-            if kind not in EXPECT_KINDS:
-                self.fail(f"{loc}.kind", f"unknown kind {kind!r}; known: {', '.join(EXPECT_KINDS)}")
-                continue
-            required, optional = EXPECT_KINDS[kind]
-            args = self._fields(item, loc, required, optional, extra=("kind", "name"))
-            after, at = args.get("after"), args.get("at")
-            if "after" in optional:
-                if after is not None and at is not None:
-                    self.fail(loc, "give either after (a step id) or at (seconds), not both")
-                if after is not None and after not in steps:
-                    self.fail(f"{loc}.after", f"no step with id {after!r}; steps: {', '.join(steps) or '(none)'}")
-                if at is not None and not _is_number(at):
-                    self.fail(f"{loc}.at", "must be a number of seconds")
-            for key in ("within_ms", "hold_ms", "for_s", "max_m", "rate_hz", "settle_s", "max_interval_s"):
-                if key in args and args[key] is not None and not _is_number(args[key], positive=True):
-                    self.fail(f"{loc}.{key}", "must be a number > 0")
-            for key in ("from_s", "to_s"):
-                if args.get(key) is not None and not _is_number(args[key]):
-                    self.fail(f"{loc}.{key}", "must be a number of seconds")
-            if "match" in args:
-                self._check_match(args["match"], f"{loc}.match")
-            if kind == "sequence":
-                if not isinstance(args.get("matches"), list) or not args["matches"]:
-                    self.fail(f"{loc}.matches", "must be a non-empty array of match tables")
-                else:
-                    for j, m in enumerate(args["matches"]):
-                        self._check_match(m, f"{loc}.matches[{j}]")
-            if kind == "led":
-                self._check_led(args, loc)
-            name = item.get("name") or _default_name(kind, args)
-            out.append(Expectation(i, str(name), kind, args))
-        return out
-
-    def _check_led(self, args: dict[str, Any], loc: str) -> None:
-        if args["led"] not in LED_NAMES:
-            self.fail(f"{loc}.led", f"unknown output {args['led']!r}; known: {', '.join(LED_NAMES)}")
-        elif args["led"] == "status":
-            if args["state"] not in COLOURS:
-                self.fail(f"{loc}.state", f"the status LED takes a colour: {', '.join(COLOURS)}")
-        elif args["state"] not in LED_STATES:
-            self.fail(f"{loc}.state", f"must be one of {', '.join(LED_STATES)}")
-
-    def _check_match(self, match: Any, loc: str) -> None:
-        if not isinstance(match, dict):
-            self.fail(loc, "must be a table of dotted payload keys to values, e.g. { status = \"en_route\" }")
-            return
-        for key, value in match.items():
-            if isinstance(value, dict):
-                bad = [op for op in value if op not in MATCH_OPERATORS]
-                if bad or len(value) != 1:
-                    self.fail(f"{loc}.{key}", f"an operator table has exactly one of {', '.join(MATCH_OPERATORS)}")
-
-    # ----------------------------------------------------------- helpers
-
-    def _fields(self, item: dict[str, Any], loc: str, required: tuple[str, ...], optional: dict[str, Any],
-                extra: tuple[str, ...]) -> dict[str, Any]:
-        args = dict(optional)
-        for key in required:
-            if key not in item:
-                self.fail(f"{loc}.{key}", "required")
-        for key, value in item.items():
-            if key in extra:
-                continue
-            if key not in required and key not in optional:
-                known = ", ".join((*required, *optional)) or "(none)"
-                self.fail(f"{loc}.{key}", f"unknown key; this one takes: {known}")
-                continue
-            args[key] = value
-        return args
-
-    def _str(self, table: dict[str, Any], key: str, loc: str, default: str) -> str:
-        value = table.get(key, default)
-        if not isinstance(value, str):
-            self.fail(f"{loc}.{key}", "must be a string")
-            return default
-        return value
-
-    def _number(self, table: dict[str, Any], key: str, loc: str, default: float | None) -> float | None:
-        value = table.get(key, default)
-        if value is None:
-            return None
-        if not _is_number(value):
-            self.fail(f"{loc}.{key}", f"must be a number, not {value!r}")
-            return default
-        return float(value)
-
-    def _choice(self, table: dict[str, Any], key: str, loc: str, choices: tuple[str, ...], default: str) -> str:
-        value = table.get(key, default)
-        if value not in choices:
-            self.fail(f"{loc}.{key}", f"must be one of {', '.join(choices)}, not {value!r}")
-            return default
-        return value
+def _default_id(item: dict[str, Any]) -> str | None:
+    at = item.get("at")
+    return f"{item.get('action')}@{at:g}" if schema.is_number(at) else None
 
 
-def _is_number(value: Any, *, positive: bool = False) -> bool:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    return value > 0 if positive else True
+def _step_id(item: dict[str, Any]) -> str | None:
+    """A step's id as written, or its default (``press@5``)."""
+    given = item.get("id")
+    return given if isinstance(given, str) and given else _default_id(item)
+
+
+def _step_ids(raw: Any) -> list[str]:
+    """The ids of the file's steps: what an ``after`` may name."""
+    ids = (_step_id(item) for item in (raw if isinstance(raw, list) else []) if isinstance(item, dict))
+    return [i for i in ids if i is not None]
+
+
+def _steps(raw: list[Any], context: dict[str, Any], problems: list[tuple[str, str]]) -> list[Step]:
+    steps: list[Step] = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw):
+        loc = f"step[{i}]"
+        model = schema.STEP_MODELS.get(item.get("action")) if isinstance(item, dict) else None
+        if isinstance(item, dict) and model is None:
+            problems.append((f"{loc}.action", f"unknown action {item.get('action')!r}; known: {', '.join(ACTIONS)}"))
+            continue
+        step_id = _step_id(item) if isinstance(item, dict) else None
+        if step_id is not None and step_id in seen:
+            problems.append((f"{loc}.id", f"duplicate step id {step_id!r}"))
+        seen.add(step_id)
+        step = _validate(model or schema.Step, item, loc, problems, context, schema.Step)
+        if step is not None:
+            steps.append(Step(i, step.id or _default_id(item), step.at, step.action,
+                              step.model_dump(exclude={"at", "action", "id"})))
+    return sorted(steps, key=lambda s: (s.at, s.index))
+
+
+def _expectations(raw: list[Any], context: dict[str, Any], problems: list[tuple[str, str]]) -> list[Expectation]:
+    out: list[Expectation] = []
+    for i, item in enumerate(raw):
+        loc = f"expect[{i}]"
+        model = schema.EXPECT_MODELS.get(item.get("kind")) if isinstance(item, dict) else None
+        if isinstance(item, dict) and model is None:
+            problems.append((f"{loc}.kind", f"unknown kind {item.get('kind')!r}; known: {', '.join(EXPECT_KINDS)}"))
+            continue
+        expectation = _validate(model or schema.Expect, item, loc, problems, context, schema.Expect)
+        if expectation is None:
+            continue
+        args = expectation.model_dump(exclude={"kind", "name"})
+        name = expectation.name or _default_name(expectation.kind, args)
+        out.append(Expectation(i, name, expectation.kind, args))
+    return out
+
+
+# ---------------------------------------------------------------- errors
+
+
+def _validate(model: type[BaseModel], data: Any, loc: str, problems: list[tuple[str, str]],
+             context: dict[str, Any] | None = None, common: type[BaseModel] | None = None) -> Any:
+    """``model`` validated from ``data``, or None with its problems appended (key paths under ``loc``).
+
+    ``common``: the base every such table shares (:class:`Step`, :class:`Expect`); an unknown
+    key's message then lists the keys of this one (a ``tap``'s, a ``message``'s).
+    """
+    try:
+        return model.model_validate(data, context=context)
+    except ValidationError as exc:
+        problems += [(_join(loc, where), msg) for where, msg in _problems(exc, model, common)]
+        return None
+
+
+def _problems(exc: ValidationError, model: type[BaseModel], common: type[BaseModel] | None) -> list[tuple[str, str]]:
+    out = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(part for part in err["loc"] if not _is_pydantic_tag(part))
+        msg = _words(err)
+        if err["type"] == "extra_forbidden" and model is schema.File and len(loc) == 1:
+            msg = f"unknown table (known: {', '.join(schema.TABLES)})"
+        elif err["type"] == "extra_forbidden":
+            known = list(model.model_fields) if len(loc) == 1 else []
+            near = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+            msg = "unknown key" + (f" (did you mean `{near[0]}`?)" if near else "")
+            if common is not None and len(loc) == 1:
+                required, optional = schema.fields_of(model, common)
+                msg += "; this one takes: " + (", ".join((*required, *optional)) or "(none)")
+        out.append((_path(loc), msg))
+    return out
+
+
+def _words(err: Any) -> str:
+    """pydantic's message in the words a scenario's author knows."""
+    if err["type"] == "missing":
+        return "required"
+    if err["type"] in ("model_type", "dict_type"):
+        return f"must be a table, not {err['input']!r}"
+    if err["type"] == "list_type":
+        return f"must be an array of tables ([[...]]), not {err['input']!r}"
+    msg = re.sub(r"^(Input|List|Dictionary|String) should ", "must ", err["msg"].removeprefix("Value error, "))
+    if err["type"] in ("float_type", "int_type", "bool_type", "string_type"):
+        msg += f", not {err['input']!r}"
+    return msg
+
+
+def _is_pydantic_tag(part: Any) -> bool:
+    # Union members and validator names ("function-after[...]", "str", "dict[str,any]") in some paths.
+    return isinstance(part, str) and ("[" in part or part in ("str", "int", "float", "bool", "none"))
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _join(base: str, loc: str) -> str:
+    if not loc:
+        return base
+    return f"{base}{loc}" if loc.startswith("[") or not base else f"{base}.{loc}"
 
 
 _OP_TEXT = {"eq": "=", "ne": "≠", "gt": ">", "gte": "≥", "lt": "<", "lte": "≤", "in": " in ", "contains": " contains "}

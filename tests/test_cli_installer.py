@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,11 +23,15 @@ ROOT = Path(__file__).resolve().parents[1]
 GOOD = '[unit]\nid = "KEN-C-01"\nkind = "car"\n'
 
 
+# An installer runs the tool from wherever the laptop's shell is, never from the repository.
+ELSEWHERE = Path(tempfile.gettempdir())
+
+
 def umps(*args: str, env: dict | None = None, stdin: bytes | None = None) -> subprocess.CompletedProcess:
     full = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     if env is None or "RUNTIME_DIRECTORY" not in env:
         full.pop("RUNTIME_DIRECTORY", None)
-    return subprocess.run([sys.executable, "-m", "agent", *args], cwd=ROOT, env=full, input=stdin,
+    return subprocess.run([sys.executable, "-m", "agent", *args], cwd=ELSEWHERE, env=full, input=stdin,
                           capture_output=True, timeout=60)
 
 
@@ -68,6 +73,52 @@ def test_an_unknown_key_gets_the_nearest_known_one(tmp_path):
     assert found["gnss.baudrte"] == "unknown key (did you mean `baudrate`?)"
     assert found["mqtt.hots"] == "unknown key (did you mean `host`?)"
     assert found["mqtt.zzz"] == "unknown key"  # nothing near: no guess
+
+
+def test_config_check_says_in_words_what_a_pattern_wants(tmp_path):
+    path = tmp_path / "agent.toml"
+    path.write_text('[unit]\nid = "KEN C 01"\nkind = "car"\n[mqtt]\nprefix = "umps/"\n')
+    done = umps("config", "check", str(path))
+    err = done.stderr.decode()
+    assert done.returncode == 2
+    assert 'unit.id: "KEN C 01" is not allowed here' in err and "no spaces" in err, err
+    assert 'mqtt.prefix: "umps/" is not allowed here' in err and "no '/' at the start or the end" in err, err
+    assert "pattern" not in err and "^[" not in err, err  # no regular expression for a person to decode
+
+
+def test_every_pattern_of_the_schema_has_its_words():
+    import dataclasses
+    import typing
+
+    from agent.config import PATTERN_WORDS, AgentConfig, Pattern
+
+    found = set()
+
+    def walk(cls: type) -> None:
+        for f in dataclasses.fields(cls):
+            hint = typing.get_type_hints(cls, include_extras=True)[f.name]
+            for meta in getattr(hint, "__metadata__", ()):
+                if isinstance(meta, Pattern):
+                    found.add(meta.regex)
+            inner = typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Annotated else hint
+            if dataclasses.is_dataclass(inner):
+                walk(inner)
+
+    walk(AgentConfig)
+    assert found and found <= set(PATTERN_WORDS), found - set(PATTERN_WORDS)
+
+
+def test_an_unterminated_string_is_called_that(tmp_path):
+    path = tmp_path / "agent.toml"
+    path.write_text('[unit]\nid = "KEN-C-01"\nkind = "car"\nname = "Voiture 01 – Kénitra\n[gnss]\nbaudrate = 9600\n')
+    done = umps("config", "check", str(path))
+    err = done.stderr.decode()
+    assert done.returncode == 2
+    assert "line 4: unterminated string" in err and 'name = "Voiture 01' in err, err
+    assert "Illegal character" not in err, err
+    path.write_text('[unit]\nid = "KEN-C-01"\nkind = "car"\nname = """Voiture\n01\n')
+    err = umps("config", "check", str(path)).stderr.decode()
+    assert "line 4: unterminated string" in err and "never closed before the end of the file" in err, err
 
 
 def test_a_missing_file_says_no_such_file(tmp_path):

@@ -74,6 +74,17 @@ def test_rejection_keeps_a_readable_id():
     assert isinstance(out, Rejected) and out.id == "C-1001"
 
 
+def test_a_rejection_lists_every_problem_of_the_call_at_once():
+    # A bad priority, a bad position and two missing fields: all four, so dispatch fixes them in one go.
+    out = CallBook().receive(call(priority=9, location={"lat": 134, "lon": 0}, nature=None, created=None), NOW, 1.0)
+    assert isinstance(out, Rejected)
+    assert out.error.startswith("priority: must be 1, 2 or 3"), out.error
+    assert "location.lat:" in out.error and out.error.endswith("a new call needs: nature, created"), out.error
+    # An update need not be a full call: only its own problem.
+    out = CallBook().receive(call(action="update", priority=9, nature=None, created=None), NOW, 1.0)
+    assert isinstance(out, Rejected) and "needs" not in out.error
+
+
 def test_update_changes_fields_and_keeps_state():
     book = CallBook()
     book.receive(call(), NOW, 1.0)

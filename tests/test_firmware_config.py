@@ -306,6 +306,26 @@ def test_config_txt_fragment_enables_what_the_unit_needs():
     assert lines[-1] == "[all]"  # later lines of the board's file apply to all models again
 
 
+def test_config_txt_loads_the_crash_sensor_on_a_free_interrupt_pin():
+    from agent.config import AgentConfig, UnitConfig
+
+    lines = [line.strip() for line in (FW / "config.txt").read_text().splitlines()
+             if line.strip().startswith("dtoverlay=i2c-sensor")]
+    assert len(lines) == 1
+    # The overlay's IMU parameters are mpu6050 and mpu9250 (inv_mpu6050 IIO driver); the driver needs INT.
+    m = re.fullmatch(r"dtoverlay=i2c-sensor,(mpu6050|mpu9250),int_pin=(\d+)(,addr=0x6[89])?", lines[0])
+    assert m, lines[0]
+    pin = int(m.group(2))
+    pps = int(re.search(r"dtoverlay=pps-gpio,gpiopin=(\d+)", (FW / "config.txt").read_text()).group(1))
+    defaults = AgentConfig(unit=UnitConfig(id="x", kind="motorcycle"))
+    taken = {2, 3, 14, 15, pps, 4, 7}  # I2C, UART, PPS, and the [power] example pins
+    taken |= {spec.pin for spec in [*defaults.gpio.inputs.values(), *defaults.gpio.outputs.values()]}
+    assert pin not in taken
+    doc = (FW / "imu.md").read_text()
+    assert lines[0] in doc and f"GPIO{pin}" in doc  # the wiring page says the same
+    assert f"GPIO{pin}" in (FW / "README.md").read_text()
+
+
 def test_cmdline_doc_says_how_to_free_the_serial_console():
     doc = (FW / "cmdline.txt.md").read_text()
     assert "console=serial0,115200" in doc

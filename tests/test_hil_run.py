@@ -97,7 +97,44 @@ def test_an_agent_that_exits_at_start_fails_every_expectation_with_its_output(tm
     assert not result.outcomes[0].passed
 
 
+STALE_STATE = '{"status": "out_of_service", "status_since": null, "calls": {}}'
+
+KEEP_STATE = """
+[scenario]
+name = "kept"
+duration_s = 4
+keep_state = {keep}
+[[expect]]
+kind = "message"
+topic = "status"
+at = 0
+within_ms = 3000
+match = {{ status = "{status}" }}
+"""
+
+
+@pytest.mark.parametrize("keep, status", [(False, "available"), (True, "out_of_service")])
+def test_a_run_from_another_directory_starts_clean_unless_it_keeps_state(tmp_path: Path, monkeypatch, keep, status):
+    """``umps-hil run --out results`` from any directory: the agent finds the emulators and its state
+    where the rig put them, and a past run's state is gone unless the scenario keeps it."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    state = Path("results/kept/state")
+    state.mkdir(parents=True)
+    (state / "unit-state.json").write_text(STALE_STATE)
+    scenario = parse_scenario(KEEP_STATE.format(keep=str(keep).lower(), status=status), default_name="kept")
+    result = run_scenario(scenario, workdir=Path("results/kept"))
+    check(result)
+    config = (elsewhere / "results/kept/agent.toml").read_text()
+    assert f'state_dir = "{elsewhere / "results/kept/state"}"' in config
+    assert not (Path(__file__).parents[1] / "results").exists()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", shipped_scenarios(), ids=lambda p: p.stem)
-def test_every_shipped_scenario(path: Path, tmp_path: Path):
-    check(run_scenario(load_scenario(path), workdir=tmp_path / "run"))
+def test_every_shipped_scenario(path: Path, tmp_path: Path, monkeypatch):
+    """From a directory that is not the repository's, with a relative results directory, as
+    ``umps-hil run --out hil-results`` run anywhere."""
+    monkeypatch.chdir(tmp_path)
+    check(run_scenario(load_scenario(path), workdir=Path("hil-results") / path.stem))

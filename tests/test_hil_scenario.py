@@ -204,3 +204,32 @@ off_s = 0
     ok = parse_scenario(MINIMAL + '[[step]]\nat = 2\naction = "power_fail"\n[[expect]]\nkind = "seq_accounted"\n', "p.toml")
     assert ok.steps[0].args == {"hold_up_s": 2.0, "off_s": None}
     assert ok.expectations[0].args == {"lost_in_transit_max": 0, "declared_lost_min": 0, "declared_lost_max": None}
+
+
+def test_a_typo_gets_the_nearest_key_and_types_are_strict():
+    found = dict(problems("""
+[scenario]
+duration_s = "10"
+unit_knd = "car"
+[[step]]
+at = 1
+action = "tap"
+buton = "ack"
+[[expect]]
+kind = "message"
+topic = "status"
+within = 300
+"""))
+    assert found["scenario.duration_s"] == "must be a valid number, not '10'"
+    assert found["scenario.unit_knd"] == "unknown key (did you mean `unit_kind`?)"
+    assert found["step[0].buton"] == "unknown key (did you mean `button`?); this one takes: button, ms"
+    assert found["step[0].button"] == "required"
+    assert found["expect[0].within"].startswith("unknown key (did you mean `within_ms`?)")
+
+
+def test_scenario_and_config_errors_share_one_base():
+    from agent.config import ConfigError
+    from agent.problems import ProblemsError
+
+    assert issubclass(ScenarioError, ProblemsError) and issubclass(ConfigError, ProblemsError)
+    assert ScenarioError.__init__ is ConfigError.__init__ is ProblemsError.__init__

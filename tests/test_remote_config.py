@@ -546,3 +546,22 @@ def test_no_bytes_crash_the_handlers(payload: bytes) -> None:
     state = ConfigState.initial(base_config())
     assert not handle_config_set(payload, state, NOW, validate=parse_config).result.ok or payload.startswith(b"{")
     parse_command(payload, state.config, NOW, RecentIds())
+
+
+def test_a_unit_without_admin_keys_says_it_ignored_a_signature(state: ConfigState) -> None:
+    # A forged sig to a unit with no keys is applied (it takes unsigned pushes), but the answer
+    # says that no signature was checked, so an admin never reads "ok" as "verified".
+    outcome = push(state, {"telemetry": {"rate_hz": 2}}, sig="Zm9yZ2Vk", expires="2025-03-02T12:00:00Z")
+    body = outcome.result.as_dict()
+    assert body["ok"] is True
+    assert [w["loc"] for w in body["warnings"]] == ["sig"] and "ignored" in body["warnings"][0]["msg"]
+    refused = push(state, {"telemetry": {"rate_hz": 99}}, sig="Zm9yZ2Vk").result.as_dict()
+    assert refused["ok"] is False and refused["warnings"][0]["loc"] == "sig"
+    assert "warnings" not in push(state, {"telemetry": {"rate_hz": 2}}).result.as_dict()  # nothing to say
+    command = parse_command(encode({"id": "c1", "command": "report_position", "sig": "Zm9yZ2Vk"}), state.config, NOW,
+                            RecentIds())
+    assert command.command is not None and command.command.done().as_dict()["warnings"][0]["loc"] == "sig"
+    # A unit with keys checks the signature: a forged one is an error, not a warning.
+    signed = ConfigState.initial(base_config(security={"admin_keys": ["11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="]}))
+    forged = push(signed, {"telemetry": {"rate_hz": 2}}, sig="Zm9yZ2Vk", expires="2025-03-02T12:00:00Z").result.as_dict()
+    assert forged["ok"] is False and forged["errors"][0]["loc"] == "sig" and "warnings" not in forged

@@ -17,7 +17,7 @@ def test_idle_unit_without_a_fix():
     assert (led.status, led.link_up, led.gnss_fix, led.call_priority) == ("available", False, False, None)
     snap = views.screen_snapshot(rig.unit, rig.now(), backlog=7)
     assert snap["gnss"] == {"mode": 0, "lat": None, "lon": None, "speed": None, "track": None, "age": None,
-                            "receiver": "no_fix"}
+                            "receiver": "no_fix", "stale": False, "heading_deg": None}
     assert snap["link"] == {"online": False, "backlog": 7}
     assert snap["call"] is None and snap["notice"] is None
     assert snap["status_buttons"] == ["available", "en_route", "on_scene", "busy", "out_of_service"]

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from agent.adapters.web_ui import WebUi
+from agent.core import screen_rules
 from agent.core.events import ButtonPressed, ButtonReleased
 from hil.wait import poll_until
 
@@ -256,7 +257,8 @@ def test_update_rejects_non_json_and_keeps_the_last_good_snapshot(ui):
     assert ui.update(bad) is False
     assert ui.update(snapshot(now=object())) is False
     assert ui.rejected_snapshots == 2
-    assert json.loads(request(ui, "GET", "/api/snapshot")[2]) == good
+    # The good one, with the page's rules derived from it (agent/core/screen_rules.py).
+    assert json.loads(request(ui, "GET", "/api/snapshot")[2]) == screen_rules.complete(good)
 
 
 class SseReader:

@@ -14,6 +14,10 @@ sunlight-readable modules, driven with RPLCD. Its limits are the chip's:
 - A nature or address too long for the glass is shown in the dispatcher's
   short form when the call carries one (``code``, ``address_short``), else
   cut with ">".
+- As on the OLED: "+N" at the end of the bottom row counts the calls
+  waiting behind the one shown; a pending alarm names the button that
+  cancels it and the seconds left; a hold of the emergency button fills a
+  bar of "#" on the bottom row.
 
 ``char_lines(view)`` is the layout (pure: view in, rows of text out, arrows as
 private-use characters U+E000..U+E007); ``CharLcdDisplay.show(view)`` writes
@@ -37,6 +41,7 @@ log = logging.getLogger(__name__)
 ARROW_BASE = 0xE000  # U+E000 + index of the arrow in ARROW_CODES
 ARROW_CODES = ("N", "NE", "E", "SE", "S", "SW", "W", "NW")
 MORE = ">"  # the ROMs have no ellipsis
+HOLD_FILL = "#"  # the hold bar's fill (in both ROMs)
 SIZES = ((20, 4), (16, 4), (20, 2), (16, 2))  # (columns, rows) the layout is written for
 
 # 5×8 bitmaps, one row per byte, leftmost pixel in bit 4.
@@ -96,10 +101,17 @@ def char_lines(view: PanelView, catalog: Catalog | None = None, cols: int = 20, 
                  "acknowledged": "emergency.acknowledged"}[view.emergency]
         title = f"!! {c('emergency.title')} !!"
         lines = [_centre(title, cols), _centre(c(state), cols)]
-        if rows > 2:
+        if view.emergency == "pending" and view.cancel_left_s is not None:
+            # Which button withdraws it, and for how long still.
+            seconds = c("emergency.seconds_left", seconds=view.cancel_left_s)
+            cancel = c("emergency.cancel_with")
+            lines = [_centre(title, cols), _clip(f"{cancel} {seconds}", cols)]
+            if rows > 2:
+                lines = [_centre(title, cols), "", _centre(cancel, cols), _centre(seconds, cols)]
+        elif rows > 2:
             lines = [_centre(title, cols), "", _centre(c(state), cols)]
     elif view.call is not None:
-        lines = _call_lines(view.call, c, cols, rows)
+        lines = _call_lines(view.call, c, cols, rows, view.waiting)
     else:
         clock = view.clock or ""
         link = c("link.online") if view.link_up else c("link.offline")
@@ -111,10 +123,17 @@ def char_lines(view: PanelView, catalog: Catalog | None = None, cols: int = 20, 
         else:
             lines = [status, _clip(f"{link} {gnss}", cols - len(clock) - 1).ljust(cols - len(clock)) + clock]
     lines = lines[:rows] + [""] * (rows - len(lines))
+    if view.emergency == "none" and view.hold_progress is not None:
+        # The emergency button held: the bottom rows say so and fill until the alarm goes out.
+        filled = round((cols - 2) * view.hold_progress)
+        bar = "[" + HOLD_FILL * filled + " " * (cols - 2 - filled) + "]"
+        lines[-1] = bar
+        if rows > 2:
+            lines[-2] = _centre(c("emergency.holding"), cols)
     return [line.ljust(cols)[:cols] for line in lines]
 
 
-def _call_lines(call: CallSummary, c: Catalog, cols: int, rows: int) -> list[str]:
+def _call_lines(call: CallSummary, c: Catalog, cols: int, rows: int, waiting: int = 0) -> list[str]:
     arabic = c("call.text_unavailable")
     nature = arabic if _has_arabic(call.nature) else call.nature
     address = arabic if _has_arabic(call.address) else call.address
@@ -129,7 +148,9 @@ def _call_lines(call: CallSummary, c: Catalog, cols: int, rows: int) -> list[str
             guide = f"{arrow_char(call.relative_bearing_deg)} {distance}"
         else:
             guide = f"{distance} {c.compass(call.compass)}" if call.compass else distance
-    guide = _clip(guide, cols)
+    # Calls waiting behind this one, at the end of the bottom row.
+    more = f" +{min(waiting, 99)}" if waiting else ""
+    guide = _clip(guide, cols - len(more)).ljust(cols - len(more)) + more if more else _clip(guide, cols)
     if rows <= 2:
         if len(head + nature) > cols and call.code and not _has_arabic(call.code):
             nature = call.code

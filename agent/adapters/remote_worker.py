@@ -272,7 +272,8 @@ class RemoteWorker:
             self.store.save(new_state)
         except ConfigStoreError as exc:
             # Not stored, so not applied: the running config is untouched.
-            refused = ConfigResult(outcome.result.id, False, self.state.version, (Problem("", str(exc)),))
+            refused = ConfigResult(outcome.result.id, False, self.state.version, (Problem("", str(exc)),),
+                                   warnings=outcome.result.warnings)
             self._post(ConfigDone(refused))
             return
         self.state = new_state

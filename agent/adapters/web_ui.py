@@ -37,7 +37,8 @@ the style sheet falls back to local fonts otherwise).
 HTTP API
 --------
 ``GET /``                   the page
-``GET /static/<asset>``     ``app.js``, ``style.css``, ``i18n/fr.json``, ``i18n/ar.json``
+``GET /static/<asset>``     ``app.js`` and its ES modules ``js/*.js``, ``style.css``,
+                            ``i18n/fr.json``, ``i18n/ar.json``
 ``GET /sounds/p<1-3>.wav``  call alert per priority
 ``GET /fonts/<file>.ttf``   DejaVu Sans Condensed (regular, bold)
 ``GET /api/snapshot``       the current snapshot (``null`` before the first)
@@ -82,7 +83,8 @@ A JSON object; times are ISO 8601 UTC strings (``2024-03-01T10:20:30Z``)::
      "emergency": {"state": "none"|"holding"|"pending"|"active"|"acknowledged",
                    "since": ISO|null,
                    "cancel_deadline_s": float|null,   # seconds left to cancel, at "now"
-                   "hold_s": float},                  # optional: hold time (default 2)
+                   "hold_s": float},                  # optional: hold time (default: the
+                                                      # configured default, screen_rules)
      "call": null | {"id": str, "priority": 1|2|3, "nature": str, "code": str|null,
                      "address": str, "address_short": str|null,
                      "location": {"lat", "lon"}|null,
@@ -95,10 +97,18 @@ A JSON object; times are ISO 8601 UTC strings (``2024-03-01T10:20:30Z``)::
      "notice": null | {"kind": "refused"|"cancelled"|..., "text": str,
                        "id": str|int,         # optional id: same text twice shows twice
                        "subject": str|null,   # optional, "cancelled": the call's nature
-                       "reason": str|null}}   # optional, "cancelled": the dispatcher's reason
+                       "reason": str|null},   # optional, "cancelled": the dispatcher's reason
+     # The page's rules, derived from the fields above by agent/core/screen_rules.py
+     # (update() fills in those a snapshot does not carry; the page decides nothing itself):
+     "takeover": bool,                    # the call takes the whole screen (new, unanswered)
+     "call_controls": [input, ...],       # the call's next steps that have a button
+     "alert": null | {"call_id": str, "url": str, "loop": bool, "plays": int},
+     "emergency": {..., "control": "hold"|"cancel"|"none",   # what a touch on it does now
+                   "at_deadline": null | {"state": str, "control": str}},  # when the window closes
+     "gnss": {..., "stale": bool, "heading_deg": float|null}}  # heading-up while moving
 
-The page shows a call fullscreen (with its alert sound) while ``call`` is
-present and ``acknowledged`` is false; ``bearing_deg`` is true bearing from
+The page shows a call fullscreen (with its alert sound) while ``takeover``
+is true (the call is present and ``acknowledged`` is false); ``bearing_deg`` is true bearing from
 the unit to the incident (the page turns it heading-up when ``gnss.speed`` says
 the unit is moving). A touch on the emergency button posts ``emergency``
 press on pointer down and release on pointer up / cancel / leave: the core
@@ -141,6 +151,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from agent.adapters.web_ui_sounds import alert_sounds
+from agent.core import screen_rules
 from agent.core.events import ButtonPressed, ButtonReleased
 
 log = logging.getLogger(__name__)
@@ -154,6 +165,8 @@ ASSETS = {
     "style.css": "text/css; charset=utf-8",
     "i18n/fr.json": "application/json",
     "i18n/ar.json": "application/json",
+    # The page's ES modules, one per concern (app.js says which).
+    **{f"js/{path.name}": "text/javascript; charset=utf-8" for path in sorted((WEB_DIR / "js").glob("*.js"))},
 }
 MAX_INPUT_BYTES = 1024
 MAX_INPUT_NAME = 64
@@ -298,6 +311,7 @@ class WebUi:
         plain JSON data (e.g. a NaN); the screen then keeps the previous one.
         """
         try:
+            snapshot = screen_rules.complete(snapshot)  # the page's rules, from the snapshot's state
             blob = json.dumps(snapshot, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
             raw_inputs = snapshot.get("inputs") or []
             inputs = frozenset(name for name in raw_inputs if isinstance(name, str))

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, get_args
 
 from . import inbound_text
-from .messages import CallMessage, Response, validate_call
+from .messages import NEW_CALL_NEEDS, CallMessage, Response, validate_call
 
 
 MAX_CALL_BYTES = 16 * 1024
@@ -195,6 +195,12 @@ def parse_call(payload: bytes) -> CallMessage | Rejected:
     call_id = data.get("id") if isinstance(data.get("id"), str) and len(data["id"]) <= 64 else None
     message = validate_call(data)
     if isinstance(message, list):
+        # Every problem at once, the fields a new call lacks too: a dispatcher fixes them in one go.
+        if data.get("action") == "new":
+            named = {problem.split(":", 1)[0].split(".", 1)[0] for problem in message}
+            missing = [name for name in NEW_CALL_NEEDS if data.get(name) is None and name not in named]
+            if missing:
+                message.append(f"a new call needs: {', '.join(missing)}")
         return Rejected(call_id, "; ".join(message))
     if message.action == "new":
         missing = message.missing_for_new()
@@ -305,6 +311,11 @@ class CallBook:
         if waiting:
             return min(waiting, key=lambda c: (c.priority, c.received_mono))
         return self.working()
+
+    def waiting(self) -> int:
+        """How many calls wait behind the one on show, not yet accepted (the screens show the count)."""
+        shown = self.shown()
+        return sum(1 for c in self.calls.values() if not c.acknowledged and (shown is None or c.id != shown.id))
 
     def working(self) -> Call | None:
         """The call the crew is working: the newest one they accepted (even while another waits)."""

@@ -67,6 +67,14 @@ KEY_RULES: dict[str, KeyRule] = {
     "security.dispatch_keys": KeyRule("hot", remote="signed"),
     "security": _HOT,
     "logging": _HOT,
+    # The sensor's adapter is built at start; the detector reads its thresholds at each sample.
+    "imu.enabled": _RESTART,
+    "imu.device": _RESTART,
+    "imu.sysfs_dir": _RESTART,
+    "imu.dev_dir": _RESTART,
+    "imu.rate_hz": _RESTART,
+    "imu.wake_hz": _RESTART,
+    "imu": _HOT,
 }
 # A key the table does not know yet: the safe assumption.
 DEFAULT_RULE = _RESTART

@@ -518,12 +518,19 @@ class Problem(Outbound):
     msg: str
 
 
+_WARNINGS = Field(default=None, description=(
+    "What the unit did not do that the request asked for, though it was not refused: "
+    '{"loc": "sig", ...} when the request is signed and the unit has no [security] admin_keys, so it checked '
+    "no signature; absent when there is nothing to say"))
+
+
 class ConfigResult(Outbound):
     id: str | None
     ok: bool
     version: Annotated[int, Field(ge=0)]
     errors: list[Problem]
     restart_required: bool
+    warnings: list[Problem] = _WARNINGS  # type: ignore[assignment]
     ts: Timestamp = Field(default=None)  # type: ignore[assignment]
     time_source: TimeSource = Field(default=None)  # type: ignore[assignment]
 
@@ -533,6 +540,7 @@ class CommandResult(Outbound):
     ok: bool
     command: CommandName | None
     errors: list[Problem]
+    warnings: list[Problem] = _WARNINGS  # type: ignore[assignment]
     ts: Timestamp = Field(default=None)  # type: ignore[assignment]
     time_source: TimeSource = Field(default=None)  # type: ignore[assignment]
 

@@ -85,7 +85,11 @@ class PanelView:
     ``gnss_fix`` is the gpsd fix mode (0 unknown, 1 none, 2 2D, 3 3D).
     ``clock`` is the local time of day as "HH:MM" (the caller owns the clock
     and the time zone). ``emergency`` outranks a call: an officer in danger
-    sees the alarm state, not the call.
+    sees the alarm state, not the call. A hold of the emergency button is not
+    an alarm yet: the screen stays, with the hold's ``hold_progress`` over it.
+    Values that move with time are rounded (``hold_progress`` to tenths,
+    ``cancel_left_s`` to whole seconds) so the display redraws only when the
+    picture changes.
     """
 
     lang: str = "fr"
@@ -97,6 +101,9 @@ class PanelView:
     clock: str | None = None
     gnss_lost: bool = False  # the receiver itself is silent or unplugged (not just no fix)
     parked: bool = False  # ignition off and nothing to do: reports at the parked rate (agent/core/power.py)
+    waiting: int = 0  # calls waiting behind the one on show, not yet accepted
+    hold_progress: float | None = None  # 0..1 while the emergency button is held (not yet an alarm)
+    cancel_left_s: int | None = None  # whole seconds left to cancel a pending alarm (with the ack button)
 
     def __post_init__(self) -> None:
         if self.lang not in LANGUAGES:
@@ -107,6 +114,12 @@ class PanelView:
             raise ValueError(f"gnss_fix must be a fix mode 0..3, got {self.gnss_fix!r}")
         if self.emergency not in EMERGENCY_STATES:
             raise ValueError(f"emergency must be one of {EMERGENCY_STATES}, got {self.emergency!r}")
+        if not isinstance(self.waiting, int) or self.waiting < 0:
+            raise ValueError(f"waiting must be a count >= 0, got {self.waiting!r}")
+        if self.hold_progress is not None and not 0.0 <= self.hold_progress <= 1.0:
+            raise ValueError(f"hold_progress must be within 0..1, got {self.hold_progress!r}")
+        if self.cancel_left_s is not None and self.cancel_left_s < 0:
+            raise ValueError(f"cancel_left_s must be >= 0, got {self.cancel_left_s!r}")
 
     @property
     def has_fix(self) -> bool:

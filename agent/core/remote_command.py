@@ -18,7 +18,7 @@ from agent.config import AgentConfig
 from agent.core import messages
 from agent.core.replay import ReplayMemory, request_key
 from agent.core.requests import (
-    Problem, check_expiry, check_signature, decode_payload, read_expiry, request_id,
+    Problem, check_expiry, check_signature, decode_payload, read_expiry, request_id, unchecked_signature,
 )
 
 COMMANDS: tuple[str, ...] = get_args(messages.CommandName)
@@ -34,9 +34,12 @@ class CommandResult:
     ok: bool
     command: str | None
     errors: tuple[Problem, ...] = ()
+    warnings: tuple[Problem, ...] = ()
 
     def as_dict(self, **stamp: str) -> dict[str, Any]:
         """The payload (:class:`agent.core.messages.CommandResult`), with ``ts`` and ``time_source`` when given."""
+        if self.warnings:
+            stamp = {**stamp, "warnings": [{"loc": p.loc, "msg": p.msg} for p in self.warnings]}  # type: ignore[dict-item]
         return messages.CommandResult(
             id=self.id, ok=self.ok, command=self.command, errors=[{"loc": p.loc, "msg": p.msg} for p in self.errors],
             **stamp,
@@ -52,8 +55,10 @@ class Command:
     command: messages.CommandName
     expires: dt.datetime | None = None
 
+    warnings: tuple[Problem, ...] = ()  # said in the result, whatever running it gives
+
     def done(self, errors: tuple[Problem, ...] = ()) -> CommandResult:
-        return CommandResult(self.id, not errors, self.command, errors)
+        return CommandResult(self.id, not errors, self.command, errors, self.warnings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +75,11 @@ def parse_command(payload: bytes, config: AgentConfig, now: dt.datetime, recent:
         raise ValueError("now must be timezone-aware")
 
     def reject(problems: list[Problem], rid: str | None, command: str | None) -> CommandOutcome:
-        return CommandOutcome(rejected=CommandResult(rid, False, command, tuple(problems)))
+        return CommandOutcome(rejected=CommandResult(rid, False, command, tuple(problems), warnings))
 
     data, problems = decode_payload(payload)
+    unchecked = unchecked_signature(config.security.admin_keys, data)
+    warnings = (unchecked,) if unchecked else ()
     if data is None:
         return reject(problems, None, None)
     rid = request_id(data)
@@ -98,4 +105,4 @@ def parse_command(payload: bytes, config: AgentConfig, now: dt.datetime, recent:
         return reject(problems, rid, shown)
     if not recent.remember(key, expires, now):
         return reject([Problem("id", "the unit's replay memory is full; try again later")], rid, shown)
-    return CommandOutcome(command=Command(rid, shown, expires))  # type: ignore[arg-type]
+    return CommandOutcome(command=Command(rid, shown, expires, warnings))  # type: ignore[arg-type]

@@ -53,7 +53,7 @@ from agent.core import messages, signing
 from agent.core.key_rules import ConfigChange, restricted
 from agent.core.replay import ReplayMemory, request_key
 from agent.core.requests import (
-    Problem, check_expiry, check_signature, decode_payload, read_expiry, request_id,
+    Problem, check_expiry, check_signature, decode_payload, read_expiry, request_id, unchecked_signature,
 )
 
 MAX_VERSION = messages.MAX_VERSION
@@ -70,9 +70,12 @@ class ConfigResult:
     version: int
     errors: tuple[Problem, ...] = ()
     restart_required: bool = False
+    warnings: tuple[Problem, ...] = ()
 
     def as_dict(self, **stamp: str) -> dict[str, Any]:
         """The payload (:class:`agent.core.messages.ConfigResult`), with ``ts`` and ``time_source`` when given."""
+        if self.warnings:
+            stamp = {**stamp, "warnings": [{"loc": p.loc, "msg": p.msg} for p in self.warnings]}  # type: ignore[dict-item]
         return messages.ConfigResult(
             id=self.id, ok=self.ok, version=self.version, restart_required=self.restart_required,
             errors=[{"loc": p.loc, "msg": p.msg} for p in self.errors], **stamp,
@@ -198,9 +201,11 @@ def handle_config_set(
         raise ValueError("now must be timezone-aware")
 
     def reject(problems: list[Problem], request_id: str | None) -> ConfigOutcome:
-        return ConfigOutcome(ConfigResult(request_id, False, state.version, tuple(problems)))
+        return ConfigOutcome(ConfigResult(request_id, False, state.version, tuple(problems), warnings=warnings))
 
     data, problems = decode_payload(payload)
+    unchecked = unchecked_signature(state.config.security.admin_keys, data)
+    warnings = (unchecked,) if unchecked else ()
     if data is None:
         return reject(problems, None)
     rid = request_id(data)
@@ -220,7 +225,7 @@ def handle_config_set(
 
     if rid == state.request_id and version == state.version:
         # QoS 1 re-delivery of what is already applied: same answer, no change.
-        return ConfigOutcome(ConfigResult(rid, True, state.version))
+        return ConfigOutcome(ConfigResult(rid, True, state.version, warnings=warnings))
 
     key = request_key("config/set", rid)
     if recent is not None and recent.seen(key):
@@ -268,7 +273,7 @@ def handle_config_set(
     )
     if recent is not None and not recent.remember(key, expires, now):
         return reject([Problem("id", "the unit's replay memory is full; try again later")], rid)
-    result = ConfigResult(rid, True, version, (), change.restart_required)
+    result = ConfigResult(rid, True, version, (), change.restart_required, warnings)
     return ConfigOutcome(result, new_state, change)
 
 

@@ -14,7 +14,9 @@ is ``""`` for the whole payload, or a request member such as ``id``,
 2. members: known ones only, each of its type (the request's model in
    :mod:`agent.core.messages`); ``expires`` an ISO 8601 time with a zone
    (``2025-03-01T12:00:00Z``), required on every signed request;
-3. signature, when the unit has keys for that role (see :mod:`agent.core.signing`);
+3. signature, when the unit has keys for that role (see :mod:`agent.core.signing`); a
+   unit without keys checks none, and says so in the answer's ``warnings``
+   (:func:`unchecked_signature`), so an admin never takes an ``ok`` for a verified one;
 4. replay (:mod:`agent.core.replay`) and expiry on the unit's clock.
 """
 
@@ -180,3 +182,11 @@ def check_signature(
     except signing.SignatureError as exc:
         return Problem("sig", str(exc))
     return None
+
+
+def unchecked_signature(key_texts: Sequence[str], data: Mapping[str, Any] | None, role: str = "admin") -> Problem | None:
+    """The warning for a request that carries ``sig`` to a unit with no keys for ``role``, else None."""
+    if key_texts or not isinstance(data, Mapping) or signing.SIG_FIELD not in data:
+        return None
+    return Problem(signing.SIG_FIELD, f"ignored: this unit has no [security] {role}_keys, so it checks no signature "
+                                      "and takes unsigned requests too")

@@ -16,10 +16,11 @@ device.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Any
 
 from agent.config import STATUS_CODES
-from agent.core import geo
+from agent.core import geo, screen_rules
 from agent.core.dispatch import Call, iso
 from agent.core.emergency import EmergencyState
 from agent.core.i18n import LANGUAGES, Catalog, status_overrides
@@ -78,6 +79,13 @@ def _position(unit: Unit, now: Now):
 def rider_view(unit: Unit, now: Now, clock: str | None = None) -> PanelView:
     call = unit.calls.shown()
     state = unit.emergency.state
+    deadline = unit.emergency.next_deadline()
+    hold = cancel_left = None
+    if state is EmergencyState.HOLDING and deadline is not None:
+        # In tenths: the display redraws when the bar grows, not at every tick.
+        hold = min(1.0, max(0.0, round(1.0 - (deadline - now.mono) / unit.emergency.hold_s, 1)))
+    elif state is EmergencyState.PENDING and deadline is not None:
+        cancel_left = max(0, math.ceil(deadline - now.mono))
     return PanelView(
         lang=unit.config.panel.language,
         status=unit.status.state,
@@ -89,7 +97,32 @@ def rider_view(unit: Unit, now: Now, clock: str | None = None) -> PanelView:
         call=_summary(unit, call, now) if call else None,
         clock=clock,
         parked=unit.parked,
+        waiting=unit.calls.waiting(),
+        hold_progress=hold,
+        cancel_left_s=cancel_left,
     )
+
+
+# While something on the rider display moves with time alone, how often it is redrawn.
+HOLD_REDRAW_S = 0.2
+
+
+def next_redraw(unit: Unit, mono: float) -> float | None:
+    """When the rider display next changes with time alone (the hold's bar, the cancel countdown).
+
+    The shell wakes the core then, so the views are built again; None: nothing moves.
+    """
+    deadline = unit.emergency.next_deadline()
+    if deadline is None:
+        return None
+    if unit.emergency.state is EmergencyState.HOLDING:
+        return min(deadline, mono + HOLD_REDRAW_S)
+    if unit.emergency.state is EmergencyState.PENDING:
+        left = deadline - mono
+        # The moment the whole seconds left (rounded up) drop by one.
+        step = left - math.floor(left) or 1.0
+        return min(deadline, mono + step)
+    return None
 
 
 def spoken_text(unit: Unit, call_id: str, now: Now) -> str | None:
@@ -101,12 +134,13 @@ def spoken_text(unit: Unit, call_id: str, now: Now) -> str | None:
 
 
 def screen_snapshot(unit: Unit, now: Now, *, backlog: int = 0) -> dict[str, Any]:
-    """The touchscreen snapshot (contract: :mod:`agent.adapters.web_ui`)."""
+    """The touchscreen snapshot (contract: :mod:`agent.adapters.web_ui`), with the page's rules
+    (:mod:`.screen_rules`) filled in."""
     cfg = unit.config
     cats = catalogs(unit)
     ui_lang = cfg.ui.language
     fix = _position(unit, now)
-    return {
+    return screen_rules.complete({
         "unit": {"id": cfg.unit.id, "kind": cfg.unit.kind, "name": cfg.unit.name or cfg.unit.id},
         "lang": ui_lang,
         "theme": cfg.ui.theme,
@@ -125,8 +159,9 @@ def screen_snapshot(unit: Unit, now: Now, *, backlog: int = 0) -> dict[str, Any]
         "power": {"ignition": unit.parking.ignition_json, "parked": unit.parked},
         "emergency": _emergency(unit, now),
         "call": _call(unit.calls.shown(), fix),
+        "waiting": unit.calls.waiting(),
         "notice": _notice(unit, now, cats[ui_lang]),
-    }
+    })
 
 
 def _gnss(unit: Unit, now: Now) -> dict[str, Any]:

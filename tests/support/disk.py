@@ -29,11 +29,12 @@ def small_tmpfs(where: Path, size: str) -> Iterator[Path]:
 def fill(directory: Path) -> Path:
     """Write ``directory/filler`` until the disk refuses; the file, to unlink when the disk should be free again."""
     filler = directory / "filler"
-    with open(filler, "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError:
-            pass
+    # Unbuffered: a buffered file would raise ENOSPC again when closed.
+    with open(filler, "wb", buffering=0) as f:
+        for size in (65536, 4096, 512, 1):
+            try:
+                while True:
+                    f.write(b"\0" * size)
+            except OSError:
+                pass
     return filler

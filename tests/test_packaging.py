@@ -1,0 +1,42 @@
+"""The package as pip builds it: no deprecation warnings for whoever installs it, the metadata right."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_license_is_an_spdx_expression_with_a_setuptools_that_reads_it():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    # A table ({text = ...}) makes setuptools print a deprecation warning on every install.
+    assert project["project"]["license"] == "BSD-2-Clause"
+    (setuptools,) = [r for r in project["build-system"]["requires"] if r.startswith("setuptools")]
+    minimum = re.fullmatch(r"setuptools>=(\d+)(?:\.\d+)*", setuptools)
+    assert minimum and int(minimum.group(1)) >= 77, setuptools  # PEP 639 license expressions: setuptools 77
+
+
+def test_pip_builds_the_package_without_a_deprecation_warning(tmp_path):
+    # A copy of what the build reads, so the build writes nothing into the checkout.
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    for package in ("agent", "hil"):
+        shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-v", "-w", str(tmp_path / "dist"),
+                           str(source)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    output = done.stdout + done.stderr
+    assert "license` as a TOML table is deprecated" not in output and "SetuptoolsDeprecationWarning" not in output, (
+        output[-3000:])
+    (wheel,) = (tmp_path / "dist").glob("umps_agent-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        metadata = archive.read(next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+    assert "License-Expression: BSD-2-Clause" in metadata
