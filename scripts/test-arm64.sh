@@ -160,10 +160,15 @@ cp -L /etc/resolv.conf "$M/etc/resolv.conf"
 (cd "$SRC" && git ls-files -z --cached --others --exclude-standard | xargs -0 -r cp --parents -t "$M/build/umps-agent" 2>/dev/null || true)
 exec nice -n "$NICE" chroot "$M" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     HOME=/root LANG=C.UTF-8 TERM="${TERM:-dumb}" ARM64_GROUPS="${ARM64_GROUPS:-}" ARM64_MODE="$MODE" \
-    ARM64_ROOT_SECONDS="$ROOT_SECONDS" \
+    ARM64_ROOT_SECONDS="$ROOT_SECONDS" ARM64_HOST_LOOP_S="$HOST_LOOP_S" ARM64_PY_LOOP="$PY_LOOP" \
     /bin/bash /build/umps-agent/scripts/arm64-inside.sh
 EOF
 )
+
+# The same pure-Python loop is timed here and in the root: the ratio is how
+# much slower the emulated CPU is than this machine's, for reading the times.
+PY_LOOP='import time; t = time.perf_counter(); sum(i * i for i in range(2_000_000)); print(f"{time.perf_counter() - t:.2f}")'
+python_loop_seconds() { python3 -c "$PY_LOOP" 2>/dev/null || echo '?'; }
 
 run_in_root() {
     mkdir -p "$CACHE/pip-cache" "$CACHE/runs"
@@ -171,8 +176,8 @@ run_in_root() {
     run=$(mktemp -d "$CACHE/runs/run.XXXXXX")
     local status=0
     rm -rf "$RESULTS" && mkdir -p "$RESULTS"
-    ROOT=$ROOT RUN=$run SRC=$SRC CACHE=$CACHE NICE=$NICE MODE=$MODE RESULTS=$RESULTS \
-        ROOT_SECONDS="$(cat "$ROOTDIR/build-seconds" 2>/dev/null || echo '?')" \
+    ROOT=$ROOT RUN=$run SRC=$SRC CACHE=$CACHE NICE=$NICE MODE=$MODE RESULTS=$RESULTS PY_LOOP=$PY_LOOP \
+        ROOT_SECONDS="$(cat "$ROOTDIR/build-seconds" 2>/dev/null || echo '?')" HOST_LOOP_S="$(python_loop_seconds)" \
         unshare --mount --propagation private bash -c "$IN_NAMESPACE" || status=$?
     rm -rf "$run"
     return "$status"
