@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.stamp-$(shell cksum pyproject.toml | cut -d' ' -f1)
 export PATH := $(CURDIR)/$(BIN):$(PATH):/usr/sbin:/sbin
 
-.PHONY: help setup os-deps test test-all test-arm64 refresh-wheels bench demo install uninstall clean
+.PHONY: help setup os-deps demo-deps test test-all test-arm64 refresh-wheels bench demo install uninstall clean
 
 help:
 	@echo "make demo       run the agent against the emulated vehicle (rig)"
@@ -27,14 +27,27 @@ $(STAMP): pyproject.toml
 
 setup: os-deps $(STAMP)
 
+# What the tests need (CI: root, no terminal: installed as needed).
 os-deps:
-	@scripts/os-deps.sh
+	@scripts/os-deps.sh test
+
+# Only what the demo needs; a package that changes the host's services waits for a yes.
+demo-deps:
+	@scripts/os-deps.sh demo
+
+# The suite runs on pytest-xdist workers: its tests mostly wait on sockets and processes
+# (a broker, an agent, a browser), so more workers than the machine's cores.
+TEST_WORKERS ?= 4
+# Byte code is cached even where the environment asks Python not to write it
+# (PYTHONDONTWRITEBYTECODE): otherwise every worker, and every agent and CLI process a
+# test starts, compiles the whole package again. The caches are in __pycache__ (ignored by git).
+PYTEST := env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 test-all: setup
-	$(BIN)/python -m pytest -q --run-slow
+	$(PYTEST) --run-slow
 
 # Not part of `make test`: it builds (once) and uses an arm64 root under QEMU.
 test-arm64:
@@ -48,7 +61,7 @@ BENCH_FLAGS ?=
 bench: setup
 	$(BIN)/python -m bench $(BENCH_FLAGS)
 
-demo: setup
+demo: demo-deps $(STAMP)
 	$(BIN)/umps-hil demo
 
 install:

@@ -14,13 +14,18 @@ sub-parser; ``main`` runs them alone: ``python -m agent.admin_tools``):
     Print a signed ``config/set`` request for unit U. FILE holds the partial
     config: TOML (``.toml``, same keys as the unit's file) or JSON (``.json``;
     JSON can also say ``null`` to drop a remote override).
-``sign-cmd --key KEYFILE --unit U [--id ID] [--expires-in S] COMMAND``
-    Print a signed ``cmd`` request (``report_position``, ``flush_backlog``).
-``sign-dispatch --key KEYFILE --unit U [--expires-in S] TOPIC [FILE] [--alarm-id N]``
+``sign-cmd --key KEYFILE --unit U [--id ID] [--expires-in S] [--trace ID] COMMAND``
+    Print a signed ``cmd`` request (``report_position``, ``flush_backlog``, ``crash_trace``
+    with ``--trace``: the id in an alarm's ``crash.trace``).
+``sign-dispatch --key KEYFILE --unit U [--expires-in S] TOPIC [FILE] [--alarm-id ID]``
     For dispatch software: print a signed ``call`` (FILE: the call as JSON),
-    ``alarm/ack`` or ``alarm/clear`` (``--alarm-id``: the alarm it names; none:
-    the current alarm), for a unit with ``[security] dispatch_keys``. The same
-    from Python: :func:`dispatch_request`.
+    ``alarm/ack`` or ``alarm/clear`` (``--alarm-id``, required: the ``id`` of
+    the unit's ``alarm`` message, the alarm it answers), for a unit with
+    ``[security] dispatch_keys``. The same from Python: :func:`dispatch_request`.
+
+Every signed request also carries ``issued``, the time it was signed (to the second,
+rounded down): a unit that has no trusted clock yet takes it as proof of the time, and
+refuses what expired before it (``docs/safety.md``). Sign on a machine whose clock is set.
 
 The output is the JSON payload to publish, e.g. with
 ``mosquitto_pub -q 1 -t umps/U/config/set -f request.json``.
@@ -38,6 +43,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent.core import alarm_id
 from agent.core.remote_command import COMMANDS
 from agent.core.signed_dispatch import DISPATCH_MAX_LIFETIME, DISPATCH_TOPICS
 
@@ -134,6 +140,12 @@ def _expiry(now: dt.datetime, lifetime_s: float) -> str:
     return when.astimezone(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def _issued(now: dt.datetime) -> str:
+    """When a request is signed, to the second, rounded down: a unit without a trusted clock takes it
+    as proof that it is at least that time (agent.core.time_floor)."""
+    return _expiry(now, 0)
+
+
 def config_request(
     private_key: Ed25519PrivateKey | None,
     unit_id: str,
@@ -153,7 +165,7 @@ def config_request(
         return request
     from agent.core import signing
 
-    return signing.sign_request(private_key, unit_id, request, "config/set")
+    return signing.sign_request(private_key, unit_id, {**request, "issued": _issued(now)}, "config/set")
 
 
 def command_request(
@@ -164,17 +176,22 @@ def command_request(
     request_id: str | None = None,
     lifetime_s: float = DEFAULT_COMMAND_LIFETIME_S,
     now: dt.datetime | None = None,
+    trace: str | None = None,
 ) -> dict[str, Any]:
-    """A ``cmd`` request, signed when ``private_key`` is given."""
+    """A ``cmd`` request, signed when ``private_key`` is given (``trace``: crash_trace's trace id)."""
     if command not in COMMANDS:
         raise AdminToolError(f"unknown command {command!r}; known: {', '.join(COMMANDS)}")
+    if (command == "crash_trace") != (trace is not None):
+        raise AdminToolError("crash_trace takes --trace ID (an alarm's crash.trace), and only it does")
     now = now or dt.datetime.now(dt.timezone.utc)
     request = {"id": request_id or f"cmd-{uuid.uuid4()}", "command": command, "expires": _expiry(now, lifetime_s)}
+    if trace is not None:
+        request["trace"] = trace
     if private_key is None:
         return request
     from agent.core import signing
 
-    return signing.sign_request(private_key, unit_id, request, "cmd")
+    return signing.sign_request(private_key, unit_id, {**request, "issued": _issued(now)}, "cmd")
 
 
 def dispatch_request(
@@ -186,15 +203,16 @@ def dispatch_request(
     lifetime_s: float = DEFAULT_DISPATCH_LIFETIME_S,
     now: dt.datetime | None = None,
 ) -> dict[str, Any]:
-    """``message`` (a ``call``, or ``{"id": N}`` / ``{}`` for ``alarm/ack`` and ``alarm/clear``)
-    with ``expires`` and ``sig``, for a unit with ``[security] dispatch_keys``."""
+    """``message`` (a ``call``, or ``{"id": "<alarm id>"}`` for ``alarm/ack`` and ``alarm/clear``)
+    with ``expires``, ``issued`` and ``sig``, for a unit with ``[security] dispatch_keys``."""
     if topic not in DISPATCH_TOPICS:
         raise AdminToolError(f"unknown dispatch topic {topic!r}; known: {', '.join(DISPATCH_TOPICS)}")
     if not 0 < lifetime_s <= DISPATCH_MAX_LIFETIME.total_seconds():
         raise AdminToolError(f"a dispatch message may be valid for at most {DISPATCH_MAX_LIFETIME.total_seconds():g} s")
     now = now or dt.datetime.now(dt.timezone.utc)
-    body = {k: v for k, v in (message or {}).items() if k not in ("sig", "expires")}
+    body = {k: v for k, v in (message or {}).items() if k not in ("sig", "expires", "issued")}
     body["expires"] = _expiry(now, lifetime_s)
+    body["issued"] = _issued(now)
     from agent.core import signing
 
     return signing.sign_request(private_key, unit_id, body, topic)  # type: ignore[arg-type]
@@ -228,6 +246,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--id", dest="request_id")
     p.add_argument("--expires-in", type=float, default=DEFAULT_COMMAND_LIFETIME_S, metavar="SECONDS")
     # Not dest="command": `umps-agent` keeps its own sub-command there.
+    p.add_argument("--trace", help="crash_trace: the trace's id (an alarm's crash.trace)")
     p.add_argument("unit_command", metavar="COMMAND", choices=COMMANDS, help=", ".join(COMMANDS))
     p.set_defaults(func=_cmd_sign_command)
 
@@ -236,7 +255,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--unit", required=True)
     p.add_argument("--expires-in", type=float, default=DEFAULT_DISPATCH_LIFETIME_S, metavar="SECONDS",
                    help="at most 3600")
-    p.add_argument("--alarm-id", type=int, help="alarm/ack, alarm/clear: the alarm (default: the current one)")
+    p.add_argument("--alarm-id", metavar="ID",
+                   help="alarm/ack, alarm/clear (required): the id of the unit's alarm message, a UUID")
     p.add_argument("topic", choices=DISPATCH_TOPICS)
     p.add_argument("file", type=Path, nargs="?", help="call: the call message as JSON ('-': stdin)")
     p.set_defaults(func=_cmd_sign_dispatch)
@@ -270,7 +290,7 @@ def _cmd_sign(args: argparse.Namespace) -> int:
 def _cmd_sign_command(args: argparse.Namespace) -> int:
     request = command_request(
         load_private_key(args.key), args.unit, args.unit_command,
-        request_id=args.request_id, lifetime_s=args.expires_in,
+        request_id=args.request_id, lifetime_s=args.expires_in, trace=args.trace,
     )
     print(json.dumps(request, ensure_ascii=False))
     return 0
@@ -290,7 +310,14 @@ def _cmd_sign_dispatch(args: argparse.Namespace) -> int:
     else:
         if args.file is not None:
             raise AdminToolError(f"{args.topic} takes no file; name the alarm with --alarm-id")
-        message = {} if args.alarm_id is None else {"id": args.alarm_id}
+        if args.alarm_id is None:
+            raise AdminToolError(f"{args.topic} needs --alarm-id: the id of the unit's alarm message (a signed "
+                                 "answer must name its alarm, so that it can never touch a later one)")
+        named = alarm_id.normalise(args.alarm_id)
+        if named is None:
+            raise AdminToolError(f"--alarm-id {args.alarm_id!r} is not an alarm id: the unit's alarm message gives "
+                                 f"it, a UUID such as {alarm_id.EXAMPLE}")
+        message = {"id": named}
     signed = dispatch_request(load_private_key(args.key), args.unit, args.topic, message, lifetime_s=args.expires_in)
     print(json.dumps(signed, ensure_ascii=False))
     return 0

@@ -50,25 +50,30 @@ from typing import Any
 
 from agent import __version__
 from agent.adapters import sdnotify, serial_urls
+from agent.adapters.alarm_ids import random_alarm_id
 from agent.adapters.clock import SystemClock, UnitTime
 from agent.adapters.config_store import load_effective, write_atomic
 from agent.adapters.encryption import EncryptionError, check_encrypted
+from agent.adapters.crash_traces import TraceStore
 from agent.adapters.gpio import PanelIO, PinFactoryError, make_pin_factory, panel_buttons
+from agent.adapters.imu_reader import ImuReader
 from agent.adapters.mqtt import MqttLink, MqttSettings, birth_payload
 from agent.adapters.outbox import Outbox
 from agent.adapters.power import PowerInputs, power_off
 from agent.adapters.remote_worker import RemoteWorker
 from agent.adapters.replay_store import ReplayStore
 from agent.adapters.secrets_version import SecretsVersion
+from agent.adapters.time_floor_store import TimeFloorStore
 from agent.adapters.serial_gnss import SerialGnssReader
 from agent.adapters.state_file import UnitStateFile
 from agent.adapters.uplink import Uplink
 from agent.config import AgentConfig, Validate
 from agent.config_validate import parse_config
 from agent.core import views
-from agent.core.effects import Feedback, Shutdown, Speak
+from agent.core.effects import Announce, Feedback, Shutdown, Speak, StoreCrashTrace
 from agent.core.events import (
-    FixReceived, GnssLost, GnssRestored, IgnitionChanged, LinkDown, LinkUp, MessageReceived, Stop, Tick,
+    FixReceived, GnssLost, GnssRestored, IgnitionChanged, ImuSamples, ImuState, LinkDown, LinkUp, MessageReceived,
+    Stop, StorageChanged, Tick,
 )
 from agent.core.indicators import feedback, indicator_plan
 from agent.core.publish import Publish
@@ -80,6 +85,7 @@ from agent.remote_results import RESULTS, RemoteResults, config_current
 from agent.status_report import (
     STATUS_EVERY_S, STATUS_FILE, DiskCheck, build_report, runtime_dir, status_line, write_status_file,
 )
+from agent.storage_health import StorageHealth, Store
 
 log = logging.getLogger("agent.runtime")
 
@@ -153,6 +159,7 @@ class Runtime:
         self._disk = DiskCheck()  # disk_ok in the status report
         self.started_mono = time.monotonic()
         self._stopping = threading.Event()
+        self._screens_lock = threading.Lock()  # the start brings the screens up while the core runs
         # Set when the agent asks itself to stop (power fail, parked too long); run_agent waits on it.
         self.exit_requested = threading.Event()
         self.exit_reason: str | None = None
@@ -167,6 +174,7 @@ class Runtime:
         self.secrets: SecretsVersion | None = None
         self.replay: ReplayStore | None = None
         self.state_file: UnitStateFile | None = None
+        self.storage: StorageHealth | None = None
         self._shown_revision = -1
         self._next_status_write = 0.0
         self._factory: Any = None
@@ -174,6 +182,8 @@ class Runtime:
         self.link: MqttLink | None = None
         self.uplink: Uplink | None = None
         self.panel: PanelIO | None = None
+        self.imu: ImuReader | None = None
+        self.traces: TraceStore | None = None
         self.web = None
         self.display = None
         self.speaker = None
@@ -189,31 +199,50 @@ class Runtime:
         cfg = self.config
         serial_urls.register()
         state_dir = Path(cfg.storage.state_dir)
-        state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            # The unit runs anyway: every store keeps in memory what it cannot store, and says so.
+            log.error("state directory %s cannot be made: %s", state_dir, exc)
         if cfg.storage.require_encrypted:
             # Raises EncryptionError: the unit refuses to write positions to a plain SD card.
             log.info("state directory %s: %s", state_dir, check_encrypted(state_dir))
+        # Each store opens whatever the card does (full, read-only, damaged), never raising.
         self.replay = ReplayStore(state_dir)
+        # The floor of authenticated time, kept on the card (memory only when it cannot be).
+        self.clock.floor = TimeFloorStore(state_dir, time.monotonic())
         self.secrets = SecretsVersion(state_dir)
         self.state_file = UnitStateFile(state_dir)
+        self.state_file.prepare()
         self.secrets.update(cfg)
         self.worker = RemoteWorker(self.cfg_state, self.store, self.replay, post=lambda e: self._post(e, force=True),
-                                   clock=self.clock.best_time, validate=self.validate)
+                                   clock=self.clock.judging_clock, validate=self.validate, floor=self.clock.floor)
         self.worker.start()
         self.outbox = Outbox(state_dir, max_backlog_reports=cfg.storage.max_backlog_reports,
-                             commit_interval_s=cfg.storage.commit_interval_s, exclusive=True)
+                             commit_interval_s=cfg.storage.commit_interval_s, exclusive=True,
+                             ram_dir=runtime_dir(cfg))
         now = self.clock.now()
-        self.unit = Unit(cfg, self.outbox.next_seq(), now, config_version=self.cfg_state.version)
+        self.traces = TraceStore(state_dir)
+        self.unit = self._new_unit(cfg, self.outbox.next_seq(), now)
         self._restore_state(now)
+        self.storage = self._storage_health()
+        if not self.storage.durable:  # the first status says so
+            self._post(StorageChanged(False, self.storage.reason, time.monotonic()), force=True)
         # The ignition's level is on the inbox before the first LinkUp: the first status says it.
         self._start_power()
         self._start_link()
         self._start_gnss()
         self._start_panel()
-        self._start_screens()
+        self._start_imu()
         self.remote.resume(now.mono, self.cfg_state)
         self._core_thread = threading.Thread(target=self._core_loop, name="core", daemon=True)
         self._core_thread.start()
+        self.storage.start()
+        # The core runs before the screens come up: the touchscreen's server takes seconds to start
+        # (longer on a Pi), and an alarm held meanwhile must go out then, not once the page is up.
+        # The screens get their first picture at the core's next round (at most MAX_IDLE_S).
+        with self._screens_lock:
+            self._start_screens()
         self._start_watchdog()
         self.notifier.ready(self._status_line())
         log.info("umps-agent %s running as unit %s (%s), config version %d",
@@ -226,7 +255,7 @@ class Runtime:
         self.notifier.stopping(f"stopping: {reason}")
         log.info("stopping: %s", reason)
         for name, fn in (("watchdog", lambda: self.watchdog and self.watchdog.stop()), ("gnss", self._stop_gnss),
-                         ("panel", self._stop_panel), ("power", self._stop_power)):
+                         ("panel", self._stop_panel), ("imu", self._stop_imu), ("power", self._stop_power)):
             self._quietly(name, fn)
         self._stopping.set()
         self._post(Stop(reason, time.monotonic()), force=True)
@@ -234,7 +263,9 @@ class Runtime:
             self._core_thread.join(10.0)
             if self._core_thread.is_alive():
                 log.error("core thread did not stop within 10 s")
+        self._quietly("storage", lambda: self.storage and self.storage.stop())
         self._quietly("remote worker", lambda: self.worker and self.worker.stop())
+        self._quietly("time floor", lambda: self.clock.floor.save(time.monotonic()))
         self._quietly("replay memory", lambda: self.replay and self.replay.close())
         self._quietly("screens", self._stop_screens)
         self._quietly("uplink", lambda: self.uplink and self.uplink.stop())
@@ -295,6 +326,7 @@ class Runtime:
                 self._handle(event)
                 self.events_handled += 1
                 self.clock.gnss_offset = self.unit.timebase.gnss_offset
+                self._keep_time_floor()
                 failed = False
             except Exception:  # noqa: BLE001 - one bad event never stops the unit
                 failed = True
@@ -302,6 +334,11 @@ class Runtime:
                 if self.core_errors in (1, 10, 100) or self.core_errors % 1000 == 0:
                     log.exception("error handling %s (%d so far); carrying on", type(event).__name__,
                                   self.core_errors)
+
+    def _keep_time_floor(self) -> None:
+        """A trusted clock is proof of the time: the floor follows it, and is stored now and then."""
+        self.clock.best_time()
+        self.clock.floor.maybe_save(time.monotonic())
 
     def _next_deadline(self) -> float:
         assert self.unit is not None
@@ -322,7 +359,7 @@ class Runtime:
             log.warning("ignoring a %s that did not come through the remote-request worker", event.topic)
             effects = unit.handle(Tick(now.mono), now)
         elif isinstance(event, RESULTS):
-            self.remote.handle(event, now, config=self.config, unit=unit, uplink=self.uplink)
+            self.remote.handle(event, now, config=self.config, unit=unit, uplink=self.uplink, traces=self.traces)
             effects = unit.handle(Tick(now.mono), now)
         else:
             effects = unit.handle(event, now)
@@ -358,6 +395,14 @@ class Runtime:
         elif isinstance(effect, Speak):
             if self.speaker is not None:
                 self.guards["speech"].run(self._speak, effect.call_id, now)
+        elif isinstance(effect, StoreCrashTrace):
+            if self.traces is not None:
+                self._quietly("crash trace", lambda: self.traces and self.traces.store(effect.trace_id, effect.parts,
+                                                                                      effect.complete))
+        elif isinstance(effect, Announce):
+            if self.speaker is not None:
+                text = views.spoken_prompt(self.unit, effect.seconds)
+                self.guards["speech"].run(lambda: self.speaker and self.speaker.speak(text, self.config.panel.language))
         else:
             log.error("unknown effect %r", effect)
 
@@ -414,7 +459,7 @@ class Runtime:
             self._pending_restore = self.unit.restore(state, now)
         except (ValueError, KeyError, TypeError) as exc:
             log.error("stored unit state %s does not fit (%s); starting from the defaults", self.state_file.path, exc)
-            self.unit = Unit(self.config, self.unit.next_seq, now, config_version=self.cfg_state.version)
+            self.unit = self._new_unit(self.config, self.unit.next_seq, now)
         self.state_file.mark_stored(self.unit.persistent_state())
 
     # ------------------------------------- remote requests, config changes
@@ -443,18 +488,20 @@ class Runtime:
                                    commit_interval_s=cfg.storage.commit_interval_s)
         if cfg.logging.level != old.logging.level:
             logging.getLogger().setLevel(cfg.logging.level)
-        if cfg.display.speech != old.display.speech:
-            self._quietly("speech", self._stop_speech)
-            self._start_speech()
+        with self._screens_lock:  # the start may still be bringing the screens up
+            if cfg.display.speech != old.display.speech:
+                self._quietly("speech", self._stop_speech)
+                self._start_speech()
         if "gnss" in reinit:
             self._quietly("gnss", self._stop_gnss)
             self._start_gnss()
         if "gpio" in reinit:
             self._quietly("panel", self._stop_panel)
             self._start_panel()
-        if "display" in reinit or (self.display is not None and cfg.panel.labels != old.panel.labels):
-            self._quietly("display", self._stop_display)
-            self._start_display()
+        with self._screens_lock:
+            if "display" in reinit or (self.display is not None and cfg.panel.labels != old.panel.labels):
+                self._quietly("display", self._stop_display)
+                self._start_display()
         if "mqtt" in reinit:
             self._restart_link()
         self._shown_revision = -1
@@ -508,10 +555,13 @@ class Runtime:
     def _birth(self) -> bytes:
         assert self.outbox is not None
         stamp = self.clock.stamp()
+        storage = self.storage
         return birth_payload(agent_version=__version__, config_version=self.cfg_state.version,
                              config_hash=self.cfg_state.config.digest(), ts=stamp["ts"],
                              time_source=stamp["time_source"],
-                             seq_start=self.outbox.next_seq(), seq_gap=self.outbox.seq_gap())
+                             seq_start=self.outbox.next_seq(), seq_gap=self.outbox.seq_gap(),
+                             durable=storage.durable if storage else None,
+                             durable_reason=storage.reason if storage else None)
 
     # ---------------------------------------------------------------- power
 
@@ -588,6 +638,31 @@ class Runtime:
             # The unit still reports its position and takes calls on the screens.
             log.error("panel I/O unavailable: %s", exc)
             self.panel = None
+
+    def _new_unit(self, cfg: AgentConfig, next_seq: int, now: Now) -> Unit:
+        """The unit, with its crash sensor's mounting as calibrated (``umps-agent imu calibrate``)."""
+        unit = Unit(cfg, next_seq, now, config_version=self.cfg_state.version, alarm_ids=random_alarm_id)
+        if unit.officer.watch is not None:
+            from agent.imu_tools import load_mounting
+
+            mounting, problem = load_mounting(cfg)
+            if problem:
+                log.error("crash sensor mounting: %s", problem)
+            unit.officer.watch.mounting = mounting
+        return unit
+
+    def _start_imu(self) -> None:
+        imu = self.config.imu
+        if not imu.enabled:
+            return
+        self.imu = ImuReader(imu, on_samples=lambda batch: self._post(ImuSamples(batch, time.monotonic())),
+                             on_state=lambda state, why: self._post(ImuState(state, why, time.monotonic()), force=True))
+        self.imu.start()
+
+    def _stop_imu(self) -> None:
+        if self.imu is not None:
+            self.imu.stop()
+            self.imu = None
 
     def _stop_panel(self) -> None:
         if self.panel is not None:
@@ -698,7 +773,24 @@ class Runtime:
             disk_ok=self._disk_ok(now.mono), panel=self.panel is not None,
             inbox_dropped=self.dropped_events, core_errors=self.core_errors,
             outputs={name: guard.snapshot() for name, guard in self.guards.items()},
+            imu=self.imu.counters if self.imu else None, traces=self.traces,
+            storage=self.storage.snapshot() if self.storage else None,
         )
+
+    def _storage_health(self) -> StorageHealth:
+        """Every store of the state directory, each saying why it is not durable (agent/storage_health.py)."""
+        assert self.outbox is not None and self.replay is not None
+        outbox, replay, store, state_file = self.outbox, self.replay, self.store, self.state_file
+        floor = self.clock.floor
+        assert state_file is not None and floor is not None
+        return StorageHealth([
+            Store("outbox", outbox.health, outbox.recover),
+            Store("replay memory", lambda: replay.problem, replay.recover),
+            # The core thread writes the state again at its next event or tick.
+            Store("unit state", lambda: state_file.problem),
+            Store("remote config", lambda: store.unreadable and f"stored remote config unreadable ({store.unreadable})"),
+            Store("time floor", lambda: floor.write_failures and "time floor not stored (kept in memory)"),
+        ], on_change=lambda durable, reason: self._post(StorageChanged(durable, reason, time.monotonic()), force=True))
 
     def _disk_ok(self, now_mono: float) -> bool:
         outbox = self.outbox

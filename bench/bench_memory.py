@@ -304,6 +304,7 @@ def core_soak(hours: float) -> dict:
     """Drive the pure core through ``hours`` simulated hours at 1 Hz; its Python heap, first hour vs end."""
     from agent.config_validate import parse_config
     from agent.core.events import ButtonPressed, ButtonReleased, Fix, FixReceived, LinkUp, MessageReceived, Tick
+    from agent.adapters.alarm_ids import random_alarm_id
     from agent.core.unit import Now, Unit
 
     config = parse_config({"unit": {"id": "BENCH-01", "kind": "car"}})
@@ -313,7 +314,7 @@ def core_soak(hours: float) -> dict:
         return Now(t, wall0 + dt.timedelta(seconds=t))
 
     tracemalloc.start()
-    unit = Unit(config, 1, now(0.0))
+    unit = Unit(config, 1, now(0.0), alarm_ids=random_alarm_id)
     unit.handle(LinkUp("bench", 0.0), now(0.0))
     heap: list[tuple[float, int]] = []
     t, end = 0.0, hours * 3600.0

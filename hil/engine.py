@@ -12,7 +12,8 @@ from a generated configuration (``hil.agent_proc``). When a scenario cuts the
 unit's own link (``link_down``), the agent reaches the broker through a
 :class:`~hil.netproxy.NetProxy` that can stall or drop its connections while
 the broker and dispatch stay up. ``Rig.up()`` brings it all up in that order
-and waits for the agent's ``online`` birth message; that moment is ``t = 0``. ``Rig.down()`` takes it down in reverse, each part
+and waits for the agent's ``online`` birth message and for its ``READY=1``
+to systemd (``hil.ready``); the later of the two is ``t = 0``. ``Rig.down()`` takes it down in reverse, each part
 stopped by what started it. ``start_agent()`` and ``stop_agent()`` restart
 the agent alone, as a power cycle of the unit would. ``tls=True`` gives the
 broker a mutual-TLS listener (``hil.pki``) and every client its certificate;
@@ -52,6 +53,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from agent.adapters.clock import CLOCK_ENV
 from agent.admin_tools import public_text
 from agent.config import AgentConfig, ConfigError, load_config
 from agent import admin_tools
@@ -64,6 +66,7 @@ from hil.gnss_emulator import GnssEmulator
 from hil.gnss_faults import Fault
 from hil.gnss_sources import CaptureSource, RouteSource
 from hil.gpio_emulator import PigpioEmulator
+from hil.imu_emulator import ImuEmulator
 from hil.netproxy import NetProxy
 from hil.peers import Admin, BrokerTap, Dispatcher, publish_raw
 from hil.pki import TlsFiles, make_pki
@@ -72,6 +75,7 @@ from hil.runlog import ActionRecord, Msg, PinSample, RunLog, TruthSample
 from hil.scenario import Scenario, Step
 
 ONLINE_TIMEOUT_S = 45.0
+AGENT_LINES_KEPT = 10_000  # the agent's output lines a run log keeps (the newest), for the report
 UNIT_ID = "HIL-01"
 PREFIX = "umps"
 
@@ -124,9 +128,15 @@ class RigOptions:
     # key the real unit lists.
     signed_dispatch: bool = False
     dispatch_key: Path | None = None
+    # A cold boot: the agent takes its clock as never synchronised (UMPS_AGENT_CLOCK), and the
+    # receiver has no fix ("fix_lost") or is unplugged from before the agent's first read.
+    clock_unsynchronised: bool = False
+    gnss_at_start: str = "fix"
     # A fleet broker with passwords and ACLs (``broker`` given): the rig's recorder and
     # dispatcher log in with this (a dispatch role reads the fleet and sends calls).
     tap_login: tuple[str, str] | None = None
+    # Emulate the crash sensor (hil/imu_emulator.py): the agent's [imu] reads its sysfs tree and pipe.
+    imu: bool = False
 
 
 class RigError(RuntimeError):
@@ -149,6 +159,7 @@ class Rig:
         self.broker_addr: tuple[str, int] = options.broker or ("127.0.0.1", 0)
         self.gnss: GnssEmulator | None = None
         self.gpio: PigpioEmulator | BenchPins | None = None
+        self.imu: ImuEmulator | None = None
         self.boot_pulls: dict[int, str] = {}  # the emulator's pulls at power-on (from the agent's config)
         self.forwarder: SerialForwarder | None = None
         self.proxy: NetProxy | None = None
@@ -156,6 +167,7 @@ class Rig:
         self.dispatcher: Dispatcher | None = None
         self.admin: Admin | None = None
         self.agent: agent_proc.AgentProcess | None = None
+        self.agents: list[agent_proc.AgentProcess] = []  # each one this rig started, the current one last
         self.config: AgentConfig | None = None
         self.config_path: Path | None = None
         self.gnss_path: str = ""
@@ -228,11 +240,21 @@ class Rig:
             self.gnss_path = self.gnss.serve_pty(self.workdir / "gnss0")
             self.peer_ptys = [self.gnss.serve_pty(self.workdir / f"gnss-peer{k}")
                               for k in range(self.opt.extra_gnss_ptys)]
+            if self.opt.gnss_at_start == "fix_lost":
+                self.gnss.inject("fix_lost", None)
+            elif self.opt.gnss_at_start == "unplugged":
+                self.gnss.inject("unplug", None)
             self.gnss.start()
-            self.progress(f"gnss      NMEA at {self.opt.gnss_rate_hz} Hz on {self.gnss_path}")
+            self.progress(f"gnss      NMEA at {self.opt.gnss_rate_hz} Hz on {self.gnss_path}"
+                          + ("" if self.opt.gnss_at_start == "fix" else f" ({self.opt.gnss_at_start} from the start)"))
         else:
             self.gnss_path = str(self.workdir / "no-gnss")
         self.progress(f"gpio      pigpio protocol on 127.0.0.1:{self.gpio.port}")
+        if self.opt.imu:
+            self.imu = ImuEmulator(self.workdir / "imu", kind=self.opt.unit_kind).start()
+            self.opt.agent_overrides["imu"] = {**self.opt.agent_overrides.get("imu", {}), "enabled": True,
+                                               "sysfs_dir": str(self.imu.sysfs_dir), "dev_dir": str(self.imu.dev_dir)}
+            self.progress(f"imu       an MPU-6050's IIO device under {self.imu.root}")
 
         data = self._config_data(gnss_port=self.gnss_path, pigpio_port=self.gpio.port)
         self.config = agent_proc.validate(data, "<rig config>")
@@ -246,14 +268,26 @@ class Rig:
         return self.workdir / "state"
 
     def start_agent(self) -> None:
-        """Start the agent process (again) and wait for its own birth message: that moment is ``t = 0``."""
+        """Start the agent process (again); ``t = 0`` once it is online and has told systemd it is up."""
         assert self.config_path is not None and self.tap is not None
         mark = self.tap.mark()
+        self._release_agent()
         if isinstance(self.gpio, PigpioEmulator):  # the emulated pins as at power-on, not as the last agent left them
             self.gpio.set_pulls(self.boot_pulls)
-        self.agent = agent_proc.AgentProcess(self.config_path, self.workdir / "agent.log", self.opt.agent_cmd).start()
+        self.agent = agent_proc.AgentProcess(self.config_path, self.workdir / "agent.log", self.opt.agent_cmd,
+                                             env=self._agent_env()).start()
+        self.agents.append(self.agent)
         self.progress(f"agent     pid {self.agent.pid}: {' '.join(self.agent.argv)}")
         self._wait_online(mark)
+
+    def _release_agent(self) -> None:
+        """What the last agent process held (its output copier, its NOTIFY_SOCKET), once it is gone."""
+        if self.agent is not None and self.agent.exit_code() is not None:
+            self.agent.stop()
+
+    def _agent_env(self) -> dict[str, str] | None:
+        """The agent's environment beyond the rig's: its clock taken as never synchronised, for a cold boot."""
+        return {CLOCK_ENV: "unsynchronised"} if self.opt.clock_unsynchronised else None
 
     def stop_agent(self) -> int | None:
         """Stop the agent (SIGTERM, then SIGKILL); its exit code."""
@@ -332,7 +366,7 @@ class Rig:
                 lambda msgs: next((m for m in msgs[mark:] if _is_birth(m) and not (live_only and m.retain)), None),
                 0.25)
             if birth is not None:
-                self.t0 = birth.mono
+                self.t0 = max(birth.mono, self._wait_ready(deadline))
                 self.online_seen.set()
                 self.progress(f"[  0.00 s] agent online: {birth.payload.decode('utf-8', 'replace')}")
                 return
@@ -341,6 +375,19 @@ class Rig:
                 raise RigError(f"the agent exited with {code} before coming online:\n{self.agent.output_tail(3000)}")
         tail = self.agent.output_tail(3000) if self.agent is not None else "(a real unit: see its journal)"
         raise RigError(f"the agent did not come online within {self.opt.online_timeout_s:g} s:\n{tail}")
+
+    def _wait_ready(self, deadline: float) -> float:
+        """When the rig's own agent told systemd it is up (``READY=1``): its link may connect,
+        and its birth go out, before its core runs. A real unit's (bench mode) is up already."""
+        if self.agent is None:
+            return 0.0
+        ready = self.agent.wait_ready(max(0.0, deadline - time.monotonic()))
+        if ready is not None:
+            return ready
+        code = self.agent.exit_code()
+        said = f"exited with {code}" if code is not None else "never told systemd it was up (READY=1)"
+        raise RigError(f"the agent came online but {said} within {self.opt.online_timeout_s:g} s:\n"
+                       f"{self.agent.output_tail(3000)}")
 
     # -------------------------------------------------------------- down
 
@@ -361,6 +408,8 @@ class Rig:
             self.gnss.stop()
         if self.gpio is not None:
             self.gpio.stop()
+        if self.imu is not None:
+            self.imu.stop()
         if self.broker is not None:
             self.broker.stop()
         return code
@@ -482,8 +531,20 @@ class Rig:
                 self.admin.push(a["request_id"], a["version"], a["config"])
                 return f"admin pushes config {a['request_id']} version {a['version']}"
             case "cmd":
-                self.admin.command(a["command"], a["request_id"])
-                return f"admin command {a['command']}"
+                trace = self._latest_trace() if a.get("trace") == "latest" else a.get("trace")
+                self.admin.command(a["command"], a["request_id"], trace=trace)
+                return f"admin command {a['command']}" + (f" {trace}" if trace else "")
+            case "imu" | "imu_unplug" | "imu_replug":
+                if self.imu is None:
+                    raise RigError("no emulated crash sensor on this rig")
+                if step.action == "imu_unplug":
+                    self.imu.unplug()
+                    return "the crash sensor vanishes (sysfs device and buffer gone)"
+                if step.action == "imu_replug":
+                    self.imu.replug()
+                    return "the crash sensor is back"
+                seconds = self.imu.play(a["profile"], a.get("seed"))
+                return f"crash sensor plays {a['profile']} ({seconds:.1f} s)"
             case "ignition":
                 self._drive_power("ignition", a["on"])
                 return f"ignition {'on' if a['on'] else 'off'}"
@@ -508,6 +569,16 @@ class Rig:
                 data = publish_raw(self.tap, a["topic"], a["payload"], qos=a["qos"], retain=a["retain"])  # type: ignore[arg-type]
                 return f"publish {len(data)} bytes on {a['topic']}"
         raise RigError(f"unknown action {step.action!r}")
+
+    def _latest_trace(self) -> str:
+        """The crash trace the unit's last alarm names (``cmd`` steps with ``trace = "latest"``)."""
+        assert self.tap is not None
+        for m in reversed(self.tap.snapshot()):
+            if m.topic == "alarm":
+                crash = json.loads(m.payload).get("crash")
+                if crash:
+                    return crash["trace"]
+        raise RigError("no alarm with a crash trace yet")
 
     # ------------------------------------------------------------- power
 
@@ -550,7 +621,10 @@ class Rig:
             raise RigError("the agent is still running (the power was never cut)")
         self._drive_power("power_fail", False)
         assert self.config_path is not None
-        self.agent = agent_proc.AgentProcess(self.config_path, self.workdir / "agent.log", self.opt.agent_cmd).start()
+        self._release_agent()
+        self.agent = agent_proc.AgentProcess(self.config_path, self.workdir / "agent.log", self.opt.agent_cmd,
+                                             env=self._agent_env()).start()
+        self.agents.append(self.agent)
         self.power_off = False
         self.progress(f"[{self.now():6.2f} s] power back: agent pid {self.agent.pid}")
 
@@ -569,8 +643,10 @@ class Rig:
         if self.gnss is not None:
             emu_t0 = time.monotonic() - self.gnss.elapsed
             truth = [TruthSample(self._rel(emu_t0 + p.t), p.utc, p.lat, p.lon, p.fix) for p in self.gnss.truth()]
+        # Every agent process of the run (a power cycle starts another), each line at its rig time.
+        lines = [(round(self._rel(t), 3), line.rstrip("\n")) for agent in self.agents for t, line in agent.lines]
         return RunLog(messages, actions, pins, truth, end_t, agent_exit,
-                      self.agent.output_tail() if self.agent else "")
+                      self.agent.output_tail() if self.agent else "", lines[-AGENT_LINES_KEPT:])
 
 
 def _is_birth(m: Message) -> bool:
@@ -616,7 +692,9 @@ def run_scenario(scenario: Scenario, *, workdir: Path | None = None, agent_cmd: 
     options = RigOptions(workdir=workdir, unit_kind=scenario.unit_kind, gnss_rate_hz=scenario.gnss_rate_hz,
                          route_offset_s=scenario.route_offset_s, agent_overrides=dict(scenario.agent),
                          signed_dispatch=scenario.signed_dispatch, keep_state=scenario.keep_state,
-                         agent_cmd=agent_cmd, broker=broker, link_proxy=scenario.needs_link_proxy, **bench)
+                         clock_unsynchronised=scenario.clock == "unsynchronised", gnss_at_start=scenario.gnss_at_start,
+                         agent_cmd=agent_cmd, broker=broker, link_proxy=scenario.needs_link_proxy,
+                         imu=scenario.needs_imu, **bench)
     rig = Rig(options, progress, stop)
     actions: list[ActionRecord] = []
     error: str | None = None

@@ -23,7 +23,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hil.runlog import Msg, PinSample, RunLog
@@ -48,11 +48,18 @@ class Outcome:
     at: float | None = None  # rig time of the decisive observation
     latency_ms: float | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    # (from, to) in rig seconds: when what it judges should have happened (the report shows the
+    # agent's log of that span under a failure); None when the anchor step never ran.
+    window: tuple[float, float] | None = None
+    # What latency_ms measures: "latency", a reaction to a step or a message; "fix", how long
+    # the receiver took to get (or the unit to notice it lost) a fix: seconds, not milliseconds.
+    measure: str = "latency"
 
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name, "kind": self.kind, "passed": self.passed, "expected": self.expected,
             "seen": self.seen, "at": self.at, "latency_ms": self.latency_ms, "data": self.data,
+            "window": list(self.window) if self.window else None, "measure": self.measure,
         }
 
 
@@ -62,12 +69,39 @@ def evaluate(scenario: Scenario, log: RunLog) -> list[Outcome]:
 
 def evaluate_one(exp: Expectation, log: RunLog) -> Outcome:
     handler = _HANDLERS[exp.kind]
+    anchor: float | str = 0.0
     if "after" in exp.args or "at" in exp.args:
         anchor = _anchor(exp, log)
         if isinstance(anchor, str):
-            return Outcome(exp.name, exp.kind, False, describe_expected(exp), anchor)
-        return handler(exp, log, anchor)
-    return handler(exp, log, 0.0)
+            return Outcome(exp.name, exp.kind, False, describe_expected(exp), anchor, measure=measure_of(exp))
+    outcome = handler(exp, log, anchor)
+    return replace(outcome, window=window_of(exp, anchor, log), measure=measure_of(exp))
+
+
+def window_of(exp: Expectation, anchor: float, log: RunLog) -> tuple[float, float]:
+    """The span of rig time an expectation judges."""
+    a = exp.args
+    if a.get("within_ms") is not None:
+        return anchor, anchor + (a["within_ms"] + (a.get("hold_ms") or 0.0)) / 1000.0
+    if exp.kind == "no_message":
+        return anchor, anchor + a["for_s"] if a.get("for_s") else log.end_t
+    if a.get("from_s") is not None:
+        return float(a["from_s"]), float(a["to_s"]) if a.get("to_s") is not None else log.end_t
+    if exp.kind == "agent_alive":
+        return max(0.0, log.end_t - 5.0), log.end_t
+    return 0.0, log.end_t
+
+
+def measure_of(exp: Expectation) -> str:
+    """"fix" for an expectation that waits on the receiver's fix (a first fix, a fix lost or back,
+    the GNSS LED): its time is the sky's and the receiver's, seconds long, not the unit's reaction."""
+    a = exp.args
+    matches = [a.get("match") or {}, *(a.get("matches") or [])]
+    if exp.kind in ("message", "sequence") and any(str(k).startswith("fix.") for m in matches for k in m):
+        return "fix"
+    if exp.kind == "led" and a.get("led") == "gnss":
+        return "fix"
+    return "latency"
 
 
 def _anchor(exp: Expectation, log: RunLog) -> float | str:

@@ -78,13 +78,24 @@ class Dispatcher:
             body["reason"] = reason
         return self._send("call", body)
 
-    def alarm_ack(self, alarm_id: int | None = None) -> bytes:
+    def alarm_ack(self, alarm_id: str | None = None) -> bytes:
         return self._alarm("alarm/ack", alarm_id)
 
-    def alarm_clear(self, alarm_id: int | None = None) -> bytes:
+    def alarm_clear(self, alarm_id: str | None = None) -> bytes:
         return self._alarm("alarm/clear", alarm_id)
 
-    def _alarm(self, topic: str, alarm_id: int | None) -> bytes:
+    def current_alarm(self) -> str | None:
+        """The id of the alarm the unit last said is out (its latest ``alarm`` message), as dispatch
+        software keeps it; None when none is out."""
+        for message in reversed(self.tap.on("alarm")):
+            body = message.json()
+            if body is not None and isinstance(body.get("id"), str):
+                return body["id"] if body.get("active") else None
+        return None
+
+    def _alarm(self, topic: str, alarm_id: str | None) -> bytes:
+        # Dispatch answers the alarm it sees: named by its id (a signed answer must name it).
+        alarm_id = alarm_id or self.current_alarm()
         if self.key is not None:
             return self._send(topic, {"id": alarm_id} if alarm_id is not None else {})
         payload = _json({"id": alarm_id}) if alarm_id is not None else b""
@@ -114,8 +125,11 @@ class Admin:
         self.tap.publish("config/set", payload)
         return payload
 
-    def command(self, command: str, request_id: str | None = None) -> bytes:
-        payload = _json({"id": request_id or f"hil-cmd-{next(self._cmd_ids)}-{int(time.time())}", "command": command})
+    def command(self, command: str, request_id: str | None = None, trace: str | None = None) -> bytes:
+        body = {"id": request_id or f"hil-cmd-{next(self._cmd_ids)}-{int(time.time())}", "command": command}
+        if trace is not None:
+            body["trace"] = trace
+        payload = _json(body)
         self.tap.publish("cmd", payload)
         return payload
 

@@ -10,10 +10,16 @@
   its text what was seen. A rig error (the agent never came online) is an
   ``<error>`` on every case.
 * ``html_report(results)``: one self-contained page (no scripts, no CDN; SVG
-  drawn inline): per scenario the table, the emulated route against the
-  positions the unit published (an equirectangular map, metres to scale),
-  a histogram of the measured latencies, and the live telemetry interval
-  over time with the steps marked.
+  drawn inline). First, when anything failed, why: each failed expectation
+  with what was expected and seen, and the agent's log lines of the span it
+  judged (:func:`relevant_lines`: every line of that span, and the warnings
+  and errors before it), so nobody digs through a collapsed log. Then per
+  scenario the table, the emulated route against the positions the unit
+  published (an equirectangular map, metres to scale), the histograms, and
+  the live telemetry interval over time with each step's line labelled.
+  Latencies are two histograms, never one: the unit's reactions (ms) apart
+  from the receiver's time to a fix or to a noticed loss (s, ``measure ==
+  "fix"``), which would otherwise squash every reaction into the first bar.
 
 ``write_all(results, out_dir)`` writes ``results.json``, ``junit.xml`` and
 ``report.html`` there and returns their paths.
@@ -25,6 +31,7 @@ import datetime as dt
 import html
 import json
 import math
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
@@ -217,24 +224,39 @@ def map_svg(log: RunLog) -> str:
     return _svg(parts, "emulated route and published positions", "map")
 
 
-def histogram_svg(latencies: Sequence[float], title: str = "latency") -> str:
+def histogram_svg(latencies: Sequence[float], title: str = "latency", *, unit: str = "ms",
+                  xlabel: str = "latency (ms)", cls: str = "hist") -> str:
+    """A histogram of ``latencies`` (in ``unit``); bins of a "nice" width, 10 ms or 0.1 s at least."""
     if not latencies:
-        return _svg([f'<text x="{W / 2}" y="{H / 2}" text-anchor="middle" class="lbl">no latencies measured</text>'],
-                    title, "hist")
+        return _svg([f'<text x="{W / 2}" y="{H / 2}" text-anchor="middle" class="lbl">nothing measured</text>'],
+                    title, cls)
     hi = max(latencies)
     ticks = _ticks(0, hi, 12)
-    width = max(10.0, ticks[1] - ticks[0] if len(ticks) > 1 else 10.0)  # a "nice" bin width, 10 ms at least
+    least = 10.0 if unit == "ms" else 0.1
+    width = max(least, ticks[1] - ticks[0] if len(ticks) > 1 else least)
     nbins = max(1, math.ceil((hi + 1e-9) / width))
     bins = [0] * nbins
     for v in latencies:
         bins[min(nbins - 1, int(v // width))] += 1
-    parts, sx, sy = _axes(0, nbins * width, 0, max(bins) * 1.15, "latency (ms)", "count")
+    parts, sx, sy = _axes(0, nbins * width, 0, max(bins) * 1.15, xlabel, "count")
     for i, c in enumerate(bins):
         if c:
             x0, x1 = sx(i * width), sx((i + 1) * width)
             parts.append(f'<rect class="bar" x="{x0 + 1:.1f}" y="{sy(c):.1f}" width="{max(1.0, x1 - x0 - 2):.1f}" '
-                         f'height="{sy(0) - sy(c):.1f}"><title>{i * width:g}-{(i + 1) * width:g} ms: {c}</title></rect>')
-    return _svg(parts, title, "hist")
+                         f'height="{sy(0) - sy(c):.1f}"><title>{i * width:g}-{(i + 1) * width:g} {unit}: {c}'
+                         f'</title></rect>')
+    return _svg(parts, title, cls)
+
+
+def histograms(outcomes: Sequence[Any], scope: str) -> str:
+    """The reactions' histogram, and beside it (when any was measured) the GNSS fix times'."""
+    reactions = [o.latency_ms for o in outcomes if o.latency_ms is not None and o.measure != "fix"]
+    fixes = [o.latency_ms / 1000.0 for o in outcomes if o.latency_ms is not None and o.measure == "fix"]
+    out = histogram_svg(reactions, f"{scope}: reaction latencies (GNSS fix times apart)")
+    if fixes:
+        out += histogram_svg(fixes, f"{scope}: GNSS time to a fix, or to notice it lost", unit="s",
+                             xlabel="time after the step or the start (s)", cls="hist fixhist")
+    return out
 
 
 def cadence_svg(log: RunLog) -> str:
@@ -245,15 +267,27 @@ def cadence_svg(log: RunLog) -> str:
     x1 = max([log.end_t] + [p[0] for p in pts] + [1.0])
     y1 = max([p[1] for p in pts] + [2.0]) * 1.1
     parts, sx, sy = _axes(0, x1, 0, y1, "time (s)", "interval since previous live report (s)")
-    for a in log.actions:
-        parts.append(f'<line class="step" x1="{sx(a.t):.1f}" y1="{PAD}" x2="{sx(a.t):.1f}" y2="{H - PAD}">'
-                     f'<title>{html.escape(a.step_id)} at {a.t:.2f} s</title></line>')
+    for i, a in enumerate(log.actions):
+        # Each dashed line says which step it is; labels of close steps are staggered.
+        x = sx(a.t)
+        parts.append(f'<line class="step" x1="{x:.1f}" y1="{PAD}" x2="{x:.1f}" y2="{H - PAD}">'
+                     f'<title>{html.escape(a.step_id)} at {a.t:.2f} s</title></line>'
+                     f'<text class="steplbl" x="{x + 3:.1f}" y="{PAD + 11 + (i % 4) * 11}">'
+                     f'{html.escape(a.step_id)}</text>')
     if pts:
         parts.append(f'<polyline class="cad" points="{" ".join(f"{sx(t):.1f},{sy(v):.1f}" for t, v in pts)}"/>')
         for t, v in pts:
             parts.append(f'<circle class="cadpt" cx="{sx(t):.1f}" cy="{sy(v):.1f}" r="1.8"/>')
     for t in backlog:
         parts.append(f'<line class="backlog" x1="{sx(t):.1f}" y1="{H - PAD}" x2="{sx(t):.1f}" y2="{H - PAD - 8}"/>')
+    # The legend on the caption's line, right of it: what each kind of line is.
+    y = PAD - 16
+    parts.append(f'<g class="legend"><line class="cad" x1="262" y1="{y}" x2="278" y2="{y}"/>'
+                 f'<text class="lbl" x="282" y="{y + 4}">live interval</text>'
+                 f'<line class="step" x1="362" y1="{y - 6}" x2="362" y2="{y + 6}"/>'
+                 f'<text class="lbl" x="367" y="{y + 4}">a step (labelled with its id)</text>'
+                 f'<line class="backlog" x1="522" y1="{y + 6}" x2="522" y2="{y - 2}"/>'
+                 f'<text class="lbl" x="527" y="{y + 4}">backlog report</text></g>')
     return _svg(parts, "telemetry cadence over time", "cadence")
 
 
@@ -271,15 +305,89 @@ td.seen{font-family:ui-monospace,monospace;font-size:12px;max-width:48em;word-br
 .late{fill:none;stroke:#7a3fb0;stroke-width:1.2}.cap{font-size:13px;font-weight:600;fill:#1b1f24}
 .bar{fill:#4d8fd6}.cad{fill:none;stroke:#2f6db5;stroke-width:1.2}.cadpt{fill:#2f6db5}
 .step{stroke:#b3261e;stroke-dasharray:3 3}.backlog{stroke:#e0702a;stroke-width:1.5}
+.steplbl{font-size:10px;fill:#b3261e}.fixhist .bar{fill:#7a9a3a}
+.failures{border:2px solid #b3261e;background:#fff5f4;padding:0 1em 1em;margin:1em 0}
+.failures h2{border:0;color:#b3261e}.failures h3{margin-bottom:.2em}
+pre.agentlog{max-height:28em}.agentlog .warn{color:#b3261e;font-weight:600}.agentlog .before{color:#777}
 pre{background:#f0f0f0;padding:.5em;overflow:auto;max-height:20em;font-size:12px}
 """
+
+
+# A line the agent logged at WARNING or above (plain or journald form), or a traceback.
+_ALARMING = re.compile(r"\b(WARNING|ERROR|CRITICAL)\b|^Traceback|^<[0-4]>")
+LOG_MARGIN_S = 2.0  # agent lines this long before and after the judged span are shown too
+LOG_LINES_MAX = 40
+WARNINGS_MAX = 15
+
+
+def relevant_lines(log: RunLog, window: tuple[float, float] | None) -> list[tuple[float, str, str]]:
+    """The agent's lines that explain a failure: (rig time, line, "span" or "before").
+
+    Every line of the judged span (with a margin), the last :data:`LOG_LINES_MAX` of them; and
+    the warnings and errors logged before it, the last :data:`WARNINGS_MAX`. Without a span
+    (its step never ran), the warnings and errors of the whole run.
+    """
+    if window is None:
+        lo, hi = math.inf, log.end_t + LOG_MARGIN_S
+    else:
+        lo, hi = window[0] - LOG_MARGIN_S, window[1] + LOG_MARGIN_S
+    span = [(t, line, "span") for t, line in log.agent_lines if lo <= t <= hi][-LOG_LINES_MAX:]
+    earlier = [(t, line, "before") for t, line in log.agent_lines if t < lo]
+    before = [item for item in earlier if _ALARMING.search(item[1])][-WARNINGS_MAX:]
+    if not span:  # a quiet agent: what it said last, for context
+        before = sorted(set(before) | set(earlier[-5:]))
+    return before + span
+
+
+def _log_html(lines: list[tuple[float, str, str]]) -> str:
+    e = html.escape
+    rows = []
+    for t, line, where in lines:
+        cls = "warn" if _ALARMING.search(line) else ("before" if where == "before" else "")
+        rows.append(f'<span class="{cls}">{t:8.2f} s  {e(line)}</span>' if cls else f"{t:8.2f} s  {e(line)}")
+    return '<pre class="agentlog">' + "\n".join(rows) + "</pre>"
+
+
+def failures_html(results: Sequence[ScenarioResult]) -> str:
+    """Why each failed scenario failed, for the top of the page: what was expected, what was seen,
+    and what the agent logged meanwhile."""
+    e = html.escape
+    failed = [r for r in results if not r.passed]
+    if not failed:
+        return ""
+    out = ['<section class="failures" id="failures"><h2>Why it failed</h2>']
+    for r in failed:
+        bad = [o for o in r.outcomes if not o.passed]
+        name = e(r.scenario.name)
+        out.append(f'<h3><a href="#{name}">{name}</a>: {len(bad)} of {len(r.outcomes)} expectation(s) failed</h3>')
+        if r.error:
+            out.append(f"<p>The rig could not run it: <b>{e(r.error.splitlines()[0])}</b></p>")
+            tail = [(t, line, "span") for t, line in r.log.agent_lines[-LOG_LINES_MAX:]]
+            out.append(_log_html(tail) if tail else f"<pre>{e(r.error)}</pre>")
+            continue
+        for o in bad:
+            out.append(f'<p><span class="fail">FAIL</span> <b>{e(o.name)}</b><br>expected: {e(o.expected)}<br>'
+                       f"seen: <code>{e(o.seen)}</code></p>")
+            lines = relevant_lines(r.log, o.window)
+            quiet = not any(where == "span" for _, _, where in lines)
+            if o.window is None:
+                out.append("<p>The warnings and errors the agent logged in the run:</p>")
+            else:
+                span = f"from {o.window[0] - LOG_MARGIN_S:.1f} s to {o.window[1] + LOG_MARGIN_S:.1f} s"
+                earlier = any(where == "before" for _, _, where in lines)
+                out.append(f"<p>The agent logged nothing {span} (the span judged, {LOG_MARGIN_S:g} s either side); "
+                           "its last lines before, in grey:</p>" if quiet else
+                           f"<p>The agent's log {span} (the span judged, {LOG_MARGIN_S:g} s either side)"
+                           + (", after the warnings and errors it logged before, in grey:</p>" if earlier else ":</p>"))
+            out.append(_log_html(lines) if lines else "<p>(the agent logged nothing)</p>")
+    out.append("</section>")
+    return "".join(out)
 
 
 def html_report(results: Sequence[ScenarioResult]) -> str:
     e = html.escape
     body = [f"<h1>umps-hil report</h1><p>{sum(r.passed for r in results)}/{len(results)} scenario(s) passed; "
             f"generated {e(dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds'))}.</p>"]
-    all_lat = [o.latency_ms for r in results for o in r.outcomes if o.latency_ms is not None]
     body.append("<table><tr><th>scenario</th><th>result</th><th>expectations</th><th>run time</th></tr>")
     for r in results:
         cls = "pass" if r.passed else "fail"
@@ -287,7 +395,8 @@ def html_report(results: Sequence[ScenarioResult]) -> str:
                     f'<td class="{cls}">{"PASS" if r.passed else "FAIL"}</td>'
                     f"<td>{sum(o.passed for o in r.outcomes)}/{len(r.outcomes)}</td><td>{r.wall_s:.1f} s</td></tr>")
     body.append("</table>")
-    body.append(f'<div class="plots">{histogram_svg(all_lat, "all measured latencies")}</div>')
+    body.append(failures_html(results))
+    body.append(f'<div class="plots">{histograms([o for r in results for o in r.outcomes], "all scenarios")}</div>')
     for r in results:
         body.append(f'<h2 id="{e(r.scenario.name)}">{e(r.scenario.name)}: '
                     f'<span class="{"pass" if r.passed else "fail"}">{"PASS" if r.passed else "FAIL"}</span></h2>')
@@ -305,8 +414,7 @@ def html_report(results: Sequence[ScenarioResult]) -> str:
             for a in r.log.actions:
                 body.append(f"<tr><td>{a.t:.2f} s</td><td>{e(a.step_id)}</td><td>{e(a.detail)}</td></tr>")
             body.append("</table></details>")
-        lat = [o.latency_ms for o in r.outcomes if o.latency_ms is not None]
-        body.append(f'<div class="plots">{map_svg(r.log)}{histogram_svg(lat, r.scenario.name + " latencies")}'
+        body.append(f'<div class="plots">{map_svg(r.log)}{histograms(r.outcomes, r.scenario.name)}'
                     f"{cadence_svg(r.log)}</div>")
         if not r.passed and r.log.agent_output:
             body.append(f"<details><summary>agent output (tail)</summary><pre>{e(r.log.agent_output)}</pre></details>")

@@ -76,6 +76,9 @@ class RunLog:
     end_t: float = 0.0
     agent_exit: int | None = None  # None: still running when the run ended
     agent_output: str = ""  # the tail of the agent's stderr/stdout
+    # The agent's output lines with the rig time each arrived: the report shows, under a failure,
+    # what the agent said while it should have happened.
+    agent_lines: list[tuple[float, str]] = field(default_factory=list)
 
     def action(self, step_id: str) -> ActionRecord | None:
         for a in self.actions:
@@ -100,6 +103,7 @@ class RunLog:
             "end_t": self.end_t,
             "agent_exit": self.agent_exit,
             "agent_output": self.agent_output,
+            "agent_lines": [[t, line] for t, line in self.agent_lines],
         }
 
     @classmethod
@@ -116,6 +120,7 @@ class RunLog:
             end_t=data.get("end_t", 0.0),
             agent_exit=data.get("agent_exit"),
             agent_output=data.get("agent_output", ""),
+            agent_lines=[(float(t), str(line)) for t, line in data.get("agent_lines", [])],
         )
 
 

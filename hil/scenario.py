@@ -7,9 +7,10 @@ dataclasses; anything wrong is a :class:`ScenarioError` (the agent's
 (``step[3].button``) and what is wrong in plain words, with the nearest known
 key for a typo, every problem at once, so an author fixes a file in one go.
 
-Time: ``t = 0`` is the moment the agent under test announced itself on the
-broker (its ``online`` birth message), so start-up time never eats into a
-scenario. Step times (``at``) and windows are in scenario seconds;
+Time: ``t = 0`` is the moment the agent under test has announced itself on
+the broker (its ``online`` birth message) and told systemd it is up
+(``READY=1``: its link may connect before its core runs), so start-up time
+never eats into a scenario. Step times (``at``) and windows are in scenario seconds;
 ``umps-hil run --speed F`` divides them by ``F`` (latency limits, ``within_ms``,
 are never scaled: they are what the crew and dispatch feel).
 
@@ -25,6 +26,8 @@ The format (see ``hil/README.md`` for the full reference)::
     route_offset_s = 0                # start that far along the route
     signed_dispatch = false           # true: the unit lists a rig dispatch key; calls and alarm messages are signed
     keep_state = false                # true: start on the state directory the last run left (default: empty)
+    clock = "host"                    # "unsynchronised": the agent takes its clock as never synchronised
+    gnss_at_start = "fix"             # "fix_lost" or "unplugged": no GNSS from before the agent starts
 
     [agent]                           # partial agent config merged over the rig's
     panel = { emergency_hold_s = 1.0 }
@@ -117,10 +120,17 @@ class Scenario:
     signed_dispatch: bool = False
     # Start on the state directory the last run of this scenario left (default: an empty one).
     keep_state: bool = False
+    clock: str = "host"  # "unsynchronised": the agent's system clock taken as never synchronised
+    gnss_at_start: str = "fix"  # "fix_lost" or "unplugged" from before the agent starts
 
     @property
     def needs_link_proxy(self) -> bool:
         return any(s.action in ("link_down", "link_up") for s in self.steps)
+
+    @property
+    def needs_imu(self) -> bool:
+        """The rig emulates the crash sensor (hil/imu_emulator.py) for the ``imu`` steps."""
+        return any(s.action in ("imu", "imu_unplug", "imu_replug") for s in self.steps)
 
     def scaled(self, speed: float) -> "Scenario":
         """The same scenario with its timeline compressed by ``speed`` (latencies unchanged)."""
@@ -131,7 +141,7 @@ class Scenario:
         return Scenario(
             self.name, self.description, self.duration_s / speed, self.unit_kind, self.profile, self.gnss_rate_hz,
             self.route_offset_s, self.agent, steps, exps, self.source, {s.id: s for s in steps},
-            self.signed_dispatch, self.keep_state,
+            self.signed_dispatch, self.keep_state, self.clock, self.gnss_at_start,
         )
 
 
@@ -205,7 +215,7 @@ def parse_scenario(text: str, source: str = "<scenario>", *, default_name: str =
     by_id = {s.id: s for s in steps}
     return Scenario(head.name or default_name, head.description, head.duration_s, head.unit_kind, head.profile,
                     head.gnss_rate_hz, head.route_offset_s, file.agent, tuple(steps), tuple(expectations), source,
-                    by_id, head.signed_dispatch, head.keep_state)
+                    by_id, head.signed_dispatch, head.keep_state, head.clock, head.gnss_at_start)
 
 
 def _default_id(item: dict[str, Any]) -> str | None:

@@ -103,6 +103,12 @@ class Head(_Table):
     signed_dispatch: bool = False
     # Start on the state directory the last run of this scenario left (default: an empty one).
     keep_state: bool = False
+    # "unsynchronised": the agent takes its system clock as never synchronised (a unit booted without
+    # NTP), whatever the host's is (agent.adapters.clock, UMPS_AGENT_CLOCK).
+    clock: Literal["host", "unsynchronised"] = "host"
+    # The receiver as the agent starts: "fix", or "fix_lost" (talking, no position: a garage, a
+    # tunnel) or "unplugged" from before the agent's first read, until a step changes it.
+    gnss_at_start: Literal["fix", "fix_lost", "unplugged"] = "fix"
 
 
 class File(_Table):
@@ -255,8 +261,30 @@ class ConfigPush(Step):
 
 class Cmd(Step):
     action: Literal["cmd"]
-    command: Literal["report_position", "flush_backlog"]
+    command: Literal["report_position", "flush_backlog", "crash_trace"]
     request_id: str | None = None
+    # crash_trace: the trace's id, or "latest": the crash.trace of the last alarm the unit sent
+    trace: str | None = None
+
+
+def _profile_name(value: str) -> str:
+    from hil.imu_profiles import PROFILES
+
+    if value not in PROFILES:
+        raise PydanticCustomError("imu_profile", f"unknown profile {value!r}; known: {', '.join(sorted(PROFILES))}")
+    return value
+
+
+class Imu(Step):
+    """The emulated crash sensor plays a motion profile (hil/imu_profiles.py); the rig then runs it."""
+
+    action: Literal["imu"]
+    profile: Annotated[str, AfterValidator(_profile_name)]
+    seed: int | None = None
+
+
+class ImuUnplug(Step):
+    action: Literal["imu_unplug", "imu_replug"]
 
 
 class Publish(Step):
@@ -297,8 +325,8 @@ STEP_MODELS: dict[str, type[Step]] = {
     model.model_fields["action"].annotation.__args__[0]: model  # type: ignore[union-attr]
     for model in (Tap, Press, Release, Hold, Bounce, Siren, GnssFault, GnssClear, Unplug, Replug, LinkDown, LinkUp,
                   BrokerStop, BrokerKill, BrokerStart, Call, CallUpdate, CallCancel, AlarmAck, AlarmClear,
-                  ConfigPush, Cmd, Publish, Ignition, PowerFail, PowerCut, PowerOn)
-}
+                  ConfigPush, Cmd, Publish, Ignition, PowerFail, PowerCut, PowerOn, Imu)}
+STEP_MODELS.update({"imu_unplug": ImuUnplug, "imu_replug": ImuUnplug})  # one model, two actions
 
 
 # ---------------------------------------------------------- expectations

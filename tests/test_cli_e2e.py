@@ -73,20 +73,26 @@ def test_sign_dispatch_makes_messages_a_unit_with_dispatch_keys_accepts(tmp_path
     config = parse_config({"unit": {"id": UNIT, "kind": "car"}, "security": {"dispatch_keys": [public]}})
     call = tmp_path / "call.json"
     call.write_text(json.dumps({"id": "C-7", "action": "cancel"}))
+    alarm = "8F14E45F-CEEA-4E7A-9B3C-1D2E3F405A6B"  # as a dispatch database may print it
     signed = []
-    for args in (["call", str(call)], ["alarm/ack", "--alarm-id", "3"], ["alarm/clear"]):
+    for args in (["call", str(call)], ["alarm/ack", "--alarm-id", alarm], ["alarm/clear", "--alarm-id", alarm]):
         done = umps("admin", "sign-dispatch", "--key", str(key), "--unit", UNIT, *args)
         assert done.returncode == 0, done.stderr
         signed.append((args[0], done.stdout))
-    assert json.loads(signed[1][1])["id"] == 3 and "id" not in json.loads(signed[2][1])
+    assert json.loads(signed[1][1])["id"] == json.loads(signed[2][1])["id"] == alarm.lower()
     now = dt.datetime.now(dt.timezone.utc)
     for topic, payload in signed:
         assert check_dispatch(topic, payload, config, now, RecentIds()).accepted, topic
-    # Bad usage: no call file, a file for an alarm message, a life over 1 h.
+    # Bad usage: no call file, a file for an alarm message, a life over 1 h, an answer naming no alarm
+    # or a numbered one (alarm ids are UUIDs).
     assert umps("admin", "sign-dispatch", "--key", str(key), "--unit", UNIT, "call").returncode == 2
     assert umps("admin", "sign-dispatch", "--key", str(key), "--unit", UNIT, "alarm/clear", str(call)).returncode == 2
     assert umps("admin", "sign-dispatch", "--key", str(key), "--unit", UNIT, "--expires-in", "7200",
-                "alarm/clear").returncode == 2
+                "alarm/clear", "--alarm-id", alarm).returncode == 2
+    unnamed = umps("admin", "sign-dispatch", "--key", str(key), "--unit", UNIT, "alarm/clear")
+    assert unnamed.returncode == 2 and b"needs --alarm-id" in unnamed.stderr
+    numbered = umps("admin", "sign-dispatch", "--key", str(key), "--unit", UNIT, "alarm/ack", "--alarm-id", "3")
+    assert numbered.returncode == 2 and b"not an alarm id" in numbered.stderr
 
 
 def test_config_check_accepts_a_good_file_and_names_every_problem_of_a_bad_one(tmp_path):
@@ -180,9 +186,8 @@ def test_admin_tools_sign_what_a_running_unit_accepts_and_status_shows_it(tmp_pa
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
 
-    deadline = time.monotonic() + 10
-    while umps("status", "--config", str(rig.config_path)).returncode != 0 and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_until(lambda: umps("status", "--config", str(rig.config_path)).returncode == 0, 10,
+               "`umps-agent status` to find the agent", interval=0.2)
     human = umps("status", "--config", str(rig.config_path))
     assert human.returncode == 0 and f"unit        {UNIT}".encode() in human.stdout and b"online to" in human.stdout
     assert b"outputs" in human.stdout
@@ -209,10 +214,7 @@ def test_admin_tools_sign_what_a_running_unit_accepts_and_status_shows_it(tmp_pa
     rig.publish("config/set", done.stdout)
     assert rig.wait("config/result", lambda b: b.get("version") == 1)["ok"] is True
     rig.wait("config/current", lambda b: b["version"] == 1)
-    deadline = time.monotonic() + 10
-    while status_json()["config_version"] != 1 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert status_json()["config_version"] == 1
+    wait_until(lambda: status_json()["config_version"] == 1, 10, "the status file's config version", interval=0.2)
 
     assert rig.stop_agent() == 0
     stopped = umps("status", "--config", str(rig.config_path))

@@ -20,6 +20,7 @@ from gpiozero.pins.mock import MockFactory
 from agent.adapters.gpio import PanelIO, PinFactoryError, make_pin_factory, panel_buttons
 from agent.config import GpioConfig, InputPin, OutputPin
 from agent.core.emergency import AlarmRaised, Emergency, HoldAborted
+from tests.support.unit_rig import alarm_ids
 from agent.core.events import ButtonPressed, ButtonReleased, SirenChanged
 from agent.core.indicators import Flash, IndicatorView, Pattern, Steady, feedback, indicator_plan
 from hil.wait import poll_until
@@ -242,7 +243,7 @@ def test_an_emergency_button_held_at_start_counts_its_hold_from_then(factory, in
     factory.pin(BUTTON_PINS["on_scene"]).drive_low()
     clock = StepClock(50.0)
     with make_panel(factory, inbox, cfg, clock=clock):
-        emergency = Emergency(hold_s=2.0, cancel_s=5.0)
+        emergency = Emergency(hold_s=2.0, cancel_s=5.0, new_id=alarm_ids())
         presses = [e for e in inbox.drain() if isinstance(e, ButtonPressed)]
         assert presses == [ButtonPressed("emergency", 50.0, "panel")]
         emergency.press(presses[0].mono)
@@ -272,7 +273,7 @@ def test_holding_emergency_through_the_core(factory, inbox, held_s, expected):
     clock = StepClock(100.0)
     with make_panel(factory, inbox, clock=clock):
         inbox.drain()
-        emergency = Emergency(hold_s=2.0, cancel_s=5.0)
+        emergency = Emergency(hold_s=2.0, cancel_s=5.0, new_id=alarm_ids())
         pin = factory.pin(BUTTON_PINS["emergency"])
         pin.drive_low()
         press = inbox.get()

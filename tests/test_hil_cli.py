@@ -61,60 +61,11 @@ def test_agent_command_template(tmp_path: Path):
     assert proc.argv == ["ssh", "bench", "umps-agent", "run", "--config", str(tmp_path / "a.toml")]
 
 
-class _DemoRig:
-    """What the demo prompt drives: records each step it asks the rig to perform."""
-
-    def __init__(self, status_call: str | None = None):
-        import json as _json
-        from types import SimpleNamespace
-
-        self.steps: list[tuple[str, dict]] = []
-        messages = []
-        if status_call is not None:
-            payload = _json.dumps({"status": "available", "call": {"id": status_call, "state": "received"}}).encode()
-            messages.append(SimpleNamespace(topic="umps/KEN-C-01/status", payload=payload))
-        self.tap = SimpleNamespace(snapshot=lambda: list(messages))
-
-    def perform(self, step) -> str:
-        self.steps.append((step.action, step.args))
-        return step.action
-
-    def now(self) -> float:
-        return 0.0
-
-
-def test_demo_prompt_says_what_it_does_not_know_and_checks_priorities(capsys: pytest.CaptureFixture[str]):
-    from hil.cli import _demo_command
-
-    rig, state = _DemoRig(), {"calls": 0, "open": []}
-    _demo_command(rig, "bogus", state, print)
-    assert "unknown command 'bogus'" in capsys.readouterr().out
-    _demo_command(rig, "call 7", state, print)
-    assert "1, 2 or 3" in capsys.readouterr().out and rig.steps == []
-    _demo_command(rig, "call 3", state, print)
-    assert rig.steps[-1][0] == "call" and rig.steps[-1][1]["priority"] == 3
-    assert rig.steps[-1][1]["location"]  # a call with a place, so the screens show a distance
-    _demo_command(rig, "press", state, print)
-    assert "which one" in capsys.readouterr().out
-
-
-def test_demo_cancel_takes_an_id_and_defaults_to_the_call_on_screen():
-    from hil.cli import _demo_command
-
-    rig, state = _DemoRig(status_call="C-DEMO-0001"), {"calls": 0, "open": []}
-    _demo_command(rig, "call 1", state, print)
-    _demo_command(rig, "call 2", state, print)
-    _demo_command(rig, "cancel", state, print)  # the unit shows C-DEMO-0001 (the more urgent one)
-    assert rig.steps[-1] == ("call_cancel", {"call_id": "C-DEMO-0001", "reason": "Résolu par une autre unité"})
-    _demo_command(rig, "cancel C-DEMO-0002", state, print)
-    assert rig.steps[-1][1]["call_id"] == "C-DEMO-0002"
-
-
 def test_the_panel_page_serves_the_mirrored_frames(tmp_path: Path):
     import urllib.error
     import urllib.request
 
-    from hil.cli import PanelPage
+    from hil.panel_page import PanelPage
     from agent.adapters.panel_display import open_display
     from agent.core.panel_view import PanelView
 

@@ -24,12 +24,38 @@ def test_every_shipped_scenario_loads_and_the_short_ones_fit_ci():
     paths = shipped_scenarios()
     scenarios = {load_scenario(p).name: load_scenario(p) for p in paths}
     assert set(scenarios) == {"patrol", "full-call", "tunnel", "broker-outage", "emergency", "receiver-unplug",
-                              "config-push", "invalid-call", "long-shift", "garage", "crash", "night-shift"}
+                              "config-push", "invalid-call", "long-shift", "garage", "crash", "night-shift",
+                              "cold-boot-garage", "crash-low-side", "crash-high-side", "parked-drop",
+                              "potholes-night", "silent-emergency"}
     for s in scenarios.values():
         assert s.expectations, s.name
         assert s.profile == "long" or s.duration_s <= 40, s.name
     assert scenarios["long-shift"].profile == "long" and scenarios["long-shift"].needs_link_proxy
     assert not scenarios["patrol"].needs_link_proxy
+    assert scenarios["crash-low-side"].needs_imu and not scenarios["silent-emergency"].needs_imu
+
+
+def test_an_imu_step_names_a_profile_the_rig_has():
+    text = '[scenario]\nduration_s = 9\n[[step]]\nat = 1\naction = "imu"\nprofile = "low-side-55"\n'
+    (problem,) = problems(text)
+    assert problem[0] == "step[0].profile" and "low-side-50" in problem[1]
+    ok = parse_scenario(text.replace("low-side-55", "low-side-50"), "x.toml")
+    assert ok.needs_imu and ok.steps[0].args["profile"] == "low-side-50"
+
+
+def test_a_cold_boot_is_said_in_the_scenario_and_checked():
+    cold = load_scenario("cold-boot-garage")
+    assert (cold.clock, cold.gnss_at_start, cold.signed_dispatch) == ("unsynchronised", "fix_lost", True)
+    assert (load_scenario("patrol").clock, load_scenario("patrol").gnss_at_start) == ("host", "fix")
+    assert cold.scaled(2.0).clock == "unsynchronised"
+
+
+def test_a_cold_boot_with_a_wrong_value_is_refused(tmp_path: Path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[scenario]\nduration_s = 5\nclock = "stopped"\ngnss_at_start = "dark"\n')
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(bad)
+    assert {loc for loc, _ in err.value.problems} == {"scenario.clock", "scenario.gnss_at_start"}
 
 
 def test_a_bare_name_finds_the_shipped_file():

@@ -34,7 +34,7 @@ from agent.core.remote_command import parse_command
 from agent.core.remote_config import ConfigState, handle_config_set
 from agent.core.replay import RecentIds
 from agent.core.unit import Unit
-from tests.support.unit_rig import T0, config, gnss_fix, now
+from tests.support.unit_rig import T0, alarm_ids, config, gnss_fix, now
 
 SETTINGS = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -104,7 +104,7 @@ class Outputs:
             if text:
                 text.encode("utf-8")
         state = json.dumps(unit.persistent_state(), ensure_ascii=False, sort_keys=True).encode("utf-8")
-        restored = Unit(unit.config, unit.next_seq, at)
+        restored = Unit(unit.config, unit.next_seq, at, alarm_ids=unit.alarm_ids)
         restored.restore(json.loads(state), at)
 
 
@@ -139,7 +139,7 @@ inbound = st.one_of(
 @given(script=st.lists(st.tuples(inbound, st.sampled_from([0.05, 0.2, 0.5, 1.0])), min_size=1, max_size=12),
        kind=st.sampled_from(["car", "motorcycle"]))
 def test_any_dispatch_message_costs_at_most_itself(outputs, script, kind):
-    unit = Unit(config(kind), 1, now(T0))
+    unit = Unit(config(kind), 1, now(T0), alarm_ids=alarm_ids())
     t = T0
     unit.handle(FixReceived(gnss_fix(t), t), now(t))
     reports = 0
@@ -281,7 +281,7 @@ def test_any_receiver_bytes_reach_the_outputs_and_keep_the_schedule(outputs, see
     points = sorted({c % (len(data) + 1) for c in cuts})
     chunks = [bytes(data[a:b]) for a, b in zip([0, *points], [*points, len(data)])]
     decoder = GnssDecoder()
-    unit = Unit(config("motorcycle"), 1, now(T0))
+    unit = Unit(config("motorcycle"), 1, now(T0), alarm_ids=alarm_ids())
     t, reports = T0, 0
     for chunk in chunks:
         t += 0.3

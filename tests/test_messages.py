@@ -113,12 +113,15 @@ def test_signature_members_are_documented_but_left_to_the_signed_dispatch_checks
     assert "sig" not in model.model_dump() and "expires" not in model.model_dump()
 
 
+ALARM = "8f14e45f-ceea-4e7a-9b3c-1d2e3f405a6b"
+
+
 @pytest.mark.parametrize(
     "ref, accepted",
-    # {"id": 2.0} is left out: JSON Schema counts it an integer; the unit, stricter, ignores it
-    # (tests/test_unit_emergency.py), as a garbled clear must never clear anything.
-    [({}, True), ({"id": None}, True), ({"id": 3, "other": "x"}, True), ({"id": 0}, False), ({"id": True}, False),
-     ({"id": "2"}, False), ([], False), ("2", False)],
+    # An alarm id is a UUID, read in either case (the unit writes it in lower case); numbered ids are gone.
+    [({}, True), ({"id": None}, True), ({"id": ALARM, "other": "x"}, True), ({"id": ALARM.upper()}, True),
+     ({"id": 3}, False), ({"id": 0}, False), ({"id": True}, False), ({"id": "2"}, False),
+     ({"id": ALARM[:-1]}, False), ({"id": ALARM + "0"}, False), ([], False), ("2", False)],
 )
 def test_the_alarm_ref_model_and_its_generated_schema_agree(doc, ref, accepted):
     validator = jsonschema.Draft7Validator({**doc, "$ref": "#/components/schemas/AlarmRef"})
@@ -163,7 +166,7 @@ def test_request_models_and_their_generated_schemas_agree(doc, name, model, body
 
 def test_a_request_names_unknown_members_first_then_every_wrong_one():
     assert messages.request_problems(messages.ConfigSet, {"id": 7, "config": [1], "unit": 1}) == [
-        ("unit", "unknown key; known: id, version, config, expires, sig"),
+        ("unit", "unknown key; known: id, version, config, expires, issued, sig"),
         ("id", "must be a string, not a number"),
         ("version", "required"),
         ("config", "must be an object, not an array"),

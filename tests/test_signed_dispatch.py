@@ -19,11 +19,12 @@ from agent.core import signing
 from agent.core.events import DispatchRefused, MessageReceived
 from agent.core.replay import RecentIds
 from agent.core.signed_dispatch import check_dispatch
-from tests.support.unit_rig import T0, Rig, call_payload, config, one, pubs, wall
+from tests.support.unit_rig import T0, Rig, alarm_uuid, call_payload, config, one, pubs, wall
 
 DISPATCH_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(100, 132)))
 ADMIN_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 NOW = wall(T0)
+ALARM = alarm_uuid(1)  # the rig's first alarm
 
 
 def keyed(**sections: Any):
@@ -53,15 +54,19 @@ def judge(topic: str, payload: bytes, recent: RecentIds | None = None, cfg=CFG, 
 
 @pytest.mark.parametrize("topic", ["call", "alarm/ack", "alarm/clear"])
 def test_a_validly_signed_message_passes(topic: str) -> None:
-    message = a_call() if topic == "call" else {"id": 1}
+    message = a_call() if topic == "call" else {"id": ALARM}
     verdict = judge(topic, signed(topic, message))
     assert verdict.accepted and verdict.error is None
-    assert verdict.id == ("C-1001" if topic == "call" else 1)
+    assert verdict.id == ("C-1001" if topic == "call" else ALARM)
 
 
 def test_without_dispatch_keys_nothing_is_required() -> None:
     assert judge("call", call_payload(), cfg=config("car")).accepted
     assert judge("alarm/clear", b"", cfg=config("car")).accepted
+
+
+def _with(payload: bytes, **members: Any) -> bytes:
+    return json.dumps({**json.loads(payload), **members}).encode()
 
 
 def _tampered_call() -> bytes:
@@ -75,17 +80,23 @@ def _tampered_call() -> bytes:
     [
         ("call", call_payload(), "expires: required on signed dispatch messages"),
         ("alarm/clear", b"", "sig: required"),
-        ("alarm/clear", b'{"id": 1}', "expires: required"),
+        ("alarm/clear", json.dumps({"id": ALARM}).encode(), "expires: required"),
         ("call", signed("call", a_call(), key=ADMIN_KEY), "sig: not signed by any dispatch key"),
         ("call", signed("call", a_call(), unit="KEN-C-99"), "sig: not signed by any dispatch key"),
-        ("alarm/clear", signed("alarm/ack", {"id": 1}), "sig: not signed by any dispatch key"),
+        ("alarm/clear", signed("alarm/ack", {"id": ALARM}), "sig: not signed by any dispatch key"),
         ("call", _tampered_call(), "sig: not signed by any dispatch key"),
         ("call", signed("call", a_call(), now=NOW - dt.timedelta(hours=1)), "expires: expired at"),
-        ("alarm/ack", signed("alarm/ack", {}, now=NOW + dt.timedelta(hours=1)), "at most 1 h"),
+        ("call", signed("call", a_call(), now=NOW + dt.timedelta(hours=1)), "at most 1 h"),
         ("call", b"\xff", "not UTF-8"),
+        # An answer to an alarm names it: "the current alarm" could be replayed against a later one.
+        ("alarm/clear", signed("alarm/clear", {}), "id: required on a signed alarm/clear"),
+        ("alarm/ack", signed("alarm/ack", {"id": None}), "id: required on a signed alarm/ack"),
+        ("alarm/ack", signed("alarm/ack", {"id": 1}), "id: must be the id of the unit's alarm message"),
+        ("alarm/ack", _with(signed("alarm/ack", {"id": ALARM}), expires="tomorrow"), "expires: must be an ISO 8601"),
     ],
     ids=["unsigned-call", "empty-clear", "unsigned-clear", "other-key", "other-unit", "other-topic",
-         "tampered", "expired", "too-long", "garbage"],
+         "tampered", "expired", "too-long", "garbage", "no-alarm-id", "null-alarm-id", "numbered-alarm-id",
+         "bad-expiry"],
 )
 def test_bad_dispatch_messages_are_refused_with_the_reason(topic: str, payload: bytes, fragment: str) -> None:
     verdict = judge(topic, payload)
@@ -95,14 +106,30 @@ def test_bad_dispatch_messages_are_refused_with_the_reason(topic: str, payload: 
 
 def test_a_copy_of_an_accepted_message_is_a_replay_and_a_new_one_is_not() -> None:
     recent = RecentIds()
-    clear = signed("alarm/clear", {})
-    assert judge("alarm/clear", clear, recent).accepted
-    again = judge("alarm/clear", clear, recent)
+    call = signed("call", a_call())
+    assert judge("call", call, recent).accepted
+    again = judge("call", call, recent)
     assert not again.accepted and again.replay
-    # The same clear signed again (a new expiry) is a new message from dispatch.
-    assert judge("alarm/clear", signed("alarm/clear", {}, lifetime_s=900), recent).accepted
+    # The same call signed again (a new expiry) is a new message from dispatch.
+    assert judge("call", signed("call", a_call(), lifetime_s=900), recent).accepted
     # A refused message is not remembered: it may come again, correctly signed.
     assert not judge("call", call_payload(), recent).accepted
+
+
+def test_an_answer_to_an_alarm_needs_no_clock_and_no_replay_memory() -> None:
+    # Its alarm id makes it fresh: judged by the core against the alarm it names, so its expiry is not
+    # judged (a dead zone may hold it past it, the unit's clock may be years off) and the replay memory
+    # is neither read nor written (it may be on a full card).
+    class Unwritable(RecentIds):
+        def seen(self, key: str) -> bool:
+            raise AssertionError("an answer to an alarm must not need the replay memory")
+
+        remember = seen  # type: ignore[assignment]
+
+    clear = signed("alarm/clear", {"id": ALARM}, now=NOW - dt.timedelta(days=2))  # expired two days ago
+    for now in (NOW, NOW - dt.timedelta(days=3000), NOW + dt.timedelta(days=400)):
+        assert judge("alarm/clear", clear, Unwritable(), now=now).accepted
+        assert judge("alarm/ack", signed("alarm/ack", {"id": ALARM.upper()}), Unwritable(), now=now).id == ALARM
 
 
 def test_dispatch_keys_rotate_like_admin_keys() -> None:
@@ -157,12 +184,15 @@ def test_a_refused_clear_leaves_the_alarm_active_and_answers_on_alarm_rejected()
     rig.at(T0 + 0.1).press("emergency")
     rig.run_until(T0 + 8)
     assert rig.unit.emergency.state == "active"
-    for event in (DispatchRefused("alarm/clear", 1, "expires: expired", rig.t),
+    for event in (DispatchRefused("alarm/clear", ALARM, "sig: not signed by any dispatch key", rig.t),
                   MessageReceived("alarm/clear", b"", rig.t)):
         out = rig.send(event)
         assert pubs(out, "alarm") == []
         assert "error" in one(out, "alarm/rejected")
     assert rig.unit.emergency.state == "active"
-    out = rig.send(MessageReceived("alarm/clear", b"", rig.t, verified=True))
+    # Verified but naming no alarm: never applied to "the current one" (the worker refuses it first).
+    assert pubs(rig.send(MessageReceived("alarm/clear", b"{}", rig.t, verified=True)), "alarm") == []
+    named = json.dumps({"id": ALARM}).encode()
+    out = rig.send(MessageReceived("alarm/clear", named, rig.t, verified=True))
     assert one(out, "alarm")["state"] == "cleared"
 

@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.adapters.clock import SystemClock
-from agent.admin_tools import command_request, public_text
+from agent.admin_tools import command_request, config_request, public_text
 from hil.gnss_emulator import GnssEmulator
 from hil.gnss_sources import RouteSource
 from tests.support import unit_rig as core
@@ -70,10 +70,16 @@ def test_expiry_is_judged_on_gnss_time_and_refused_without_trusted_time(tmp_path
         return rig.wait("cmd/result", lambda b: b.get("id") == body["id"])
 
     now = dt.datetime.now(UTC)
-    refused = send(command_request(key, UNIT, "report_position", request_id="c-untrusted", now=now))
-    assert refused["ok"] is False and refused["errors"][0]["loc"] == "expires"
-    assert "cannot be judged yet" in refused["errors"][0]["msg"]
-    assert refused["time_source"] == "system_unsynced"
+    # Without trusted time a config push waits for it; a command runs (nothing proves it expired:
+    # dispatch asking where a unit that has just rebooted is must not wait for the sky).
+    rig.publish("config/set", json.dumps(config_request(key, UNIT, 1, {"telemetry": {"rate_hz": 2}},
+                                                        request_id="r-untrusted", now=now)).encode())
+    waits = rig.wait("config/result", lambda b: b.get("id") == "r-untrusted")
+    assert waits["ok"] is False and waits["errors"][0]["loc"] == "expires"
+    assert "cannot be judged yet" in waits["errors"][0]["msg"]
+    assert waits["time_source"] == "system_unsynced"
+    runs = send(command_request(key, UNIT, "report_position", request_id="c-untrusted", now=now))
+    assert runs["ok"] is True and runs["time_source"] == "system_unsynced", runs
 
     # A fix: the receiver's UTC (2038) is now the unit's clock.
     rig.gnss.replug()

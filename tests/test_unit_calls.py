@@ -6,7 +6,7 @@ import pytest
 
 from agent.core import views
 
-from agent.core.dispatch import MAX_CALL_BYTES
+from agent.core.dispatch import MAX_CALL_BYTES, READ_S
 from agent.core.effects import Feedback, Speak
 from agent.core.publish import Lane
 from tests.support.unit_rig import T0, Rig, body, call_payload, config, iso, now, one, pubs
@@ -184,7 +184,7 @@ def test_cancel_before_new_suppresses_the_late_new():
 def test_calls_survive_a_restart_and_a_redelivery_is_no_second_alert():
     rig = accepted_call(Rig())
     rig.message("call", call_payload(id="C-2", priority=3))
-    rig.press("decline")  # C-2 declined and closed
+    rig.after(READ_S).press("decline")  # C-2 declined and closed, once read (it took C-1001's place)
     stored = json.loads(json.dumps(rig.unit.persistent_state()))
     again = Rig(t0=T0 + 100)
     assert again.unit.restore(stored, now(again.t)) == []
@@ -258,7 +258,7 @@ def test_ack_accepts_the_call_waiting_while_another_is_worked():
     rig = accepted_call(Rig(), id="C-1", priority=2)
     rig.press("en_route")
     rig.message("call", call_payload(id="C-2", priority=3))
-    out = rig.press("ack")
+    out = rig.after(READ_S).press("ack")  # it came over the call being worked: read it first
     assert responses(out) == [("C-2", "accepted")]
     assert rig.unit.calls.calls["C-1"].state == "en_route"
 

@@ -6,10 +6,15 @@ import pytest
 
 from agent.core.effects import Feedback
 from agent.core.publish import Lane
-from tests.support.unit_rig import T0, Rig, body, call_payload, iso, now, one, pubs
+from tests.support.unit_rig import T0, Rig, alarm_uuid, body, call_payload, iso, now, one, pubs
 
 HOLD = 2.0
 WINDOW = 5.0
+A1, A2 = alarm_uuid(1), alarm_uuid(2)  # the rig's first two alarm ids
+
+
+def named(alarm_id: str) -> bytes:
+    return json.dumps({"id": alarm_id}).encode()
 
 
 def raised(rig: Rig, at: float = T0 + 0.1) -> Rig:
@@ -33,7 +38,7 @@ def test_hold_raises_a_pending_alarm_then_active_after_the_window():
     [p] = pubs(out, "alarm")
     assert p.lane is Lane.EMERGENCY and p.retain and p.qos == 1
     alarm = body(p)
-    assert alarm["active"] is True and alarm["state"] == "pending" and alarm["id"] == 1
+    assert alarm["active"] is True and alarm["state"] == "pending" and alarm["id"] == A1
     assert alarm["unit"] == "KEN-C-01" and alarm["status"] == "available"
     assert alarm["ts"] == iso(press_at + HOLD)
     assert alarm["cancel_until"] == iso(press_at + HOLD + WINDOW)
@@ -80,7 +85,7 @@ def test_ack_inside_the_window_cancels_and_is_not_taken_as_a_call_accept():
     raised(rig)
     out = rig.after(1).press("ack")
     alarm = one(out, "alarm")
-    assert alarm == {**alarm, "active": False, "state": "cancelled", "id": 1}
+    assert alarm == {**alarm, "active": False, "state": "cancelled", "id": A1}
     assert [p.retain for p in pubs(out, "alarm")] == [True]
     assert one(out, "status")["emergency"] is False
     assert pubs(out, "call/response") == []
@@ -124,7 +129,7 @@ def test_more_presses_of_emergency_change_nothing():
     for _ in range(3):
         out = rig.after(0.2).press("emergency") + rig.release("emergency")
         assert pubs(out, "alarm") == []
-    assert rig.unit.emergency.state == "pending" and rig.unit.emergency.alarm_id == 1
+    assert rig.unit.emergency.state == "pending" and rig.unit.emergency.alarm_id == A1
 
 
 def test_status_and_telemetry_carry_emergency_while_the_alarm_is_out():
@@ -135,17 +140,18 @@ def test_status_and_telemetry_carry_emergency_while_the_alarm_is_out():
     assert reports and all(r["emergency"] is True for r in reports)
 
 
-@pytest.mark.parametrize("payload", [b"", b"  ", b"{}", b'{"id": 1}', b'{"id": null}'])
+# Without dispatch keys an answer may leave the alarm out ("the current one"); a signed one must name it.
+@pytest.mark.parametrize("payload", [b"", b"  ", b"{}", named(A1), named(A1.upper()), b'{"id": null}'])
 def test_dispatch_ack_then_clear(payload):
     rig = raised(Rig())
     out = rig.after(1).message("alarm/ack", payload)
     alarm = one(out, "alarm")
-    assert alarm["state"] == "acknowledged" and alarm["active"] is True and alarm["id"] == 1
+    assert alarm["state"] == "acknowledged" and alarm["active"] is True and alarm["id"] == A1
     assert rig.unit.emergency.next_deadline() is None  # the window is over once dispatch has acted
     assert rig.press("ack") == [Feedback("refused")]  # the officer can no longer cancel
     out = rig.after(1).message("alarm/clear", payload)
     alarm = one(out, "alarm")
-    assert alarm["state"] == "cleared" and alarm["active"] is False and alarm["id"] == 1
+    assert alarm["state"] == "cleared" and alarm["active"] is False and alarm["id"] == A1
     assert one(out, "status")["emergency"] is False
     assert rig.unit.emergency.state == "none"
     assert rig.unit.counters.messages_ignored == 0
@@ -153,10 +159,10 @@ def test_dispatch_ack_then_clear(payload):
 
 def test_clear_naming_another_alarm_is_ignored():
     rig = raised(Rig())
-    assert pubs(rig.message("alarm/ack", b'{"id": 2}')) == []
-    assert pubs(rig.message("alarm/clear", b'{"id": 7}')) == []
+    assert pubs(rig.message("alarm/ack", named(A2))) == []
+    assert pubs(rig.message("alarm/clear", named(alarm_uuid(7)))) == []
     assert rig.unit.emergency.state == "pending"
-    assert one(rig.message("alarm/clear", b'{"id": 1}'), "alarm")["state"] == "cleared"
+    assert one(rig.message("alarm/clear", named(A1)), "alarm")["state"] == "cleared"
 
 
 def test_dispatch_clear_of_a_pending_alarm_and_a_new_alarm_gets_a_new_id():
@@ -164,20 +170,21 @@ def test_dispatch_clear_of_a_pending_alarm_and_a_new_alarm_gets_a_new_id():
     rig.message("alarm/clear", b"")
     rig.after(1).press("emergency")
     out = rig.run_until(rig.t + HOLD)
-    assert one(out, "alarm")["id"] == 2
+    assert one(out, "alarm")["id"] == A2
     # The stale clear of the first alarm does not touch the second.
-    assert pubs(rig.message("alarm/clear", b'{"id": 1}'), "alarm") == []
+    assert pubs(rig.message("alarm/clear", named(A1)), "alarm") == []
     assert rig.unit.emergency.state == "pending"
 
 
 def test_ack_or_clear_without_an_alarm_does_nothing():
     rig = Rig()
     assert pubs(rig.message("alarm/ack", b"")) == []
-    assert pubs(rig.message("alarm/clear", b'{"id": 1}')) == []
+    assert pubs(rig.message("alarm/clear", named(A1))) == []
 
 
 @pytest.mark.parametrize("payload", [
     b"\xff\xfe", b"clear", b"[1]", b"null", b"7", b'{"id": "1"}', b'{"id": true}', b'{"id": 1.0}',
+    b'{"id": 1}', named(A1[:-1]), named("{" + A1 + "}"),  # numbered ids are gone; a UUID exactly
     b"[" * 100_000, b'{"id":' * 50_000,  # nested past the JSON decoder's recursion limit
 ])
 def test_garbled_alarm_message_is_ignored_and_counted(payload):
@@ -191,10 +198,10 @@ def test_garbled_alarm_message_is_ignored_and_counted(payload):
 def test_active_alarm_survives_a_restart_and_is_republished():
     rig = raised(Rig())
     stored = json.loads(json.dumps(rig.unit.persistent_state()))
-    again = Rig(t0=T0 + 600)
+    again = Rig(t0=T0 + 600, ids=rig.unit.alarm_ids)
     out = again.unit.restore(stored, now(again.t))
     alarm = one(out, "alarm")
-    assert alarm["active"] is True and alarm["id"] == 1
+    assert alarm["active"] is True and alarm["id"] == A1
     assert alarm["state"] == "active"  # pending at the power cut: back as active, no new window
     assert one(out, "status")["emergency"] is True
     assert again.unit.emergency.cancellable is False
@@ -204,7 +211,7 @@ def test_active_alarm_survives_a_restart_and_is_republished():
     # Only dispatch clears it; the next alarm does not reuse the id.
     assert one(again.message("alarm/clear", b""), "alarm")["state"] == "cleared"
     again.press("emergency")
-    assert one(again.run_until(again.t + HOLD), "alarm")["id"] == 2
+    assert one(again.run_until(again.t + HOLD), "alarm")["id"] == A2
 
 
 def test_acknowledged_alarm_survives_a_restart():

@@ -19,7 +19,7 @@ from agent.core.events import (
 from agent.core.publish import Lane, Publish
 from agent.config import STATUS_CODES
 from agent.core.unit import SUBSCRIPTIONS, Unit
-from tests.support.unit_rig import T0, call_payload, config, gnss_fix, now
+from tests.support.unit_rig import T0, alarm_ids, alarm_uuid, call_payload, config, gnss_fix, now
 
 INPUTS = (*STATUS_CODES, "ack", "decline", "cleared", "emergency", "horn")
 CALL_IDS = ("C-1", "C-2", "C-3")
@@ -30,7 +30,8 @@ call_messages = st.builds(
     st.sampled_from([1, 2, 3, 4, None]), st.sampled_from(["Vol", "حادثة سير", "", None]),
 )
 alarm_messages = st.one_of(
-    st.just(b""), st.builds(lambda i: json.dumps({"id": i}).encode(), st.integers(0, 3)),
+    st.just(b""), st.builds(lambda i: json.dumps({"id": alarm_uuid(i)}).encode(), st.integers(0, 3)),
+    st.builds(lambda i: json.dumps({"id": i}).encode(), st.integers(0, 3)),  # numbered ids: gone, garbled now
     st.sampled_from([b"[" * 5000, b"\xff", b"{}", b'{"id": "1"}', b"null"]),
 )
 messages = st.one_of(
@@ -118,7 +119,8 @@ def check_effects(unit: Unit, effects: list, seqs: list[int], last_status: list,
 def test_random_events_never_raise_and_keep_the_promises(script, first_seq, kind):
     cfg = config(kind)
     t = T0
-    unit = Unit(cfg, first_seq, now(t))
+    ids = alarm_ids()  # the same source across restarts, as a unit's random ids never repeat
+    unit = Unit(cfg, first_seq, now(t), alarm_ids=ids)
     seqs: list[int] = []
     last_status: list = []
     last_alarm: list = []
@@ -126,7 +128,7 @@ def test_random_events_never_raise_and_keep_the_promises(script, first_seq, kind
         t += step
         if action == ("restart",):
             stored = json.loads(json.dumps(unit.persistent_state()))
-            unit = Unit(cfg, unit.next_seq, now(t))  # the runtime persists next_seq with each report
+            unit = Unit(cfg, unit.next_seq, now(t), alarm_ids=ids)  # the runtime persists next_seq with each report
             effects = unit.restore(stored, now(t))
             # The siren is read again from the input after a restart, and the status is republished
             # at connect: the promise about the last status message starts afresh.
@@ -144,7 +146,7 @@ def test_random_events_never_raise_and_keep_the_promises(script, first_seq, kind
 @given(st.lists(st.sampled_from([0.05, 0.3, 0.8, 1.0, 1.7, 3.5]), min_size=1, max_size=80))
 def test_waking_at_each_deadline_gives_one_report_per_slot(gaps):
     """However irregular the wake-ups, reports keep to one per slot: never more than elapsed time allows."""
-    unit = Unit(config(), 0, now(T0))
+    unit = Unit(config(), 0, now(T0), alarm_ids=alarm_ids())
     t, seqs = T0, []
     for gap in gaps:
         t += gap

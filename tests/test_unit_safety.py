@@ -15,9 +15,10 @@ import json
 import pytest
 
 from agent.config_validate import parse_config
+from agent.core.events import ButtonPressed, ButtonReleased, FixReceived, Tick
 from agent.core.remote_config import ConfigState, handle_config_set
 from agent.core.unit import Now
-from tests.support.unit_rig import T0, Rig, body, call_payload, config, one, pubs, wall
+from tests.support.unit_rig import T0, Rig, body, call_payload, config, gnss_fix, now, one, pubs, wall
 
 HOLD, WINDOW = 2.0, 5.0  # the defaults of [panel] emergency_hold_s and emergency_cancel_s
 
@@ -126,3 +127,31 @@ def test_an_unsynchronised_clock_is_said_on_every_message_the_alarm_sends():
     out = rig.run_until(T0 + HOLD + WINDOW) + rig.message("alarm/clear", b"")
     states = [(body(p)["state"], body(p)["time_source"]) for p in pubs(out, "alarm")]
     assert states == [("pending", "system_unsynced"), ("active", "system_unsynced"), ("cleared", "system_unsynced")]
+
+
+def test_a_hold_queued_while_the_core_was_busy_is_timed_by_its_edges():
+    # At start the screens take seconds to come up and the panel's edges wait in the inbox: the
+    # hold is the real one, measured between the button's edges, not between their handling.
+    rig = Rig()
+    late = T0 + 3.0  # when the core gets to both edges
+    out = rig.unit.handle(ButtonPressed("emergency", T0, "panel"), now(late))
+    out += rig.unit.handle(ButtonReleased("emergency", T0 + 1.5 * HOLD), now(late))
+    alarm = one(out, "alarm")
+    assert alarm["state"] == "pending" and rig.unit.emergency.alarm_out
+    # And a bump stays a bump, however late it is handled (no alarm from the handling's delay).
+    rig = Rig()
+    out = rig.unit.handle(ButtonPressed("emergency", T0, "panel"), now(late))
+    out += rig.unit.handle(FixReceived(gnss_fix(T0 + 0.2), T0 + 0.2), now(late))
+    out += rig.unit.handle(ButtonReleased("emergency", T0 + 0.5), now(late))
+    out += rig.unit.handle(Tick(late + 10), now(late + 10))
+    assert pubs(out, "alarm") == [] and not rig.unit.emergency.alarm_out
+
+
+def test_a_cancel_pressed_inside_the_window_counts_even_if_handled_after_it():
+    rig = Rig()
+    rig.press("emergency")
+    rig.run_until(T0 + HOLD)
+    late = T0 + HOLD + WINDOW + 1.0
+    out = rig.unit.handle(ButtonPressed("ack", T0 + HOLD + WINDOW - 0.5, "panel"), now(late))
+    assert [body(p)["state"] for p in pubs(out, "alarm")] == ["cancelled"]
+    assert not rig.unit.emergency.alarm_out

@@ -18,7 +18,7 @@ def test_idle_unit_without_a_fix():
     snap = views.screen_snapshot(rig.unit, rig.now(), backlog=7)
     assert snap["gnss"] == {"mode": 0, "lat": None, "lon": None, "speed": None, "track": None, "age": None,
                             "receiver": "no_fix", "stale": False, "heading_deg": None}
-    assert snap["link"] == {"online": False, "backlog": 7}
+    assert snap["link"] == {"online": False, "backlog": 7, "since_s": 0.0, "alert_after_s": 10.0}
     assert snap["call"] is None and snap["notice"] is None
     assert snap["status_buttons"] == ["available", "en_route", "on_scene", "busy", "out_of_service"]
     assert {"ack", "decline", "cleared", "emergency"} <= set(snap["inputs"])

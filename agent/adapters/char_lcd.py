@@ -136,6 +136,8 @@ def char_lines(view: PanelView, catalog: Catalog | None = None, cols: int = 20, 
 def _call_lines(call: CallSummary, c: Catalog, cols: int, rows: int, waiting: int = 0) -> list[str]:
     arabic = c("call.text_unavailable")
     nature = arabic if _has_arabic(call.nature) else call.nature
+    if call.stale:  # old when it arrived: said before anything else
+        nature = f"{c('call.stale_tag')} {nature}"
     address = arabic if _has_arabic(call.address) else call.address
     head = f"{c.priority_short(call.priority)} "
     if call.distance_m is None:
@@ -150,6 +152,8 @@ def _call_lines(call: CallSummary, c: Catalog, cols: int, rows: int, waiting: in
             guide = f"{distance} {c.compass(call.compass)}" if call.compass else distance
     # Calls waiting behind this one, at the end of the bottom row.
     more = f" +{min(waiting, 99)}" if waiting else ""
+    if not call.age_verified:  # no trusted time: the call may be older than it looks (docs/safety.md)
+        more = " age?" + more
     guide = _clip(guide, cols - len(more)).ljust(cols - len(more)) + more if more else _clip(guide, cols)
     if rows <= 2:
         if len(head + nature) > cols and call.code and not _has_arabic(call.code):

@@ -78,7 +78,9 @@ class PanelLayout:
         image = Image.new(self.mode, self.size, BLACK)
         painter = Painter(image, self.fonts, catalog.direction == "rtl")
         pages = 1
-        if view.emergency != "none":
+        if view.crash_prompt_s is not None:
+            self._crash(painter, view.crash_prompt_s, catalog)
+        elif view.emergency != "none":
             self._emergency(painter, view, catalog)
         elif view.call is not None:
             pages = self._call(painter, view, page)
@@ -98,7 +100,7 @@ class PanelLayout:
         if view.emergency != "none" or view.call is None:
             return None
         call = view.call
-        return (view.lang, call.id, call.nature, call.address, call.code, call.address_short)
+        return (view.lang, call.id, call.nature, call.address, call.code, call.address_short, call.stale)
 
     # ----------------------------------------------------------- screens
 
@@ -155,11 +157,14 @@ class PanelLayout:
         def nature_flow(text: str, end: int, bigger: Sequence[int] = ()) -> Flow:
             return p.flow(text, p.box(38, 0, end, top), [*bigger, *NATURE_SIZES], bold=True)
 
+        # A call already old when it arrived says so first: the crew must not take it for a fresh one.
+        stale = f"{c('call.stale_tag')} · " if call.stale else ""
+
         def layout(end: int) -> tuple[Flow, Flow | None]:
-            nature = nature_flow(call.nature or "—", end)
+            nature = nature_flow(stale + (call.nature or "—"), end)
             if nature.pages > 1 and call.code:
                 # The dispatcher's short form reads in one glance where the full nature needs pages.
-                nature = nature_flow(call.code, end, [20, 18])
+                nature = nature_flow(stale + call.code, end, [20, 18])
             address = p.flow(call.address, (0, top + 1, end, mid), ADDRESS_SIZES, bold=True,
                              max_lines=1) if call.address else None
             if address is not None and address.pages > 1 and call.address_short:
@@ -182,6 +187,8 @@ class PanelLayout:
         row = (0, mid + 1, w, h - 1)
         if view.waiting:
             row = self._waiting(p, view.waiting, row)
+        if not call.age_verified:
+            row = self._age_unverified(p, c, row)
         self._guidance(p, call, c, row, view.gnss_lost)
         return pages
 
@@ -195,6 +202,20 @@ class PanelLayout:
         p.draw.rectangle((badge[0], badge[1], badge[2] - 1, badge[3] - 1), fill=WHITE)
         inner = (badge[0] + 1, badge[1], badge[2] - 1, badge[3])
         p.text("waiting", inner, text, [14, 13, 12], bold=True, align="center", fill=BLACK)
+        return (row[0], row[1], row[2] - width - 2, row[3])
+
+    @staticmethod
+    def _age_unverified(p: Painter, c: Catalog, row: Box) -> Box:
+        """A boxed "?" at the row's end: the unit has no trusted time, so this call may be older than
+        it looks (docs/safety.md, docs/rider-panel.md). One glyph, so the distance keeps its room.
+        Returns the row left."""
+        font = p.fonts.get(14, True)
+        text = c("call.age_unverified")
+        width = math.ceil(p.draw.textlength(text, font=font)) + 6
+        badge = p.box(row[2] - width, row[1] + 1, row[2], row[3])
+        p.draw.rectangle((badge[0], badge[1], badge[2] - 1, badge[3] - 1), outline=WHITE, width=1)
+        inner = (badge[0] + 1, badge[1], badge[2] - 1, badge[3])
+        p.text("age-unverified", inner, text, [14, 13, 12], bold=True, align="center")
         return (row[0], row[1], row[2] - width - 2, row[3])
 
     def _guidance(self, p: Painter, call: CallSummary, c: Catalog, row: Box, gnss_lost: bool = False) -> None:
@@ -244,6 +265,17 @@ class PanelLayout:
         mask = big.resize((w, h), Image.Resampling.BOX).point(lambda v: 255 if v >= 128 else 0, mode="1")
         p.image.paste(WHITE, (icon[0], icon[1]), mask)
         p.shape("arrow", icon)
+
+    def _crash(self, p: Painter, seconds: int, c: Catalog) -> None:
+        """A crash found: "Chute détectée – appuyez ACK pour annuler (N s)", framed as a pending alarm."""
+        w, h = p.width, p.height
+        p.draw.rectangle((0, 0, w - 1, h - 1), outline=WHITE, width=3)
+        split = round(h * 0.40)
+        p.text("crash-title", (5, 3, w - 5, split), c("crash.title"), [20, 18, 16, 15, 14, 13], bold=True,
+               align="center")
+        box = p.box(6, split + 1, w - 6, h - 4)
+        flow = p.flow(c("crash.cancel", seconds=seconds), box, [14, 13, 12, 11, 10], bold=True, max_lines=2)
+        p.draw_flow("crash-cancel", box, flow, 0)
 
     def _emergency(self, p: Painter, view: PanelView, c: Catalog) -> None:
         w, h = p.width, p.height

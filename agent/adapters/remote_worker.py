@@ -4,7 +4,10 @@
 ``[security] dispatch_keys`` is set) arrive from the MQTT link straight here,
 never through the core. For each, this thread verifies the signature
 (libsodium), validates (pydantic, in this process), consults and updates the
-durable replay memory, stores an accepted config layer, and posts **one**
+durable replay memory (a config push or a command it cannot judge, because
+that memory or the stored config cannot be read, is refused and says why; a
+call never is: a spare memory in RAM stands in), stores an accepted config
+layer, and posts **one**
 result event to the core's inbox:
 
 - :class:`ConfigDone` for ``config/set`` (accepted and stored, or refused);
@@ -14,6 +17,11 @@ result event to the core's inbox:
   (a replayed copy is dropped and counted, see :mod:`agent.core.signed_dispatch`);
 - :class:`ConfigStateChanged` after the core asked to confirm or roll back a
   broker change (the config store has one writer: this thread).
+
+Each request is judged against the unit's clock as :class:`~agent.core.time_floor.UnitClock`
+gives it (the best UTC, whether it is trusted, the floor of authenticated time); the ``issued``
+time of a request whose signature held raises that floor (``floor``), as of when the request
+arrived.
 
 The core thread only applies what comes back: it never waits for a
 signature, a validation or an fsync. A job that has not reached its commit
@@ -44,24 +52,23 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from agent.adapters.config_store import ConfigStore, ConfigStoreError
+from agent.adapters.time_floor_store import TimeFloorStore
 from agent.config import Validate
 from agent.core.events import DispatchRefused, MessageReceived
 from agent.core.key_rules import ConfigChange
 from agent.core.remote_command import COMMANDS, CommandOutcome, CommandResult, parse_command
-from agent.core.remote_config import ConfigResult, ConfigState, handle_config_set
-from agent.core.replay import ReplayMemory
-from agent.core.requests import Problem, decode_payload
+from agent.core.remote_config import ConfigOutcome, ConfigResult, ConfigState, handle_config_set
+from agent.core.replay import ReplayMemory, WithSpare
+from agent.core.requests import Problem, parse_expiry
 from agent.core.rollback_guard import Armed
-from agent.core.signed_dispatch import DISPATCH_TOPICS, check_dispatch
-from agent.core.telemetry import TRUSTED_TIME_SOURCES
+from agent.core.signed_dispatch import DISPATCH_TOPICS, DispatchVerdict, check_dispatch
+from agent.core.time_floor import UnitClock
 
 log = logging.getLogger(__name__)
 
 TIMEOUT_S = 10.0
 QUEUE_SIZE = 64
 REQUEST_TOPICS = ("config/set", "cmd")
-UNJUDGEABLE = ("cannot be judged yet: the unit has no trusted time (no GNSS fix and the system clock "
-               "not synchronised); send it again once the unit reports time_source gnss or system")
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,7 @@ class _Job:
     kind: str  # a request topic, "confirm" or "rollback"
     payload: bytes = b""
     arg: Any = None
+    received: float = field(default_factory=time.monotonic)  # when it arrived: what an ``issued`` proves
     started: float | None = None
     committed: bool = False
     abandoned: bool = False
@@ -113,15 +121,19 @@ class RemoteWorker:
         store: ConfigStore,
         replay: ReplayMemory,
         post: Callable[[Any], None],
-        clock: Callable[[], tuple[dt.datetime, str]],
+        clock: Callable[[], UnitClock],
         validate: Validate,
         timeout_s: float = TIMEOUT_S,
+        floor: TimeFloorStore | None = None,
     ) -> None:
         self.state = state  # written by the worker thread only; read (whole) by the others
         self.store = store
         self.replay = replay
+        # Calls are never refused for want of a disk (agent.core.replay.WithSpare).
+        self._dispatch_memory = WithSpare(replay)
         self._post = post
         self._clock = clock
+        self.floor = floor  # the floor of authenticated time, raised by signed requests' issued
         self.validate = validate
         self.timeout_s = timeout_s
         self.stats = WorkerStats()
@@ -223,23 +235,32 @@ class RemoteWorker:
             return True
 
     def _do(self, job: _Job) -> None:
-        if job.kind in REQUEST_TOPICS + DISPATCH_TOPICS:
-            # Expiry and the replay window are judged on the unit's best clock (``clock``: UTC and
-            # its time_source); an expiry it cannot trust yet is refused, never guessed.
-            now, source = self._clock()
-            if source not in TRUSTED_TIME_SOURCES and self._has_expiry(job):
-                if self._commit(job):
-                    log.warning("%s refused: its expiry %s", job.kind, UNJUDGEABLE)
-                    self._answer_failure(job, UNJUDGEABLE, loc="expires")
-                return
-        if job.kind == "config/set":
-            self._config_set(job, now)
-        elif job.kind == "cmd":
-            outcome = parse_command(job.payload, self.state.config, now, self.replay)
+        # Expiry and the replay window are judged on the unit's clock (``clock``: its best UTC,
+        # whether that is trusted, and the floor of authenticated time). Without a trusted clock a
+        # config push waits, a command and a call are taken unless the floor proves them expired,
+        # and an answer to an alarm needs no clock at all (agent.core.time_floor, signed_dispatch).
+        if job.kind in REQUEST_TOPICS and (problem := self._unjudgeable(job, self._clock())) is not None:
+            # A replay memory or a stored config that cannot be read must not pass for an empty one.
             if self._commit(job):
-                self._post(CommandDone(outcome))
+                log.warning("%s refused: %s", job.kind, problem)
+                self._answer_failure(job, problem)
+            return
+        if job.kind == "config/set":
+            clock = self._clock()
+            outcome = handle_config_set(job.payload, self.state, clock, self.validate, self.replay)
+            self._proof(outcome.issued, job, clock)
+            self._config_set(job, outcome)
+        elif job.kind == "cmd":
+            clock = self._clock()
+            command = parse_command(job.payload, self.state.config, clock, self.replay)
+            self._proof(command.issued, job, clock)
+            if self._commit(job):
+                self._post(CommandDone(command))
         elif job.kind in DISPATCH_TOPICS:
-            self._dispatch(job, now)
+            clock = self._clock()
+            verdict = check_dispatch(job.kind, job.payload, self.state.config, clock, self._dispatch_memory)
+            self._proof(verdict.issued, job, clock)
+            self._dispatch(job, verdict)
         elif job.kind == "confirm":
             if self.state.pending and self.state.version == job.arg:
                 try:
@@ -252,13 +273,26 @@ class RemoteWorker:
             self.state = self.store.rollback(self.state)
             self._post(ConfigStateChanged(self.state, job.arg, rolled))
 
-    def _has_expiry(self, job: _Job) -> bool:
-        # A signed request without one is refused anyway, and that needs no clock.
-        data, _ = decode_payload(job.payload)
-        return data is not None and "expires" in data
+    def _unjudgeable(self, job: _Job, clock: UnitClock) -> str | None:
+        """Why a ``config/set`` or ``cmd`` cannot be judged safely now (None: judge it)."""
+        kind = job.kind
+        if kind == "config/set" and self.store.unreadable is not None:
+            # The highest version a stored layer holds is unknown: an old push could pass for new.
+            return (f"cannot be judged now: the unit's stored remote config cannot be read ({self.store.unreadable});"
+                    " nothing was applied")
+        refusal = getattr(self.replay, "refusal", None)  # the durable store says; an in-memory one never refuses
+        if refusal is None:
+            return None
+        # The issue time as the request says it; its signature, checked next, covers it.
+        issued = parse_expiry(_peek(job.payload, "issued"))
+        return refusal(kind, clock.now, clock.trusted, issued if isinstance(issued, dt.datetime) else None)
 
-    def _config_set(self, job: _Job, now: dt.datetime) -> None:
-        outcome = handle_config_set(job.payload, self.state, now, self.validate, self.replay)
+    def _proof(self, issued: dt.datetime | None, job: _Job, clock: UnitClock) -> None:
+        """A request signed by a trusted key said when it was issued: the floor may rise."""
+        if issued is not None and self.floor is not None:
+            self.floor.prove(issued, job.received, clock.now if clock.trusted else None)
+
+    def _config_set(self, job: _Job, outcome: ConfigOutcome) -> None:
         if not self._commit(job):
             return
         if not outcome.accepted:
@@ -279,12 +313,14 @@ class RemoteWorker:
         self.state = new_state
         self._post(ConfigDone(outcome.result, new_state, outcome.change))
 
-    def _dispatch(self, job: _Job, now: dt.datetime) -> None:
-        verdict = check_dispatch(job.kind, job.payload, self.state.config, now, self.replay)
+    def _dispatch(self, job: _Job, verdict: DispatchVerdict) -> None:
         if not self._commit(job):
             return
         now = time.monotonic()
         if verdict.accepted:
+            if verdict.unjudged:
+                log.warning("took a signed %s (id %r) whose expiry cannot be judged: the unit has no trusted time "
+                            "and nothing proves it expired", job.kind, verdict.id)
             self._post(MessageReceived(job.kind, job.payload, now, verified=True))
         elif verdict.replay:
             self.stats.replays_dropped += 1
@@ -294,8 +330,7 @@ class RemoteWorker:
             self._post(DispatchRefused(job.kind, verdict.id, verdict.error or "refused", now))
 
     def _answer_failure(self, job: _Job, message: str, loc: str = "") -> None:
-        ref = _peek_id(job.payload)
-        rid = ref if isinstance(ref, str) else None
+        ref = rid = _peek_id(job.payload)
         if job.kind == "config/set":
             self._post(ConfigDone(ConfigResult(rid, False, self.state.version, (Problem(loc, message),))))
         elif job.kind == "cmd":
@@ -313,8 +348,6 @@ def _peek(payload: bytes, member: str) -> Any:
         return None
 
 
-def _peek_id(payload: bytes) -> str | int | None:
+def _peek_id(payload: bytes) -> str | None:
     value = _peek(payload, "id")
-    if isinstance(value, str):
-        return value[:128]
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    return value[:128] if isinstance(value, str) else None

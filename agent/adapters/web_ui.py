@@ -67,7 +67,8 @@ A JSON object; times are ISO 8601 UTC strings (``2024-03-01T10:20:30Z``)::
      "lang": "fr"|"ar", "theme": "auto"|"day"|"night", "sound": bool,
      "now": ISO,                          # the agent's time of the snapshot
      "status": code,                      # current unit status
-     "status_since": ISO|null,            # optional: when it was set
+     "status_since": ISO|null,            # optional: when it was set (null: before this run)
+     "started_s": float,                  # optional: seconds since this run began
      "status_labels": {code: label},      # in "lang", for every status code; or
                                           # {"fr": {code: label}, "ar": {...}}, so a
                                           # language chosen on the screen shows the
@@ -76,7 +77,8 @@ A JSON object; times are ISO 8601 UTC strings (``2024-03-01T10:20:30Z``)::
      "inputs": [name, ...],               # every input the page may post now
                                           # ("emergency_cancel" only in the cancel window)
      "siren": bool,
-     "link": {"online": bool, "backlog": int},
+     "link": {"online": bool, "backlog": int,
+              "since_s": float},           # optional: seconds since the link last changed
      "gnss": {"mode": 0-3, "lat": float|null, "lon": float|null,
               "speed": m/s|null, "track": deg|null, "age": s|null,
               "receiver": "ok"|"no_fix"|"lost"},  # optional; "lost": receiver silent/unplugged
@@ -93,11 +95,25 @@ A JSON object; times are ISO 8601 UTC strings (``2024-03-01T10:20:30Z``)::
                               |"cleared"|"cancelled",
                      "acknowledged": bool,     # accepted or declined by the crew
                      "distance_m": float|null, "bearing_deg": float|null,
-                     "updated": ISO},
+                     "updated": ISO,
+                     "age_verified": bool,     # optional (default true): false while the unit has no
+                                               # trusted time, so "created" cannot be compared with "now"
+                     "age_s": float|null,      # its age now, on trusted time (null: unverified)
+                     "stale": bool|null,       # already older than the limit when it arrived
+                     "answer_in_s": float},    # it took the screen a moment ago: answers are
+                                               # taken after this many seconds (the read rule)
+     "crash": null | {"prompt_s": int,    # a crash found (agent/core/officer_down.py): seconds left
+                      "alarm": bool,       # true: the pre-alarm's window; false: a minor prompt
+                      "text": str},        # "Chute détectée – appuyez ACK pour annuler (N s)", in the
+                                           # screen's language; the band shows it
+     "waiting": int,                      # calls not yet accepted behind the one shown
      "notice": null | {"kind": "refused"|"cancelled"|..., "text": str,
                        "id": str|int,         # optional id: same text twice shows twice
                        "subject": str|null,   # optional, "cancelled": the call's nature
-                       "reason": str|null},   # optional, "cancelled": the dispatcher's reason
+                       "reason": str|null,    # optional, "cancelled": the dispatcher's reason
+                       "call_id": str|null,   # optional, "cancelled": the call's id and address,
+                       "address": str|null,
+                       "same_nature_shown": bool},  # another call of the same nature is shown
      # The page's rules, derived from the fields above by agent/core/screen_rules.py
      # (update() fills in those a snapshot does not carry; the page decides nothing itself):
      "takeover": bool,                    # the call takes the whole screen (new, unanswered)
@@ -105,7 +121,10 @@ A JSON object; times are ISO 8601 UTC strings (``2024-03-01T10:20:30Z``)::
      "alert": null | {"call_id": str, "url": str, "loop": bool, "plays": int},
      "emergency": {..., "control": "hold"|"cancel"|"none",   # what a touch on it does now
                    "at_deadline": null | {"state": str, "control": str}},  # when the window closes
-     "gnss": {..., "stale": bool, "heading_deg": float|null}}  # heading-up while moving
+     "gnss": {..., "stale": bool, "heading_deg": float|null},  # heading-up while moving
+     "link": {..., "alert_after_s": float},  # offline this long: said in big letters
+     "confirm": {input: float},           # inputs that take a second touch within s seconds
+     "call": {..., "age_s", "stale", "answer_in_s"}}  # from "now" and "created" when not given
 
 The page shows a call fullscreen (with its alert sound) while ``takeover``
 is true (the call is present and ``acknowledged`` is false); ``bearing_deg`` is true bearing from
@@ -151,6 +170,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from agent.adapters.web_ui_sounds import alert_sounds
+from agent.adapters.web_ui_stream import EventStream, StreamClient
 from agent.core import screen_rules
 from agent.core.events import ButtonPressed, ButtonReleased
 
@@ -214,7 +234,7 @@ class WebUi:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: uvicorn.Server | None = None
-        self._clients: set[_Client] = set()
+        self._clients: set[StreamClient] = set()
         self._closing = False
 
     # ----------------------------------------------------------- lifecycle
@@ -374,7 +394,7 @@ class WebUi:
                 Route("/sounds/{name}", self._sound),
                 Route("/fonts/{name}", self._font),
                 Route("/api/snapshot", self._snapshot),
-                Route("/api/events", _EventStream(self)),
+                Route("/api/events", EventStream(self)),
                 Route("/api/input", self._input, methods=["POST"]),
             ]
         )
@@ -482,88 +502,3 @@ class _Server(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
         self._ready.set()
-
-
-class _Client:
-    """One page's stream: a queue of one, the newest snapshot."""
-
-    def __init__(self) -> None:
-        self.pending: bytes | None = None
-        self.closed = False
-        self.wake = asyncio.Event()
-
-    def offer(self, blob: bytes) -> None:
-        self.pending = blob  # replaces an unsent older one: only the newest matters
-        self.wake.set()
-
-    def close(self) -> None:
-        self.closed = True
-        self.wake.set()
-
-
-class _EventStream:
-    """``GET /api/events``: a raw ASGI app, so a page's disconnect is seen at once."""
-
-    def __init__(self, ui: WebUi):
-        self.ui = ui
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        ui = self.ui
-        if ui._closing or len(ui._clients) >= ui.max_clients:
-            response = Response(
-                "too many screens or shutting down\n",
-                status_code=503,
-                media_type="text/plain",
-                headers={"Retry-After": "2"},
-            )
-            await response(scope, receive, send)
-            return
-        client = _Client()
-        with ui._lock:
-            client.pending = ui._blob
-        ui._clients.add(client)
-
-        async def watch_disconnect() -> None:
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    client.close()
-                    return
-
-        watcher = asyncio.create_task(watch_disconnect())
-        try:
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [
-                        (b"content-type", b"text/event-stream; charset=utf-8"),
-                        (b"cache-control", b"no-store"),
-                        (b"x-accel-buffering", b"no"),
-                    ],
-                }
-            )
-            hello = json.dumps({"version": ui._version, "ping_s": ui.ping_s})
-            await self._emit(send, f"retry: 1000\nevent: hello\ndata: {hello}\n\n".encode())
-            while not client.closed:
-                blob, client.pending = client.pending, None
-                if blob is not None:
-                    await self._emit(send, b"event: snapshot\ndata: " + blob + b"\n\n")
-                    continue
-                client.wake.clear()
-                if client.pending is not None or client.closed:
-                    continue
-                try:
-                    await asyncio.wait_for(client.wake.wait(), ui.ping_s)
-                except asyncio.TimeoutError:
-                    await self._emit(send, b"event: ping\ndata: {}\n\n")
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except OSError:
-            pass  # the page went away mid-write
-        finally:
-            ui._clients.discard(client)
-            watcher.cancel()
-
-    @staticmethod
-    async def _emit(send: Callable, data: bytes) -> None:
-        await send({"type": "http.response.body", "body": data, "more_body": True})

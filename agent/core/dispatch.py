@@ -20,15 +20,31 @@ Rules
 * Out of order: an ``update`` for an unknown id that carries a full call is
   taken as the call; a ``cancel`` for an unknown id is remembered, so the
   ``new`` that arrives after it is not shown.
-* The crew answers with responses. Forward jumps are allowed (a crew may reach
-  the scene before pressing "en route"); going back is refused::
+* The crew answers with responses, by the table :data:`TRANSITIONS` below
+  (the agent's own ``received`` first). Forward jumps are allowed (a crew may
+  reach the scene before pressing "en route"); going back is refused::
 
       new --received--> received --accepted--> accepted --en_route--> en_route
           --on_scene--> on_scene --cleared--> (closed)
-      received/accepted --declined--> (closed)         dispatch cancel --> (closed)
+      new/received --declined--> (closed)              dispatch cancel --> (closed)
 
+* A call must be read before it is answered. A call that took the place of
+  another on the screen less than ``READ_S`` (1 s) ago (it was more urgent
+  than the one shown, or it slid in once the one before was accepted, or it
+  came over the call being worked) cannot be accepted or declined: the press
+  that does it began before the crew could see it (a gloved double press
+  after accepting the call before, a finger on its way to that call's
+  controls). It is refused ``not_read``, and the same press a moment later is
+  taken. A call that comes onto a screen showing no call is answered at once:
+  nothing the crew was doing was aimed at a call's answer.
 * One call is shown at a time: the most urgent one the crew has not yet
   accepted, else the one they are working. Closed calls leave the book.
+* A call's age is judged only on trusted time (the unit's clock synchronised,
+  or GNSS time): ``created`` is the dispatcher's clock, and a unit that booted
+  without either cannot tell a days-old call from a fresh one. A call already
+  older than ``[panel] stale_call_after_s`` (default 1 hour) when it reached
+  the unit is *stale*: the screens flag it and its ``received`` says so;
+  without trusted time its age is *unverified* (``None``), never guessed.
 """
 
 from __future__ import annotations
@@ -40,6 +56,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, get_args
 
 from . import inbound_text
+from .call import _ORDER, Call, CallAge, call_age, iso  # noqa: F401  (the call itself; dispatch's users import them here)
 from .messages import NEW_CALL_NEEDS, CallMessage, Response, validate_call
 
 
@@ -47,74 +64,80 @@ MAX_CALL_BYTES = 16 * 1024
 MAX_OPEN_CALLS = 16
 REMEMBERED_IDS = 512
 
-# Response codes, and the call state each one leads to.
+# Response codes.
 RESPONSES: tuple[str, ...] = get_args(Response)
-_ORDER = {"new": 0, "received": 1, "accepted": 2, "en_route": 3, "on_scene": 4, "cleared": 5}
 # Status the unit takes when the crew gives a response (None: unchanged).
 STATUS_AFTER_RESPONSE = {"en_route": "en_route", "on_scene": "on_scene", "cleared": "available"}
+# How long a call must have been on the screen before the crew's answer to it is taken.
+READ_S = 1.0
+# The answers that need the call read first.
+READ_FIRST = ("accepted", "declined")
 
 
 @dataclass(frozen=True, slots=True)
-class Call:
-    """A call the unit holds, with where the crew is with it."""
+class To:
+    """The response is taken: the call goes to ``state`` (``declined``, ``cleared``: it is closed)."""
 
-    id: str
-    priority: int
-    nature: str
-    address: str
-    created: dt.datetime
-    code: str | None = None
-    address_short: str | None = None  # the dispatcher's short form, for the small panel
-    location: tuple[float, float] | None = None
-    details: str | None = None
-    caller: str | None = None
-    state: str = "new"  # new, received, accepted, en_route, on_scene
-    received_mono: float = 0.0
-    updated: dt.datetime | None = None
-
-    @property
-    def acknowledged(self) -> bool:
-        return _ORDER[self.state] >= _ORDER["accepted"]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "priority": self.priority,
-            "nature": self.nature,
-            "code": self.code,
-            "address": self.address,
-            "address_short": self.address_short,
-            "location": {"lat": self.location[0], "lon": self.location[1]} if self.location else None,
-            "details": self.details,
-            "caller": self.caller,
-            "created": iso(self.created),
-            "state": self.state,
-            "updated": iso(self.updated) if self.updated else None,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Call":
-        loc = data.get("location")
-        return cls(
-            id=data["id"],
-            priority=int(data["priority"]),
-            nature=data["nature"],
-            address=data["address"],
-            created=dt.datetime.fromisoformat(data["created"].replace("Z", "+00:00")),
-            code=data.get("code"),
-            address_short=data.get("address_short"),
-            location=(loc["lat"], loc["lon"]) if loc else None,
-            details=data.get("details"),
-            caller=data.get("caller"),
-            state=data.get("state", "new"),
-            updated=dt.datetime.fromisoformat(data["updated"].replace("Z", "+00:00")) if data.get("updated") else None,
-        )
+    state: str
 
 
-def iso(value: dt.datetime) -> str:
-    """UTC ISO 8601 with milliseconds and a ``Z``."""
-    value = value.astimezone(dt.timezone.utc)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+@dataclass(frozen=True, slots=True)
+class Refuse:
+    """The response is refused with ``reason``."""
+
+    reason: str
+
+
+CLOSING = frozenset({"declined", "cleared"})
+
+# The table itself: call state -> {response: what it does}. Every pair is listed, so nothing
+# is decided by omission; "not_allowed" is a step back, a repeat, or a step the call cannot take.
+TRANSITIONS: dict[str, dict[str, To | Refuse]] = {
+    # Not yet receipted: the agent's own "received" goes first, so dispatch hears the call
+    # arrived before anything the crew does with it. A decline closes it at once.
+    "new": {
+        "received": To("received"),
+        "accepted": Refuse("not_allowed"),
+        "declined": To("declined"),
+        "en_route": Refuse("not_allowed"),
+        "on_scene": Refuse("not_allowed"),
+        "cleared": Refuse("not_allowed"),
+    },
+    # On the screen, waiting for the crew: any step forward, or a decline.
+    "received": {
+        "received": Refuse("not_allowed"),
+        "accepted": To("accepted"),
+        "declined": To("declined"),
+        "en_route": To("en_route"),
+        "on_scene": To("on_scene"),
+        "cleared": To("cleared"),
+    },
+    # Accepted: too late to decline (dispatch counts on the unit); only forward.
+    "accepted": {
+        "received": Refuse("not_allowed"),
+        "accepted": Refuse("not_allowed"),
+        "declined": Refuse("not_allowed"),
+        "en_route": To("en_route"),
+        "on_scene": To("on_scene"),
+        "cleared": To("cleared"),
+    },
+    "en_route": {
+        "received": Refuse("not_allowed"),
+        "accepted": Refuse("not_allowed"),
+        "declined": Refuse("not_allowed"),
+        "en_route": Refuse("not_allowed"),
+        "on_scene": To("on_scene"),
+        "cleared": To("cleared"),
+    },
+    "on_scene": {
+        "received": Refuse("not_allowed"),
+        "accepted": Refuse("not_allowed"),
+        "declined": Refuse("not_allowed"),
+        "en_route": Refuse("not_allowed"),
+        "on_scene": Refuse("not_allowed"),
+        "cleared": To("cleared"),
+    },
+}
 
 
 # ---------------------------------------------------------------- outcomes
@@ -167,7 +190,7 @@ class Response:
 @dataclass(frozen=True, slots=True)
 class ResponseRefused:
     response: str
-    reason: str  # "no_call", "not_allowed"
+    reason: str  # "no_call", "not_allowed", "not_read"
 
 
 # ---------------------------------------------------------------- parsing
@@ -220,6 +243,9 @@ class CallBook:
     # Ids already closed (cleared, declined, cancelled), newest last; bounded.
     closed: "OrderedDict[str, str]" = field(default_factory=OrderedDict)
     rejected_count: int = 0
+    # The call on show and since when (monotonic): a call just shown cannot be answered yet.
+    shown_id: str | None = None
+    shown_since: float | None = None
 
     # -- inbound
 
@@ -231,6 +257,11 @@ class CallBook:
         return self.apply(parsed, now_wall, now_mono)
 
     def apply(self, msg: CallMessage, now_wall: dt.datetime, now_mono: float) -> Outcome:
+        outcome = self._apply(msg, now_wall, now_mono)
+        self._track_shown(now_mono)
+        return outcome
+
+    def _apply(self, msg: CallMessage, now_wall: dt.datetime, now_mono: float) -> Outcome:
         if msg.id in self.closed:
             return Ignored(msg.id, f"call already {self.closed[msg.id]}")
         current = self.calls.get(msg.id)
@@ -282,26 +313,55 @@ class CallBook:
 
     # -- crew responses
 
-    def respond(self, response: str, call_id: str | None = None) -> Response | ResponseRefused:
-        """Apply a crew (or the agent's own ``received``) response to a call."""
+    def respond(self, response: str, call_id: str | None = None,
+                now_mono: float | None = None) -> Response | ResponseRefused:
+        """Apply a crew (or the agent's own ``received``) response to a call, by :data:`TRANSITIONS`.
+
+        ``now_mono`` is the time of the press: an accept or decline of the call on show
+        within ``READ_S`` of it taking the screen is refused ``not_read``.
+        """
         call = self.calls.get(call_id) if call_id else self.shown()
         if call is None:
             return ResponseRefused(response, "no_call")
-        if response == "declined":
-            if call.acknowledged:
-                return ResponseRefused(response, "not_allowed")
-            self._close(call.id, "declined")
-            return Response(call, response, None, closed=True)
-        if response not in _ORDER or _ORDER[response] <= _ORDER[call.state]:
-            return ResponseRefused(response, "not_allowed")
-        if response != "received" and call.state == "new":
-            return ResponseRefused(response, "not_allowed")
-        if response == "cleared":
-            self._close(call.id, "cleared")
-            return Response(replace(call, state="cleared"), response, STATUS_AFTER_RESPONSE["cleared"], closed=True)
-        updated = replace(call, state=response)
+        rule = TRANSITIONS[call.state].get(response, Refuse("not_allowed"))
+        if isinstance(rule, Refuse):
+            return ResponseRefused(response, rule.reason)
+        if response in READ_FIRST and now_mono is not None and self.unread(now_mono, call.id):
+            return ResponseRefused(response, "not_read")
+        if rule.state in CLOSING:
+            self._close(call.id, rule.state)
+            self._track_shown(now_mono)
+            # A declined call is answered as it was; a cleared one as cleared.
+            closed = call if rule.state == "declined" else replace(call, state=rule.state)
+            return Response(closed, response, STATUS_AFTER_RESPONSE.get(response), closed=True)
+        updated = replace(call, state=rule.state)
         self.calls[call.id] = updated
+        self._track_shown(now_mono)
         return Response(updated, response, STATUS_AFTER_RESPONSE.get(response), closed=False)
+
+    def unread(self, now_mono: float, call_id: str | None = None) -> bool:
+        """Has the call on show (``call_id``, if given, must be it) been there less than ``READ_S``?"""
+        if self.shown_id is None or self.shown_since is None:
+            return False
+        if call_id is not None and call_id != self.shown_id:
+            return False
+        return now_mono - self.shown_since < READ_S
+
+    def read_left(self, now_mono: float) -> float:
+        """Seconds until the call on show may be answered (0: now)."""
+        if self.shown_since is None or not self.unread(now_mono):
+            return 0.0
+        return READ_S - (now_mono - self.shown_since)
+
+    def _track_shown(self, now_mono: float | None) -> None:
+        """Note when a call took the place of another on the screen (for the read rule)."""
+        shown = self.shown()
+        shown_id = shown.id if shown is not None else None
+        if shown_id != self.shown_id:
+            # On a screen that showed no call, nothing of the crew's was aimed at a call's answer.
+            replaced = self.shown_id is not None
+            self.shown_id = shown_id
+            self.shown_since = now_mono if shown_id is not None and replaced else None
 
     # -- views
 
@@ -345,6 +405,7 @@ class CallBook:
             book.calls[call.id] = call
         for call_id, how in data.get("closed", []):
             book.closed[call_id] = how
+        book._track_shown(now_mono)  # after a restart, the call on show is new to the crew
         return book
 
 

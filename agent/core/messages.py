@@ -32,16 +32,19 @@ from typing_extensions import TypeAliasType
 from agent.config import UNIT_ID_PATTERN
 from agent.config import StatusCode as _StatusCodes
 
-from . import inbound_text, telemetry_cbor
+from . import alarm_id, inbound_text, telemetry_cbor
 from .json_types import json_type
 
 REF = "#/components/schemas/{model}"
 
 CALL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$"
+# The unit writes alarm ids in lower case; it reads them in either case.
+INBOUND_ALARM_ID_PATTERN = r"^\s*[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\s*$"
 _CALL_ID = re.compile(CALL_ID_PATTERN)
 ACTIONS = ("new", "update", "cancel")
 PRIORITIES = (1, 2, 3)
-CommandName = Literal["report_position", "flush_backlog"]
+CommandName = Literal["report_position", "flush_backlog", "crash_trace"]
+TRACE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 # What an action "new" (or an update for a call the unit does not hold) must carry.
 NEW_CALL_NEEDS = ("priority", "nature", "address", "created")
 
@@ -141,7 +144,13 @@ def _created(value: Any) -> dt.datetime | None:
 # documented with the message, ignored by its model.
 _EXPIRES = Annotated[Any, WithJsonSchema({
     "type": "string", "format": "date-time",
-    "description": "required when the unit has dispatch keys: in the future and at most 1 h ahead on the unit's clock",
+    "description": "required when the unit has dispatch keys: in the future and at most 1 h ahead on the unit's clock; "
+                   "without trusted time, refused only when before the latest time the unit has proof of",
+}), Field(default=None, exclude=True)]
+_ISSUED = Annotated[Any, WithJsonSchema({
+    "type": "string", "format": "date-time",
+    "description": "optional, signed: when the message was signed; not after expires nor more than its longest life "
+                   "before it. Proof of the time for a unit that has no trusted clock yet (docs/safety.md)",
 }), Field(default=None, exclude=True)]
 _SIG = Annotated[Any, WithJsonSchema({
     "type": "string",
@@ -213,17 +222,40 @@ class CallMessage(Inbound):
     location: Annotated[CallLocation | None, BeforeValidator(_location), Field(default=None)]
     created: Annotated[dt.datetime | None, BeforeValidator(_created), Field(default=None, description="ISO 8601 with a time zone")]
     expires: _EXPIRES
+    issued: _ISSUED
     sig: _SIG
 
     def missing_for_new(self) -> list[str]:
         return [name for name in NEW_CALL_NEEDS if getattr(self, name) is None]
 
 
-class AlarmRef(Inbound):
-    """Names the alarm; an empty MQTT payload, or id null, means the current alarm. A message naming another alarm, or not of this shape, is ignored. With [security] dispatch_keys set, an empty payload is refused: the message must carry expires and sig."""
+def _alarm_ref_id(value: Any) -> str | None:
+    if value is None:
+        return None
+    normal = alarm_id.normalise(value)
+    if normal is None:
+        text = f"must be the id of the unit's alarm message, a UUID such as \"{alarm_id.EXAMPLE}\""
+        if not isinstance(value, str):
+            text += f", not {json_type(value)}"
+        if isinstance(value, int) and not isinstance(value, bool):
+            text += " (alarm ids are no longer numbers: docs/mqtt-api.md)"
+        raise _problem(text)
+    return normal
 
-    id: Annotated[int | None, Field(default=None, ge=1, strict=True)]
-    expires: _EXPIRES
+
+_ALARM_EXPIRES = Annotated[Any, WithJsonSchema({
+    "type": "string", "format": "date-time",
+    "description": "required when the unit has dispatch keys, but not judged: the alarm id, not the clock, makes an "
+                   "answer fresh (docs/safety.md)",
+}), Field(default=None, exclude=True)]
+
+
+class AlarmRef(Inbound):
+    """Names the alarm by the id of the unit's alarm message. With [security] dispatch_keys set, the id is required and the message must carry expires and sig. Without them, an empty MQTT payload, or id null, means the current alarm. A message naming another alarm, or not of this shape, is ignored."""
+
+    id: Annotated[str | None, Field(default=None, pattern=INBOUND_ALARM_ID_PATTERN), BeforeValidator(_alarm_ref_id)]
+    expires: _ALARM_EXPIRES
+    issued: _ISSUED
     sig: _SIG
 
 
@@ -282,6 +314,13 @@ def _signature_members(lifetime: str, sig: str) -> tuple[Any, Any]:
     return expires, signature
 
 
+_REQUEST_ISSUED = Annotated[Any, WithJsonSchema({
+    "type": "string", "format": "date-time",
+    "description": "optional, signed: when the request was signed; not after expires nor more than its longest life "
+                   "before it. Proof of the time for a unit without a trusted clock yet",
+}), Field(default=None, exclude=True)]
+
+
 class Request(BaseModel):
     """A remote request's members: unknown ones are refused."""
 
@@ -289,9 +328,11 @@ class Request(BaseModel):
 
 
 _CONFIG_EXPIRES, _CONFIG_SIG = _signature_members(
-    "at most 8 days ahead; required when the unit has admin keys",
+    "at most 8 days ahead; required when the unit has admin keys; without trusted time the push waits for it",
     "base64 Ed25519 signature; required when the unit has admin keys")
-_COMMAND_EXPIRES, _COMMAND_SIG = _signature_members("at most 24 h ahead; required when the unit has admin keys", "")
+_COMMAND_EXPIRES, _COMMAND_SIG = _signature_members(
+    "at most 24 h ahead; required when the unit has admin keys; without trusted time, refused only when before the "
+    "latest time the unit has proof of", "")
 
 
 class ConfigSet(Request):
@@ -302,13 +343,26 @@ class ConfigSet(Request):
     config: Annotated[dict[str, Any], Field(description="partial config, same keys as the TOML file; null removes a pushed value"),
                       BeforeValidator(_object)]
     expires: _CONFIG_EXPIRES  # type: ignore[valid-type]
+    issued: _REQUEST_ISSUED
     sig: _CONFIG_SIG  # type: ignore[valid-type]
+
+
+def _trace_ref(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not re.match(TRACE_ID_PATTERN, value):
+        raise _problem("must be a crash trace id: 1 to 64 letters, digits, _ . : - (the alarm's crash.trace)")
+    return value
 
 
 class CommandRequest(Request):
     id: _REQUEST_ID
     command: Annotated[CommandName, BeforeValidator(_command)]
+    trace: Annotated[str | None, Field(default=None, pattern=TRACE_ID_PATTERN, description=(
+        "crash_trace: the trace to send again (an alarm's crash.trace, a crash/trace message's id)")),
+        BeforeValidator(_trace_ref)]
     expires: _COMMAND_EXPIRES  # type: ignore[valid-type]
+    issued: _REQUEST_ISSUED
     sig: _COMMAND_SIG  # type: ignore[valid-type]
 
 
@@ -428,6 +482,13 @@ class ReceiverState(Outbound):
     receiver: Receiver
 
 
+_DURABLE_DESCRIPTION = ("true when everything the unit keeps (outbox, unit state, replay memory, remote config) "
+                        "reaches its SD card; false when the card refuses (full, read-only, failing): the unit "
+                        "still reports, takes calls and raises alarms, keeping in memory what it cannot store, "
+                        "and becomes durable again by itself")
+_DURABLE_REASON_DESCRIPTION = "why the unit is not durable, in words for a person; null when durable"
+
+
 class Status(Outbound):
     status: StatusCode
     siren: bool
@@ -437,17 +498,85 @@ class Status(Outbound):
     fix: ReceiverState
     ts: Timestamp
     time_source: TimeSource
+    durable: bool = Field(default=None, description=_DURABLE_DESCRIPTION)  # type: ignore[assignment]
+    durable_reason: str | None = Field(default=None, description=_DURABLE_REASON_DESCRIPTION)
+
+
+AlarmReason = TypeAliasType("AlarmReason", Annotated[Literal["button", "crash", "man_down"], Field(
+    description="why the alarm went out: button, the emergency button (or the silent gesture); crash, a crash the unit "
+                "detected; man_down, the vehicle down and still after a fall nobody answered",
+)])
+CrashCause = Literal["impact", "hard_impact", "fall", "man_down"]
+CrashSeverity = Literal["severe", "minor"]
+
+
+class CrashSummary(Outbound):
+    """What the crash sensor found (docs/crash-detection.md); the full trace is on crash/trace."""
+
+    trace: Annotated[str, Field(pattern=TRACE_ID_PATTERN, description="the crash trace's id (crash/trace, cmd crash_trace)")]
+    cause: Annotated[CrashCause, Field(description="the rule: impact (along the vehicle after speed), hard_impact "
+                                                   "(any direction), fall (on its side, then still), man_down")]
+    severity: CrashSeverity
+    peak_g: Annotated[float, Field(ge=0, description="largest acceleration beyond gravity around the impact, g "
+                                                     "(up to the alarm; the trace has the whole)")]
+    speed_before: Annotated[float | None, Field(ge=0, description="GNSS speed before the impact, m/s; null: no fix")]
+    roll_deg: Annotated[float, Field(ge=0, le=180, description="tilt from upright when detected, degrees (90: on its side)")]
+    impact_ts: Timestamp
 
 
 class Alarm(Outbound):
     unit: UnitId
     active: Annotated[bool, Field(description="true while pending, active or acknowledged")]
     state: Literal["pending", "active", "acknowledged", "cancelled", "cleared"]
-    id: Annotated[int, Field(ge=1, description="the alarm's number on this unit, never reused")]
+    id: Annotated[str, Field(pattern=alarm_id.ALARM_ID_PATTERN, examples=[alarm_id.EXAMPLE], description=(
+        "the alarm's id: a random UUID, new for each alarm, never shared with another alarm of any unit"))]
     ts: Timestamp
     fix: Fix
     status: StatusCode
     cancel_until: Timestamp = Field(default=None, description="end of the cancel window; only while pending")  # type: ignore[assignment]
+    time_source: TimeSource
+    reason: AlarmReason
+    silent: Annotated[bool, Field(description="the silent emergency: nothing on the unit shows or sounds it. Do not call "
+                                              "the unit back on the radio's open channel")]
+    crash: CrashSummary = Field(default=None, description="reason crash or man_down: what the sensor found")  # type: ignore[assignment]
+
+
+class TraceSamples(Outbound):
+    frame: Literal["vehicle"] = Field(description="x forward, y left, z up")
+    fields: list[str] = Field(description="t_ms (from the impact), ax_mg ay_mg az_mg (milli-g, 1000 = 1 g), "
+                                          "gx_ddps gy_ddps gz_ddps (tenths of a degree per second)")
+    samples: list[list[int]]
+
+
+class TraceFixes(Outbound):
+    fields: list[str] = Field(description="t_ms (from the impact), lat, lon (degrees), speed (m/s)")
+    samples: list[list[float | None]]
+
+
+class CrashTraceMessage(Outbound):
+    """The samples around a crash finding (docs/crash-detection.md). Sent once complete, on the backlog lane."""
+
+    unit: UnitId
+    id: Annotated[str, Field(pattern=TRACE_ID_PATTERN, description="the trace's id, unique; the alarm's crash.trace")]
+    alarm: Annotated[str | None, Field(description="the alarm the finding raised (its id), or null (a minor "
+                                                         "finding: a prompt only)")]
+    complete: Annotated[bool, Field(description="false: only what came before and the impact (the unit stopped "
+                                                "before the span after it had passed)")]
+    part: Annotated[int, Field(ge=1, description="this message's part of the trace, from 1 (the samples are split in "
+                                                 "parts of at most 800; every part carries the rest)")]
+    parts: Annotated[int, Field(ge=1, description="how many parts the trace has")]
+    cause: CrashCause
+    severity: CrashSeverity
+    impact_ts: Timestamp
+    peak_g: Annotated[float, Field(ge=0)]
+    speed_before: Annotated[float | None, Field(ge=0)]
+    roll_deg: Annotated[float, Field(ge=0, le=180)]
+    rate_hz: Annotated[float, Field(ge=1)]
+    from_s: Annotated[float, Field(le=0, description="the span, seconds from the impact")]
+    to_s: Annotated[float, Field(ge=0)]
+    imu: TraceSamples
+    gnss: TraceFixes
+    ts: Timestamp
     time_source: TimeSource
 
 
@@ -457,6 +586,14 @@ class CallResponse(Outbound):
     ts: Timestamp
     fix: Fix
     time_source: TimeSource
+    # Only on "received": how old the call was when it reached the unit, judged on trusted time.
+    age_s: Annotated[float | None, Field(
+        ge=0, description='only on "received": seconds from the call\'s created to its arrival on the unit, by '
+                          'trusted time (time_source system or gnss); null when the unit has no trusted time and '
+                          'cannot judge it')] = None
+    stale: Annotated[bool | None, Field(
+        description='only on "received": the call was older than the unit\'s [panel] stale_call_after_s (default '
+                    '1 h) on arrival; the crew\'s screens flag it. null: no trusted time, the age is unverified')] = None
 
 
 class CallRejected(Outbound):
@@ -467,7 +604,8 @@ class CallRejected(Outbound):
 
 
 class AlarmRejected(Outbound):
-    id: Annotated[int | None, Field(description="the alarm id the message named, when it could be read")]
+    id: Annotated[str | None, Field(pattern=alarm_id.ALARM_ID_PATTERN,
+                                    description="the alarm id the message named, when it could be read")]
     error: Annotated[str, Field(min_length=1, description="the reason, for a dispatcher")]
     ts: Timestamp
     time_source: TimeSource
@@ -493,6 +631,8 @@ class Birth(Outbound):
     time_source: TimeSource = Field(default=None)  # type: ignore[assignment]
     seq_start: Annotated[int, Field(ge=0, description="the first telemetry seq of this run")]
     seq_gap: Annotated[SeqGap | None, Field(description="The seq range this run declares may never come (the crash tail of the run before and the unused reservation), or null (after a clean stop or a power-fail commit). Every seq a consumer can miss is received or inside a declared range; the range is a bound: seq inside it may still arrive (as backlog). A consumer keeps per unit the seq received and the ranges declared; over the span from the lowest seq known (a report or a seq_start) to the highest received, a seq not received is 'declared lost' inside a declared range and 'lost in transit' otherwise (final once the unit's backlog has drained). See 'Counting lost reports' in docs/mqtt-api.md; hil/seq_ledger.py implements it.")]
+    durable: bool = Field(default=None, description=_DURABLE_DESCRIPTION)  # type: ignore[assignment]
+    durable_reason: str | None = Field(default=None, description=_DURABLE_REASON_DESCRIPTION)
 
 
 class Offline(Outbound):
@@ -574,6 +714,10 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "Status": Status,
     "ReceiverState": ReceiverState,
     "Alarm": Alarm,
+    "CrashSummary": CrashSummary,
+    "CrashTrace": CrashTraceMessage,
+    "TraceSamples": TraceSamples,
+    "TraceFixes": TraceFixes,
     "Birth": Birth,
     "Offline": Offline,
     "SeqGap": SeqGap,
@@ -585,7 +729,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "Command": CommandRequest,
 }
 # Named shared schemas (type aliases) generated with them.
-ALIASES = ("Timestamp", "TimeSource", "UnitId", "StatusCode", "Receiver", "Online")
+ALIASES = ("Timestamp", "TimeSource", "UnitId", "StatusCode", "Receiver", "Online", "AlarmReason")
 
 
 class _DocumentSchema(GenerateJsonSchema):

@@ -56,8 +56,10 @@ class CallSummary:
     relative_bearing_deg: float | None = None
     age_s: float | None = None
     has_location: bool = True  # False: dispatch sent no coordinates for the call
+    age_verified: bool = True  # False: the unit has no trusted time, so the call's age is not known
     code: str | None = None  # the dispatcher's short form of the nature, when the call has one
     address_short: str | None = None  # and of the address
+    stale: bool = False  # already older than [panel] stale_call_after_s when it arrived (trusted time)
 
     def __post_init__(self) -> None:
         if self.priority not in (1, 2, 3):
@@ -104,6 +106,9 @@ class PanelView:
     waiting: int = 0  # calls waiting behind the one on show, not yet accepted
     hold_progress: float | None = None  # 0..1 while the emergency button is held (not yet an alarm)
     cancel_left_s: int | None = None  # whole seconds left to cancel a pending alarm (with the ack button)
+    # A crash found (agent/core/officer_down.py): whole seconds left to cancel its pre-alarm or answer its
+    # prompt with ack; the display then says "Chute détectée – appuyez ACK pour annuler (N s)".
+    crash_prompt_s: int | None = None
 
     def __post_init__(self) -> None:
         if self.lang not in LANGUAGES:
@@ -120,6 +125,8 @@ class PanelView:
             raise ValueError(f"hold_progress must be within 0..1, got {self.hold_progress!r}")
         if self.cancel_left_s is not None and self.cancel_left_s < 0:
             raise ValueError(f"cancel_left_s must be >= 0, got {self.cancel_left_s!r}")
+        if self.crash_prompt_s is not None and self.crash_prompt_s < 0:
+            raise ValueError(f"crash_prompt_s must be >= 0, got {self.crash_prompt_s!r}")
 
     @property
     def has_fix(self) -> bool:
@@ -135,9 +142,11 @@ def summarize_call(
     location: tuple[float, float] | None,
     fix: Fix | None,
     age_s: float | None = None,
+    age_verified: bool = True,
     min_speed_mps: float = MIN_SPEED_FOR_TRACK_MPS,
     code: str | None = None,
     address_short: str | None = None,
+    stale: bool = False,
 ) -> CallSummary:
     """The call as the panel shows it, seen from the vehicle's current fix.
 
@@ -165,8 +174,10 @@ def summarize_call(
         relative_bearing_deg=relative,
         age_s=age_s,
         has_location=location is not None,
+        age_verified=age_verified,
         code=code.strip() or None if code else None,
         address_short=address_short.strip() or None if address_short else None,
+        stale=stale,
     )
 
 

@@ -5,6 +5,12 @@ The same payload rules as config pushes (:mod:`agent.core.requests`); a
 command has no version, so its ``expires`` (required when the unit has admin
 keys, at most :data:`COMMAND_MAX_LIFETIME` ahead) and the replay memory are
 what stop a replay: an id already run is refused, also after a restart.
+
+Without trusted time a command is refused only when the floor of authenticated time proves
+it expired (:mod:`agent.core.time_floor`); otherwise it runs. The commands are
+``report_position`` (dispatch asking where a unit that has just rebooted is) and
+``flush_backlog``: neither changes what the unit is, and a replayed one within its life is
+still refused by its id (``docs/safety.md``).
 """
 
 from __future__ import annotations
@@ -18,8 +24,9 @@ from agent.config import AgentConfig
 from agent.core import messages
 from agent.core.replay import ReplayMemory, request_key
 from agent.core.requests import (
-    Problem, check_expiry, check_signature, decode_payload, read_expiry, request_id, unchecked_signature,
+    Problem, check_signature, decode_payload, judge_expiry, read_expiry, read_issued, request_id, unchecked_signature,
 )
+from agent.core.time_floor import UnitClock
 
 COMMANDS: tuple[str, ...] = get_args(messages.CommandName)
 # A command may not be valid for longer than this (bounds replay of a signed one).
@@ -56,6 +63,8 @@ class Command:
     expires: dt.datetime | None = None
 
     warnings: tuple[Problem, ...] = ()  # said in the result, whatever running it gives
+    issued: dt.datetime | None = None  # signed by an admin key: proof of the time
+    trace: str | None = None  # crash_trace: the trace to send again
 
     def done(self, errors: tuple[Problem, ...] = ()) -> CommandResult:
         return CommandResult(self.id, not errors, self.command, errors, self.warnings)
@@ -67,15 +76,18 @@ class CommandOutcome:
 
     command: Command | None = None
     rejected: CommandResult | None = None
+    issued: dt.datetime | None = None  # the request's issued, once its signature held: proof of the time
 
 
-def parse_command(payload: bytes, config: AgentConfig, now: dt.datetime, recent: ReplayMemory) -> CommandOutcome:
-    """Validate a ``cmd`` payload; an accepted id is remembered in ``recent``."""
-    if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware")
+def parse_command(payload: bytes, config: AgentConfig, now: dt.datetime | UnitClock,
+                  recent: ReplayMemory) -> CommandOutcome:
+    """Validate a ``cmd`` payload at ``now`` (a trusted UTC time, or the unit's
+    :class:`~agent.core.time_floor.UnitClock`); an accepted id is remembered in ``recent``."""
+    clock = UnitClock.of(now)
+    issued: dt.datetime | None = None
 
     def reject(problems: list[Problem], rid: str | None, command: str | None) -> CommandOutcome:
-        return CommandOutcome(rejected=CommandResult(rid, False, command, tuple(problems), warnings))
+        return CommandOutcome(rejected=CommandResult(rid, False, command, tuple(problems), warnings), issued=issued)
 
     data, problems = decode_payload(payload)
     unchecked = unchecked_signature(config.security.admin_keys, data)
@@ -87,8 +99,11 @@ def parse_command(payload: bytes, config: AgentConfig, now: dt.datetime, recent:
     shown = name if isinstance(name, str) and name in COMMANDS else None
 
     problems += [Problem(loc, msg) for loc, msg in messages.request_problems(messages.CommandRequest, data)]
+    if shown == "crash_trace" and data.get("trace") is None:
+        problems.append(Problem("trace", "required for crash_trace: the trace's id (an alarm's crash.trace)"))
     signed = bool(config.security.admin_keys)
     expires = read_expiry(data, problems, required=signed, why="for signed commands")
+    stamped = read_issued(data, problems, expires, COMMAND_MAX_LIFETIME, "a command")
     if problems:
         return reject(problems, rid, shown)
     assert rid is not None and shown is not None
@@ -96,13 +111,16 @@ def parse_command(payload: bytes, config: AgentConfig, now: dt.datetime, recent:
     bad_sig = check_signature(config.security.admin_keys, config.unit.id, data, "cmd")
     if bad_sig is not None:
         return reject([bad_sig], rid, shown)
+    issued = stamped if signed else None
 
     key = request_key("cmd", rid)
     if recent.seen(key):
         return reject([Problem("id", "this command was already handled")], rid, shown)
-    check_expiry(expires, now, problems, COMMAND_MAX_LIFETIME, "a command")
+    judge_expiry(expires, clock, problems, COMMAND_MAX_LIFETIME, "a command")  # unjudged: it runs
     if problems:
         return reject(problems, rid, shown)
-    if not recent.remember(key, expires, now):
-        return reject([Problem("id", "the unit's replay memory is full; try again later")], rid, shown)
-    return CommandOutcome(command=Command(rid, shown, expires, warnings))  # type: ignore[arg-type]
+    if not recent.remember(key, expires, clock.proven):
+        return reject([Problem("id", "the unit could not keep this request's id (its replay memory is full or cannot be written); nothing was run; try again later")], rid, shown)
+    trace = data.get("trace") if shown == "crash_trace" else None
+    return CommandOutcome(command=Command(rid, shown, expires, warnings, issued, trace),  # type: ignore[arg-type]
+                          issued=issued)

@@ -33,7 +33,10 @@ such as ``version``, or ``config.<key path>``):
    ``version``) is answered ``ok`` again and changes nothing;
 5. an id already accepted (the replay memory, kept across restarts), a
    ``version`` above every version ever accepted (a rolled-back version stays
-   used), ``expires`` still in the future on the unit's clock;
+   used), ``expires`` still in the future on the unit's clock. Without trusted time a push
+   waits (:data:`~agent.core.time_floor.UNJUDGEABLE`), unless the floor of authenticated
+   time already proves it expired: a config change can wait for the sky, and it is the one
+   request whose effect lasts (``docs/safety.md``);
 6. keys that may not be changed remotely (:data:`~agent.core.key_rules.KEY_RULES`),
    then the merged config against the schema; ``security.admin_keys`` and
    ``security.dispatch_keys`` may be replaced by a signed push, never emptied.
@@ -53,8 +56,9 @@ from agent.core import messages, signing
 from agent.core.key_rules import ConfigChange, restricted
 from agent.core.replay import ReplayMemory, request_key
 from agent.core.requests import (
-    Problem, check_expiry, check_signature, decode_payload, read_expiry, request_id, unchecked_signature,
+    Problem, check_signature, decode_payload, judge_expiry, read_expiry, read_issued, request_id, unchecked_signature,
 )
+from agent.core.time_floor import UNJUDGEABLE, Expiry, UnitClock
 
 MAX_VERSION = messages.MAX_VERSION
 # `umps-agent admin sign` signs for 7 days by default; a day more for clocks that disagree.
@@ -181,6 +185,8 @@ class ConfigOutcome:
     result: ConfigResult
     state: ConfigState | None = None
     change: ConfigChange = field(default_factory=ConfigChange)
+    # The request's ``issued``, once its signature by an admin key held: proof of the time.
+    issued: dt.datetime | None = None
 
     @property
     def accepted(self) -> bool:
@@ -188,20 +194,22 @@ class ConfigOutcome:
 
 
 def handle_config_set(
-    payload: bytes, state: ConfigState, now: dt.datetime, validate: Validate,
+    payload: bytes, state: ConfigState, now: dt.datetime | UnitClock, validate: Validate,
     recent: ReplayMemory | None = None,
 ) -> ConfigOutcome:
-    """Validate a ``config/set`` payload against ``state`` at wall-clock ``now``.
+    """Validate a ``config/set`` payload against ``state`` at ``now`` (a trusted UTC time, or the
+    unit's :class:`~agent.core.time_floor.UnitClock`).
 
     ``recent``: the replay memory; an accepted request's id is kept there until
     its ``expires``. (The version alone already refuses an old push; the id
     memory also refuses a captured request whose version was never reached.)
     """
-    if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware")
+    clock = UnitClock.of(now)
+    issued: dt.datetime | None = None
 
     def reject(problems: list[Problem], request_id: str | None) -> ConfigOutcome:
-        return ConfigOutcome(ConfigResult(request_id, False, state.version, tuple(problems), warnings=warnings))
+        return ConfigOutcome(ConfigResult(request_id, False, state.version, tuple(problems), warnings=warnings),
+                             issued=issued)
 
     data, problems = decode_payload(payload)
     unchecked = unchecked_signature(state.config.security.admin_keys, data)
@@ -214,6 +222,7 @@ def handle_config_set(
     version, push = data.get("version"), data.get("config")
     signed = bool(state.config.security.admin_keys)
     expires = read_expiry(data, problems, required=signed, why="for signed requests")
+    stamped = read_issued(data, problems, expires, CONFIG_MAX_LIFETIME, "a config push")
     if problems:
         return reject(problems, rid)
     assert isinstance(version, int) and isinstance(push, dict) and rid is not None
@@ -222,10 +231,11 @@ def handle_config_set(
     bad_sig = check_signature(cfg.security.admin_keys, cfg.unit.id, data, "config/set")
     if bad_sig is not None:
         return reject([bad_sig], rid)
+    issued = stamped if signed else None
 
     if rid == state.request_id and version == state.version:
         # QoS 1 re-delivery of what is already applied: same answer, no change.
-        return ConfigOutcome(ConfigResult(rid, True, state.version, warnings=warnings))
+        return ConfigOutcome(ConfigResult(rid, True, state.version, warnings=warnings), issued=issued)
 
     key = request_key("config/set", rid)
     if recent is not None and recent.seen(key):
@@ -234,7 +244,8 @@ def handle_config_set(
         problems.append(
             Problem("version", f"must be greater than {state.highest_version}, the highest version this unit accepted")
         )
-    check_expiry(expires, now, problems, CONFIG_MAX_LIFETIME, "a config push")
+    if judge_expiry(expires, clock, problems, CONFIG_MAX_LIFETIME, "a config push") is Expiry.UNJUDGED:
+        problems.append(Problem("expires", UNJUDGEABLE))
     if problems:
         return reject(problems, rid)
 
@@ -271,10 +282,10 @@ def handle_config_set(
         pending=state.pending or change.dangerous,
         config=config,
     )
-    if recent is not None and not recent.remember(key, expires, now):
-        return reject([Problem("id", "the unit's replay memory is full; try again later")], rid)
+    if recent is not None and not recent.remember(key, expires, clock.proven):
+        return reject([Problem("id", "the unit could not keep this request's id (its replay memory is full or cannot be written); nothing was applied; try again later")], rid)
     result = ConfigResult(rid, True, version, (), change.restart_required, warnings)
-    return ConfigOutcome(result, new_state, change)
+    return ConfigOutcome(result, new_state, change, issued)
 
 
 def _config_loc(loc: str) -> str:

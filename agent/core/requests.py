@@ -17,7 +17,12 @@ is ``""`` for the whole payload, or a request member such as ``id``,
 3. signature, when the unit has keys for that role (see :mod:`agent.core.signing`); a
    unit without keys checks none, and says so in the answer's ``warnings``
    (:func:`unchecked_signature`), so an admin never takes an ``ok`` for a verified one;
-4. replay (:mod:`agent.core.replay`) and expiry on the unit's clock.
+4. replay (:mod:`agent.core.replay`) and expiry on the unit's clock, or without a trusted
+   clock on the floor of authenticated time (:mod:`agent.core.time_floor`).
+
+A signed request may carry ``issued`` (ISO 8601 with a zone), when it was signed: it must not
+be after ``expires``, nor further from it than the request's longest life (no clock needed),
+and once the signature holds it is proof of the time for the unit's floor.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from typing import Any
 from agent.core import inbound_text, signing
 from agent.core.json_types import json_type
 from agent.core.messages import MAX_ID_CHARS
+from agent.core.time_floor import Expiry, UnitClock, lifetime_problem
 
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_DEPTH = 32
@@ -131,18 +137,36 @@ def parse_expiry(value: Any) -> dt.datetime | str:
         return "is out of range"
 
 
-def check_expiry(
-    expires: dt.datetime | None, now: dt.datetime, problems: list[Problem],
+def judge_expiry(
+    expires: dt.datetime | None, clock: UnitClock, problems: list[Problem],
     max_lifetime: dt.timedelta | None = None, what: str = "a request",
-) -> None:
-    """``expires`` must be after ``now`` and, with ``max_lifetime``, at most that far ahead."""
+) -> Expiry:
+    """``expires`` after now and, with ``max_lifetime``, at most that far ahead, on a trusted clock;
+    without one, refused only when the floor proves it expired (:class:`UnitClock`). A request
+    without ``expires`` (an unsigned unit) is valid."""
     if expires is None:
-        return
-    if expires <= now:
-        problems.append(Problem("expires", f"expired at {iso(expires)} (unit clock {iso(now)})"))
-    elif max_lifetime is not None and expires - now > max_lifetime:
-        hours = max_lifetime.total_seconds() / 3600
-        problems.append(Problem("expires", f"{what} may be valid for at most {hours:g} h (unit clock {iso(now)})"))
+        return Expiry.VALID
+    verdict, reason = clock.judge(expires, max_lifetime, what)
+    if reason is not None:
+        problems.append(Problem("expires", reason))
+    return verdict
+
+
+def read_issued(
+    data: Mapping[str, Any], problems: list[Problem], expires: dt.datetime | None,
+    max_lifetime: dt.timedelta | None, what: str,
+) -> dt.datetime | None:
+    """The request's ``issued``, when present and consistent with its ``expires``."""
+    if "issued" not in data:
+        return None
+    parsed = parse_expiry(data["issued"])
+    if isinstance(parsed, str):
+        problems.append(Problem("issued", parsed))
+        return None
+    if expires is not None and (wrong := lifetime_problem(parsed, expires, max_lifetime, what)):
+        problems.append(Problem("issued", wrong))
+        return None
+    return parsed
 
 
 def read_expiry(data: Mapping[str, Any], problems: list[Problem], *, required: bool, why: str) -> dt.datetime | None:

@@ -38,10 +38,21 @@ The derived fields (the contract is in :mod:`agent.adapters.web_ui`)::
                                 the track the dial turns to (heading-up), or
                                 null to stay north-up: standing still, where a
                                 GNSS track means nothing
+    "link": {...,
+      "alert_after_s": float}   offline this long (link.since_s, counted on by
+                                the page), the screen says so in big letters
+    "confirm": {input: s}       the inputs that take a second touch within s
+                                seconds to be posted (decline: a crew in a
+                                moving car touches by mistake, and a decline
+                                cannot be taken back once dispatch has it)
+    "call": {...,               when the producer did not judge them (the core
+      "age_s", "stale",         does, on trusted time only), from the
+      "answer_in_s"}            snapshot's "now" and the call's "created"
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
@@ -58,6 +69,12 @@ GNSS_STALE_S = 5.0
 # About 11 km/h: below it the dial stays north-up (in a car's stop-and-go, a slower
 # track swings too much to point the way).
 HEADING_MIN_SPEED_MPS = 3.0
+# Offline this long, the whole band says so (a short drop in a tunnel is not worth a shout).
+OFFLINE_ALERT_S = 10.0
+# A decline takes a second touch within this time.
+DECLINE_CONFIRM_S = 4.0
+# A call already older than this on arrival is stale (the configuration's default).
+DEFAULT_STALE_CALL_S = PanelConfig().stale_call_after_s
 # Priorities whose alert loops until the call is answered; the others play ALERT_PLAYS times.
 LOOPING_PRIORITIES = (1, 2)
 ALERT_PLAYS = 3
@@ -70,6 +87,8 @@ def complete(snapshot: Mapping[str, Any]) -> dict[str, Any]:
     call = snap.get("call")
     if not isinstance(call, Mapping):
         call = None
+    else:
+        call = snap["call"] = _call(call, snap.get("now"))
     ended = call is not None and call.get("state") in ENDED_CALL_STATES
     takeover = snap.setdefault("takeover", bool(call is not None and not call.get("acknowledged") and not ended))
     snap.setdefault("call_controls", [name for name in CALL_STEPS if name in inputs] if call is not None and not ended else [])
@@ -78,7 +97,32 @@ def complete(snapshot: Mapping[str, Any]) -> dict[str, Any]:
     snap["emergency"] = _emergency(snap.get("emergency"), inputs)
     if isinstance(snap.get("gnss"), Mapping):
         snap["gnss"] = _gnss(snap["gnss"])
+    if isinstance(snap.get("link"), Mapping):
+        snap["link"] = {**snap["link"], "alert_after_s": snap["link"].get("alert_after_s", OFFLINE_ALERT_S)}
+    snap.setdefault("confirm", {"decline": DECLINE_CONFIRM_S})
     return snap
+
+
+def _call(call: Mapping[str, Any], now: Any) -> dict[str, Any]:
+    """A call's age from the snapshot's own clock, when its producer did not judge it."""
+    c = dict(call)
+    if "age_s" not in c:
+        # Without trusted time (age_verified false) the snapshot's clock says nothing of the age.
+        age = None if c.get("age_verified") is False else _seconds_between(c.get("created"), now)
+        c["age_s"] = None if age is None else round(max(0.0, age), 1)
+    if "stale" not in c:
+        c["stale"] = None if c["age_s"] is None else bool(DEFAULT_STALE_CALL_S) and c["age_s"] > DEFAULT_STALE_CALL_S
+    c.setdefault("answer_in_s", 0.0)
+    return c
+
+
+def _seconds_between(start: Any, end: Any) -> float | None:
+    try:
+        a = dt.datetime.fromisoformat(str(start).replace("Z", "+00:00"))
+        b = dt.datetime.fromisoformat(str(end).replace("Z", "+00:00"))
+        return (b - a).total_seconds()
+    except (TypeError, ValueError):
+        return None
 
 
 def _alert(call: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -24,6 +24,11 @@ How the parts fit:
 * remote config and commands (:mod:`.remote_config`) are judged by that
   module and carried out by the runtime; the unit takes a hot config change
   through :meth:`Unit.reconfigure`.
+* the crash sensor and the silent emergency (:mod:`.officer_down`): a severe
+  crash or a rider down raises the alarm with its own cancel window and
+  ``"reason": "crash"``, a minor one shows a prompt; every finding stores a
+  crash trace (``crash/trace``, backlog lane); the silent gesture raises an
+  alarm nothing on the unit shows.
 
 All "inputs" take the same path whatever their source (panel, touch,
 remote): the panel is one input among several.
@@ -33,35 +38,44 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from agent.config import STATUS_CODES, AgentConfig
 
-from . import inbound_text
-from .dispatch import Alert, CallBook, Cancelled, Ignored, Rejected, Response, ResponseRefused, Updated, iso
+from . import alarm_id, inbound_text
+from .call import Call, CallAge, call_age
+from .dispatch import (
+    READ_FIRST, Alert, CallBook, Cancelled, Ignored, Rejected, Response, ResponseRefused, Updated, iso,
+)
 from .effects import Feedback, Shutdown, Speak
+from .crash_watch import CrashTrace
+from .effects import Announce, StoreCrashTrace
 from .emergency import (
     AlarmAcknowledged, AlarmActivated, AlarmCancelled, AlarmCleared, AlarmRaised, AlarmRestored, CancelRefused,
-    Emergency, EmergencyEvent, EmergencyState,
+    Emergency, EmergencyEvent, EmergencyState, HoldAborted,
 )
-from .messages import Alarm, AlarmRejected, CallRejected, CallResponse, Status, Telemetry, validate_alarm_ref
+from .messages import Alarm, AlarmRejected, CallRejected, CallResponse, CrashTraceMessage, Status, Telemetry, validate_alarm_ref
 from .events import (
     ButtonPressed, ButtonReleased, DispatchRefused, Fix, FixReceived, GnssLost, GnssRestored, IgnitionChanged,
-    LinkDown, LinkUp,
-    MessageReceived, SirenChanged, Tick,
+    ImuSamples, ImuState, LinkDown, LinkUp,
+    MessageReceived, SirenChanged, StorageChanged, Tick,
 )
+from .officer_down import OfficerDown, Raise, Show, Store
 from .power import Parking
 from .publish import Lane, Publish
 from .status import StatusMachine
 from . import telemetry_cbor
-from .telemetry import FIX_STALE_S, ReportSchedule, TimeBase, fix_json
+from .telemetry import FIX_STALE_S, TRUSTED_TIME_SOURCES, ReportSchedule, TimeBase, fix_json
 
 # Inbound topics (relative to <prefix>/<unit>/) the unit subscribes to.
 SUBSCRIPTIONS = ("call", "alarm/ack", "alarm/clear", "config/set", "cmd")
 DISPATCH_TOPICS = ("call", "alarm/ack", "alarm/clear")
 
 CALL_INPUTS = ("ack", "decline", "cleared")
+# Samples in one crash/trace message: at most ~40 kB, well under the fleet broker's 64 KiB packets.
+TRACE_PART_SAMPLES = 800
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +95,8 @@ class Notice:
     detail: str
     mono: float
     subject: str = ""  # what it is about (the cancelled call's nature)
+    ref: str = ""  # the cancelled call's id
+    place: str = ""  # and its address: another call of the same nature must not be mistaken for it
 
 
 @dataclass
@@ -99,6 +115,8 @@ class Unit:
     next_seq: int
     now: Now
     config_version: int = 0
+    # A new alarm id at each raise (agent.core.alarm_id): random on a real unit, drawn by the shell.
+    alarm_ids: Callable[[], str] = field(kw_only=True, repr=False)
     status: StatusMachine = field(init=False)
     emergency: Emergency = field(init=False)
     calls: CallBook = field(default_factory=CallBook)
@@ -107,6 +125,10 @@ class Unit:
     siren: bool = False
     parking: Parking = field(default_factory=Parking)
     link_up: bool = False
+    link_since: float | None = None  # monotonic time of the last link change (None: down since the start)
+    # Whether what the unit keeps reaches its card, and why not (agent/storage_health.py): said in status.
+    durable: bool = True
+    durable_reason: str | None = None
     gnss_lost: bool = False
     last_epoch: Fix | None = None
     last_epoch_mono: float | None = None
@@ -116,13 +138,17 @@ class Unit:
     status_since: dt.datetime | None = None  # when the current status was set (None: before this run)
     counters: Counters = field(default_factory=Counters)
     revision: int = 0  # bumped on every change a screen or LED shows
+    officer: OfficerDown = field(init=False)
     _status_sent: tuple[Any, ...] | None = field(default=None, init=False, repr=False)
     _fix_shown: bool = field(default=False, init=False, repr=False)
+    started_mono: float = field(default=0.0, init=False)  # when this run began (monotonic)
 
     def __post_init__(self) -> None:
+        self.started_mono = self.now.mono
         panel = self.config.panel
         self.status = StatusMachine(panel.default_status, self.config.status_buttons)
-        self.emergency = Emergency(panel.emergency_hold_s, panel.emergency_cancel_s)
+        self.emergency = Emergency(panel.emergency_hold_s, panel.emergency_cancel_s, new_id=self.alarm_ids)
+        self.officer = OfficerDown(self.config, self.alarm_ids)
         self.schedule = ReportSchedule.start(self.config.telemetry.rate_hz, self.now.mono)
         self._status_sent = self._status_key()
 
@@ -140,9 +166,13 @@ class Unit:
             for call in list(self.calls.calls.values()):
                 if call.state == "new":
                     self._respond("received", now, out, call.id)
-        # Last, so the status republished with a live alarm carries the restored status and call.
+        # Last, so the status republished with a live alarm carries the restored status and call
+        # (and what it said: a silent alarm stays silent, a crash alarm keeps its summary).
         if "emergency" in state:
+            self.officer.restore(state.get("alarm"))
             self._emergency_events(self.emergency.restore(state["emergency"], now.mono), now, out)
+            if not self.emergency.alarm_out:
+                self.officer.ended()
         self._status_sent = self._status_key()  # the broker keeps the last one; LinkUp republishes it
         self.revision += 1
         return out
@@ -153,6 +183,7 @@ class Unit:
             "status": self.status.state,
             "status_since": iso(self.status_since) if self.status_since else None,
             "emergency": self.emergency.snapshot(),
+            "alarm": self.officer.snapshot(),
             "calls": self.calls.snapshot(),
         }
 
@@ -170,6 +201,7 @@ class Unit:
             self.status = StatusMachine(self.status.state, config.status_buttons)
         self.emergency.hold_s = config.panel.emergency_hold_s
         self.emergency.cancel_s = config.panel.emergency_cancel_s
+        self.officer.reconfigure(config)
         self.revision += 1
 
     # ------------------------------------------------------------- events
@@ -177,11 +209,21 @@ class Unit:
     def handle(self, event: Any, now: Now) -> list[Any]:
         self.now = now
         out: list[Any] = []
-        # Deadlines first, so an event is always judged against up-to-date state.
-        self._emergency_events(self.emergency.tick(now.mono), now, out)
+        # The alarm is timed by the events' own times (a button's edge), not by when the core got to
+        # them: a press and release queued while the core was busy (at start, the screens take
+        # seconds) are a hold of their real length, and an ack inside the window cancels even if
+        # handled after it. Deadlines first, up to the event's time, so it meets up-to-date state.
+        at = min(getattr(event, "mono", now.mono), now.mono)
+        self._emergency_events(self.emergency.tick(at), now, out)
+        self._officer_tick(now, out)
         match event:
             case FixReceived(fix=fix, mono=mono):
                 self._on_fix(fix, mono, now, out)
+            case ImuSamples(samples=samples):
+                self._on_imu(samples, now, out)
+            case ImuState(state=sensor, detail=detail) if self.officer.watch is not None:
+                self.officer.watch.sensor, self.officer.watch.sensor_detail = sensor, detail
+                self.revision += 1
             case GnssLost():
                 self.gnss_lost = True
                 self.revision += 1
@@ -189,23 +231,29 @@ class Unit:
                 self.gnss_lost = False
                 self.revision += 1
             case ButtonPressed(name=name, source=source):
-                self._on_press(name, source, now, out)
+                self._on_press(name, source, now, out, at)
             case ButtonReleased(name="emergency"):
-                self._emergency_events(self.emergency.release(now.mono), now, out)
+                self._emergency_events(self.emergency.release(at), now, out)
+            case ButtonReleased(name="silent_emergency") if self.config.panel.silent_gesture == "input":
+                self._emergency_events(self.emergency.release(at), now, out)
             case SirenChanged(on=on) if on != self.siren:
                 self.siren = on
                 out.append(self._status_message(now))
             case IgnitionChanged(on=on) if on != self.parking.ignition:
                 self.parking.ignition = on
+                if self.officer.watch is not None:
+                    self.officer.watch.on_ignition(on)
                 self.revision += 1
             case LinkUp():
                 self.link_up = True
+                self.link_since = now.mono
                 self.revision += 1
                 out.append(self._status_message(now))
                 if self.emergency.alarm_out:
                     out.append(self._alarm_message(self.emergency.state.value, now))
             case LinkDown():
                 self.link_up = False
+                self.link_since = now.mono
                 self.revision += 1
             case MessageReceived(topic=topic, verified=False) if (
                     topic in DISPATCH_TOPICS and self.config.security.dispatch_keys):
@@ -215,6 +263,10 @@ class Unit:
                 self._on_message(topic, payload, now, out)
             case DispatchRefused(topic=topic, id=ref, error=error):
                 self._refuse_dispatch(topic, ref, error, now, out)
+            case StorageChanged(durable=durable, reason=reason):
+                # The status message says it (its key below changes): dispatch knows what may not survive.
+                self.durable, self.durable_reason = durable, (None if durable else reason)
+                self.revision += 1
             case Tick():
                 pass
         if self.has_fix(now.mono) != self._fix_shown:
@@ -236,6 +288,8 @@ class Unit:
             deadlines.append(parked)
         if (alarm := self.emergency.next_deadline()) is not None:
             deadlines.append(alarm)
+        if (officer := self.officer.next_deadline()) is not None:
+            deadlines.append(officer)
         return min(deadlines)
 
     # -------------------------------------------------------------- power
@@ -250,7 +304,7 @@ class Unit:
         return self.config.power.parked_rate_hz if self.parked else self.config.telemetry.rate_hz
 
     def _update_parking(self, now: Now, out: list[Any]) -> None:
-        busy = self.calls.shown() is not None or self.emergency.state.value != "none"
+        busy = self.calls.shown() is not None or self.emergency.state.value != "none" or self.officer.prompt is not None
         if self.parking.update(self.parking.is_parked(self.status.state, busy), now.mono):
             self.schedule.set_rate(self.report_rate_hz, now.mono)
             self.revision += 1
@@ -263,6 +317,8 @@ class Unit:
         was_fix = self.has_fix(mono)
         self.last_epoch, self.last_epoch_mono = fix, mono
         self.gnss_lost = False
+        if self.officer.watch is not None:
+            self.officer.watch.on_fix(fix, mono)
         if fix.valid:
             self.last_valid, self.last_valid_mono = fix, mono
             self.timebase.on_fix(fix, mono)
@@ -283,20 +339,37 @@ class Unit:
 
     # ------------------------------------------------------------- inputs
 
-    def _on_press(self, name: str, source: str, now: Now, out: list[Any]) -> None:
+    def _on_press(self, name: str, source: str, now: Now, out: list[Any], at: float) -> None:
+        gesture = self.config.panel.silent_gesture
         if name == "emergency":
-            self._emergency_events(self.emergency.press(now.mono), now, out)
+            self._emergency_events(self.emergency.press(at), now, out)
+        elif name == "silent_emergency" and gesture == "input":
+            # The hidden switch: a hold like the emergency button's, silent from the first moment.
+            if self.emergency.state is EmergencyState.NONE:
+                self.officer.silent_hold = True
+            self._emergency_events(self.emergency.press(at), now, out)
+        elif name == "ack" and source != "touch" and gesture == "emergency+ack" and \
+                self.emergency.state is EmergencyState.HOLDING:
+            # ``ack`` joining a held ``emergency``: the silent emergency. No chirp, no beep, nothing shown.
+            self.officer.silent_hold = True
+            self.revision += 1
         elif name == "ack":
             # The panel's ``ack`` is also its alarm cancel. The touchscreen has a control of its
             # own for that ("emergency_cancel"): there ``ack`` is the "accept" button and only accepts.
             panel = source != "touch"
             if panel and self.emergency.cancellable:
-                self._emergency_events(self.emergency.cancel(now.mono), now, out)
+                self._emergency_events(self.emergency.cancel(at), now, out)
+            elif panel and self.officer.dismiss():
+                self.revision += 1  # the crash prompt answered: the rider is conscious
+                out.append(Feedback("accepted"))
             elif self._respond("accepted", now, out):
                 out.append(Feedback("accepted"))
+            elif self.calls.unread(now.mono):
+                # The call took the screen a moment ago: this press began before it could be read.
+                self._refuse("not_read", now, out)
             elif panel and self.emergency.alarm_out:
                 # Nothing to accept: the officer is trying to cancel after the window (refused, and why).
-                self._emergency_events(self.emergency.cancel(now.mono), now, out)
+                self._emergency_events(self.emergency.cancel(at), now, out)
             else:
                 self._refuse("no_call", now, out)
         elif name == "emergency_cancel":
@@ -304,7 +377,10 @@ class Unit:
             # same rule as ``ack`` but never anything else, so a tap that lands after the window
             # closed is refused and cannot accept a call instead.
             if self.emergency.alarm_out:
-                self._emergency_events(self.emergency.cancel(now.mono), now, out)
+                self._emergency_events(self.emergency.cancel(at), now, out)
+            elif self.officer.dismiss():
+                self.revision += 1
+                out.append(Feedback("accepted"))
             else:
                 self._refuse("no_alarm", now, out)
         elif name == "decline":
@@ -342,6 +418,8 @@ class Unit:
         """A press that answers a call (ack, decline, cleared): accepted, or refused when there is none."""
         if self._respond(response, now, out, call_id):
             out.append(Feedback("accepted"))
+        elif response in READ_FIRST and self.calls.unread(now.mono, call_id):
+            self._refuse("not_read", now, out)  # the call took the screen a moment ago
         else:
             self._refuse("no_call", now, out)
 
@@ -354,12 +432,18 @@ class Unit:
     # -------------------------------------------------------------- calls
 
     def _respond(self, response: str, now: Now, out: list[Any], call_id: str | None = None, *, set_status: bool = True) -> bool:
-        result = self.calls.respond(response, call_id)
+        result = self.calls.respond(response, call_id, now.mono)
         if isinstance(result, ResponseRefused):
             return False
         assert isinstance(result, Response)
+        extra: dict[str, Any] = {}
+        if response == "received":
+            # How old the call was on arrival, on trusted time only (null: unverified).
+            age = self.call_age(result.call, now)
+            extra = {"age_s": age.age_s, "stale": age.stale}
         out.append(self._message("call/response", CallResponse(
             id=result.call.id, response=response, ts=self._ts(now), fix=self.fix(now), time_source=self.time_source(now),
+            **extra,
         ).to_json(), Lane.STATUS))
         if set_status and result.status is not None:
             self._set_status(result.status, now, out, from_crew=False)
@@ -380,7 +464,7 @@ class Unit:
             case Updated():
                 self.revision += 1
             case Cancelled(call=call, reason=reason) if call is not None:
-                self.notice = Notice("cancelled", reason or "", now.mono, call.nature)
+                self.notice = Notice("cancelled", reason or "", now.mono, call.nature, call.id, call.address)
                 self.revision += 1
             case Cancelled():
                 pass  # cancelled before it arrived: the crew never saw it, nothing to tell them
@@ -389,7 +473,7 @@ class Unit:
 
     # ----------------------------------------------------------- messages
 
-    def _refuse_dispatch(self, topic: str, ref: str | int | None, error: str, now: Now, out: list[Any]) -> None:
+    def _refuse_dispatch(self, topic: str, ref: str | None, error: str, now: Now, out: list[Any]) -> None:
         """A dispatch message that failed the signed-dispatch checks: answered, never acted on."""
         self.counters.dispatch_refused += 1
         if topic == "call":
@@ -397,7 +481,7 @@ class Unit:
             out.append(self._rejected(CallRejected, ref, error, now))
         else:
             # The alarm stays as it was: an unauthenticated clear must never clear it.
-            out.append(self._rejected(AlarmRejected, ref, error, now))
+            out.append(self._rejected(AlarmRejected, alarm_id.normalise(ref), error, now))
 
     def _rejected(self, model: type[CallRejected] | type[AlarmRejected], ref: Any, error: str, now: Now) -> Publish:
         topic = "call/rejected" if model is CallRejected else "alarm/rejected"
@@ -413,6 +497,11 @@ class Unit:
             except ValueError:
                 self.counters.messages_ignored += 1  # a garbled clear must never clear anything
                 return
+            if alarm_id is None and self.config.security.dispatch_keys:
+                # Signed dispatch names its alarm (signed_dispatch refuses one that does not): "the current
+                # alarm" is an unsigned unit's shorthand, and a replayed one could end a later alarm.
+                self.counters.messages_ignored += 1
+                return
             method = self.emergency.dispatch_ack if topic == "alarm/ack" else self.emergency.dispatch_clear
             self._emergency_events(method(now.mono, alarm_id), now, out)
         else:
@@ -425,6 +514,8 @@ class Unit:
             self.revision += 1
             match ev:
                 case AlarmRaised() | AlarmActivated() | AlarmAcknowledged() | AlarmRestored():
+                    if isinstance(ev, AlarmRaised) and self.officer.info is None:
+                        self.officer.raised(ev.alarm_id, None, None, None)  # the button (or the silent gesture)
                     cancel_until = ev.cancel_until if isinstance(ev, AlarmRaised) else None
                     out.append(self._alarm_message(ev.state.value, now, cancel_until=cancel_until))
                     if isinstance(ev, (AlarmRaised, AlarmRestored)):
@@ -433,10 +524,61 @@ class Unit:
                     how = "cancelled" if isinstance(ev, AlarmCancelled) else "cleared"
                     out.append(self._alarm_message(how, now, alarm_id=ev.alarm_id))
                     out.append(self._status_message(now))
-                case CancelRefused():
+                    self.officer.ended()
+                case HoldAborted():
+                    self.officer.silent_hold = False
+                case CancelRefused() if not self.officer.hidden:
                     self._refuse("alarm_not_cancellable", now, out)
+                case CancelRefused():
+                    self.counters.presses_refused += 1  # silent: refused without a sound
 
-    def _alarm_message(self, state: str, now: Now, alarm_id: int | None = None,
+    # ------------------------------------------------------- crash sensor
+
+    def _on_imu(self, samples: Any, now: Now, out: list[Any]) -> None:
+        for decision in self.officer.samples(samples, alarm_out=self.emergency.alarm_out, now=now.mono):
+            match decision:
+                case Raise(finding=finding, trace=trace):
+                    events = self.emergency.raise_now(now.mono, self.config.imu.crash_cancel_s)
+                    self.officer.raised(self.emergency.alarm_id, finding, trace, self._ts_at(finding.at, now))
+                    self._emergency_events(events, now, out)
+                    if self.config.display.speech:
+                        out.append(Announce(round(self.config.imu.crash_cancel_s)))
+                case Store(trace=trace):
+                    self._store_trace(trace, now, out)
+                case Show():
+                    self.revision += 1
+                    if self.config.display.speech:
+                        out.append(Announce(round(self.config.imu.minor_prompt_s)))
+
+    def _officer_tick(self, now: Now, out: list[Any]) -> None:
+        done, prompt_ended = self.officer.tick(now.mono)
+        if prompt_ended:
+            self.revision += 1
+        for decision in done:
+            self._store_trace(decision.trace, now, out)  # type: ignore[union-attr]
+
+    def _store_trace(self, trace: CrashTrace, now: Now, out: list[Any]) -> None:
+        """A crash trace on the card at once; complete, also on ``crash/trace`` (backlog lane), in parts
+        small enough for the fleet broker's packet limit (``TRACE_PART_SAMPLES`` samples each)."""
+        f = trace.finding
+        head = {
+            "unit": self.config.unit.id, "id": trace.id, "alarm": self.officer.alarm_of(trace.id),
+            "complete": trace.complete, "cause": f.cause, "severity": f.severity, "impact_ts": self._ts_at(f.at, now),
+            **{k: v for k, v in trace.summary().items() if k in ("peak_g", "speed_before", "roll_deg")},
+        }
+        body = trace.body()
+        rows = body["imu"]["samples"]
+        count = max(1, -(-len(rows) // TRACE_PART_SAMPLES))
+        parts = []
+        for k in range(count):
+            part = {**body, "imu": {**body["imu"], "samples": rows[k * TRACE_PART_SAMPLES:(k + 1) * TRACE_PART_SAMPLES]}}
+            parts.append(_json(CrashTraceMessage(**head, part=k + 1, parts=count, **part, ts=self._ts(now),
+                                                 time_source=self.time_source(now)).to_json()))
+        out.append(StoreCrashTrace(trace.id, tuple(parts), trace.complete))
+        if trace.complete:
+            out += [Publish("crash/trace", payload, Lane.BACKLOG, qos=1, retain=False) for payload in parts]
+
+    def _alarm_message(self, state: str, now: Now, alarm_id: str | None = None,
                        cancel_until: float | None = None) -> Publish:
         active = state in ("pending", "active", "acknowledged")
         body: dict[str, Any] = {
@@ -448,6 +590,7 @@ class Unit:
             "fix": self.fix(now),
             "status": self.status.state,
             "time_source": self.time_source(now),
+            **(self.officer.info.fields() if self.officer.info is not None else {"reason": "button", "silent": False}),
         }
         if state == "pending":
             # From the event when there is one: a late wake-up may already have closed the window.
@@ -482,7 +625,7 @@ class Unit:
 
     def _status_key(self) -> tuple[Any, ...]:
         return (self.status.state, self.siren, self._call_ref(), self.emergency.alarm_out,
-                self.parking.ignition_json, self.receiver)
+                self.parking.ignition_json, self.receiver, self.durable, self.durable_reason)
 
     def _status_message(self, now: Now) -> Publish:
         self.revision += 1
@@ -496,6 +639,8 @@ class Unit:
             fix={"receiver": self.receiver},
             ts=self._ts(now),
             time_source=self.time_source(now),
+            durable=self.durable,
+            durable_reason=self.durable_reason,
         )
         return self._message("status", body.to_json(), Lane.STATUS, retain=True)
 
@@ -511,6 +656,11 @@ class Unit:
     def best_time(self, now: Now) -> tuple[dt.datetime, str]:
         """UTC from the unit's best clock, and which one (``time_source``); see :class:`TimeBase`."""
         return self.timebase.now(now.mono, now.wall, now.wall_synced)
+
+    def call_age(self, call: Call, now: Now) -> CallAge:
+        """How old ``call`` was when it reached the unit, on trusted time only (``dispatch.call_age``)."""
+        when, source = self.best_time(now)
+        return call_age(call, when, source in TRUSTED_TIME_SOURCES, now.mono, self.config.panel.stale_call_after_s)
 
     def time_source(self, now: Now) -> str:
         return self.best_time(now)[1]
@@ -550,8 +700,9 @@ def _json(body: dict[str, Any]) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def _alarm_id(payload: bytes) -> int | None:
-    """``alarm/ack`` and ``alarm/clear`` may name the alarm: ``{"id": 3}``; empty means the current one.
+def _alarm_id(payload: bytes) -> str | None:
+    """``alarm/ack`` and ``alarm/clear`` name the alarm: ``{"id": "<uuid>"}``; empty means the current one
+    (only a unit without dispatch keys gets that far: a signed answer must name its alarm).
 
     Raises ValueError for anything else.
     """

@@ -53,11 +53,14 @@ def indicator_view(unit: Unit, now: Now) -> IndicatorView:
         gnss_fix=unit.has_fix(now.mono),
         call_priority=call.priority if call else None,  # steady once accepted, blinking until then
         call_acknowledged=bool(call and call.acknowledged),
-        emergency=unit.emergency.state,
+        # The silent emergency shows nothing, its hold included; a crash prompt sounds like a pending alarm.
+        emergency=EmergencyState.NONE if unit.officer.hidden else unit.emergency.state,
+        crash_prompt=unit.officer.prompt is not None,
     )
 
 
 def _summary(unit: Unit, call: Call, now: Now) -> CallSummary:
+    age = unit.call_age(call, now)
     return summarize_call(
         call_id=call.id,
         priority=call.priority,
@@ -65,9 +68,12 @@ def _summary(unit: Unit, call: Call, now: Now) -> CallSummary:
         address=call.address,
         location=call.location,
         fix=_position(unit, now),
-        age_s=max(0.0, (now.wall - call.created).total_seconds()),
+        # Counted on the unit's best clock; unknown (None) without trusted time, never guessed.
+        age_s=None if age.age_s is None else age.age_s + max(0.0, now.mono - call.received_mono),
+        age_verified=age.verified,
         code=call.code,
         address_short=call.address_short,
+        stale=bool(age.stale),
     )
 
 
@@ -78,7 +84,7 @@ def _position(unit: Unit, now: Now):
 
 def rider_view(unit: Unit, now: Now, clock: str | None = None) -> PanelView:
     call = unit.calls.shown()
-    state = unit.emergency.state
+    state = EmergencyState.NONE if unit.officer.hidden else unit.emergency.state
     deadline = unit.emergency.next_deadline()
     hold = cancel_left = None
     if state is EmergencyState.HOLDING and deadline is not None:
@@ -100,7 +106,20 @@ def rider_view(unit: Unit, now: Now, clock: str | None = None) -> PanelView:
         waiting=unit.calls.waiting(),
         hold_progress=hold,
         cancel_left_s=cancel_left,
+        crash_prompt_s=crash_prompt_s(unit, now.mono),
     )
+
+
+def crash_prompt_s(unit: Unit, mono: float) -> int | None:
+    """Whole seconds left to cancel a crash's pre-alarm or answer its prompt (None: no crash shown)."""
+    officer = unit.officer
+    if officer.prompt is not None:
+        return max(0, math.ceil(officer.prompt.until - mono))
+    info, deadline = officer.info, unit.emergency.next_deadline()
+    if info is not None and info.reason != "button" and unit.emergency.state is EmergencyState.PENDING \
+            and deadline is not None:
+        return max(0, math.ceil(deadline - mono))
+    return None
 
 
 # While something on the rider display moves with time alone, how often it is redrawn.
@@ -112,8 +131,11 @@ def next_redraw(unit: Unit, mono: float) -> float | None:
 
     The shell wakes the core then, so the views are built again; None: nothing moves.
     """
+    if unit.officer.prompt is not None:  # the crash prompt's countdown
+        left = unit.officer.prompt.until - mono
+        return mono + (left - math.floor(left) or 1.0)
     deadline = unit.emergency.next_deadline()
-    if deadline is None:
+    if deadline is None or unit.officer.hidden:
         return None
     if unit.emergency.state is EmergencyState.HOLDING:
         return min(deadline, mono + HOLD_REDRAW_S)
@@ -123,6 +145,11 @@ def next_redraw(unit: Unit, mono: float) -> float | None:
         step = left - math.floor(left) or 1.0
         return min(deadline, mono + step)
     return None
+
+
+def spoken_prompt(unit: Unit, seconds: int) -> str:
+    """The crash prompt for the helmet intercom: "Chute détectée – appuyez ACK pour annuler (25 s)"."""
+    return catalogs(unit)[unit.config.panel.language]("crash.prompt", seconds=seconds)
 
 
 def spoken_text(unit: Unit, call_id: str, now: Now) -> str | None:
@@ -145,20 +172,25 @@ def screen_snapshot(unit: Unit, now: Now, *, backlog: int = 0) -> dict[str, Any]
         "lang": ui_lang,
         "theme": cfg.ui.theme,
         "sound": cfg.ui.sound,
-        "now": iso(now.wall),
+        "now": iso(unit.best_time(now)[0]),  # the page's clock, and what a call's age is counted from
         "status": unit.status.state,
         "status_since": iso(unit.status_since) if unit.status_since else None,
+        # Seconds since this run began: the status was set before it when status_since is null.
+        "started_s": round(now.mono - unit.started_mono, 1),
         "status_labels": {lang: {code: cat.status(code) for code in STATUS_CODES} for lang, cat in cats.items()},
         "status_buttons": list(cfg.status_buttons),
         # The alarm control cancels only inside the window, and says so only then.
-        "inputs": [*cfg.status_buttons, *SCREEN_INPUTS, *(["emergency_cancel"] if unit.emergency.cancellable else [])],
+        "inputs": [*cfg.status_buttons, *SCREEN_INPUTS,
+                   *(["emergency_cancel"] if (unit.emergency.cancellable and not unit.officer.hidden)
+                     or unit.officer.prompt is not None else [])],
         "siren": unit.siren,
-        "link": {"online": unit.link_up, "backlog": backlog},
+        "link": {"online": unit.link_up, "backlog": backlog, "since_s": round(now.mono - _link_since(unit), 1)},
         "gnss": _gnss(unit, now),
         # Parked: ignition off and nothing to do (agent/core/power.py); ignition null: no line.
         "power": {"ignition": unit.parking.ignition_json, "parked": unit.parked},
         "emergency": _emergency(unit, now),
-        "call": _call(unit.calls.shown(), fix),
+        "crash": _crash(unit, now, cats[ui_lang]),
+        "call": _call(unit, unit.calls.shown(), fix, now),
         "waiting": unit.calls.waiting(),
         "notice": _notice(unit, now, cats[ui_lang]),
     })
@@ -180,6 +212,8 @@ def _gnss(unit: Unit, now: Now) -> dict[str, Any]:
 
 def _emergency(unit: Unit, now: Now) -> dict[str, Any]:
     em = unit.emergency
+    if unit.officer.hidden:  # the silent emergency: the screen shows no alarm, no hold
+        return {"state": "none", "since": None, "cancel_deadline_s": None, "hold_s": em.hold_s}
     deadline = em.next_deadline() if em.state is EmergencyState.PENDING else None
     return {
         "state": em.state.value,
@@ -189,10 +223,30 @@ def _emergency(unit: Unit, now: Now) -> dict[str, Any]:
     }
 
 
-def _call(call: Call | None, fix) -> dict[str, Any] | None:
+def _crash(unit: Unit, now: Now, catalog: Catalog) -> dict[str, Any] | None:
+    """A crash's pre-alarm or prompt on the screen: its text and seconds left (None: none shown)."""
+    seconds = crash_prompt_s(unit, now.mono)
+    if seconds is None:
+        return None
+    return {"prompt_s": seconds, "alarm": unit.officer.prompt is None, "text": catalog("crash.prompt", seconds=seconds)}
+
+
+def _link_since(unit: Unit) -> float:
+    return unit.link_since if unit.link_since is not None else unit.started_mono
+
+
+def _call(unit: Unit, call: Call | None, fix, now: Now) -> dict[str, Any] | None:
     if call is None:
         return None
     body = call.to_json()
+    # Its age now, on trusted time only (null: unverified, never guessed from an unsynchronised clock).
+    age = unit.call_age(call, now)
+    body.update(
+        age_s=None if age.age_s is None else round(age.age_s + max(0.0, now.mono - call.received_mono), 1),
+        stale=age.stale,
+        # The call just took the screen: the crew's answer is taken after this many seconds.
+        answer_in_s=round(unit.calls.read_left(now.mono), 2) if call.id == unit.calls.shown_id else 0.0,
+    )
     distance = bearing = None
     if call.location is not None and fix is not None:
         distance = geo.distance_m(fix.lat, fix.lon, *call.location)
@@ -202,6 +256,7 @@ def _call(call: Call | None, fix) -> dict[str, Any] | None:
         distance_m=round(distance, 1) if distance is not None else None,
         bearing_deg=round(bearing, 1) if bearing is not None else None,
         updated=body["updated"] or body["created"],
+        age_verified=age.verified,  # false while the unit has no trusted time
     )
     return body
 
@@ -211,11 +266,18 @@ def _notice(unit: Unit, now: Now, catalog: Catalog) -> dict[str, Any] | None:
     if notice is None or now.mono - notice.mono > NOTICE_S:
         return None
     key = {"refused": "status.refused", "cancelled": "call.cancelled"}.get(notice.kind, "status.refused")
+    if notice.kind == "refused" and notice.detail == "not_read":
+        key = "call.read_first"  # a call that took the screen a moment ago: read it, then answer
     body: dict[str, Any] = {"kind": notice.kind, "text": catalog(key), "id": int(notice.mono * 1000)}
     if notice.kind == "cancelled":
-        # Which call, and the dispatcher's reason when they gave one (shown as they wrote it).
+        # Which call (its id and address too: another call of the same nature may be on the screen),
+        # and the dispatcher's reason when they gave one (shown as they wrote it).
         body["subject"] = notice.subject or None
         body["reason"] = notice.detail or None
+        body["call_id"] = notice.ref or None
+        body["address"] = notice.place or None
+        shown = unit.calls.shown()
+        body["same_nature_shown"] = bool(shown and shown.id != notice.ref and shown.nature == notice.subject)
     return body
 
 

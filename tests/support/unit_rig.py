@@ -9,7 +9,9 @@ with a ``Tick``. Nothing sleeps: time is passed explicitly.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
+from collections.abc import Callable
 from typing import Any
 
 from agent.config import AgentConfig
@@ -24,6 +26,17 @@ from agent.core.unit import Now, Unit
 UTC = dt.timezone.utc
 T0 = 100.0  # monotonic seconds at which every rig starts
 WALL0 = dt.datetime(2026, 11, 25, 20, 0, 0, tzinfo=UTC)  # the system clock at T0
+
+
+def alarm_uuid(n: int) -> str:
+    """The rig's n-th alarm id: UUID-shaped like a unit's, but counted so a test can name it."""
+    return f"00000000-0000-4000-8000-{n:012x}"
+
+
+def alarm_ids() -> Callable[[], str]:
+    """A unit's source of alarm ids in tests: alarm_uuid(1), alarm_uuid(2)..."""
+    counter = itertools.count(1)
+    return lambda: alarm_uuid(next(counter))
 
 
 def config(kind: str = "car", **sections: Any) -> AgentConfig:
@@ -79,10 +92,12 @@ def body(p: Publish) -> dict[str, Any]:
 
 
 class Rig:
-    def __init__(self, cfg: AgentConfig | None = None, next_seq: int = 1, t0: float = T0, synced: bool = True):
+    def __init__(self, cfg: AgentConfig | None = None, next_seq: int = 1, t0: float = T0, synced: bool = True,
+                 ids: Callable[[], str] | None = None):
         self.t = t0
         self.synced = synced
-        self.unit = Unit(cfg or config(), next_seq, now(t0, synced))
+        # ``ids``: another rig's unit.alarm_ids, for a restart (a unit's random ids never repeat).
+        self.unit = Unit(cfg or config(), next_seq, now(t0, synced), alarm_ids=ids or alarm_ids())
         self.log: list[Any] = []
 
     def now(self) -> Now:

@@ -15,7 +15,7 @@
 //   render.js    the page from a snapshot; call.js the call card and its dial
 //   band.js      the band: agent lost, the alarm, notices
 //   alarm.js     the alarm control's look; hold.js its touch (hold / cancel)
-//   input.js     touches posted to the agent
+//   input.js     touches posted to the agent; confirm.js the ones that take two
 //   fit.js       text fitting (wrap, then shrink, never under a neighbour)
 //   audio.js     the new call's alert sound
 //   prefs.js     this screen's language and theme choices (localStorage)
@@ -24,6 +24,7 @@
 
 import { isNight, sunElevation } from "./js/almanac.js";
 import { forgetFit } from "./js/alarm.js";
+import { needsConfirm, touch } from "./js/confirm.js";
 import { onResize } from "./js/band.js";
 import { $$ } from "./js/dom.js";
 import { installHold } from "./js/hold.js";
@@ -47,7 +48,17 @@ document.addEventListener("click", (ev) => {
     savePref("theme", next, (snap && snap.theme) || "auto");
     render();
   } else if (el.dataset.input) {
-    tapInput(el.dataset.input, el);
+    const name = el.dataset.input;
+    const call = snap && snap.call;
+    if (needsConfirm(snap, name)) {
+      // The first touch asks to confirm; only the second one, in time, is posted.
+      if (!touch(snap, name, call ? call.id : null, render)) {
+        render();
+        return;
+      }
+      render();
+    }
+    tapInput(name, el);
   }
 });
 

@@ -1,5 +1,7 @@
 // The call, in the card (once answered) or fullscreen (while new): priority,
-// nature, address, details, caller, and a dial with the way to the incident.
+// nature, address, details, caller, its age (flagged when it was already old
+// on arrival, "unverified" when the unit has no trusted time), the calls
+// waiting behind it, and a dial with the way to the incident.
 // Heading-up or north-up is the snapshot's gnss.heading_deg (null: standing,
 // where the GNSS track means nothing).
 
@@ -13,7 +15,8 @@ function buildDial(container) {
   svg.innerHTML =
     '<circle class="rim" r="46"/>' +
     '<g class="north-g"><text class="north" x="0" y="-30" text-anchor="middle" dominant-baseline="middle"></text></g>' +
-    '<g class="arrow-g"><path class="arrow" d="M0,-40 L17,14 L0,5 L-17,14 Z"/></g>';
+    // A wide head on a straight shaft: tip and tail cannot be taken for each other.
+    '<g class="arrow-g"><path class="arrow" d="M0,-38 L26,-4 L9,-4 L9,36 L-9,36 L-9,-4 L-26,-4 Z"/></g>';
   container.appendChild(svg);
 }
 
@@ -29,6 +32,10 @@ export function renderCallInto(root, call, snap) {
   setText($(".details", root), call.details || "");
   setText($(".caller", root), call.caller ? t("caller", { c: call.caller }) : "");
   setText($(".call-state", root), t(`call_state_${call.state}`));
+  root.classList.toggle("stale", call.stale === true);
+  setText($(".stale-tag", root), call.stale === true ? t("stale_call") : "");
+  const waiting = typeof snap.waiting === "number" ? snap.waiting : 0;
+  setText($(".waiting", root), waiting > 0 ? t("waiting_calls", { n: waiting }) : "");
 
   const dial = $(".dial", root);
   buildDial(dial);

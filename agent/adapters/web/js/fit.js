@@ -32,7 +32,8 @@ export function fitText(el, minScale = 0.6) {
 }
 
 // A call card: priority, nature and address must show whole; details get
-// the lines left over (clamped with an ellipsis), caller last.
+// the lines left over (clamped with an ellipsis), caller last (on a new call,
+// the caller gives way to two lines of details).
 export function fitCall(root) {
   if (root.offsetParent === null) return;
   const details = $(".details", root);
@@ -50,8 +51,28 @@ export function fitCall(root) {
   details.hidden = !details.textContent;
   if (!details.hidden) {
     const lh = parseFloat(getComputedStyle(details).lineHeight) || 24;
-    const used = where.scrollHeight - details.offsetHeight;
-    const lines = Math.floor((where.clientHeight - used) / lh);
+    // The lines left for the details: the box's height less what the others take (and the gaps).
+    const room = () => {
+      const shown = Array.from(where.children).filter((el) => !el.hidden && el.offsetParent !== null);
+      const others = shown.filter((el) => el !== details).reduce((h, el) => h + el.offsetHeight, 0);
+      const gaps = (parseFloat(getComputedStyle(where).rowGap) || 0) * Math.max(0, shown.length - 1);
+      return Math.floor((where.clientHeight - others - gaps) / lh + 0.02);
+    };
+    let lines = room();
+    // A new call's details weigh on the crew's decision ("one of them armed"): before it is
+    // answered they come before the caller's line.
+    if (root.id === "takeover" && lines < 2 && !caller.hidden) {
+      caller.hidden = true;
+      lines = room();
+    }
+    // Still short of two lines: the address gives up some size (not below 16 px) for them.
+    const address = $(".address", root);
+    let size = parseFloat(getComputedStyle(address).fontSize);
+    while (root.id === "takeover" && lines < 2 && size > 16) {
+      size -= 1;
+      address.style.fontSize = `${size}px`;
+      lines = room();
+    }
     if (lines < 1) details.hidden = true;
     else details.style.webkitLineClamp = String(Math.min(lines, 6));
   }

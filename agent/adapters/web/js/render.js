@@ -12,7 +12,8 @@ import { renderCallInto } from "./call.js";
 import { $, $$, setAttr, setText } from "./dom.js";
 import { fitBox, fitCall, fitText } from "./fit.js";
 import { effective } from "./prefs.js";
-import { agentNow, allowed, current, secondsSince } from "./snapshot.js";
+import { agentNow, allowed, current, secondsSince, secondsSinceSnapshot } from "./snapshot.js";
+import { armed } from "./confirm.js";
 import { isConnected } from "./stream.js";
 import { currentLang, formatClock, formatDuration, setLang, statusLabel, t } from "./strings.js";
 
@@ -108,11 +109,15 @@ function renderStatuses(snap) {
 }
 
 // The time since the status was set, on the current status button and the status card.
+// A status set before this run began: the time since the start, said as such.
 function renderSince() {
   const snap = current();
   if (!snap) return;
   const since = snap.status_since ? secondsSince(snap.status_since) : null;
-  const text = since === null ? "" : t("since", { t: formatDuration(since) });
+  let text = since === null ? "" : t("since", { t: formatDuration(since) });
+  if (since === null && typeof snap.started_s === "number") {
+    text = t("since_start", { t: formatDuration(snap.started_s + secondsSinceSnapshot()) });
+  }
   setText($("#idle .since"), text);
   for (const b of $$("#statuses button")) {
     const el = $(".since", b);
@@ -184,7 +189,9 @@ export function render() {
   app.classList.toggle("taken", !!big);
   if (big) {
     renderCallInto(over, big, snap);
-    setText($("#btn-decline"), t("decline"));
+    const confirming = armed("decline", big.id);
+    setText($("#btn-decline"), confirming ? t("decline_confirm") : t("decline"));
+    $("#btn-decline").classList.toggle("confirm", confirming);
     setText($("#btn-accept"), t("accept"));
     $("#btn-decline").hidden = !allowed("decline");
     $(".takeover-actions", over).classList.toggle("no-decline", !allowed("decline"));
@@ -224,8 +231,18 @@ export function tick() {
   renderSince();
   const call = snap.call;
   if (call) {
-    const age = secondsSince(call.created);
-    for (const el of $$("#call .age, #takeover .age")) setText(el, age === null ? "" : formatDuration(age));
+    // The agent's judgement of the age, counted on between snapshots. Without trusted time on
+    // the unit "created" cannot be compared with "now": say so, never guess.
+    const unverified = call.age_verified === false || typeof call.age_s !== "number";
+    const age = unverified ? null : call.age_s + secondsSinceSnapshot();
+    for (const el of $$("#call .age, #takeover .age")) {
+      setText(el, unverified ? t("age_unverified") : formatDuration(age));
+      el.classList.toggle("unverified", unverified);
+    }
+    // A call that has just taken the screen is answered a moment later (the agent's read rule).
+    const reading = typeof call.answer_in_s === "number" && call.answer_in_s - secondsSinceSnapshot() > 0;
+    $("#btn-accept").classList.toggle("reading", reading);
+    $("#btn-decline").classList.toggle("reading", reading);
   }
   renderSos();
   if (bandChanged) refitCall();

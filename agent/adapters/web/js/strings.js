@@ -52,7 +52,9 @@ export function formatDuration(seconds) {
   if (s < 60) return `${s} ${t("unit_s")}`;
   if (s < 600) return `${Math.floor(s / 60)} ${t("unit_min")} ${String(s % 60).padStart(2, "0")} ${t("unit_s")}`;
   if (s < 3600) return `${Math.floor(s / 60)} ${t("unit_min")}`;
-  return `${Math.floor(s / 3600)} ${t("unit_h")} ${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}`;
+  if (s < 86400) return `${Math.floor(s / 3600)} ${t("unit_h")} ${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}`;
+  // Days: a call days old reads as days, never as thousands of hours.
+  return `${Math.floor(s / 86400)} ${t("unit_d")} ${String(Math.floor((s % 86400) / 3600)).padStart(2, "0")} ${t("unit_h")}`;
 }
 
 export function formatDistance(m) {
