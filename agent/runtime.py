@@ -61,6 +61,7 @@ from agent.adapters.mqtt import MqttLink, MqttSettings, birth_payload
 from agent.adapters.outbox import Outbox
 from agent.adapters.power import PowerInputs, power_off
 from agent.adapters.remote_worker import RemoteWorker
+from agent.adapters.last_fix_store import LastFixKeeper, LastFixStore, boot_id
 from agent.adapters.replay_store import ReplayStore
 from agent.adapters.secrets_version import SecretsVersion
 from agent.adapters.time_floor_store import TimeFloorStore
@@ -175,6 +176,7 @@ class Runtime:
         self.replay: ReplayStore | None = None
         self.state_file: UnitStateFile | None = None
         self.storage: StorageHealth | None = None
+        self.last_fix: LastFixKeeper | None = None
         self._shown_revision = -1
         self._next_status_write = 0.0
         self._factory: Any = None
@@ -225,6 +227,9 @@ class Runtime:
         self.traces = TraceStore(state_dir)
         self.unit = self._new_unit(cfg, self.outbox.next_seq(), now)
         self._restore_state(now)
+        # The last known fix, stored at times (agent/core/last_fix.py): reported until a new one comes.
+        self.last_fix = LastFixKeeper(LastFixStore(state_dir, runtime_dir(cfg)), boot_id())
+        self.last_fix.restore(self.unit, now)
         self.storage = self._storage_health()
         if not self.storage.durable:  # the first status says so
             self._post(StorageChanged(False, self.storage.reason, time.monotonic()), force=True)
@@ -318,7 +323,7 @@ class Runtime:
             except queue.Empty:
                 event = Tick(time.monotonic())
             if isinstance(event, Stop):
-                self._persist()
+                self._persist(stopping=True)
                 return
             if self.worker is not None:
                 self.worker.overdue(time.monotonic())
@@ -442,9 +447,12 @@ class Runtime:
         pending = self.outbox.stats().pending
         return int(pending.get("backlog", 0) + pending.get("live", 0))
 
-    def _persist(self) -> None:
-        """Store the unit's state when it changed (status, alarm, calls: they survive power loss)."""
+    def _persist(self, stopping: bool = False) -> None:
+        """Store the unit's state when it changed (status, alarm, calls: they survive power loss),
+        and its last valid fix when agent/core/last_fix.py says so (at a stop: if it changed)."""
         assert self.unit is not None and self.state_file is not None
+        if self.last_fix is not None:
+            self.last_fix.keep(self.unit, self.clock.now(), stopping=stopping)
         state = self.unit.persistent_state()
         if self.state_file.changed(state):
             # Not stored (full disk...): still changed, so the next event or tick tries again.

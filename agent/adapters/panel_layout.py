@@ -36,7 +36,7 @@ from agent.adapters.display_text import DisplayError, FontSet
 from agent.adapters.panel_paint import BLACK, MARK_W, WHITE, Box, Flow, Painter, Placed, arrow_polygon
 from agent.core import geo
 from agent.core.i18n import Catalog
-from agent.core.panel_view import CallSummary, PanelView
+from agent.core.panel_view import CallSummary, PanelView, format_age
 
 MIN_SIZE = (128, 64)
 NATURE_SIZES = [16, 15, 14, 13, 12]
@@ -247,6 +247,9 @@ class PanelLayout:
         # direction instead, on the whole row: Arabic names are long ("شمال غرب").
         if call.compass:
             distance = f"{distance} {c.compass(call.compass)}"
+        if call.position_age_s is not None:
+            # From where the unit was last known (the fix went, or a restart without one): how long ago.
+            distance = f"{distance} · {format_age(call.position_age_s, c)}"
         p.text("distance", whole, distance, [20, 18, 16, 14, 13, 12, 11, 10], bold=True)
 
     @staticmethod

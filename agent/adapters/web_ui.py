@@ -95,6 +95,8 @@ A JSON object; times are ISO 8601 UTC strings (``2024-03-01T10:20:30Z``)::
                               |"cleared"|"cancelled",
                      "acknowledged": bool,     # accepted or declined by the crew
                      "distance_m": float|null, "bearing_deg": float|null,
+                     "position_age_s": float|null,  # distance and bearing are from the last known
+                                                    # position, that old (null: the current fix)
                      "updated": ISO,
                      "age_verified": bool,     # optional (default true): false while the unit has no
                                                # trusted time, so "created" cannot be compared with "now"

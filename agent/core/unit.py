@@ -154,6 +154,21 @@ class Unit:
 
     # ------------------------------------------------------------ restart
 
+    def restore_fix(self, fix: Fix, age_s: float, now: Now) -> None:
+        """The last valid fix a previous run stored, ``age_s`` old now (agent/core/last_fix.py).
+
+        Reported as the last known position, its age growing, until a new fix comes; it is
+        not the unit's fix now (``mode`` 1, ``receiver`` says why) and gives no time."""
+        if self.last_valid is None and fix.valid:
+            self.last_valid, self.last_valid_mono = fix, now.mono - max(0.0, age_s)
+            self.revision += 1
+
+    def last_fix_utc(self, now: Now) -> dt.datetime | None:
+        """The UTC of the last valid fix: its own when the receiver gave a date, else the unit's best clock then."""
+        if self.last_valid is None or self.last_valid_mono is None:
+            return None
+        return self.last_valid.timestamp or self.best_time(now)[0] - dt.timedelta(seconds=now.mono - self.last_valid_mono)
+
     def restore(self, state: dict[str, Any], now: Now) -> list[Any]:
         """Put back what a previous run stored; returns what must be re-published."""
         out: list[Any] = []

@@ -68,6 +68,7 @@ def _summary(unit: Unit, call: Call, now: Now) -> CallSummary:
         address=call.address,
         location=call.location,
         fix=_position(unit, now),
+        position_age_s=_position_age(unit, now),
         # Counted on the unit's best clock; unknown (None) without trusted time, never guessed.
         age_s=None if age.age_s is None else age.age_s + max(0.0, now.mono - call.received_mono),
         age_verified=age.verified,
@@ -78,8 +79,17 @@ def _summary(unit: Unit, call: Call, now: Now) -> CallSummary:
 
 
 def _position(unit: Unit, now: Now):
-    """The newest valid fix, when it is still the unit's position (not stale or lost)."""
-    return unit.last_valid if unit.has_fix(now.mono) else None
+    """The last valid fix: the unit's position, or where it was last known (see :func:`_position_age`)."""
+    return unit.last_valid
+
+
+def _position_age(unit: Unit, now: Now) -> float | None:
+    """How old the position is when it is no longer current (stale, lost, or from before a restart);
+    None while the fix is current. Distance and bearing to a call are then kept, marked with this age,
+    rather than blanked (docs/safety.md H9)."""
+    if unit.last_valid is None or unit.last_valid_mono is None or unit.has_fix(now.mono):
+        return None
+    return round(max(0.0, now.mono - unit.last_valid_mono), 1)
 
 
 def rider_view(unit: Unit, now: Now, clock: str | None = None) -> PanelView:
@@ -236,6 +246,8 @@ def _link_since(unit: Unit) -> float:
 
 
 def _call(unit: Unit, call: Call | None, fix, now: Now) -> dict[str, Any] | None:
+    """The call for the touchscreen; its distance and bearing from the last known position, with
+    ``position_age_s`` when that position is no longer current (null while it is)."""
     if call is None:
         return None
     body = call.to_json()
@@ -255,6 +267,7 @@ def _call(unit: Unit, call: Call | None, fix, now: Now) -> dict[str, Any] | None
         acknowledged=call.acknowledged,
         distance_m=round(distance, 1) if distance is not None else None,
         bearing_deg=round(bearing, 1) if bearing is not None else None,
+        position_age_s=_position_age(unit, now) if distance is not None else None,
         updated=body["updated"] or body["created"],
         age_verified=age.verified,  # false while the unit has no trusted time
     )
