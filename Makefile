@@ -6,12 +6,14 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.stamp-$(shell cksum pyproject.toml | cut -d' ' -f1)
 export PATH := $(CURDIR)/$(BIN):$(PATH):/usr/sbin:/sbin
 
-.PHONY: help setup os-deps demo-deps test test-all bench demo install uninstall clean
+.PHONY: help setup os-deps demo-deps test test-all test-arm64 refresh-wheels bench demo install uninstall clean
 
 help:
 	@echo "make demo       run the agent against the emulated vehicle (rig)"
 	@echo "make test       set up and run the whole test suite"
 	@echo "make test-all   the same with the slow soak/load runs"
+	@echo "make test-arm64 install and test in a Debian arm64 root under emulation (docs/platform.md)"
+	@echo "make refresh-wheels  ask PyPI again which wheels a Pi takes (tests/data/arm64-wheels.json)"
 	@echo "make bench      measure speed and memory, write docs/performance.md"
 	@echo "                (BENCH_FLAGS=--soak: the 2-hour memory soak; --quick: shorter runs)"
 	@echo "make install    install on a unit (DESTDIR=/dir to stage instead)"
@@ -46,6 +48,13 @@ test: setup
 
 test-all: setup
 	$(PYTEST) --run-slow
+
+# Not part of `make test`: it builds (once) and uses an arm64 root under QEMU.
+test-arm64:
+	bash scripts/test-arm64.sh
+
+refresh-wheels: setup
+	$(BIN)/python scripts/arm64_wheels.py --refresh
 
 BENCH_FLAGS ?=
 

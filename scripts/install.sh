@@ -10,7 +10,9 @@
 #      the installed sysusers.d file creates it at the image's first boot;
 #   2. directories: /etc/umps-agent (0750), /var/lib/umps-agent (0750),
 #      /opt/umps-agent;
-#   3. a venv in /opt/umps-agent/venv with the agent from this checkout;
+#   3. a venv in /opt/umps-agent/venv with the agent from this checkout and
+#      the `pi` extra, wheels only, then a check that lgpio (the vehicle's pin
+#      factory) imports from it (docs/platform.md: how lgpio reaches a unit);
 #   4. /etc/umps-agent/agent.toml from agent.example.toml, only if none exists;
 #   5. unit files in /etc/systemd/system, and the vehicle's system config:
 #      udev rule (/dev/gnss0), chrony refclocks, journald in RAM, i2c-dev;
@@ -28,9 +30,12 @@
 #   PYTHON                    interpreter for the venv (default /usr/bin/python3)
 #   UMPS_VENV_ARGS            `python -m venv` options
 #                             (default --system-site-packages, so Raspberry Pi
-#                             OS's python3-lgpio, built for its liblgpio, is used)
-#   UMPS_PIP_ARGS             extra pip options (offline: --no-index --find-links DIR)
-#   UMPS_EXTRAS               package extras, e.g. "pi" (default: none)
+#                             OS's python3-lgpio is used where it is installed)
+#   UMPS_PIP_ARGS             extra pip options (offline: --no-index --find-links DIR);
+#                             pip takes wheels only (--only-binary=:all:): a unit
+#                             has no compiler (tests/test_arm64_wheels.py)
+#   UMPS_EXTRAS               package extras (default "pi": lgpio, pigpio, smbus2,
+#                             RPLCD; empty for none, e.g. a rig machine without GPIO)
 #   UMPS_INSTALL_SKIP_VENV=1  do not create the venv (tests of the rest)
 #   UMPS_EXAMPLE_CONFIG       example config to copy (default: agent.example.toml)
 #   UMPS_BOOT_DIR             boot partition for --boot-config
@@ -71,6 +76,7 @@ if [ -n "${DESTDIR:-}" ]; then
     case "$DESTDIR" in /*) ;; *) echo "install.sh: DESTDIR must be an absolute path, got '$DESTDIR'" >&2; exit 2 ;; esac
 fi
 PYTHON=${PYTHON:-/usr/bin/python3}
+EXTRAS=${UMPS_EXTRAS-pi}
 APP=/opt/umps-agent
 VENV=$APP/venv
 SHARE=$APP/share
@@ -175,9 +181,13 @@ build_venv() {
     done
     find "$BUILD_TMP" -name __pycache__ -prune -exec rm -rf {} +
     spec=$BUILD_TMP
-    [ -n "${UMPS_EXTRAS:-}" ] && spec="$BUILD_TMP[$UMPS_EXTRAS]"
+    [ -n "$EXTRAS" ] && spec="$BUILD_TMP[$EXTRAS]"
+    # Wheels only: a source build on the unit would need a compiler it does not
+    # have, and fail late; without a wheel pip stops at once and names the package.
     # shellcheck disable=SC2086
-    "$target/bin/pip" install --disable-pip-version-check --no-cache-dir ${UMPS_PIP_ARGS:-} "$spec"
+    "$target/bin/pip" install --disable-pip-version-check --no-cache-dir --only-binary=:all: \
+        ${UMPS_PIP_ARGS:-} "$spec"
+    check_gpio_library "$target"
     if [ -n "$ROOT" ]; then
         # Scripts and activate files name the venv by its path: make them
         # name the final one (/opt/umps-agent/venv), not the staging copy.
@@ -190,6 +200,35 @@ build_venv() {
         "$PYTHON" -m compileall -q -f -j 0 -s "$ROOT" -p / "$target/lib" >/dev/null
     fi
     printf 'D %s\n' "$VENV" >>"$MANIFEST_TMP"
+}
+
+# The vehicle's pin factory is gpiozero's lgpio one. lgpio reaches the venv
+# either from Raspberry Pi OS's python3-lgpio (seen through
+# --system-site-packages, pip then counts it as installed) or as PyPI's wheel
+# (cp311 for aarch64 and armv7l, liblgpio built in). Debian itself has no
+# lgpio package. Importing it creates a FIFO in its working directory
+# (LG_WD, else the current one), hence the scratch directory here.
+check_gpio_library() {
+    local target=$1 where
+    case ",$EXTRAS," in
+        *,pi,*) ;;
+        *) note "gpio: lgpio not installed (UMPS_EXTRAS=\"$EXTRAS\" has no pi): [gpio] factory = \"lgpio\" will not start"
+           return 0 ;;
+    esac
+    if where=$(cd "$BUILD_TMP" && LG_WD=$BUILD_TMP "$target/bin/python" -c \
+            'import lgpio, os.path; print(os.path.dirname(os.path.realpath(lgpio.__file__)))' 2>&1); then
+        case "$where" in
+            "$(cd "$target" && pwd -P)"/*) note "gpio: lgpio from PyPI's wheel, in the venv" ;;
+            *) note "gpio: lgpio from the OS ($where)" ;;
+        esac
+    else
+        echo "install.sh: lgpio, the vehicle's GPIO library, does not import in the venv:" >&2
+        printf '%s\n' "$where" | tail -n 2 | sed 's/^/    /' >&2
+        echo "  On Raspberry Pi OS: sudo apt install python3-lgpio (the venv sees it: --system-site-packages)," >&2
+        echo "  or give pip PyPI's lgpio wheel (cp311, aarch64 and armv7l): network, or UMPS_PIP_ARGS=--find-links DIR." >&2
+        echo "  On a machine without GPIO (a rig): UMPS_EXTRAS= (empty)." >&2
+        exit 1
+    fi
 }
 
 # ------------------------------------------------------------ 6. boot config

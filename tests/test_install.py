@@ -253,8 +253,9 @@ def test_venv_is_built_from_the_checkout_and_points_at_opt(stage, example_config
         UMPS_INSTALL_SKIP_VENV="0",
         PYTHON="/usr/bin/python3",
         # Offline: the agent only (its dependencies are the unit's business),
-        # built with the system setuptools.
+        # built with the system setuptools; no extras, so no lgpio to find.
         UMPS_PIP_ARGS="--no-deps --no-index --no-build-isolation",
+        UMPS_EXTRAS="",
     )
     venv = stage / "opt/umps-agent/venv"
     script = venv / "bin/umps-agent"
@@ -269,6 +270,27 @@ def test_venv_is_built_from_the_checkout_and_points_at_opt(stage, example_config
     assert ("D", "/opt/umps-agent/venv") in manifest(stage)
     # The checkout was not used as a build directory (no build/, *.egg-info).
     assert sorted(p.name for p in REPO.iterdir()) == checkout_before
+    notes = (stage / "opt/umps-agent/INSTALL-NOTES").read_text()
+    assert 'gpio: lgpio not installed (UMPS_EXTRAS="" has no pi)' in notes
+
+
+def test_a_unit_install_without_lgpio_stops_and_says_how_to_get_it(stage, example_config):
+    """The default extras are the vehicle's (pi): lgpio must import, from the OS or PyPI's wheel."""
+    reason = debian_python_can_build_offline()
+    if reason:
+        pytest.skip(reason)
+    if subprocess.run(["/usr/bin/python3", "-c", "import lgpio"], capture_output=True, cwd="/tmp").returncode == 0:
+        pytest.skip("this machine's Python has lgpio (python3-lgpio)")
+    result = run(
+        INSTALL, destdir=stage, example=example_config, UMPS_INSTALL_SKIP_VENV="0", PYTHON="/usr/bin/python3",
+        # Offline: no lgpio from PyPI, and Debian's Python has none (only Raspberry Pi OS ships one).
+        UMPS_PIP_ARGS="--no-deps --no-index --no-build-isolation",
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "lgpio, the vehicle's GPIO library, does not import in the venv" in result.stderr
+    assert "No module named 'lgpio'" in result.stderr
+    assert "sudo apt install python3-lgpio" in result.stderr
+    assert "UMPS_EXTRAS= (empty)" in result.stderr
 
 
 LIVE_SCRIPT = r"""
