@@ -9,10 +9,14 @@ The package is laid out so the architecture shows in the tree:
   systemd notification). Each turns library callbacks into core events.
 - ``agent.config``: the TOML configuration schema, validated once into frozen dataclasses
   (by ``agent.config_validate``; remote pushes on the remote-request worker thread).
-- ``agent.runtime``: the composition root, which wires adapters to the core: one
-  bounded inbox, one core thread, supervision and shutdown. Beside it,
+- ``agent.runtime``: the composition root: the core thread and its effect
+  dispatcher, wired to ``agent.parts`` (what the agent is made of: the stores, the
+  unit, the adapters, one bounded inbox). ``agent.lifecycle`` is the one table of
+  adapters (start order and why, stops, rebuilds). Beside them,
+  ``agent.outputs`` refreshes the crew's outputs from views,
   ``agent.remote_results`` carries out the remote-request worker's results on
-  the core thread, and ``agent.status_report`` writes what ``umps-agent status`` shows.
+  the core thread, ``agent.watchdog_rules`` says what the systemd watchdog asks, and
+  ``agent.status_report`` writes what ``umps-agent status`` shows.
 - ``agent.cli``: the ``umps-agent`` command.
 """
 

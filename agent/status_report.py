@@ -18,6 +18,10 @@ the report carries the agent's ``pid``, the kernel's start time of that process
 
 ``disk_ok`` in the report comes from :class:`DiskCheck`, which also lets the
 outbox commit again as soon as the state directory takes writes.
+
+:class:`StatusWriter` is what the runtime's core thread calls after each event:
+it gathers the report from the running agent's parts (:func:`live_report`) when
+one is due, writes the file behind its output guard and sends systemd the line.
 """
 
 from __future__ import annotations
@@ -30,9 +34,11 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from agent import __version__
 from agent.adapters import sdnotify
+from agent.adapters.run_dir import runtime_dir  # noqa: F401 - where the CLI finds the status file
 
 if TYPE_CHECKING:
     from agent.adapters.mqtt import LinkStats
+    from agent.parts import Parts
     from agent.adapters.outbox import OutboxStats
     from agent.adapters.serial_gnss import ReaderCounters
     from agent.config import AgentConfig
@@ -79,11 +85,6 @@ def agent_alive(report: dict[str, Any]) -> bool | None:
         pass  # another user's process (the service's own user): it exists
     recorded, now = report.get("pid_start"), process_start(pid)
     return recorded is None or now is None or recorded == now
-
-
-def runtime_dir(config: AgentConfig) -> Path:
-    """Where the live status file goes: systemd's ``RuntimeDirectory`` when set."""
-    return Path(os.environ.get("RUNTIME_DIRECTORY") or config.storage.runtime_dir)
 
 
 def write_status_file(directory: Path, report: dict[str, Any]) -> None:
@@ -221,3 +222,42 @@ def probe_disk(state_dir: str | Path) -> bool:
     except OSError:
         probe.unlink(missing_ok=True)
         return False
+
+
+def live_report(p: Parts, now: Now, disk: DiskCheck) -> dict[str, Any]:
+    """The report of the running agent, gathered from its parts."""
+    outbox = p.outbox
+    disk_ok = disk.ok(now.mono, p.config.storage.state_dir, outbox_ok=outbox.stats().disk_ok,
+                      state_file_ok=p.guards["state_file"].ok, recommit=lambda: p.guards["outbox"].run(outbox.commit))
+    return build_report(
+        now, unit=p.unit, config=p.config, config_path=p.config_path, config_version=p.cfg_state.version,
+        started_mono=p.started_mono, link=p.link.stats(), outbox=outbox.stats(), gnss=p.reader.counters,
+        disk_ok=disk_ok, panel=p.panel is not None, inbox_dropped=p.core.dropped_events,
+        core_errors=p.core.core_errors, outputs={name: guard.snapshot() for name, guard in p.guards.items()},
+        imu=p.imu.counters if p.imu else None, traces=p.traces, storage=p.storage.snapshot(),
+    )
+
+
+class StatusWriter:
+    """The status file and systemd's status line, every :data:`STATUS_EVERY_S` and at once on a change
+    `umps-agent status` shows (the link, the receiver)."""
+
+    def __init__(self, parts: Parts) -> None:
+        self._parts = parts
+        self._disk = DiskCheck()  # disk_ok in the status report
+        self.next_write = 0.0
+
+    def line(self) -> str:
+        return status_line(self._parts.unit, self._parts.backlog(), time.monotonic())
+
+    def after_event(self, now: Now, changed: bool) -> None:
+        """After each event on the core thread: ``changed`` when the event changed what the report shows."""
+        if now.mono >= self.next_write or changed:
+            self.next_write = now.mono + STATUS_EVERY_S
+            p = self._parts
+            p.guards["status_file"].run(lambda: write_status_file(runtime_dir(p.config), live_report(p, now, self._disk)))
+            p.notifier.status(self.line())  # never raises: a failed send is logged by the notifier
+
+    def remove(self) -> None:
+        """At a stop: no file left for a dead agent."""
+        (runtime_dir(self._parts.config) / STATUS_FILE).unlink(missing_ok=True)

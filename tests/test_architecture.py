@@ -273,3 +273,93 @@ def test_passwords_and_schemas_are_left_to_their_tools():
     from hil.scenario_schema import EXPECT_MODELS, STEP_MODELS
 
     assert all(issubclass(m, BaseModel) for m in (*STEP_MODELS.values(), *EXPECT_MODELS.values()))
+
+
+# ------------------------------------------------------- the runtime as wiring
+
+
+def _signature_annotations(tree: ast.AST) -> list[tuple[int, str]]:
+    """Every annotation of a function's parameters and return, with its line."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            args = node.args
+            for arg in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg):
+                if arg is not None and arg.annotation is not None:
+                    found.append((arg.lineno, ast.unparse(arg.annotation)))
+            if node.returns is not None:
+                found.append((node.lineno, ast.unparse(node.returns)))
+    return found
+
+
+def test_the_runtime_is_wiring_under_300_lines_and_typed():
+    path = ROOT / "agent" / "runtime.py"
+    text = path.read_text(encoding="utf-8")
+    assert len(text.splitlines()) < 300, "agent/runtime.py is wiring plus an effect dispatcher: under 300 lines"
+    tree = ast.parse(text)
+    for line, annotation in _signature_annotations(tree):
+        assert "Any" not in annotation.replace("[", " ").replace("]", " ").replace(",", " ").split(), \
+            f"agent/runtime.py:{line}: Any in a signature ({annotation})"
+    assert "Any" not in _imported_names(tree, "typing")
+
+
+def _imported_names(tree: ast.AST, module: str) -> set[str]:
+    return {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module == module
+            for alias in node.names}
+
+
+# The modules that hold the running agent's adapters: none of them starts one; the lifecycle table does.
+COMPOSITION_ROOT = ("agent/runtime.py", "agent/parts.py", "agent/outputs.py")
+
+
+def test_the_lifecycle_table_is_the_only_place_adapters_are_started():
+    for name in COMPOSITION_ROOT:
+        tree = ast.parse((ROOT / name).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "start":
+                # The Runtime's start runs the table (lifecycle.start); run_agent starts the Runtime.
+                assert ast.unparse(node.func.value) in ("lifecycle", "runtime") and name == "agent/runtime.py", \
+                    f"{name}:{node.lineno}: {ast.unparse(node)} starts an adapter outside agent/lifecycle.py"
+    from agent import lifecycle
+
+    names = [row.name for row in lifecycle.ADAPTERS]
+    assert len(names) == len(set(names))
+    assert all(row.why and row.stops in (lifecycle.FIRST, lifecycle.CORE, lifecycle.AFTER) for row in lifecycle.ADAPTERS)
+    assert [row.name for row in lifecycle.ADAPTERS if row.stops == lifecycle.CORE] == ["core"]
+
+
+# Sans-I/O policy modules: decisions only, tested without a disk, a socket or a thread.
+POLICY_MODULES = ("agent/core/inbound.py",)
+IO_LIBRARIES = ("sqlite3", "socket", "threading", "paho", "serial", "gpiozero", "os", "select", "ssl", "time",
+                "starlette", "uvicorn", "subprocess", "queue")
+
+
+def test_policy_modules_import_no_io_library():
+    for name in POLICY_MODULES:
+        for imported in _imports(ROOT / name):
+            assert imported.split(".")[0] not in IO_LIBRARIES, f"{name} imports {imported}"
+
+
+def test_the_event_and_effect_unions_are_closed():
+    # Every event class of agent.core.events is in Event, every effect in Effect: a match that
+    # forgets one is a match a type checker flags, not a case silently dropped.
+    import dataclasses
+    import typing
+
+    from agent.core import effects, events
+
+    def classes(module, exclude=()):
+        return {obj for name, obj in vars(module).items() if isinstance(obj, type) and dataclasses.is_dataclass(obj)
+                and obj.__module__ == module.__name__ and name not in exclude}
+
+    assert classes(events, exclude={"Fix"}) == set(typing.get_args(events.Event))  # Fix: a value, not an event
+    from agent.core.publish import Publish
+
+    assert classes(effects) | {Publish} == set(typing.get_args(effects.Effect))
+    # The runtime's dispatcher names every effect, and ends in assert_never.
+    tree = ast.parse((ROOT / "agent" / "runtime.py").read_text(encoding="utf-8"))
+    execute = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "_execute")
+    match = next(n for n in ast.walk(execute) if isinstance(n, ast.Match))
+    named = {ast.unparse(case.pattern.cls) for case in match.cases if isinstance(case.pattern, ast.MatchClass)}
+    assert named == {cls.__name__ for cls in typing.get_args(effects.Effect)}
+    assert "assert_never" in ast.unparse(match.cases[-1])

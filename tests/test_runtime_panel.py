@@ -168,7 +168,7 @@ def test_systemd_sees_ready_status_and_watchdog_pings_that_stop_when_the_core_ha
     import socket
     import threading
 
-    import agent.runtime as runtime_mod
+    import agent.watchdog_rules as watchdog_rules
     from agent.core.events import MessageReceived
 
     sock_path = str(panel.tmp / "notify.sock")
@@ -190,7 +190,7 @@ def test_systemd_sees_ready_status_and_watchdog_pings_that_stop_when_the_core_ha
     monkeypatch.setenv("NOTIFY_SOCKET", sock_path)
     monkeypatch.setenv("WATCHDOG_USEC", "400000")  # a ping every 0.2 s
     monkeypatch.delenv("WATCHDOG_PID", raising=False)
-    monkeypatch.setattr(runtime_mod, "HEARTBEAT_MAX_AGE_S", 1.5)
+    monkeypatch.setattr(watchdog_rules, "HEARTBEAT_MAX_AGE_S", 1.5)
     gate = threading.Event()
     try:
         panel.start()

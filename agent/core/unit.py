@@ -49,7 +49,7 @@ from .call import Call, CallAge, call_age
 from .dispatch import (
     READ_FIRST, Alert, CallBook, Cancelled, Ignored, Rejected, Response, ResponseRefused, Updated, iso,
 )
-from .effects import Feedback, Shutdown, Speak
+from .effects import Effect, Feedback, Shutdown, Speak
 from .crash_watch import CrashTrace
 from .effects import Announce, StoreCrashTrace
 from .emergency import (
@@ -58,7 +58,7 @@ from .emergency import (
 )
 from .messages import Alarm, AlarmRejected, CallRejected, CallResponse, CrashTraceMessage, Status, Telemetry, validate_alarm_ref
 from .events import (
-    ButtonPressed, ButtonReleased, DispatchRefused, Fix, FixReceived, GnssLost, GnssRestored, IgnitionChanged,
+    ButtonPressed, ButtonReleased, DispatchRefused, Event, Fix, FixReceived, GnssLost, GnssRestored, IgnitionChanged,
     ImuSamples, ImuState, LinkDown, LinkUp,
     MessageReceived, SirenChanged, StorageChanged, Tick,
 )
@@ -218,9 +218,9 @@ class Unit:
 
     # ------------------------------------------------------------- events
 
-    def handle(self, event: Any, now: Now) -> list[Any]:
+    def handle(self, event: Event, now: Now) -> list[Effect]:
         self.now = now
-        out: list[Any] = []
+        out: list[Effect] = []
         # The alarm is timed by the events' own times (a button's edge), not by when the core got to
         # them: a press and release queued while the core was busy (at start, the screens take
         # seconds) are a hold of their real length, and an ack inside the window cancels even if
