@@ -14,8 +14,9 @@ sub-parser; ``main`` runs them alone: ``python -m agent.admin_tools``):
     Print a signed ``config/set`` request for unit U. FILE holds the partial
     config: TOML (``.toml``, same keys as the unit's file) or JSON (``.json``;
     JSON can also say ``null`` to drop a remote override).
-``sign-cmd --key KEYFILE --unit U [--id ID] [--expires-in S] COMMAND``
-    Print a signed ``cmd`` request (``report_position``, ``flush_backlog``).
+``sign-cmd --key KEYFILE --unit U [--id ID] [--expires-in S] [--trace ID] COMMAND``
+    Print a signed ``cmd`` request (``report_position``, ``flush_backlog``, ``crash_trace``
+    with ``--trace``: the id in an alarm's ``crash.trace``).
 ``sign-dispatch --key KEYFILE --unit U [--expires-in S] TOPIC [FILE] [--alarm-id ID]``
     For dispatch software: print a signed ``call`` (FILE: the call as JSON),
     ``alarm/ack`` or ``alarm/clear`` (``--alarm-id``, required: the ``id`` of
@@ -175,12 +176,17 @@ def command_request(
     request_id: str | None = None,
     lifetime_s: float = DEFAULT_COMMAND_LIFETIME_S,
     now: dt.datetime | None = None,
+    trace: str | None = None,
 ) -> dict[str, Any]:
-    """A ``cmd`` request, signed when ``private_key`` is given."""
+    """A ``cmd`` request, signed when ``private_key`` is given (``trace``: crash_trace's trace id)."""
     if command not in COMMANDS:
         raise AdminToolError(f"unknown command {command!r}; known: {', '.join(COMMANDS)}")
+    if (command == "crash_trace") != (trace is not None):
+        raise AdminToolError("crash_trace takes --trace ID (an alarm's crash.trace), and only it does")
     now = now or dt.datetime.now(dt.timezone.utc)
     request = {"id": request_id or f"cmd-{uuid.uuid4()}", "command": command, "expires": _expiry(now, lifetime_s)}
+    if trace is not None:
+        request["trace"] = trace
     if private_key is None:
         return request
     from agent.core import signing
@@ -240,6 +246,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--id", dest="request_id")
     p.add_argument("--expires-in", type=float, default=DEFAULT_COMMAND_LIFETIME_S, metavar="SECONDS")
     # Not dest="command": `umps-agent` keeps its own sub-command there.
+    p.add_argument("--trace", help="crash_trace: the trace's id (an alarm's crash.trace)")
     p.add_argument("unit_command", metavar="COMMAND", choices=COMMANDS, help=", ".join(COMMANDS))
     p.set_defaults(func=_cmd_sign_command)
 
@@ -283,7 +290,7 @@ def _cmd_sign(args: argparse.Namespace) -> int:
 def _cmd_sign_command(args: argparse.Namespace) -> int:
     request = command_request(
         load_private_key(args.key), args.unit, args.unit_command,
-        request_id=args.request_id, lifetime_s=args.expires_in,
+        request_id=args.request_id, lifetime_s=args.expires_in, trace=args.trace,
     )
     print(json.dumps(request, ensure_ascii=False))
     return 0

@@ -306,7 +306,7 @@ def _default_outputs() -> dict[str, OutputPin]:
     return {name: OutputPin(pin=pin) for name, pin in pins.items()}
 
 
-INPUT_NAMES = (*STATUS_CODES, "ack", "decline", "cleared", "emergency", "siren")
+INPUT_NAMES = (*STATUS_CODES, "ack", "decline", "cleared", "emergency", "siren", "silent_emergency")
 OUTPUT_NAMES = ("status_red", "status_green", "status_blue", "link", "gnss", "call", "alarm", "buzzer")
 
 
@@ -406,6 +406,9 @@ class PanelConfig:
     labels: dict[Language, dict[StatusCode, Annotated[str, MinLen(1), MaxLen(40)]]] = field(default_factory=dict)
     # Overrides of the LED/buzzer patterns by name; the rest keep their defaults.
     patterns: Annotated[dict[str, PatternConfig], Check(_known_patterns)] = field(default_factory=dict)
+    # The silent emergency (docs/crash-detection.md): "emergency+ack" (ack pressed while emergency is
+    # held), "input" (the hidden [gpio] inputs.silent_emergency switch held emergency_hold_s), "none".
+    silent_gesture: Literal["none", "emergency+ack", "input"] = "none"
 
 
 # --------------------------------------------------------------- displays
@@ -572,6 +575,8 @@ class AgentConfig:
             pin = getattr(self.power, key)
             if pin is not None and pin in panel_pins:
                 raise ValueError(f"power.{key} {pin} is also gpio {panel_pins[pin]!r}")
+        if self.panel.silent_gesture == "input" and "silent_emergency" not in self.gpio.inputs:
+            raise ValueError('panel.silent_gesture "input" needs a pin: [gpio] inputs.silent_emergency')
 
     @property
     def ui_enabled(self) -> bool:

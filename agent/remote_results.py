@@ -5,7 +5,8 @@ The worker (:mod:`agent.adapters.remote_worker`) verifies, validates and stores
 :class:`RemoteResults` takes that event on the core thread:
 
 - :class:`~agent.adapters.remote_worker.CommandDone`: the command runs (flush
-  the backlog, report the position now) and ``cmd/result`` goes out;
+  the backlog, report the position now, send a crash trace again) and
+  ``cmd/result`` goes out;
 - :class:`~agent.adapters.remote_worker.ConfigDone`: an accepted config is
   applied in-process (the runtime rebuilds what it must) and ``config/result``
   and the retained ``config/current`` go out. A broker change arms the
@@ -28,9 +29,11 @@ from agent.adapters.remote_worker import CommandDone, ConfigDone, ConfigStateCha
 from agent.core.key_rules import ConfigChange
 from agent.core.publish import Lane, Publish
 from agent.core.remote_config import current_message, rolled_back_result
+from agent.core.requests import Problem
 from agent.core.rollback_guard import RollbackGuard
 
 if TYPE_CHECKING:
+    from agent.adapters.crash_traces import TraceStore
     from agent.adapters.mqtt import MqttLink
     from agent.adapters.remote_worker import RemoteWorker
     from agent.adapters.uplink import Uplink
@@ -88,7 +91,8 @@ class RemoteResults:
         armed = self.guard.armed
         return None if armed is None else armed.deadline + 0.01
 
-    def handle(self, event: Any, now: Now, *, config: AgentConfig, unit: Unit, uplink: Uplink | None) -> None:
+    def handle(self, event: Any, now: Now, *, config: AgentConfig, unit: Unit, uplink: Uplink | None,
+               traces: TraceStore | None = None) -> None:
         """Carry out what the worker decided (and, for config, already stored)."""
         if isinstance(event, CommandDone):
             outcome = event.outcome
@@ -101,6 +105,14 @@ class RemoteResults:
                 uplink.flush_backlog()
             elif command.command == "report_position":
                 self._publish(unit.report(now))
+            elif command.command == "crash_trace":
+                # The trace again on crash/trace (backlog lane), from the card or memory: as stored.
+                parts = traces.get(command.trace) if traces is not None and command.trace else None
+                if parts is None:
+                    self._answer("cmd/result", command.done((Problem("trace", "no such crash trace on this unit"),)))
+                    return
+                for part in parts:
+                    self._publish(Publish("crash/trace", part, Lane.BACKLOG))
             self._answer("cmd/result", command.done())
             return
         if isinstance(event, ConfigStateChanged):

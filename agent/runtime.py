@@ -54,11 +54,14 @@ from agent.adapters.alarm_ids import random_alarm_id
 from agent.adapters.clock import SystemClock, UnitTime
 from agent.adapters.config_store import load_effective, write_atomic
 from agent.adapters.encryption import EncryptionError, check_encrypted
+from agent.adapters.crash_traces import TraceStore
 from agent.adapters.gpio import PanelIO, PinFactoryError, make_pin_factory, panel_buttons
+from agent.adapters.imu_reader import ImuReader
 from agent.adapters.mqtt import MqttLink, MqttSettings, birth_payload
 from agent.adapters.outbox import Outbox
 from agent.adapters.power import PowerInputs, power_off
 from agent.adapters.remote_worker import RemoteWorker
+from agent.adapters.last_fix_store import LastFixKeeper, LastFixStore, boot_id
 from agent.adapters.replay_store import ReplayStore
 from agent.adapters.secrets_version import SecretsVersion
 from agent.adapters.time_floor_store import TimeFloorStore
@@ -68,9 +71,10 @@ from agent.adapters.uplink import Uplink
 from agent.config import AgentConfig, Validate
 from agent.config_validate import parse_config
 from agent.core import views
-from agent.core.effects import Feedback, Shutdown, Speak
+from agent.core.effects import Announce, Feedback, Shutdown, Speak, StoreCrashTrace
 from agent.core.events import (
-    FixReceived, GnssLost, GnssRestored, IgnitionChanged, LinkDown, LinkUp, MessageReceived, Stop, Tick,
+    FixReceived, GnssLost, GnssRestored, IgnitionChanged, ImuSamples, ImuState, LinkDown, LinkUp, MessageReceived,
+    Stop, StorageChanged, Tick,
 )
 from agent.core.indicators import feedback, indicator_plan
 from agent.core.publish import Publish
@@ -82,6 +86,7 @@ from agent.remote_results import RESULTS, RemoteResults, config_current
 from agent.status_report import (
     STATUS_EVERY_S, STATUS_FILE, DiskCheck, build_report, runtime_dir, status_line, write_status_file,
 )
+from agent.storage_health import StorageHealth, Store
 
 log = logging.getLogger("agent.runtime")
 
@@ -170,6 +175,8 @@ class Runtime:
         self.secrets: SecretsVersion | None = None
         self.replay: ReplayStore | None = None
         self.state_file: UnitStateFile | None = None
+        self.storage: StorageHealth | None = None
+        self.last_fix: LastFixKeeper | None = None
         self._shown_revision = -1
         self._next_status_write = 0.0
         self._factory: Any = None
@@ -177,6 +184,8 @@ class Runtime:
         self.link: MqttLink | None = None
         self.uplink: Uplink | None = None
         self.panel: PanelIO | None = None
+        self.imu: ImuReader | None = None
+        self.traces: TraceStore | None = None
         self.web = None
         self.display = None
         self.speaker = None
@@ -192,33 +201,48 @@ class Runtime:
         cfg = self.config
         serial_urls.register()
         state_dir = Path(cfg.storage.state_dir)
-        state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            # The unit runs anyway: every store keeps in memory what it cannot store, and says so.
+            log.error("state directory %s cannot be made: %s", state_dir, exc)
         if cfg.storage.require_encrypted:
             # Raises EncryptionError: the unit refuses to write positions to a plain SD card.
             log.info("state directory %s: %s", state_dir, check_encrypted(state_dir))
+        # Each store opens whatever the card does (full, read-only, damaged), never raising.
         self.replay = ReplayStore(state_dir)
         # The floor of authenticated time, kept on the card (memory only when it cannot be).
         self.clock.floor = TimeFloorStore(state_dir, time.monotonic())
         self.secrets = SecretsVersion(state_dir)
         self.state_file = UnitStateFile(state_dir)
+        self.state_file.prepare()
         self.secrets.update(cfg)
         self.worker = RemoteWorker(self.cfg_state, self.store, self.replay, post=lambda e: self._post(e, force=True),
                                    clock=self.clock.judging_clock, validate=self.validate, floor=self.clock.floor)
         self.worker.start()
         self.outbox = Outbox(state_dir, max_backlog_reports=cfg.storage.max_backlog_reports,
-                             commit_interval_s=cfg.storage.commit_interval_s, exclusive=True)
+                             commit_interval_s=cfg.storage.commit_interval_s, exclusive=True,
+                             ram_dir=runtime_dir(cfg))
         now = self.clock.now()
-        self.unit = Unit(cfg, self.outbox.next_seq(), now, config_version=self.cfg_state.version,
-                         alarm_ids=random_alarm_id)
+        self.traces = TraceStore(state_dir)
+        self.unit = self._new_unit(cfg, self.outbox.next_seq(), now)
         self._restore_state(now)
+        # The last known fix, stored at times (agent/core/last_fix.py): reported until a new one comes.
+        self.last_fix = LastFixKeeper(LastFixStore(state_dir, runtime_dir(cfg)), boot_id())
+        self.last_fix.restore(self.unit, now)
+        self.storage = self._storage_health()
+        if not self.storage.durable:  # the first status says so
+            self._post(StorageChanged(False, self.storage.reason, time.monotonic()), force=True)
         # The ignition's level is on the inbox before the first LinkUp: the first status says it.
         self._start_power()
         self._start_link()
         self._start_gnss()
         self._start_panel()
+        self._start_imu()
         self.remote.resume(now.mono, self.cfg_state)
         self._core_thread = threading.Thread(target=self._core_loop, name="core", daemon=True)
         self._core_thread.start()
+        self.storage.start()
         # The core runs before the screens come up: the touchscreen's server takes seconds to start
         # (longer on a Pi), and an alarm held meanwhile must go out then, not once the page is up.
         # The screens get their first picture at the core's next round (at most MAX_IDLE_S).
@@ -236,7 +260,7 @@ class Runtime:
         self.notifier.stopping(f"stopping: {reason}")
         log.info("stopping: %s", reason)
         for name, fn in (("watchdog", lambda: self.watchdog and self.watchdog.stop()), ("gnss", self._stop_gnss),
-                         ("panel", self._stop_panel), ("power", self._stop_power)):
+                         ("panel", self._stop_panel), ("imu", self._stop_imu), ("power", self._stop_power)):
             self._quietly(name, fn)
         self._stopping.set()
         self._post(Stop(reason, time.monotonic()), force=True)
@@ -244,6 +268,7 @@ class Runtime:
             self._core_thread.join(10.0)
             if self._core_thread.is_alive():
                 log.error("core thread did not stop within 10 s")
+        self._quietly("storage", lambda: self.storage and self.storage.stop())
         self._quietly("remote worker", lambda: self.worker and self.worker.stop())
         self._quietly("time floor", lambda: self.clock.floor.save(time.monotonic()))
         self._quietly("replay memory", lambda: self.replay and self.replay.close())
@@ -298,7 +323,7 @@ class Runtime:
             except queue.Empty:
                 event = Tick(time.monotonic())
             if isinstance(event, Stop):
-                self._persist()
+                self._persist(stopping=True)
                 return
             if self.worker is not None:
                 self.worker.overdue(time.monotonic())
@@ -339,7 +364,7 @@ class Runtime:
             log.warning("ignoring a %s that did not come through the remote-request worker", event.topic)
             effects = unit.handle(Tick(now.mono), now)
         elif isinstance(event, RESULTS):
-            self.remote.handle(event, now, config=self.config, unit=unit, uplink=self.uplink)
+            self.remote.handle(event, now, config=self.config, unit=unit, uplink=self.uplink, traces=self.traces)
             effects = unit.handle(Tick(now.mono), now)
         else:
             effects = unit.handle(event, now)
@@ -375,6 +400,14 @@ class Runtime:
         elif isinstance(effect, Speak):
             if self.speaker is not None:
                 self.guards["speech"].run(self._speak, effect.call_id, now)
+        elif isinstance(effect, StoreCrashTrace):
+            if self.traces is not None:
+                self._quietly("crash trace", lambda: self.traces and self.traces.store(effect.trace_id, effect.parts,
+                                                                                      effect.complete))
+        elif isinstance(effect, Announce):
+            if self.speaker is not None:
+                text = views.spoken_prompt(self.unit, effect.seconds)
+                self.guards["speech"].run(lambda: self.speaker and self.speaker.speak(text, self.config.panel.language))
         else:
             log.error("unknown effect %r", effect)
 
@@ -414,9 +447,12 @@ class Runtime:
         pending = self.outbox.stats().pending
         return int(pending.get("backlog", 0) + pending.get("live", 0))
 
-    def _persist(self) -> None:
-        """Store the unit's state when it changed (status, alarm, calls: they survive power loss)."""
+    def _persist(self, stopping: bool = False) -> None:
+        """Store the unit's state when it changed (status, alarm, calls: they survive power loss),
+        and its last valid fix when agent/core/last_fix.py says so (at a stop: if it changed)."""
         assert self.unit is not None and self.state_file is not None
+        if self.last_fix is not None:
+            self.last_fix.keep(self.unit, self.clock.now(), stopping=stopping)
         state = self.unit.persistent_state()
         if self.state_file.changed(state):
             # Not stored (full disk...): still changed, so the next event or tick tries again.
@@ -431,8 +467,7 @@ class Runtime:
             self._pending_restore = self.unit.restore(state, now)
         except (ValueError, KeyError, TypeError) as exc:
             log.error("stored unit state %s does not fit (%s); starting from the defaults", self.state_file.path, exc)
-            self.unit = Unit(self.config, self.unit.next_seq, now, config_version=self.cfg_state.version,
-                             alarm_ids=random_alarm_id)
+            self.unit = self._new_unit(self.config, self.unit.next_seq, now)
         self.state_file.mark_stored(self.unit.persistent_state())
 
     # ------------------------------------- remote requests, config changes
@@ -528,10 +563,13 @@ class Runtime:
     def _birth(self) -> bytes:
         assert self.outbox is not None
         stamp = self.clock.stamp()
+        storage = self.storage
         return birth_payload(agent_version=__version__, config_version=self.cfg_state.version,
                              config_hash=self.cfg_state.config.digest(), ts=stamp["ts"],
                              time_source=stamp["time_source"],
-                             seq_start=self.outbox.next_seq(), seq_gap=self.outbox.seq_gap())
+                             seq_start=self.outbox.next_seq(), seq_gap=self.outbox.seq_gap(),
+                             durable=storage.durable if storage else None,
+                             durable_reason=storage.reason if storage else None)
 
     # ---------------------------------------------------------------- power
 
@@ -608,6 +646,31 @@ class Runtime:
             # The unit still reports its position and takes calls on the screens.
             log.error("panel I/O unavailable: %s", exc)
             self.panel = None
+
+    def _new_unit(self, cfg: AgentConfig, next_seq: int, now: Now) -> Unit:
+        """The unit, with its crash sensor's mounting as calibrated (``umps-agent imu calibrate``)."""
+        unit = Unit(cfg, next_seq, now, config_version=self.cfg_state.version, alarm_ids=random_alarm_id)
+        if unit.officer.watch is not None:
+            from agent.imu_tools import load_mounting
+
+            mounting, problem = load_mounting(cfg)
+            if problem:
+                log.error("crash sensor mounting: %s", problem)
+            unit.officer.watch.mounting = mounting
+        return unit
+
+    def _start_imu(self) -> None:
+        imu = self.config.imu
+        if not imu.enabled:
+            return
+        self.imu = ImuReader(imu, on_samples=lambda batch: self._post(ImuSamples(batch, time.monotonic())),
+                             on_state=lambda state, why: self._post(ImuState(state, why, time.monotonic()), force=True))
+        self.imu.start()
+
+    def _stop_imu(self) -> None:
+        if self.imu is not None:
+            self.imu.stop()
+            self.imu = None
 
     def _stop_panel(self) -> None:
         if self.panel is not None:
@@ -718,7 +781,24 @@ class Runtime:
             disk_ok=self._disk_ok(now.mono), panel=self.panel is not None,
             inbox_dropped=self.dropped_events, core_errors=self.core_errors,
             outputs={name: guard.snapshot() for name, guard in self.guards.items()},
+            imu=self.imu.counters if self.imu else None, traces=self.traces,
+            storage=self.storage.snapshot() if self.storage else None,
         )
+
+    def _storage_health(self) -> StorageHealth:
+        """Every store of the state directory, each saying why it is not durable (agent/storage_health.py)."""
+        assert self.outbox is not None and self.replay is not None
+        outbox, replay, store, state_file = self.outbox, self.replay, self.store, self.state_file
+        floor = self.clock.floor
+        assert state_file is not None and floor is not None
+        return StorageHealth([
+            Store("outbox", outbox.health, outbox.recover),
+            Store("replay memory", lambda: replay.problem, replay.recover),
+            # The core thread writes the state again at its next event or tick.
+            Store("unit state", lambda: state_file.problem),
+            Store("remote config", lambda: store.unreadable and f"stored remote config unreadable ({store.unreadable})"),
+            Store("time floor", lambda: floor.write_failures and "time floor not stored (kept in memory)"),
+        ], on_change=lambda durable, reason: self._post(StorageChanged(durable, reason, time.monotonic()), force=True))
 
     def _disk_ok(self, now_mono: float) -> bool:
         outbox = self.outbox

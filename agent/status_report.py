@@ -109,11 +109,12 @@ def status_line(unit: Unit, backlog: int, mono: float) -> str:
 def build_report(now: Now, *, unit: Unit, config: AgentConfig, config_path: Path, config_version: int,
                  started_mono: float, link: LinkStats | None, outbox: OutboxStats | None,
                  gnss: ReaderCounters | None, disk_ok: bool, panel: bool, inbox_dropped: int, core_errors: int,
-                 outputs: dict[str, Any]) -> dict[str, Any]:
+                 outputs: dict[str, Any], storage: dict[str, Any] | None = None, imu: Any = None,
+                 traces: Any = None) -> dict[str, Any]:
     """The status file's content (``umps-agent status --json`` prints it)."""
     call = unit.calls.shown()
     fix = unit.fix(now)
-    return {
+    report = {
         "unit": config.unit.id,
         "version": __version__,
         **_IDENTITY,  # pid, pid_start, boot_id: `umps-agent status` checks the writer still runs
@@ -151,11 +152,26 @@ def build_report(now: Now, *, unit: Unit, config: AgentConfig, config_path: Path
         "inbox_dropped": inbox_dropped,
         "core_errors": core_errors,
         "outputs": outputs,
+        # Whether what the unit keeps reaches its card, why not, and each store's state (agent/storage_health.py).
+        "storage": storage if storage is not None else {"durable": unit.durable, "reason": unit.durable_reason,
+                                                          "stores": {}},
         # vars(), not dataclasses.asdict(): these counters are flat, and asdict() calls
         # dataclasses.fields(), whose tuple(generator) leaves a tuple of the field count in the
         # interpreter's free lists each time (2,000 per size, filled at this 1 Hz in half an hour).
         "counters": dict(vars(unit.counters)),
     }
+    watch = unit.officer.watch
+    if watch is not None:
+        last = watch.last_finding
+        report["imu"] = {
+            **({k: v for k, v in vars(imu).items() if k != "not_written"} if imu is not None else {}),
+            "state": watch.sensor, "detail": watch.sensor_detail, "tilt_deg": round(watch.detector.tilt, 1),
+            "parked": watch.detector.parked(now.mono), "mounting": watch.mounting.source,
+            "last_finding": f"{last.cause} ({last.severity})" if last else None,
+            "prompt": unit.officer.prompt is not None,
+            "traces_stored": traces.stored if traces else 0, "trace_failures": traces.failures if traces else 0,
+        }
+    return report
 
 
 class DiskCheck:

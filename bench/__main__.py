@@ -49,6 +49,7 @@ BENCHES: dict[str, tuple[str, int]] = {
     "recovery": ("link back -> first live report, closed and black-holed; black-hole detection, real agent", 900),
     "power": ("power-fail warning -> safe and stopped, 24 h backlog, link down, real agent", 600),
     "memory": ("RSS, PSS and anonymous memory of the car and motorcycle profiles; growth over a soak", 1500),
+    "imu": ("crash detection: impact -> pre-alarm, false alarms over 10 h of riding, crashes found, CPU", 900),
 }
 
 DOC = ROOT / "docs" / "performance.md"

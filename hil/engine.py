@@ -66,6 +66,7 @@ from hil.gnss_emulator import GnssEmulator
 from hil.gnss_faults import Fault
 from hil.gnss_sources import CaptureSource, RouteSource
 from hil.gpio_emulator import PigpioEmulator
+from hil.imu_emulator import ImuEmulator
 from hil.netproxy import NetProxy
 from hil.peers import Admin, BrokerTap, Dispatcher, publish_raw
 from hil.pki import TlsFiles, make_pki
@@ -134,6 +135,8 @@ class RigOptions:
     # A fleet broker with passwords and ACLs (``broker`` given): the rig's recorder and
     # dispatcher log in with this (a dispatch role reads the fleet and sends calls).
     tap_login: tuple[str, str] | None = None
+    # Emulate the crash sensor (hil/imu_emulator.py): the agent's [imu] reads its sysfs tree and pipe.
+    imu: bool = False
 
 
 class RigError(RuntimeError):
@@ -156,6 +159,7 @@ class Rig:
         self.broker_addr: tuple[str, int] = options.broker or ("127.0.0.1", 0)
         self.gnss: GnssEmulator | None = None
         self.gpio: PigpioEmulator | BenchPins | None = None
+        self.imu: ImuEmulator | None = None
         self.boot_pulls: dict[int, str] = {}  # the emulator's pulls at power-on (from the agent's config)
         self.forwarder: SerialForwarder | None = None
         self.proxy: NetProxy | None = None
@@ -246,6 +250,11 @@ class Rig:
         else:
             self.gnss_path = str(self.workdir / "no-gnss")
         self.progress(f"gpio      pigpio protocol on 127.0.0.1:{self.gpio.port}")
+        if self.opt.imu:
+            self.imu = ImuEmulator(self.workdir / "imu", kind=self.opt.unit_kind).start()
+            self.opt.agent_overrides["imu"] = {**self.opt.agent_overrides.get("imu", {}), "enabled": True,
+                                               "sysfs_dir": str(self.imu.sysfs_dir), "dev_dir": str(self.imu.dev_dir)}
+            self.progress(f"imu       an MPU-6050's IIO device under {self.imu.root}")
 
         data = self._config_data(gnss_port=self.gnss_path, pigpio_port=self.gpio.port)
         self.config = agent_proc.validate(data, "<rig config>")
@@ -403,6 +412,8 @@ class Rig:
             self.gnss.stop()
         if self.gpio is not None:
             self.gpio.stop()
+        if self.imu is not None:
+            self.imu.stop()
         if self.broker is not None:
             self.broker.stop()
         return code
@@ -524,8 +535,20 @@ class Rig:
                 self.admin.push(a["request_id"], a["version"], a["config"])
                 return f"admin pushes config {a['request_id']} version {a['version']}"
             case "cmd":
-                self.admin.command(a["command"], a["request_id"])
-                return f"admin command {a['command']}"
+                trace = self._latest_trace() if a.get("trace") == "latest" else a.get("trace")
+                self.admin.command(a["command"], a["request_id"], trace=trace)
+                return f"admin command {a['command']}" + (f" {trace}" if trace else "")
+            case "imu" | "imu_unplug" | "imu_replug":
+                if self.imu is None:
+                    raise RigError("no emulated crash sensor on this rig")
+                if step.action == "imu_unplug":
+                    self.imu.unplug()
+                    return "the crash sensor vanishes (sysfs device and buffer gone)"
+                if step.action == "imu_replug":
+                    self.imu.replug()
+                    return "the crash sensor is back"
+                seconds = self.imu.play(a["profile"], a.get("seed"))
+                return f"crash sensor plays {a['profile']} ({seconds:.1f} s)"
             case "ignition":
                 self._drive_power("ignition", a["on"])
                 return f"ignition {'on' if a['on'] else 'off'}"
@@ -550,6 +573,16 @@ class Rig:
                 data = publish_raw(self.tap, a["topic"], a["payload"], qos=a["qos"], retain=a["retain"])  # type: ignore[arg-type]
                 return f"publish {len(data)} bytes on {a['topic']}"
         raise RigError(f"unknown action {step.action!r}")
+
+    def _latest_trace(self) -> str:
+        """The crash trace the unit's last alarm names (``cmd`` steps with ``trace = "latest"``)."""
+        assert self.tap is not None
+        for m in reversed(self.tap.snapshot()):
+            if m.topic == "alarm":
+                crash = json.loads(m.payload).get("crash")
+                if crash:
+                    return crash["trace"]
+        raise RigError("no alarm with a crash trace yet")
 
     # ------------------------------------------------------------- power
 
@@ -664,7 +697,8 @@ def run_scenario(scenario: Scenario, *, workdir: Path | None = None, agent_cmd: 
                          route_offset_s=scenario.route_offset_s, agent_overrides=dict(scenario.agent),
                          signed_dispatch=scenario.signed_dispatch, keep_state=scenario.keep_state,
                          clock_unsynchronised=scenario.clock == "unsynchronised", gnss_at_start=scenario.gnss_at_start,
-                         agent_cmd=agent_cmd, broker=broker, link_proxy=scenario.needs_link_proxy, **bench)
+                         agent_cmd=agent_cmd, broker=broker, link_proxy=scenario.needs_link_proxy,
+                         imu=scenario.needs_imu, **bench)
     rig = Rig(options, progress, stop)
     actions: list[ActionRecord] = []
     error: str | None = None

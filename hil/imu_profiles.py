@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -69,6 +70,7 @@ class Motion:
     fixes: list[tuple[float, float]] = field(default_factory=list)  # (t, speed m/s), 1 Hz
     impacts: list[float] = field(default_factory=list)  # when each crash's first ground contact began
     ignition: list[tuple[float, bool]] = field(default_factory=list)
+    events: Counter = field(default_factory=Counter)  # how many potholes, kerbs, ... (the bench says)
     t: float = 0.0
     speed: float = 0.0  # m/s
     lean: float = 0.0  # degrees, right positive (static orientation while parked or lying)
@@ -140,6 +142,8 @@ class Motion:
     def brake(self, to_kmh: float = 0.0, g: float = 0.5, abs_ripple: bool = False) -> "Motion":
         """Braking at ``g`` to ``to_kmh``; a hard stop is ``brake(0, 0.95, abs_ripple=True)``."""
         target = to_kmh / 3.6
+        if target == 0.0 and g >= 0.8:
+            self.events["hard_stop"] += 1
         dive = math.sin(math.radians(-1.0 - 3.0 * g))
         k = 0
         while self.speed > target:
@@ -151,6 +155,7 @@ class Motion:
 
     def bend(self, seconds: float, lean_deg: float, right: bool = True) -> "Motion":
         """A steady bend at the current speed: leaned (motorcycle) or sideways load (car)."""
+        self.events["bend"] += 1
         v = max(self.speed, 1.0)
         lean = math.radians(abs(lean_deg))
         a_c = math.tan(lean)  # in g
@@ -182,6 +187,7 @@ class Motion:
 
     def pothole(self, size: float = 1.0) -> "Motion":
         """A pothole at the current speed; ``size`` scales it (0.6 to 1.4 in the property tests)."""
+        self.events["pothole"] += 1
         kmh = self.speed * 3.6
         z = min(1.0 + 0.045 * kmh, 6.0) * size * (0.7 if self.kind == "car" else 1.0)
         x = (0.4 + 0.015 * kmh) * size
@@ -192,6 +198,7 @@ class Motion:
         return self
 
     def kerb(self, size: float = 1.0) -> "Motion":
+        self.events["kerb"] += 1
         kmh = self.speed * 3.6
         z, x = (3.5 + 0.05 * kmh) * size, (1.0 + 0.02 * kmh) * size
         ms = self.rng.uniform(10.0, 16.0)
@@ -201,6 +208,7 @@ class Motion:
         return self
 
     def speed_bump(self, size: float = 1.0) -> "Motion":
+        self.events["speed_bump"] += 1
         kmh = self.speed * 3.6
         z = (0.4 + 0.02 * kmh) * size
         for _wheel in range(2):
@@ -248,6 +256,7 @@ class Motion:
 
     def tip_over(self) -> "Motion":
         """A parked motorcycle falls off its stand onto its left side."""
+        self.events["parked_drop"] += 1
         self.speed = 0.0
         if self.lean == 0.0:
             self.lean = STAND_LEAN_DEG
@@ -384,6 +393,13 @@ def _parked_drop(m: Motion) -> Motion:
     return m.tip_over().still(30.0)
 
 
+def _tip_over(m: Motion) -> Motion:
+    """Already parked on its stand, ignition off: it falls over (a scenario's parked drop)."""
+    m.set_ignition(False)
+    m.lean = STAND_LEAN_DEG
+    return m.still(3.0).tip_over().still(20.0)
+
+
 def _stopped_drop(m: Motion) -> Motion:
     """No ignition line: the speed says parked (still for longer than parked_after_s), then it falls."""
     m.cruise(5.0, 30.0).brake(0.0, 0.4).still(3.0).kick_stand_out().still(45.0)
@@ -404,6 +420,7 @@ PROFILES: dict[str, tuple[str, Expect, Callable[[Motion], Motion]]] = {
     "parked-drop": ("parked, ignition off, the motorcycle falls off its stand", "none", _parked_drop),
     "parked-drop-no-ignition": ("parked 45 s with no ignition line (GNSS at 0 km/h), then it falls off its stand",
                                 "none", _stopped_drop),
+    "tip-over": ("already parked on its side stand, ignition off: it falls over onto its left side", "none", _tip_over),
     "low-side-30": ("a low-side at 30 km/h: down on the right side in a bend, a slide", "severe",
                     lambda m: m.low_side(30.0).still(20.0)),
     "low-side-50": ("a low-side at 50 km/h", "severe", lambda m: m.low_side(50.0).still(20.0)),

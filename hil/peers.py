@@ -125,8 +125,11 @@ class Admin:
         self.tap.publish("config/set", payload)
         return payload
 
-    def command(self, command: str, request_id: str | None = None) -> bytes:
-        payload = _json({"id": request_id or f"hil-cmd-{next(self._cmd_ids)}-{int(time.time())}", "command": command})
+    def command(self, command: str, request_id: str | None = None, trace: str | None = None) -> bytes:
+        body = {"id": request_id or f"hil-cmd-{next(self._cmd_ids)}-{int(time.time())}", "command": command}
+        if trace is not None:
+            body["trace"] = trace
+        payload = _json(body)
         self.tap.publish("cmd", payload)
         return payload
 

@@ -128,6 +128,11 @@ class Scenario:
     def needs_link_proxy(self) -> bool:
         return any(s.action in ("link_down", "link_up") for s in self.steps)
 
+    @property
+    def needs_imu(self) -> bool:
+        """The rig emulates the crash sensor (hil/imu_emulator.py) for the ``imu`` steps."""
+        return any(s.action in ("imu", "imu_unplug", "imu_replug") for s in self.steps)
+
     def scaled(self, speed: float) -> "Scenario":
         """The same scenario with its timeline compressed by ``speed`` (latencies unchanged)."""
         if speed == 1.0:

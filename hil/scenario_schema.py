@@ -261,8 +261,30 @@ class ConfigPush(Step):
 
 class Cmd(Step):
     action: Literal["cmd"]
-    command: Literal["report_position", "flush_backlog"]
+    command: Literal["report_position", "flush_backlog", "crash_trace"]
     request_id: str | None = None
+    # crash_trace: the trace's id, or "latest": the crash.trace of the last alarm the unit sent
+    trace: str | None = None
+
+
+def _profile_name(value: str) -> str:
+    from hil.imu_profiles import PROFILES
+
+    if value not in PROFILES:
+        raise PydanticCustomError("imu_profile", f"unknown profile {value!r}; known: {', '.join(sorted(PROFILES))}")
+    return value
+
+
+class Imu(Step):
+    """The emulated crash sensor plays a motion profile (hil/imu_profiles.py); the rig then runs it."""
+
+    action: Literal["imu"]
+    profile: Annotated[str, AfterValidator(_profile_name)]
+    seed: int | None = None
+
+
+class ImuUnplug(Step):
+    action: Literal["imu_unplug", "imu_replug"]
 
 
 class Publish(Step):
@@ -303,8 +325,8 @@ STEP_MODELS: dict[str, type[Step]] = {
     model.model_fields["action"].annotation.__args__[0]: model  # type: ignore[union-attr]
     for model in (Tap, Press, Release, Hold, Bounce, Siren, GnssFault, GnssClear, Unplug, Replug, LinkDown, LinkUp,
                   BrokerStop, BrokerKill, BrokerStart, Call, CallUpdate, CallCancel, AlarmAck, AlarmClear,
-                  ConfigPush, Cmd, Publish, Ignition, PowerFail, PowerCut, PowerOn)
-}
+                  ConfigPush, Cmd, Publish, Ignition, PowerFail, PowerCut, PowerOn, Imu)}
+STEP_MODELS.update({"imu_unplug": ImuUnplug, "imu_replug": ImuUnplug})  # one model, two actions
 
 
 # ---------------------------------------------------------- expectations

@@ -290,7 +290,8 @@ else
 fi
 
 # Reference copies on the unit (the units' Documentation= points here).
-for f in "$SRC"/firmware-config/README.md "$SRC"/firmware-config/config.txt "$SRC"/firmware-config/cmdline.txt.md; do
+for f in "$SRC"/firmware-config/README.md "$SRC"/firmware-config/config.txt "$SRC"/firmware-config/cmdline.txt.md \
+         "$SRC"/firmware-config/imu.md; do
     [ -f "$f" ] && put "$f" "$SHARE/firmware-config/$(basename "$f")" 0644
 done
 [ -f "$SRC/systemd/README.md" ] && put "$SRC/systemd/README.md" "$SHARE/systemd/README.md" 0644
@@ -305,6 +306,8 @@ if [ "$KIOSK" = 1 ]; then
     done
 fi
 put "$SRC/firmware-config/udev/99-umps-gnss.rules" /etc/udev/rules.d/99-umps-gnss.rules 0644
+put "$SRC/firmware-config/udev/99-umps-imu.rules" /etc/udev/rules.d/99-umps-imu.rules 0644
+put "$SRC/systemd/umps-imu-setup.service" /etc/systemd/system/umps-imu-setup.service 0644
 put "$SRC/firmware-config/journald/umps-agent.conf" /etc/systemd/journald.conf.d/umps-agent.conf 0644
 put "$SRC/firmware-config/modules-load/umps-agent.conf" /etc/modules-load.d/umps-agent.conf 0644
 put "$SRC/firmware-config/polkit/50-umps-agent-poweroff.rules" /etc/polkit-1/rules.d/50-umps-agent-poweroff.rules 0644
@@ -338,6 +341,7 @@ if [ "$SYSTEMD_RUNNING" = 1 ]; then
     systemctl daemon-reload
     udevadm control --reload || true
     udevadm trigger --subsystem-match=tty --action=add || true
+    udevadm trigger --subsystem-match=iio --action=add || true
     modprobe i2c-dev 2>/dev/null || true
     systemctl try-restart chrony.service || true
     systemctl try-restart systemd-journald.service || true

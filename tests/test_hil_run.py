@@ -138,3 +138,8 @@ def test_every_shipped_scenario(path: Path, tmp_path: Path, monkeypatch):
     ``umps-hil run --out hil-results`` run anywhere."""
     monkeypatch.chdir(tmp_path)
     check(run_scenario(load_scenario(path), workdir=Path("hil-results") / path.stem))
+
+
+def test_a_crash_raises_the_pre_alarm_the_rider_cancels(tmp_path: Path):
+    """The emulated crash sensor read by the real agent, end to end (hil/imu_emulator.py)."""
+    check(run_scenario(with_latency_margin(load_scenario("crash-high-side"), 2.0), workdir=tmp_path / "run"))

@@ -25,12 +25,22 @@ def test_every_shipped_scenario_loads_and_the_short_ones_fit_ci():
     scenarios = {load_scenario(p).name: load_scenario(p) for p in paths}
     assert set(scenarios) == {"patrol", "full-call", "tunnel", "broker-outage", "emergency", "receiver-unplug",
                               "config-push", "invalid-call", "long-shift", "garage", "crash", "night-shift",
-                              "cold-boot-garage"}
+                              "cold-boot-garage", "crash-low-side", "crash-high-side", "parked-drop",
+                              "potholes-night", "silent-emergency"}
     for s in scenarios.values():
         assert s.expectations, s.name
         assert s.profile == "long" or s.duration_s <= 40, s.name
     assert scenarios["long-shift"].profile == "long" and scenarios["long-shift"].needs_link_proxy
     assert not scenarios["patrol"].needs_link_proxy
+    assert scenarios["crash-low-side"].needs_imu and not scenarios["silent-emergency"].needs_imu
+
+
+def test_an_imu_step_names_a_profile_the_rig_has():
+    text = '[scenario]\nduration_s = 9\n[[step]]\nat = 1\naction = "imu"\nprofile = "low-side-55"\n'
+    (problem,) = problems(text)
+    assert problem[0] == "step[0].profile" and "low-side-50" in problem[1]
+    ok = parse_scenario(text.replace("low-side-55", "low-side-50"), "x.toml")
+    assert ok.needs_imu and ok.steps[0].args["profile"] == "low-side-50"
 
 
 def test_a_cold_boot_is_said_in_the_scenario_and_checked():

@@ -74,6 +74,8 @@ SYSTEM_FILES = {
     "etc/systemd/system/umps-agent.service": REPO / "systemd/umps-agent.service",
     "etc/sysusers.d/umps-agent.conf": REPO / "systemd/umps-agent.sysusers.conf",
     "etc/udev/rules.d/99-umps-gnss.rules": REPO / "firmware-config/udev/99-umps-gnss.rules",
+    "etc/udev/rules.d/99-umps-imu.rules": REPO / "firmware-config/udev/99-umps-imu.rules",
+    "etc/systemd/system/umps-imu-setup.service": REPO / "systemd/umps-imu-setup.service",
     "etc/chrony/conf.d/umps-gnss.conf": REPO / "firmware-config/chrony/umps-gnss.conf",
     "etc/systemd/system/chrony.service.d/umps-gnss.conf": REPO / "firmware-config/chrony/chrony.service.d/umps-gnss.conf",
     "etc/systemd/journald.conf.d/umps-agent.conf": REPO / "firmware-config/journald/umps-agent.conf",

@@ -282,6 +282,14 @@ def test_without_heading_the_compass_point_is_written(panel):
     assert "arrow" not in {p.role for p in layout}
 
 
+def test_a_position_no_longer_current_keeps_distance_and_compass_with_its_age(panel):
+    """The fix went (a tunnel, a restart in a garage): the way from where the unit was, and how long ago."""
+    call = CallSummary("C", 2, "Vol", "", 2_400, 225.0, None, position_age_s=190.0)
+    layout = panel.render_layout(PanelView(lang="fr", call=call))[1]
+    assert next(p.text for p in layout if p.role == "distance") == "2,4\u202fkm SO · il y a 3 min"
+    assert "arrow" not in {p.role for p in layout}
+
+
 def test_arabic_compass_point_fits_untruncated(panel):
     call = CallSummary("C", 3, "إزعاج ليلي", "", 2_600, 315.0, None)
     layout = panel.render_layout(PanelView(lang="ar", call=call))[1]

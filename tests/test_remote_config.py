@@ -429,7 +429,7 @@ def command(payload: Any, config: AgentConfig | None = None, recent: RecentIds |
 
 @pytest.mark.parametrize("name", COMMANDS)
 def test_commands_are_accepted(name: str) -> None:
-    outcome = command({"id": "c1", "command": name})
+    outcome = command({"id": "c1", "command": name, **({"trace": "8f14e45f"} if name == "crash_trace" else {})})
     assert outcome.rejected is None and outcome.command is not None
     assert outcome.command.command == name
     assert outcome.command.done().as_dict() == {"id": "c1", "ok": True, "command": name, "errors": []}
@@ -565,3 +565,10 @@ def test_a_unit_without_admin_keys_says_it_ignored_a_signature(state: ConfigStat
     signed = ConfigState.initial(base_config(security={"admin_keys": ["11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="]}))
     forged = push(signed, {"telemetry": {"rate_hz": 2}}, sig="Zm9yZ2Vk", expires="2025-03-02T12:00:00Z").result.as_dict()
     assert forged["ok"] is False and forged["errors"][0]["loc"] == "sig" and "warnings" not in forged
+
+
+def test_crash_trace_needs_its_trace() -> None:
+    outcome = command({"id": "c2", "command": "crash_trace"})
+    assert outcome.rejected is not None and outcome.rejected.errors[0].loc == "trace"
+    bad = command({"id": "c3", "command": "crash_trace", "trace": "../../etc/passwd"})
+    assert bad.rejected is not None and bad.rejected.errors[0].loc == "trace"

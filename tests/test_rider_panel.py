@@ -248,3 +248,15 @@ def test_the_character_lcd_shows_the_same():
     assert any("ACK" in r for r in pending) and any("4 s" in r for r in pending)
     held = char_lines(PanelView(call=call, hold_progress=0.5))
     assert held[-1] == "[" + "#" * 9 + " " * 9 + "]"
+
+
+@pytest.mark.parametrize("lang", ["fr", "ar"])
+def test_a_call_old_on_arrival_says_so_before_its_nature(panel, lang):
+    call = CallSummary("C", 1, *SHORT[lang], 850.0, 40.0, 35.0, stale=True)
+    image, placed = panel.render_layout(PanelView(lang=lang, gnss_fix=3, call=call))
+    save(f"stale-{lang}", image)
+    nature = " ".join(p.text for p in placed if p.role == "nature")
+    assert (visual("قديم") if lang == "ar" else "ANCIEN") in nature
+    fresh = panel.render_layout(PanelView(lang=lang, gnss_fix=3, call=CallSummary("C", 1, *SHORT[lang], 850.0)))[1]
+    assert "ANCIEN" not in " ".join(p.text for p in fresh) and visual("قديم") not in " ".join(p.text for p in fresh)
+    assert char_lines(PanelView(call=CallSummary("C", 1, "Vol", "Rue", 850.0, stale=True)))[0].startswith("P1 ANCIEN Vol")

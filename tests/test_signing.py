@@ -403,6 +403,23 @@ def test_sign_cmd_produces_a_command_the_unit_accepts(tmp_path: Path, capsys: py
     assert outcome.command is not None and outcome.command.command == "flush_backlog"
 
 
+def test_sign_cmd_signs_a_crash_trace_request_with_its_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    key_path = tmp_path / "admin.key"
+    public = admin_tools.generate_key(key_path)
+    trace = "3b8e2c1d-5f4a-4c6b-9e7d-2a1b0c9d8e7f"
+    assert admin_tools.main(["sign-cmd", "--key", str(key_path), "--unit", UNIT, "--trace", trace, "crash_trace"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    outcome = parse_command(json.dumps(body).encode(), config_with_keys(public), dt.datetime.now(UTC), RecentIds())
+    assert outcome.command is not None and (outcome.command.command, outcome.command.trace) == ("crash_trace", trace)
+    # The trace is signed with the rest: another trace under the same signature is refused.
+    forged = {**body, "trace": "t-other"}
+    assert parse_command(json.dumps(forged).encode(), config_with_keys(public), dt.datetime.now(UTC),
+                         RecentIds()).rejected is not None
+    # crash_trace without --trace, or --trace on another command, is refused before signing.
+    assert admin_tools.main(["sign-cmd", "--key", str(key_path), "--unit", UNIT, "crash_trace"]) == 2
+    assert admin_tools.main(["sign-cmd", "--key", str(key_path), "--unit", UNIT, "--trace", trace, "flush_backlog"]) == 2
+
+
 def test_sign_refuses_bad_input_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     key_path = tmp_path / "admin.key"
     admin_tools.generate_key(key_path)

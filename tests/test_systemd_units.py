@@ -144,7 +144,7 @@ def test_agent_unit_contract():
     devices = {value.split()[0] for value in svc["DeviceAllow"]}
     assert devices == {
         "/dev/serial0", "/dev/ttyAMA0", "/dev/ttyS0", "/dev/gnss0",
-        "char-ttyUSB", "char-ttyACM", "char-gpiochip", "/dev/i2c-1",
+        "char-ttyUSB", "char-ttyACM", "char-gpiochip", "/dev/i2c-1", "char-iio",
     }
     assert unit["Unit"]["StartLimitIntervalSec"] == ["0"]  # never give up restarting
     assert unit["Install"]["WantedBy"] == ["multi-user.target"]
@@ -195,3 +195,25 @@ def test_gnss_device_name_is_the_one_the_udev_rule_creates():
     assert 'SYMLINK+="gnss0"' in rule
     allowed = {v.split()[0] for v in parse_unit(AGENT_UNIT)["Service"]["DeviceAllow"]}
     assert "/dev/gnss0" in allowed
+
+
+IMU_SETUP_UNIT = UNITS / "umps-imu-setup.service"
+
+
+def test_imu_setup_unit_passes_systemd_analyze_verify(tmp_path):
+    run_verify(verifiable_copy(IMU_SETUP_UNIT, tmp_path, ["/opt/umps-agent/venv/bin/umps-agent"]))
+
+
+def test_imu_setup_runs_before_the_agent_which_may_read_the_buffer():
+    setup = parse_unit(IMU_SETUP_UNIT)
+    assert setup["Unit"]["Before"] == ["umps-agent.service"]
+    assert setup["Service"]["Type"] == ["oneshot"]
+    assert setup["Service"]["ExecStart"][0].split()[1:4] == ["imu", "setup", "--config"]
+    agent = parse_unit(AGENT_UNIT)
+    assert "char-iio r" in agent["Service"]["DeviceAllow"]  # read only: the settings are setup's
+    assert agent["Service"]["ProtectKernelTunables"] == ["yes"]  # /sys stays read-only for the agent
+    from tests.test_firmware_config import parse_rules
+
+    rules = parse_rules((REPO / "firmware-config/udev/99-umps-imu.rules").read_text())
+    wants = [value for r in rules for key, _, _, value in r.tokens if key == "ENV" and "umps-imu-setup" in value]
+    assert wants == ["umps-imu-setup.service"]

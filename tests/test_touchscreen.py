@@ -323,3 +323,18 @@ def test_an_alarm_raised_during_a_new_call_leaves_the_call_to_answer(browser, la
     finally:
         context.close()
         shift.ui.stop()
+
+
+@browser_test
+@needs_chromium
+def test_a_crash_found_is_said_in_the_band_in_the_words_the_snapshot_gives(page, ui):
+    text = "Chute détectée – appuyez ACK pour annuler (25 s)"
+    expect = open_page(page, ui, snapshot(
+        emergency={"state": "pending", "since": None, "cancel_deadline_s": 25.0, "hold_s": 2.0},
+        crash={"prompt_s": 25, "alarm": True, "text": text}, inputs=[*INPUTS, "emergency_cancel"]))
+    expect(page.locator("#band-alarm")).to_have_text(text)
+    # A minor one's prompt: no alarm at all, the band says it all the same.
+    ui.update(snapshot(crash={"prompt_s": 9, "alarm": False, "text": "تم رصد سقوط – اضغط ACK للإلغاء (9 ث)"}))
+    expect(page.locator("#band-alarm")).to_have_text("تم رصد سقوط – اضغط ACK للإلغاء (9 ث)")
+    ui.update(snapshot(crash=None))
+    expect(page.locator("#band-alarm")).to_be_hidden()

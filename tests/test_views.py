@@ -43,14 +43,31 @@ def test_a_new_call_seen_from_the_current_fix():
     assert views.indicator_view(rig.unit, rig.now()).call_acknowledged
 
 
-def test_a_stale_fix_gives_no_distance_and_the_gnss_led_goes_off():
+def test_a_stale_fix_keeps_the_last_distance_and_bearing_marked_with_their_age_and_the_gnss_led_goes_off():
     rig = Rig(config("car"))
     rig.fix()
     rig.message("call", call_payload(location={"lat": 34.27, "lon": -6.58}))
+    fresh = views.screen_snapshot(rig.unit, rig.now())["call"]
+    assert fresh["distance_m"] > 900 and fresh["position_age_s"] is None  # a current fix: no age mark
     rig.after(30).tick()
     assert not views.indicator_view(rig.unit, rig.now()).gnss_fix
     snap = views.screen_snapshot(rig.unit, rig.now())
-    assert snap["call"]["distance_m"] is None and snap["gnss"]["mode"] == 1 and snap["gnss"]["age"] >= 30
+    assert snap["gnss"]["mode"] == 1 and snap["gnss"]["age"] >= 30
+    # The way to the call is kept rather than blanked, from where the unit was, and says how old it is.
+    call = snap["call"]
+    assert (call["distance_m"], call["bearing_deg"]) == (fresh["distance_m"], fresh["bearing_deg"])
+    assert call["position_age_s"] >= 30
+    rider = views.rider_view(rig.unit, rig.now()).call
+    assert rider.distance_m == pytest.approx(fresh["distance_m"], abs=0.1) and rider.compass == "N"
+    assert rider.relative_bearing_deg is None and rider.position_age_s >= 30  # no arrow: the heading is old
+
+
+def test_a_call_without_any_position_ever_has_no_distance_and_no_age():
+    rig = Rig(config("car"))
+    rig.message("call", call_payload(location={"lat": 34.27, "lon": -6.58}))
+    call = views.screen_snapshot(rig.unit, rig.now())["call"]
+    assert call["distance_m"] is None and call["position_age_s"] is None
+    assert views.rider_view(rig.unit, rig.now()).call.distance_m is None
 
 
 def test_a_refused_press_shows_a_notice_for_a_while_in_the_screen_language():

@@ -13,6 +13,7 @@ import copy
 import http.client
 import io
 import json
+import re
 import threading
 import wave
 from pathlib import Path
@@ -430,6 +431,24 @@ def test_page_shows_unit_state(page, ui):
     ui.update(snapshot(status="on_scene", link={"online": True, "backlog": 0}))
     expect(page.locator("#idle .label")).to_have_text("Sur place")
     expect(page.locator("#ind-link")).to_have_class("ind good")
+
+
+@browser_test
+@needs_chromium
+def test_the_way_to_a_call_from_a_position_no_longer_current_stays_marked_with_its_age(page, ui):
+    """The fix went (a garage, a restart without one): distance and arrow stay, north-up, and the
+    screen says how old the position is, rather than going blank."""
+    gnss = {"mode": 1, "lat": KENITRA[0], "lon": KENITRA[1], "speed": None, "track": None, "age": 185.0,
+            "receiver": "no_fix"}
+    expect = open_page(page, ui, snapshot(gnss=gnss, call=call(acknowledged=True, state="accepted",
+                                                               position_age_s=185.0)))
+    card = page.locator("#call")
+    expect(card.locator(".dist")).to_have_text("1,2 km")
+    expect(card.locator(".frame")).to_have_text("Dernière position connue, il y a \u20683 min 05 s\u2069 · nord en haut")
+    expect(card.locator(".frame")).to_have_class(re.compile(r"\bwarn\b"))
+    expect(card.locator(".dial")).not_to_have_class(re.compile(r"\bunknown\b"))
+    ui.update(snapshot(call=call(acknowledged=True, state="accepted")))  # the fix is back
+    expect(card.locator(".frame")).to_have_text("nord en haut")
 
 
 @browser_test

@@ -62,7 +62,7 @@ from agent.core.indicators import OFF, OUTPUTS, RGB, WHITE, Flash, Level, Patter
 log = logging.getLogger(__name__)
 
 BUTTON_NAMES = tuple(name for name in INPUT_NAMES if name != "siren")  # the siren is a line, not a button
-OPTIONAL_BUTTONS = ("decline", "cleared")
+OPTIONAL_BUTTONS = ("decline", "cleared", "silent_emergency")  # when [gpio] wires them
 
 # Packages each factory needs, for a clear error when one is missing.
 _FACTORY_PACKAGES = {"lgpio": "lgpio", "rpigpio": "RPi.GPIO", "pigpio": "pigpio", "native": None, "mock": None}

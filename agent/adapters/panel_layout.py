@@ -36,7 +36,7 @@ from agent.adapters.display_text import DisplayError, FontSet
 from agent.adapters.panel_paint import BLACK, MARK_W, WHITE, Box, Flow, Painter, Placed, arrow_polygon
 from agent.core import geo
 from agent.core.i18n import Catalog
-from agent.core.panel_view import CallSummary, PanelView
+from agent.core.panel_view import CallSummary, PanelView, format_age
 
 MIN_SIZE = (128, 64)
 NATURE_SIZES = [16, 15, 14, 13, 12]
@@ -78,7 +78,9 @@ class PanelLayout:
         image = Image.new(self.mode, self.size, BLACK)
         painter = Painter(image, self.fonts, catalog.direction == "rtl")
         pages = 1
-        if view.emergency != "none":
+        if view.crash_prompt_s is not None:
+            self._crash(painter, view.crash_prompt_s, catalog)
+        elif view.emergency != "none":
             self._emergency(painter, view, catalog)
         elif view.call is not None:
             pages = self._call(painter, view, page)
@@ -245,6 +247,9 @@ class PanelLayout:
         # direction instead, on the whole row: Arabic names are long ("شمال غرب").
         if call.compass:
             distance = f"{distance} {c.compass(call.compass)}"
+        if call.position_age_s is not None:
+            # From where the unit was last known (the fix went, or a restart without one): how long ago.
+            distance = f"{distance} · {format_age(call.position_age_s, c)}"
         p.text("distance", whole, distance, [20, 18, 16, 14, 13, 12, 11, 10], bold=True)
 
     @staticmethod
@@ -263,6 +268,17 @@ class PanelLayout:
         mask = big.resize((w, h), Image.Resampling.BOX).point(lambda v: 255 if v >= 128 else 0, mode="1")
         p.image.paste(WHITE, (icon[0], icon[1]), mask)
         p.shape("arrow", icon)
+
+    def _crash(self, p: Painter, seconds: int, c: Catalog) -> None:
+        """A crash found: "Chute détectée – appuyez ACK pour annuler (N s)", framed as a pending alarm."""
+        w, h = p.width, p.height
+        p.draw.rectangle((0, 0, w - 1, h - 1), outline=WHITE, width=3)
+        split = round(h * 0.40)
+        p.text("crash-title", (5, 3, w - 5, split), c("crash.title"), [20, 18, 16, 15, 14, 13], bold=True,
+               align="center")
+        box = p.box(6, split + 1, w - 6, h - 4)
+        flow = p.flow(c("crash.cancel", seconds=seconds), box, [14, 13, 12, 11, 10], bold=True, max_lines=2)
+        p.draw_flow("crash-cancel", box, flow, 0)
 
     def _emergency(self, p: Painter, view: PanelView, c: Catalog) -> None:
         w, h = p.width, p.height

@@ -16,7 +16,8 @@ link is up, send in lane order:
 1. ``EMERGENCY``, ``STATUS`` (status, call responses, config results), then
    ``LIVE`` telemetry on ``telemetry``; these may use the whole in-flight
    window (``link.max_inflight``).
-2. ``BACKLOG`` telemetry on ``telemetry/backlog``, oldest first, with at most
+2. ``BACKLOG``: telemetry on ``telemetry/backlog`` (and crash traces on their own
+   ``crash/trace``), oldest first, with at most
    ``backlog_window`` in flight (kept below the link's window so live
    traffic always finds a free slot and never queues behind backlog in paho)
    and, if ``backlog_rate_limit`` is set, at most that many per second.
@@ -282,7 +283,9 @@ class Uplink:
         for i, (group, payload) in enumerate(groups):
             rec = group[0]
             backlog = rec.lane is Lane.BACKLOG
-            topic = rec.topic + BACKLOG_SUFFIX if backlog else rec.topic
+            # Telemetry that could not go live goes on telemetry/backlog; other backlog-lane messages (a
+            # crash trace: bulky, never urgent) keep their own topic.
+            topic = rec.topic + BACKLOG_SUFFIX if backlog and rec.seq is not None else rec.topic
             on_ack = self._ack_callback(tuple([r.id for r in group]), backlog)  # of a list: see nmea._gsa
             self._in_flight += 1
             self._backlog_in_flight += backlog

@@ -95,6 +95,8 @@ A JSON object; times are ISO 8601 UTC strings (``2024-03-01T10:20:30Z``)::
                               |"cleared"|"cancelled",
                      "acknowledged": bool,     # accepted or declined by the crew
                      "distance_m": float|null, "bearing_deg": float|null,
+                     "position_age_s": float|null,  # distance and bearing are from the last known
+                                                    # position, that old (null: the current fix)
                      "updated": ISO,
                      "age_verified": bool,     # optional (default true): false while the unit has no
                                                # trusted time, so "created" cannot be compared with "now"
@@ -102,6 +104,10 @@ A JSON object; times are ISO 8601 UTC strings (``2024-03-01T10:20:30Z``)::
                      "stale": bool|null,       # already older than the limit when it arrived
                      "answer_in_s": float},    # it took the screen a moment ago: answers are
                                                # taken after this many seconds (the read rule)
+     "crash": null | {"prompt_s": int,    # a crash found (agent/core/officer_down.py): seconds left
+                      "alarm": bool,       # true: the pre-alarm's window; false: a minor prompt
+                      "text": str},        # "Chute détectée – appuyez ACK pour annuler (N s)", in the
+                                           # screen's language; the band shows it
      "waiting": int,                      # calls not yet accepted behind the one shown
      "notice": null | {"kind": "refused"|"cancelled"|..., "text": str,
                        "id": str|int,         # optional id: same text twice shows twice
@@ -166,6 +172,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from agent.adapters.web_ui_sounds import alert_sounds
+from agent.adapters.web_ui_stream import EventStream, StreamClient
 from agent.core import screen_rules
 from agent.core.events import ButtonPressed, ButtonReleased
 
@@ -229,7 +236,7 @@ class WebUi:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: uvicorn.Server | None = None
-        self._clients: set[_Client] = set()
+        self._clients: set[StreamClient] = set()
         self._closing = False
 
     # ----------------------------------------------------------- lifecycle
@@ -389,7 +396,7 @@ class WebUi:
                 Route("/sounds/{name}", self._sound),
                 Route("/fonts/{name}", self._font),
                 Route("/api/snapshot", self._snapshot),
-                Route("/api/events", _EventStream(self)),
+                Route("/api/events", EventStream(self)),
                 Route("/api/input", self._input, methods=["POST"]),
             ]
         )
@@ -497,88 +504,3 @@ class _Server(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
         self._ready.set()
-
-
-class _Client:
-    """One page's stream: a queue of one, the newest snapshot."""
-
-    def __init__(self) -> None:
-        self.pending: bytes | None = None
-        self.closed = False
-        self.wake = asyncio.Event()
-
-    def offer(self, blob: bytes) -> None:
-        self.pending = blob  # replaces an unsent older one: only the newest matters
-        self.wake.set()
-
-    def close(self) -> None:
-        self.closed = True
-        self.wake.set()
-
-
-class _EventStream:
-    """``GET /api/events``: a raw ASGI app, so a page's disconnect is seen at once."""
-
-    def __init__(self, ui: WebUi):
-        self.ui = ui
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        ui = self.ui
-        if ui._closing or len(ui._clients) >= ui.max_clients:
-            response = Response(
-                "too many screens or shutting down\n",
-                status_code=503,
-                media_type="text/plain",
-                headers={"Retry-After": "2"},
-            )
-            await response(scope, receive, send)
-            return
-        client = _Client()
-        with ui._lock:
-            client.pending = ui._blob
-        ui._clients.add(client)
-
-        async def watch_disconnect() -> None:
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    client.close()
-                    return
-
-        watcher = asyncio.create_task(watch_disconnect())
-        try:
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [
-                        (b"content-type", b"text/event-stream; charset=utf-8"),
-                        (b"cache-control", b"no-store"),
-                        (b"x-accel-buffering", b"no"),
-                    ],
-                }
-            )
-            hello = json.dumps({"version": ui._version, "ping_s": ui.ping_s})
-            await self._emit(send, f"retry: 1000\nevent: hello\ndata: {hello}\n\n".encode())
-            while not client.closed:
-                blob, client.pending = client.pending, None
-                if blob is not None:
-                    await self._emit(send, b"event: snapshot\ndata: " + blob + b"\n\n")
-                    continue
-                client.wake.clear()
-                if client.pending is not None or client.closed:
-                    continue
-                try:
-                    await asyncio.wait_for(client.wake.wait(), ui.ping_s)
-                except asyncio.TimeoutError:
-                    await self._emit(send, b"event: ping\ndata: {}\n\n")
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except OSError:
-            pass  # the page went away mid-write
-        finally:
-            ui._clients.discard(client)
-            watcher.cancel()
-
-    @staticmethod
-    async def _emit(send: Callable, data: bytes) -> None:
-        await send({"type": "http.response.body", "body": data, "more_body": True})

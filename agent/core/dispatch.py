@@ -56,6 +56,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, get_args
 
 from . import inbound_text
+from .call import _ORDER, Call, CallAge, call_age, iso  # noqa: F401  (the call itself; dispatch's users import them here)
 from .messages import NEW_CALL_NEEDS, CallMessage, Response, validate_call
 
 
@@ -65,7 +66,6 @@ REMEMBERED_IDS = 512
 
 # Response codes.
 RESPONSES: tuple[str, ...] = get_args(Response)
-_ORDER = {"new": 0, "received": 1, "accepted": 2, "en_route": 3, "on_scene": 4, "cleared": 5}
 # Status the unit takes when the crew gives a response (None: unchanged).
 STATUS_AFTER_RESPONSE = {"en_route": "en_route", "on_scene": "on_scene", "cleared": "available"}
 # How long a call must have been on the screen before the crew's answer to it is taken.
@@ -138,99 +138,6 @@ TRANSITIONS: dict[str, dict[str, To | Refuse]] = {
         "cleared": To("cleared"),
     },
 }
-
-
-@dataclass(frozen=True, slots=True)
-class CallAge:
-    """How old a call was when it reached the unit, judged on trusted time only.
-
-    ``age_s`` is None when the unit has no trusted time (the age is unverified);
-    ``stale`` is then None too, else whether it exceeds the limit.
-    """
-
-    age_s: float | None
-    stale: bool | None
-
-    @property
-    def verified(self) -> bool:
-        return self.age_s is not None
-
-
-def call_age(call: "Call", now_utc: dt.datetime, trusted: bool, now_mono: float, stale_after_s: float) -> CallAge:
-    """The age ``call`` had when it reached the unit (``received_mono``), on trusted time.
-
-    ``now_utc`` is the unit's best time and ``trusted`` whether that time is
-    (``agent.core.telemetry.TRUSTED_TIME_SOURCES``). A ``created`` in the future
-    (the dispatcher's clock ahead) counts as age 0. ``stale_after_s`` 0: never stale.
-    """
-    if not trusted:
-        return CallAge(None, None)
-    age = (now_utc - call.created).total_seconds() - max(0.0, now_mono - call.received_mono)
-    age = max(0.0, age)
-    return CallAge(round(age, 1), bool(stale_after_s) and age > stale_after_s)
-
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    """A call the unit holds, with where the crew is with it."""
-
-    id: str
-    priority: int
-    nature: str
-    address: str
-    created: dt.datetime
-    code: str | None = None
-    address_short: str | None = None  # the dispatcher's short form, for the small panel
-    location: tuple[float, float] | None = None
-    details: str | None = None
-    caller: str | None = None
-    state: str = "new"  # new, received, accepted, en_route, on_scene
-    received_mono: float = 0.0
-    updated: dt.datetime | None = None
-
-    @property
-    def acknowledged(self) -> bool:
-        return _ORDER[self.state] >= _ORDER["accepted"]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "priority": self.priority,
-            "nature": self.nature,
-            "code": self.code,
-            "address": self.address,
-            "address_short": self.address_short,
-            "location": {"lat": self.location[0], "lon": self.location[1]} if self.location else None,
-            "details": self.details,
-            "caller": self.caller,
-            "created": iso(self.created),
-            "state": self.state,
-            "updated": iso(self.updated) if self.updated else None,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Call":
-        loc = data.get("location")
-        return cls(
-            id=data["id"],
-            priority=int(data["priority"]),
-            nature=data["nature"],
-            address=data["address"],
-            created=dt.datetime.fromisoformat(data["created"].replace("Z", "+00:00")),
-            code=data.get("code"),
-            address_short=data.get("address_short"),
-            location=(loc["lat"], loc["lon"]) if loc else None,
-            details=data.get("details"),
-            caller=data.get("caller"),
-            state=data.get("state", "new"),
-            updated=dt.datetime.fromisoformat(data["updated"].replace("Z", "+00:00")) if data.get("updated") else None,
-        )
-
-
-def iso(value: dt.datetime) -> str:
-    """UTC ISO 8601 with milliseconds and a ``Z``."""
-    value = value.astimezone(dt.timezone.utc)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
 # ---------------------------------------------------------------- outcomes

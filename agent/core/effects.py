@@ -36,3 +36,24 @@ class Shutdown:
     """
 
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoreCrashTrace:
+    """Store a crash trace at once (agent/core/crash_watch.py): its ``crash/trace`` messages.
+
+    Handed out at the finding (``complete`` False: what came before and the impact) and again
+    complete; the shell writes it to the state directory (in memory when the disk fails) and
+    answers the ``crash_trace`` command with it.
+    """
+
+    trace_id: str
+    parts: tuple[bytes, ...]  # each a crash/trace message
+    complete: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Announce:
+    """Say the crash prompt on the helmet intercom (when speech is enabled): ``seconds`` to cancel."""
+
+    seconds: int

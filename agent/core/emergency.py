@@ -15,6 +15,7 @@ The machine is the table :data:`TRANSITIONS` below: for every state, what every 
 
     state         input                          next          event
     NONE          press                          HOLDING       HoldStarted
+    NONE, HOLDING raise_now (a crash detected)    PENDING       AlarmRaised
     HOLDING       release before hold_s          NONE          HoldAborted
     HOLDING       deadline (held for hold_s)     PENDING       AlarmRaised
     PENDING       cancel (the ``ack`` button)    NONE          AlarmCancelled
@@ -311,6 +312,19 @@ class Emergency:
     def press(self, now: float) -> list[EmergencyEvent]:
         """The emergency button went down (panel or touch)."""
         return self._advance(now) + self._apply(Input.PRESS, now)
+
+    def raise_now(self, now: float, cancel_s: float) -> list[EmergencyEvent]:
+        """Raise the alarm without a hold (a crash detected, agent/core/officer_down.py), with its own
+        cancel window ``cancel_s``. From NONE, or HOLDING (a hold in progress ends in this alarm);
+        an alarm already out stays as it is."""
+        events = self._advance(now)
+        if self._state in (EmergencyState.NONE, EmergencyState.HOLDING):
+            self._alarm_id = self._new_id()
+            self._state = EmergencyState.PENDING
+            self._pressed_at = None
+            self._deadline = now + max(0.0, cancel_s)
+            events.append(AlarmRaised(now, self._state, self._alarm_id, self._deadline))
+        return events
 
     def release(self, now: float) -> list[EmergencyEvent]:
         """The emergency button came up."""

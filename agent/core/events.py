@@ -170,3 +170,34 @@ class IgnitionChanged:
 
     on: bool
     mono: float
+
+
+# --------------------------------------------------------- crash sensor
+
+
+@dataclass(frozen=True, slots=True)
+class ImuSamples:
+    """A batch of the crash sensor's samples: ``(t, ax, ay, az, gx, gy, gz)`` each, ``t`` the
+    kernel's time stamp on the monotonic clock, g and °/s in the board's frame
+    (agent/adapters/imu_reader.py)."""
+
+    samples: tuple[tuple[float, float, float, float, float, float, float], ...]
+    mono: float
+
+
+@dataclass(frozen=True, slots=True)
+class ImuState:
+    """The crash sensor is reading (``ok``) or not (``lost``: missing, vanished, silent), and why."""
+
+    state: str
+    detail: str
+    mono: float
+
+
+@dataclass(frozen=True, slots=True)
+class StorageChanged:
+    """Whether everything the unit keeps reaches its card (agent/storage_health.py), and why not."""
+
+    durable: bool
+    reason: str | None
+    mono: float

@@ -15,12 +15,13 @@ Logical outputs (keys of a plan) and what they show:
             crew acknowledges it, then steady on while the call is open. A pattern that
             ends (``call_p3`` repeats 3 times) leaves the LED on: the call is still there.
     alarm   off: no alarm; steady on while the emergency button is being held (the press
-            registers); ``emergency_pending`` (fast) in the cancel window;
+            registers); ``emergency_pending`` (fast) in the cancel window and while a crash
+            prompt waits for ``ack`` (agent/core/officer_down.py);
             ``emergency_active`` (1 Hz) until dispatch acknowledges; then
             ``emergency_acknowledged`` (a short flash every 2 s: the blinking calms down,
             help knows).
-    buzzer  ``emergency_pending`` in the cancel window (the officer must notice it is
-            open); otherwise the call's priority pattern until acknowledged; otherwise
+    buzzer  ``emergency_pending`` in the cancel window and during a crash prompt (the
+            officer must notice it is open); otherwise the call's priority pattern until acknowledged; otherwise
             silent. Once an alarm is out the buzzer stays silent, call or not: a beeping
             panel next to an aggressor helps nobody. One-shots: ``accepted`` chirp,
             ``refused`` long beep.
@@ -119,6 +120,7 @@ class IndicatorView:
     call_priority: int | None = None  # None: no open call; 1 most urgent .. 3
     call_acknowledged: bool = False
     emergency: EmergencyState = EmergencyState.NONE
+    crash_prompt: bool = False  # a minor crash's prompt: sounds and blinks like a pending alarm
 
     def __post_init__(self) -> None:
         if self.status not in STATUS_COLOURS:
@@ -156,14 +158,16 @@ def indicator_plan(view: IndicatorView, patterns: Mapping[str, PatternLike] | No
         plan["call"] = Steady(True)
 
     state = view.emergency
-    if state is EmergencyState.NONE:
+    if state is EmergencyState.NONE and view.crash_prompt:
+        plan["alarm"] = pattern("emergency_pending", patterns)
+    elif state is EmergencyState.NONE:
         plan["alarm"] = Steady(False)
     elif state is EmergencyState.HOLDING:
         plan["alarm"] = Steady(True)
     else:
         plan["alarm"] = pattern(f"emergency_{state.value}", patterns, then=True)
 
-    if state is EmergencyState.PENDING:
+    if state is EmergencyState.PENDING or (state is EmergencyState.NONE and view.crash_prompt):
         plan["buzzer"] = pattern("emergency_pending", patterns)
     elif state in (EmergencyState.ACTIVE, EmergencyState.ACKNOWLEDGED):
         plan["buzzer"] = Steady(False)

@@ -43,7 +43,8 @@ INBOUND_ALARM_ID_PATTERN = r"^\s*[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0
 _CALL_ID = re.compile(CALL_ID_PATTERN)
 ACTIONS = ("new", "update", "cancel")
 PRIORITIES = (1, 2, 3)
-CommandName = Literal["report_position", "flush_backlog"]
+CommandName = Literal["report_position", "flush_backlog", "crash_trace"]
+TRACE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 # What an action "new" (or an update for a call the unit does not hold) must carry.
 NEW_CALL_NEEDS = ("priority", "nature", "address", "created")
 
@@ -346,9 +347,20 @@ class ConfigSet(Request):
     sig: _CONFIG_SIG  # type: ignore[valid-type]
 
 
+def _trace_ref(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not re.match(TRACE_ID_PATTERN, value):
+        raise _problem("must be a crash trace id: 1 to 64 letters, digits, _ . : - (the alarm's crash.trace)")
+    return value
+
+
 class CommandRequest(Request):
     id: _REQUEST_ID
     command: Annotated[CommandName, BeforeValidator(_command)]
+    trace: Annotated[str | None, Field(default=None, pattern=TRACE_ID_PATTERN, description=(
+        "crash_trace: the trace to send again (an alarm's crash.trace, a crash/trace message's id)")),
+        BeforeValidator(_trace_ref)]
     expires: _COMMAND_EXPIRES  # type: ignore[valid-type]
     issued: _REQUEST_ISSUED
     sig: _COMMAND_SIG  # type: ignore[valid-type]
@@ -470,6 +482,13 @@ class ReceiverState(Outbound):
     receiver: Receiver
 
 
+_DURABLE_DESCRIPTION = ("true when everything the unit keeps (outbox, unit state, replay memory, remote config) "
+                        "reaches its SD card; false when the card refuses (full, read-only, failing): the unit "
+                        "still reports, takes calls and raises alarms, keeping in memory what it cannot store, "
+                        "and becomes durable again by itself")
+_DURABLE_REASON_DESCRIPTION = "why the unit is not durable, in words for a person; null when durable"
+
+
 class Status(Outbound):
     status: StatusCode
     siren: bool
@@ -479,6 +498,30 @@ class Status(Outbound):
     fix: ReceiverState
     ts: Timestamp
     time_source: TimeSource
+    durable: bool = Field(default=None, description=_DURABLE_DESCRIPTION)  # type: ignore[assignment]
+    durable_reason: str | None = Field(default=None, description=_DURABLE_REASON_DESCRIPTION)
+
+
+AlarmReason = TypeAliasType("AlarmReason", Annotated[Literal["button", "crash", "man_down"], Field(
+    description="why the alarm went out: button, the emergency button (or the silent gesture); crash, a crash the unit "
+                "detected; man_down, the vehicle down and still after a fall nobody answered",
+)])
+CrashCause = Literal["impact", "hard_impact", "fall", "man_down"]
+CrashSeverity = Literal["severe", "minor"]
+
+
+class CrashSummary(Outbound):
+    """What the crash sensor found (docs/crash-detection.md); the full trace is on crash/trace."""
+
+    trace: Annotated[str, Field(pattern=TRACE_ID_PATTERN, description="the crash trace's id (crash/trace, cmd crash_trace)")]
+    cause: Annotated[CrashCause, Field(description="the rule: impact (along the vehicle after speed), hard_impact "
+                                                   "(any direction), fall (on its side, then still), man_down")]
+    severity: CrashSeverity
+    peak_g: Annotated[float, Field(ge=0, description="largest acceleration beyond gravity around the impact, g "
+                                                     "(up to the alarm; the trace has the whole)")]
+    speed_before: Annotated[float | None, Field(ge=0, description="GNSS speed before the impact, m/s; null: no fix")]
+    roll_deg: Annotated[float, Field(ge=0, le=180, description="tilt from upright when detected, degrees (90: on its side)")]
+    impact_ts: Timestamp
 
 
 class Alarm(Outbound):
@@ -491,6 +534,49 @@ class Alarm(Outbound):
     fix: Fix
     status: StatusCode
     cancel_until: Timestamp = Field(default=None, description="end of the cancel window; only while pending")  # type: ignore[assignment]
+    time_source: TimeSource
+    reason: AlarmReason
+    silent: Annotated[bool, Field(description="the silent emergency: nothing on the unit shows or sounds it. Do not call "
+                                              "the unit back on the radio's open channel")]
+    crash: CrashSummary = Field(default=None, description="reason crash or man_down: what the sensor found")  # type: ignore[assignment]
+
+
+class TraceSamples(Outbound):
+    frame: Literal["vehicle"] = Field(description="x forward, y left, z up")
+    fields: list[str] = Field(description="t_ms (from the impact), ax_mg ay_mg az_mg (milli-g, 1000 = 1 g), "
+                                          "gx_ddps gy_ddps gz_ddps (tenths of a degree per second)")
+    samples: list[list[int]]
+
+
+class TraceFixes(Outbound):
+    fields: list[str] = Field(description="t_ms (from the impact), lat, lon (degrees), speed (m/s)")
+    samples: list[list[float | None]]
+
+
+class CrashTraceMessage(Outbound):
+    """The samples around a crash finding (docs/crash-detection.md). Sent once complete, on the backlog lane."""
+
+    unit: UnitId
+    id: Annotated[str, Field(pattern=TRACE_ID_PATTERN, description="the trace's id, unique; the alarm's crash.trace")]
+    alarm: Annotated[str | None, Field(description="the alarm the finding raised (its id), or null (a minor "
+                                                         "finding: a prompt only)")]
+    complete: Annotated[bool, Field(description="false: only what came before and the impact (the unit stopped "
+                                                "before the span after it had passed)")]
+    part: Annotated[int, Field(ge=1, description="this message's part of the trace, from 1 (the samples are split in "
+                                                 "parts of at most 800; every part carries the rest)")]
+    parts: Annotated[int, Field(ge=1, description="how many parts the trace has")]
+    cause: CrashCause
+    severity: CrashSeverity
+    impact_ts: Timestamp
+    peak_g: Annotated[float, Field(ge=0)]
+    speed_before: Annotated[float | None, Field(ge=0)]
+    roll_deg: Annotated[float, Field(ge=0, le=180)]
+    rate_hz: Annotated[float, Field(ge=1)]
+    from_s: Annotated[float, Field(le=0, description="the span, seconds from the impact")]
+    to_s: Annotated[float, Field(ge=0)]
+    imu: TraceSamples
+    gnss: TraceFixes
+    ts: Timestamp
     time_source: TimeSource
 
 
@@ -545,6 +631,8 @@ class Birth(Outbound):
     time_source: TimeSource = Field(default=None)  # type: ignore[assignment]
     seq_start: Annotated[int, Field(ge=0, description="the first telemetry seq of this run")]
     seq_gap: Annotated[SeqGap | None, Field(description="The seq range this run declares may never come (the crash tail of the run before and the unused reservation), or null (after a clean stop or a power-fail commit). Every seq a consumer can miss is received or inside a declared range; the range is a bound: seq inside it may still arrive (as backlog). A consumer keeps per unit the seq received and the ranges declared; over the span from the lowest seq known (a report or a seq_start) to the highest received, a seq not received is 'declared lost' inside a declared range and 'lost in transit' otherwise (final once the unit's backlog has drained). See 'Counting lost reports' in docs/mqtt-api.md; hil/seq_ledger.py implements it.")]
+    durable: bool = Field(default=None, description=_DURABLE_DESCRIPTION)  # type: ignore[assignment]
+    durable_reason: str | None = Field(default=None, description=_DURABLE_REASON_DESCRIPTION)
 
 
 class Offline(Outbound):
@@ -626,6 +714,10 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "Status": Status,
     "ReceiverState": ReceiverState,
     "Alarm": Alarm,
+    "CrashSummary": CrashSummary,
+    "CrashTrace": CrashTraceMessage,
+    "TraceSamples": TraceSamples,
+    "TraceFixes": TraceFixes,
     "Birth": Birth,
     "Offline": Offline,
     "SeqGap": SeqGap,
@@ -637,7 +729,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "Command": CommandRequest,
 }
 # Named shared schemas (type aliases) generated with them.
-ALIASES = ("Timestamp", "TimeSource", "UnitId", "StatusCode", "Receiver", "Online")
+ALIASES = ("Timestamp", "TimeSource", "UnitId", "StatusCode", "Receiver", "Online", "AlarmReason")
 
 
 class _DocumentSchema(GenerateJsonSchema):

@@ -60,11 +60,14 @@ class CallSummary:
     code: str | None = None  # the dispatcher's short form of the nature, when the call has one
     address_short: str | None = None  # and of the address
     stale: bool = False  # already older than [panel] stale_call_after_s when it arrived (trusted time)
+    # Distance and bearing are from a position no longer current (lost fix, or from before a restart),
+    # this many seconds old: shown with that age, and no arrow (the heading is not known now).
+    position_age_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.priority not in (1, 2, 3):
             raise ValueError(f"priority must be 1, 2 or 3, got {self.priority!r}")
-        for name in ("distance_m", "bearing_deg", "relative_bearing_deg", "age_s"):
+        for name in ("distance_m", "bearing_deg", "relative_bearing_deg", "age_s", "position_age_s"):
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
                 raise ValueError(f"{name} must be finite or None, got {value!r}")
@@ -106,6 +109,9 @@ class PanelView:
     waiting: int = 0  # calls waiting behind the one on show, not yet accepted
     hold_progress: float | None = None  # 0..1 while the emergency button is held (not yet an alarm)
     cancel_left_s: int | None = None  # whole seconds left to cancel a pending alarm (with the ack button)
+    # A crash found (agent/core/officer_down.py): whole seconds left to cancel its pre-alarm or answer its
+    # prompt with ack; the display then says "Chute détectée – appuyez ACK pour annuler (N s)".
+    crash_prompt_s: int | None = None
 
     def __post_init__(self) -> None:
         if self.lang not in LANGUAGES:
@@ -122,6 +128,8 @@ class PanelView:
             raise ValueError(f"hold_progress must be within 0..1, got {self.hold_progress!r}")
         if self.cancel_left_s is not None and self.cancel_left_s < 0:
             raise ValueError(f"cancel_left_s must be >= 0, got {self.cancel_left_s!r}")
+        if self.crash_prompt_s is not None and self.crash_prompt_s < 0:
+            raise ValueError(f"crash_prompt_s must be >= 0, got {self.crash_prompt_s!r}")
 
     @property
     def has_fix(self) -> bool:
@@ -142,8 +150,12 @@ def summarize_call(
     code: str | None = None,
     address_short: str | None = None,
     stale: bool = False,
+    position_age_s: float | None = None,
 ) -> CallSummary:
     """The call as the panel shows it, seen from the vehicle's current fix.
+
+    ``position_age_s``: ``fix`` is the last known position, no longer current, that old: distance
+    and compass bearing are still given (marked with that age), the relative arrow is not.
 
     ``location`` is the call's (lat, lon) or None; ``fix`` the latest GNSS
     epoch (an invalid one counts as no position). The track is used when the
@@ -157,7 +169,7 @@ def summarize_call(
         if distance >= NEAR_M:
             bearing = geo.initial_bearing_deg(fix.lat, fix.lon, lat, lon)
             moving = fix.speed is None or fix.speed >= min_speed_mps
-            if fix.track is not None and math.isfinite(fix.track) and moving:
+            if fix.track is not None and math.isfinite(fix.track) and moving and position_age_s is None:
                 relative = geo.relative_bearing_deg(bearing, fix.track)
     return CallSummary(
         id=call_id,
@@ -173,6 +185,7 @@ def summarize_call(
         code=code.strip() or None if code else None,
         address_short=address_short.strip() or None if address_short else None,
         stale=stale,
+        position_age_s=position_age_s if distance is not None else None,
     )
 
 

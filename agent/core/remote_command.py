@@ -64,6 +64,7 @@ class Command:
 
     warnings: tuple[Problem, ...] = ()  # said in the result, whatever running it gives
     issued: dt.datetime | None = None  # signed by an admin key: proof of the time
+    trace: str | None = None  # crash_trace: the trace to send again
 
     def done(self, errors: tuple[Problem, ...] = ()) -> CommandResult:
         return CommandResult(self.id, not errors, self.command, errors, self.warnings)
@@ -98,6 +99,8 @@ def parse_command(payload: bytes, config: AgentConfig, now: dt.datetime | UnitCl
     shown = name if isinstance(name, str) and name in COMMANDS else None
 
     problems += [Problem(loc, msg) for loc, msg in messages.request_problems(messages.CommandRequest, data)]
+    if shown == "crash_trace" and data.get("trace") is None:
+        problems.append(Problem("trace", "required for crash_trace: the trace's id (an alarm's crash.trace)"))
     signed = bool(config.security.admin_keys)
     expires = read_expiry(data, problems, required=signed, why="for signed commands")
     stamped = read_issued(data, problems, expires, COMMAND_MAX_LIFETIME, "a command")
@@ -117,5 +120,7 @@ def parse_command(payload: bytes, config: AgentConfig, now: dt.datetime | UnitCl
     if problems:
         return reject(problems, rid, shown)
     if not recent.remember(key, expires, clock.proven):
-        return reject([Problem("id", "the unit's replay memory is full; try again later")], rid, shown)
-    return CommandOutcome(command=Command(rid, shown, expires, warnings, issued), issued=issued)  # type: ignore[arg-type]
+        return reject([Problem("id", "the unit could not keep this request's id (its replay memory is full or cannot be written); nothing was run; try again later")], rid, shown)
+    trace = data.get("trace") if shown == "crash_trace" else None
+    return CommandOutcome(command=Command(rid, shown, expires, warnings, issued, trace),  # type: ignore[arg-type]
+                          issued=issued)

@@ -24,6 +24,11 @@ How the parts fit:
 * remote config and commands (:mod:`.remote_config`) are judged by that
   module and carried out by the runtime; the unit takes a hot config change
   through :meth:`Unit.reconfigure`.
+* the crash sensor and the silent emergency (:mod:`.officer_down`): a severe
+  crash or a rider down raises the alarm with its own cancel window and
+  ``"reason": "crash"``, a minor one shows a prompt; every finding stores a
+  crash trace (``crash/trace``, backlog lane); the silent gesture raises an
+  alarm nothing on the unit shows.
 
 All "inputs" take the same path whatever their source (panel, touch,
 remote): the panel is one input among several.
@@ -40,21 +45,24 @@ from typing import Any
 from agent.config import STATUS_CODES, AgentConfig
 
 from . import alarm_id, inbound_text
+from .call import Call, CallAge, call_age
 from .dispatch import (
-    READ_FIRST, Alert, Call, CallAge, CallBook, Cancelled, Ignored, Rejected, Response, ResponseRefused, Updated,
-    call_age, iso,
+    READ_FIRST, Alert, CallBook, Cancelled, Ignored, Rejected, Response, ResponseRefused, Updated, iso,
 )
 from .effects import Feedback, Shutdown, Speak
+from .crash_watch import CrashTrace
+from .effects import Announce, StoreCrashTrace
 from .emergency import (
     AlarmAcknowledged, AlarmActivated, AlarmCancelled, AlarmCleared, AlarmRaised, AlarmRestored, CancelRefused,
-    Emergency, EmergencyEvent, EmergencyState,
+    Emergency, EmergencyEvent, EmergencyState, HoldAborted,
 )
-from .messages import Alarm, AlarmRejected, CallRejected, CallResponse, Status, Telemetry, validate_alarm_ref
+from .messages import Alarm, AlarmRejected, CallRejected, CallResponse, CrashTraceMessage, Status, Telemetry, validate_alarm_ref
 from .events import (
     ButtonPressed, ButtonReleased, DispatchRefused, Fix, FixReceived, GnssLost, GnssRestored, IgnitionChanged,
-    LinkDown, LinkUp,
-    MessageReceived, SirenChanged, Tick,
+    ImuSamples, ImuState, LinkDown, LinkUp,
+    MessageReceived, SirenChanged, StorageChanged, Tick,
 )
+from .officer_down import OfficerDown, Raise, Show, Store
 from .power import Parking
 from .publish import Lane, Publish
 from .status import StatusMachine
@@ -66,6 +74,8 @@ SUBSCRIPTIONS = ("call", "alarm/ack", "alarm/clear", "config/set", "cmd")
 DISPATCH_TOPICS = ("call", "alarm/ack", "alarm/clear")
 
 CALL_INPUTS = ("ack", "decline", "cleared")
+# Samples in one crash/trace message: at most ~40 kB, well under the fleet broker's 64 KiB packets.
+TRACE_PART_SAMPLES = 800
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +126,9 @@ class Unit:
     parking: Parking = field(default_factory=Parking)
     link_up: bool = False
     link_since: float | None = None  # monotonic time of the last link change (None: down since the start)
+    # Whether what the unit keeps reaches its card, and why not (agent/storage_health.py): said in status.
+    durable: bool = True
+    durable_reason: str | None = None
     gnss_lost: bool = False
     last_epoch: Fix | None = None
     last_epoch_mono: float | None = None
@@ -125,6 +138,7 @@ class Unit:
     status_since: dt.datetime | None = None  # when the current status was set (None: before this run)
     counters: Counters = field(default_factory=Counters)
     revision: int = 0  # bumped on every change a screen or LED shows
+    officer: OfficerDown = field(init=False)
     _status_sent: tuple[Any, ...] | None = field(default=None, init=False, repr=False)
     _fix_shown: bool = field(default=False, init=False, repr=False)
     started_mono: float = field(default=0.0, init=False)  # when this run began (monotonic)
@@ -134,10 +148,26 @@ class Unit:
         panel = self.config.panel
         self.status = StatusMachine(panel.default_status, self.config.status_buttons)
         self.emergency = Emergency(panel.emergency_hold_s, panel.emergency_cancel_s, new_id=self.alarm_ids)
+        self.officer = OfficerDown(self.config, self.alarm_ids)
         self.schedule = ReportSchedule.start(self.config.telemetry.rate_hz, self.now.mono)
         self._status_sent = self._status_key()
 
     # ------------------------------------------------------------ restart
+
+    def restore_fix(self, fix: Fix, age_s: float, now: Now) -> None:
+        """The last valid fix a previous run stored, ``age_s`` old now (agent/core/last_fix.py).
+
+        Reported as the last known position, its age growing, until a new fix comes; it is
+        not the unit's fix now (``mode`` 1, ``receiver`` says why) and gives no time."""
+        if self.last_valid is None and fix.valid:
+            self.last_valid, self.last_valid_mono = fix, now.mono - max(0.0, age_s)
+            self.revision += 1
+
+    def last_fix_utc(self, now: Now) -> dt.datetime | None:
+        """The UTC of the last valid fix: its own when the receiver gave a date, else the unit's best clock then."""
+        if self.last_valid is None or self.last_valid_mono is None:
+            return None
+        return self.last_valid.timestamp or self.best_time(now)[0] - dt.timedelta(seconds=now.mono - self.last_valid_mono)
 
     def restore(self, state: dict[str, Any], now: Now) -> list[Any]:
         """Put back what a previous run stored; returns what must be re-published."""
@@ -151,9 +181,13 @@ class Unit:
             for call in list(self.calls.calls.values()):
                 if call.state == "new":
                     self._respond("received", now, out, call.id)
-        # Last, so the status republished with a live alarm carries the restored status and call.
+        # Last, so the status republished with a live alarm carries the restored status and call
+        # (and what it said: a silent alarm stays silent, a crash alarm keeps its summary).
         if "emergency" in state:
+            self.officer.restore(state.get("alarm"))
             self._emergency_events(self.emergency.restore(state["emergency"], now.mono), now, out)
+            if not self.emergency.alarm_out:
+                self.officer.ended()
         self._status_sent = self._status_key()  # the broker keeps the last one; LinkUp republishes it
         self.revision += 1
         return out
@@ -164,6 +198,7 @@ class Unit:
             "status": self.status.state,
             "status_since": iso(self.status_since) if self.status_since else None,
             "emergency": self.emergency.snapshot(),
+            "alarm": self.officer.snapshot(),
             "calls": self.calls.snapshot(),
         }
 
@@ -181,6 +216,7 @@ class Unit:
             self.status = StatusMachine(self.status.state, config.status_buttons)
         self.emergency.hold_s = config.panel.emergency_hold_s
         self.emergency.cancel_s = config.panel.emergency_cancel_s
+        self.officer.reconfigure(config)
         self.revision += 1
 
     # ------------------------------------------------------------- events
@@ -194,9 +230,15 @@ class Unit:
         # handled after it. Deadlines first, up to the event's time, so it meets up-to-date state.
         at = min(getattr(event, "mono", now.mono), now.mono)
         self._emergency_events(self.emergency.tick(at), now, out)
+        self._officer_tick(now, out)
         match event:
             case FixReceived(fix=fix, mono=mono):
                 self._on_fix(fix, mono, now, out)
+            case ImuSamples(samples=samples):
+                self._on_imu(samples, now, out)
+            case ImuState(state=sensor, detail=detail) if self.officer.watch is not None:
+                self.officer.watch.sensor, self.officer.watch.sensor_detail = sensor, detail
+                self.revision += 1
             case GnssLost():
                 self.gnss_lost = True
                 self.revision += 1
@@ -207,11 +249,15 @@ class Unit:
                 self._on_press(name, source, now, out, at)
             case ButtonReleased(name="emergency"):
                 self._emergency_events(self.emergency.release(at), now, out)
+            case ButtonReleased(name="silent_emergency") if self.config.panel.silent_gesture == "input":
+                self._emergency_events(self.emergency.release(at), now, out)
             case SirenChanged(on=on) if on != self.siren:
                 self.siren = on
                 out.append(self._status_message(now))
             case IgnitionChanged(on=on) if on != self.parking.ignition:
                 self.parking.ignition = on
+                if self.officer.watch is not None:
+                    self.officer.watch.on_ignition(on)
                 self.revision += 1
             case LinkUp():
                 self.link_up = True
@@ -232,6 +278,10 @@ class Unit:
                 self._on_message(topic, payload, now, out)
             case DispatchRefused(topic=topic, id=ref, error=error):
                 self._refuse_dispatch(topic, ref, error, now, out)
+            case StorageChanged(durable=durable, reason=reason):
+                # The status message says it (its key below changes): dispatch knows what may not survive.
+                self.durable, self.durable_reason = durable, (None if durable else reason)
+                self.revision += 1
             case Tick():
                 pass
         if self.has_fix(now.mono) != self._fix_shown:
@@ -253,6 +303,8 @@ class Unit:
             deadlines.append(parked)
         if (alarm := self.emergency.next_deadline()) is not None:
             deadlines.append(alarm)
+        if (officer := self.officer.next_deadline()) is not None:
+            deadlines.append(officer)
         return min(deadlines)
 
     # -------------------------------------------------------------- power
@@ -267,7 +319,7 @@ class Unit:
         return self.config.power.parked_rate_hz if self.parked else self.config.telemetry.rate_hz
 
     def _update_parking(self, now: Now, out: list[Any]) -> None:
-        busy = self.calls.shown() is not None or self.emergency.state.value != "none"
+        busy = self.calls.shown() is not None or self.emergency.state.value != "none" or self.officer.prompt is not None
         if self.parking.update(self.parking.is_parked(self.status.state, busy), now.mono):
             self.schedule.set_rate(self.report_rate_hz, now.mono)
             self.revision += 1
@@ -280,6 +332,8 @@ class Unit:
         was_fix = self.has_fix(mono)
         self.last_epoch, self.last_epoch_mono = fix, mono
         self.gnss_lost = False
+        if self.officer.watch is not None:
+            self.officer.watch.on_fix(fix, mono)
         if fix.valid:
             self.last_valid, self.last_valid_mono = fix, mono
             self.timebase.on_fix(fix, mono)
@@ -301,14 +355,28 @@ class Unit:
     # ------------------------------------------------------------- inputs
 
     def _on_press(self, name: str, source: str, now: Now, out: list[Any], at: float) -> None:
+        gesture = self.config.panel.silent_gesture
         if name == "emergency":
             self._emergency_events(self.emergency.press(at), now, out)
+        elif name == "silent_emergency" and gesture == "input":
+            # The hidden switch: a hold like the emergency button's, silent from the first moment.
+            if self.emergency.state is EmergencyState.NONE:
+                self.officer.silent_hold = True
+            self._emergency_events(self.emergency.press(at), now, out)
+        elif name == "ack" and source != "touch" and gesture == "emergency+ack" and \
+                self.emergency.state is EmergencyState.HOLDING:
+            # ``ack`` joining a held ``emergency``: the silent emergency. No chirp, no beep, nothing shown.
+            self.officer.silent_hold = True
+            self.revision += 1
         elif name == "ack":
             # The panel's ``ack`` is also its alarm cancel. The touchscreen has a control of its
             # own for that ("emergency_cancel"): there ``ack`` is the "accept" button and only accepts.
             panel = source != "touch"
             if panel and self.emergency.cancellable:
                 self._emergency_events(self.emergency.cancel(at), now, out)
+            elif panel and self.officer.dismiss():
+                self.revision += 1  # the crash prompt answered: the rider is conscious
+                out.append(Feedback("accepted"))
             elif self._respond("accepted", now, out):
                 out.append(Feedback("accepted"))
             elif self.calls.unread(now.mono):
@@ -325,6 +393,9 @@ class Unit:
             # closed is refused and cannot accept a call instead.
             if self.emergency.alarm_out:
                 self._emergency_events(self.emergency.cancel(at), now, out)
+            elif self.officer.dismiss():
+                self.revision += 1
+                out.append(Feedback("accepted"))
             else:
                 self._refuse("no_alarm", now, out)
         elif name == "decline":
@@ -458,6 +529,8 @@ class Unit:
             self.revision += 1
             match ev:
                 case AlarmRaised() | AlarmActivated() | AlarmAcknowledged() | AlarmRestored():
+                    if isinstance(ev, AlarmRaised) and self.officer.info is None:
+                        self.officer.raised(ev.alarm_id, None, None, None)  # the button (or the silent gesture)
                     cancel_until = ev.cancel_until if isinstance(ev, AlarmRaised) else None
                     out.append(self._alarm_message(ev.state.value, now, cancel_until=cancel_until))
                     if isinstance(ev, (AlarmRaised, AlarmRestored)):
@@ -466,8 +539,59 @@ class Unit:
                     how = "cancelled" if isinstance(ev, AlarmCancelled) else "cleared"
                     out.append(self._alarm_message(how, now, alarm_id=ev.alarm_id))
                     out.append(self._status_message(now))
-                case CancelRefused():
+                    self.officer.ended()
+                case HoldAborted():
+                    self.officer.silent_hold = False
+                case CancelRefused() if not self.officer.hidden:
                     self._refuse("alarm_not_cancellable", now, out)
+                case CancelRefused():
+                    self.counters.presses_refused += 1  # silent: refused without a sound
+
+    # ------------------------------------------------------- crash sensor
+
+    def _on_imu(self, samples: Any, now: Now, out: list[Any]) -> None:
+        for decision in self.officer.samples(samples, alarm_out=self.emergency.alarm_out, now=now.mono):
+            match decision:
+                case Raise(finding=finding, trace=trace):
+                    events = self.emergency.raise_now(now.mono, self.config.imu.crash_cancel_s)
+                    self.officer.raised(self.emergency.alarm_id, finding, trace, self._ts_at(finding.at, now))
+                    self._emergency_events(events, now, out)
+                    if self.config.display.speech:
+                        out.append(Announce(round(self.config.imu.crash_cancel_s)))
+                case Store(trace=trace):
+                    self._store_trace(trace, now, out)
+                case Show():
+                    self.revision += 1
+                    if self.config.display.speech:
+                        out.append(Announce(round(self.config.imu.minor_prompt_s)))
+
+    def _officer_tick(self, now: Now, out: list[Any]) -> None:
+        done, prompt_ended = self.officer.tick(now.mono)
+        if prompt_ended:
+            self.revision += 1
+        for decision in done:
+            self._store_trace(decision.trace, now, out)  # type: ignore[union-attr]
+
+    def _store_trace(self, trace: CrashTrace, now: Now, out: list[Any]) -> None:
+        """A crash trace on the card at once; complete, also on ``crash/trace`` (backlog lane), in parts
+        small enough for the fleet broker's packet limit (``TRACE_PART_SAMPLES`` samples each)."""
+        f = trace.finding
+        head = {
+            "unit": self.config.unit.id, "id": trace.id, "alarm": self.officer.alarm_of(trace.id),
+            "complete": trace.complete, "cause": f.cause, "severity": f.severity, "impact_ts": self._ts_at(f.at, now),
+            **{k: v for k, v in trace.summary().items() if k in ("peak_g", "speed_before", "roll_deg")},
+        }
+        body = trace.body()
+        rows = body["imu"]["samples"]
+        count = max(1, -(-len(rows) // TRACE_PART_SAMPLES))
+        parts = []
+        for k in range(count):
+            part = {**body, "imu": {**body["imu"], "samples": rows[k * TRACE_PART_SAMPLES:(k + 1) * TRACE_PART_SAMPLES]}}
+            parts.append(_json(CrashTraceMessage(**head, part=k + 1, parts=count, **part, ts=self._ts(now),
+                                                 time_source=self.time_source(now)).to_json()))
+        out.append(StoreCrashTrace(trace.id, tuple(parts), trace.complete))
+        if trace.complete:
+            out += [Publish("crash/trace", payload, Lane.BACKLOG, qos=1, retain=False) for payload in parts]
 
     def _alarm_message(self, state: str, now: Now, alarm_id: str | None = None,
                        cancel_until: float | None = None) -> Publish:
@@ -481,6 +605,7 @@ class Unit:
             "fix": self.fix(now),
             "status": self.status.state,
             "time_source": self.time_source(now),
+            **(self.officer.info.fields() if self.officer.info is not None else {"reason": "button", "silent": False}),
         }
         if state == "pending":
             # From the event when there is one: a late wake-up may already have closed the window.
@@ -515,7 +640,7 @@ class Unit:
 
     def _status_key(self) -> tuple[Any, ...]:
         return (self.status.state, self.siren, self._call_ref(), self.emergency.alarm_out,
-                self.parking.ignition_json, self.receiver)
+                self.parking.ignition_json, self.receiver, self.durable, self.durable_reason)
 
     def _status_message(self, now: Now) -> Publish:
         self.revision += 1
@@ -529,6 +654,8 @@ class Unit:
             fix={"receiver": self.receiver},
             ts=self._ts(now),
             time_source=self.time_source(now),
+            durable=self.durable,
+            durable_reason=self.durable_reason,
         )
         return self._message("status", body.to_json(), Lane.STATUS, retain=True)
 

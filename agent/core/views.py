@@ -53,7 +53,9 @@ def indicator_view(unit: Unit, now: Now) -> IndicatorView:
         gnss_fix=unit.has_fix(now.mono),
         call_priority=call.priority if call else None,  # steady once accepted, blinking until then
         call_acknowledged=bool(call and call.acknowledged),
-        emergency=unit.emergency.state,
+        # The silent emergency shows nothing, its hold included; a crash prompt sounds like a pending alarm.
+        emergency=EmergencyState.NONE if unit.officer.hidden else unit.emergency.state,
+        crash_prompt=unit.officer.prompt is not None,
     )
 
 
@@ -66,6 +68,7 @@ def _summary(unit: Unit, call: Call, now: Now) -> CallSummary:
         address=call.address,
         location=call.location,
         fix=_position(unit, now),
+        position_age_s=_position_age(unit, now),
         # Counted on the unit's best clock; unknown (None) without trusted time, never guessed.
         age_s=None if age.age_s is None else age.age_s + max(0.0, now.mono - call.received_mono),
         age_verified=age.verified,
@@ -76,13 +79,22 @@ def _summary(unit: Unit, call: Call, now: Now) -> CallSummary:
 
 
 def _position(unit: Unit, now: Now):
-    """The newest valid fix, when it is still the unit's position (not stale or lost)."""
-    return unit.last_valid if unit.has_fix(now.mono) else None
+    """The last valid fix: the unit's position, or where it was last known (see :func:`_position_age`)."""
+    return unit.last_valid
+
+
+def _position_age(unit: Unit, now: Now) -> float | None:
+    """How old the position is when it is no longer current (stale, lost, or from before a restart);
+    None while the fix is current. Distance and bearing to a call are then kept, marked with this age,
+    rather than blanked (docs/safety.md H9)."""
+    if unit.last_valid is None or unit.last_valid_mono is None or unit.has_fix(now.mono):
+        return None
+    return round(max(0.0, now.mono - unit.last_valid_mono), 1)
 
 
 def rider_view(unit: Unit, now: Now, clock: str | None = None) -> PanelView:
     call = unit.calls.shown()
-    state = unit.emergency.state
+    state = EmergencyState.NONE if unit.officer.hidden else unit.emergency.state
     deadline = unit.emergency.next_deadline()
     hold = cancel_left = None
     if state is EmergencyState.HOLDING and deadline is not None:
@@ -104,7 +116,20 @@ def rider_view(unit: Unit, now: Now, clock: str | None = None) -> PanelView:
         waiting=unit.calls.waiting(),
         hold_progress=hold,
         cancel_left_s=cancel_left,
+        crash_prompt_s=crash_prompt_s(unit, now.mono),
     )
+
+
+def crash_prompt_s(unit: Unit, mono: float) -> int | None:
+    """Whole seconds left to cancel a crash's pre-alarm or answer its prompt (None: no crash shown)."""
+    officer = unit.officer
+    if officer.prompt is not None:
+        return max(0, math.ceil(officer.prompt.until - mono))
+    info, deadline = officer.info, unit.emergency.next_deadline()
+    if info is not None and info.reason != "button" and unit.emergency.state is EmergencyState.PENDING \
+            and deadline is not None:
+        return max(0, math.ceil(deadline - mono))
+    return None
 
 
 # While something on the rider display moves with time alone, how often it is redrawn.
@@ -116,8 +141,11 @@ def next_redraw(unit: Unit, mono: float) -> float | None:
 
     The shell wakes the core then, so the views are built again; None: nothing moves.
     """
+    if unit.officer.prompt is not None:  # the crash prompt's countdown
+        left = unit.officer.prompt.until - mono
+        return mono + (left - math.floor(left) or 1.0)
     deadline = unit.emergency.next_deadline()
-    if deadline is None:
+    if deadline is None or unit.officer.hidden:
         return None
     if unit.emergency.state is EmergencyState.HOLDING:
         return min(deadline, mono + HOLD_REDRAW_S)
@@ -127,6 +155,11 @@ def next_redraw(unit: Unit, mono: float) -> float | None:
         step = left - math.floor(left) or 1.0
         return min(deadline, mono + step)
     return None
+
+
+def spoken_prompt(unit: Unit, seconds: int) -> str:
+    """The crash prompt for the helmet intercom: "Chute détectée – appuyez ACK pour annuler (25 s)"."""
+    return catalogs(unit)[unit.config.panel.language]("crash.prompt", seconds=seconds)
 
 
 def spoken_text(unit: Unit, call_id: str, now: Now) -> str | None:
@@ -157,13 +190,16 @@ def screen_snapshot(unit: Unit, now: Now, *, backlog: int = 0) -> dict[str, Any]
         "status_labels": {lang: {code: cat.status(code) for code in STATUS_CODES} for lang, cat in cats.items()},
         "status_buttons": list(cfg.status_buttons),
         # The alarm control cancels only inside the window, and says so only then.
-        "inputs": [*cfg.status_buttons, *SCREEN_INPUTS, *(["emergency_cancel"] if unit.emergency.cancellable else [])],
+        "inputs": [*cfg.status_buttons, *SCREEN_INPUTS,
+                   *(["emergency_cancel"] if (unit.emergency.cancellable and not unit.officer.hidden)
+                     or unit.officer.prompt is not None else [])],
         "siren": unit.siren,
         "link": {"online": unit.link_up, "backlog": backlog, "since_s": round(now.mono - _link_since(unit), 1)},
         "gnss": _gnss(unit, now),
         # Parked: ignition off and nothing to do (agent/core/power.py); ignition null: no line.
         "power": {"ignition": unit.parking.ignition_json, "parked": unit.parked},
         "emergency": _emergency(unit, now),
+        "crash": _crash(unit, now, cats[ui_lang]),
         "call": _call(unit, unit.calls.shown(), fix, now),
         "waiting": unit.calls.waiting(),
         "notice": _notice(unit, now, cats[ui_lang]),
@@ -186,6 +222,8 @@ def _gnss(unit: Unit, now: Now) -> dict[str, Any]:
 
 def _emergency(unit: Unit, now: Now) -> dict[str, Any]:
     em = unit.emergency
+    if unit.officer.hidden:  # the silent emergency: the screen shows no alarm, no hold
+        return {"state": "none", "since": None, "cancel_deadline_s": None, "hold_s": em.hold_s}
     deadline = em.next_deadline() if em.state is EmergencyState.PENDING else None
     return {
         "state": em.state.value,
@@ -195,11 +233,21 @@ def _emergency(unit: Unit, now: Now) -> dict[str, Any]:
     }
 
 
+def _crash(unit: Unit, now: Now, catalog: Catalog) -> dict[str, Any] | None:
+    """A crash's pre-alarm or prompt on the screen: its text and seconds left (None: none shown)."""
+    seconds = crash_prompt_s(unit, now.mono)
+    if seconds is None:
+        return None
+    return {"prompt_s": seconds, "alarm": unit.officer.prompt is None, "text": catalog("crash.prompt", seconds=seconds)}
+
+
 def _link_since(unit: Unit) -> float:
     return unit.link_since if unit.link_since is not None else unit.started_mono
 
 
 def _call(unit: Unit, call: Call | None, fix, now: Now) -> dict[str, Any] | None:
+    """The call for the touchscreen; its distance and bearing from the last known position, with
+    ``position_age_s`` when that position is no longer current (null while it is)."""
     if call is None:
         return None
     body = call.to_json()
@@ -219,6 +267,7 @@ def _call(unit: Unit, call: Call | None, fix, now: Now) -> dict[str, Any] | None
         acknowledged=call.acknowledged,
         distance_m=round(distance, 1) if distance is not None else None,
         bearing_deg=round(bearing, 1) if bearing is not None else None,
+        position_age_s=_position_age(unit, now) if distance is not None else None,
         updated=body["updated"] or body["created"],
         age_verified=age.verified,  # false while the unit has no trusted time
     )

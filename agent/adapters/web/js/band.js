@@ -44,9 +44,13 @@ export function renderBand() {
 
   const alarmEl = $("#band-alarm");
   const em = alarmState();
-  alarmEl.hidden = !["pending", "active", "acknowledged"].includes(em.shown);
-  alarmEl.classList.toggle("pending", em.shown === "pending");
-  if (em.shown === "pending") setText(alarmEl, t("band_pending", { s: em.left }));
+  // A crash found: the server's words ("Chute détectée – appuyez ACK pour annuler (N s)"), in the
+  // pre-alarm's window or the minor prompt's.
+  const crash = snap && snap.crash;
+  alarmEl.hidden = !crash && !["pending", "active", "acknowledged"].includes(em.shown);
+  alarmEl.classList.toggle("pending", !!crash || em.shown === "pending");
+  if (crash) setText(alarmEl, crash.text);
+  else if (em.shown === "pending") setText(alarmEl, t("band_pending", { s: em.left }));
   else if (em.shown === "active") setText(alarmEl, t("band_active"));
   else if (em.shown === "acknowledged") setText(alarmEl, t("band_acknowledged"));
 

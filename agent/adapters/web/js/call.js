@@ -6,7 +6,7 @@
 // where the GNSS track means nothing).
 
 import { $, SVG, setAttr, setText } from "./dom.js";
-import { formatDistance, t } from "./strings.js";
+import { formatDistance, formatDuration, t } from "./strings.js";
 
 function buildDial(container) {
   if (container.firstChild) return;
@@ -49,8 +49,11 @@ export function renderCallInto(root, call, snap) {
   setAttr($(".north-g", dial), "transform", `rotate(${-up})`);
   setAttr($(".arrow-g", dial), "transform", known ? `rotate(${call.bearing_deg - up})` : null);
   setText($(".dist", root), known ? formatDistance(call.distance_m) : "");
-  // No location in the call is the dispatcher's gap, not this unit's GNSS.
-  const frame = known ? t(moving ? "heading_up" : "north_up") : call.location ? t("no_own_position") : t("call_location_unknown");
+  // No location in the call is the dispatcher's gap, not this unit's GNSS. A position no longer
+  // current (the fix went, or a restart without one) keeps the way, north-up, and says its age.
+  const aged = known && typeof call.position_age_s === "number";
+  const frame = aged ? t("position_age", { t: formatDuration(call.position_age_s) })
+    : known ? t(moving ? "heading_up" : "north_up") : call.location ? t("no_own_position") : t("call_location_unknown");
   setText($(".frame", root), frame);
-  $(".frame", root).classList.toggle("warn", !known);
+  $(".frame", root).classList.toggle("warn", !known || aged);
 }
