@@ -12,8 +12,8 @@ from a generated configuration (``hil.agent_proc``). When a scenario cuts the
 unit's own link (``link_down``), the agent reaches the broker through a
 :class:`~hil.netproxy.NetProxy` that can stall or drop its connections while
 the broker and dispatch stay up. ``Rig.up()`` brings it all up in that order
-and waits for the agent's ``online`` birth message and for its ``READY=1``
-to systemd (``hil.ready``); the later of the two is ``t = 0``. ``Rig.down()`` takes it down in reverse, each part
+and waits for the agent's ``online`` birth message, which is ``t = 0``, and
+for its ``READY=1`` to systemd (``hil.ready``) before the first step. ``Rig.down()`` takes it down in reverse, each part
 stopped by what started it. ``start_agent()`` and ``stop_agent()`` restart
 the agent alone, as a power cycle of the unit would. ``tls=True`` gives the
 broker a mutual-TLS listener (``hil.pki``) and every client its certificate;
@@ -268,7 +268,7 @@ class Rig:
         return self.workdir / "state"
 
     def start_agent(self) -> None:
-        """Start the agent process (again); ``t = 0`` once it is online and has told systemd it is up."""
+        """Start the agent process (again); ``t = 0`` is its birth; returns once it has told systemd it is up."""
         assert self.config_path is not None and self.tap is not None
         mark = self.tap.mark()
         self._release_agent()
@@ -366,7 +366,8 @@ class Rig:
                 lambda msgs: next((m for m in msgs[mark:] if _is_birth(m) and not (live_only and m.retain)), None),
                 0.25)
             if birth is not None:
-                self.t0 = max(birth.mono, self._wait_ready(deadline))
+                self.t0 = birth.mono
+                self._wait_ready(deadline)  # the timeline starts once the agent is up: see _wait_ready
                 self.online_seen.set()
                 self.progress(f"[  0.00 s] agent online: {birth.payload.decode('utf-8', 'replace')}")
                 return
@@ -377,8 +378,11 @@ class Rig:
         raise RigError(f"the agent did not come online within {self.opt.online_timeout_s:g} s:\n{tail}")
 
     def _wait_ready(self, deadline: float) -> float:
-        """When the rig's own agent told systemd it is up (``READY=1``): its link may connect,
-        and its birth go out, before its core runs. A real unit's (bench mode) is up already."""
+        """When the rig's own agent told systemd it is up (``READY=1``). Its link may connect, and
+        its birth (``t = 0``) go out, before the rest of it runs; the rig takes no step before the
+        agent is up, so a slow start never eats into the first steps (a step due earlier goes at
+        once, and an expectation anchored on it counts from when it went). A real unit's (bench
+        mode) is up already."""
         if self.agent is None:
             return 0.0
         ready = self.agent.wait_ready(max(0.0, deadline - time.monotonic()))

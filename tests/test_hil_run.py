@@ -42,7 +42,7 @@ def _need_mosquitto() -> None:
 
 
 def test_invalid_call_scenario_with_reports(tmp_path: Path):
-    result = run_scenario(load_scenario("invalid-call"), workdir=tmp_path / "run")
+    result = run_scenario(with_latency_margin(load_scenario("invalid-call"), 3.0), workdir=tmp_path / "run")
     check(result)
     # The run left its log, and the writers take a real run.
     log = json.loads((tmp_path / "run" / "runlog.json").read_text())
