@@ -33,11 +33,19 @@ os-deps:
 demo-deps:
 	@scripts/os-deps.sh demo
 
+# The suite runs on pytest-xdist workers: its tests mostly wait on sockets and processes
+# (a broker, an agent, a browser), so more workers than the machine's cores.
+TEST_WORKERS ?= 4
+# Byte code is cached even where the environment asks Python not to write it
+# (PYTHONDONTWRITEBYTECODE): otherwise every worker, and every agent and CLI process a
+# test starts, compiles the whole package again. The caches are in __pycache__ (ignored by git).
+PYTEST := env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest -q -n $(TEST_WORKERS)
+
 test: setup
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 test-all: setup
-	$(BIN)/python -m pytest -q --run-slow
+	$(PYTEST) --run-slow
 
 BENCH_FLAGS ?=
 

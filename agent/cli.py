@@ -320,6 +320,10 @@ def format_status(data: dict, age: float, alive: bool | None = None) -> str:
         "power       " + (f"ignition {data['ignition']}" + ("  PARKED (reduced report rate)" if data.get("parked") else "")
                           if data.get("ignition") else "no ignition line"),
     ]
+    storage = data.get("storage")
+    if storage:
+        lines.append("storage     " + ("durable" if storage.get("durable") else
+                                       f"NOT DURABLE: {storage.get('reason')} (kept in memory meanwhile)"))
     outputs = data.get("outputs") or {}
     if outputs:
         lines.append("outputs     " + "  ".join(

@@ -70,7 +70,8 @@ from agent.config_validate import parse_config
 from agent.core import views
 from agent.core.effects import Feedback, Shutdown, Speak
 from agent.core.events import (
-    FixReceived, GnssLost, GnssRestored, IgnitionChanged, LinkDown, LinkUp, MessageReceived, Stop, Tick,
+    FixReceived, GnssLost, GnssRestored, IgnitionChanged, LinkDown, LinkUp, MessageReceived, Stop, StorageChanged,
+    Tick,
 )
 from agent.core.indicators import feedback, indicator_plan
 from agent.core.publish import Publish
@@ -82,6 +83,7 @@ from agent.remote_results import RESULTS, RemoteResults, config_current
 from agent.status_report import (
     STATUS_EVERY_S, STATUS_FILE, DiskCheck, build_report, runtime_dir, status_line, write_status_file,
 )
+from agent.storage_health import StorageHealth, Store
 
 log = logging.getLogger("agent.runtime")
 
@@ -170,6 +172,7 @@ class Runtime:
         self.secrets: SecretsVersion | None = None
         self.replay: ReplayStore | None = None
         self.state_file: UnitStateFile | None = None
+        self.storage: StorageHealth | None = None
         self._shown_revision = -1
         self._next_status_write = 0.0
         self._factory: Any = None
@@ -192,25 +195,35 @@ class Runtime:
         cfg = self.config
         serial_urls.register()
         state_dir = Path(cfg.storage.state_dir)
-        state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            # The unit runs anyway: every store keeps in memory what it cannot store, and says so.
+            log.error("state directory %s cannot be made: %s", state_dir, exc)
         if cfg.storage.require_encrypted:
             # Raises EncryptionError: the unit refuses to write positions to a plain SD card.
             log.info("state directory %s: %s", state_dir, check_encrypted(state_dir))
+        # Each store opens whatever the card does (full, read-only, damaged), never raising.
         self.replay = ReplayStore(state_dir)
         # The floor of authenticated time, kept on the card (memory only when it cannot be).
         self.clock.floor = TimeFloorStore(state_dir, time.monotonic())
         self.secrets = SecretsVersion(state_dir)
         self.state_file = UnitStateFile(state_dir)
+        self.state_file.prepare()
         self.secrets.update(cfg)
         self.worker = RemoteWorker(self.cfg_state, self.store, self.replay, post=lambda e: self._post(e, force=True),
                                    clock=self.clock.judging_clock, validate=self.validate, floor=self.clock.floor)
         self.worker.start()
         self.outbox = Outbox(state_dir, max_backlog_reports=cfg.storage.max_backlog_reports,
-                             commit_interval_s=cfg.storage.commit_interval_s, exclusive=True)
+                             commit_interval_s=cfg.storage.commit_interval_s, exclusive=True,
+                             ram_dir=runtime_dir(cfg))
         now = self.clock.now()
         self.unit = Unit(cfg, self.outbox.next_seq(), now, config_version=self.cfg_state.version,
                          alarm_ids=random_alarm_id)
         self._restore_state(now)
+        self.storage = self._storage_health()
+        if not self.storage.durable:  # the first status says so
+            self._post(StorageChanged(False, self.storage.reason, time.monotonic()), force=True)
         # The ignition's level is on the inbox before the first LinkUp: the first status says it.
         self._start_power()
         self._start_link()
@@ -219,6 +232,7 @@ class Runtime:
         self.remote.resume(now.mono, self.cfg_state)
         self._core_thread = threading.Thread(target=self._core_loop, name="core", daemon=True)
         self._core_thread.start()
+        self.storage.start()
         # The core runs before the screens come up: the touchscreen's server takes seconds to start
         # (longer on a Pi), and an alarm held meanwhile must go out then, not once the page is up.
         # The screens get their first picture at the core's next round (at most MAX_IDLE_S).
@@ -244,6 +258,7 @@ class Runtime:
             self._core_thread.join(10.0)
             if self._core_thread.is_alive():
                 log.error("core thread did not stop within 10 s")
+        self._quietly("storage", lambda: self.storage and self.storage.stop())
         self._quietly("remote worker", lambda: self.worker and self.worker.stop())
         self._quietly("time floor", lambda: self.clock.floor.save(time.monotonic()))
         self._quietly("replay memory", lambda: self.replay and self.replay.close())
@@ -528,10 +543,13 @@ class Runtime:
     def _birth(self) -> bytes:
         assert self.outbox is not None
         stamp = self.clock.stamp()
+        storage = self.storage
         return birth_payload(agent_version=__version__, config_version=self.cfg_state.version,
                              config_hash=self.cfg_state.config.digest(), ts=stamp["ts"],
                              time_source=stamp["time_source"],
-                             seq_start=self.outbox.next_seq(), seq_gap=self.outbox.seq_gap())
+                             seq_start=self.outbox.next_seq(), seq_gap=self.outbox.seq_gap(),
+                             durable=storage.durable if storage else None,
+                             durable_reason=storage.reason if storage else None)
 
     # ---------------------------------------------------------------- power
 
@@ -718,7 +736,23 @@ class Runtime:
             disk_ok=self._disk_ok(now.mono), panel=self.panel is not None,
             inbox_dropped=self.dropped_events, core_errors=self.core_errors,
             outputs={name: guard.snapshot() for name, guard in self.guards.items()},
+            storage=self.storage.snapshot() if self.storage else None,
         )
+
+    def _storage_health(self) -> StorageHealth:
+        """Every store of the state directory, each saying why it is not durable (agent/storage_health.py)."""
+        assert self.outbox is not None and self.replay is not None
+        outbox, replay, store, state_file = self.outbox, self.replay, self.store, self.state_file
+        floor = self.clock.floor
+        assert state_file is not None and floor is not None
+        return StorageHealth([
+            Store("outbox", outbox.health, outbox.recover),
+            Store("replay memory", lambda: replay.problem, replay.recover),
+            # The core thread writes the state again at its next event or tick.
+            Store("unit state", lambda: state_file.problem),
+            Store("remote config", lambda: store.unreadable and f"stored remote config unreadable ({store.unreadable})"),
+            Store("time floor", lambda: floor.write_failures and "time floor not stored (kept in memory)"),
+        ], on_change=lambda durable, reason: self._post(StorageChanged(durable, reason, time.monotonic()), force=True))
 
     def _disk_ok(self, now_mono: float) -> bool:
         outbox = self.outbox

@@ -109,7 +109,7 @@ def status_line(unit: Unit, backlog: int, mono: float) -> str:
 def build_report(now: Now, *, unit: Unit, config: AgentConfig, config_path: Path, config_version: int,
                  started_mono: float, link: LinkStats | None, outbox: OutboxStats | None,
                  gnss: ReaderCounters | None, disk_ok: bool, panel: bool, inbox_dropped: int, core_errors: int,
-                 outputs: dict[str, Any]) -> dict[str, Any]:
+                 outputs: dict[str, Any], storage: dict[str, Any] | None = None) -> dict[str, Any]:
     """The status file's content (``umps-agent status --json`` prints it)."""
     call = unit.calls.shown()
     fix = unit.fix(now)
@@ -151,6 +151,9 @@ def build_report(now: Now, *, unit: Unit, config: AgentConfig, config_path: Path
         "inbox_dropped": inbox_dropped,
         "core_errors": core_errors,
         "outputs": outputs,
+        # Whether what the unit keeps reaches its card, why not, and each store's state (agent/storage_health.py).
+        "storage": storage if storage is not None else {"durable": unit.durable, "reason": unit.durable_reason,
+                                                          "stores": {}},
         # vars(), not dataclasses.asdict(): these counters are flat, and asdict() calls
         # dataclasses.fields(), whose tuple(generator) leaves a tuple of the field count in the
         # interpreter's free lists each time (2,000 per size, filled at this 1 Hz in half an hour).

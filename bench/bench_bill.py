@@ -40,7 +40,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
@@ -115,13 +114,6 @@ class _Counter:
         return self.cable.bytes["up"], self.cable.bytes["down"]
 
 
-def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    from hil.wait import poll_until
-
-    if not poll_until(predicate, timeout, 0.002):
-        raise RuntimeError(f"timed out waiting for {what}")
-
-
 def measure(encoding: str, tls: bool, live_n: int, backlog_n: int, workdir: Path) -> dict:
     from agent.adapters.mqtt import MqttLink, MqttSettings, birth_payload
     from agent.adapters.outbox import Outbox
@@ -130,6 +122,7 @@ def measure(encoding: str, tls: bool, live_n: int, backlog_n: int, workdir: Path
     from hil.broker import Broker, TlsListener
     from hil.pki import make_pki
     from hil.regions import Cable
+    from hil.wait import wait_until
 
     reports = shift_reports(encoding, live_n + backlog_n, call_from=2 * live_n // 3)
     pki = make_pki(workdir / "pki") if tls else None
@@ -160,7 +153,7 @@ def measure(encoding: str, tls: bool, live_n: int, backlog_n: int, workdir: Path
     try:
         uplink.start()
         link.start()
-        _wait(up.is_set, 20, "the link")
+        wait_until(up.is_set, 20, "the link", 0.002)
         time.sleep(0.3)  # the birth's PUBACK
         connect_up, connect_down = proxy.counts()
 
@@ -169,7 +162,7 @@ def measure(encoding: str, tls: bool, live_n: int, backlog_n: int, workdir: Path
         for i, rec in enumerate(live, 1):
             sent_before = proxy.counts()[0]
             uplink.submit(rec)
-            _wait(lambda i=i: uplink.stats().acked >= i, 10, "a live report's PUBACK")
+            wait_until(lambda i=i: uplink.stats().acked >= i, 10, "a live report's PUBACK", 0.002)
             on_call = decode_telemetry(rec.payload, unit="KEN-M-07")[0]["call"] is not None
             per_report.append((on_call, proxy.counts()[0] - sent_before))
         live_up, live_down = (a - b for a, b in zip(proxy.counts(), (connect_up, connect_down)))
@@ -186,7 +179,7 @@ def measure(encoding: str, tls: bool, live_n: int, backlog_n: int, workdir: Path
         link = make_link()
         uplink._link = link  # the same uplink and outbox, a new connection, as after a reconnect
         link.start()
-        _wait(lambda: uplink.stats().acked >= live_n + backlog_n, 60, "the backlog drained")
+        wait_until(lambda: uplink.stats().acked >= live_n + backlog_n, 60, "the backlog drained", 0.002)
         time.sleep(0.3)  # the last PUBACK is counted
         end = proxy.counts()
         # The reconnect costs what the first connect cost (same birth and subscriptions); the rest is backlog.

@@ -35,30 +35,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from bench.common import ROOT, Figure, log, summary  # noqa: E402
-from bench.rig import INPUT_PINS, PEER_MQTT, PREFIX, Rig, topic  # noqa: E402
+from bench.peers import command as peer_command  # noqa: E402
+from bench.rig import INPUT_PINS, PREFIX, Rig, topic  # noqa: E402
 
 STATUSES = ("en_route", "available")
 PEER_UNIT = "PEER-01"
 
-PEER = PEER_MQTT + r'''
-import json, sys
-from gpiozero import Button
-from gpiozero.pins.pigpio import PiGPIOFactory
-broker, pigpio_port, topic, pins = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
-client = peer_connect("bench-peer-button", broker, *sys.argv[5:8])
-factory = PiGPIOFactory(host="127.0.0.1", port=pigpio_port)
-buttons = []
-for status, pin in pins.items():
-    b = Button(pin, pull_up=True, bounce_time=None, pin_factory=factory)
-    b.when_pressed = (lambda s: lambda: client.publish(topic, json.dumps({"status": s}).encode(), qos=1, retain=True))(status)
-    buttons.append(b)
-print("ready", flush=True)
-sys.stdin.read()
-for b in buttons:
-    b.close()
-factory.close()
-client.disconnect(); client.loop_stop()
-'''
 
 
 def press_rounds(rig: Rig, presses: int, status_topic: str, warmup: int = 5) -> dict:
@@ -107,8 +89,8 @@ def run(presses: int) -> dict:
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         tls = rig.client_tls("bench-peer-button")
         peer = subprocess.Popen(
-            [sys.executable, "-c", PEER, str(rig.broker.port), str(rig.gpio.port), peer_topic,
-             json.dumps({s: INPUT_PINS[s] for s in STATUSES}), *tls.argv()],
+            peer_command("button", str(rig.broker.port), str(rig.gpio.port), peer_topic,
+                         json.dumps({s: INPUT_PINS[s] for s in STATUSES}), *tls.argv()),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT,
         )
         try:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from bench.common import CHROMIUM, CHROMIUM_ARGS, Figure, Skip, log, summary  # noqa: E402
+from bench.common import CHROMIUM, Figure, Skip, launch_chromium, log, summary  # noqa: E402
 from bench.rig import Rig, topic  # noqa: E402
 
 
@@ -92,7 +92,7 @@ def run(rounds: int, warmup: int = 5) -> dict:
     out: dict = {"rounds": rounds, "dom": [], "received": [], "broker": [], "missing_dom": 0, "missing_received": 0}
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            browser = launch_chromium(pw)
             page = browser.new_page(viewport={"width": 800, "height": 480})
             page.goto(rig.ui_url)
             page.wait_for_function("() => !!document.querySelector('.nature')")

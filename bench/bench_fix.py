@@ -42,43 +42,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from bench.common import (  # noqa: E402
     ROOT, Figure, log, proc_cpu_seconds, proc_memory_kib, proc_rss_kib, proc_write_bytes, summary,
 )
-from bench.rig import PEER_MQTT, PREFIX, Rig, topic  # noqa: E402
+from bench.peers import command as peer_command  # noqa: E402
+from bench.rig import PREFIX, Rig, topic  # noqa: E402
 from hil.expect import parse_utc  # noqa: E402
 
 RATE_HZ = 10
 WARMUP_S = 10.0
 PEER_UNIT = "PEER-01"
 
-PEER = PEER_MQTT + r'''
-import datetime as dt, json, sys, time
-import pynmea2, serial
-port, broker, topic = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-client = peer_connect("bench-peer-gnss", broker, *sys.argv[4:7])
-ser = serial.serial_for_url(port, baudrate=115200, timeout=1)
-date, last_pub, seq = None, 0.0, 0
-print("ready", flush=True)
-while True:
-    raw = ser.readline()
-    if not raw:
-        continue
-    try:
-        msg = pynmea2.parse(raw.decode("ascii", "replace").strip(), check=True)
-    except (pynmea2.ParseError, ValueError):
-        continue
-    if msg.sentence_type == "RMC" and msg.datestamp:
-        date = msg.datestamp
-    if msg.sentence_type != "GGA" or date is None or not msg.timestamp:
-        continue
-    now = time.monotonic()
-    if now - last_pub < 0.95:
-        continue
-    last_pub, seq = now, seq + 1
-    fix_time = dt.datetime.combine(date, msg.timestamp).replace(tzinfo=dt.timezone.utc)
-    body = {"seq": seq, "ts": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "fix": {"time": fix_time.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                    "lat": msg.latitude, "lon": msg.longitude, "sats": int(msg.num_sats or 0)}}
-    client.publish(topic, json.dumps(body).encode(), qos=1)
-'''
 
 
 def analyse(rig: Rig, topic_name: str, since_mono: float, rate_hz: float) -> dict:
@@ -128,23 +99,13 @@ IMPORT_LADDER = (
 # and so what in-process validation would add to the agent all day.
 VALIDATION_STEP = ("pydantic with the config schema built", "import agent.config_validate as v\nv._adapter()")
 
-_IMPORT_LADDER = """
-import gc, json, sys
-def rss(): return int([l for l in open('/proc/self/status') if l.startswith('VmRSS')][0].split()[1])
-out = [rss()]
-for code in json.loads(sys.argv[1]):
-    exec(code)
-    gc.collect()
-    out.append(rss())
-print(json.dumps(out))
-"""
 
 
 def import_ladder() -> list[tuple[str, float]]:
     """RSS (MiB) after each step of IMPORT_LADDER, from the bare interpreter on."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     steps = (*IMPORT_LADDER, VALIDATION_STEP)
-    proc = subprocess.run([sys.executable, "-c", _IMPORT_LADDER, json.dumps([c for _, c in steps])],
+    proc = subprocess.run(peer_command("import_ladder", json.dumps([c for _, c in steps])),
                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
     if proc.returncode != 0:
         return []
@@ -186,8 +147,7 @@ def run(seconds: float, unplugs: int = 5, down_seconds: float = 30.0) -> dict:
     try:
         peer_seen_as = rig.watch(peer_topic)
         tls = rig.client_tls("bench-peer-gnss")
-        peer = subprocess.Popen([sys.executable, "-c", PEER, rig.peer_ptys[0], str(rig.broker.port), peer_topic,
-                                 *tls.argv()],
+        peer = subprocess.Popen(peer_command("gnss", rig.peer_ptys[0], str(rig.broker.port), peer_topic, *tls.argv()),
                                 stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
         if peer.stdout.readline().strip() != "ready":
             raise RuntimeError("the GNSS peer did not start")

@@ -66,6 +66,7 @@ from agent.adapters.mqtt import MqttLink, MqttSettings
 from agent.adapters.outbox import Outbox
 from agent.adapters.uplink import Uplink
 from agent.core.publish import Lane, Publish
+from bench.peers import command as peer_command
 from hil.broker import Broker
 from hil.wait import poll_until
 
@@ -272,57 +273,14 @@ def bench_writes(
 
 # -------------------------------------------------------------- 3. RSS
 
-_RSS_LINK = """
-import sys, time, json
-from pathlib import Path
-from agent.adapters.mqtt import MqttLink, MqttSettings
-from agent.adapters.outbox import Outbox
-from agent.adapters.uplink import Uplink
-from bench.bench_link import report, UNIT
-from agent.core.publish import Lane
-port, state, secs = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
-outbox = Outbox(state)
-h = {}
-link = MqttLink(MqttSettings(brokers=(("127.0.0.1", port),)), unit_id=UNIT, on_up=lambda b: h["u"].link_up(b),
-                on_down=lambda r: h["u"].link_down(r), on_message=lambda *a: None, birth=lambda: b"{}")
-h["u"] = up = Uplink(outbox, link)
-up.start(); link.start()
-seq = outbox.next_seq(); t = time.monotonic(); samples = []
-while time.monotonic() - t < secs:
-    up.submit(report(seq, Lane.LIVE)); seq += 1
-    time.sleep(1.0)
-    samples.append(int([l for l in open("/proc/self/status") if l.startswith("VmRSS")][0].split()[1]))
-up.stop(); link.stop(); outbox.close()
-print(json.dumps({"rss_kib": samples[-1], "rss_first_kib": samples[0]}))
-"""
-
-_RSS_RAW = """
-import sys, time, json
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
-from bench.bench_link import report
-from agent.core.publish import Lane
-port, secs = int(sys.argv[1]), float(sys.argv[2])
-c = paho.Client(CallbackAPIVersion.VERSION2, client_id="raw-rss")
-c.connect("127.0.0.1", port); c.loop_start()
-t = time.monotonic(); seq = 1; samples = []
-while time.monotonic() - t < secs:
-    c.publish("umps/raw/telemetry", report(seq, Lane.LIVE).payload, qos=1); seq += 1
-    time.sleep(1.0)
-    samples.append(int([l for l in open("/proc/self/status") if l.startswith("VmRSS")][0].split()[1]))
-c.disconnect(); c.loop_stop()
-print(json.dumps({"rss_kib": samples[-1], "rss_first_kib": samples[0]}))
-"""
-
-
 def bench_rss(broker: Broker, workdir: Path, seconds: float) -> dict[str, dict[str, int]]:
     root = Path(__file__).parents[1]
     link = subprocess.run(
-        [sys.executable, "-c", _RSS_LINK, str(broker.port), str(workdir / "rss-state"), str(seconds)],
+        peer_command("link_rss", str(broker.port), str(workdir / "rss-state"), str(seconds)),
         cwd=root, capture_output=True, text=True, timeout=seconds + 60,
     )
     raw = subprocess.run(
-        [sys.executable, "-c", _RSS_RAW, str(broker.port), str(seconds)],
+        peer_command("paho_rss", str(broker.port), str(seconds)),
         cwd=root, capture_output=True, text=True, timeout=seconds + 60,
     )
     if link.returncode or raw.returncode:

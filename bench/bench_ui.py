@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from agent.adapters.web_ui import WebUi  # noqa: E402
-from bench.common import CHROMIUM, CHROMIUM_ARGS, percentile  # noqa: E402
+from bench.common import CHROMIUM, launch_chromium, percentile  # noqa: E402
 
 
 OBSERVER = """() => {
@@ -75,7 +75,7 @@ def run(rounds: int = 300, warmup: int = 20) -> dict:
     sent: dict[int, float] = {}
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            browser = launch_chromium(pw)
             page = browser.new_page(viewport={"width": 800, "height": 480})
             ui.update(snapshot(0))
             page.goto(ui.url)

@@ -22,16 +22,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from hil.broker import BrokerUnavailable, free_port, mosquitto_path, wait_port  # noqa: F401 (the benches import them from here)
+from hil.browser import CHROMIUM, launch as launch_chromium  # noqa: F401 (the benches import them from here)
 from hil.stats import percentile
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Debian's Chromium, driven by Playwright through executable_path (never `playwright install`).
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 
 
 @dataclass

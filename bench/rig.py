@@ -103,27 +103,6 @@ class TimedGnss(GnssEmulator):
         return self.sent_at.get(fix_time.astimezone(dt.timezone.utc).strftime("%H:%M:%S.%f")[:11])
 
 
-# The MQTT side of a bench peer (a minimal process run with ``python -c``, next to
-# the agent): raw paho, MQTT 5, the rig's mutual TLS. A peer's code starts with this.
-PEER_MQTT = r'''
-import threading
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-
-def peer_connect(client_id, port, ca, cert, key):
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5)
-    client.tls_set(ca_certs=ca, certfile=cert, keyfile=key)
-    up = threading.Event()
-    client.on_connect = lambda *a: up.set()
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    up.wait(10)
-    return client
-'''
-
-
-
-
 def topic(name: str) -> str:
     """How the rig's recorder names a topic of the unit (relative to ``<prefix>/<unit>/``)."""
     return name

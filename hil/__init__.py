@@ -30,6 +30,8 @@ agent runs as a separate, unmodified process with its normal configuration:
   HTML report with plots.
 - **Fleet mode** (``hil.fleet``): many simulated units on one broker.
 - **Bench mode** (``hil.bench``): the same scenarios against a real unit.
+- **Demo** (``hil.demo``, ``hil.demo_calls``, ``hil.panel_page``): the agent in the
+  emulated vehicle with its screens and a prompt to play a shift, for whoever tries it.
 - The ``umps-hil`` command (``hil.cli``); ``hil/README.md`` is the manual.
 
 The rig imports the agent's package where it needs its contracts; the agent

@@ -19,8 +19,10 @@ agent's own key paths.
 
 ``AgentProcess`` starts the command (``{config}`` in it is replaced by the
 file), copies its output to a log file (each line also kept with its arrival
-time), and stops it by pid: SIGTERM, then SIGKILL after a grace period. The
-scenario engine, the bench and the end-to-end tests all start the agent with it.
+time), hears its systemd readiness (``READY=1`` on a ``NOTIFY_SOCKET`` of its
+own, ``hil.ready``), and stops it by pid: SIGTERM, then SIGKILL after a grace
+period. The scenario engine, the bench and the end-to-end tests all start the
+agent with it.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import tomli_w
 
 from agent.config import AgentConfig
 from agent.config_validate import parse_config
+from hil.ready import ReadyListener
 from hil.recorder import ClientTls
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,8 +147,9 @@ class AgentProcess:
     only what it writes itself, and each line is kept with its arrival time
     for :meth:`wait_line`. It runs from byte code, as on the unit
     (``scripts/install.sh`` compiles the venv). The environment is the rig's,
-    without systemd's notification variables, with the repository first on
-    ``PYTHONPATH``.
+    with the repository first on ``PYTHONPATH`` and systemd's variables
+    replaced: a ``NOTIFY_SOCKET`` of the rig's (:meth:`wait_ready`) unless ``env``
+    gives one, no watchdog.
     """
 
     def __init__(self, config_path: Path, log_path: Path, command: str = DEFAULT_AGENT_CMD,
@@ -162,11 +166,16 @@ class AgentProcess:
         self.lines: deque[tuple[float, str]] = deque(maxlen=LINES_KEPT)  # (monotonic on receipt, line)
         self._lines_cond = threading.Condition()
         self._copier: threading.Thread | None = None
+        self._ready: ReadyListener | None = None
 
     def start(self) -> "AgentProcess":
         compileall.compile_dir(ROOT / "agent", quiet=1)
+        env = self.env
+        if "NOTIFY_SOCKET" not in env:  # unless the caller plays systemd itself
+            self._ready = ReadyListener()
+            env = {**env, "NOTIFY_SOCKET": self._ready.address}
         # In the run's directory: whatever the caller's directory, a relative path lands in the run's.
-        self.proc = subprocess.Popen(self.argv, cwd=self.config_path.parent, env=self.env, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(self.argv, cwd=self.config_path.parent, env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self._copier = threading.Thread(target=self._copy_output, args=(self.proc,), name="agent-log", daemon=True)
         self._copier.start()
@@ -193,6 +202,10 @@ class AgentProcess:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def wait_ready(self, timeout: float) -> float | None:
+        """Monotonic time the agent told systemd it is up (``READY=1``); None if not within ``timeout``."""
+        return self._ready.wait_ready(timeout) if self._ready is not None else None
 
     def wait_line(self, needle: str, since: float, timeout: float) -> float | None:
         """Monotonic receipt time of the first output line after ``since`` containing ``needle``."""
@@ -225,6 +238,9 @@ class AgentProcess:
             code = proc.returncode
         if self._copier is not None:
             self._copier.join(5.0)
+        if self._ready is not None:  # once the process is gone: it never writes to a closed socket
+            self._ready.close()
+            self._ready = None
         return code
 
     def output_tail(self, limit: int = 4000) -> str:

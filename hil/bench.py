@@ -137,6 +137,11 @@ class BenchPins:
     def stop(self) -> None:
         for t in self._timers:
             t.cancel()
+        # A release already under way finishes before the connection closes under it.
+        for t in self._timers:
+            t.join(2.0)
+            if t.is_alive():
+                raise RuntimeError("a timed release of the bench's pins did not finish")
         for cb in self._callbacks:
             cb.cancel()
         self.pi.stop()

@@ -156,6 +156,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _remove_workdir(workdir, own_workdir, failed=True)
         return EXIT_FAILED
     assert rig.config is not None
+    if keys and rig.tap is not None:
+        # A unit judges a signed message's expiry on trusted time: its GNSS's, until a clock sync.
+        out("waiting for the unit's first GNSS fix, its trusted time for signed messages")
+        rig.tap.wait_for(lambda ms: any(m.topic == "status" and b'"time_source":"system_unsynced"' not in m.payload
+                                        and b'"time_source"' in m.payload for m in ms), 30)
     buttons = vehicle_buttons(args.kind, rig.config.panel.status_buttons)
     print(banner(rig, args, panel_page.url, workdir, keys) + demo_help(args.kind, buttons), flush=True)
     prompt = DemoPrompt(rig, out, kind=args.kind, buttons=buttons)

@@ -12,7 +12,8 @@ from a generated configuration (``hil.agent_proc``). When a scenario cuts the
 unit's own link (``link_down``), the agent reaches the broker through a
 :class:`~hil.netproxy.NetProxy` that can stall or drop its connections while
 the broker and dispatch stay up. ``Rig.up()`` brings it all up in that order
-and waits for the agent's ``online`` birth message; that moment is ``t = 0``. ``Rig.down()`` takes it down in reverse, each part
+and waits for the agent's ``online`` birth message and for its ``READY=1``
+to systemd (``hil.ready``); the later of the two is ``t = 0``. ``Rig.down()`` takes it down in reverse, each part
 stopped by what started it. ``start_agent()`` and ``stop_agent()`` restart
 the agent alone, as a power cycle of the unit would. ``tls=True`` gives the
 broker a mutual-TLS listener (``hil.pki``) and every client its certificate;
@@ -258,9 +259,10 @@ class Rig:
         return self.workdir / "state"
 
     def start_agent(self) -> None:
-        """Start the agent process (again) and wait for its own birth message: that moment is ``t = 0``."""
+        """Start the agent process (again); ``t = 0`` once it is online and has told systemd it is up."""
         assert self.config_path is not None and self.tap is not None
         mark = self.tap.mark()
+        self._release_agent()
         if isinstance(self.gpio, PigpioEmulator):  # the emulated pins as at power-on, not as the last agent left them
             self.gpio.set_pulls(self.boot_pulls)
         self.agent = agent_proc.AgentProcess(self.config_path, self.workdir / "agent.log", self.opt.agent_cmd,
@@ -268,6 +270,11 @@ class Rig:
         self.agents.append(self.agent)
         self.progress(f"agent     pid {self.agent.pid}: {' '.join(self.agent.argv)}")
         self._wait_online(mark)
+
+    def _release_agent(self) -> None:
+        """What the last agent process held (its output copier, its NOTIFY_SOCKET), once it is gone."""
+        if self.agent is not None and self.agent.exit_code() is not None:
+            self.agent.stop()
 
     def _agent_env(self) -> dict[str, str] | None:
         """The agent's environment beyond the rig's: its clock taken as never synchronised, for a cold boot."""
@@ -350,7 +357,7 @@ class Rig:
                 lambda msgs: next((m for m in msgs[mark:] if _is_birth(m) and not (live_only and m.retain)), None),
                 0.25)
             if birth is not None:
-                self.t0 = birth.mono
+                self.t0 = max(birth.mono, self._wait_ready(deadline))
                 self.online_seen.set()
                 self.progress(f"[  0.00 s] agent online: {birth.payload.decode('utf-8', 'replace')}")
                 return
@@ -359,6 +366,19 @@ class Rig:
                 raise RigError(f"the agent exited with {code} before coming online:\n{self.agent.output_tail(3000)}")
         tail = self.agent.output_tail(3000) if self.agent is not None else "(a real unit: see its journal)"
         raise RigError(f"the agent did not come online within {self.opt.online_timeout_s:g} s:\n{tail}")
+
+    def _wait_ready(self, deadline: float) -> float:
+        """When the rig's own agent told systemd it is up (``READY=1``): its link may connect,
+        and its birth go out, before its core runs. A real unit's (bench mode) is up already."""
+        if self.agent is None:
+            return 0.0
+        ready = self.agent.wait_ready(max(0.0, deadline - time.monotonic()))
+        if ready is not None:
+            return ready
+        code = self.agent.exit_code()
+        said = f"exited with {code}" if code is not None else "never told systemd it was up (READY=1)"
+        raise RigError(f"the agent came online but {said} within {self.opt.online_timeout_s:g} s:\n"
+                       f"{self.agent.output_tail(3000)}")
 
     # -------------------------------------------------------------- down
 
@@ -568,6 +588,7 @@ class Rig:
             raise RigError("the agent is still running (the power was never cut)")
         self._drive_power("power_fail", False)
         assert self.config_path is not None
+        self._release_agent()
         self.agent = agent_proc.AgentProcess(self.config_path, self.workdir / "agent.log", self.opt.agent_cmd,
                                              env=self._agent_env()).start()
         self.agents.append(self.agent)

@@ -374,10 +374,11 @@ def failures_html(results: Sequence[ScenarioResult]) -> str:
                 out.append("<p>The warnings and errors the agent logged in the run:</p>")
             else:
                 span = f"from {o.window[0] - LOG_MARGIN_S:.1f} s to {o.window[1] + LOG_MARGIN_S:.1f} s"
+                earlier = any(where == "before" for _, _, where in lines)
                 out.append(f"<p>The agent logged nothing {span} (the span judged, {LOG_MARGIN_S:g} s either side); "
                            "its last lines before, in grey:</p>" if quiet else
-                           f"<p>The agent's log {span} (the span judged, {LOG_MARGIN_S:g} s either side), after "
-                           "the warnings and errors it logged before, in grey:</p>")
+                           f"<p>The agent's log {span} (the span judged, {LOG_MARGIN_S:g} s either side)"
+                           + (", after the warnings and errors it logged before, in grey:</p>" if earlier else ":</p>"))
             out.append(_log_html(lines) if lines else "<p>(the agent logged nothing)</p>")
     out.append("</section>")
     return "".join(out)

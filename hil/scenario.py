@@ -7,9 +7,10 @@ dataclasses; anything wrong is a :class:`ScenarioError` (the agent's
 (``step[3].button``) and what is wrong in plain words, with the nearest known
 key for a typo, every problem at once, so an author fixes a file in one go.
 
-Time: ``t = 0`` is the moment the agent under test announced itself on the
-broker (its ``online`` birth message), so start-up time never eats into a
-scenario. Step times (``at``) and windows are in scenario seconds;
+Time: ``t = 0`` is the moment the agent under test has announced itself on
+the broker (its ``online`` birth message) and told systemd it is up
+(``READY=1``: its link may connect before its core runs), so start-up time
+never eats into a scenario. Step times (``at``) and windows are in scenario seconds;
 ``umps-hil run --speed F`` divides them by ``F`` (latency limits, ``within_ms``,
 are never scaled: they are what the crew and dispatch feel).
 

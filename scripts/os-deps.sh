@@ -29,7 +29,8 @@ need=()
 have() { command -v "$1" >/dev/null 2>&1; }
 # Debian splits venv (and its pip) out of python3.
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
-# mosquitto lives in /usr/sbin, which is not on every user's PATH.
+# mosquitto lives in /usr/sbin, which is not on every user's PATH. The package also ships
+# mosquitto_passwd, which hashes the rig's password files.
 have mosquitto || [[ -x $root/usr/sbin/mosquitto ]] || need+=(mosquitto)
 have mosquitto_pub || need+=(mosquitto-clients)
 [[ -f $root/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]] || need+=(fonts-dejavu-core)

@@ -1,6 +1,7 @@
-"""Shared fixtures: a real Mosquitto per test, subscribers, the black-holing proxy, test PKI.
+"""Shared fixtures: a real Mosquitto per test, subscribers, the black-holing proxy, test PKI,
+one headless Chromium per test process.
 
-Also the ``--run-slow`` option: tests marked ``slow`` run only with it.
+Also the ``--run-slow`` option: tests marked ``slow`` run only with it (otherwise deselected).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.broker import Broker, Recorder
+from hil.browser import chromium_missing, launch
 from hil.pki import TlsFiles, make_pki
 from tests.support.netproxy import NetProxy
 
@@ -20,12 +22,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without ``--run-slow``, the slow tests are deselected (not thousands of skips to hand out
+    to the workers and report one by one)."""
     if config.getoption("--run-slow"):
         return
-    skip = pytest.mark.skip(reason="slow: run with --run-slow")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+    slow = [item for item in items if "slow" in item.keywords]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if "slow" not in item.keywords]
 
 
 @pytest.fixture
@@ -90,3 +94,21 @@ def netproxy_factory() -> Iterator[Callable[..., NetProxy]]:
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
     """A test CA and a server certificate for localhost / 127.0.0.1."""
     return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """Debian's Chromium (``hil.browser``), started once per test process (per xdist worker).
+
+    Each test makes its own context (``browser.new_context()``) and closes it, so
+    no page, storage or cookie is shared between tests.
+    """
+    missing = chromium_missing()
+    if missing:
+        pytest.skip(missing)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = launch(pw)
+        yield chromium
+        chromium.close()

@@ -275,49 +275,43 @@ def test_status_command_and_gnss_unplug(tmp_path, request):
 
 
 @pytest.mark.browser
-def test_car_touchscreen_shows_the_call_and_a_touch_accepts_it(tmp_path, request):
-    chromium = "/usr/bin/chromium"
-    if not os.path.exists(chromium):
-        pytest.skip(f"Debian chromium not installed at {chromium}")
-    from playwright.sync_api import sync_playwright
-
+def test_car_touchscreen_shows_the_call_and_a_touch_accepts_it(tmp_path, request, browser):
     ui_port = free_port()
     rig = _rig(tmp_path, request, ui_port=ui_port)
     rig.start_agent()
     rig.wait("status", lambda b: b["status"] == "available")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, args=["--headless", "--no-sandbox", "--disable-gpu"])
-        try:
-            page = browser.new_page(viewport={"width": 800, "height": 480})
-            page.goto(f"http://127.0.0.1:{ui_port}/")
-            call = {"id": "C-7", "action": "new", "priority": 2, "nature": "حادث سير", "address": "Rue 12, Kénitra",
-                    "location": {"lat": 34.255, "lon": -6.59}, "created": "2026-11-25T10:00:00Z"}
-            rig.publish("call", json.dumps(call, ensure_ascii=False).encode())
-            page.locator("#takeover .nature").filter(has_text="حادث سير").wait_for(timeout=10_000)
-            rig.wait("call/response", lambda b: b["id"] == "C-7" and b["response"] == "received")
-            page.locator("#btn-accept").click()
-            rig.wait("call/response", lambda b: b["id"] == "C-7" and b["response"] == "accepted")
-            page.locator("#takeover").wait_for(state="hidden", timeout=10_000)
-            # A status touch is the same event as the panel button.
-            page.locator("#statuses button", has_text="route").first.click()
-            rig.wait("status", lambda b: b["status"] == "en_route")
-            rig.wait("call/response", lambda b: b["id"] == "C-7" and b["response"] == "en_route")
-            # Dispatch updates the address: the card follows; a re-delivery changes nothing.
-            update = {"id": "C-7", "action": "update", "address": "Bd Hassan II, Kénitra"}
-            rig.publish("call", json.dumps(update).encode())
-            rig.publish("call", json.dumps(call, ensure_ascii=False).encode())
-            page.locator("#call .address, #call [class*=address]").filter(has_text="Hassan II").first.wait_for(
-                timeout=10_000)
-            # The call survives a restart of the agent; the page reconnects by itself.
-            assert rig.stop_agent() == 0
-            page.locator("#app.offline").wait_for(timeout=15_000)
-            rig.start_and_wait_online()
-            page.locator("#app:not(.offline)").wait_for(timeout=15_000)
-            page.locator("#call").filter(has_text="Hassan II").wait_for(timeout=10_000)
-            # Dispatch cancels: the card goes.
-            rig.publish("call", json.dumps({"id": "C-7", "action": "cancel"}).encode())
-            page.locator("#call").wait_for(state="hidden", timeout=10_000)
-            responses = [b["response"] for b in rig.messages("call/response") if b["id"] == "C-7"]
-            assert responses.count("received") == 1, responses
-        finally:
-            browser.close()
+    context = browser.new_context(viewport={"width": 800, "height": 480})
+    try:
+        page = context.new_page()
+        page.goto(f"http://127.0.0.1:{ui_port}/")
+        call = {"id": "C-7", "action": "new", "priority": 2, "nature": "حادث سير", "address": "Rue 12, Kénitra",
+                "location": {"lat": 34.255, "lon": -6.59}, "created": "2026-11-25T10:00:00Z"}
+        rig.publish("call", json.dumps(call, ensure_ascii=False).encode())
+        page.locator("#takeover .nature").filter(has_text="حادث سير").wait_for(timeout=10_000)
+        rig.wait("call/response", lambda b: b["id"] == "C-7" and b["response"] == "received")
+        page.locator("#btn-accept").click()
+        rig.wait("call/response", lambda b: b["id"] == "C-7" and b["response"] == "accepted")
+        page.locator("#takeover").wait_for(state="hidden", timeout=10_000)
+        # A status touch is the same event as the panel button.
+        page.locator("#statuses button", has_text="route").first.click()
+        rig.wait("status", lambda b: b["status"] == "en_route")
+        rig.wait("call/response", lambda b: b["id"] == "C-7" and b["response"] == "en_route")
+        # Dispatch updates the address: the card follows; a re-delivery changes nothing.
+        update = {"id": "C-7", "action": "update", "address": "Bd Hassan II, Kénitra"}
+        rig.publish("call", json.dumps(update).encode())
+        rig.publish("call", json.dumps(call, ensure_ascii=False).encode())
+        page.locator("#call .address, #call [class*=address]").filter(has_text="Hassan II").first.wait_for(
+            timeout=10_000)
+        # The call survives a restart of the agent; the page reconnects by itself.
+        assert rig.stop_agent() == 0
+        page.locator("#app.offline").wait_for(timeout=15_000)
+        rig.start_and_wait_online()
+        page.locator("#app:not(.offline)").wait_for(timeout=15_000)
+        page.locator("#call").filter(has_text="Hassan II").wait_for(timeout=10_000)
+        # Dispatch cancels: the card goes.
+        rig.publish("call", json.dumps({"id": "C-7", "action": "cancel"}).encode())
+        page.locator("#call").wait_for(state="hidden", timeout=10_000)
+        responses = [b["response"] for b in rig.messages("call/response") if b["id"] == "C-7"]
+        assert responses.count("received") == 1, responses
+    finally:
+        context.close()

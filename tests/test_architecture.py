@@ -189,3 +189,87 @@ def test_each_profile_loads_only_the_screen_it_drives():
     assert web <= car and oled - {"luma"} <= motorcycle  # (luma: loaded when the device is made)
     assert car & (tools | oled) == set()
     assert motorcycle & (tools | web) == set()
+
+
+# ------------------------------------------------------------ one way each
+
+
+def _python_files(*folders: str) -> list[Path]:
+    """The code of ``folders``, this file aside (it names what it looks for)."""
+    return [p for folder in folders for p in (ROOT / folder).rglob("*.py")
+            if "__pycache__" not in p.parts and p != Path(__file__).resolve()]
+
+
+def _trees(*folders: str) -> list[tuple[Path, ast.AST]]:
+    return [(path, ast.parse(path.read_text(encoding="utf-8"), str(path))) for path in _python_files(*folders)]
+
+
+def test_bench_peers_are_modules_and_no_code_is_run_from_a_string():
+    # A peer (the bare program the agent is compared with) is a module of bench/peers, run with
+    # `python -m bench.peers.NAME`: linted and imported like any code, and run by
+    # tests/test_bench_peers.py. Nothing hands Python source to `python -c`.
+    import bench.peers
+
+    for name in bench.peers.PEERS:
+        assert (ROOT / "bench" / "peers" / f"{name}.py").is_file(), name
+    for path, tree in _trees("bench", "hil"):
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.List, ast.Tuple)):
+                items = [ast.unparse(e) for e in node.elts]
+                assert not ("sys.executable" in items and "'-c'" in items), \
+                    f"{path}:{node.lineno}: Python run from a string; make it a module"
+
+
+def test_one_set_of_chromium_arguments():
+    # hil/browser.py: the tests, the bench and the rig drive the kiosk's Chromium the same way.
+    for path, tree in _trees("agent", "hil", "bench", "tests"):
+        if path == ROOT / "hil" / "browser.py":
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and node.value == "--headless":
+                raise AssertionError(f"{path}:{node.lineno}: Chromium arguments outside hil/browser.py")
+            if isinstance(node, ast.Attribute) and node.attr == "launch" and \
+                    isinstance(node.value, ast.Attribute) and node.value.attr == "chromium":
+                raise AssertionError(f"{path}:{node.lineno}: launch Chromium with hil.browser.launch")
+
+
+def test_one_wait_helper():
+    # hil/wait.py polls a condition with no event to wait on; nothing else defines its own.
+    for path, tree in _trees("agent", "hil", "bench", "tests"):
+        if path == ROOT / "hil" / "wait.py":
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef) and node.name in ("wait_until", "poll_until", "_wait", "wait"):
+                raise AssertionError(f"{path}:{node.lineno}: a wait helper of its own ({node.name}); use hil.wait")
+
+
+def test_one_error_for_a_file_a_person_wrote():
+    # agent.problems.ProblemsError: (key path, message) pairs, all at once; the config's and the
+    # scenario's errors are that class, not copies of it.
+    from agent.config import ConfigError
+    from agent.problems import ProblemsError
+    from hil.scenario import ScenarioError
+
+    assert issubclass(ConfigError, ProblemsError) and issubclass(ScenarioError, ProblemsError)
+    for path, tree in _trees("agent", "hil", "bench"):
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and node.name != "ProblemsError":
+                for item in node.body:
+                    if isinstance(item, ast.FunctionDef) and item.name == "__init__" and \
+                            [a.arg for a in item.args.args] == ["self", "source", "problems"]:
+                        raise AssertionError(f"{path}:{node.lineno}: {node.name} copies ProblemsError")
+
+
+def test_passwords_and_schemas_are_left_to_their_tools():
+    # Mosquitto's password file is hashed by mosquitto_passwd (hil.broker), JSON Schema judged by
+    # jsonschema (tests/test_docs.py), scenario files by pydantic models (hil/scenario_schema.py).
+    for path in _python_files("hil", "bench", "tests"):
+        text = path.read_text(encoding="utf-8")
+        assert "pbkdf2_hmac" not in text, f"{path}: Mosquitto passwords hashed by hand"
+    assert "jsonschema" in _imports(ROOT / "tests" / "test_docs.py")
+    assert "pydantic" in _imports(ROOT / "hil" / "scenario_schema.py")
+    from pydantic import BaseModel
+
+    from hil.scenario_schema import EXPECT_MODELS, STEP_MODELS
+
+    assert all(issubclass(m, BaseModel) for m in (*STEP_MODELS.values(), *EXPECT_MODELS.values()))

@@ -1,8 +1,8 @@
 """The shipped fleet ACL, enforced by a real Mosquitto.
 
 Each module starts Mosquitto from PATH on a free port with the ACL file as
-shipped in ``firmware-config/mosquitto/acl`` and a password file made with
-``mosquitto_passwd -b``; the TLS test renders the shipped ``umps-fleet.conf``
+shipped in ``firmware-config/mosquitto/acl`` and a password file hashed by
+``mosquitto_passwd`` (``hil.broker.write_password_file``); the TLS test renders the shipped ``umps-fleet.conf``
 itself (paths and ports swapped) with certificates made here.
 
 How a refusal is observed: Mosquitto 2.0 answers a publish the ACL refuses
@@ -24,7 +24,6 @@ import getpass
 import queue
 import shutil
 import ssl
-import subprocess
 import threading
 import time
 import uuid
@@ -35,7 +34,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from hil.broker import Broker, free_port
+from hil.broker import Broker, free_port, write_password_file
 from hil.pki import make_pki
 
 SHIPPED = Path(__file__).resolve().parent.parent / "firmware-config" / "mosquitto"
@@ -62,10 +61,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def make_password_file(path: Path, users: list[str]) -> None:
-    path.touch()
-    for user in users:
-        subprocess.run(["mosquitto_passwd", "-b", str(path), user, PASSWORD], check=True, capture_output=True)
-    path.chmod(0o600)
+    write_password_file(path, dict.fromkeys(users, PASSWORD))
 
 
 @pytest.fixture(scope="module")

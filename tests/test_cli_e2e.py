@@ -186,9 +186,8 @@ def test_admin_tools_sign_what_a_running_unit_accepts_and_status_shows_it(tmp_pa
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
 
-    deadline = time.monotonic() + 10
-    while umps("status", "--config", str(rig.config_path)).returncode != 0 and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_until(lambda: umps("status", "--config", str(rig.config_path)).returncode == 0, 10,
+               "`umps-agent status` to find the agent", interval=0.2)
     human = umps("status", "--config", str(rig.config_path))
     assert human.returncode == 0 and f"unit        {UNIT}".encode() in human.stdout and b"online to" in human.stdout
     assert b"outputs" in human.stdout
@@ -215,10 +214,7 @@ def test_admin_tools_sign_what_a_running_unit_accepts_and_status_shows_it(tmp_pa
     rig.publish("config/set", done.stdout)
     assert rig.wait("config/result", lambda b: b.get("version") == 1)["ok"] is True
     rig.wait("config/current", lambda b: b["version"] == 1)
-    deadline = time.monotonic() + 10
-    while status_json()["config_version"] != 1 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert status_json()["config_version"] == 1
+    wait_until(lambda: status_json()["config_version"] == 1, 10, "the status file's config version", interval=0.2)
 
     assert rig.stop_agent() == 0
     stopped = umps("status", "--config", str(rig.config_path))

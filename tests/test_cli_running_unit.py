@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from agent.status_report import boot_id, process_start
+from hil.wait import wait_until
 from tests.test_agent_e2e import ROOT, UNIT, Rig
 
 
@@ -99,9 +100,8 @@ def test_at_a_running_unit_gnss_watch_leaves_the_receiver_to_the_agent_and_statu
     laptop = tmp_path / "laptop"
     laptop.mkdir()
     config = str(rig.config_path)
-    deadline = time.monotonic() + 10
-    while umps("status", "--config", config, cwd=laptop).returncode != 0 and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_until(lambda: umps("status", "--config", config, cwd=laptop).returncode == 0, 10,
+               "the agent's first status file", interval=0.2)
 
     # The agent reads the receiver: watching it would split the receiver's data between the two.
     refused = umps("gnss", "watch", "--config", config, cwd=laptop, timeout=20)

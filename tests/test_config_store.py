@@ -222,6 +222,36 @@ def test_nothing_usable_falls_back_to_the_file_alone(tmp_path: Path) -> None:
     assert load_effective(toml, validate=parse_config).problems == ()
 
 
+def test_a_layer_the_card_cannot_read_is_left_alone_and_pushes_wait(tmp_path: Path) -> None:
+    """An I/O error is no damage: nothing is set aside or written over, and the highest version the
+    layer may hold is unknown, so the worker refuses pushes (tests/test_replay_disk.py has the worker)."""
+    toml = write_toml(tmp_path)
+    effective = load_effective(toml, validate=parse_config)
+    effective.store.save(accept(effective.state, {"telemetry": {"rate_hz": 2}}, 5))
+    layer = tmp_path / "state" / "remote-config.json"
+    kept = layer.read_bytes()
+    layer.unlink()
+    layer.mkdir()  # reading it now fails as an I/O error would
+    fallback = load_effective(toml, validate=parse_config)
+    assert fallback.source == "toml" and fallback.store.unreadable is not None
+    assert "cannot read" in fallback.problems[0]
+    assert layer.is_dir() and not [f for f in files(tmp_path / "state") if ".bad" in f]
+    layer.rmdir()
+    layer.write_bytes(kept)
+    assert load_effective(toml, validate=parse_config).version == 5
+
+
+def test_a_second_damaged_layer_never_overwrites_the_first_set_aside(tmp_path: Path) -> None:
+    toml = write_toml(tmp_path)
+    for body in (b"{first", b"{second"):
+        (tmp_path / "state").mkdir(exist_ok=True)
+        (tmp_path / "state" / "remote-config.json").write_bytes(body)
+        load_effective(toml, validate=parse_config)
+    state = tmp_path / "state"
+    assert (state / "remote-config.json.bad").read_bytes() == b"{first"
+    assert (state / "remote-config.json.bad.1").read_bytes() == b"{second"
+
+
 def test_a_layer_the_local_file_no_longer_allows_falls_back_but_keeps_its_version(tmp_path: Path) -> None:
     toml = write_toml(tmp_path)
     effective = load_effective(toml, validate=parse_config)

@@ -15,9 +15,9 @@ to each other:
   the link's birth message) validate against the AsyncAPI schemas, and the
   inbound examples of the document are accepted by the code's own parsers.
 
-JSON Schema validation uses a small draft-07 subset validator written here
-(it refuses any keyword it does not know, so a schema cannot pass by being
-misunderstood), and also ``jsonschema`` when that package is installed.
+JSON Schema validation is the ``jsonschema`` package's (draft-07); every
+keyword the document uses must be one draft-07 knows, since a validator
+ignores the others and a misspelt keyword would let anything through.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from __future__ import annotations
 import ast
 import datetime as dt
 import json
-import math
 import re
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from agent.adapters.alarm_ids import random_alarm_id
@@ -113,111 +113,45 @@ def _md_topics() -> dict[str, dict[str, str]]:
     return rows
 
 
-# ---------------------------------------------------- a small JSON Schema
+# ------------------------------------------- JSON Schema (the jsonschema package)
 
 
-_KNOWN = {
-    "type", "enum", "const", "required", "properties", "additionalProperties", "items", "minimum",
-    "maximum", "minLength", "maxLength", "pattern", "oneOf", "anyOf", "allOf", "if", "then", "else",
-    "$ref", "format", "description", "title", "examples", "default",
-}
+# Validators ignore a keyword their draft does not know, so a misspelt one ("maxLenght") would let
+# anything through: every keyword the document's schemas use is one draft-07's meta-schema names,
+# or an AsyncAPI specification extension (``x-...``: annotations, such as the CBOR field numbers).
+DRAFT7_KEYWORDS = frozenset(jsonschema.Draft7Validator.META_SCHEMA["properties"])
+_SUBSCHEMA_MAPS = ("properties", "patternProperties", "definitions")
+_SUBSCHEMAS = ("additionalProperties", "items", "not", "if", "then", "else", "contains", "propertyNames")
+_SUBSCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "items")
 
 
-def _is_type(value: Any, name: str) -> bool:
-    if name == "null":
-        return value is None
-    if name == "boolean":
-        return isinstance(value, bool)
-    if name == "integer":
-        return (isinstance(value, int) and not isinstance(value, bool)) or (
-            isinstance(value, float) and math.isfinite(value) and value.is_integer()
-        )
-    if name == "number":
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if name == "string":
-        return isinstance(value, str)
-    if name == "array":
-        return isinstance(value, list)
-    if name == "object":
-        return isinstance(value, dict)
-    raise AssertionError(f"unknown JSON type {name!r}")
-
-
-def _same(a: Any, b: Any) -> bool:
-    return type(a) is type(b) and a == b or (_is_type(a, "number") and _is_type(b, "number") and a == b)
-
-
-def schema_errors(schema: Any, value: Any, root: dict[str, Any], path: str = "$") -> list[str]:
-    """Draft-07 validation for the keywords in ``_KNOWN``; local ``$ref`` against ``root``."""
-    if schema is True:
+def unknown_keywords(schema: Any, path: str = "$") -> list[str]:
+    """``path: keyword`` for every keyword of ``schema`` and its subschemas that draft-07 does not know."""
+    if not isinstance(schema, dict):
         return []
-    if schema is False:
-        return [f"{path}: nothing is allowed here"]
-    unknown = set(schema) - _KNOWN
-    assert not unknown, f"schema keyword(s) this validator does not know: {sorted(unknown)}"
-    if "$ref" in schema:  # draft-07: siblings of $ref are ignored
-        return schema_errors(_resolve(root, schema["$ref"]), value, root, path)
-    errors: list[str] = []
-    if "type" in schema:
-        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
-        if not any(_is_type(value, t) for t in types):
-            return [f"{path}: {value!r} is not of type {types}"]
-    if "enum" in schema and not any(_same(value, e) for e in schema["enum"]):
-        errors.append(f"{path}: {value!r} is not one of {schema['enum']}")
-    if "const" in schema and not _same(value, schema["const"]):
-        errors.append(f"{path}: {value!r} is not {schema['const']!r}")
-    if _is_type(value, "number"):
-        if "minimum" in schema and value < schema["minimum"]:
-            errors.append(f"{path}: {value} < {schema['minimum']}")
-        if "maximum" in schema and value > schema["maximum"]:
-            errors.append(f"{path}: {value} > {schema['maximum']}")
-    if isinstance(value, str):
-        if "minLength" in schema and len(value) < schema["minLength"]:
-            errors.append(f"{path}: shorter than {schema['minLength']}")
-        if "maxLength" in schema and len(value) > schema["maxLength"]:
-            errors.append(f"{path}: longer than {schema['maxLength']}")
-        if "pattern" in schema and not re.search(schema["pattern"], value):
-            errors.append(f"{path}: {value!r} does not match {schema['pattern']}")
-    if isinstance(value, dict):
-        for name in schema.get("required", []):
-            if name not in value:
-                errors.append(f"{path}: {name!r} is required")
-        props = schema.get("properties", {})
-        for name, item in value.items():
-            if name in props:
-                errors += schema_errors(props[name], item, root, f"{path}.{name}")
-            elif "additionalProperties" in schema:
-                errors += schema_errors(schema["additionalProperties"], item, root, f"{path}.{name}")
-    if isinstance(value, list) and "items" in schema:
-        for i, item in enumerate(value):
-            errors += schema_errors(schema["items"], item, root, f"{path}[{i}]")
-    for sub in schema.get("allOf", []):
-        errors += schema_errors(sub, value, root, path)
-    if "anyOf" in schema and all(schema_errors(s, value, root, path) for s in schema["anyOf"]):
-        errors.append(f"{path}: matches none of anyOf")
-    if "oneOf" in schema:
-        matching = sum(not schema_errors(s, value, root, path) for s in schema["oneOf"])
-        if matching != 1:
-            errors.append(f"{path}: matches {matching} of oneOf, not exactly 1")
-    if "if" in schema:
-        branch = "then" if not schema_errors(schema["if"], value, root, path) else "else"
-        if branch in schema:
-            errors += schema_errors(schema[branch], value, root, path)
-    return errors
+    found = [f"{path}: {key}" for key in schema if key not in DRAFT7_KEYWORDS and not key.startswith("x-")]
+    for key in _SUBSCHEMA_MAPS:
+        for name, sub in (schema.get(key) or {}).items():
+            found += unknown_keywords(sub, f"{path}.{key}.{name}")
+    for key in _SUBSCHEMAS:
+        found += unknown_keywords(schema.get(key), f"{path}.{key}")
+    for key in _SUBSCHEMA_LISTS:
+        if isinstance(schema.get(key), list):
+            for i, sub in enumerate(schema[key]):
+                found += unknown_keywords(sub, f"{path}.{key}[{i}]")
+    return found
+
+
+def schema_errors(schema: dict[str, Any], value: Any, doc: dict[str, Any]) -> list[str]:
+    """Draft-07 validation of ``value`` against ``schema`` (a schema of ``doc``, or a ``$ref`` into it)."""
+    validator = jsonschema.Draft7Validator({**doc, "$ref": _ref_of(doc, schema)})
+    return [f"{'.'.join(map(str, e.absolute_path)) or '$'}: {e.message}" for e in validator.iter_errors(value)]
 
 
 def assert_valid(doc: dict[str, Any], topic: str, payload: bytes | dict[str, Any]) -> None:
     value = json.loads(payload) if isinstance(payload, bytes) else payload
-    schema = _schema_for(doc, topic)
-    errors = schema_errors(schema, value, doc)
+    errors = schema_errors(_schema_for(doc, topic), value, doc)
     assert not errors, f"{topic}: {value}\n" + "\n".join(errors)
-    try:
-        import jsonschema
-    except ImportError:
-        return
-    validator = jsonschema.Draft7Validator({**doc, "$ref": _ref_of(doc, schema)})
-    problems = [e.message for e in validator.iter_errors(value)]
-    assert not problems, f"{topic} (jsonschema): {value}\n" + "\n".join(problems)
 
 
 def _ref_of(doc: dict[str, Any], schema: dict[str, Any]) -> str:
@@ -294,6 +228,27 @@ def test_asyncapi_document_parses_and_every_reference_resolves(doc):
         assert op["action"] in ("send", "receive")
         for message in op["messages"]:
             assert message["$ref"].startswith(op["channel"]["$ref"] + "/messages/")
+
+
+def test_every_schema_keyword_is_one_draft_07_knows(doc):
+    # The schemas the JSON payloads are validated against, through every $ref (the compact
+    # CBOR messages are checked by tests/test_telemetry_cbor.py, not by a JSON validator).
+    pending = [f"#/components/messages/{name}/payload" for name, message in doc["components"]["messages"].items()
+               if message["contentType"] == "application/json"]
+    seen: set[str] = set()
+    while pending:
+        ref = pending.pop()
+        if ref in seen:
+            continue
+        seen.add(ref)
+        schema = _resolve(doc, ref)
+        jsonschema.Draft7Validator.check_schema(schema)
+        assert unknown_keywords(schema, ref) == []
+        pending += _refs(schema)
+    assert len(seen) >= 15
+    # The check itself sees a misspelt keyword, however deep.
+    typo = {"type": "object", "properties": {"id": {"anyOf": [{"type": "string", "maxLenght": 3}]}}}
+    assert unknown_keywords(typo) == ["$.properties.id.anyOf[0]: maxLenght"]
 
 
 def test_the_scenario_exercises_every_message_the_core_builds(published):

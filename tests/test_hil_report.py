@@ -9,11 +9,15 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+
 from hil.engine import ScenarioResult
 from hil.expect import evaluate
 from hil.report import html_report, junit_xml, results_json, text_table, write_all
 from hil.runlog import ActionRecord, Msg, PinSample, RunLog, TruthSample
 from hil.scenario import parse_scenario
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SCENARIO = parse_scenario("""
 [scenario]
@@ -199,3 +203,31 @@ def test_each_dashed_step_line_of_the_cadence_plot_is_labelled():
     assert labels == ["call", "enter-tunnel"]
     assert svg.count('class="step"') == 2 + 1  # the two lines, and the legend's sample
     assert "a step (labelled with its id)" in svg and "live interval" in svg and "backlog report" in svg
+
+
+@pytest.mark.browser
+def test_in_a_browser_the_cause_is_on_the_first_screen(tmp_path):
+    # What a person sees on opening report.html on a laptop: the failure and the agent's lines
+    # without scrolling. The page is saved under test-artifacts/ui/hil-report/.
+    from hil.browser import chromium_missing, launch
+
+    if chromium_missing():
+        pytest.skip(chromium_missing())
+    from playwright.sync_api import sync_playwright
+
+    r = make_result()
+    r.log.agent_lines = [(2.1, "2025-03-01 10:00:03,200 ERROR   agent.adapters.gpio: ack button read failed")]
+    paths = write_all([r], tmp_path / "out")
+    artifacts = ROOT / "test-artifacts" / "ui" / "hil-report"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = launch(pw)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(paths["html"].as_uri())
+            for text in ("Why it failed", "ack button read failed"):
+                box = page.get_by_text(text).first.bounding_box()
+                assert box is not None and box["y"] + box["height"] <= 800, (text, box)
+            page.screenshot(path=str(artifacts / "failure.png"), full_page=True)
+        finally:
+            browser.close()

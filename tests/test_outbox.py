@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.adapters.outbox import CACHE_KIB, DB_NAME, FORMAT_VERSION, Outbox, OutboxError, stored_records
+from agent.adapters.outbox import CACHE_KIB, DB_NAME, FORMAT_VERSION, Outbox, stored_records
 from agent.adapters.outbox_codec import DICT_V1, ENC_BATCH_V1, ENC_RAW
 from agent.core.publish import Lane, Publish
 from tests.support.disk import fill, small_tmpfs
@@ -186,10 +186,15 @@ def test_full_outbox_drops_oldest_backlog_never_status(tmp_path: Path, clock: Fa
     box.close()
 
 
-def test_an_unusable_database_is_a_clear_error(tmp_path: Path) -> None:
-    (tmp_path / DB_NAME).write_bytes(b"this is not a database" * 100)
-    with pytest.raises(OutboxError, match="unusable"):
-        Outbox(tmp_path)
+def test_a_damaged_database_is_set_aside_kept_and_a_new_one_started(tmp_path: Path) -> None:
+    damaged = b"this is not a database" * 100
+    (tmp_path / DB_NAME).write_bytes(damaged)
+    box = Outbox(tmp_path)
+    assert (tmp_path / (DB_NAME + ".bad")).read_bytes() == damaged  # kept for analysis, never deleted
+    box.put(Publish("status", b"{}", Lane.STATUS, retain=True))
+    assert box.health() is None and box.stats().disk_ok
+    box.close()
+    assert [r.topic for r in stored_records(tmp_path)] == ["status"]
 
 
 # --------------------------------------------------------------- disk full
@@ -318,13 +323,18 @@ def test_a_store_of_the_first_format_is_migrated_in_place(tmp_path: Path) -> Non
     db.close()
 
 
-def test_a_store_of_a_newer_format_is_a_clear_error(tmp_path: Path) -> None:
+def test_a_store_of_a_newer_format_is_left_alone_and_the_outbox_runs_in_memory(tmp_path: Path) -> None:
     Outbox(tmp_path).close()
     db = sqlite3.connect(tmp_path / DB_NAME)
     db.execute(f"PRAGMA user_version={FORMAT_VERSION + 1}")
     db.close()
-    with pytest.raises(OutboxError, match="newer agent"):
-        Outbox(tmp_path)
+    before = (tmp_path / DB_NAME).read_bytes()
+    box = Outbox(tmp_path)  # a downgraded agent: it must not misread the store, nor stop the unit
+    assert "newer agent" in (box.health() or "")
+    box.put(Publish("status", b"{}", Lane.STATUS, retain=True))
+    assert [r.topic for r in box.take(Lane.STATUS, 10)] == ["status"]
+    box.close()
+    assert (tmp_path / DB_NAME).read_bytes() == before
 
 
 def test_an_unreadable_stored_report_is_dropped_and_the_rest_drain_in_order(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from agent.core.events import DispatchRefused, MessageReceived
 from agent.core.remote_config import ConfigState
 from agent.core.rollback_guard import Armed
 from agent.core.time_floor import UnitClock
+from hil.wait import wait_until
 
 NOW = dt.datetime(2026, 11, 25, 20, 0, tzinfo=dt.timezone.utc)
 DISPATCH_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(100, 132)))
@@ -118,9 +119,7 @@ def test_a_stuck_job_is_abandoned_answered_and_never_applied(make, tmp_path) -> 
     worker, inbox = make(slow)
     worker.submit("config/set", push(rid="slow-1"))
     # The core calls overdue() on every loop; a clock past the timeout, not a sleep.
-    deadline = time.monotonic() + 5
-    while not worker.overdue(time.monotonic() + worker.timeout_s + 1):
-        assert time.monotonic() < deadline, "the job never started"
+    wait_until(lambda: worker.overdue(time.monotonic() + worker.timeout_s + 1), 5, "the job to start")
     answer = inbox.next()
     assert isinstance(answer, ConfigDone) and not answer.result.ok and answer.result.id == "slow-1"
     assert "nothing was applied" in answer.result.errors[0].msg

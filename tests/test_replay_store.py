@@ -54,7 +54,7 @@ def test_a_damaged_file_is_set_aside_and_the_unit_keeps_working(tmp_path) -> Non
 
 
 def test_what_is_remembered_is_on_disk_before_remember_returns(tmp_path) -> None:
-    store = ReplayStore(tmp_path)
+    store = ReplayStore(tmp_path, exclusive=False)
     store.remember("call:abc", later(60), NOW)
     # Another connection (another process after a crash) sees it without any close or commit.
     other = sqlite3.connect(tmp_path / FILE_NAME)

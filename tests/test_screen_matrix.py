@@ -33,9 +33,7 @@ from allpairspy import AllPairs
 from agent.adapters.web_ui import WebUi
 from agent.core import views
 from tests.support.unit_rig import Rig, call_payload, config
-from tests.test_web_ui import (  # noqa: F401  (fixtures)
-    ARTIFACTS, CHROMIUM, HEIGHT, TIMEOUT_S, WIDTH, browser, needs_chromium,
-)
+from tests.test_web_ui import ARTIFACTS, HEIGHT, TIMEOUT_S, WIDTH, needs_chromium
 
 SHOTS = ARTIFACTS / "matrix"
 
@@ -211,7 +209,7 @@ def server():
 
 
 @pytest.fixture(scope="module")
-def context(browser):  # noqa: F811
+def context(browser):
     ctx = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT}, has_touch=True)
     yield ctx
     ctx.close()
@@ -294,7 +292,7 @@ def test_the_pairwise_cases_cover_every_pair():
 @pytest.mark.browser
 @needs_chromium
 @pytest.mark.parametrize("lang", ["fr", "ar"])
-def test_a_false_alarm_is_cancelled_by_touch_through_the_core(browser, lang):  # noqa: F811
+def test_a_false_alarm_is_cancelled_by_touch_through_the_core(browser, lang):
     """Hold the alarm on the screen, let go, touch "cancel": the core withdraws the alarm it sent."""
     import queue
 

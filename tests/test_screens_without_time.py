@@ -20,8 +20,8 @@ from agent.core import views
 from agent.core.i18n import Catalog
 from agent.core.panel_view import CallSummary, PanelView
 from tests.support.unit_rig import WALL0, Rig, call_payload, config
-from tests.test_web_ui import (  # noqa: F401 - the browser fixtures
-    browser, browser_test, call, needs_chromium, open_page, page, recorder, snapshot, ui,
+from tests.test_web_ui import (  # noqa: F401 - the page fixtures (the browser is conftest's, one per worker)
+    browser_test, call, needs_chromium, open_page, page, recorder, snapshot, ui,
 )
 
 CREATED = "2026-11-25T19:58:00Z"  # two minutes before the rig's wall clock (WALL0)

@@ -43,6 +43,14 @@ def test_the_password_is_not_in_the_file_nor_guessable_from_it(tmp_path: Path) -
 def test_a_damaged_file_starts_again_without_failing(tmp_path: Path) -> None:
     (tmp_path / FILE_NAME).write_text("{not json")
     assert SecretsVersion(tmp_path).update(config("pw")) == 0
+    assert (tmp_path / (FILE_NAME + ".bad")).read_text() == "{not json"  # kept for analysis
+
+
+def test_a_file_the_card_cannot_read_is_never_written_over(tmp_path: Path) -> None:
+    (tmp_path / FILE_NAME).mkdir()  # reading it fails as an I/O error would: not a damaged file
+    (tmp_path / FILE_NAME / "keep").write_text("x")
+    assert SecretsVersion(tmp_path).update(config("pw")) == 0
+    assert (tmp_path / FILE_NAME / "keep").exists() and not list(tmp_path.glob("*.bad"))
 
 
 def test_config_current_carries_it_and_the_hash_does_not_move() -> None:

@@ -35,6 +35,38 @@ def test_an_unreadable_file_is_reported_and_ignored(tmp_path, body, caplog):
     with caplog.at_level(logging.ERROR, logger="agent.state_file"):
         assert UnitStateFile(tmp_path).load() is None
     assert "unreadable" in caplog.text
+    # Set aside for analysis, never deleted; the next write starts a new file.
+    assert (tmp_path / (STATE_FILE + ".bad")).read_bytes() == body and not (tmp_path / STATE_FILE).exists()
+
+
+def test_a_second_damaged_file_never_overwrites_the_first_one_set_aside(tmp_path):
+    for body in (b"{first", b"{second"):
+        (tmp_path / STATE_FILE).write_bytes(body)
+        assert UnitStateFile(tmp_path).load() is None
+    assert (tmp_path / (STATE_FILE + ".bad")).read_bytes() == b"{first"
+    assert (tmp_path / (STATE_FILE + ".bad.1")).read_bytes() == b"{second"
+
+
+def test_on_a_full_card_the_reserve_keeps_the_state_for_the_next_start(tmp_path):
+    """An alarm raised on a full card survives a restart: the reserve, made at start, takes it in place."""
+    from tests.support.disk import fill, small_tmpfs
+
+    with small_tmpfs(tmp_path / "card", "512k") as card:
+        f = UnitStateFile(card)
+        assert f.prepare()
+        f.store({"status": "en_route"})
+        filler = fill(card)
+        alarm = {"status": "en_route", "emergency": {"state": "active", "alarm_id": 3}}
+        with pytest.raises(OSError):
+            f.store(alarm)
+        assert f.changed(alarm)  # the file is still to be written: retried at the next change or tick
+        assert UnitStateFile(card).load() == alarm  # what a restart on the full card finds
+
+        filler.unlink()
+        f.store(alarm)  # the file takes it again: the reserve is superseded
+        cleared = {"status": "available", "emergency": {"state": "cleared", "alarm_id": 3}}
+        f.store(cleared)
+        assert UnitStateFile(card).load() == cleared
 
 
 def test_a_failed_write_leaves_the_state_unstored(tmp_path):

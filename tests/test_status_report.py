@@ -10,7 +10,7 @@ from tests.support.unit_rig import T0, Rig
 TOP_LEVEL = {
     "unit", "version", "pid", "pid_start", "boot_id", "config", "uptime_s", "written", "link", "outbox", "gnss", "status", "ignition",
     "parked", "siren", "emergency", "call", "seq", "config_version", "panel", "inbox_dropped", "core_errors",
-    "outputs", "counters",
+    "outputs", "counters", "storage",
 }
 
 
@@ -32,6 +32,7 @@ def test_report_says_what_the_unit_knows_without_any_adapter():
     assert report["outbox"] == {"dropped": 0, "disk_ok": True}
     assert report["seq"] == rig.unit.next_seq - 1 and report["config_version"] == 3
     assert report["uptime_s"] == 3.5
+    assert report["storage"] == {"durable": True, "reason": None, "stores": {}}
     assert report["gnss"]["port"] == rig.unit.config.gnss.port  # gnss watch leaves that port to the agent
     assert agent_alive(report) is True  # this very process wrote it
     json.dumps(report)  # the file holds it as JSON

@@ -9,10 +9,10 @@ and finds every report, each ``seq`` once.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,6 +81,14 @@ def cbor_rig(tmp_path: Path, request):
     return rig, rig.proxy, consumer
 
 
+def _offline_with_backlog(status_file: Path, reports: int) -> bool:
+    try:
+        status = json.loads(status_file.read_text())
+    except (OSError, ValueError):  # not written yet, or replaced while read
+        return False
+    return status["link"]["online"] is False and status["outbox"].get("backlog", 0) >= reports
+
+
 def _decoded(messages: list[Message]) -> list[dict]:
     return [r for m in messages for r in decode_telemetry(m.payload, m.topic)]
 
@@ -100,7 +108,9 @@ def test_cbor_reports_live_and_batched_backlog_decode_with_nothing_lost(cbor_rig
     proxy.blackhole()
     proxy.drop_all()
     cut_at = len(live)
-    time.sleep(8)  # the outage itself; what it did is checked on the broker below
+    # The outage lasts until the unit says (its status file) that it is offline with at least
+    # six reports waiting: enough for a batch of five or more when the link comes back.
+    wait_until(lambda: _offline_with_backlog(rig.workdir / "run" / "status.json", 6), 30, "six reports held offline")
     proxy.restore()
     wait_until(lambda: any(is_batch(m.payload) for m in consumer.on("telemetry/backlog")), 40,
                "a backlog batch after the link came back")

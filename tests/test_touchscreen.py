@@ -9,7 +9,7 @@ copy of a rule would fail them.
 from __future__ import annotations
 
 from tests.test_web_ui import (  # noqa: F401  (fixtures)
-    INPUTS, browser, browser_test, call, is_event, needs_chromium, open_page, page, recorder, snapshot, ui,
+    INPUTS, browser_test, call, is_event, needs_chromium, open_page, page, recorder, snapshot, ui,
 )
 from agent.core.events import ButtonPressed
 

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from agent.core.effects import Feedback
+from agent.core.events import StorageChanged
 from agent.core.publish import Lane
 from agent.core.unit import SUBSCRIPTIONS, Unit
 from tests.support.unit_rig import T0, Rig, alarm_ids, alarm_uuid, body, call_payload, config, iso, now, one, pubs
@@ -33,7 +34,8 @@ def test_status_press_publishes_at_once_retained_on_the_status_lane():
     [p] = pubs(out, "status")
     assert p.lane is Lane.STATUS and p.retain and p.qos == 1 and p.seq is None
     assert body(p) == {"status": "en_route", "siren": False, "call": None, "emergency": False, "ignition": None,
-                       "fix": {"receiver": "no_fix"}, "ts": iso(T0 + 0.3), "time_source": "system"}
+                       "fix": {"receiver": "no_fix"}, "ts": iso(T0 + 0.3), "time_source": "system",
+                       "durable": True, "durable_reason": None}
     assert Feedback("accepted") in out
     assert pubs(out, "telemetry") == []  # not waiting for, nor forcing, a report
     assert rig.unit.status.state == "en_route"
@@ -106,7 +108,7 @@ def test_siren_change_publishes_status_once_per_change():
     out = rig.at(T0 + 0.4).siren(True)
     assert status_of(out) == {"status": "available", "siren": True, "call": None, "emergency": False,
                               "ignition": None, "fix": {"receiver": "no_fix"}, "ts": iso(T0 + 0.4),
-                              "time_source": "system"}
+                              "time_source": "system", "durable": True, "durable_reason": None}
     assert pubs(rig.after(0.1).siren(True)) == []  # same state again: no message
     assert status_of(rig.after(0.1).siren(False))["siren"] is False
     assert rig.reports(rig.run_until(T0 + 1.5))[-1]["siren"] is False
@@ -208,3 +210,20 @@ def test_a_hot_config_change_keeps_status_alarm_and_calls():
     rig.press("emergency")
     rig.after(1.05).tick()
     assert rig.unit.emergency.state.value == "pending"
+
+
+# ----------------------------------------------------------------- storage
+
+
+def test_status_says_at_once_when_the_card_stops_and_starts_taking_what_the_unit_keeps():
+    rig = Rig()
+    rig.link_up()
+    full = "outbox writes refused (the card is full); records kept in memory"
+    out = rig.after(1).send(StorageChanged(False, full, rig.t))
+    assert status_of(out)["durable"] is False and status_of(out)["durable_reason"] == full
+    assert not pubs(rig.after(1).send(StorageChanged(False, full, rig.t)), "status")  # no change, no message
+    # Reports go on meanwhile, and the status the next connect sends says it too.
+    assert pubs(rig.after(1).tick(), "telemetry")
+    assert status_of(rig.link_up())["durable"] is False
+    back = status_of(rig.after(1).send(StorageChanged(True, None, rig.t)))
+    assert back["durable"] is True and back["durable_reason"] is None

@@ -34,6 +34,27 @@ def all_seqs(messages: list[Received]) -> list[int]:
     return seqs(messages, LIVE, BACKLOG)
 
 
+def delivered(messages: list[Received], first: int, count: int) -> bool:
+    return set(range(first, first + count)) <= set(all_seqs(messages))
+
+
+def assert_live_in_order(messages: list[Received], first: int, count: int) -> None:
+    """Every report arrived, and went live unless a newer one overtook it before it could go.
+
+    A live report superseded before the sender got to it is demoted to the backlog (by
+    design: a live map never jumps back in time), which a loaded machine's scheduling can
+    cause at 20 reports a second. So: live reports in order, each demoted one overtaken by a
+    newer live one, the newest live, and nothing lost. QoS 1 may deliver a report twice
+    (after a reconnect): the seqs, in order, once each.
+    """
+    live = list(dict.fromkeys(seqs(messages, LIVE)))
+    demoted = set(seqs(messages, BACKLOG)) - set(live)
+    assert set(live) | demoted == set(range(first, first + count)), "a report is missing"
+    assert live == sorted(live), "a live report went back in time"
+    assert live[-1] == first + count - 1, "the newest report did not go live"
+    assert all(any(newer > seq for newer in live) for seq in demoted), f"demoted but not overtaken: {demoted}"
+
+
 @pytest.fixture
 def agents(tmp_path: Path) -> Iterator[Callable[..., FakeAgent]]:
     made: list[FakeAgent] = []
@@ -71,10 +92,8 @@ def test_reports_go_live_with_contiguous_seq_and_status_is_retained(
     first = agent.outbox.next_seq()
     assert first == 1
     send_reports(agent, first, 40, rate=20)
-    recorder.wait_for(lambda ms: len(set(seqs(ms, LIVE))) == 40, 10, "40 live reports")
-    # QoS 1 is at least once: a reconnect on a loaded machine may deliver a report twice, never out of order.
-    assert list(dict.fromkeys(seqs(recorder.messages, LIVE))) == list(range(1, 41))
-    assert seqs(recorder.messages, BACKLOG) == []
+    recorder.wait_for(lambda ms: delivered(ms, first, 40), 10, "40 reports")
+    assert_live_in_order(recorder.messages, first, 40)
     late = Recorder(broker, topics=[f"umps/{UNIT}/status"]).start()
     try:
         late.wait_for(lambda ms: ms and ms[0].retain, 5, "retained status")
@@ -196,14 +215,14 @@ def test_backlog_rate_limit_and_flush_now(tmp_path: Path, broker: Broker, record
     for seq in range(1, 2001):
         box.put(Publish("telemetry", json.dumps({"seq": seq}).encode(), Lane.BACKLOG, seq=seq))
     box.close()
-    agent = agents([broker.address], backlog_rate_limit=100.0)
+    agent = agents([broker.address], backlog_rate_limit=25.0)
     recorder.wait_for(lambda ms: len(seqs(ms, BACKLOG)) >= 50, 10, "backlog starts")
     start = time.monotonic()
     assert len(seqs(recorder.messages, BACKLOG)) < 500, "the rate limit holds"
     agent.uplink.flush_backlog()
-    recorder.wait_for(lambda ms: len(seqs(ms, BACKLOG)) == 2000, 10, "flushed backlog")
-    # At 100/s the rest would take well over 10 s.
-    assert time.monotonic() - start < 10
+    recorder.wait_for(lambda ms: len(seqs(ms, BACKLOG)) == 2000, 30, "flushed backlog")
+    # At 25/s the rest would take over 75 s; flushed, a loaded machine takes a few seconds.
+    assert time.monotonic() - start < 30
 
 
 def test_status_goes_before_backlog_after_an_outage(tmp_path: Path, broker: Broker, recorder: Recorder, agents) -> None:
@@ -300,12 +319,11 @@ def test_disk_full_state_dir_keeps_live_reports_going(full_disk: Path, broker: B
             agent.uplink.submit(Publish("status", b"s" * 20_000 + str(i).encode(), Lane.STATUS, retain=True))
         first = agent.outbox.next_seq()
         send_reports(agent, first, 40, rate=20)
-        # QoS 1 may deliver a report twice (after a reconnect): the seqs, in order, once each.
-        recorder.wait_for(lambda ms: len(set(seqs(ms, LIVE))) == 40, 10, "live reports on a full disk")
+        recorder.wait_for(lambda ms: delivered(ms, first, 40), 10, "reports on a full disk")
         recorder.wait_for(lambda ms: sum(m.topic.endswith("/status") for m in ms) >= 5, 10, "statuses")
         stats = agent.uplink.stats()
         assert stats.outbox.disk_errors > 0
-        assert list(dict.fromkeys(seqs(recorder.messages, LIVE))) == list(range(first, first + 40))
+        assert_live_in_order(recorder.messages, first, 40)
     finally:
         agent.uplink.stop()
         agent.link.stop()

@@ -13,7 +13,6 @@ import copy
 import http.client
 import io
 import json
-import os
 import threading
 import wave
 from pathlib import Path
@@ -23,23 +22,17 @@ import pytest
 from agent.adapters.web_ui import WebUi
 from agent.core import screen_rules
 from agent.core.events import ButtonPressed, ButtonReleased
-from hil.wait import poll_until
+from hil.browser import chromium_missing
+from tests.support.broker import wait_until
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    # As in the car's kiosk: a call alert may sound before anyone touched the screen.
-    "--autoplay-policy=no-user-gesture-required",
-]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "ui"
 WIDTH, HEIGHT = 800, 480
-TIMEOUT_S = 5.0
+# A bound on waiting for the page, not a speed requirement (the bench measures speed): on a
+# loaded machine, with the suite's workers beside it, a page may take seconds to lay out.
+TIMEOUT_S = 15.0
 
 browser_test = pytest.mark.browser
-needs_chromium = pytest.mark.skipif(
-    not os.path.exists(CHROMIUM), reason=f"Debian chromium not installed at {CHROMIUM}"
-)
+needs_chromium = pytest.mark.skipif(chromium_missing() is not None, reason=str(chromium_missing()))
 
 LABELS = {
     "fr": {"available": "Disponible", "en_route": "En route", "on_scene": "Sur place",
@@ -297,10 +290,6 @@ class SseReader:
         self.conn.close()
 
 
-def wait_until(predicate, timeout: float = TIMEOUT_S) -> None:
-    assert poll_until(predicate, timeout), "condition not met in time"
-
-
 def test_sse_sends_current_snapshot_then_only_the_newest(ui):
     ui.update(snapshot(status="busy"))
     reader = SseReader(ui)
@@ -310,7 +299,7 @@ def test_sse_sends_current_snapshot_then_only_the_newest(ui):
         event, hello = reader.next()
         assert event == "hello" and hello["version"]
         assert reader.next_snapshot()["status"] == "busy"
-        wait_until(lambda: ui.connected_clients == 1)
+        wait_until(lambda: ui.connected_clients == 1, TIMEOUT_S, "the page's stream")
         for i in range(300):  # far faster than any page reads: most are coalesced away
             ui.update(snapshot(link={"online": True, "backlog": i}))
         seen = []
@@ -321,7 +310,7 @@ def test_sse_sends_current_snapshot_then_only_the_newest(ui):
         assert event == "ping"
     finally:
         reader.close()
-    wait_until(lambda: ui.connected_clients == 0)
+    wait_until(lambda: ui.connected_clients == 0, TIMEOUT_S, "the stream closed")
 
 
 def test_sse_clients_are_bounded(recorder):
@@ -331,7 +320,7 @@ def test_sse_clients_are_bounded(recorder):
     try:
         readers = [SseReader(server) for _ in range(2)]
         assert all(r.resp.status == 200 for r in readers)
-        wait_until(lambda: server.connected_clients == 2)
+        wait_until(lambda: server.connected_clients == 2, TIMEOUT_S, "two streams")
         status, headers, _ = request(server, "GET", "/api/events")
         assert status == 503 and headers["retry-after"]
     finally:
@@ -381,18 +370,6 @@ def test_busy_port_is_an_error_at_start(ui, recorder):
 
 
 # ------------------------------------------------------------- the browser
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"Debian chromium not installed at {CHROMIUM}")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
@@ -689,10 +666,11 @@ def test_page_reconnects_after_the_agent_restarts(page, ui, recorder):
     try:
         expect(page.locator("#idle .label")).to_have_text("Sur place")
         expect(banner).to_be_hidden()
-        wait_until(lambda: again.connected_clients == 1)
+        wait_until(lambda: again.connected_clients == 1, TIMEOUT_S, "the page back on the new server")
     finally:
         again.stop()
-    ui.start()  # so the fixture's stop() has a server to stop
+    # ``ui`` stays stopped (stopping it again is harmless) and keeps its port: the page's
+    # next reconnect attempts go to the unit's address, as they should.
 
 
 @browser_test

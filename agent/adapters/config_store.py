@@ -25,12 +25,16 @@ either the old or the new file is there, whole. A new layer moves the current
 file to ``.prev`` first, unless the current one is itself still pending (the
 previous confirmed layer then stays the rollback target).
 
-Loading never bricks the unit: a current file that cannot be read, parsed or
+Loading never bricks the unit: a current file that cannot be parsed or
 validated (against today's TOML) is set aside as ``*.bad`` and the previous
 one is used; failing that the TOML file alone (version 0). Each fallback is
 logged and returned as ``problems`` for ``config/current`` and the status
 screen. ``highest_version`` survives a fallback when any file still says it,
-so old signed pushes stay refused.
+so old signed pushes stay refused. A file the card cannot read (an I/O error)
+is not damaged: it is left where it is, nothing is written over it, and
+:attr:`ConfigStore.unreadable` says so: the highest version it may hold is
+unknown, so the remote-request worker refuses pushes until a restart reads
+it again.
 """
 
 from __future__ import annotations
@@ -45,12 +49,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.adapters.reserve import set_aside
 from agent.config import AgentConfig, ConfigError, Validate, load_config
 from agent.core.remote_config import ConfigState
 
 log = logging.getLogger(__name__)
 
 FORMAT = 1
+_CANNOT_READ = "cannot read"
 CURRENT_NAME = "remote-config.json"
 PREVIOUS_NAME = "remote-config.prev.json"
 
@@ -92,6 +98,7 @@ class ConfigStore:
         self.validate = validate
         self.current = self.dir / CURRENT_NAME
         self.previous = self.dir / PREVIOUS_NAME
+        self.unreadable: str | None = None  # a layer the card could not read (see the module docstring)
 
     # ------------------------------------------------------------- loading
 
@@ -108,6 +115,12 @@ class ConfigStore:
             layer, problem = self._read(path)
             if layer is None and problem is None:
                 continue  # no such file (never pushed, or a save cut short)
+            if problem is not None and problem.startswith(_CANNOT_READ):
+                # Not damaged: left alone, and no repair writes over it.
+                self.unreadable = f"{path.name}: {problem}"
+                log.error("remote config %s; pushes are refused until it can be read", self.unreadable)
+                problems.append(f"{path.name}: {problem}; falling back")
+                continue
             if layer is not None:
                 highest = max(highest, layer["highest_version"])
                 try:
@@ -125,7 +138,7 @@ class ConfigStore:
                     shown = "; ".join(f"{loc or '<config>'}: {msg}" for loc, msg in exc.problems[:5])
                     problem = f"does not validate with the local file: {shown}"
                 else:
-                    if source != "current":
+                    if source != "current" and self.unreadable is None:
                         self._repair(state, broken, problems)
                     return state, source, problems
             message = f"{path.name}: {problem}; falling back"
@@ -133,7 +146,7 @@ class ConfigStore:
             problems.append(message)
             broken.append(path)
         state = ConfigState(base, {}, 0, highest, None, False, base)
-        if broken:
+        if broken and self.unreadable is None:
             self._repair(state, broken, problems)
         return state, "toml", problems
 
@@ -144,7 +157,7 @@ class ConfigStore:
         except FileNotFoundError:
             return None, None
         except OSError as exc:
-            return None, f"cannot read: {exc.strerror or exc}"
+            return None, f"{_CANNOT_READ}: {exc.strerror or exc}"
         try:
             data = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -170,8 +183,9 @@ class ConfigStore:
     def _repair(self, state: ConfigState, broken: list[Path], problems: list[str]) -> None:
         try:
             for path in broken:
-                # Kept for a person to look at; the next fallback overwrites it.
-                os.replace(path, path.with_name(path.name + ".bad"))
+                # Kept for a person to look at, never overwritten (.bad, .bad.1...).
+                if set_aside(path) is None:
+                    raise OSError(f"{path.name} cannot be set aside")
             self._write(self.current, state)
         except OSError as exc:
             message = f"cannot repair the stored layer: {exc.strerror or exc}"

@@ -719,13 +719,17 @@ def offline_payload(reason: str | None = None) -> bytes:
 
 
 def birth_payload(*, agent_version: str, config_version: int, config_hash: str, ts: str, seq_start: int,
-                  seq_gap: dict[str, int] | None, time_source: str | None = None) -> bytes:
+                  seq_gap: dict[str, int] | None, time_source: str | None = None, durable: bool | None = None,
+                  durable_reason: str | None = None) -> bytes:
     """The ``online`` birth message body (JSON, UTF-8; :class:`agent.core.messages.Birth`).
 
     ``seq_start``: the first telemetry seq of this run; ``seq_gap``: the seq range
-    this run declares never sent (``{"from": a, "to": b}``), or null (docs/mqtt-api.md).
+    this run declares never sent (``{"from": a, "to": b}``), or null (docs/mqtt-api.md);
+    ``durable`` and ``durable_reason``: whether what the unit keeps reaches its card.
     """
     fields: dict[str, Any] = {"time_source": time_source} if time_source is not None else {}
+    if durable is not None:
+        fields.update(durable=durable, durable_reason=durable_reason)
     body = Birth(online=True, agent_version=agent_version, config_version=config_version, config_hash=config_hash,
                  ts=ts, seq_start=seq_start, seq_gap=seq_gap, **fields)
     return json.dumps(body.to_json(), separators=(",", ":")).encode()

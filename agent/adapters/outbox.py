@@ -117,15 +117,25 @@ exact next seq; after a crash the unit resumes at the reservation (a gap of at
 most ``seq_block``, never a reuse). ``next_seq()`` tells the core where to
 start.
 
-Disk full
----------
+Disk full, read-only, damaged
+-----------------------------
 ``database or disk is full`` and ``OSError`` (ENOSPC, EIO) never stop live
 reports: the failure is logged and counted, the failed transaction rolled
 back, the records stay in memory (bounded by ``max_memory_reports``, oldest
-backlog dropped first) and the next commit tries again. If the state
-directory cannot be written at start-up the outbox runs from memory only; seq
-then continues from the last reservation that was persisted, so a second
-crash before the disk recovers could reuse seq numbers (logged as an error).
+backlog dropped first) and the next commit tries again. A full card still
+opens the database (agent/adapters/sqlite_files.py). One that cannot be
+opened at all (read-only, I/O errors, a newer agent's format) leaves the
+outbox in memory; ``recover()`` opens it later and moves what memory holds
+into it. A damaged database is set aside (``.bad``, kept) and a new one
+started. ``health()`` says which, in words, for the unit's status.
+
+The seq values also go to a reserve copy that a full card still takes (see
+agent/adapters/seq_reservation.py), so neither a crash nor a restart on a
+full or read-only card reuses a seq. A stop whose last commit the card
+refuses leaves what it holds in RAM for the next run
+(agent/adapters/outbox_spill.py, ``ram_dir``: the runtime directory); what a
+crash or a power cut loses while the card refuses writes is declared by the
+next run's ``seq_gap``.
 
 Storage format
 --------------
@@ -136,8 +146,8 @@ first record's id, ``last_id`` the last one's; the encodings are
 agent/adapters/outbox_codec.py's). Stores of older formats (0: no ``enc`` column; 2: a
 row per report, deflated alone, ``enc`` ENC_DEFLATE_V1) are migrated in place
 at open: the missing columns are added and their rows read as stored. A store
-with a newer version is refused with an OutboxError that says so (a
-downgraded agent must not misread it). A stored row that cannot be decoded (a
+with a newer version is left untouched (a downgraded agent must not misread
+it) and the outbox runs in memory, ``health()`` saying why. A stored row that cannot be decoded (a
 damaged card) is logged, its reports counted in ``dropped``, and deleted; the
 others drain in order.
 
@@ -160,14 +170,19 @@ from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.adapters import sqlite_files
 from agent.adapters.outbox_codec import ENC_BATCH_V1, ENC_RAW, CodecError, decode, pack_batch, unpack_batch
-from agent.adapters.seq_reservation import SeqReservation
+from agent.adapters.outbox_spill import Spilled, read_spill, remove_spill, write_spill
+from agent.adapters.reserve import Reserve
+from agent.adapters.seq_reservation import SeqReservation, choose
 from agent.core.publish import Lane, Publish
 
 log = logging.getLogger(__name__)
 
 URGENT_LANES = (Lane.EMERGENCY, Lane.STATUS)
 DB_NAME = "outbox.sqlite3"
+# The seq values' reserve copy (agent/adapters/seq_reservation.py, "When the card refuses writes").
+SEQ_RESERVE_NAME = "seq.reserve"
 # Commit early when this many deletes wait: keeps the open transaction small
 # while a long backlog drains.
 DELETE_COMMIT_THRESHOLD = 4096
@@ -275,6 +290,7 @@ class Outbox:
         max_memory_reports: int = 3600,
         exclusive: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        ram_dir: str | Path | None = None,
     ) -> None:
         if max_backlog_reports < 1 or max_memory_reports < 1:
             raise ValueError("outbox limits must be positive")
@@ -309,50 +325,70 @@ class Outbox:
         self._sealed = False  # after seal(): every put is committed at once
         self._next_id = 1
         self._db: sqlite3.Connection | None = None
+        self._closed = False
+        self._set_aside_once = False
         self._path = Path(state_dir) / DB_NAME
-        self._seq = SeqReservation(self._open(), seq_block)
-        if not self._run(self._write_meta, {"clean": 0}, commit=True):
+        # RAM (the runtime directory): a copy of the seq values, and what a stop could not commit.
+        self._ram_dir = Path(ram_dir) if ram_dir is not None else None
+        self._reserve = Reserve(SEQ_RESERVE_NAME, [Path(state_dir), *([self._ram_dir] if self._ram_dir else [])])
+        self._copied: dict[str, int] | None = None  # the restart values the reserve copy holds
+        self._meta_set: dict[str, int] = {}  # the explicit values written so far (clean, seq_next...)
+        self._problem: str | None = None  # why there is no database (memory only), for status
+        self._last_error: str | None = None
+        self._seq_warned = False
+        self._spilled: set[int] = set()  # records a previous run left in RAM, not yet acked or on disk
+        copy = self._reserve.read()
+        values, self._gen = choose(self._open(), (copy.gen, copy.body) if copy else None)
+        if self._db is None and not values and self._path.exists():
+            log.error("outbox: neither the database nor a reserve copy says which seq comes next; seq may repeat")
+        self._seq = SeqReservation(values, seq_block)
+        self._load_spill()
+        if not self._save_seq({"clean": 0}):
             log.error("outbox: seq reservation could not be persisted; seq may repeat after another crash")
 
     # ----------------------------------------------------------- opening
 
     def _open(self) -> dict[str, int]:
+        """Open the database and read what the last run left; its ``meta`` values.
+
+        Never raises: a database that cannot be opened (a full or read-only
+        card, I/O errors, a newer agent's format) leaves the outbox in memory
+        (``recover()`` tries again); a damaged one is set aside (kept) and a new
+        one started (see agent/adapters/sqlite_files.py).
+        """
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=5.0)
+            db = sqlite_files.connect(self._path, cache_kib=CACHE_KIB, exclusive=self._exclusive, page_size=PAGE_SIZE)
         except (OSError, sqlite3.Error) as exc:
-            self._disk_failed("open", exc)
-            return {}
+            return self._open_failed(exc)
         try:
-            db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # only takes effect on a new file
-            db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
-            if self._exclusive:
-                # Before the first WAL access: the WAL index then lives in this process's
-                # memory, not in a -shm file the kernel writes back every ~30 s.
-                db.execute("PRAGMA locking_mode=EXCLUSIVE")
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
             db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
             _check_format(db, self._path)
             meta = dict(db.execute("SELECT key, value FROM meta"))
             max_id = db.execute("SELECT COALESCE(MAX(COALESCE(last_id, id)), 0) FROM records").fetchone()[0]
-            self._disk_telemetry = db.execute(
+            disk_telemetry = db.execute(
                 "SELECT COALESCE(SUM(count), 0) FROM records WHERE lane >= ?", (int(Lane.LIVE),)
             ).fetchone()[0]
-            for row in db.execute(
-                f"SELECT {_COLUMNS} FROM records WHERE lane < ? ORDER BY id",
-                (int(Lane.LIVE),),
-            ):
-                for rec in _row_records(row):
-                    self._urgent[rec.lane][rec.id] = rec
-        except sqlite3.DatabaseError as exc:
+            urgent_rows = db.execute(f"SELECT {_COLUMNS} FROM records WHERE lane < ? ORDER BY id",
+                                     (int(Lane.LIVE),)).fetchall()
+        except (OSError, sqlite3.Error, OutboxError) as exc:
             db.close()
-            if _is_disk_full(exc):
-                self._disk_failed("open", exc)
-                return {}
-            raise OutboxError(f"outbox database {self._path} is unusable: {exc}") from exc
+            return self._open_failed(exc)
         self._db = db
-        self._next_id = max_id + 1
+        self._problem = None
+        self._disk_telemetry = disk_telemetry
+        self._next_id = max(self._next_id, max_id + 1)
+        unreadable = []
+        for row in urgent_rows:
+            try:
+                recs = _row_records(row)
+            except CodecError as exc:
+                unreadable.append((row, exc))
+                continue
+            for rec in recs:
+                self._urgent[rec.lane][rec.id] = rec
+        for row, exc in unreadable:
+            self._discard_unreadable(row, exc)
         if self._disk_telemetry or any(self._urgent.values()):
             log.info(
                 "outbox: %d telemetry and %d urgent records waiting from the last run",
@@ -360,6 +396,23 @@ class Outbox:
                 sum(len(d) for d in self._urgent.values()),
             )
         return meta
+
+    def _open_failed(self, exc: BaseException) -> dict[str, int]:
+        if sqlite_files.is_corrupt(exc) and not self._set_aside_once:
+            self._set_aside_once = True  # the new file is not set aside in turn
+            salvaged = sqlite_files.salvage_meta(self._path)
+            bad = sqlite_files.set_aside_db(self._path)
+            log.error("outbox: database %s damaged (%s): set aside as %s, starting a new one", self._path, exc,
+                      bad.name if bad else "(could not be moved)")
+            meta = self._open() if bad is not None else {}
+            # What the damaged file still said of the seq: read as after a crash.
+            return {**salvaged, "clean": 0} if salvaged else meta
+        if isinstance(exc, OutboxError):
+            self._problem = str(exc)
+        else:
+            self._problem = f"outbox database {self._path.name} unavailable: {sqlite_files.reason(exc)}"
+        self._disk_failed("open", exc)
+        return {}
 
     # ----------------------------------------------------------- the API
 
@@ -462,6 +515,8 @@ class Outbox:
                 self._unflushed -= 1
             if rec.on_disk:
                 self._acked_on_disk(rec)
+            if self._spilled:
+                self._spill_settled()
 
     def nack(self, record_id: int) -> None:
         """The record was not acknowledged (link lost): send it again later.
@@ -516,6 +571,7 @@ class Outbox:
             ok = self._run(self._flush, unflushed, commit=True)
             if ok:
                 self._evict_flushed_backlog()
+                self._spill_settled()
             else:
                 self._enforce_bounds(flush_first=False)
             return ok
@@ -546,20 +602,82 @@ class Outbox:
             )
 
     def close(self) -> None:
-        """Flush everything unacknowledged, store the exact next seq, close the database."""
+        """Flush everything unacknowledged, store the exact next seq, close the database.
+
+        When the card refuses the flush, what it holds goes to RAM for the next
+        run (agent/adapters/outbox_spill.py); what cannot go there either is
+        lost, and the seq values say so (the next run declares its seq).
+        """
         with self._lock:
-            if self._db is None:
+            if self._closed:
                 return
+            self._closed = True
             for rec in list(self._in_flight.values()):
                 self.nack(rec.id)
             self.commit()
-            if self._run(self._write_meta, self._seq.clean_stop_values(), commit=True):
+            held = sorted((r for r in self._memory_records() if not r.on_disk), key=lambda r: r.id)
+            if held and not self._spill(held):
+                log.error("outbox: %d records not acknowledged are lost at this stop (the card refused them)",
+                          len(held))
+                lost = [r.seq for r in held if r.seq is not None]
+                values = {"clean": 0, "seq_durable": min(lost, default=self._seq.next)}
+            else:
+                values = self._seq.clean_stop_values()
+            if self._save_seq(values) and self._db is not None:
                 try:
                     self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 except sqlite3.Error as exc:
                     log.warning("outbox: checkpoint at close failed: %s", exc)
-            self._db.close()
-            self._db = None
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    def recover(self) -> bool:
+        """The database could not be opened at start: try again. True when it is open (now or already).
+
+        What the outbox held in memory meanwhile is renumbered after what the
+        database holds (it is newer) and committed at once.
+        """
+        with self._lock:
+            if self._db is not None or self._closed:
+                return self._db is not None
+            if self._in_flight:
+                return False  # renumbering needs every record at rest: next time
+            held = sorted(self._memory_records(), key=lambda r: r.id)
+            meta = self._open()
+            if self._db is None:
+                return False
+            stored, _ = choose(meta, None)
+            first = stored.get("seq_next", 0) if stored.get("clean", 1) else max(stored.get("seq_next", 0),
+                                                                                  stored.get("seq_reserved", 0))
+            if first > self._seq.first:
+                log.error("outbox: the database, readable again, had reserved seq up to %d; this run started at %d"
+                          " and may have repeated some", first - 1, self._seq.first)
+            for lane in URGENT_LANES:
+                self._urgent[lane] = {i: r for i, r in self._urgent[lane].items() if r.on_disk}
+            self._live.clear()
+            self._mem_backlog.clear()
+            for rec in held:
+                rec.id, self._next_id = self._next_id, self._next_id + 1
+                if rec.lane in URGENT_LANES:
+                    self._urgent[rec.lane][rec.id] = rec
+                elif rec.lane is Lane.LIVE:
+                    self._live[rec.id] = rec
+                else:
+                    self._mem_backlog[rec.id] = rec
+            self._seq.dirty = True
+            log.warning("outbox: database %s open again; %d records held in memory go to it", self._path, len(held))
+            self.commit()
+            return True
+
+    def health(self) -> str | None:
+        """Why the outbox is not durable now, in words (``None``: everything it holds can reach the card)."""
+        with self._lock:
+            if self._db is None:
+                return self._problem or "outbox database unavailable"
+            if not self._disk_ok:
+                return f"outbox writes refused ({self._last_error or 'disk error'}); records kept in memory"
+            return None
 
     # ----------------------------------------------------------- internals
 
@@ -579,8 +697,81 @@ class Outbox:
     def _note_seq(self, seq: int) -> None:
         if self._seq.note(seq):
             # Forced: a crash must never let this seq be handed out again.
-            if not self._run(self._write_meta, {}, commit=True):
+            if self._save_seq({}):
+                self._seq_warned = False
+            elif not self._seq_warned:
+                self._seq_warned = True
                 log.error("outbox: seq reservation not persisted (disk); seq may repeat after a crash")
+
+    def _save_seq(self, extra: dict[str, int]) -> bool:
+        """Commit the seq values with ``extra`` now (the reserve copy too when it changed).
+        True when the card has them: the database or the state directory's reserve copy."""
+        if self._db is not None:
+            return self._run(self._write_meta, extra, commit=True) or self._copied == self._restart_values()
+        self._gen += 1
+        return self._copy_seq(self._meta_values(extra))
+
+    def _meta_values(self, extra: dict[str, int]) -> dict[str, int]:
+        """The whole record of the seq, as the ``meta`` table holds it after writing ``extra``."""
+        self._meta_set.update(extra)
+        return {**self._seq.meta_values(), **self._meta_set}
+
+    def _restart_values(self) -> dict[str, int]:
+        values = {**self._seq.meta_values(), **self._meta_set}
+        values.pop("seq_durable", None)
+        return values
+
+    def _copy_seq(self, values: dict[str, int]) -> bool:
+        """Write the reserve copy (generation ``self._gen``) when what a restart needs changed."""
+        wanted = {k: v for k, v in values.items() if k != "seq_durable"}
+        if wanted == self._copied:
+            return True
+        if self._reserve.write(self._gen, values):
+            self._copied = wanted
+            self._seq.safe()
+            return True
+        return False
+
+    def _spill(self, held: list[Record]) -> bool:
+        """Leave ``held`` in RAM for the next run (see close()); False when there is no RAM directory or it failed."""
+        if self._ram_dir is None:
+            return False
+        ok = write_spill(self._ram_dir, [Spilled(r.lane, r.topic, r.payload, r.qos, r.retain, r.seq) for r in held])
+        if ok:
+            log.warning("outbox: %d records the card refused are kept in RAM (%s) for the next run", len(held),
+                        self._ram_dir)
+        return ok
+
+    def _load_spill(self) -> None:
+        """Take back what the last run left in RAM (records waiting to be sent; see outbox_spill.py)."""
+        if self._ram_dir is None:
+            return
+        spilled = read_spill(self._ram_dir)
+        for item in spilled:
+            rec = Record(id=self._next_id, lane=item.lane, topic=item.topic, payload=item.payload, qos=item.qos,
+                         retain=item.retain, seq=item.seq)
+            self._next_id += 1
+            if rec.lane in URGENT_LANES:
+                self._urgent[rec.lane][rec.id] = rec
+            else:
+                rec.lane = Lane.BACKLOG
+                self._mem_backlog[rec.id] = rec
+                self._unflushed += 1
+            self._spilled.add(rec.id)
+        if spilled:
+            log.warning("outbox: %d records the last run kept in RAM are back, waiting to be sent", len(spilled))
+            if self._db is not None:
+                self._run(self._insert, [r for r in self._memory_records() if r.id in self._spilled], commit=True)
+            self._spill_settled()
+
+    def _spill_settled(self) -> None:
+        """The RAM spill goes once every record it held is acknowledged or on the card."""
+        if not self._spilled or self._ram_dir is None:
+            return
+        held = {r.id for r in self._memory_records() if not r.on_disk}
+        self._spilled &= held
+        if not self._spilled:
+            remove_spill(self._ram_dir)
 
     def _batch_interval(self) -> float:
         """``commit_interval_s``; offline, OFFLINE_COMMIT_INTERVAL_S if that is longer."""
@@ -760,6 +951,8 @@ class Outbox:
 
     def _run(self, op: Callable[[Any], None], arg: Any, *, commit: bool = False) -> bool:
         if self._db is None:
+            if commit and self._seq.dirty and op != self._write_meta:
+                self._save_seq({})  # memory only: the reservation still reaches the reserve copy
             return False
         try:
             if not self._in_txn:
@@ -837,7 +1030,11 @@ class Outbox:
 
     def _write_meta(self, extra: dict[str, int]) -> None:
         assert self._db is not None
-        values = {**self._seq.meta_values(), **extra}
+        self._gen += 1
+        values = self._meta_values(extra)
+        # The copy first: if this commit fails, the copy is the newer record (seq_reservation.choose).
+        self._copy_seq(values)
+        values["gen"] = self._gen
         self._db.executemany(
             "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             list(values.items()),
@@ -853,6 +1050,7 @@ class Outbox:
         self._in_txn = False
 
     def _disk_failed(self, what: str, exc: BaseException) -> None:
+        self._last_error = sqlite_files.reason(exc)
         self._disk_errors += 1
         if self._disk_ok or self._disk_errors % 100 == 1:
             log.error("outbox: %s failed (%s); keeping records in memory", what, exc)

@@ -4,7 +4,10 @@
 ``[security] dispatch_keys`` is set) arrive from the MQTT link straight here,
 never through the core. For each, this thread verifies the signature
 (libsodium), validates (pydantic, in this process), consults and updates the
-durable replay memory, stores an accepted config layer, and posts **one**
+durable replay memory (a config push or a command it cannot judge, because
+that memory or the stored config cannot be read, is refused and says why; a
+call never is: a spare memory in RAM stands in), stores an accepted config
+layer, and posts **one**
 result event to the core's inbox:
 
 - :class:`ConfigDone` for ``config/set`` (accepted and stored, or refused);
@@ -55,8 +58,8 @@ from agent.core.events import DispatchRefused, MessageReceived
 from agent.core.key_rules import ConfigChange
 from agent.core.remote_command import COMMANDS, CommandOutcome, CommandResult, parse_command
 from agent.core.remote_config import ConfigOutcome, ConfigResult, ConfigState, handle_config_set
-from agent.core.replay import ReplayMemory
-from agent.core.requests import Problem
+from agent.core.replay import ReplayMemory, WithSpare
+from agent.core.requests import Problem, parse_expiry
 from agent.core.rollback_guard import Armed
 from agent.core.signed_dispatch import DISPATCH_TOPICS, DispatchVerdict, check_dispatch
 from agent.core.time_floor import UnitClock
@@ -126,6 +129,8 @@ class RemoteWorker:
         self.state = state  # written by the worker thread only; read (whole) by the others
         self.store = store
         self.replay = replay
+        # Calls are never refused for want of a disk (agent.core.replay.WithSpare).
+        self._dispatch_memory = WithSpare(replay)
         self._post = post
         self._clock = clock
         self.floor = floor  # the floor of authenticated time, raised by signed requests' issued
@@ -234,6 +239,12 @@ class RemoteWorker:
         # whether that is trusted, and the floor of authenticated time). Without a trusted clock a
         # config push waits, a command and a call are taken unless the floor proves them expired,
         # and an answer to an alarm needs no clock at all (agent.core.time_floor, signed_dispatch).
+        if job.kind in REQUEST_TOPICS and (problem := self._unjudgeable(job, self._clock())) is not None:
+            # A replay memory or a stored config that cannot be read must not pass for an empty one.
+            if self._commit(job):
+                log.warning("%s refused: %s", job.kind, problem)
+                self._answer_failure(job, problem)
+            return
         if job.kind == "config/set":
             clock = self._clock()
             outcome = handle_config_set(job.payload, self.state, clock, self.validate, self.replay)
@@ -247,7 +258,7 @@ class RemoteWorker:
                 self._post(CommandDone(command))
         elif job.kind in DISPATCH_TOPICS:
             clock = self._clock()
-            verdict = check_dispatch(job.kind, job.payload, self.state.config, clock, self.replay)
+            verdict = check_dispatch(job.kind, job.payload, self.state.config, clock, self._dispatch_memory)
             self._proof(verdict.issued, job, clock)
             self._dispatch(job, verdict)
         elif job.kind == "confirm":
@@ -261,6 +272,20 @@ class RemoteWorker:
             rolled = self.state.version
             self.state = self.store.rollback(self.state)
             self._post(ConfigStateChanged(self.state, job.arg, rolled))
+
+    def _unjudgeable(self, job: _Job, clock: UnitClock) -> str | None:
+        """Why a ``config/set`` or ``cmd`` cannot be judged safely now (None: judge it)."""
+        kind = job.kind
+        if kind == "config/set" and self.store.unreadable is not None:
+            # The highest version a stored layer holds is unknown: an old push could pass for new.
+            return (f"cannot be judged now: the unit's stored remote config cannot be read ({self.store.unreadable});"
+                    " nothing was applied")
+        refusal = getattr(self.replay, "refusal", None)  # the durable store says; an in-memory one never refuses
+        if refusal is None:
+            return None
+        # The issue time as the request says it; its signature, checked next, covers it.
+        issued = parse_expiry(_peek(job.payload, "issued"))
+        return refusal(kind, clock.now, clock.trusted, issued if isinstance(issued, dt.datetime) else None)
 
     def _proof(self, issued: dt.datetime | None, job: _Job, clock: UnitClock) -> None:
         """A request signed by a trusted key said when it was issued: the floor may rise."""

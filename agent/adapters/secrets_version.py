@@ -12,7 +12,9 @@ To notice a change across restarts the unit keeps, in ``[storage] state_dir``
 HMAC-SHA256 of the secrets under a random key made on the unit and stored
 beside it. That fingerprint is never published: whoever can read this file can
 read the pushed password in ``remote-config.json`` next to it anyway. A file
-that cannot be read is replaced, counting from 0 again (logged).
+that cannot be parsed is set aside (``.bad``, kept) and the count starts from 0
+again (logged); one the card cannot read (an I/O error) is left alone, and the
+count runs from 0 in memory without being written over it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.adapters.config_store import write_atomic
+from agent.adapters.reserve import set_aside
 from agent.config import AgentConfig
 
 log = logging.getLogger(__name__)
@@ -45,6 +48,7 @@ def peek(state_dir: str | Path) -> int | None:
 class SecretsVersion:
     def __init__(self, state_dir: str | Path):
         self.path = Path(state_dir) / FILE_NAME
+        self._unreadable = False  # the card refused to read it: never written over
         self._data = self._read()
 
     @property
@@ -65,7 +69,8 @@ class SecretsVersion:
             log.info("secrets of the effective config changed: secrets_version %d", data["version"])
         data["fingerprint"] = fingerprint
         try:
-            write_atomic(self.path, json.dumps(data).encode("utf-8"))
+            if not self._unreadable:
+                write_atomic(self.path, json.dumps(data).encode("utf-8"))
         except OSError as exc:
             log.error("secrets_version not stored: %s", exc)
         self._data = data
@@ -80,8 +85,14 @@ class SecretsVersion:
             raise ValueError("not the expected members")
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, TypeError, KeyError) as exc:
-            log.error("%s unreadable (%s): counting secrets_version from 0 again", self.path, exc)
+        except OSError as exc:
+            self._unreadable = True
+            log.error("%s cannot be read (%s): secrets_version counts from 0 in memory", self.path, exc)
+            return None
+        except (ValueError, TypeError, KeyError) as exc:
+            bad = set_aside(self.path)
+            log.error("%s unreadable (%s): set aside as %s; counting secrets_version from 0 again", self.path, exc,
+                      bad.name if bad else "(could not be moved)")
             return None
 
 

@@ -32,15 +32,51 @@ reservation's top-ups (every ``block / 2`` reports) and the declared range
 may be wider than the loss; never narrower. A clean stop, or the power-fail
 commit, stores the exact next seq: the next run declares no gap.
 
+When the card refuses writes
+----------------------------
+A full card refuses the outbox's commits, and a read-only one even its open:
+the reservation and the exact next seq of a clean stop would then not reach
+the card, and the next run would hand out the same seq again. So the same
+values are also kept in a reserve (agent/adapters/reserve.py: a file of fixed
+size rewritten in place, which a full card still takes, and a copy in RAM,
+which survives a restart of the agent on any card). Each write of the values,
+to either place, carries a generation (``gen``) one higher than the last:
+:func:`choose` starts the next run from whichever place was written last. The
+reserve copy is written only when a value a restart needs changes (the
+reservation, a clean stop, a gap to carry), never for ``seq_durable`` alone:
+an older ``seq_durable`` only widens the declared range.
+
 This module holds the numbers and the rules; the outbox (agent/adapters/
-outbox.py) writes ``meta_values()`` in its transactions. It does no I/O.
+outbox.py) writes ``meta_values()`` in its transactions and the reserve copy.
+It does no I/O.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 FIRST_SEQ = 1
+# What a run starts from (the generation aside); the reserve copy holds these.
+SEQ_KEYS = ("clean", "seq_next", "seq_reserved", "seq_durable", "gap_from")
+
+
+def choose(meta: Mapping[str, Any], copy: tuple[int, Mapping[str, Any]] | None) -> tuple[dict[str, int], int]:
+    """The seq values to start from, and the newest generation seen.
+
+    ``meta``: the outbox's ``meta`` table (``gen`` among its keys, 0 when an older
+    agent wrote it); ``copy``: the reserve's ``(gen, values)``, or None. The one
+    written last wins; on a tie the outbox's (same values, a fresher ``seq_durable``).
+    """
+    meta_gen = _int(meta.get("gen")) or 0
+    values = {k: v for k in SEQ_KEYS if (v := _int(meta.get(k))) is not None}
+    if copy is None or copy[0] <= meta_gen:
+        return values, max(meta_gen, copy[0] if copy else 0)
+    return {k: v for k in SEQ_KEYS if (v := _int(copy[1].get(k))) is not None}, copy[0]
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 class SeqReservation:
@@ -70,6 +106,9 @@ class SeqReservation:
         self._gap_pending = self.gap is not None
         self.durable = self.first  # every seq below is acknowledged or on disk
         self._durable_on_disk: int | None = None
+        # Every seq below this is covered by a reservation on the card (the outbox's or the
+        # reserve copy); nothing yet: this run's first reservation is not written.
+        self._safe_until = self.first
 
     @property
     def next(self) -> int:
@@ -78,13 +117,13 @@ class SeqReservation:
 
     def note(self, seq: int) -> bool:
         """A report with this seq was made. True if the reservation must be
-        persisted now, before the report goes out (it crossed the reservation)."""
+        persisted now, before the report goes out (it crossed the reservation
+        last written: while the card refuses writes, every report asks again)."""
         self.last = max(self.last, seq)
         if seq >= self.reserved:
             self.reserved = seq + self._block
             self.dirty = True
-            return True
-        return False
+        return seq >= self._safe_until
 
     def top_up(self) -> None:
         """At a batch commit: extend the reservation when less than half a block is left."""
@@ -116,9 +155,14 @@ class SeqReservation:
         return {"clean": 1, "seq_next": self.next}
 
     def persisted(self) -> None:
-        """The values were committed."""
+        """The values were committed (to the outbox's database)."""
         self.dirty = False
         self._durable_on_disk = self.durable
+        self.safe()
+
+    def safe(self) -> None:
+        """The reservation is on the card (the database or the reserve copy took it)."""
+        self._safe_until = self.reserved
 
     def gap_json(self) -> dict[str, int] | None:
         """``seq_gap`` of the birth message: ``{"from": a, "to": b}`` or None."""

@@ -170,3 +170,12 @@ class IgnitionChanged:
 
     on: bool
     mono: float
+
+
+@dataclass(frozen=True, slots=True)
+class StorageChanged:
+    """Whether everything the unit keeps reaches its card (agent/storage_health.py), and why not."""
+
+    durable: bool
+    reason: str | None
+    mono: float

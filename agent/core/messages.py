@@ -470,6 +470,13 @@ class ReceiverState(Outbound):
     receiver: Receiver
 
 
+_DURABLE_DESCRIPTION = ("true when everything the unit keeps (outbox, unit state, replay memory, remote config) "
+                        "reaches its SD card; false when the card refuses (full, read-only, failing): the unit "
+                        "still reports, takes calls and raises alarms, keeping in memory what it cannot store, "
+                        "and becomes durable again by itself")
+_DURABLE_REASON_DESCRIPTION = "why the unit is not durable, in words for a person; null when durable"
+
+
 class Status(Outbound):
     status: StatusCode
     siren: bool
@@ -479,6 +486,8 @@ class Status(Outbound):
     fix: ReceiverState
     ts: Timestamp
     time_source: TimeSource
+    durable: bool = Field(default=None, description=_DURABLE_DESCRIPTION)  # type: ignore[assignment]
+    durable_reason: str | None = Field(default=None, description=_DURABLE_REASON_DESCRIPTION)
 
 
 class Alarm(Outbound):
@@ -545,6 +554,8 @@ class Birth(Outbound):
     time_source: TimeSource = Field(default=None)  # type: ignore[assignment]
     seq_start: Annotated[int, Field(ge=0, description="the first telemetry seq of this run")]
     seq_gap: Annotated[SeqGap | None, Field(description="The seq range this run declares may never come (the crash tail of the run before and the unused reservation), or null (after a clean stop or a power-fail commit). Every seq a consumer can miss is received or inside a declared range; the range is a bound: seq inside it may still arrive (as backlog). A consumer keeps per unit the seq received and the ranges declared; over the span from the lowest seq known (a report or a seq_start) to the highest received, a seq not received is 'declared lost' inside a declared range and 'lost in transit' otherwise (final once the unit's backlog has drained). See 'Counting lost reports' in docs/mqtt-api.md; hil/seq_ledger.py implements it.")]
+    durable: bool = Field(default=None, description=_DURABLE_DESCRIPTION)  # type: ignore[assignment]
+    durable_reason: str | None = Field(default=None, description=_DURABLE_REASON_DESCRIPTION)
 
 
 class Offline(Outbound):

@@ -117,5 +117,5 @@ def parse_command(payload: bytes, config: AgentConfig, now: dt.datetime | UnitCl
     if problems:
         return reject(problems, rid, shown)
     if not recent.remember(key, expires, clock.proven):
-        return reject([Problem("id", "the unit's replay memory is full; try again later")], rid, shown)
+        return reject([Problem("id", "the unit could not keep this request's id (its replay memory is full or cannot be written); nothing was run; try again later")], rid, shown)
     return CommandOutcome(command=Command(rid, shown, expires, warnings, issued), issued=issued)  # type: ignore[arg-type]

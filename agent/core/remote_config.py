@@ -283,7 +283,7 @@ def handle_config_set(
         config=config,
     )
     if recent is not None and not recent.remember(key, expires, clock.proven):
-        return reject([Problem("id", "the unit's replay memory is full; try again later")], rid)
+        return reject([Problem("id", "the unit could not keep this request's id (its replay memory is full or cannot be written); nothing was applied; try again later")], rid)
     result = ConfigResult(rid, True, version, (), change.restart_required, warnings)
     return ConfigOutcome(result, new_state, change, issued)
 

@@ -22,9 +22,14 @@ from collections import OrderedDict
 from typing import Protocol
 
 
+class ReplayUnavailable(RuntimeError):
+    """The memory cannot be read (a failing card): what it would say cannot be trusted."""
+
+
 class ReplayMemory(Protocol):
     def seen(self, key: str) -> bool:
-        """Was ``key`` accepted before (and not yet expired)?"""
+        """Was ``key`` accepted before (and not yet expired)? Raises :class:`ReplayUnavailable`
+        when the memory cannot be read."""
 
     def remember(self, key: str, until: dt.datetime | None, now: dt.datetime) -> bool:
         """Keep ``key`` until ``until``; False when the memory is full and kept nothing."""
@@ -63,3 +68,35 @@ class RecentIds:
         while len(self._until) > self.capacity:
             self._until.popitem(last=False)
         return True
+
+
+class WithSpare:
+    """A durable memory with a spare one in RAM, for the dispatch path (calls, alarm answers).
+
+    That path must never be refused for want of a disk: what the durable memory
+    cannot read or keep (a failing or full card) the spare keeps while the unit
+    runs, and a copy seen by either is a copy. A restart forgets the spare: a
+    dispatch message accepted meanwhile could then pass again within its life
+    (at most an hour), which its own rules bound (a call already closed stays
+    closed; an alarm answer names its alarm).
+    """
+
+    def __init__(self, durable: ReplayMemory, spare: RecentIds | None = None):
+        self.durable = durable
+        self.spare = spare if spare is not None else RecentIds()
+
+    def seen(self, key: str) -> bool:
+        if self.spare.seen(key):
+            return True
+        try:
+            return self.durable.seen(key)
+        except ReplayUnavailable:
+            return False
+
+    def remember(self, key: str, until: dt.datetime | None, now: dt.datetime) -> bool:
+        try:
+            if self.durable.remember(key, until, now):
+                return True
+        except ReplayUnavailable:
+            pass
+        return self.spare.remember(key, until, now)

@@ -114,7 +114,7 @@ def check_dispatch(
     if problems:
         return DispatchVerdict(False, shown, _text(problems), issued=issued)
     if not recent.remember(key, expires, clock.proven):
-        return DispatchVerdict(False, shown, "the unit's replay memory is full; send it again later", issued=issued)
+        return DispatchVerdict(False, shown, "the unit could not keep this message's id (its replay memory is full or cannot be written); send it again later", issued=issued)
     return DispatchVerdict(True, shown, issued=issued, unjudged=judged is Expiry.UNJUDGED)
 
 

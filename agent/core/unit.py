@@ -54,7 +54,7 @@ from .messages import Alarm, AlarmRejected, CallRejected, CallResponse, Status, 
 from .events import (
     ButtonPressed, ButtonReleased, DispatchRefused, Fix, FixReceived, GnssLost, GnssRestored, IgnitionChanged,
     LinkDown, LinkUp,
-    MessageReceived, SirenChanged, Tick,
+    MessageReceived, SirenChanged, StorageChanged, Tick,
 )
 from .power import Parking
 from .publish import Lane, Publish
@@ -118,6 +118,9 @@ class Unit:
     parking: Parking = field(default_factory=Parking)
     link_up: bool = False
     link_since: float | None = None  # monotonic time of the last link change (None: down since the start)
+    # Whether what the unit keeps reaches its card, and why not (agent/storage_health.py): said in status.
+    durable: bool = True
+    durable_reason: str | None = None
     gnss_lost: bool = False
     last_epoch: Fix | None = None
     last_epoch_mono: float | None = None
@@ -236,6 +239,10 @@ class Unit:
                 self._on_message(topic, payload, now, out)
             case DispatchRefused(topic=topic, id=ref, error=error):
                 self._refuse_dispatch(topic, ref, error, now, out)
+            case StorageChanged(durable=durable, reason=reason):
+                # The status message says it (its key below changes): dispatch knows what may not survive.
+                self.durable, self.durable_reason = durable, (None if durable else reason)
+                self.revision += 1
             case Tick():
                 pass
         if self.has_fix(now.mono) != self._fix_shown:
@@ -532,7 +539,7 @@ class Unit:
 
     def _status_key(self) -> tuple[Any, ...]:
         return (self.status.state, self.siren, self._call_ref(), self.emergency.alarm_out,
-                self.parking.ignition_json, self.receiver)
+                self.parking.ignition_json, self.receiver, self.durable, self.durable_reason)
 
     def _status_message(self, now: Now) -> Publish:
         self.revision += 1
@@ -546,6 +553,8 @@ class Unit:
             fix={"receiver": self.receiver},
             ts=self._ts(now),
             time_source=self.time_source(now),
+            durable=self.durable,
+            durable_reason=self.durable_reason,
         )
         return self._message("status", body.to_json(), Lane.STATUS, retain=True)
 

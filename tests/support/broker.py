@@ -11,8 +11,8 @@ Mosquitto skips the test with a clear message instead of failing it.
 topics and records every message; ``wait_for(predicate, timeout)`` blocks on
 a condition until the recorded messages satisfy the predicate, and fails the
 test with a useful message otherwise (tests never assert after a bare sleep).
-``wait_until`` is the rig's poll helper (``hil.wait``), failing the test on
-timeout.
+``wait_until`` is the rig's wait helper (``hil.wait``): its timeout is an
+``AssertionError`` that fails the test.
 
 Tests never use a broker that was already running.
 """
@@ -26,17 +26,17 @@ from pathlib import Path
 import pytest
 
 from hil.broker import Broker as _Broker
-from hil.broker import BrokerUnavailable, TlsListener, free_port, password_line, wait_port, write_password_file
+from hil.broker import BrokerUnavailable, TlsListener, free_port, wait_port, write_password_file
 from hil.broker import mosquitto_path as _mosquitto_path
 from hil.pki import TlsFiles
 from hil.recorder import ClientTls
 from hil.recorder import Message as Received
 from hil.recorder import Recorder as _Recorder
-from hil.wait import poll_until
+from hil.wait import wait_until  # the rig's one wait helper; its timeout fails the test
 
 __all__ = [
-    "Broker", "Received", "Recorder", "TlsListener", "free_port", "mosquitto_path", "password_line",
-    "wait_port", "wait_until", "write_password_file",
+    "Broker", "Received", "Recorder", "TlsListener", "free_port", "mosquitto_path", "wait_port", "wait_until",
+    "write_password_file",
 ]
 
 
@@ -104,9 +104,3 @@ class Recorder(_Recorder):
             return [body for body in bodies if predicate(body)]
 
         return matching(self.wait_for(lambda ms: bool(matching(ms)), timeout, what or topic))[-1]
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str = "", interval: float = 0.02) -> None:
-    """Poll a condition that has no event to wait on (another process, a counter); fail the test on timeout."""
-    if not poll_until(predicate, timeout, interval):
-        pytest.fail(f"timed out after {timeout} s waiting for {what or predicate}")
