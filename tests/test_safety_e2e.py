@@ -100,6 +100,11 @@ def test_after_a_cold_restart_the_alarm_is_answered_and_a_signed_call_shown_and_
     assert "not signed by any dispatch key" in forged["error"]
     cold.publish("alarm/clear", b"")
     assert cold.wait("alarm/rejected", lambda b: b["id"] is None)["error"].startswith("sig: required")
+    # The replays are refused too, with the reason: they name an alarm that is not out.
+    cold.tap.wait_for(lambda ms: len([m for m in ms if m.topic == "alarm/rejected"
+                                      and json.loads(m.payload)["id"] == first["id"]]) == 2, 10)
+    replayed = [b for b in cold.messages("alarm/rejected") if b["id"] == first["id"]]
+    assert len(replayed) == 2 and all(f"the alarm out is {second['id']}" in b["error"] for b in replayed)
 
     # A signed call, with no trusted time: shown and answered, never refused for want of a clock.
     cold.dispatch("call", CALL)

@@ -196,3 +196,31 @@ def test_a_refused_clear_leaves_the_alarm_active_and_answers_on_alarm_rejected()
     out = rig.send(MessageReceived("alarm/clear", named, rig.t, verified=True))
     assert one(out, "alarm")["state"] == "cleared"
 
+
+
+def test_a_signed_answer_naming_an_alarm_that_is_not_out_touches_nothing_and_says_why() -> None:
+    rig = Rig(keyed(panel={"emergency_hold_s": 2.0, "emergency_cancel_s": 5.0}))
+
+    def answer(topic: str, alarm_id: str) -> list:
+        return rig.send(MessageReceived(topic, json.dumps({"id": alarm_id}).encode(), rig.t, verified=True))
+
+    rig.at(T0 + 0.1).press("emergency")
+    rig.run_until(T0 + 8)
+    assert rig.unit.emergency.alarm_id == ALARM
+    out = answer("alarm/clear", alarm_uuid(9))
+    assert pubs(out, "alarm") == [] and rig.unit.emergency.state == "active"
+    refused = one(out, "alarm/rejected")
+    assert refused["id"] == alarm_uuid(9) and f"the alarm out is {ALARM}" in refused["error"]
+    assert one(answer("alarm/clear", ALARM), "alarm")["state"] == "cleared"
+    # A copy of the clear that just ended it (a QoS 1 re-delivery): it took effect, nothing to say.
+    assert pubs(answer("alarm/clear", ALARM)) == []
+    # A later alarm: the first one's answers are strangers to it.
+    rig.after(1).press("emergency")
+    rig.run_until(rig.t + 3)
+    second = rig.unit.emergency.alarm_id
+    assert second != ALARM
+    rig.unit.ended_alarms.clear()  # as after a restart: the unit no longer remembers the first alarm
+    for topic in ("alarm/ack", "alarm/clear"):
+        out = answer(topic, ALARM)
+        assert pubs(out, "alarm") == [] and f"the alarm out is {second}" in one(out, "alarm/rejected")["error"]
+    assert rig.unit.emergency.state == "pending" and rig.unit.emergency.alarm_id == second

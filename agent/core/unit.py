@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,6 +74,7 @@ from .telemetry import FIX_STALE_S, TRUSTED_TIME_SOURCES, ReportSchedule, TimeBa
 CALL_INPUTS = ("ack", "decline", "cleared")
 # Samples in one crash/trace message: at most ~40 kB, well under the fleet broker's 64 KiB packets.
 TRACE_PART_SAMPLES = 800
+ENDED_ALARMS_KEPT = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +136,8 @@ class Unit:
     notice: Notice | None = None
     status_since: dt.datetime | None = None  # when the current status was set (None: before this run)
     counters: Counters = field(default_factory=Counters)
+    # The last alarms that ended in this run: an answer naming one is a late copy, not a stranger.
+    ended_alarms: deque[str] = field(default_factory=lambda: deque(maxlen=ENDED_ALARMS_KEPT))
     revision: int = 0  # bumped on every change a screen or LED shows
     officer: OfficerDown = field(init=False)
     _status_sent: tuple[Any, ...] | None = field(default=None, init=False, repr=False)
@@ -515,7 +519,18 @@ class Unit:
                 self.counters.messages_ignored += 1
                 return
             method = self.emergency.dispatch_ack if topic == "alarm/ack" else self.emergency.dispatch_clear
-            self._emergency_events(method(now.mono, alarm_id), now, out)
+            events = method(now.mono, alarm_id)
+            self._emergency_events(events, now, out)
+            if (not events and self.config.security.dispatch_keys and alarm_id != self.emergency.alarm_id
+                    and alarm_id not in self.ended_alarms):
+                # A signed answer naming an alarm that is not out (an earlier one, replayed or late): it
+                # touched nothing, and dispatch is told why. A copy of the answer that just ended an
+                # alarm is not: that answer took effect (a QoS 1 re-delivery says nothing new).
+                current = self.emergency.alarm_id
+                self.counters.dispatch_refused += 1
+                out.append(self._rejected(AlarmRejected, alarm_id, (
+                    f"id: names alarm {alarm_id}, which is not out on this unit; "
+                    + (f"the alarm out is {current}" if current else "no alarm is out")), now))
         else:
             self.counters.messages_ignored += 1
 
@@ -534,6 +549,8 @@ class Unit:
                         out.append(self._status_message(now))
                 case AlarmCancelled() | AlarmCleared():
                     how = "cancelled" if isinstance(ev, AlarmCancelled) else "cleared"
+                    if ev.alarm_id is not None:
+                        self.ended_alarms.append(ev.alarm_id)
                     out.append(self._alarm_message(how, now, alarm_id=ev.alarm_id))
                     out.append(self._status_message(now))
                     self.officer.ended()
