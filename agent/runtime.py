@@ -162,7 +162,6 @@ class Runtime:
             try:
                 self._handle(event)
                 p.core.events_handled += 1
-                self.clock.gnss_offset = p.unit.timebase.gnss_offset
                 # A trusted clock is proof of the time: the floor follows it, and is stored now and then.
                 self.clock.best_time()
                 self.clock.floor.maybe_save(time.monotonic())
@@ -196,6 +195,9 @@ class Runtime:
                 effects = unit.handle(Tick(now.mono), now)
             case _:
                 effects = unit.handle(event, now)
+        # The receiver's time before any message goes out: an answer to a message stamped with it is
+        # judged on the same clock (the remote-request worker reads it from another thread).
+        self.clock.gnss_offset = unit.timebase.gnss_offset
         # The crew's screens first: a call is on the displays before its "received" receipt
         # is stored (fsync) and sent, as the receipt says.
         if unit.revision != self._shown_revision or isinstance(event, Tick):
