@@ -136,7 +136,10 @@ def compare(result: dict, previous: dict | None) -> None:
         if old is None or not _number(old.get("value")):
             continue
         fig["previous"] = {"value": old["value"], "date": previous.get("date"), "quick": previous.get("quick")}
-        fig["regression"] = worse_by(fig.get("value"), old["value"], fig.get("op", "<=")) > REGRESSION
+        # At the precision the doc shows: 0.0005 -> 0.002 "reports" of drift both read 0.00.
+        digits = fig.get("digits", 1)
+        value = round(fig["value"], digits) if _number(fig.get("value")) else None
+        fig["regression"] = worse_by(value, round(old["value"], digits), fig.get("op", "<=")) > REGRESSION
 
 
 def worse_by(value: float | None, before: float, op: str) -> float:

@@ -78,6 +78,7 @@ def test_a_figure_more_than_a_fifth_worse_than_the_last_recorded_is_marked_a_reg
         Figure("Dispatch", "rate", 5000.0, "msg/s", target=4000, op=">=").as_dict(),
         Figure("Dispatch", "no target, p50", 4.0, "ms").as_dict(),
         Figure("Dispatch", "gone from the new run", 1.0, "ms").as_dict(),
+        Figure("Dispatch", "drift", 0.0005, "reports", digits=2).as_dict(),
     ])
     now = _result([
         # Counts in the name differ between quick and full runs: still the same figure.
@@ -86,11 +87,12 @@ def test_a_figure_more_than_a_fifth_worse_than_the_last_recorded_is_marked_a_reg
         Figure("Dispatch", "rate", 3900.0, "msg/s", target=4000, op=">=").as_dict(),  # 22 % lower
         Figure("Dispatch", "no target, p50", 2.0, "ms").as_dict(),  # better
         Figure("Dispatch", "new figure", 1.0, "ms").as_dict(),
+        Figure("Dispatch", "drift", 0.004, "reports", digits=2).as_dict(),  # both read 0.00 in the doc
     ], date="2026-02-01 00:00 UTC", quick=True)
     compare(now, before)
     marks = {f["name"]: f.get("regression") for f in now["figures"]}
     assert marks == {"received, p50 (30 calls)": True, "DOM, p99": False, "rate": True, "no target, p50": False,
-                     "new figure": None}
+                     "new figure": None, "drift": False}
     assert now["figures"][0]["previous"] == {"value": 10.0, "date": "2026-01-01 00:00 UTC", "quick": False}
 
     doc = render({"results": {"call": now}}, {"date": "today"})
@@ -98,7 +100,7 @@ def test_a_figure_more_than_a_fifth_worse_than_the_last_recorded_is_marked_a_reg
     assert "≤ 15 ms" in row and "**regression**: 25 % worse than the last recorded 10.0 ms (2026-01-01" in row
     assert "| pass |" in row  # a regression is marked beside the target, the verdict stays the target's
     assert "| DOM, p99 | ≤ 30 ms |" in doc
-    assert "Against the last recorded figures: 2 of 4 more than 20 % worse" in doc
+    assert "Against the last recorded figures: 2 of 5 more than 20 % worse" in doc
 
 
 def test_nothing_is_compared_with_a_run_that_failed_or_measured_nothing():
