@@ -1,9 +1,11 @@
 """The crew's outputs: the panel's LEDs and buzzer, the rider display, the touchscreen, speech.
 
 None of them is an effect of the core: each shows the unit's state as
-:mod:`agent.core.views` derives it, refreshed by :meth:`Outputs.refresh` after
-every visible change (the unit's ``revision``) and at every tick (the clocks and
-countdowns move). Speech and the panel's one-shot answer to a press are the
+:mod:`agent.core.views` derives it, refreshed after every visible change (the
+unit's ``revision``) and at every tick (the clocks and countdowns move): the
+screens (:meth:`Outputs.refresh_screens`) before the event's messages go out, so
+a call is on them before its ``received``; the LEDs
+(:meth:`Outputs.refresh_panel`) after, as pin writes are slow. Speech and the panel's one-shot answer to a press are the
 core's effects (``Speak``, ``Announce``, ``Feedback``), carried out here.
 
 Each output runs behind its own guard (:mod:`agent.output_guard`): one that fails
@@ -53,9 +55,22 @@ class Outputs:
     def refresh(self, unit: Unit, now: Now, *, panel: PanelIO | None, config: AgentConfig,
                 backlog: Callable[[], int]) -> None:
         """Every output shows the unit as it is now, each behind its own guard."""
+        self.refresh_screens(unit, now, backlog=backlog)
+        self.refresh_panel(unit, now, panel=panel, config=config)
+
+    def refresh_panel(self, unit: Unit, now: Now, *, panel: PanelIO | None, config: AgentConfig) -> None:
+        """The panel's LEDs and buzzer show the unit as it is now.
+
+        The runtime calls this after the event's messages are handed to the uplink: pin writes
+        are synchronous (a round trip each to a pigpio daemon), and a status or a call's
+        receipt must not wait for an LED (docs/performance-notes.md).
+        """
         if panel is not None:
             self.guards["leds"].run(lambda: panel.apply(indicator_plan(views.indicator_view(unit, now),
                                                                        config.panel.patterns)))
+
+    def refresh_screens(self, unit: Unit, now: Now, *, backlog: Callable[[], int]) -> None:
+        """The rider display and the touchscreen show the unit as it is now: handed to their own threads."""
         display = self.display
         if display is not None:
             self.guards["display"].run(lambda: display.post(views.rider_view(unit, now, views.clock_text(now.wall))))

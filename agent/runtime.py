@@ -199,14 +199,17 @@ class Runtime:
         # judged on the same clock (the remote-request worker reads it from another thread).
         self.clock.gnss_offset = unit.timebase.gnss_offset
         # The crew's screens first: a call is on the displays before its "received" receipt
-        # is stored (fsync) and sent, as the receipt says.
-        if unit.revision != self._shown_revision or isinstance(event, Tick):
+        # is stored (fsync) and sent, as the receipt says. The LEDs after: pin writes are slow.
+        changed = unit.revision != self._shown_revision or isinstance(event, Tick)
+        if changed:
             self._shown_revision = unit.revision
-            p.outputs.refresh(unit, now, panel=p.panel, config=p.config, backlog=p.backlog)
+            p.outputs.refresh_screens(unit, now, backlog=p.backlog)
         if isinstance(event, LinkUp):
             self._publish(self._config_current())
         for effect in effects:
             self._execute(effect, now)
+        if changed:
+            p.outputs.refresh_panel(unit, now, panel=p.panel, config=p.config)
         self.remote.check_guard(now, link=p.link, worker=p.worker)
         p.persist()
         self.status.after_event(now, changed=isinstance(event, STATUS_CHANGES))

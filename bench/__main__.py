@@ -17,6 +17,13 @@ are kept in ``docs/performance.json``; ``--only`` replaces just the named
 benchmarks' results there, and the doc is always written from all of them,
 each section saying when and how (full or quick) it was measured.
 
+Each new figure is compared with the last recorded one of the same benchmark
+(``compare``: matched by name, counts aside): one more than 20 % worse, in
+the direction of its comparison, is marked **regression** in the doc beside
+its target, with the value and date it is compared with, and counted under
+the table of targets. Targets set against the peer (issue 27: "≤ 2× the
+peer in the same run") are figures of their own, the ratio to the peer.
+
 The end-to-end benchmarks (button, call, fix) start the real agent process
 (``python -m agent run``) against the rig's emulators and a private Mosquitto
 on a free port (mutual TLS, as on a vehicle); nothing here touches a broker that was already running.
@@ -27,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -102,6 +110,49 @@ def run_bench(name: str, quick: bool, soak_hours: float | None = None) -> dict:
     return result
 
 
+# A figure more than this much worse than the last recorded one is marked a regression in the doc.
+REGRESSION = 0.20
+
+
+def figure_key(name: str) -> str:
+    """A figure's name without its counts ("p50 (30 calls)", "worst of 3"), so quick and full runs match."""
+    return re.sub(r"(?<![A-Za-z\d.])\d+(?:\.\d+)?", "#", name)
+
+
+def compare(result: dict, previous: dict | None) -> None:
+    """Give each figure of ``result`` the last recorded value of the same figure (``previous``, the
+    benchmark's result before this run) and whether it got more than ``REGRESSION`` worse.
+
+    Worse is in the direction of the figure's comparison (``<=``: higher is worse; ``>=``: lower), also
+    for figures with no target. Kept in the figure, so ``--doc-only`` writes the same marks.
+    """
+    if not previous or previous.get("status") != "ok":
+        return
+    before: dict[str, dict] = {}
+    for fig in previous.get("figures", []):
+        before.setdefault(figure_key(fig["name"]), fig)
+    for fig in result.get("figures", []):
+        old = before.get(figure_key(fig["name"]))
+        if old is None or not _number(old.get("value")):
+            continue
+        fig["previous"] = {"value": old["value"], "date": previous.get("date"), "quick": previous.get("quick")}
+        # At the precision the doc shows: 0.0005 -> 0.002 "reports" of drift both read 0.00.
+        digits = fig.get("digits", 1)
+        value = round(fig["value"], digits) if _number(fig.get("value")) else None
+        fig["regression"] = worse_by(value, round(old["value"], digits), fig.get("op", "<=")) > REGRESSION
+
+
+def worse_by(value: float | None, before: float, op: str) -> float:
+    """How much worse ``value`` is than ``before`` (0.25: 25 % worse; negative: better; 0 if not comparable)."""
+    if not _number(value) or before <= 0:
+        return 0.0
+    return (value - before) / before if op == "<=" else (before - value) / before
+
+
+def _number(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and x == x  # NaN != NaN
+
+
 def load_store() -> dict:
     try:
         return json.loads(STORE.read_text())
@@ -119,11 +170,22 @@ def verdict(fig: dict) -> str:
 
 
 def target_text(fig: dict) -> str:
-    if fig.get("target") is None:
-        return "—"
-    op = "≤" if fig.get("op", "<=") == "<=" else "≥"
-    src = f", {fig['source']}" if fig.get("source") else ""
-    return f"{op} {fmt(fig['target'], 0 if float(fig['target']).is_integer() else 1)} {fig['unit']}{src}"
+    text = "—"
+    if fig.get("target") is not None:
+        op = "≤" if fig.get("op", "<=") == "<=" else "≥"
+        src = f", {fig['source']}" if fig.get("source") else ""
+        text = f"{op} {fmt(fig['target'], 0 if float(fig['target']).is_integer() else 1)} {fig['unit']}{src}"
+    if fig.get("regression"):
+        text += f"; {regression_text(fig)}"
+    return text
+
+
+def regression_text(fig: dict) -> str:
+    prev = fig["previous"]
+    worse = worse_by(fig.get("value"), prev["value"], fig.get("op", "<="))
+    mode = "quick" if prev.get("quick") else "full"
+    return (f"**regression**: {100 * worse:.0f} % worse than the last recorded {value_text(prev['value'], fig)} "
+            f"({prev.get('date') or '?'}, {mode} run)")
 
 
 def value_text(value, fig: dict) -> str:
@@ -173,6 +235,13 @@ def render(store: dict, mach: dict) -> str:
         missed = [f for _r, f in targeted if f.get("ok") is False]
         lines += ["", f"{len(targeted) - len(missed)} of {len(targeted)} targeted figures met"
                       + (f"; missed: {', '.join(f['name'] for f in missed)}." if missed else "."), ""]
+    regressed = [f for r in ordered for f in r.get("figures", []) if f.get("regression")]
+    compared = [f for r in ordered for f in r.get("figures", []) if f.get("previous")]
+    if compared:
+        lines += [f"Against the last recorded figures: {len(regressed)} of {len(compared)} more than "
+                  f"{100 * REGRESSION:.0f} % worse"
+                  + (f" (marked **regression** beside the target): {', '.join(f['name'] for f in regressed)}."
+                     if regressed else "."), ""]
 
     for r in ordered:
         mode = "quick" if r.get("quick") else "full"
@@ -248,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         print(f"== {name}: {BENCHES[name][0]}{' (quick)' if args.quick else ''}", file=sys.stderr, flush=True)
         result = run_bench(name, args.quick, args.soak_hours if args.soak else None)
+        compare(result, store["results"].get(name))
         store["results"][name] = result
         if result["status"] == "failed":
             failed.append(name)
@@ -257,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
             tgt = target_text(f)
             print(f"   {f['area']:11s} {f['name'][:70]:70s} {value_text(f['value'], f):>16s}  peer "
                   f"{value_text(f['peer'], f) if f.get('peer') is not None else '—':>14s}  target {tgt}  "
-                  f"{verdict(f).strip('*')}", flush=True)
+                  f"{verdict(f).strip('*')}" + ("  REGRESSION" if f.get("regression") else ""), flush=True)
     if not args.no_doc:
         mach = machine()
         store["machine"] = mach

@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from bench.common import ROOT, Figure, log, summary  # noqa: E402
+from bench.common import ROOT, Figure, log, ratio, summary  # noqa: E402
 from bench.peers import command as peer_command  # noqa: E402
 from bench.rig import INPUT_PINS, PREFIX, Rig, topic  # noqa: E402
 
@@ -121,6 +121,9 @@ def collect(quick: bool = False) -> dict:
         Figure("Panel", "button edge -> status PUBLISH seen, p95", a["p95"], "ms", peer=p["p95"], peer_label=label),
         Figure("Panel", "button edge -> status PUBLISH seen, p99", a["p99"], "ms", target=10, source="#4",
                peer=p["p99"], peer_label=label, note=f"max {a['max']:.1f} ms"),
+        Figure("Panel", "button edge -> status PUBLISH seen, p99, against the peer's p99 in the same run",
+               ratio(a["p99"], p["p99"]), "× the peer", target=2, source="#27", digits=2,
+               note=f"agent {a['p99']:.1f} ms, peer {p['p99']:.1f} ms"),
         Figure("Panel", "button edge -> status PUBLISH seen, max, against the rig's scenario bound", a["max"], "ms",
                target=50, source="#7 scenario: status within 50 ms", peer=p["max"], peer_label=label),
     ]
@@ -138,7 +141,7 @@ def collect(quick: bool = False) -> dict:
     ]
     if r["agent"]["misses"]:
         notes.append("Agent log tail:\n\n```\n" + r["agent_log_tail"][-1200:] + "\n```")
-    return {"title": "Panel buttons end to end (issues #4, #7)", "figures": [f.as_dict() for f in figs],
+    return {"title": "Panel buttons end to end (issues #4, #7, #27)", "figures": [f.as_dict() for f in figs],
             "notes": notes}
 
 

@@ -150,10 +150,10 @@ def collect(quick: bool = False) -> dict:
     figs = [
         Figure("Dispatch", f"call PUBLISH -> call text in the touchscreen DOM, p50 ({dom['n']} calls)", dom["p50"],
                "ms", peer=hop["p50"], peer_label=peer_label),
-        Figure("Dispatch", "call PUBLISH -> call text in the touchscreen DOM, p99", dom["p99"], "ms", target=100,
-               source="#5", peer=hop["p99"], peer_label=peer_label, note=f"max {dom['max']:.1f} ms"),
+        Figure("Dispatch", "call PUBLISH -> call text in the touchscreen DOM, p99", dom["p99"], "ms", target=30,
+               source="#27 (was ≤ 100 ms, #5)", peer=hop["p99"], peer_label=peer_label, note=f"max {dom['max']:.1f} ms"),
         Figure("Dispatch", f"call PUBLISH -> call/response \"received\" seen on the broker, p50 ({rec['n']} calls)",
-               rec["p50"], "ms", peer=hop["p50"], peer_label=peer_label),
+               rec["p50"], "ms", target=15, source="#27", peer=hop["p50"], peer_label=peer_label),
         Figure("Dispatch", "call PUBLISH -> call/response \"received\" seen on the broker, p99", rec["p99"], "ms",
                target=300, source="#7 (scenario: response received within 300 ms)", peer=hop["p99"],
                peer_label=peer_label, note=f"max {rec['max']:.1f} ms"),
@@ -168,7 +168,7 @@ def collect(quick: bool = False) -> dict:
     ]
     if r["missing_dom"] or r["missing_received"]:
         notes.append("Agent log tail:\n\n```\n" + r["agent_log_tail"][-1200:] + "\n```")
-    return {"title": "Dispatch calls end to end (issues #5, #7)", "figures": [f.as_dict() for f in figs],
+    return {"title": "Dispatch calls end to end (issues #5, #7, #27)", "figures": [f.as_dict() for f in figs],
             "notes": notes}
 
 

@@ -61,6 +61,13 @@ def _nan(x: float) -> bool:
     return isinstance(x, float) and math.isnan(x)
 
 
+def ratio(value: float | None, peer: float | None) -> float:
+    """``value / peer`` for a target set against the peer in the same run; NaN when either is missing."""
+    if value is None or peer is None or _nan(value) or _nan(peer) or peer <= 0:
+        return float("nan")
+    return value / peer
+
+
 def summary(values: list[float]) -> dict[str, float]:
     return {
         "n": len(values),

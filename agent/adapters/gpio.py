@@ -179,12 +179,14 @@ class _Track:
         self._steps: Iterator[tuple[Level, float]] | None = None
         self._end: Level = False
 
-    def set_base(self, command: Steady | Pattern, now: float) -> None:
+    def set_base(self, command: Steady | Pattern, now: float) -> bool:
+        """Play ``command`` from now on; False if it was already the base (nothing to do)."""
         if command == self.base:
-            return  # same command: a running pattern keeps its rhythm
+            return False  # same command: a running pattern keeps its rhythm
         self.base = command
         if self.flash is None:
             self._start(command, now)
+        return True
 
     def set_flash(self, p: Pattern, now: float) -> None:
         self.flash = p
@@ -339,6 +341,7 @@ class PanelIO:
             if self._closed:
                 raise RuntimeError("panel is closed")
             now = self._clock()
+            changed = False
             for name, command in plan.items():
                 track = self._tracks.get(name)
                 if track is None:
@@ -346,13 +349,18 @@ class PanelIO:
                 try:
                     if isinstance(command, Flash):
                         track.set_flash(command.pattern, now)
+                        changed = True
                     else:
-                        track.set_base(command, now)
+                        changed = track.set_base(command, now) or changed
                 except Exception:
                     # A failing pin write is logged and counted; the other outputs still follow.
                     self.write_errors += 1
+                    changed = True
                     log.exception("panel: output %s failed", name)
-            self._cond.notify_all()
+            if changed:
+                # The player's next step may be sooner now. The same plan again (every fix, at up
+                # to 10 Hz) changes nothing, and waking the thread for it cost CPU.
+                self._cond.notify_all()
 
     def close(self, timeout: float = 2.0) -> None:
         """Stop the player, switch the outputs off, release every pin. Idempotent."""
