@@ -96,12 +96,11 @@ say "$(uname -m), $(. /etc/os-release && echo "$PRETTY_NAME"), $(python3 --versi
 [ "$(uname -m)" = aarch64 ] || { say "not an arm64 root: stop"; exit 1; }
 loop_s=$(python3 -c "${ARM64_PY_LOOP:-print('?')}")
 EMULATION="the same Python loop: ${loop_s} s here, ${ARM64_HOST_LOOP_S:-?} s on the host"
-# The rig's deadlines (coming online, a scenario's "within" bounds) stretch by how much
-# slower this CPU is than the host's, measured just now, rounded up, at least 2; never
-# what the rig checks (hil/slowdown.py). 10 when the loop could not be timed.
-UMPS_RIG_SLOWDOWN=$(python3 -c "import math,sys
-try: print(max(2, math.ceil(float(sys.argv[1]) / float(sys.argv[2]))))
-except (ValueError, ZeroDivisionError): print(10)" "$loop_s" "${ARM64_HOST_LOOP_S:-?}")
+# The rig's deadlines (coming online, a scenario's "within" bounds) stretch by a fixed
+# factor, never what the rig checks (hil/slowdown.py): the emulated CPU measured 6 to 9
+# times slower than the host's here, and a ratio timed during the run swings with the
+# other jobs on the machine, so the factor is a constant (ARM64_RIG_SLOWDOWN overrides it).
+UMPS_RIG_SLOWDOWN=${ARM64_RIG_SLOWDOWN:-10}
 export UMPS_RIG_SLOWDOWN
 EMULATION="$EMULATION; the rig's deadlines times $UMPS_RIG_SLOWDOWN (UMPS_RIG_SLOWDOWN)"
 start=$SECONDS

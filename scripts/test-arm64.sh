@@ -36,6 +36,8 @@
 #                  apt sources, else http://deb.debian.org/debian)
 #   ARM64_GROUPS   test groups to run (default: all; see arm64-inside.sh)
 #   ARM64_TESTS    a test selection instead of the groups (as TEST... above)
+#   ARM64_RIG_SLOWDOWN  the rig's deadline factor under emulation (default 10;
+#                  hil/slowdown.py)
 #   ARM64_NICE     niceness of the heavy steps (default 19: the machine is shared)
 set -euo pipefail
 
@@ -165,7 +167,7 @@ cp -L /etc/resolv.conf "$M/etc/resolv.conf"
 [ -f /etc/ssl/certs/ca-certificates.crt ] && cp /etc/ssl/certs/ca-certificates.crt "$M/etc/ssl/certs/ca-certificates.crt"
 (cd "$SRC" && git ls-files -z --cached --others --exclude-standard | xargs -0 -r cp --parents -t "$M/build/umps-agent" 2>/dev/null || true)
 exec nice -n "$NICE" chroot "$M" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    HOME=/root LANG=C.UTF-8 TERM="${TERM:-dumb}" ARM64_GROUPS="${ARM64_GROUPS:-}" ARM64_TESTS="$TESTS" ARM64_MODE="$MODE" \
+    HOME=/root LANG=C.UTF-8 TERM="${TERM:-dumb}" ARM64_GROUPS="${ARM64_GROUPS:-}" ARM64_TESTS="$TESTS" ARM64_RIG_SLOWDOWN="${ARM64_RIG_SLOWDOWN:-}" ARM64_MODE="$MODE" \
     ARM64_ROOT_SECONDS="$ROOT_SECONDS" ARM64_HOST_LOOP_S="$HOST_LOOP_S" ARM64_PY_LOOP="$PY_LOOP" \
     /bin/bash /build/umps-agent/scripts/arm64-inside.sh
 EOF
