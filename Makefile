@@ -51,7 +51,7 @@ test-all: setup
 
 # Not part of `make test`: it builds (once) and uses an arm64 root under QEMU.
 test-arm64:
-	bash scripts/test-arm64.sh
+	bash scripts/test-arm64.sh $(TESTS)
 
 refresh-wheels: setup
 	$(BIN)/python scripts/arm64_wheels.py --refresh

@@ -71,10 +71,11 @@ from hil.netproxy import NetProxy
 from hil.peers import Admin, BrokerTap, Dispatcher, publish_raw
 from hil.pki import TlsFiles, make_pki
 from hil.recorder import ClientTls, Message
+from hil.slowdown import slowdown
 from hil.runlog import ActionRecord, Msg, PinSample, RunLog, TruthSample
 from hil.scenario import Scenario, Step
 
-ONLINE_TIMEOUT_S = 45.0
+ONLINE_TIMEOUT_S = 45.0  # on a Pi or this machine; times hil.slowdown's factor under emulation
 AGENT_LINES_KEPT = 10_000  # the agent's output lines a run log keeps (the newest), for the report
 UNIT_ID = "HIL-01"
 PREFIX = "umps"
@@ -99,7 +100,7 @@ class RigOptions:
     broker: tuple[str, int] | None = None  # None: the rig starts its own
     ui_port: int | None = None
     start_agent: bool = True
-    online_timeout_s: float = ONLINE_TIMEOUT_S
+    online_timeout_s: float = field(default_factory=lambda: ONLINE_TIMEOUT_S * slowdown())
     # Put a proxy between the agent and the broker, to cut the unit's own link.
     link_proxy: bool = False
     gnss_source: RouteSource | CaptureSource | None = None  # None: the Kénitra route from route_offset_s

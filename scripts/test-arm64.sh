@@ -5,6 +5,8 @@
 #   scripts/test-arm64.sh              build the root if needed, install, test
 #   scripts/test-arm64.sh --build-only build (or find) the cached root and stop
 #   scripts/test-arm64.sh --shell      install, then a shell in the arm64 root
+#   scripts/test-arm64.sh TEST...      install, then only these tests (pytest
+#                                      arguments: files, file::test, -k EXPR)
 #
 # How it works:
 #   1. Host check: root, mmdebstrap, qemu-user-static and binfmt_misc with
@@ -33,20 +35,24 @@
 #   ARM64_MIRROR   Debian mirror (default: the first one in this machine's
 #                  apt sources, else http://deb.debian.org/debian)
 #   ARM64_GROUPS   test groups to run (default: all; see arm64-inside.sh)
-#   ARM64_NICE     niceness of the heavy steps (default 15: the machine is shared)
+#   ARM64_TESTS    a test selection instead of the groups (as TEST... above)
+#   ARM64_NICE     niceness of the heavy steps (default 19: the machine is shared)
 set -euo pipefail
 
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 CACHE=${ARM64_CACHE:-/var/cache/umps-agent/arm64}
-NICE=${ARM64_NICE:-15}
+NICE=${ARM64_NICE:-19}
 SUITE=bookworm
 MODE=test
+TESTS=${ARM64_TESTS:-}
 case "${1:-}" in
     "") ;;
     --build-only) MODE=build ;;
     --shell) MODE=shell ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
-    *) echo "test-arm64: unknown option '$1'" >&2; exit 2 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    --) shift; TESTS="$*" ;;
+    -k|tests/*) TESTS="$*" ;;
+    *) echo "test-arm64: unknown option '$1' (a test selection starts with tests/ or -k)" >&2; exit 2 ;;
 esac
 
 # What a unit runs (Raspberry Pi OS Lite has these or gets them from the
@@ -159,7 +165,7 @@ cp -L /etc/resolv.conf "$M/etc/resolv.conf"
 [ -f /etc/ssl/certs/ca-certificates.crt ] && cp /etc/ssl/certs/ca-certificates.crt "$M/etc/ssl/certs/ca-certificates.crt"
 (cd "$SRC" && git ls-files -z --cached --others --exclude-standard | xargs -0 -r cp --parents -t "$M/build/umps-agent" 2>/dev/null || true)
 exec nice -n "$NICE" chroot "$M" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    HOME=/root LANG=C.UTF-8 TERM="${TERM:-dumb}" ARM64_GROUPS="${ARM64_GROUPS:-}" ARM64_MODE="$MODE" \
+    HOME=/root LANG=C.UTF-8 TERM="${TERM:-dumb}" ARM64_GROUPS="${ARM64_GROUPS:-}" ARM64_TESTS="$TESTS" ARM64_MODE="$MODE" \
     ARM64_ROOT_SECONDS="$ROOT_SECONDS" ARM64_HOST_LOOP_S="$HOST_LOOP_S" ARM64_PY_LOOP="$PY_LOOP" \
     /bin/bash /build/umps-agent/scripts/arm64-inside.sh
 EOF
@@ -176,7 +182,7 @@ run_in_root() {
     run=$(mktemp -d "$CACHE/runs/run.XXXXXX")
     local status=0
     rm -rf "$RESULTS" && mkdir -p "$RESULTS"
-    ROOT=$ROOT RUN=$run SRC=$SRC CACHE=$CACHE NICE=$NICE MODE=$MODE RESULTS=$RESULTS PY_LOOP=$PY_LOOP \
+    ROOT=$ROOT RUN=$run SRC=$SRC TESTS=$TESTS CACHE=$CACHE NICE=$NICE MODE=$MODE RESULTS=$RESULTS PY_LOOP=$PY_LOOP \
         ROOT_SECONDS="$(cat "$ROOTDIR/build-seconds" 2>/dev/null || echo '?')" HOST_LOOP_S="$(python_loop_seconds)" \
         unshare --mount --propagation private bash -c "$IN_NAMESPACE" || status=$?
     rm -rf "$run"

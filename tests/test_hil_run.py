@@ -22,6 +22,7 @@ import pytest
 from hil.engine import ScenarioResult, run_scenario
 from hil.report import text_table, write_all
 from hil.scenario import Scenario, load_scenario, parse_scenario, shipped_scenarios
+from hil.slowdown import slowdown
 from tests.support.broker import mosquitto_path
 
 # (scenario, expectation name) -> why it fails today.
@@ -58,8 +59,10 @@ def with_latency_margin(scenario: Scenario, factor: float) -> Scenario:
 
     The latency figures themselves are measured by ``make bench`` (docs/performance.md) on
     a quiet machine; here a run shares two cores with the rest of the suite, so the test
-    checks what happens, in order and promptly, not the last hundred milliseconds.
+    checks what happens, in order and promptly, not the last hundred milliseconds. Under
+    emulation (``make test-arm64``) the factor is multiplied by ``UMPS_RIG_SLOWDOWN``.
     """
+    factor *= slowdown()
     widened = tuple(
         replace(e, args={**e.args, "within_ms": e.args["within_ms"] * factor})
         if e.kind in ("message", "sequence", "led") and "within_ms" in e.args else e
