@@ -204,6 +204,8 @@ class Runtime:
         if changed:
             self._shown_revision = unit.revision
             p.outputs.refresh_screens(unit, now, backlog=p.backlog)
+        if isinstance(event, MessageReceived):  # a call is stored before its receipt can go (docs/safety.md)
+            p.persist()
         if isinstance(event, LinkUp):
             self._publish(self._config_current())
         for effect in effects:

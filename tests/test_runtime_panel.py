@@ -222,3 +222,26 @@ def test_systemd_sees_ready_status_and_watchdog_pings_that_stop_when_the_core_ha
         done.set()
         listener.join(2)
         sock.close()
+
+
+def test_a_call_is_in_the_stored_state_before_its_received_receipt_can_go_out(panel):
+    """A `received` tells dispatch the unit has the call: a power cut right after it must not lose it."""
+    panel.start()
+    uplink = panel.rt.parts.uplink
+    state_file = panel.tmp / "state" / "unit-state.json"
+    stored_at_receipt: list[bool] = []
+    submit = uplink.submit
+
+    def checking_submit(publish):
+        body = json.loads(publish.payload) if publish.topic.endswith("call/response") else {}
+        if body.get("response") == "received":
+            stored = json.loads(state_file.read_text()) if state_file.exists() else {}
+            stored_at_receipt.append(body["id"] in json.dumps(stored.get("calls")))
+        return submit(publish)
+
+    uplink.submit = checking_submit
+    call = {"id": "C-DURABLE-1", "action": "new", "priority": 1, "nature": "Accident", "address": "Avenue Mohammed V",
+            "location": {"lat": 34.2655, "lon": -6.575}, "created": "2026-01-01T00:00:00Z"}
+    panel.rec.publish(f"umps/{UNIT}/call", json.dumps(call).encode(), qos=1)
+    panel.wait("call/response", lambda b: b["id"] == "C-DURABLE-1" and b["response"] == "received")
+    assert stored_at_receipt == [True]
